@@ -1,0 +1,54 @@
+# Everything a fresh Debian machine needs, then the two jobs of the README:
+#   make demo   the agent on the embedded default (manifests, no cluster)
+#   make test   unit and integration tests (integration needs root)
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils socat wrk iptables nftables
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BPF_OBJECT := build/bpf/socklb.bpf.o
+TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
+
+.PHONY: setup build demo test test-unit test-integration bundle clean
+
+# Installs only what is missing, so that a prepared machine does not touch apt.
+build/.debian-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@mkdir -p build && touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(BPF_OBJECT): bpf/socklb.bpf.c bpf/socklb.h build/.debian-packages
+	@mkdir -p $(dir $@)
+	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 \
+	  -I/usr/include/$(MULTIARCH) -c bpf/socklb.bpf.c -o $@
+	# Debug info is stripped; BTF, which the loader and the layout test need, stays.
+	llvm-strip -g $@
+
+build/.tsc: $(TS_SOURCES) tsconfig.json node_modules/.package-lock.json
+	npx tsc -p tsconfig.json
+	@touch $@
+
+setup: build/.debian-packages node_modules/.package-lock.json
+build: setup $(BPF_OBJECT) build/.tsc
+
+demo: build
+	node build/src/cli/demo.js
+
+test: build
+	node --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/test/integration/
+
+test-unit: build
+	node --test --test-reporter=spec build/test/unit/
+
+test-integration: build
+	node --test --test-concurrency=1 --test-reporter=spec build/test/integration/
+
+clean:
+	rm -rf build dist

@@ -1,0 +1,119 @@
+// The agent: source states in, map writes out.
+//
+//   Source (files, API) --SourceState--> DesiredFrontends (pure model)
+//     --changed frontends--> planFrontends/planCleanup (pure planner)
+//     --operations--> maps (libbpf, or memory in tests)
+//
+// The agent starts from what the maps hold (a previous run's ids are kept),
+// and prunes what is no longer wanted only once the source has delivered its
+// first complete state: until then the pinned datapath keeps serving as it was.
+
+import type { Logger } from '../log.js';
+import { DesiredFrontends } from '../model/desired.js';
+import type { InputProblem } from '../model/types.js';
+import type { DatapathMaps } from '../datapath/maps.js';
+import { fullScope } from '../datapath/planner.js';
+import { reconcile } from '../datapath/reconcile.js';
+import { DatapathState } from '../datapath/state.js';
+import type { Source, SourceState } from '../sources/source.js';
+
+export interface AgentOptions {
+  source: Source;
+  maps: DatapathMaps;
+  logger: Logger;
+  /** First delay before frontends whose writes failed are tried again; doubles up to a minute. */
+  retryDelayMs?: number;
+}
+
+export interface SyncResult {
+  frontends: number;
+  operations: number;
+  failed: number;
+  durationMs: number;
+}
+
+const MAX_RETRY_DELAY_MS = 60_000;
+
+export class Agent {
+  private readonly state: DatapathState;
+  private readonly desired = new DesiredFrontends();
+  private readonly failed = new Set<string>();
+  private reportedProblems = new Map<string, InputProblem>();
+  private firstStateSeen = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs: number;
+  private syncListeners: ((result: SyncResult) => void)[] = [];
+
+  constructor(private readonly options: AgentOptions) {
+    this.state = DatapathState.read(options.maps);
+    this.retryDelayMs = options.retryDelayMs ?? 1000;
+    options.logger.info({ frontends: this.state.frontends.size, backends: this.state.backends.size }, 'adopted the datapath state found in the maps');
+  }
+
+  /** Resolves once the source's first state is in the datapath. */
+  async start(): Promise<void> {
+    await this.options.source.start((state) => this.onSourceState(state));
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.retryTimer);
+    await this.options.source.stop();
+  }
+
+  /** Called after every sync; for tests and metrics. */
+  onSync(listener: (result: SyncResult) => void): void {
+    this.syncListeners.push(listener);
+  }
+
+  /** The datapath as this agent last wrote it. */
+  get datapath(): DatapathState {
+    return this.state;
+  }
+
+  private onSourceState(sourceState: SourceState): void {
+    const { changed } = this.desired.update(sourceState);
+    const scope = this.firstStateSeen ? new Set([...changed, ...this.failed]) : fullScope(this.state, this.desired.frontends);
+    this.firstStateSeen = true;
+    this.sync(scope);
+    this.reportProblems(this.desired.problems());
+  }
+
+  private sync(scope: Iterable<string>): void {
+    const started = performance.now();
+    const result = reconcile(this.options.maps, this.state, this.desired.frontends, scope);
+    this.failed.clear();
+    for (const [frontend, error] of result.failed) {
+      this.failed.add(frontend);
+      this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
+    }
+    for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
+    const summary: SyncResult = { frontends: result.frontends, operations: result.operations, failed: result.failed.size, durationMs: performance.now() - started };
+    if (summary.frontends > 0 || summary.failed > 0) this.options.logger.info(summary, 'datapath synced');
+    this.scheduleRetry();
+    for (const listener of this.syncListeners) listener(summary);
+  }
+
+  private scheduleRetry(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.failed.size === 0) {
+      this.retryDelayMs = this.options.retryDelayMs ?? 1000;
+      return;
+    }
+    this.retryTimer = setTimeout(() => this.sync([...this.failed]), this.retryDelayMs);
+    this.retryTimer.unref();
+    this.retryDelayMs = Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS);
+  }
+
+  /** Logs each problem once when it appears and once when it is gone. */
+  private reportProblems(problems: InputProblem[]): void {
+    const current = new Map(problems.map((problem) => [`${problem.source}\0${problem.object}\0${problem.reason}`, problem]));
+    for (const [key, problem] of current) {
+      if (!this.reportedProblems.has(key)) this.options.logger.warn(problem, `${problem.source}: ${problem.object}: ${problem.reason}`);
+    }
+    for (const [key, problem] of this.reportedProblems) {
+      if (!current.has(key)) this.options.logger.info(problem, `resolved: ${problem.source}: ${problem.object}`);
+    }
+    this.reportedProblems = current;
+  }
+}

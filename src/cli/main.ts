@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+// socklb's command line: `run` the agent, inspect the live datapath with
+// `services`, remove it with `cleanup`.
+
+import { Command, Option } from 'commander';
+import { fileURLToPath } from 'node:url';
+import { Agent } from '../agent/agent.js';
+import { describeFrontends, formatTable } from '../datapath/dump.js';
+import { openPinnedMaps } from '../datapath/kernel-maps.js';
+import { setLibbpfPrint } from '../datapath/libbpf.js';
+import { cleanupPins, DEFAULT_PIN_DIRECTORY, LoadedDatapath, pinLayout } from '../datapath/loader.js';
+import { DatapathState } from '../datapath/state.js';
+import { cgroup2Root, checkPrivileges } from '../datapath/system.js';
+import { SocklbError } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import { ManifestSource } from '../sources/manifests.js';
+
+const DEFAULT_BPF_OBJECT = fileURLToPath(new URL('../../bpf/socklb.bpf.o', import.meta.url));
+
+interface RunOptions {
+  manifests: string;
+  cgroup: string[];
+  pinDir: string;
+  bpfObject: string;
+  logLevel: string;
+}
+
+async function run(options: RunOptions): Promise<void> {
+  const logger = createLogger(options.logLevel);
+  routeLibbpfLog(logger);
+  const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir);
+  const cgroups = options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
+  for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
+
+  const agent = new Agent({ source: new ManifestSource({ path: options.manifests }), maps: datapath.maps, logger });
+  await agent.start();
+  logger.info({ manifests: options.manifests, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
+
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, 'stopping; the pinned datapath keeps serving');
+      resolve();
+    };
+    process.once('SIGINT', shutdown);
+    process.once('SIGTERM', shutdown);
+  });
+  await agent.stop();
+  datapath.close();
+}
+
+function services(options: { pinDir: string; output: 'table' | 'json' }): void {
+  checkPrivileges();
+  const maps = openPinnedMaps(pinLayout(options.pinDir).maps);
+  try {
+    const frontends = describeFrontends(DatapathState.read(maps));
+    process.stdout.write(options.output === 'json' ? `${JSON.stringify(frontends, null, 2)}\n` : `${formatTable(frontends)}\n`);
+  } finally {
+    maps.close();
+  }
+}
+
+function cleanup(options: { pinDir: string }): void {
+  checkPrivileges();
+  const removed = cleanupPins(options.pinDir);
+  process.stdout.write(`detached ${removed.links} links, removed ${removed.maps} maps from ${options.pinDir}\n`);
+}
+
+function routeLibbpfLog(logger: Logger): void {
+  setLibbpfPrint((level, message) => {
+    if (level === 'warn') logger.warn({ libbpf: true }, message);
+    else logger.debug({ libbpf: true }, message);
+  });
+}
+
+const pinDirOption = () => new Option('--pin-dir <dir>', 'bpffs directory of the pinned maps and links').default(DEFAULT_PIN_DIRECTORY);
+
+const program = new Command('socklb')
+  .description('Kubernetes Services for sandboxes, translated at the socket by eBPF')
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+program
+  .command('run')
+  .description('run the agent in the foreground; the pinned datapath stays when it stops')
+  .requiredOption('--manifests <path>', 'file or directory of Service and EndpointSlice manifests (watched)')
+  .option('--cgroup <path>', 'cgroup v2 directory whose processes are translated (repeatable; default: the cgroup v2 root)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+  .addOption(pinDirOption())
+  .option('--bpf-object <path>', 'compiled BPF object', DEFAULT_BPF_OBJECT)
+  .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')
+  .action((options: RunOptions) => run(options));
+
+program
+  .command('services')
+  .description('print every frontend and its backends, read from the live pinned maps')
+  .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+  .addOption(pinDirOption())
+  .action(services);
+
+program.command('cleanup').description('detach every program and remove everything socklb pinned').addOption(pinDirOption()).action(cleanup);
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  if (error instanceof SocklbError) {
+    process.stderr.write(`socklb: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}

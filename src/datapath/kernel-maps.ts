@@ -1,0 +1,120 @@
+// BpfMap over a kernel map file descriptor, through libbpf's low-level calls.
+
+import { SocklbError, errnoName } from '../errors.js';
+import { MAP_CODECS, MAP_NAMES } from './layout.js';
+import { lastErrno, libbpf, libcCalls } from './libbpf.js';
+import { mapWriteError, mapsByRole, type BpfMap, type DatapathMaps } from './maps.js';
+
+const ENOENT = 2;
+
+/** What the kernel says of a map (struct bpf_map_info, the fields socklb reads). */
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+}
+
+export function mapInfo(fd: number): MapInfo {
+  const info = Buffer.alloc(128);
+  const rc = libbpf.objGetInfoByFd(fd, info, [info.length]);
+  if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_obj_get_info_by_fd(${fd}): ${errnoName(-rc)}`);
+  const nameBytes = info.subarray(24, 40);
+  const end = nameBytes.indexOf(0);
+  return {
+    type: info.readUInt32LE(0),
+    id: info.readUInt32LE(4),
+    keySize: info.readUInt32LE(8),
+    valueSize: info.readUInt32LE(12),
+    maxEntries: info.readUInt32LE(16),
+    flags: info.readUInt32LE(20),
+    name: nameBytes.subarray(0, end < 0 ? 16 : end).toString('utf8'),
+  };
+}
+
+export class KernelMap implements BpfMap {
+  readonly name: string;
+  readonly maxEntries: number;
+  readonly id: number;
+  private readonly keySize: number;
+  private readonly valueSize: number;
+
+  /** `fd` stays owned by the caller (a libbpf object, or openPinnedMaps). */
+  constructor(
+    readonly fd: number,
+    info: MapInfo = mapInfo(fd),
+  ) {
+    this.name = info.name;
+    this.maxEntries = info.maxEntries;
+    this.id = info.id;
+    this.keySize = info.keySize;
+    this.valueSize = info.valueSize;
+  }
+
+  update(key: Buffer, value: Buffer): void {
+    const rc = libbpf.mapUpdateElem(this.fd, key, value, 0);
+    if (rc < 0) throw mapWriteError(this, 'update', -rc);
+  }
+
+  delete(key: Buffer): void {
+    const rc = libbpf.mapDeleteElem(this.fd, key);
+    if (rc < 0 && -rc !== ENOENT) throw mapWriteError(this, 'delete', -rc);
+  }
+
+  lookup(key: Buffer): Buffer | undefined {
+    const value = Buffer.alloc(this.valueSize);
+    return libbpf.mapLookupElem(this.fd, key, value) < 0 ? undefined : value;
+  }
+
+  *entries(): Generator<[Buffer, Buffer]> {
+    let key: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.keySize);
+      if (libbpf.mapGetNextKey(this.fd, key, next) < 0) return;
+      const value = this.lookup(next);
+      // A key deleted between the two calls is simply gone.
+      if (value) yield [next, value];
+      key = next;
+    }
+  }
+}
+
+/**
+ * Checks a map against the layout this build was compiled with: a pinned map
+ * of another layout must be refused, never read with the wrong codec.
+ */
+export function checkLayout(role: keyof DatapathMaps, info: MapInfo, where: string): void {
+  const codecs = MAP_CODECS[role];
+  if (info.name !== MAP_NAMES[role] || info.keySize !== codecs.key.size || info.valueSize !== codecs.value.size) {
+    throw new SocklbError(
+      'SOCKLB_ERR_MAP_LAYOUT',
+      `${where}: map ${info.name} has key/value sizes ${info.keySize}/${info.valueSize}, this build expects ${MAP_NAMES[role]} with ${codecs.key.size}/${codecs.value.size}; run \`socklb cleanup\` with the build that pinned it`,
+    );
+  }
+}
+
+/** Opens the maps pinned under `mapsDirectory` without loading anything. */
+export function openPinnedMaps(mapsDirectory: string): DatapathMaps & { close(): void } {
+  const fds: number[] = [];
+  try {
+    const maps = mapsByRole((role) => {
+      const path = `${mapsDirectory}/${MAP_NAMES[role]}`;
+      const fd = libbpf.objGet(path);
+      if (fd < 0) {
+        const errno = -fd || lastErrno();
+        throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(errno)}); start one with \`socklb run\``);
+      }
+      fds.push(fd);
+      const info = mapInfo(fd);
+      checkLayout(role, info, path);
+      return new KernelMap(fd, info);
+    });
+    return { ...maps, close: () => fds.forEach((fd) => libcCalls.close(fd)) };
+  } catch (error) {
+    fds.forEach((fd) => libcCalls.close(fd));
+    throw error;
+  }
+}

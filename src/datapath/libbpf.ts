@@ -1,0 +1,82 @@
+// The C functions socklb calls: libbpf 1.x (Debian's libbpf1) and a few of
+// libc's, through koffi. Declared once here; everything else uses the typed
+// wrappers of loader.ts and libbpf-maps.ts.
+//
+// libbpf 1.x returns NULL and sets errno from functions that return a
+// pointer, and -errno from functions that return an int.
+
+import koffi from 'koffi';
+
+// Declared by name so that the C prototypes below can use them.
+for (const opaqueType of ['bpf_object', 'bpf_map', 'bpf_program', 'bpf_link']) koffi.opaque(opaqueType);
+export type BpfObjectHandle = { readonly __brand: 'bpf_object' };
+export type BpfMapHandle = { readonly __brand: 'bpf_map' };
+export type BpfProgramHandle = { readonly __brand: 'bpf_program' };
+export type BpfLinkHandle = { readonly __brand: 'bpf_link' };
+
+const libbpfLibrary = koffi.load('libbpf.so.1');
+const libc = koffi.load('libc.so.6');
+
+// libbpf hands its messages to a printf-like callback; vsnprintf renders them.
+const printCallback = koffi.proto('int socklb_libbpf_print(int level, const char *format, void *args)');
+const vsnprintf = libc.func('int vsnprintf(_Out_ uint8_t *buffer, size_t size, const char *format, void *args)');
+const libbpfSetPrint = libbpfLibrary.func('void *libbpf_set_print(void *fn)');
+
+const f = (declaration: string) => libbpfLibrary.func(declaration);
+
+export const libbpf = {
+  objectOpenFile: f('bpf_object *bpf_object__open_file(const char *path, void *opts)') as (path: string, opts: null) => BpfObjectHandle | null,
+  objectLoad: f('int bpf_object__load(bpf_object *obj)') as (object: BpfObjectHandle) => number,
+  objectClose: f('void bpf_object__close(bpf_object *obj)') as (object: BpfObjectHandle) => void,
+  objectNextMap: f('bpf_map *bpf_object__next_map(bpf_object *obj, bpf_map *map)') as (object: BpfObjectHandle, previous: BpfMapHandle | null) => BpfMapHandle | null,
+  objectNextProgram: f('bpf_program *bpf_object__next_program(bpf_object *obj, bpf_program *prog)') as (object: BpfObjectHandle, previous: BpfProgramHandle | null) => BpfProgramHandle | null,
+  mapName: f('const char *bpf_map__name(bpf_map *map)') as (map: BpfMapHandle) => string,
+  mapSetPinPath: f('int bpf_map__set_pin_path(bpf_map *map, const char *path)') as (map: BpfMapHandle, path: string) => number,
+  mapFd: f('int bpf_map__fd(bpf_map *map)') as (map: BpfMapHandle) => number,
+  programName: f('const char *bpf_program__name(bpf_program *prog)') as (program: BpfProgramHandle) => string,
+  programAttachCgroup: f('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)') as (program: BpfProgramHandle, cgroupFd: number) => BpfLinkHandle | null,
+  linkOpen: f('bpf_link *bpf_link__open(const char *path)') as (path: string) => BpfLinkHandle | null,
+  linkPin: f('int bpf_link__pin(bpf_link *link, const char *path)') as (link: BpfLinkHandle, path: string) => number,
+  linkUpdateProgram: f('int bpf_link__update_program(bpf_link *link, bpf_program *prog)') as (link: BpfLinkHandle, program: BpfProgramHandle) => number,
+  linkDetach: f('int bpf_link__detach(bpf_link *link)') as (link: BpfLinkHandle) => number,
+  linkDestroy: f('int bpf_link__destroy(bpf_link *link)') as (link: BpfLinkHandle) => number,
+  objGet: f('int bpf_obj_get(const char *path)') as (path: string) => number,
+  objGetInfoByFd: f('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *info_len)') as (fd: number, info: Buffer, length: number[]) => number,
+  mapUpdateElem: f('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)') as (fd: number, key: Buffer, value: Buffer, flags: number) => number,
+  mapLookupElem: f('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)') as (fd: number, key: Buffer, value: Buffer) => number,
+  mapDeleteElem: f('int bpf_map_delete_elem(int fd, const uint8_t *key)') as (fd: number, key: Buffer) => number,
+  mapGetNextKey: f('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next_key)') as (fd: number, key: Buffer | null, next: Buffer) => number,
+};
+
+export const libcCalls = {
+  mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as (
+    source: string,
+    target: string,
+    fstype: string,
+    flags: number,
+    data: string | null,
+  ) => number,
+  close: libc.func('int close(int fd)') as (fd: number) => number,
+};
+
+/** errno of the last call made through koffi on this thread. */
+export function lastErrno(): number {
+  return koffi.errno();
+}
+
+export type LibbpfLevel = 'warn' | 'info' | 'debug';
+const LEVELS: LibbpfLevel[] = ['warn', 'info', 'debug'];
+
+/**
+ * Routes libbpf's messages (the verifier's log among them) to `sink`; the
+ * callback stays registered for the life of the process, as libbpf keeps it.
+ */
+export function setLibbpfPrint(sink: (level: LibbpfLevel, message: string) => void): void {
+  const buffer = Buffer.alloc(16384);
+  const callback = koffi.register((level: number, format: string, args: unknown) => {
+    const length = vsnprintf(buffer, buffer.length, format, args) as number;
+    sink(LEVELS[level] ?? 'debug', buffer.toString('utf8', 0, Math.max(0, Math.min(length, buffer.length - 1))).trimEnd());
+    return 0;
+  }, koffi.pointer(printCallback));
+  libbpfSetPrint(callback);
+}

@@ -1,0 +1,220 @@
+// Loads the BPF object, pins its maps and cgroup links under one bpffs
+// directory, and adopts what a previous agent pinned there:
+//
+//   <pin dir>/maps/socklb_fe_v1 ...          the maps (reused across restarts)
+//   <pin dir>/links/<cgroup>/socklb_connect4  one link per program and cgroup
+//
+// Pinned links keep the programs attached while no agent runs. A new agent
+// swaps its freshly loaded programs into the pinned links (an atomic
+// replacement: no connect() ever runs without a program), so restarts and
+// upgrades leave no gap.
+
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { relative } from 'node:path';
+import { SocklbError, errnoName } from '../errors.js';
+import { checkLayout, KernelMap, mapInfo } from './kernel-maps.js';
+import { MAP_NAMES } from './layout.js';
+import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle, type BpfProgramHandle } from './libbpf.js';
+import { MAP_ROLES, type DatapathMaps, type MapRole } from './maps.js';
+import { cgroup2Root, checkCgroup, checkPrivileges, ensureBpffs } from './system.js';
+
+export const DEFAULT_PIN_DIRECTORY = '/sys/fs/bpf/socklb';
+
+export interface PinLayout {
+  maps: string;
+  links: string;
+}
+
+export function pinLayout(pinDirectory: string): PinLayout {
+  return { maps: `${pinDirectory}/maps`, links: `${pinDirectory}/links` };
+}
+
+/** What happened to one cgroup's attachment. */
+export interface AttachResult {
+  cgroup: string;
+  action: 'attached' | 'replaced' | 'detached';
+}
+
+export class LoadedDatapath {
+  private constructor(
+    private readonly object: BpfObjectHandle,
+    readonly maps: DatapathMaps,
+    private readonly programs: ReadonlyMap<string, BpfProgramHandle>,
+    private readonly layout: PinLayout,
+  ) {}
+
+  /**
+   * Opens and loads `objectPath`, reusing the maps pinned under
+   * `pinDirectory` (created and pinned on first use).
+   */
+  static load(objectPath: string, pinDirectory: string): LoadedDatapath {
+    checkPrivileges();
+    ensureBpffs(pinDirectory);
+    const layout = pinLayout(pinDirectory);
+    mkdirSync(layout.maps, { recursive: true, mode: 0o700 });
+    mkdirSync(layout.links, { recursive: true, mode: 0o700 });
+
+    const object = libbpf.objectOpenFile(objectPath, null);
+    if (!object) throw new SocklbError('SOCKLB_ERR_LIBBPF', `cannot open BPF object ${objectPath}: ${errnoName(lastErrno())}`);
+    try {
+      for (let map = libbpf.objectNextMap(object, null); map; map = libbpf.objectNextMap(object, map)) {
+        checkPinnedLayout(layout, libbpf.mapName(map));
+        libbpf.mapSetPinPath(map, `${layout.maps}/${libbpf.mapName(map)}`);
+      }
+      const rc = libbpf.objectLoad(object);
+      if (rc < 0) {
+        throw new SocklbError(
+          'SOCKLB_ERR_KERNEL',
+          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs cgroup sock_addr hooks (connect4/6, getpeername4/6), socket-local storage and bpf_set_retval (Linux 5.18 or later); libbpf's log above says which part failed`,
+        );
+      }
+      const maps = {} as Record<MapRole, KernelMap>;
+      for (let map = libbpf.objectNextMap(object, null); map; map = libbpf.objectNextMap(object, map)) {
+        const role = roleOf(libbpf.mapName(map));
+        if (role) maps[role] = new KernelMap(libbpf.mapFd(map));
+      }
+      const programs = new Map<string, BpfProgramHandle>();
+      for (let program = libbpf.objectNextProgram(object, null); program; program = libbpf.objectNextProgram(object, program)) {
+        programs.set(libbpf.programName(program), program);
+      }
+      return new LoadedDatapath(object, maps, programs, layout);
+    } catch (error) {
+      libbpf.objectClose(object);
+      throw error;
+    }
+  }
+
+  /**
+   * Makes the pinned attachments exactly `cgroups`: each gets every program
+   * (an existing link has its program replaced in place), and cgroups
+   * attached by an earlier run but no longer wanted are detached.
+   */
+  attach(cgroups: readonly string[]): AttachResult[] {
+    const root = cgroup2Root();
+    const wanted = new Map(cgroups.map((cgroup) => [linkDirectoryName(root, cgroup), cgroup]));
+    const results: AttachResult[] = [];
+    for (const [name, cgroup] of wanted) {
+      checkCgroup(cgroup);
+      results.push({ cgroup, action: this.attachOne(cgroup, `${this.layout.links}/${name}`) });
+    }
+    for (const name of readdirSync(this.layout.links)) {
+      if (wanted.has(name)) continue;
+      detachDirectory(`${this.layout.links}/${name}`);
+      results.push({ cgroup: cgroupOfLinkDirectory(root, name), action: 'detached' });
+    }
+    return results;
+  }
+
+  /** Closes this process's handles; pinned maps and links stay. */
+  close(): void {
+    libbpf.objectClose(this.object);
+  }
+
+  private attachOne(cgroup: string, directory: string): 'attached' | 'replaced' {
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    let replaced = true;
+    const cgroupFd = openSync(cgroup, 'r');
+    try {
+      for (const [name, program] of this.programs) {
+        const pinPath = `${directory}/${name}`;
+        if (existsSync(pinPath) && replaceProgram(pinPath, program)) continue;
+        replaced = false;
+        rmSync(pinPath, { force: true });
+        const link = libbpf.programAttachCgroup(program, cgroupFd);
+        if (!link) throw new SocklbError('SOCKLB_ERR_CGROUP', `attach ${name} to cgroup ${cgroup}: ${errnoName(lastErrno())}`);
+        const rc = libbpf.linkPin(link, pinPath);
+        libbpf.linkDestroy(link);
+        if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `pin link ${pinPath}: ${errnoName(-rc)}`);
+      }
+    } finally {
+      closeSync(cgroupFd);
+    }
+    return replaced ? 'replaced' : 'attached';
+  }
+}
+
+/** Detaches every pinned link and removes every pin under `pinDirectory`. */
+export function cleanupPins(pinDirectory: string): { links: number; maps: number } {
+  const layout = pinLayout(pinDirectory);
+  let links = 0;
+  let maps = 0;
+  if (existsSync(layout.links)) {
+    for (const name of readdirSync(layout.links)) links += detachDirectory(`${layout.links}/${name}`);
+  }
+  if (existsSync(layout.maps)) {
+    for (const name of readdirSync(layout.maps)) {
+      rmSync(`${layout.maps}/${name}`);
+      maps++;
+    }
+  }
+  for (const directory of [layout.links, layout.maps, pinDirectory]) {
+    if (existsSync(directory)) rmdirSync(directory);
+  }
+  return { links, maps };
+}
+
+/** The cgroups the pinned links are attached to. */
+export function attachedCgroups(pinDirectory: string): string[] {
+  const { links } = pinLayout(pinDirectory);
+  if (!existsSync(links)) return [];
+  const root = cgroup2Root();
+  return readdirSync(links).map((name) => cgroupOfLinkDirectory(root, name));
+}
+
+// Link directories are named after the cgroup's path below the cgroup v2 root,
+// so that the pins say what they attach even to someone without socklb.
+function linkDirectoryName(root: string, cgroup: string): string {
+  return encodeURIComponent(`/${relative(root, cgroup)}`);
+}
+
+function cgroupOfLinkDirectory(root: string, name: string): string {
+  const below = decodeURIComponent(name);
+  return below === '/' ? root : `${root}${below}`;
+}
+
+/** Swaps `program` into the pinned link; false when the link is gone or dead (its cgroup was removed). */
+function replaceProgram(pinPath: string, program: BpfProgramHandle): boolean {
+  const link = libbpf.linkOpen(pinPath);
+  if (!link) return false;
+  const rc = libbpf.linkUpdateProgram(link, program);
+  libbpf.linkDestroy(link);
+  return rc === 0;
+}
+
+function detachDirectory(directory: string): number {
+  let detached = 0;
+  for (const name of readdirSync(directory)) {
+    const pinPath = `${directory}/${name}`;
+    const link: BpfLinkHandle | null = libbpf.linkOpen(pinPath);
+    if (link) {
+      // Detach even if some other process still holds the link open.
+      libbpf.linkDetach(link);
+      libbpf.linkDestroy(link);
+    }
+    rmSync(pinPath);
+    detached++;
+  }
+  rmdirSync(directory);
+  return detached;
+}
+
+/** Refuses a pinned map of another layout before libbpf would try to reuse it. */
+function checkPinnedLayout(layout: PinLayout, mapName: string): void {
+  const role = roleOf(mapName);
+  const path = `${layout.maps}/${mapName}`;
+  if (!role || !existsSync(path)) return;
+  const fd = libbpf.objGet(path);
+  if (fd < 0) return;
+  try {
+    checkLayout(role, mapInfo(fd), path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const ROLE_BY_MAP_NAME = new Map<string, MapRole>(MAP_ROLES.map((role) => [MAP_NAMES[role], role]));
+
+/** The role of a map the agent writes; undefined for the programs' own (socket storage). */
+function roleOf(mapName: string): MapRole | undefined {
+  return ROLE_BY_MAP_NAME.get(mapName);
+}

@@ -1,0 +1,41 @@
+// The only way the agent touches the datapath: raw map entries behind a small
+// interface, with a libbpf implementation (libbpf-maps.ts), an in-memory one
+// and a fault-injecting one (memory-maps.ts) for tests.
+
+import { SocklbError, errnoName } from '../errors.js';
+
+export interface BpfMap {
+  readonly name: string;
+  readonly maxEntries: number;
+  /** Creates or replaces; a reader sees the old value or the new one, never a mix. */
+  update(key: Buffer, value: Buffer): void;
+  /** Deleting an absent key is not an error: every step can be repeated. */
+  delete(key: Buffer): void;
+  lookup(key: Buffer): Buffer | undefined;
+  entries(): Iterable<[Buffer, Buffer]>;
+}
+
+/** The maps the agent writes, by role. */
+export interface DatapathMaps {
+  frontends: BpfMap;
+  slots: BpfMap;
+  backends: BpfMap;
+  serviceNames: BpfMap;
+}
+
+export type MapRole = keyof DatapathMaps;
+
+export const MAP_ROLES: readonly MapRole[] = ['frontends', 'slots', 'backends', 'serviceNames'];
+
+/** Builds one map per role. */
+export function mapsByRole(make: (role: MapRole) => BpfMap): DatapathMaps {
+  return { frontends: make('frontends'), slots: make('slots'), backends: make('backends'), serviceNames: make('serviceNames') };
+}
+
+/** A failed map write; `errno` is the kernel's answer. */
+export function mapWriteError(map: BpfMap, action: 'update' | 'delete', errno: number): SocklbError {
+  const name = errnoName(errno);
+  const hint = name === 'E2BIG' || name === 'ENOSPC' || name === 'ENOMEM' ? `: map full (${map.maxEntries} entries); raise its size` : '';
+  const error = new SocklbError('SOCKLB_ERR_MAP_UPDATE', `${action} ${map.name}: ${name}${hint}`);
+  return Object.assign(error, { errno });
+}

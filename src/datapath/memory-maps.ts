@@ -1,0 +1,83 @@
+// In-memory maps with the kernel's semantics that matter to the agent: a
+// capacity (E2BIG when full), atomic replacement, idempotent deletes. The
+// faulty variant fails writes at a set rate, so that tests can show that a
+// failed write never leaves the datapath inconsistent.
+
+import { MAP_NAMES } from './layout.js';
+import { mapWriteError, mapsByRole, type BpfMap, type DatapathMaps } from './maps.js';
+
+const E2BIG = 7;
+const EAGAIN = 11;
+
+export class MemoryMap implements BpfMap {
+  private readonly entriesByKey = new Map<string, [Buffer, Buffer]>();
+
+  constructor(
+    readonly name: string,
+    readonly maxEntries: number,
+  ) {}
+
+  update(key: Buffer, value: Buffer): void {
+    const id = key.toString('hex');
+    if (!this.entriesByKey.has(id) && this.entriesByKey.size >= this.maxEntries) throw mapWriteError(this, 'update', E2BIG);
+    this.entriesByKey.set(id, [Buffer.from(key), Buffer.from(value)]);
+  }
+
+  delete(key: Buffer): void {
+    this.entriesByKey.delete(key.toString('hex'));
+  }
+
+  lookup(key: Buffer): Buffer | undefined {
+    return this.entriesByKey.get(key.toString('hex'))?.[1];
+  }
+
+  entries(): Iterable<[Buffer, Buffer]> {
+    return [...this.entriesByKey.values()];
+  }
+
+  get size(): number {
+    return this.entriesByKey.size;
+  }
+}
+
+export function memoryMaps(maxEntries: Partial<Record<keyof DatapathMaps, number>> = {}): DatapathMaps {
+  return mapsByRole((role) => new MemoryMap(MAP_NAMES[role], maxEntries[role] ?? 65536));
+}
+
+/** Fails each write with EAGAIN when `shouldFail()` says so; reads always work. */
+export class FaultyMap implements BpfMap {
+  constructor(
+    private readonly inner: BpfMap,
+    private readonly shouldFail: () => boolean,
+  ) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+
+  get maxEntries(): number {
+    return this.inner.maxEntries;
+  }
+
+  update(key: Buffer, value: Buffer): void {
+    if (this.shouldFail()) throw mapWriteError(this, 'update', EAGAIN);
+    this.inner.update(key, value);
+  }
+
+  delete(key: Buffer): void {
+    if (this.shouldFail()) throw mapWriteError(this, 'delete', EAGAIN);
+    this.inner.delete(key);
+  }
+
+  lookup(key: Buffer): Buffer | undefined {
+    return this.inner.lookup(key);
+  }
+
+  entries(): Iterable<[Buffer, Buffer]> {
+    return this.inner.entries();
+  }
+}
+
+export function faultyMaps(inner: DatapathMaps, shouldFail: () => boolean): DatapathMaps {
+  return mapsByRole((role) => new FaultyMap(inner[role], shouldFail));
+}

@@ -1,0 +1,194 @@
+// Desired frontends in, ordered map operations out. Pure: the same state and
+// desire always give the same operations, and nothing here touches a map.
+//
+// The order is what keeps a connect() that races with an update safe. The
+// programs read a frontend's count, pick a slot below it, then read the
+// backend the slot names. So, for one frontend:
+//   1. backends it needs that the maps lack are written,
+//   2. its service name (for people) is written,
+//   3. slots are rewritten in place or added past the current count,
+//   4. the frontend's count changes (the single switch-over),
+//   5. slots past the new count are deleted.
+// A reader therefore never finds a count larger than the slots written, nor
+// a slot naming a backend that is not there. Backends no slot names any more
+// are deleted last, by planCleanup, once every frontend is done.
+//
+// Each frontend gets a group of its own: when a write fails, the rest of that
+// group is skipped, and what was written of it is still consistent by the
+// order above (a prefix of a group never exposes anything half-done).
+
+import { backendText } from '../model/keys.js';
+import type { DesiredFrontend, ServicePortRef } from '../model/types.js';
+import type { DatapathState, FrontendEntry, Operation } from './state.js';
+
+/** The operations of one frontend, to apply in order. */
+export interface FrontendPlan {
+  frontend: string;
+  operations: Operation[];
+}
+
+/**
+ * Plans the frontends named in `scope` (frontend ids) from what the maps hold
+ * to what is desired; a frontend in scope but not desired is deleted.
+ * Deletions come first so that they free room for additions.
+ */
+export function planFrontends(state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>, scope: Iterable<string>): FrontendPlan[] {
+  const ids = new IdAllocator(state);
+  const deletions: FrontendPlan[] = [];
+  const updates: FrontendPlan[] = [];
+  for (const id of new Set(scope)) {
+    const current = state.frontends.get(id);
+    const wanted = desired.get(id);
+    if (wanted) {
+      const operations = planUpdate(state, ids, current, wanted);
+      if (operations.length > 0) updates.push({ frontend: id, operations });
+    } else if (current) {
+      deletions.push({ frontend: id, operations: planDeletion(state, current) });
+    }
+  }
+  return [...deletions, ...updates];
+}
+
+/** Every frontend either side knows of: the scope of a full sync. */
+export function fullScope(state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>): Set<string> {
+  return new Set([...state.frontends.keys(), ...desired.keys()]);
+}
+
+/**
+ * Removes what no frontend uses: slots past a count or of no frontend,
+ * service names of no frontend, backends no slot names. Planned from the
+ * state as the frontend plans actually left it, so a failed group's
+ * leftovers are collected too.
+ */
+export function planCleanup(state: DatapathState): Operation[] {
+  const countByService = new Map<number, number>();
+  for (const frontend of state.frontends.values()) countByService.set(frontend.serviceId, frontend.backendCount);
+
+  const operations: Operation[] = [];
+  const releasedReferences = new Map<number, number>();
+  for (const [serviceId, slots] of state.slots) {
+    const count = countByService.get(serviceId) ?? 0;
+    for (const [slot, backendId] of slots) {
+      if (slot < count) continue;
+      operations.push({ kind: 'delete-slot', serviceId, slot });
+      releasedReferences.set(backendId, (releasedReferences.get(backendId) ?? 0) + 1);
+    }
+  }
+  for (const serviceId of state.serviceNames.keys()) {
+    if (!countByService.has(serviceId)) operations.push({ kind: 'delete-service-name', serviceId });
+  }
+  for (const backendId of state.backends.keys()) {
+    if (state.references(backendId) === (releasedReferences.get(backendId) ?? 0)) {
+      operations.push({ kind: 'delete-backend', backendId });
+    }
+  }
+  return operations;
+}
+
+function planDeletion(state: DatapathState, current: FrontendEntry): Operation[] {
+  const operations: Operation[] = [{ kind: 'delete-frontend', key: current.key }];
+  for (const slot of sortedSlots(state, current.serviceId)) operations.push({ kind: 'delete-slot', serviceId: current.serviceId, slot });
+  operations.push({ kind: 'delete-service-name', serviceId: current.serviceId });
+  return operations;
+}
+
+function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEntry | undefined, wanted: DesiredFrontend): Operation[] {
+  const operations: Operation[] = [];
+  const serviceId = current?.serviceId ?? ids.newServiceId();
+
+  const wantedBackendIds = wanted.backends.map((backend) => {
+    const existing = state.backendIdOf(backend);
+    if (existing !== undefined) return existing;
+    const allocated = ids.backendIdFor(backendText(backend));
+    operations.push({ kind: 'upsert-backend', backendId: allocated, backend });
+    return allocated;
+  });
+
+  if (!current || !sameService(state.serviceNames.get(serviceId), wanted.service)) {
+    operations.push({ kind: 'upsert-service-name', serviceId, service: wanted.service });
+  }
+
+  const slots = arrangeSlots(current ? state.liveSlots(current) : [], wantedBackendIds);
+  const written = state.slots.get(serviceId);
+  slots.forEach((backendId, slot) => {
+    if (written?.get(slot) !== backendId) operations.push({ kind: 'upsert-slot', serviceId, slot, backendId });
+  });
+
+  if (!current || current.backendCount !== slots.length || current.flags !== 0) {
+    operations.push({ kind: 'upsert-frontend', frontend: { key: wanted.key, serviceId, backendCount: slots.length, flags: 0 } });
+  }
+
+  for (const slot of sortedSlots(state, serviceId)) {
+    if (slot >= slots.length) operations.push({ kind: 'delete-slot', serviceId, slot });
+  }
+  return operations;
+}
+
+/**
+ * The new slot order: backends that stay keep their slot, newcomers take the
+ * slots of leavers, and when the list shrinks the last slots move into the
+ * remaining holes. This writes as few slots as possible, and it matters:
+ * a backend that stays is never absent from its frontend for a moment.
+ */
+export function arrangeSlots(current: readonly (number | undefined)[], wanted: readonly number[]): number[] {
+  const wantedSet = new Set(wanted);
+  const kept = new Set<number>();
+  const slots = current.map((id) => {
+    if (id === undefined || !wantedSet.has(id) || kept.has(id)) return undefined;
+    kept.add(id);
+    return id;
+  });
+  const newcomers = wanted.filter((id) => !kept.has(id));
+  let next = 0;
+  for (let slot = 0; slot < slots.length && next < newcomers.length; slot++) {
+    if (slots[slot] === undefined) slots[slot] = newcomers[next++];
+  }
+  slots.push(...newcomers.slice(next));
+  for (let hole = slots.indexOf(undefined); hole >= 0; hole = slots.indexOf(undefined)) {
+    while (slots.length > 0 && slots[slots.length - 1] === undefined) slots.pop();
+    if (hole < slots.length) slots[hole] = slots.pop();
+  }
+  return slots as number[];
+}
+
+function sortedSlots(state: DatapathState, serviceId: number): number[] {
+  return [...(state.slots.get(serviceId)?.keys() ?? [])].sort((a, b) => a - b);
+}
+
+function sameService(a: ServicePortRef | undefined, b: ServicePortRef): boolean {
+  return a !== undefined && a.namespace === b.namespace && a.name === b.name && a.portName === b.portName;
+}
+
+/**
+ * Hands out the lowest ids the maps do not use. Ids freed by this plan are not
+ * handed out again in it: a connect may still be reading them.
+ */
+class IdAllocator {
+  private readonly usedServiceIds: Set<number>;
+  private readonly usedBackendIds: Set<number>;
+  private readonly plannedBackends = new Map<string, number>();
+  private nextServiceId = 1;
+  private nextBackendId = 1;
+
+  constructor(state: DatapathState) {
+    this.usedServiceIds = new Set([...[...state.frontends.values()].map((frontend) => frontend.serviceId), ...state.slots.keys(), ...state.serviceNames.keys()]);
+    this.usedBackendIds = new Set(state.backends.keys());
+  }
+
+  newServiceId(): number {
+    while (this.usedServiceIds.has(this.nextServiceId)) this.nextServiceId++;
+    this.usedServiceIds.add(this.nextServiceId);
+    return this.nextServiceId;
+  }
+
+  /** One id per backend address across the whole plan. */
+  backendIdFor(address: string): number {
+    const planned = this.plannedBackends.get(address);
+    if (planned !== undefined) return planned;
+    while (this.usedBackendIds.has(this.nextBackendId)) this.nextBackendId++;
+    this.usedBackendIds.add(this.nextBackendId);
+    this.plannedBackends.set(address, this.nextBackendId);
+    return this.nextBackendId;
+  }
+}
+

@@ -1,0 +1,89 @@
+// What the host must offer before anything is loaded: privileges, a cgroup v2
+// hierarchy, a BPF filesystem. Each missing piece is one clear sentence.
+
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { SocklbError, errnoName } from '../errors.js';
+import { lastErrno, libcCalls } from './libbpf.js';
+
+/** Mount points of one filesystem type, from /proc/self/mountinfo text. */
+export function mountPoints(mountinfo: string, fstype: string): string[] {
+  const points: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    // "36 25 0:31 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw"
+    const [before, after] = line.split(' - ');
+    if (after === undefined || before === undefined) continue;
+    if (after.split(' ')[0] !== fstype) continue;
+    const mountPoint = before.split(' ')[4];
+    if (mountPoint) points.push(unescapeMountPath(mountPoint));
+  }
+  return points;
+}
+
+// mountinfo escapes space, tab, newline and backslash as octal.
+function unescapeMountPath(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+/** The cgroup v2 root: /sys/fs/cgroup on a pure v2 host, often /sys/fs/cgroup/unified on a hybrid one. */
+export function cgroup2Root(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string {
+  const [root] = mountPoints(mountinfo, 'cgroup2');
+  if (root === undefined) {
+    throw new SocklbError('SOCKLB_ERR_NO_CGROUP2', 'no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo): socklb attaches to cgroup v2; mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`');
+  }
+  return root;
+}
+
+/** Checks that `path` is a directory of a cgroup v2 hierarchy. */
+export function checkCgroup(path: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): void {
+  const roots = mountPoints(mountinfo, 'cgroup2');
+  if (!roots.some((root) => path === root || path.startsWith(`${root}/`))) {
+    throw new SocklbError('SOCKLB_ERR_CGROUP', `--cgroup ${path}: not inside a cgroup v2 hierarchy (mounted at ${roots.join(', ') || 'nowhere'})`);
+  }
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(path).isDirectory();
+  } catch {
+    // reported below
+  }
+  if (!isDirectory) throw new SocklbError('SOCKLB_ERR_CGROUP', `--cgroup ${path}: no such cgroup directory`);
+}
+
+/** Mounts a BPF filesystem at the mount point above `pinDirectory` when there is none. */
+export function ensureBpffs(pinDirectory: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): void {
+  const bpffsMounts = mountPoints(mountinfo, 'bpf');
+  if (bpffsMounts.some((mount) => pinDirectory === mount || pinDirectory.startsWith(`${mount}/`))) return;
+  // Pins live on a bpffs; /sys/fs/bpf is its conventional place.
+  const mountPoint = pinDirectory.startsWith('/sys/fs/bpf/') ? '/sys/fs/bpf' : dirname(pinDirectory);
+  mkdirSync(mountPoint, { recursive: true });
+  if (libcCalls.mount('bpf', mountPoint, 'bpf', 0, 'mode=0700') !== 0) {
+    const errno = lastErrno();
+    throw new SocklbError('SOCKLB_ERR_KERNEL', `cannot mount a BPF filesystem at ${mountPoint} for --pin-dir ${pinDirectory}: ${errnoName(errno)}`);
+  }
+}
+
+// Capability bits, from linux/capability.h.
+const CAP_NET_ADMIN = 12;
+const CAP_SYS_ADMIN = 21;
+const CAP_BPF = 39;
+
+/** The effective capability set of this process, from /proc/self/status. */
+export function effectiveCapabilities(status = readFileSync('/proc/self/status', 'utf8')): bigint {
+  const line = status.split('\n').find((l) => l.startsWith('CapEff:'));
+  return line ? BigInt(`0x${line.split(/\s+/)[1]}`) : 0n;
+}
+
+/** Refuses to go on without the privileges to load and attach programs. */
+export function checkPrivileges(capabilities = effectiveCapabilities()): void {
+  const has = (bit: number) => (capabilities & (1n << BigInt(bit))) !== 0n;
+  const missing = [
+    [CAP_BPF, 'CAP_BPF'],
+    [CAP_NET_ADMIN, 'CAP_NET_ADMIN'],
+    [CAP_SYS_ADMIN, 'CAP_SYS_ADMIN'],
+  ]
+    .filter(([bit]) => !has(bit as number))
+    .map(([, name]) => name);
+  // CAP_SYS_ADMIN alone covers BPF on kernels that predate CAP_BPF.
+  if (missing.length === 0 || (missing.length === 1 && missing[0] === 'CAP_BPF')) return;
+  throw new SocklbError('SOCKLB_ERR_PRIVILEGES', `socklb needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, to load and attach BPF programs; missing: ${missing.join(', ')}`);
+}

@@ -1,0 +1,34 @@
+import { getSystemErrorName } from 'node:util';
+
+// Every error socklb reports on purpose, with a stable code: logs, metrics and
+// docs name the code, and the message names the object, the reason and the fix.
+
+export const ERROR_CODES = {
+  SOCKLB_ERR_MAP_UPDATE: 'a BPF map write failed',
+  SOCKLB_ERR_MAP_LAYOUT: 'a pinned map does not have the layout this build expects',
+  SOCKLB_ERR_LIBBPF: 'a libbpf call failed',
+  SOCKLB_ERR_PRIVILEGES: 'the agent lacks the privileges to load BPF programs',
+  SOCKLB_ERR_NO_CGROUP2: 'no cgroup v2 hierarchy is mounted',
+  SOCKLB_ERR_CGROUP: 'a cgroup to attach to is missing or unusable',
+  SOCKLB_ERR_KERNEL: 'the kernel lacks a feature socklb needs',
+  SOCKLB_ERR_NOT_RUNNING: 'no pinned socklb datapath was found',
+  SOCKLB_ERR_USAGE: 'the command line is wrong',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class SocklbError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'SocklbError';
+  }
+}
+
+/** The errno name of a failed system call (`E2BIG`). */
+export function errnoName(errno: number): string {
+  return getSystemErrorName(-Math.abs(errno));
+}

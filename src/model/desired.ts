@@ -1,0 +1,139 @@
+// The desired frontends of all Services, kept up to date incrementally: each
+// new source state recomputes only the Services whose own object or slices
+// changed, and says which frontends that touched. Pure: no I/O, no clock.
+
+import type { SourceState } from '../sources/source.js';
+import { serviceFrontends } from './frontends.js';
+import { frontendId } from './keys.js';
+import type { DesiredFrontend, EndpointSlice, InputProblem, Service } from './types.js';
+
+export interface DesiredUpdate {
+  /** Frontend ids whose desired content may differ from before. */
+  changed: Set<string>;
+}
+
+export class DesiredFrontends {
+  /** By frontend id: what the datapath must hold. */
+  readonly frontends = new Map<string, DesiredFrontend>();
+  private services: ReadonlyMap<string, Service> = new Map();
+  private slices: ReadonlyMap<string, EndpointSlice> = new Map();
+  /** Service key -> the frontends it asks for, whether or not it won them. */
+  private readonly claimsByService = new Map<string, DesiredFrontend[]>();
+  /** Frontend id -> the services asking for it; the first in sort order serves it. */
+  private readonly claimants = new Map<string, Set<string>>();
+  private readonly problemsByService = new Map<string, InputProblem[]>();
+  private sourceProblems: readonly InputProblem[] = [];
+  private orphanSliceProblems: InputProblem[] = [];
+
+  update(state: SourceState): DesiredUpdate {
+    const dirty = this.dirtyServices(state);
+    this.services = state.services;
+    this.slices = state.slices;
+    this.sourceProblems = state.problems;
+
+    const slicesByService = groupSlices(state.slices);
+    const changed = new Set<string>();
+    for (const serviceKey of dirty) {
+      for (const frontend of this.claimsByService.get(serviceKey) ?? []) this.unclaim(serviceKey, frontendId(frontend.key), changed);
+      this.claimsByService.delete(serviceKey);
+      this.problemsByService.delete(serviceKey);
+      const service = state.services.get(serviceKey);
+      if (!service) continue;
+      const { frontends, problems } = serviceFrontends(service, slicesByService.get(serviceKey) ?? []);
+      this.claimsByService.set(serviceKey, frontends);
+      if (problems.length > 0) this.problemsByService.set(serviceKey, problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })));
+      for (const frontend of frontends) this.claim(serviceKey, frontend, changed);
+    }
+    this.orphanSliceProblems = [...state.slices.values()]
+      .filter((slice) => !state.services.has(`${slice.namespace}/${slice.serviceName}`))
+      .map((slice) => ({
+        source: 'model',
+        object: `EndpointSlice ${slice.namespace}/${slice.name}`,
+        reason: `names Service ${slice.namespace}/${slice.serviceName}, which does not exist; its endpoints are unused`,
+      }));
+    return { changed };
+  }
+
+  /** Everything wrong with the input as it is now: the sources' findings, then the model's. */
+  problems(): InputProblem[] {
+    return [...this.sourceProblems, ...[...this.problemsByService.values()].flat(), ...this.conflictProblems(), ...this.orphanSliceProblems];
+  }
+
+  private dirtyServices(state: SourceState): Set<string> {
+    const dirty = new Set<string>();
+    for (const key of new Set([...this.services.keys(), ...state.services.keys()])) {
+      if (!sameObject(this.services.get(key), state.services.get(key))) dirty.add(key);
+    }
+    for (const key of new Set([...this.slices.keys(), ...state.slices.keys()])) {
+      const before = this.slices.get(key);
+      const after = state.slices.get(key);
+      if (sameObject(before, after)) continue;
+      for (const slice of [before, after]) if (slice) dirty.add(`${slice.namespace}/${slice.serviceName}`);
+    }
+    return dirty;
+  }
+
+  private claim(serviceKey: string, frontend: DesiredFrontend, changed: Set<string>): void {
+    const id = frontendId(frontend.key);
+    let claimants = this.claimants.get(id);
+    if (!claimants) this.claimants.set(id, (claimants = new Set()));
+    claimants.add(serviceKey);
+    if (firstClaimant(claimants) === serviceKey) {
+      this.frontends.set(id, frontend);
+      changed.add(id);
+    }
+  }
+
+  private unclaim(serviceKey: string, id: string, changed: Set<string>): void {
+    const claimants = this.claimants.get(id);
+    if (!claimants) return;
+    const wasServing = firstClaimant(claimants) === serviceKey;
+    claimants.delete(serviceKey);
+    if (!wasServing) return;
+    changed.add(id);
+    const next = firstClaimant(claimants);
+    const nextFrontend = next === undefined ? undefined : this.claimsByService.get(next)?.find((frontend) => frontendId(frontend.key) === id);
+    if (nextFrontend) this.frontends.set(id, nextFrontend);
+    else {
+      this.frontends.delete(id);
+      this.claimants.delete(id);
+    }
+  }
+
+  private conflictProblems(): InputProblem[] {
+    const problems: InputProblem[] = [];
+    for (const [id, claimants] of this.claimants) {
+      if (claimants.size < 2) continue;
+      const [winner, ...losers] = [...claimants].sort();
+      for (const loser of losers) {
+        problems.push({ source: 'model', object: `Service ${loser}`, reason: `frontend ${id} is already served by Service ${winner}; this port is skipped` });
+      }
+    }
+    return problems;
+  }
+}
+
+function groupSlices(slices: ReadonlyMap<string, EndpointSlice>): Map<string, EndpointSlice[]> {
+  const byService = new Map<string, EndpointSlice[]>();
+  for (const slice of slices.values()) {
+    const key = `${slice.namespace}/${slice.serviceName}`;
+    const list = byService.get(key);
+    if (list) list.push(slice);
+    else byService.set(key, [slice]);
+  }
+  return byService;
+}
+
+function firstClaimant(claimants: Set<string>): string | undefined {
+  let first: string | undefined;
+  for (const claimant of claimants) if (first === undefined || claimant < first) first = claimant;
+  return first;
+}
+
+// Sources may hand over a fresh but equal object (a file re-read after a
+// touch): equal content is no change.
+function sameObject(a: object | undefined, b: object | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
+}

@@ -1,0 +1,88 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import type { IPAddress, IPFamily } from './types.js';
+
+/** The family of a canonical or raw address, undefined when it is not one. */
+export function ipFamily(text: string): IPFamily | undefined {
+  if (isIPv4(text)) return 'IPv4';
+  if (isIPv6(text)) return 'IPv6';
+  return undefined;
+}
+
+/**
+ * Canonical text of an address (RFC 5952 for IPv6, no leading zeros for IPv4),
+ * so that two spellings of one address compare equal; undefined when `text`
+ * is not an address.
+ */
+export function canonicalIP(text: string): IPAddress | undefined {
+  const family = ipFamily(text);
+  if (family === undefined) return undefined;
+  return formatIP(ipToBytes(text), family);
+}
+
+/**
+ * 16 bytes in network order; IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), the
+ * form the datapath keys use.
+ */
+export function ipToBytes(text: string): Buffer {
+  const bytes = Buffer.alloc(16);
+  if (isIPv4(text)) {
+    bytes[10] = 0xff;
+    bytes[11] = 0xff;
+    writeIPv4(text, bytes, 12);
+    return bytes;
+  }
+  if (!isIPv6(text)) throw new Error(`not an IP address: ${JSON.stringify(text)}`);
+  let groups = text;
+  // An embedded dotted quad (::ffff:1.2.3.4) becomes two hex groups.
+  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(groups);
+  if (dotted?.[1]) {
+    const quad = Buffer.alloc(4);
+    writeIPv4(dotted[1], quad, 0);
+    groups = `${groups.slice(0, dotted.index)}${quad.readUInt16BE(0).toString(16)}:${quad.readUInt16BE(2).toString(16)}`;
+  }
+  const [head = '', tail] = groups.split('::');
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
+  const zeros = 8 - headGroups.length - tailGroups.length;
+  const all = [...headGroups, ...Array<string>(tail === undefined ? 0 : zeros).fill('0'), ...tailGroups];
+  all.forEach((group, i) => bytes.writeUInt16BE(parseInt(group, 16), i * 2));
+  return bytes;
+}
+
+/** Text of 16 network-order bytes; IPv4-mapped addresses print as IPv4 when `family` says so. */
+export function formatIP(bytes: Uint8Array, family: IPFamily): IPAddress {
+  if (family === 'IPv4') return `${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
+  // RFC 5952: the longest run of two or more zero groups, the first one on a tie, becomes '::'.
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let start = 0; start < 8; ) {
+    if (groups[start] !== 0) {
+      start++;
+      continue;
+    }
+    let end = start;
+    while (end < 8 && groups[end] === 0) end++;
+    if (end - start > bestLength) {
+      bestStart = start;
+      bestLength = end - start;
+    }
+    start = end;
+  }
+  const hex = (list: number[]) => list.map((g) => g.toString(16)).join(':');
+  if (bestStart < 0) return hex(groups);
+  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLength))}`;
+}
+
+/** Whether 16 bytes hold an IPv4-mapped address. */
+export function isIPv4Mapped(bytes: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false;
+  return bytes[10] === 0xff && bytes[11] === 0xff;
+}
+
+function writeIPv4(text: string, into: Buffer, offset: number): void {
+  text.split('.').forEach((octet, i) => {
+    into[offset + i] = Number(octet);
+  });
+}

@@ -1,0 +1,16 @@
+import type { Backend, FrontendKey } from './types.js';
+
+/** `address:port` with IPv6 in brackets, as people and logs write it. */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** The identity of a frontend as one string: `10.96.0.10:53/UDP`. */
+export function frontendId(key: FrontendKey): string {
+  return `${hostPort(key.address, key.port)}/${key.protocol}`;
+}
+
+/** A backend as one string: `10.244.0.5:8080`. */
+export function backendText(backend: Backend): string {
+  return hostPort(backend.address, backend.port);
+}

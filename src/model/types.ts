@@ -1,0 +1,87 @@
+// The pure model: what the sources (manifest files, the Kubernetes API) say,
+// validated, and what the datapath must hold for it. Nothing here does I/O.
+
+export type Protocol = 'TCP' | 'UDP';
+export type IPFamily = 'IPv4' | 'IPv6';
+
+/** Canonical text of an IP address: dotted quad, or RFC 5952 IPv6. */
+export type IPAddress = string;
+
+export interface ServicePort {
+  /** '' for the single unnamed port a Service may have. */
+  name: string;
+  protocol: Protocol;
+  port: number;
+}
+
+/** A v1 Service that socklb translates (ClusterIP-like: it has cluster IPs). */
+export interface Service {
+  namespace: string;
+  name: string;
+  /** One address per family, in the order of spec.clusterIPs. */
+  clusterIPs: IPAddress[];
+  ports: ServicePort[];
+}
+
+export interface EndpointPort {
+  /** '' when unnamed; matches ServicePort.name. */
+  name: string;
+  protocol: Protocol;
+  port: number;
+}
+
+export interface Endpoint {
+  /** The first of the endpoint's addresses, as Kubernetes consumers use it. */
+  address: IPAddress;
+  /** conditions.ready, with an absent value meaning ready (as kube-proxy reads it). */
+  ready: boolean;
+}
+
+/** A discovery.k8s.io/v1 EndpointSlice of an IP address type. */
+export interface EndpointSlice {
+  namespace: string;
+  name: string;
+  /** From the kubernetes.io/service-name label. */
+  serviceName: string;
+  addressType: IPFamily;
+  ports: EndpointPort[];
+  endpoints: Endpoint[];
+}
+
+/** The identity of one frontend in the datapath: an address, a port, a protocol. */
+export interface FrontendKey {
+  address: IPAddress;
+  port: number;
+  protocol: Protocol;
+}
+
+export interface Backend {
+  address: IPAddress;
+  port: number;
+}
+
+/** Which Service port a frontend serves, for people reading the datapath. */
+export interface ServicePortRef {
+  namespace: string;
+  name: string;
+  portName: string;
+}
+
+/** What the datapath must hold for one frontend. */
+export interface DesiredFrontend {
+  key: FrontendKey;
+  service: ServicePortRef;
+  /** Empty: the frontend exists and refuses connections. */
+  backends: Backend[];
+}
+
+/**
+ * Something wrong with the input, reported and skipped: `source` names where
+ * it came from (a file path, or "kubernetes"), `object` the object
+ * ("Service default/web"), `reason` what is wrong and, where it helps, the fix.
+ */
+export interface InputProblem {
+  source: string;
+  object: string;
+  reason: string;
+}
