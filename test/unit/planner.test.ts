@@ -1,0 +1,171 @@
+// The planner and reconciler on in-memory maps: the slot arrangement rules,
+// and, over random sequences of desired states, the update-ordering
+// invariant after every single map write (with and without failing writes).
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { describeFrontends } from '../../src/datapath/dump.js';
+import type { BpfMap, DatapathMaps } from '../../src/datapath/maps.js';
+import { mapsByRole } from '../../src/datapath/maps.js';
+import { faultyMaps, memoryMaps } from '../../src/datapath/memory-maps.js';
+import { arrangeSlots, fullScope, planFrontends } from '../../src/datapath/planner.js';
+import { reconcile } from '../../src/datapath/reconcile.js';
+import { DatapathState } from '../../src/datapath/state.js';
+import { backendText, frontendId } from '../../src/model/keys.js';
+import type { DesiredFrontend } from '../../src/model/types.js';
+
+describe('arrangeSlots', () => {
+  const cases: [string, (number | undefined)[], number[], number[]][] = [
+    ['a new frontend takes its backends in order', [], [1, 2, 3], [1, 2, 3]],
+    ['nothing changes when the backends are the same', [1, 2, 3], [3, 2, 1], [1, 2, 3]],
+    ['a newcomer is appended after the backends that stay', [1, 2], [1, 2, 3], [1, 2, 3]],
+    ['a newcomer takes the slot of a leaver', [1, 2, 3], [1, 4, 3], [1, 4, 3]],
+    ['a leaver in the middle is replaced by the last slot', [1, 2, 3], [1, 3], [1, 3]],
+    ['several leavers are filled from the tail', [1, 2, 3, 4, 5], [5, 4], [5, 4]],
+    ['a leaver at the end just shrinks the list', [1, 2, 3], [1, 2], [1, 2]],
+    ['all leave', [1, 2], [], []],
+    ['a missing slot is a hole to fill', [1, undefined, 3], [1, 2, 3], [1, 2, 3]],
+    ['a backend listed twice keeps its first slot', [1, 1, 2], [1, 2], [1, 2]],
+  ];
+  for (const [rule, current, wanted, expected] of cases) {
+    it(rule, () => assert.deepEqual(arrangeSlots(current, wanted), expected));
+  }
+});
+
+/** A frontend whose count is larger than its written slots, or whose slot names a missing backend. */
+function invariantViolations(maps: DatapathMaps): string[] {
+  const state = DatapathState.read(maps);
+  const violations: string[] = [];
+  for (const [id, frontend] of state.frontends) {
+    state.liveSlots(frontend).forEach((backendId, slot) => {
+      if (backendId === undefined) violations.push(`${id}: slot ${slot} of ${frontend.backendCount} is not written`);
+      else if (!state.backends.has(backendId)) violations.push(`${id}: slot ${slot} names missing backend ${backendId}`);
+    });
+  }
+  return violations;
+}
+
+/** Maps that check the invariant after every write that the kernel would have accepted. */
+function checkedMaps(inner: DatapathMaps, record: (violations: string[]) => void): DatapathMaps {
+  const check = <T>(write: () => T): T => {
+    const result = write();
+    record(invariantViolations(inner));
+    return result;
+  };
+  return mapsByRole((role): BpfMap => {
+    const map = inner[role];
+    return {
+      name: map.name,
+      maxEntries: map.maxEntries,
+      update: (key, value) => check(() => map.update(key, value)),
+      delete: (key) => check(() => map.delete(key)),
+      lookup: (key) => map.lookup(key),
+      entries: () => map.entries(),
+    };
+  });
+}
+
+// A small universe so that random states share frontends and backends often.
+const frontendArbitrary = fc.record({
+  address: fc.constantFrom('10.96.0.1', '10.96.0.2', 'fd00:96::1'),
+  port: fc.constantFrom(53, 80),
+  protocol: fc.constantFrom('TCP' as const, 'UDP' as const),
+});
+const backendArbitrary = fc.record({ address: fc.constantFrom('10.244.0.1', '10.244.0.2', '10.244.0.3', '10.244.0.4', 'fd00:244::1'), port: fc.constantFrom(8080, 9090) });
+const desiredArbitrary = fc
+  .array(fc.record({ key: frontendArbitrary, backends: fc.uniqueArray(backendArbitrary, { selector: backendText, maxLength: 5 }), name: fc.constantFrom('web', 'dns', 'api') }), { maxLength: 6 })
+  .map((entries) => {
+    const desired = new Map<string, DesiredFrontend>();
+    for (const entry of entries) {
+      // Plain objects, as the model makes them (fast-check's records have no prototype).
+      const key = { ...entry.key };
+      desired.set(frontendId(key), { key, service: { namespace: 'default', name: entry.name, portName: '' }, backends: entry.backends.map((backend) => ({ ...backend })) });
+    }
+    return desired;
+  });
+
+/** What the maps must describe for a desired state, order of backends aside. */
+function rendering(desired: ReadonlyMap<string, DesiredFrontend>) {
+  return [...desired.values()]
+    .map((frontend) => ({ frontend: frontendId(frontend.key), service: `default/${frontend.service.name}`, backends: frontend.backends.map(backendText).sort() }))
+    .sort((a, b) => a.frontend.localeCompare(b.frontend));
+}
+
+function described(maps: DatapathMaps) {
+  return describeFrontends(DatapathState.read(maps)).map((frontend) => ({ frontend: frontend.frontend, service: frontend.service, backends: [...frontend.backends].sort() }));
+}
+
+describe('reconcile on in-memory maps', () => {
+  it('every write keeps every frontend whole, and the maps end as desired', () => {
+    fc.assert(
+      fc.property(fc.array(desiredArbitrary, { minLength: 1, maxLength: 8 }), (sequence) => {
+        const raw = memoryMaps();
+        const violations: string[] = [];
+        const maps = checkedMaps(raw, (found) => violations.push(...found));
+        const state = DatapathState.read(raw);
+        for (const desired of sequence) {
+          const result = reconcile(maps, state, desired, fullScope(state, desired));
+          assert.equal(result.failed.size, 0);
+          assert.deepEqual(violations, []);
+          assert.deepEqual(described(raw), rendering(desired));
+          assert.deepEqual(DatapathState.read(raw), state, 'the tracked state is what the maps hold');
+          assert.deepEqual(planFrontends(state, desired, fullScope(state, desired)), [], 'a second plan has nothing to do');
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('with 10% of writes failing, nothing half-written is ever exposed, and a retry converges', () => {
+    fc.assert(
+      fc.property(fc.array(desiredArbitrary, { minLength: 1, maxLength: 8 }), fc.integer(), (sequence, seed) => {
+        const raw = memoryMaps();
+        const violations: string[] = [];
+        let random = seed;
+        const tenPercent = () => {
+          random = (Math.imul(random, 1103515245) + 12345) | 0;
+          return ((random >>> 16) & 0x7fff) % 10 === 0;
+        };
+        const flaky = faultyMaps(checkedMaps(raw, (found) => violations.push(...found)), tenPercent);
+        const state = DatapathState.read(raw);
+        for (const desired of sequence) {
+          reconcile(flaky, state, desired, fullScope(state, desired));
+          assert.deepEqual(violations, []);
+          assert.deepEqual(DatapathState.read(raw), state, 'the tracked state follows only accepted writes');
+        }
+        const last = sequence[sequence.length - 1] ?? new Map();
+        const retry = reconcile(raw, state, last, fullScope(state, last));
+        assert.equal(retry.failed.size, 0);
+        assert.deepEqual(described(raw), rendering(last));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a restarted agent adopts the ids in the maps and rewrites nothing unchanged', () => {
+    const maps = memoryMaps();
+    const desired = new Map<string, DesiredFrontend>();
+    const key = { address: '10.96.0.10', port: 53, protocol: 'UDP' as const };
+    desired.set(frontendId(key), { key, service: { namespace: 'kube-system', name: 'kube-dns', portName: 'dns' }, backends: [{ address: '10.244.0.5', port: 53 }] });
+    reconcile(maps, DatapathState.read(maps), desired, desired.keys());
+    const adopted = DatapathState.read(maps);
+    assert.deepEqual(planFrontends(adopted, desired, fullScope(adopted, desired)), []);
+    assert.equal(adopted.frontends.get(frontendId(key))?.serviceId, 1);
+  });
+
+  it('a frontend that does not fit is reported and the others are written', () => {
+    const maps = memoryMaps({ frontends: 1 });
+    const state = DatapathState.read(maps);
+    const desired = new Map<string, DesiredFrontend>();
+    for (const address of ['10.96.0.1', '10.96.0.2']) {
+      const key = { address, port: 80, protocol: 'TCP' as const };
+      desired.set(frontendId(key), { key, service: { namespace: 'default', name: address, portName: '' }, backends: [{ address: '10.244.0.9', port: 80 }] });
+    }
+    const result = reconcile(maps, state, desired, desired.keys());
+    assert.deepEqual([...result.failed.keys()], ['10.96.0.2:80/TCP']);
+    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /socklb_fe_v1: E2BIG: map full \(1 entries\)/);
+    assert.deepEqual(invariantViolations(maps), []);
+    assert.deepEqual(described(maps), [{ frontend: '10.96.0.1:80/TCP', service: 'default/10.96.0.1', backends: ['10.244.0.9:80'] }]);
+  });
+});
