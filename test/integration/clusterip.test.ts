@@ -1,0 +1,180 @@
+// ClusterIP translation end to end: the agent run from manifests, real servers
+// in pod namespaces, a client in a sandbox (netns + cgroup), as ../shared/LAB.md
+// demands: nothing routed from the root namespace, so an untranslated connect
+// to a ClusterIP fails at once with ENETUNREACH.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
+import {
+  endpointSlice,
+  manifestDirectory,
+  missingPrivileges,
+  service,
+  services,
+  socklb,
+  startAgent,
+  testPinDirectory,
+  waitForServices,
+  writeManifest,
+  type RunningAgent,
+} from './support.js';
+
+const skip = missingPrivileges();
+const CLUSTER_IPV4 = '10.96.0.10';
+const CLUSTER_IPV6 = 'fd00:96::10';
+const HTTP = { name: 'http', port: 80, targetPort: 'http' };
+const SLICE_HTTP = { name: 'http', port: 8080 };
+const DNS_UDP = { name: 'dns', port: 53, protocol: 'UDP' as const };
+const SLICE_DNS_UDP = { name: 'dns', port: 8080, protocol: 'UDP' as const };
+
+describe('ClusterIP translation at connect()', { skip, concurrency: false }, () => {
+  const lab = new Lab();
+  const pinDir = testPinDirectory('clusterip');
+  let manifests: string;
+  let pods: Pod[] = [];
+  let sandbox: Sandbox;
+  let agent: RunningAgent | undefined;
+
+  /** The web Service over both families and the dns Service over UDP, backed by `ready` pods. */
+  async function writeWebManifests(ready: Pod[]): Promise<void> {
+    await writeManifest(join(manifests, 'web.yaml'), [
+      service('web', [CLUSTER_IPV4, CLUSTER_IPV6], [HTTP]),
+      // Two IPv4 slices that overlap: the merge must not count pod 0 twice.
+      endpointSlice('web-a', 'web', 'IPv4', [SLICE_HTTP], ready.slice(0, 2).map((pod) => ({ ip: pod.ipv4 }))),
+      endpointSlice('web-b', 'web', 'IPv4', [SLICE_HTTP], [...ready.slice(0, 1), ...ready.slice(2)].map((pod) => ({ ip: pod.ipv4 }))),
+      endpointSlice('web-v6', 'web', 'IPv6', [SLICE_HTTP], ready.map((pod) => ({ ip: pod.ipv6 }))),
+    ]);
+  }
+
+  before(async () => {
+    await Lab.sweepStale();
+    await socklb(['cleanup', '--pin-dir', pinDir]);
+    manifests = await manifestDirectory();
+    pods = await Promise.all(['pod-a', 'pod-b', 'pod-c'].map((name) => lab.addPod(name)));
+    sandbox = await lab.addSandbox('sandbox');
+    await Promise.all(pods.map((pod) => lab.startEchoServer(pod, { name: pod.name, port: 8080, udp: true })));
+    await writeWebManifests(pods);
+    await writeManifest(join(manifests, 'dns.yaml'), [
+      service('dns', [CLUSTER_IPV4.replace(/10$/, '53')], [DNS_UDP]),
+      endpointSlice('dns-a', 'dns', 'IPv4', [SLICE_DNS_UDP], pods.map((pod) => ({ ip: pod.ipv4 }))),
+    ]);
+    agent = await startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir]);
+  });
+
+  after(async () => {
+    await agent?.stop();
+    await socklb(['cleanup', '--pin-dir', pinDir]);
+    await lab.close();
+    if (manifests) await rm(manifests, { recursive: true, force: true });
+  });
+
+  it('spreads TCP connections to the IPv4 ClusterIP over every backend, and getpeername() returns the ClusterIP', async () => {
+    const report = await lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 60 });
+    assert.deepEqual(report.errors, {});
+    assert.deepEqual(Object.keys(report.hits).sort(), ['pod-a', 'pod-b', 'pod-c']);
+    assert.deepEqual(report.peers, [`${CLUSTER_IPV4}:80`]);
+  });
+
+  it('spreads TCP connections to the IPv6 ClusterIP over every backend', async () => {
+    const report = await lab.runClient(sandbox, { target: CLUSTER_IPV6, port: 80, count: 60 });
+    assert.deepEqual(report.errors, {});
+    assert.deepEqual(Object.keys(report.hits).sort(), ['pod-a', 'pod-b', 'pod-c']);
+    assert.deepEqual(report.peers, [`[${CLUSTER_IPV6}]:80`]);
+  });
+
+  it('translates an IPv4-mapped IPv6 destination like IPv4', async () => {
+    const report = await lab.runClient(sandbox, { target: `::ffff:${CLUSTER_IPV4}`, port: 80, count: 30 });
+    assert.deepEqual(report.errors, {});
+    assert.ok(Object.keys(report.hits).length >= 2, `hits: ${JSON.stringify(report.hits)}`);
+    assert.deepEqual(report.peers, [`[::ffff:${CLUSTER_IPV4}]:80`]);
+  });
+
+  it('translates connected UDP sockets, each to one backend for its whole life', async () => {
+    const report = await lab.runClient(sandbox, { target: CLUSTER_IPV4.replace(/10$/, '53'), port: 53, count: 40, udp: true });
+    assert.deepEqual(report.errors, {});
+    assert.deepEqual(Object.keys(report.hits).sort(), ['pod-a', 'pod-b', 'pod-c']);
+    // One connected socket, many datagrams: always the same backend.
+    const script = `
+      const socket = require('node:dgram').createSocket('udp4');
+      const answers = new Set();
+      socket.on('message', (message) => answers.add(message.toString()));
+      socket.connect(53, '${CLUSTER_IPV4.replace(/10$/, '53')}', async () => {
+        for (let i = 0; i < 20; i++) { socket.send('hello'); await new Promise((r) => setTimeout(r, 5)); }
+        setTimeout(() => { console.log(JSON.stringify([...answers])); socket.close(); }, 200);
+      });`;
+    const result = await lab.exec(sandbox, [process.execPath, '-e', script]);
+    const answers = JSON.parse(result.stdout) as string[];
+    assert.equal(answers.length, 1, `one connected socket was answered by ${answers.join(', ')}`);
+  });
+
+  it('does not translate a process in the same network namespace outside the attached cgroup', async () => {
+    const report = await lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 3 }, { inCgroup: false });
+    assert.deepEqual(report.hits, {});
+    assert.deepEqual(report.errors, { ENETUNREACH: 3 });
+  });
+
+  it('shows the manifests in `socklb services -o json`', async () => {
+    const frontends = await services(pinDir);
+    const byFrontend = Object.fromEntries(frontends.map((frontend) => [frontend.frontend, { service: frontend.service, backends: [...frontend.backends].sort() }]));
+    assert.deepEqual(byFrontend, {
+      [`${CLUSTER_IPV4}:80/TCP`]: { service: 'default/web:http', backends: pods.map((pod) => `${pod.ipv4}:8080`).sort() },
+      [`[${CLUSTER_IPV6}]:80/TCP`]: { service: 'default/web:http', backends: pods.map((pod) => `[${pod.ipv6}]:8080`).sort() },
+      [`${CLUSTER_IPV4.replace(/10$/, '53')}:53/UDP`]: { service: 'default/dns:dns', backends: pods.map((pod) => `${pod.ipv4}:8080`).sort() },
+    });
+  });
+
+  it('stops new connections to a backend removed from the manifests', async (t) => {
+    const [podA, podB, podC] = pods as [Pod, Pod, Pod];
+    await writeWebManifests([podA, podB]);
+    const latency = await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === `${CLUSTER_IPV4}:80/TCP`)?.backends.length === 2);
+    t.diagnostic(`manifest edit visible in the maps after ${latency.toFixed(0)} ms`);
+    const report = await lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 60 });
+    assert.deepEqual(report.errors, {});
+    assert.deepEqual(Object.keys(report.hits).sort(), ['pod-a', 'pod-b']);
+    assert.equal(report.hits[podC.name], undefined);
+  });
+
+  it('refuses connections at once when a Service has no endpoints left', async () => {
+    await writeWebManifests([]);
+    await waitForServices(pinDir, (frontends) => frontends.filter((f) => f.service === 'default/web:http').every((f) => f.backends.length === 0));
+    for (const target of [CLUSTER_IPV4, CLUSTER_IPV6]) {
+      const report = await lab.runClient(sandbox, { target, port: 80, count: 5 });
+      assert.deepEqual(report.errors, { ECONNREFUSED: 5 });
+      assert.ok(report.elapsedMs < 1000, `5 refused connects took ${report.elapsedMs} ms`);
+    }
+    await writeWebManifests(pods);
+    await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === `${CLUSTER_IPV4}:80/TCP`)?.backends.length === 3);
+  });
+
+  it('keeps serving while no agent runs, and a restarted agent adopts the maps without a gap', async () => {
+    const before = await services(pinDir);
+    const load = lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 400 });
+    await agent?.stop('SIGKILL');
+    const whileStopped = await lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 20 });
+    assert.deepEqual(whileStopped.errors, {});
+    agent = await startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir]);
+    const during = await load;
+    assert.deepEqual(during.errors, {});
+    assert.equal(Object.values(during.hits).reduce((a, b) => a + b, 0), 400);
+    assert.deepEqual(await services(pinDir), before, 'same frontends, service ids and backends after the restart');
+    const synced = agent.logs.filter((line) => line.msg === 'datapath synced');
+    assert.deepEqual(synced, [], 'the restarted agent had nothing to rewrite');
+  });
+
+  it('`socklb cleanup` leaves nothing pinned or attached', async () => {
+    await agent?.stop();
+    agent = undefined;
+    const result = await socklb(['cleanup', '--pin-dir', pinDir]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(existsSync(pinDir), false);
+    const attached = execFileSync('bpftool', ['-j', 'cgroup', 'show', sandbox.cgroupPath], { encoding: 'utf8' });
+    assert.deepEqual(JSON.parse(attached.trim() || '[]'), []);
+    const report = await lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 2 });
+    assert.deepEqual(report.errors, { ENETUNREACH: 2 });
+  });
+});

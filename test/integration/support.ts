@@ -1,0 +1,144 @@
+// What the integration tests share: the socklb CLI as a child process, the
+// agent with its logs, and manifests written as kubectl would print them.
+
+import { spawn, type ChildProcess, execFile } from 'node:child_process';
+import { mkdtemp, rename, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
+import type { FrontendDescription } from '../../src/datapath/dump.js';
+
+export const SOCKLB = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const execFileAsync = promisify(execFile);
+
+/** Why a privileged test cannot run here, or undefined when it can. */
+export function missingPrivileges(): string | undefined {
+  return process.getuid?.() === 0 ? undefined : 'SKIPPED: integration tests need root (network namespaces, cgroups, BPF); run `sudo make test`';
+}
+
+export async function socklb(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [SOCKLB, ...args], { timeout: 30_000 });
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const failed = error as { stdout?: string; stderr?: string; code?: number };
+    return { stdout: failed.stdout ?? '', stderr: failed.stderr ?? '', code: failed.code ?? -1 };
+  }
+}
+
+export async function services(pinDir: string): Promise<FrontendDescription[]> {
+  const result = await socklb(['services', '-o', 'json', '--pin-dir', pinDir]);
+  if (result.code !== 0) throw new Error(`socklb services failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as FrontendDescription[];
+}
+
+/** Polls `socklb services` until `accept` says yes; resolves to the time it took. */
+export async function waitForServices(pinDir: string, accept: (frontends: FrontendDescription[]) => boolean, timeoutMs = 5_000): Promise<number> {
+  const started = performance.now();
+  let last: FrontendDescription[] = [];
+  while (performance.now() - started < timeoutMs) {
+    last = await services(pinDir);
+    if (accept(last)) return performance.now() - started;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`the datapath did not reach the expected state within ${timeoutMs} ms; last seen: ${JSON.stringify(last)}`);
+}
+
+export interface RunningAgent {
+  readonly process: ChildProcess;
+  /** Every log line so far, parsed. */
+  readonly logs: Record<string, unknown>[];
+  /** Sends `signal` and resolves once the process has exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts `socklb run` and resolves once it says it is serving. */
+export async function startAgent(args: string[]): Promise<RunningAgent> {
+  const child = spawn(process.execPath, [SOCKLB, 'run', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const logs: Record<string, unknown>[] = [];
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => reject(new Error(`socklb run did not start serving within 10 s: ${JSON.stringify(logs.slice(-5))}`)), 10_000);
+    child.stderr?.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        try {
+          logs.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          logs.push({ msg: line });
+        }
+        if (logs[logs.length - 1]?.msg === 'serving') {
+          clearTimeout(timer);
+          resolve();
+        }
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`socklb run exited with ${code} before serving: ${JSON.stringify(logs.slice(-5))}`));
+    });
+  });
+  return {
+    process: child,
+    logs,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+export async function manifestDirectory(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'socklb-manifests-'));
+}
+
+/** Writes documents as one multi-document YAML file, atomically as editors do. */
+export async function writeManifest(path: string, documents: object[]): Promise<void> {
+  await writeFile(`${path}.tmp`, documents.map((document) => stringify(document)).join('---\n'));
+  await rename(`${path}.tmp`, path);
+}
+
+export interface ServicePortSpec {
+  name: string;
+  port: number;
+  protocol?: 'TCP' | 'UDP';
+  targetPort?: number | string;
+}
+
+export function service(name: string, clusterIPs: string[], ports: ServicePortSpec[]): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: 'default', uid: `uid-${name}`, resourceVersion: '1' },
+    spec: {
+      type: 'ClusterIP',
+      clusterIP: clusterIPs[0],
+      clusterIPs,
+      ipFamilies: clusterIPs.map((ip) => (ip.includes(':') ? 'IPv6' : 'IPv4')),
+      ports: ports.map((port) => ({ protocol: 'TCP', targetPort: port.port, ...port })),
+      sessionAffinity: 'None',
+    },
+    status: { loadBalancer: {} },
+  };
+}
+
+export function endpointSlice(name: string, serviceName: string, family: 'IPv4' | 'IPv6', ports: ServicePortSpec[], endpoints: { ip: string; ready?: boolean }[]): object {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': serviceName, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
+    addressType: family,
+    ports: ports.map((port) => ({ protocol: 'TCP', ...port })),
+    endpoints: endpoints.map((endpoint) => ({ addresses: [endpoint.ip], conditions: { ready: endpoint.ready ?? true, serving: true, terminating: false }, nodeName: 'node-1' })),
+  };
+}
+
+/** A bpffs directory of this test run's own, so that no other agent's pins are touched. */
+export function testPinDirectory(name: string): string {
+  return `/sys/fs/bpf/socklb-test-${name}-${process.pid}`;
+}
