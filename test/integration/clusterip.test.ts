@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
@@ -25,6 +25,10 @@ import {
 } from './support.js';
 
 const skip = missingPrivileges();
+
+function matches(value: unknown, pattern: string | RegExp): boolean {
+  return typeof value === 'string' && (typeof pattern === 'string' ? value === pattern : pattern.test(value));
+}
 const CLUSTER_IPV4 = '10.96.0.10';
 const CLUSTER_IPV6 = 'fd00:96::10';
 const HTTP = { name: 'http', port: 80, targetPort: 'http' };
@@ -149,6 +153,37 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     }
     await writeWebManifests(pods);
     await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === `${CLUSTER_IPV4}:80/TCP`)?.backends.length === 3);
+  });
+
+  it('reports bad input with the file, the object and the reason, and keeps every other service working', async () => {
+    const bad = join(manifests, 'bad.yaml');
+    const broken = join(manifests, 'broken.yaml');
+    await writeManifest(bad, [
+      service('bad-port', ['10.96.0.77'], [{ name: 'http', port: 70000 }]),
+      { ...(endpointSlice('orphan', 'web', 'IPv4', [SLICE_HTTP], []) as { metadata: object }), metadata: { name: 'orphan', namespace: 'default' } },
+    ]);
+    await writeFile(broken, 'apiVersion: v1\nkind: Service\nmetadata: {name: [unclosed\n');
+    // The web Service turns invalid: its last valid version keeps serving.
+    const web = join(manifests, 'web.yaml');
+    const valid = await readFile(web, 'utf8');
+    await writeFile(web, valid.replace(`clusterIP: ${CLUSTER_IPV4}`, 'clusterIP: 10.96.0.999'));
+
+    const expected = [
+      { source: bad, object: 'Service default/bad-port', reason: /spec\.ports\[0\]\.port: 70000/ },
+      { source: bad, object: 'EndpointSlice default/orphan', reason: /kubernetes\.io\/service-name/ },
+      { source: broken, object: /.*/, reason: /line \d+/ },
+      { source: web, object: 'Service default/web', reason: /10\.96\.0\.999/ },
+    ];
+    const deadline = Date.now() + 5_000;
+    const reported = () => expected.every((want) => agent?.logs.some((line) => line.source === want.source && matches(line.object, want.object) && matches(line.reason, want.reason)));
+    while (!reported() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(reported(), `every problem is logged; got ${JSON.stringify(agent?.logs.filter((line) => line.level === 40))}`);
+    assert.equal(agent?.process.exitCode, null, 'the agent is still running');
+
+    const report = await lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 30 });
+    assert.deepEqual(report.errors, {});
+    assert.deepEqual(Object.keys(report.hits).sort(), ['pod-a', 'pod-b', 'pod-c']);
+    await Promise.all([rm(bad), rm(broken), writeFile(web, valid)]);
   });
 
   it('keeps serving while no agent runs, and a restarted agent adopts the maps without a gap', async () => {
