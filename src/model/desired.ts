@@ -3,7 +3,7 @@
 // changed, and says which frontends that touched. Pure: no I/O, no clock.
 
 import type { SourceState } from '../sources/source.js';
-import { serviceFrontends } from './frontends.js';
+import { joinSlices, serviceFrontends } from './frontends.js';
 import { frontendId } from './keys.js';
 import type { DesiredFrontend, EndpointSlice, InputProblem, Service } from './types.js';
 
@@ -31,7 +31,7 @@ export class DesiredFrontends {
     this.slices = state.slices;
     this.sourceProblems = state.problems;
 
-    const slicesByService = groupSlices(state.slices);
+    const { byService: slicesByService, orphans } = joinSlices(state.services.values(), state.slices.values());
     const changed = new Set<string>();
     for (const serviceKey of dirty) {
       for (const frontend of this.claimsByService.get(serviceKey) ?? []) this.unclaim(serviceKey, frontendId(frontend.key), changed);
@@ -44,13 +44,11 @@ export class DesiredFrontends {
       if (problems.length > 0) this.problemsByService.set(serviceKey, problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })));
       for (const frontend of frontends) this.claim(serviceKey, frontend, changed);
     }
-    this.orphanSliceProblems = [...state.slices.values()]
-      .filter((slice) => !state.services.has(`${slice.namespace}/${slice.serviceName}`))
-      .map((slice) => ({
-        source: 'model',
-        object: `EndpointSlice ${slice.namespace}/${slice.name}`,
-        reason: `names Service ${slice.namespace}/${slice.serviceName}, which does not exist; its endpoints are unused`,
-      }));
+    this.orphanSliceProblems = orphans.map((slice) => ({
+      source: 'model',
+      object: `EndpointSlice ${slice.namespace}/${slice.name}`,
+      reason: `names Service ${slice.namespace}/${slice.serviceName}, which does not exist; its endpoints are unused`,
+    }));
     return { changed };
   }
 
@@ -111,17 +109,6 @@ export class DesiredFrontends {
     }
     return problems;
   }
-}
-
-function groupSlices(slices: ReadonlyMap<string, EndpointSlice>): Map<string, EndpointSlice[]> {
-  const byService = new Map<string, EndpointSlice[]>();
-  for (const slice of slices.values()) {
-    const key = `${slice.namespace}/${slice.serviceName}`;
-    const list = byService.get(key);
-    if (list) list.push(slice);
-    else byService.set(key, [slice]);
-  }
-  return byService;
 }
 
 function firstClaimant(claimants: Set<string>): string | undefined {

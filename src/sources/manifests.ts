@@ -1,0 +1,415 @@
+// Services and EndpointSlices from manifest files: a file, or a directory read
+// recursively, watched for changes. A failed update leaves the previous state:
+// a file that stops parsing keeps the objects it had, an object that turns
+// invalid keeps its last valid version; only removing a file removes objects.
+
+import { watch, type FSWatcher, type Stats } from 'node:fs';
+import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import { LineCounter, parseAllDocuments } from 'yaml';
+import { describeObject, namespacedName, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../model/kubernetes.js';
+import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
+import type { Source, SourceState } from './source.js';
+
+export interface ManifestSourceOptions {
+  /** A manifest file, or a directory read recursively. Need not exist yet. */
+  path: string;
+  /** How long to let related events gather before a rescan (a save is several events). */
+  debounceMs?: number;
+}
+
+export class ManifestSource implements Source {
+  private readonly root: string;
+  private readonly debounceMs: number;
+  private onState: ((state: SourceState) => void) | undefined;
+  /** What each file held at the last scan, by path, in path order. */
+  private files = new Map<string, FileRead>();
+  private readonly watchers = new Map<string, { filter: WatchFilter; watcher: FSWatcher }>();
+  private timer: NodeJS.Timeout | undefined;
+  private scanning: Promise<SourceState | undefined> | undefined;
+  /** An event arrived during a scan, which may have missed it. */
+  private dirty = false;
+  private stopped = false;
+  /** The last delivered state, as text. */
+  private delivered: string | undefined;
+
+  constructor(options: ManifestSourceOptions) {
+    this.root = options.path;
+    this.debounceMs = options.debounceMs ?? 20;
+  }
+
+  async start(onState: (state: SourceState) => void): Promise<void> {
+    if (this.onState) throw new Error(`ManifestSource ${this.root}: start was called twice`);
+    this.onState = onState;
+    await this.runScan();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const { watcher } of this.watchers.values()) watcher.close();
+    this.watchers.clear();
+    await this.scanning;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    if (this.scanning) {
+      this.dirty = true;
+      return;
+    }
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.runScan();
+    }, this.debounceMs);
+  }
+
+  private async runScan(): Promise<void> {
+    this.scanning = this.scan();
+    const state = await this.scanning;
+    this.scanning = undefined;
+    if (this.dirty) {
+      this.dirty = false;
+      this.schedule();
+    }
+    if (state && !this.stopped) this.onState?.(state);
+  }
+
+  /** Rescans the tree and re-reads the files that changed; the new state, or undefined when nothing changed. */
+  private async scan(): Promise<SourceState | undefined> {
+    const tree = await scanTree(this.root);
+    const files = new Map<string, FileRead>();
+    for (const [path, stats] of [...tree.files].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const known = this.files.get(path);
+      const unchanged = known !== undefined && known.signature === signatureOf(stats);
+      files.set(path, unchanged ? known : await readManifestFile(path, stats, known?.objects ?? new Map()));
+    }
+    if (this.stopped) return undefined;
+    this.files = files;
+    const watchProblems = this.watchDirectories(tree.watch);
+    const state = assembleState(files, [...tree.problems, ...watchProblems]);
+    const text = JSON.stringify([[...state.services], [...state.slices], state.problems]);
+    if (text === this.delivered) return undefined;
+    this.delivered = text;
+    return state;
+  }
+
+  /** Brings the watchers in step with the tree; problems for the directories that cannot be watched. */
+  private watchDirectories(wanted: ReadonlyMap<string, WatchFilter>): InputProblem[] {
+    for (const [directory, { watcher }] of this.watchers) {
+      if (wanted.has(directory)) continue;
+      watcher.close();
+      this.watchers.delete(directory);
+    }
+    const problems: InputProblem[] = [];
+    for (const [directory, filter] of wanted) {
+      const known = this.watchers.get(directory);
+      if (known) {
+        known.filter = filter;
+        continue;
+      }
+      try {
+        const watcher = watch(directory, (_event, name) => this.onWatchEvent(directory, name));
+        watcher.on('error', () => this.onWatchError(directory));
+        this.watchers.set(directory, { filter, watcher });
+        // Files written between the scan and now raised no event: look again.
+        this.dirty = true;
+      } catch (error) {
+        if (isMissing(error)) continue; // gone since the scan; its parent's watcher saw that
+        problems.push({
+          source: directory,
+          object: 'directory',
+          reason: `cannot be watched (${errorText(error)}): its changes wait for another change to be seen; on Linux, raise fs.inotify.max_user_watches`,
+        });
+      }
+    }
+    return problems;
+  }
+
+  private onWatchEvent(directory: string, name: string | null): void {
+    const filter = this.watchers.get(directory)?.filter;
+    if (filter === undefined) return;
+    if (filter === 'all' || name === null || filter.has(name)) this.schedule();
+  }
+
+  /** A watched directory that disappears may error: drop its watcher, the rescan decides whether to watch it again. */
+  private onWatchError(directory: string): void {
+    this.watchers.get(directory)?.watcher.close();
+    this.watchers.delete(directory);
+    this.schedule();
+  }
+}
+
+// ---- What one file holds ----
+
+/** An object a file defines, once validated. */
+type ManifestObject =
+  | { kind: 'Service'; service: Service }
+  | { kind: 'EndpointSlice'; slice: EndpointSlice }
+  /** A Service socklb does not translate (headless, ExternalName): its slices are left out too. */
+  | { kind: 'IgnoredService'; key: string };
+
+interface FileRead {
+  /** (mtime, size, inode) when read; undefined: read it again at the next scan. */
+  signature: string | undefined;
+  /** By identity (`Service default/web`). */
+  objects: ReadonlyMap<string, ManifestObject>;
+  problems: InputProblem[];
+}
+
+interface FileContents {
+  objects: Map<string, ManifestObject>;
+  problems: InputProblem[];
+}
+
+// A file written again within the clock tick of our read keeps its (mtime,
+// size, inode): until its mtime is this far behind, it is read at every scan.
+const RACY_WINDOW_MS = 1000;
+// Aliases make a small file expand to a huge one; the yaml package refuses more than this many.
+const MAX_ALIAS_COUNT = 100;
+
+async function readManifestFile(path: string, stats: Stats, previous: ReadonlyMap<string, ManifestObject>): Promise<FileRead> {
+  const readAt = Date.now();
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const problem = { source: path, object: 'file', reason: withPrevious(`cannot be read: ${errorText(error)}`, previous) };
+    return { signature: undefined, objects: previous, problems: [problem] };
+  }
+  const racy = stats.mtimeMs > readAt - RACY_WINDOW_MS;
+  return { signature: racy ? undefined : signatureOf(stats), ...decodeManifest(path, text, previous) };
+}
+
+/** The objects of one file's text; `previous`, what it held before, stands in for what no longer reads. */
+function decodeManifest(path: string, text: string, previous: ReadonlyMap<string, ManifestObject>): FileContents {
+  const lines = new LineCounter();
+  const values: { where: string; value: unknown }[] = [];
+  const syntaxProblems: InputProblem[] = [];
+  let where = 'file';
+  try {
+    parseAllDocuments(text, { lineCounter: lines, prettyErrors: false }).forEach((document, i) => {
+      where = `document ${i + 1}`;
+      for (const error of document.errors) {
+        const { line, col } = lines.linePos(error.pos[0]);
+        syntaxProblems.push({ source: path, object: where, reason: `line ${line}, column ${col}: ${error.message}` });
+      }
+      if (document.errors.length === 0) values.push({ where, value: document.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) });
+    });
+  } catch (error) {
+    // toJS refusing an alias bomb, or a nesting too deep for the parser.
+    syntaxProblems.push({ source: path, object: where, reason: `cannot be decoded: ${errorText(error)}` });
+  }
+  if (syntaxProblems.length > 0) {
+    // Half a file is not what anyone meant: keep all of what it held.
+    return {
+      objects: new Map(previous),
+      problems: syntaxProblems.map((problem) => ({ ...problem, reason: withPrevious(problem.reason, previous) })),
+    };
+  }
+  const contents: FileContents = { objects: new Map(), problems: [] };
+  for (const { where, value } of values) {
+    // An empty document (a trailing ---, a file of comments) holds nothing.
+    if (value !== null) collectObjects(value, where, path, previous, contents);
+  }
+  return contents;
+}
+
+/** Adds the Services and EndpointSlices of one document, or of one item of a List. */
+function collectObjects(value: unknown, where: string, path: string, previous: ReadonlyMap<string, ManifestObject>, into: FileContents): void {
+  const problem = (object: string, reason: string) => into.problems.push({ source: path, object, reason });
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    problem(where, 'is not a mapping, so not a Kubernetes object');
+    return;
+  }
+  const { kind, items } = value as Record<string, unknown>;
+  if (typeof kind !== 'string' || kind === '') {
+    problem(where, 'has no kind, so it is not a Kubernetes object');
+    return;
+  }
+  // List, ServiceList, EndpointSliceList...: what `kubectl get -o yaml` prints for several objects.
+  if (kind.endsWith('List')) {
+    if (items !== undefined && items !== null && !Array.isArray(items)) problem(where, `${kind} has items that are not a list`);
+    else (items ?? []).forEach((item: unknown, i: number) => collectObjects(item, `${where} items[${i}]`, path, previous, into));
+    return;
+  }
+  // A manifest directory may hold Deployments and ConfigMaps too: not ours, not a problem.
+  if (kind !== 'Service' && kind !== 'EndpointSlice') return;
+
+  const ref = objectRef(value);
+  const identity = ref && describeObject(ref);
+  const result = kind === 'Service' ? parseServiceObject(value) : parseSliceObject(value);
+  let object: ManifestObject | undefined;
+  if (result.kind === 'ok') object = result.value;
+  else if (result.kind === 'invalid') {
+    object = identity === undefined ? undefined : previous.get(identity);
+    problem(identity ?? where, object ? `${result.reason}; its previous valid version stays in effect` : result.reason);
+  }
+  if (object === undefined || identity === undefined) return;
+  if (into.objects.has(identity)) problem(identity, 'is defined twice in this file; the first definition wins: remove one');
+  else into.objects.set(identity, object);
+}
+
+function parseServiceObject(value: unknown): ParseResult<ManifestObject> {
+  const result = parseService(value);
+  if (result.kind === 'ok') return { kind: 'ok', value: { kind: 'Service', service: result.value } };
+  // An ignored Service still exists: its slices are not orphans.
+  const ref = objectRef(value);
+  if (result.kind === 'ignored' && ref) return { kind: 'ok', value: { kind: 'IgnoredService', key: namespacedName(ref) } };
+  return result;
+}
+
+function parseSliceObject(value: unknown): ParseResult<ManifestObject> {
+  const result = parseEndpointSlice(value);
+  return result.kind === 'ok' ? { kind: 'ok', value: { kind: 'EndpointSlice', slice: result.value } } : result;
+}
+
+function withPrevious(reason: string, previous: ReadonlyMap<string, ManifestObject>): string {
+  if (previous.size === 0) return reason;
+  return `${reason}; the ${previous.size} object(s) read from it before stay in effect until it is fixed`;
+}
+
+// ---- All files together ----
+
+/** One state from every file read, in path order: the first file to define an object wins it. */
+function assembleState(files: ReadonlyMap<string, FileRead>, treeProblems: InputProblem[]): SourceState {
+  const services = new Map<string, Service>();
+  const slices = new Map<string, EndpointSlice>();
+  const ignoredServices = new Set<string>();
+  const problems = [...treeProblems];
+  const definedIn = new Map<string, string>();
+  for (const [path, read] of files) {
+    problems.push(...read.problems);
+    for (const [identity, object] of read.objects) {
+      const owner = definedIn.get(identity);
+      if (owner !== undefined) {
+        problems.push({ source: path, object: identity, reason: `is also defined in ${owner}, which wins as the first in path order: remove one` });
+        continue;
+      }
+      definedIn.set(identity, path);
+      if (object.kind === 'Service') services.set(namespacedName(object.service), object.service);
+      else if (object.kind === 'EndpointSlice') slices.set(namespacedName(object.slice), object.slice);
+      else ignoredServices.add(object.key);
+    }
+  }
+  for (const [key, slice] of slices) {
+    if (ignoredServices.has(namespacedName({ namespace: slice.namespace, name: slice.serviceName }))) slices.delete(key);
+  }
+  return { services: sortedByKey(services), slices: sortedByKey(slices), problems };
+}
+
+// ---- The tree on disk ----
+
+const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
+
+/** 'all': any event in the directory matters; a set: only events about these names. */
+type WatchFilter = 'all' | Set<string>;
+
+interface Tree {
+  files: Map<string, Stats>;
+  watch: Map<string, WatchFilter>;
+  problems: InputProblem[];
+}
+
+/**
+ * The manifest files under `root`, and the directories to watch: every
+ * directory of the tree, and for the root itself (which may not exist yet,
+ * or may be replaced) its nearest existing ancestor, for the name leading to it.
+ */
+async function scanTree(root: string): Promise<Tree> {
+  const tree: Tree = { files: new Map(), watch: new Map(), problems: [] };
+  const ancestor = await watchNearestAncestor(root, tree);
+  let stats: Stats;
+  try {
+    stats = await stat(root);
+  } catch (error) {
+    const reason = isMissing(error)
+      ? `does not exist; socklb watches ${ancestor ?? 'nothing'} and reads it once it appears`
+      : `cannot be read: ${errorText(error)}`;
+    tree.problems.push({ source: root, object: 'path', reason });
+    return tree;
+  }
+  if (stats.isDirectory()) await walk(root, tree);
+  else if (stats.isFile()) {
+    watchAll(tree, dirname(root));
+    const link = await lstat(root).catch(() => undefined);
+    await addFile(root, link?.isSymbolicLink() ?? false, tree);
+  } else tree.problems.push({ source: root, object: 'path', reason: 'is neither a file nor a directory' });
+  return tree;
+}
+
+async function watchNearestAncestor(root: string, tree: Tree): Promise<string | undefined> {
+  for (let child = root, directory = dirname(root); directory !== child; child = directory, directory = dirname(directory)) {
+    const stats = await stat(directory).catch(() => undefined);
+    if (stats?.isDirectory()) {
+      watchName(tree, directory, basename(child));
+      return directory;
+    }
+  }
+  return undefined;
+}
+
+async function walk(directory: string, tree: Tree): Promise<void> {
+  watchAll(tree, directory);
+  let entries;
+  try {
+    entries = await readdir(directory, { withFileTypes: true });
+  } catch (error) {
+    if (!isMissing(error)) tree.problems.push({ source: directory, object: 'directory', reason: `cannot be read: ${errorText(error)}` });
+    return;
+  }
+  for (const entry of entries) {
+    // Editor temp files, and the ..data directories of mounted ConfigMaps (their files are reached through symlinks).
+    if (entry.name.startsWith('.')) continue;
+    const path = join(directory, entry.name);
+    // Symlinks to directories are not followed: a cycle would never end.
+    if (entry.isDirectory()) await walk(path, tree);
+    else if ((entry.isFile() || entry.isSymbolicLink()) && MANIFEST_EXTENSIONS.has(extname(entry.name))) {
+      await addFile(path, entry.isSymbolicLink(), tree);
+    }
+  }
+}
+
+async function addFile(path: string, isSymlink: boolean, tree: Tree): Promise<void> {
+  let stats: Stats;
+  try {
+    stats = await stat(path);
+  } catch (error) {
+    const reason = isMissing(error) ? 'is a symbolic link to a file that does not exist' : `cannot be read: ${errorText(error)}`;
+    tree.problems.push({ source: path, object: 'file', reason });
+    return;
+  }
+  if (!stats.isFile()) return;
+  tree.files.set(path, stats);
+  if (!isSymlink) return;
+  // A symlink's target may live outside the tree: its edits raise events only in its own directory.
+  const real = await realpath(path).catch(() => undefined);
+  if (real !== undefined) watchName(tree, dirname(real), basename(real));
+}
+
+function watchAll(tree: Tree, directory: string): void {
+  tree.watch.set(directory, 'all');
+}
+
+function watchName(tree: Tree, directory: string, name: string): void {
+  const filter = tree.watch.get(directory) ?? new Set<string>();
+  if (filter !== 'all') tree.watch.set(directory, filter.add(name));
+}
+
+function signatureOf(stats: Stats): string {
+  return `${stats.mtimeMs}:${stats.size}:${stats.ino}`;
+}
+
+function sortedByKey<T>(map: Map<string, T>): Map<string, T> {
+  return new Map([...map].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+function isMissing(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,24 @@
+// The contract every source of Services and EndpointSlices fulfils: manifest
+// files now, the Kubernetes API later. A source delivers whole states rather
+// than events, so that a consumer never has to replay history to know where
+// it stands.
+
+import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
+
+export interface SourceState {
+  /** Keyed `${namespace}/${name}`. */
+  services: ReadonlyMap<string, Service>;
+  /**
+   * Keyed `${namespace}/${name}`. Slices of a Service that socklb ignores
+   * (headless, ExternalName) are left out: they are not orphans.
+   */
+  slices: ReadonlyMap<string, EndpointSlice>;
+  /** Everything currently wrong with the input. */
+  problems: readonly InputProblem[];
+}
+
+export interface Source {
+  /** Delivers the first complete state, then every change; resolves once the first state was delivered. */
+  start(onState: (state: SourceState) => void): Promise<void>;
+  stop(): Promise<void>;
+}

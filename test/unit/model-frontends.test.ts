@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { joinSlices, serviceFrontends } from '../../src/model/frontends.js';
+import { backendText, frontendId } from '../../src/model/keys.js';
+import type { DesiredFrontend, Endpoint, EndpointPort, EndpointSlice, IPFamily, Service } from '../../src/model/types.js';
+
+function service(clusterIPs: string[], ports: Service['ports'] = [{ name: 'http', protocol: 'TCP', port: 80 }]): Service {
+  return { namespace: 'shop', name: 'web', clusterIPs, ports };
+}
+
+let sliceCount = 0;
+function slice(addressType: IPFamily, ports: EndpointPort[], endpoints: Endpoint[], serviceName = 'web'): EndpointSlice {
+  return { namespace: 'shop', name: `web-${++sliceCount}`, serviceName, addressType, ports, endpoints };
+}
+
+const http8080: EndpointPort[] = [{ name: 'http', protocol: 'TCP', port: 8080 }];
+const ready = (...addresses: string[]): Endpoint[] => addresses.map((address) => ({ address, ready: true }));
+
+/** One line per frontend: `10.96.0.10:80/TCP http -> 10.0.0.1:8080 10.0.0.2:8080`. */
+function dump(frontends: DesiredFrontend[]): string[] {
+  return frontends.map(
+    (frontend) =>
+      `${frontendId(frontend.key)} ${frontend.service.namespace}/${frontend.service.name}:${frontend.service.portName} ->` +
+      frontend.backends.map((backend) => ` ${backendText(backend)}`).join(''),
+  );
+}
+
+const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontends: string[]; problems?: string[] }[] = [
+  {
+    rule: 'each service port resolves to the slice port of the same name (a named targetPort)',
+    service: service(['10.96.0.10']),
+    slices: [slice('IPv4', http8080, ready('10.0.0.2', '10.0.0.1'))],
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080 10.0.0.2:8080'],
+  },
+  {
+    rule: 'a service without slices has frontends that refuse connections, and no problem',
+    service: service(['10.96.0.10']),
+    slices: [],
+    frontends: ['10.96.0.10:80/TCP shop/web:http ->'],
+  },
+  {
+    rule: 'endpoints that are not ready are no backends',
+    service: service(['10.96.0.10']),
+    slices: [slice('IPv4', http8080, [...ready('10.0.0.1'), { address: '10.0.0.2', ready: false }])],
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080'],
+  },
+  {
+    rule: 'slices merge, and an endpoint listed by two slices is one backend',
+    service: service(['10.96.0.10']),
+    slices: [slice('IPv4', http8080, ready('10.0.0.1', '10.0.0.10')), slice('IPv4', http8080, ready('10.0.0.9', '10.0.0.1'))],
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080 10.0.0.9:8080 10.0.0.10:8080'],
+  },
+  {
+    rule: 'one endpoint on two target ports (slices disagree during a rollout) is two backends',
+    service: service(['10.96.0.10']),
+    slices: [slice('IPv4', http8080, ready('10.0.0.1')), slice('IPv4', [{ name: 'http', protocol: 'TCP', port: 8081 }], ready('10.0.0.1'))],
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080 10.0.0.1:8081'],
+  },
+  {
+    rule: 'a slice port must match protocol as well as name',
+    service: service(['10.96.0.10'], [{ name: 'dns', protocol: 'UDP', port: 53 }]),
+    slices: [slice('IPv4', [{ name: 'dns', protocol: 'TCP', port: 5353 }], ready('10.0.0.1'))],
+    frontends: ['10.96.0.10:53/UDP shop/web:dns ->'],
+  },
+  {
+    rule: 'an unnamed service port matches the unnamed slice port',
+    service: service(['10.96.0.10'], [{ name: '', protocol: 'TCP', port: 80 }]),
+    slices: [slice('IPv4', [{ name: '', protocol: 'TCP', port: 8080 }], ready('10.0.0.1'))],
+    frontends: ['10.96.0.10:80/TCP shop/web: -> 10.0.0.1:8080'],
+  },
+  {
+    rule: 'dual-stack: each cluster IP is served by the slices of its own family; IPv4 frontends first',
+    service: service(['fd00::10', '10.96.0.10']),
+    slices: [slice('IPv4', http8080, ready('10.0.0.1')), slice('IPv6', http8080, ready('fd00:1::1'))],
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '[fd00::10]:80/TCP shop/web:http -> [fd00:1::1]:8080'],
+  },
+  {
+    rule: 'a cluster IP whose family has no slice, while the other family has some, is a problem',
+    service: service(['10.96.0.10', 'fd00::10']),
+    slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '[fd00::10]:80/TCP shop/web:http ->'],
+    problems: ['clusterIP fd00::10 (IPv6) has no IPv6 EndpointSlice'],
+  },
+  {
+    rule: 'frontends are sorted by address, then port, then protocol',
+    service: service(['10.96.0.10'], [
+      { name: 'https', protocol: 'TCP', port: 443 },
+      { name: 'dns', protocol: 'UDP', port: 53 },
+      { name: 'dns-tcp', protocol: 'TCP', port: 53 },
+    ]),
+    slices: [],
+    frontends: ['10.96.0.10:53/TCP shop/web:dns-tcp ->', '10.96.0.10:53/UDP shop/web:dns ->', '10.96.0.10:443/TCP shop/web:https ->'],
+  },
+];
+
+describe('serviceFrontends', () => {
+  for (const { rule, service, slices, frontends, problems = [] } of cases) {
+    test(rule, () => {
+      const result = serviceFrontends(service, slices);
+      assert.deepEqual(dump(result.frontends), frontends);
+      assert.deepEqual(result.problems, problems);
+    });
+  }
+});
+
+describe('joinSlices', () => {
+  test('slices join the Service of their namespace named by their label; the others are orphans', () => {
+    const web = service(['10.96.0.10']);
+    const db: Service = { ...web, name: 'db' };
+    const ofWeb = slice('IPv4', http8080, []);
+    const ofGone = slice('IPv4', http8080, [], 'gone');
+    const otherNamespace = { ...slice('IPv4', http8080, []), namespace: 'other' };
+    const { byService, orphans } = joinSlices([web, db], [ofWeb, ofGone, otherNamespace]);
+    assert.deepEqual(byService, new Map([['shop/web', [ofWeb]], ['shop/db', []]]));
+    assert.deepEqual(orphans, [ofGone, otherNamespace]);
+  });
+});

@@ -1,0 +1,308 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { describeObject, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../../src/model/kubernetes.js';
+import type { EndpointSlice, Service } from '../../src/model/types.js';
+
+function service(spec: Record<string, unknown>, metadata: Record<string, unknown> = { name: 'web', namespace: 'shop' }) {
+  return { apiVersion: 'v1', kind: 'Service', metadata, spec };
+}
+
+function slice(body: Record<string, unknown>, metadata: Record<string, unknown> = sliceMetadata) {
+  return { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata, addressType: 'IPv4', ...body };
+}
+
+const sliceMetadata = { name: 'web-x1', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' } };
+const httpPort = [{ name: 'http', port: 80 }];
+
+interface Case<T> {
+  rule: string;
+  raw: unknown;
+  expected: ParseResult<T>;
+}
+
+function runCases<T>(cases: Case<T>[], parse: (raw: unknown) => ParseResult<T>): void {
+  for (const { rule, raw, expected } of cases) test(rule, () => assert.deepEqual(parse(raw), expected));
+}
+
+const invalid = (reason: string) => ({ kind: 'invalid' as const, reason });
+const ignored = (reason: string) => ({ kind: 'ignored' as const, reason });
+const okService = (value: Partial<Service>): ParseResult<Service> => ({
+  kind: 'ok',
+  value: { namespace: 'shop', name: 'web', clusterIPs: ['10.96.0.10'], ports: [{ name: 'http', protocol: 'TCP', port: 80 }], ...value },
+});
+const okSlice = (value: Partial<EndpointSlice>): ParseResult<EndpointSlice> => ({
+  kind: 'ok',
+  value: { namespace: 'shop', name: 'web-x1', serviceName: 'web', addressType: 'IPv4', ports: [], endpoints: [], ...value },
+});
+
+describe('parseService', () => {
+  runCases<Service>(
+    [
+      { rule: 'type defaults to ClusterIP, protocol to TCP', raw: service({ clusterIP: '10.96.0.10', ports: httpPort }), expected: okService({}) },
+      {
+        rule: 'NodePort is translated through its cluster IP; nodePort and targetPort are not socklb business',
+        raw: service({ type: 'NodePort', clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, nodePort: 30080, targetPort: 'http' }] }),
+        expected: okService({}),
+      },
+      {
+        rule: 'LoadBalancer is translated through its cluster IP',
+        raw: service({ type: 'LoadBalancer', clusterIP: '10.96.0.10', ports: httpPort }),
+        expected: okService({}),
+      },
+      {
+        rule: 'clusterIPs wins over clusterIP and keeps its order (dual-stack)',
+        raw: service({ clusterIP: 'fd00::10', clusterIPs: ['fd00::10', '10.96.0.10'], ports: httpPort }),
+        expected: okService({ clusterIPs: ['fd00::10', '10.96.0.10'] }),
+      },
+      {
+        rule: 'clusterIPs alone is enough',
+        raw: service({ clusterIPs: ['10.96.0.10'], ports: httpPort }),
+        expected: okService({}),
+      },
+      {
+        rule: 'addresses are canonical (RFC 5952)',
+        raw: service({ clusterIP: 'FD00:0:0:0::0010', ports: httpPort }),
+        expected: okService({ clusterIPs: ['fd00::10'] }),
+      },
+      {
+        rule: 'namespace defaults to default, as kubectl reads it',
+        raw: service({ clusterIP: '10.96.0.10', ports: httpPort }, { name: 'web' }),
+        expected: okService({ namespace: 'default' }),
+      },
+      {
+        rule: 'a single port may be unnamed',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ port: 80 }] }),
+        expected: okService({ ports: [{ name: '', protocol: 'TCP', port: 80 }] }),
+      },
+      {
+        rule: 'one port number with TCP and UDP is two ports',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53 }] }),
+        expected: okService({ ports: [{ name: 'dns', protocol: 'UDP', port: 53 }, { name: 'dns-tcp', protocol: 'TCP', port: 53 }] }),
+      },
+      {
+        rule: 'headless (clusterIP None) is ignored',
+        raw: service({ clusterIP: 'None', ports: httpPort }),
+        expected: ignored('spec.clusterIP is None: a headless Service is resolved by DNS, with no cluster IP to translate'),
+      },
+      {
+        rule: 'headless through clusterIPs [None] is ignored',
+        raw: service({ clusterIP: 'None', clusterIPs: ['None'] }),
+        expected: ignored('spec.clusterIP is None: a headless Service is resolved by DNS, with no cluster IP to translate'),
+      },
+      {
+        rule: 'ExternalName is ignored, without cluster IP or ports',
+        raw: service({ type: 'ExternalName', externalName: 'db.example.com' }),
+        expected: ignored('spec.type is ExternalName: a DNS alias, with no cluster IP to translate'),
+      },
+      { rule: 'apiVersion must be v1', raw: { ...service({}), apiVersion: 'v2' }, expected: invalid('apiVersion: "v2" is not "v1"') },
+      {
+        rule: 'metadata.name is required',
+        raw: service({ clusterIP: '10.96.0.10', ports: httpPort }, {}),
+        expected: invalid('metadata.name: missing; a non-empty name is required'),
+      },
+      {
+        rule: 'metadata.name must be a DNS-1035 label',
+        raw: service({ clusterIP: '10.96.0.10', ports: httpPort }, { name: 'Web_1' }),
+        expected: invalid('metadata.name: "Web_1" is not a DNS-1035 label: lowercase letters, digits and "-", starting with a letter, of at most 63 characters'),
+      },
+      {
+        rule: 'metadata.namespace must be a DNS-1123 label',
+        raw: service({ clusterIP: '10.96.0.10', ports: httpPort }, { name: 'web', namespace: 'a.b' }),
+        expected: invalid('metadata.namespace: "a.b" is not a DNS-1123 label: lowercase letters, digits and "-", of at most 63 characters'),
+      },
+      { rule: 'spec is required', raw: { ...service({}), spec: undefined }, expected: invalid('spec: missing') },
+      {
+        rule: 'an unknown type is invalid',
+        raw: service({ type: 'Ingress', clusterIP: '10.96.0.10', ports: httpPort }),
+        expected: invalid('spec.type: "Ingress" is not one of ClusterIP, NodePort, LoadBalancer, ExternalName'),
+      },
+      {
+        rule: 'no cluster IP at all is invalid: socklb does not allocate them',
+        raw: service({ ports: httpPort }),
+        expected: invalid('spec.clusterIP: missing; socklb does not allocate cluster IPs from manifests: set spec.clusterIP'),
+      },
+      {
+        rule: 'clusterIPs[0] must equal clusterIP',
+        raw: service({ clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.11'], ports: httpPort }),
+        expected: invalid('spec.clusterIPs[0]: "10.96.0.11" differs from spec.clusterIP "10.96.0.10"; they must be equal'),
+      },
+      {
+        rule: 'at most two cluster IPs',
+        raw: service({ clusterIPs: ['10.96.0.10', 'fd00::10', '10.96.0.11'], ports: httpPort }),
+        expected: invalid('spec.clusterIPs: ["10.96.0.10","fd00::10","10.96.0.11"] has 3 addresses; at most 2, one per family'),
+      },
+      {
+        rule: 'two cluster IPs must be of different families',
+        raw: service({ clusterIPs: ['10.96.0.10', '10.96.0.11'], ports: httpPort }),
+        expected: invalid('spec.clusterIPs: ["10.96.0.10","10.96.0.11"] are both IPv4; a dual-stack Service has one address per family'),
+      },
+      {
+        rule: 'every cluster IP must be an address',
+        raw: service({ clusterIPs: ['10.96.0.10', 'fd00::zz'], ports: httpPort }),
+        expected: invalid('spec.clusterIPs[1]: "fd00::zz" is not an IP address'),
+      },
+      {
+        rule: 'clusterIP must be an address',
+        raw: service({ clusterIP: '10.96.0.300', ports: httpPort }),
+        expected: invalid('spec.clusterIP: "10.96.0.300" is not an IP address'),
+      },
+      {
+        rule: 'ports must not be empty',
+        raw: service({ clusterIP: '10.96.0.10', ports: [] }),
+        expected: invalid('spec.ports: is empty; a Service needs at least one port'),
+      },
+      {
+        rule: 'a port is in 1-65535',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 70000 }] }),
+        expected: invalid('spec.ports[1].port: 70000 is out of range 1-65535'),
+      },
+      {
+        rule: 'a port is an integer, not a string',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ port: '80' }] }),
+        expected: invalid('spec.ports[0].port: "80" is not an integer'),
+      },
+      {
+        rule: 'SCTP is not translated by socket hooks',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ port: 80, protocol: 'SCTP' }] }),
+        expected: invalid('spec.ports[0].protocol: SCTP is not translated by socket hooks'),
+      },
+      {
+        rule: 'an unknown protocol is invalid',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ port: 80, protocol: 'tcp' }] }),
+        expected: invalid('spec.ports[0].protocol: "tcp" is an unknown protocol; use TCP or UDP'),
+      },
+      {
+        rule: 'every port of a multi-port Service is named',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }, { port: 443 }] }),
+        expected: invalid('spec.ports[1].name: missing; every port of a multi-port Service needs a name'),
+      },
+      {
+        rule: 'port names are unique',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }, { name: 'http', port: 8080 }] }),
+        expected: invalid('spec.ports[1]: name "http" repeats spec.ports[0]; each must appear once'),
+      },
+      {
+        rule: 'port and protocol are unique',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 80, protocol: 'TCP' }] }),
+        expected: invalid('spec.ports[1]: port 80/TCP repeats spec.ports[0]; each must appear once'),
+      },
+    ],
+    parseService,
+  );
+});
+
+describe('parseEndpointSlice', () => {
+  runCases<EndpointSlice>(
+    [
+      {
+        rule: 'ports and endpoints absent mean none',
+        raw: slice({}),
+        expected: okSlice({}),
+      },
+      {
+        rule: 'ports and endpoints null mean none (what the controller writes for a Service without pods)',
+        raw: slice({ ports: null, endpoints: null }),
+        expected: okSlice({}),
+      },
+      {
+        rule: 'port name defaults to empty, protocol to TCP',
+        raw: slice({ ports: [{ port: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }] }),
+        expected: okSlice({ ports: [{ name: '', protocol: 'TCP', port: 8080 }, { name: 'dns', protocol: 'UDP', port: 53 }] }),
+      },
+      {
+        rule: 'absent or null ready means ready, false means not ready; the first address is the endpoint',
+        raw: slice({
+          endpoints: [
+            { addresses: ['10.0.0.1', '10.0.0.9'] },
+            { addresses: ['10.0.0.2'], conditions: { ready: null, serving: true } },
+            { addresses: ['10.0.0.3'], conditions: { ready: false, serving: true, terminating: true } },
+          ],
+        }),
+        expected: okSlice({
+          endpoints: [
+            { address: '10.0.0.1', ready: true },
+            { address: '10.0.0.2', ready: true },
+            { address: '10.0.0.3', ready: false },
+          ],
+        }),
+      },
+      {
+        rule: 'IPv6 addresses are canonical',
+        raw: slice({ addressType: 'IPv6', endpoints: [{ addresses: ['FD00:0::0A'] }] }),
+        expected: okSlice({ addressType: 'IPv6', endpoints: [{ address: 'fd00::a', ready: true }] }),
+      },
+      {
+        rule: 'FQDN slices are ignored',
+        raw: slice({ addressType: 'FQDN', endpoints: [{ addresses: ['db.example.com'] }] }),
+        expected: ignored('addressType is FQDN: its endpoints are names, with no address to translate to'),
+      },
+      {
+        rule: 'kind must be EndpointSlice',
+        raw: { ...slice({}), kind: 'Endpoints' },
+        expected: invalid('kind: "Endpoints" is not "EndpointSlice"'),
+      },
+      {
+        rule: 'the service-name label is required: it joins the slice to its Service',
+        raw: slice({}, { name: 'web-x1' }),
+        expected: invalid(
+          'metadata.labels["kubernetes.io/service-name"]: missing; this label joins the slice to its Service: set it to the Service\'s name',
+        ),
+      },
+      {
+        rule: 'an unknown addressType is invalid',
+        raw: slice({ addressType: 'IPv5' }),
+        expected: invalid('addressType: "IPv5" is not one of IPv4, IPv6, FQDN'),
+      },
+      {
+        rule: 'a slice port needs a number',
+        raw: slice({ ports: [{ name: 'http', port: null }] }),
+        expected: invalid('ports[0].port: missing; a port number is required'),
+      },
+      {
+        rule: 'a slice port is in 1-65535',
+        raw: slice({ ports: [{ name: 'http', port: 0 }] }),
+        expected: invalid('ports[0].port: 0 is out of range 1-65535'),
+      },
+      {
+        rule: 'SCTP slice ports are not translated by socket hooks',
+        raw: slice({ ports: [{ port: 9, protocol: 'SCTP' }] }),
+        expected: invalid('ports[0].protocol: SCTP is not translated by socket hooks'),
+      },
+      {
+        rule: 'slice port names are unique',
+        raw: slice({ ports: [{ name: 'http', port: 80 }, { name: 'http', port: 81 }] }),
+        expected: invalid('ports[1]: name "http" repeats ports[0]; each must appear once'),
+      },
+      {
+        rule: 'an endpoint needs an address',
+        raw: slice({ endpoints: [{ addresses: [] }] }),
+        expected: invalid('endpoints[0].addresses: is empty; an endpoint needs an address'),
+      },
+      {
+        rule: 'every address is of the slice addressType',
+        raw: slice({ endpoints: [{ addresses: ['10.0.0.1', 'fd00::1'] }] }),
+        expected: invalid('endpoints[0].addresses[1]: "fd00::1" is not an IPv4 address (the slice\'s addressType)'),
+      },
+      {
+        rule: 'conditions.ready is a boolean when present',
+        raw: slice({ endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: 'true' } }] }),
+        expected: invalid('endpoints[0].conditions.ready: "true" is not a boolean'),
+      },
+    ],
+    parseEndpointSlice,
+  );
+});
+
+describe('objectRef and describeObject', () => {
+  test('an object is named kind namespace/name', () => {
+    assert.equal(describeObject({ kind: 'Service', namespace: 'shop', name: 'web' }), 'Service shop/web');
+  });
+  test('namespace defaults to default', () => {
+    assert.deepEqual(objectRef(service({}, { name: 'web' })), { kind: 'Service', namespace: 'default', name: 'web' });
+  });
+  test('an object without a name or kind has no identity', () => {
+    assert.equal(objectRef(service({}, {})), undefined);
+    assert.equal(objectRef({ metadata: { name: 'web' } }), undefined);
+    assert.equal(objectRef('web'), undefined);
+  });
+});
