@@ -10,7 +10,7 @@
 
 import type { Logger } from '../log.js';
 import { DesiredFrontends } from '../model/desired.js';
-import type { InputProblem } from '../model/types.js';
+import type { InputProblem, NodeContext } from '../model/types.js';
 import type { DatapathMaps } from '../datapath/maps.js';
 import { fullScope } from '../datapath/planner.js';
 import { reconcile } from '../datapath/reconcile.js';
@@ -21,6 +21,7 @@ export interface AgentOptions {
   source: Source;
   maps: DatapathMaps;
   logger: Logger;
+  node: NodeContext;
   /** First delay before frontends whose writes failed are tried again; doubles up to a minute. */
   retryDelayMs?: number;
 }
@@ -36,7 +37,7 @@ const MAX_RETRY_DELAY_MS = 60_000;
 
 export class Agent {
   private readonly state: DatapathState;
-  private readonly desired = new DesiredFrontends();
+  private readonly desired: DesiredFrontends;
   private readonly failed = new Set<string>();
   private reportedProblems = new Map<string, InputProblem>();
   private firstStateSeen = false;
@@ -46,6 +47,7 @@ export class Agent {
 
   constructor(private readonly options: AgentOptions) {
     this.state = DatapathState.read(options.maps);
+    this.desired = new DesiredFrontends(options.node);
     this.retryDelayMs = options.retryDelayMs ?? 1000;
     options.logger.info({ frontends: this.state.frontends.size, backends: this.state.backends.size }, 'adopted the datapath state found in the maps');
   }

@@ -3,6 +3,7 @@
 // `services`, remove it with `cleanup`.
 
 import { Command, Option } from 'commander';
+import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Agent } from '../agent/agent.js';
 import { describeFrontends, formatTable } from '../datapath/dump.js';
@@ -13,6 +14,8 @@ import { DatapathState } from '../datapath/state.js';
 import { cgroup2Root, checkPrivileges } from '../datapath/system.js';
 import { SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
+import { canonicalIP, parseCidr } from '../model/ip.js';
+import type { NodeContext } from '../model/types.js';
 import { ManifestSource } from '../sources/manifests.js';
 
 const DEFAULT_BPF_OBJECT = fileURLToPath(new URL('../../bpf/socklb.bpf.o', import.meta.url));
@@ -23,16 +26,38 @@ interface RunOptions {
   pinDir: string;
   bpfObject: string;
   logLevel: string;
+  nodeName: string;
+  nodeZone?: string;
+  nodeIp: string[];
+  allowedExternalIpCidrs: string[];
+  serviceProxyName?: string;
+}
+
+function nodeContext(options: RunOptions): NodeContext {
+  for (const address of options.nodeIp) {
+    if (canonicalIP(address) === undefined) throw new SocklbError('SOCKLB_ERR_USAGE', `--node-ip ${address}: not an IP address`);
+  }
+  for (const cidr of options.allowedExternalIpCidrs) {
+    if (parseCidr(cidr) === undefined) throw new SocklbError('SOCKLB_ERR_USAGE', `--allowed-external-ip-cidrs ${cidr}: not a CIDR such as 203.0.113.0/24`);
+  }
+  return {
+    name: options.nodeName,
+    zone: options.nodeZone,
+    addresses: options.nodeIp.map((address) => canonicalIP(address) ?? address),
+    allowedExternalIPCidrs: options.allowedExternalIpCidrs,
+    serviceProxyName: options.serviceProxyName,
+  };
 }
 
 async function run(options: RunOptions): Promise<void> {
   const logger = createLogger(options.logLevel);
+  const node = nodeContext(options);
   routeLibbpfLog(logger);
   const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir);
   const cgroups = options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
   for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
 
-  const agent = new Agent({ source: new ManifestSource({ path: options.manifests }), maps: datapath.maps, logger });
+  const agent = new Agent({ source: new ManifestSource({ path: options.manifests }), maps: datapath.maps, logger, node });
   await agent.start();
   logger.info({ manifests: options.manifests, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
 
@@ -72,6 +97,9 @@ function routeLibbpfLog(logger: Logger): void {
   });
 }
 
+const collect = (value: string, previous: string[]) => [...previous, value];
+const collectCommaSeparated = (value: string, previous: string[]) => [...previous, ...value.split(',').filter((item) => item !== '')];
+
 const pinDirOption = () => new Option('--pin-dir <dir>', 'bpffs directory of the pinned maps and links').default(DEFAULT_PIN_DIRECTORY);
 
 const program = new Command('socklb')
@@ -83,9 +111,14 @@ program
   .command('run')
   .description('run the agent in the foreground; the pinned datapath stays when it stops')
   .requiredOption('--manifests <path>', 'file or directory of Service and EndpointSlice manifests (watched)')
-  .option('--cgroup <path>', 'cgroup v2 directory whose processes are translated (repeatable; default: the cgroup v2 root)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+  .option('--cgroup <path>', 'cgroup v2 directory whose processes are translated (repeatable; default: the cgroup v2 root)', collect, [] as string[])
   .addOption(pinDirOption())
   .option('--bpf-object <path>', 'compiled BPF object', DEFAULT_BPF_OBJECT)
+  .option('--node-name <name>', 'this node, for internalTrafficPolicy Local (endpoints whose nodeName it is)', hostname())
+  .option('--node-zone <zone>', 'this node\'s topology.kubernetes.io/zone, for topology hints')
+  .option('--node-ip <address>', 'an address of this node where NodePorts are reached (repeatable)', collect, [] as string[])
+  .option('--allowed-external-ip-cidrs <cidrs>', 'comma-separated CIDRs inside which spec.externalIPs are translated (default: none, see CVE-2020-8554)', collectCommaSeparated, [] as string[])
+  .option('--service-proxy-name <name>', 'serve only Services whose service.kubernetes.io/service-proxy-name label is this (default: only unlabelled ones)')
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')
   .action((options: RunOptions) => run(options));
 

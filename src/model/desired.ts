@@ -5,7 +5,7 @@
 import type { SourceState } from '../sources/source.js';
 import { joinSlices, serviceFrontends } from './frontends.js';
 import { frontendId } from './keys.js';
-import type { DesiredFrontend, EndpointSlice, InputProblem, Service } from './types.js';
+import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
 
 export interface DesiredUpdate {
   /** Frontend ids whose desired content may differ from before. */
@@ -24,9 +24,21 @@ export class DesiredFrontends {
   private readonly problemsByService = new Map<string, InputProblem[]>();
   private sourceProblems: readonly InputProblem[] = [];
   private orphanSliceProblems: InputProblem[] = [];
+  private node: NodeContext;
+
+  /** `node` comes from the flags; a source that knows this node's zone overrides it. */
+  constructor(private readonly configuredNode: NodeContext) {
+    this.node = configuredNode;
+  }
 
   update(state: SourceState): DesiredUpdate {
     const dirty = this.dirtyServices(state);
+    const zone = state.node?.zone ?? this.configuredNode.zone;
+    if (zone !== this.node.zone) {
+      // Topology hints depend on the zone: every Service may route differently now.
+      this.node = { ...this.node, zone };
+      for (const key of state.services.keys()) dirty.add(key);
+    }
     this.services = state.services;
     this.slices = state.slices;
     this.sourceProblems = state.problems;
@@ -39,7 +51,7 @@ export class DesiredFrontends {
       this.problemsByService.delete(serviceKey);
       const service = state.services.get(serviceKey);
       if (!service) continue;
-      const { frontends, problems } = serviceFrontends(service, slicesByService.get(serviceKey) ?? []);
+      const { frontends, problems } = serviceFrontends(service, slicesByService.get(serviceKey) ?? [], this.node);
       this.claimsByService.set(serviceKey, frontends);
       if (problems.length > 0) this.problemsByService.set(serviceKey, problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })));
       for (const frontend of frontends) this.claim(serviceKey, frontend, changed);

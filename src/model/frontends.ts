@@ -1,10 +1,12 @@
-// What one Service asks of the datapath: a frontend per cluster IP and port,
-// its backends taken from the Service's EndpointSlices. Pure.
+// What one Service asks of the datapath: a frontend per address and port (its
+// cluster IPs, its allowed external and load-balancer IPs, and its NodePorts
+// at this node's addresses), backends taken from the Service's EndpointSlices
+// of the frontend's family under kube-proxy's traffic rules. Pure.
 
-import { usableEndpoints } from './endpoints.js';
-import { ipFamily, ipToBytes } from './ip.js';
+import { categorizeEndpoints } from './endpoints.js';
+import { cidrContains, ipFamily, ipToBytes, parseCidr } from './ip.js';
 import { namespacedName } from './kubernetes.js';
-import type { Backend, DesiredFrontend, EndpointSlice, FrontendKey, IPAddress, IPFamily, Service, ServicePort } from './types.js';
+import type { Backend, DesiredFrontend, Endpoint, EndpointSlice, FrontendKey, IPAddress, IPFamily, NodeContext, Service, ServicePort } from './types.js';
 
 export interface ServiceFrontends {
   /** Sorted by address (IPv4 first), port, protocol. */
@@ -14,25 +16,53 @@ export interface ServiceFrontends {
 }
 
 /**
- * The frontends of `service`. `slices` are the slices joined to it by name;
- * a cluster IP is served by the slices of its own family only.
+ * Whether this proxy serves `service`: kube-proxy leaves Services labelled
+ * with another service-proxy-name, or headless, alone.
  */
-export function serviceFrontends(service: Service, slices: readonly EndpointSlice[]): ServiceFrontends {
+export function isServedByThisProxy(service: Service, node: Pick<NodeContext, 'serviceProxyName'>): boolean {
+  return !service.headlessLabel && service.serviceProxyName === node.serviceProxyName;
+}
+
+/**
+ * The frontends of `service`. `slices` are the slices joined to it by name;
+ * an address is served by the slices of its own family only.
+ */
+export function serviceFrontends(service: Service, slices: readonly EndpointSlice[], node: NodeContext): ServiceFrontends {
+  if (!isServedByThisProxy(service, node)) return { frontends: [], problems: [] };
   const frontends: DesiredFrontend[] = [];
   const problems: string[] = [];
-  for (const clusterIP of service.clusterIPs) {
-    const family = familyOf(clusterIP);
+  const addFrontends = (address: IPAddress, traffic: 'internal' | 'cluster', portOf: (port: ServicePort) => number | undefined) => {
+    const family = familyOf(address);
     const sameFamily = slices.filter((slice) => slice.addressType === family);
-    // No slice at all is an ordinary state (no pods yet); slices of the other family only is a mistake.
-    if (slices.length > 0 && sameFamily.length === 0) problems.push(`clusterIP ${clusterIP} (${family}) has no ${family} EndpointSlice`);
     for (const port of service.ports) {
+      const frontendPort = portOf(port);
+      if (frontendPort === undefined) continue;
       frontends.push({
-        key: { address: clusterIP, port: port.port, protocol: port.protocol },
+        key: { address, port: frontendPort, protocol: port.protocol },
         service: { namespace: service.namespace, name: service.name, portName: port.name },
-        backends: backendsOf(port, sameFamily),
+        backends: toBackends(categorizeEndpoints(portEndpoints(port, sameFamily), service, node)[traffic]),
+        affinityTimeoutSeconds: service.affinityTimeoutSeconds ?? 0,
       });
     }
+  };
+
+  for (const clusterIP of service.clusterIPs) {
+    const family = familyOf(clusterIP);
+    // No slice at all is an ordinary state (no pods yet); slices of the other family only is a mistake.
+    if (slices.length > 0 && !slices.some((slice) => slice.addressType === family)) problems.push(`clusterIP ${clusterIP} (${family}) has no ${family} EndpointSlice`);
+    addFrontends(clusterIP, 'internal', (port) => port.port);
   }
+  // Sandbox traffic to a Service's outside addresses short-circuits to its endpoints, as kube-proxy does for pods.
+  const allowedCidrs = node.allowedExternalIPCidrs.map((text) => parseCidr(text)).filter((cidr) => cidr !== undefined);
+  for (const externalIP of service.externalIPs) {
+    if (allowedCidrs.some((cidr) => cidrContains(cidr, externalIP))) addFrontends(externalIP, 'cluster', (port) => port.port);
+    else problems.push(`spec.externalIPs: ${externalIP} is outside --allowed-external-ip-cidrs (${node.allowedExternalIPCidrs.join(', ') || 'none'}); not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)`);
+  }
+  for (const ip of service.loadBalancerIPs) addFrontends(ip, 'cluster', (port) => port.port);
+  if (service.type !== 'ClusterIP') {
+    for (const nodeAddress of node.addresses) addFrontends(nodeAddress, 'cluster', (port) => port.nodePort);
+  }
+  if (service.sctpPorts.length > 0) problems.push(`SCTP ports ${service.sctpPorts.join(', ')} are not translated: socket hooks do not cover SCTP`);
   return { frontends: frontends.sort((a, b) => compareKeys(a.key, b.key)), problems };
 }
 
@@ -55,23 +85,30 @@ export function joinSlices(services: Iterable<Service>, slices: Iterable<Endpoin
   return { byService, orphans };
 }
 
+type PortEndpoint = Endpoint & { port: number };
+
 /**
- * The usable endpoints of the slice ports that carry `port`: same name (the
+ * The endpoints of the slice ports that carry `port`: same name (the
  * Service's targetPort, named or not, is resolved into the slice port's
- * number by whoever wrote the slice) and same protocol.
+ * number by whoever wrote the slice) and same protocol. Several slices may
+ * list one endpoint: the first listing counts.
  */
-function backendsOf(port: ServicePort, slices: readonly EndpointSlice[]): Backend[] {
-  // Several slices may list one endpoint: each backend once.
-  const unique = new Map<string, Backend>();
+function portEndpoints(port: ServicePort, slices: readonly EndpointSlice[]): PortEndpoint[] {
+  const unique = new Map<string, PortEndpoint>();
   for (const slice of slices) {
     for (const slicePort of slice.ports) {
       if (slicePort.name !== port.name || slicePort.protocol !== port.protocol) continue;
-      for (const endpoint of usableEndpoints(slice.endpoints)) {
-        unique.set(`${endpoint.address} ${slicePort.port}`, { address: endpoint.address, port: slicePort.port });
+      for (const endpoint of slice.endpoints) {
+        const key = `${endpoint.address} ${slicePort.port}`;
+        if (!unique.has(key)) unique.set(key, { ...endpoint, port: slicePort.port });
       }
     }
   }
-  return [...unique.values()].sort((a, b) => compareIPs(a.address, b.address) || a.port - b.port);
+  return [...unique.values()];
+}
+
+function toBackends(endpoints: readonly PortEndpoint[]): Backend[] {
+  return endpoints.map((endpoint) => ({ address: endpoint.address, port: endpoint.port })).sort((a, b) => compareIPs(a.address, b.address) || a.port - b.port);
 }
 
 function familyOf(address: IPAddress): IPFamily {

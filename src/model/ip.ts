@@ -86,3 +86,33 @@ function writeIPv4(text: string, into: Buffer, offset: number): void {
     into[offset + i] = Number(octet);
   });
 }
+
+export interface Cidr {
+  /** The network address, 16 bytes (IPv4-mapped for IPv4). */
+  network: Buffer;
+  /** Prefix length counted over the 16 bytes (IPv4's /24 is 96 + 24). */
+  bits: number;
+  family: IPFamily;
+}
+
+/** Parses `10.0.0.0/8` or `fd00::/64`; undefined when it is not a CIDR. */
+export function parseCidr(text: string): Cidr | undefined {
+  const [address = '', prefix, extra] = text.split('/');
+  const family = ipFamily(address);
+  const length = Number(prefix);
+  const maxLength = family === 'IPv4' ? 32 : 128;
+  if (family === undefined || extra !== undefined || prefix === undefined || !/^\d+$/.test(prefix) || length > maxLength) return undefined;
+  return { network: ipToBytes(address), bits: length + (family === 'IPv4' ? 96 : 0), family };
+}
+
+/** Whether `address` lies inside `cidr` (families must match). */
+export function cidrContains(cidr: Cidr, address: IPAddress): boolean {
+  if (ipFamily(address) !== cidr.family) return false;
+  const bytes = ipToBytes(address);
+  for (let bit = 0; bit < cidr.bits; bit += 8) {
+    const mask = cidr.bits - bit >= 8 ? 0xff : (0xff << (8 - (cidr.bits - bit))) & 0xff;
+    const index = bit / 8;
+    if (((bytes[index] ?? 0) & mask) !== ((cidr.network[index] ?? 0) & mask)) return false;
+  }
+  return true;
+}

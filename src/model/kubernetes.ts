@@ -5,7 +5,7 @@
 // rejected one.
 
 import { canonicalIP, ipFamily } from './ip.js';
-import type { Endpoint, EndpointPort, EndpointSlice, IPAddress, IPFamily, Protocol, Service, ServicePort } from './types.js';
+import type { Endpoint, EndpointPort, EndpointSlice, IPAddress, IPFamily, Protocol, Service, ServicePort, TrafficPolicy } from './types.js';
 
 export type ParseResult<T> =
   | { kind: 'ok'; value: T }
@@ -23,6 +23,13 @@ export interface ObjectRef {
 
 /** The label that joins an EndpointSlice to its Service. */
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+/** Labels by which kube-proxy leaves a Service to another proxy, or to DNS only. */
+export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+export const HEADLESS_LABEL = 'service.kubernetes.io/headless';
+/** Annotations that turned topology hints on before spec.trafficDistribution. */
+const TOPOLOGY_ANNOTATIONS = ['service.kubernetes.io/topology-mode', 'service.kubernetes.io/topology-aware-hints'];
+/** Kubernetes' default for sessionAffinityConfig.clientIP.timeoutSeconds: three hours. */
+const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
 /** The identity of a raw object, undefined when it has no usable kind or name. */
 export function objectRef(raw: unknown): ObjectRef | undefined {
@@ -46,9 +53,9 @@ export function namespacedName(object: { namespace: string; name: string }): str
 
 export function parseService(raw: unknown): ParseResult<Service> {
   return validated(() => {
-    const { namespace, name, body } = objectMeta(raw, 'v1', 'Service', SERVICE_NAME);
+    const { namespace, name, body, labels, annotations } = objectMeta(raw, 'v1', 'Service', SERVICE_NAME);
     const spec = record(body.spec, 'spec');
-    const type = spec.type ?? 'ClusterIP';
+    const type = isAbsent(spec.type) ? 'ClusterIP' : spec.type;
     if (type === 'ExternalName') {
       return { kind: 'ignored', reason: 'spec.type is ExternalName: a DNS alias, with no cluster IP to translate' };
     }
@@ -59,7 +66,26 @@ export function parseService(raw: unknown): ParseResult<Service> {
     if (clusterIPs === 'None') {
       return { kind: 'ignored', reason: 'spec.clusterIP is None: a headless Service is resolved by DNS, with no cluster IP to translate' };
     }
-    return { kind: 'ok', value: { namespace, name, clusterIPs, ports: servicePorts(spec.ports) } };
+    const allPorts = servicePorts(spec.ports);
+    const proxyName = labels[SERVICE_PROXY_NAME_LABEL];
+    return {
+      kind: 'ok',
+      value: {
+        namespace,
+        name,
+        type: type as Service['type'],
+        clusterIPs,
+        ports: allPorts.filter((port): port is ServicePort => port.protocol !== 'SCTP'),
+        sctpPorts: allPorts.filter((port) => port.protocol === 'SCTP').map((port) => port.port),
+        externalIPs: addresses(spec.externalIPs, 'spec.externalIPs'),
+        loadBalancerIPs: type === 'LoadBalancer' ? loadBalancerIPs(body.status) : [],
+        affinityTimeoutSeconds: affinityTimeout(spec),
+        internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
+        topologyAware: topologyAware(spec, annotations),
+        serviceProxyName: typeof proxyName === 'string' ? proxyName : undefined,
+        headlessLabel: HEADLESS_LABEL in labels,
+      },
+    };
   });
 }
 
@@ -80,8 +106,10 @@ export function parseEndpointSlice(raw: unknown): ParseResult<EndpointSlice> {
         `${show(serviceName)}; this label joins the slice to its Service: set it to the Service's name`,
       );
     }
-    const ports = list(body.ports, 'ports').map((port, i) => endpointPort(port, `ports[${i}]`));
-    rejectDuplicate(ports, 'ports', (port) => `name ${show(port.name)}`);
+    const allPorts = list(body.ports, 'ports').map((port, i) => endpointPort(port, `ports[${i}]`));
+    rejectDuplicate(allPorts, 'ports', (port) => `name ${show(port.name)}`);
+    // SCTP ports serve SCTP Service ports, which socklb reports and skips.
+    const ports = allPorts.filter((port): port is EndpointPort => port.protocol !== 'SCTP');
     const endpoints = list(body.endpoints, 'endpoints').map((endpoint, i) => parseEndpoint(endpoint, `endpoints[${i}]`, addressType));
     return { kind: 'ok', value: { namespace, name, serviceName, addressType, ports, endpoints } };
   });
@@ -118,6 +146,7 @@ interface ObjectMeta {
   namespace: string;
   name: string;
   labels: Fields;
+  annotations: Fields;
   body: Fields;
 }
 
@@ -129,7 +158,8 @@ function objectMeta(raw: unknown, apiVersion: string, kind: string, nameRule: Na
   const name = validName(metadata.name, 'metadata.name', nameRule);
   const namespace = isAbsent(metadata.namespace) ? 'default' : validName(metadata.namespace, 'metadata.namespace', NAMESPACE);
   const labels = isAbsent(metadata.labels) ? {} : record(metadata.labels, 'metadata.labels');
-  return { namespace, name, labels, body };
+  const annotations = isAbsent(metadata.annotations) ? {} : record(metadata.annotations, 'metadata.annotations');
+  return { namespace, name, labels, annotations, body };
 }
 
 function validName(value: unknown, field: string, rule: NameRule): string {
@@ -164,26 +194,31 @@ function serviceClusterIPs(spec: Fields): IPAddress[] | 'None' {
   return ips;
 }
 
-function servicePorts(raw: unknown): ServicePort[] {
+type AnyProtocol<Port> = Omit<Port, 'protocol'> & { protocol: Protocol | 'SCTP' };
+type AnyProtocolPort = AnyProtocol<ServicePort>;
+
+function servicePorts(raw: unknown): AnyProtocolPort[] {
   const entries = list(raw, 'spec.ports');
   if (entries.length === 0) fail('spec.ports', 'is empty; a Service needs at least one port');
-  const ports = entries.map((entry, i): ServicePort => {
+  const ports = entries.map((entry, i): AnyProtocolPort => {
     const field = `spec.ports[${i}]`;
     const port = record(entry, field);
     const name = optionalString(port.name, `${field}.name`);
     if (name === '' && entries.length > 1) fail(`${field}.name`, 'missing; every port of a multi-port Service needs a name');
-    return { name, protocol: protocol(port.protocol, `${field}.protocol`), port: portNumber(port.port, `${field}.port`) };
+    const parsed: AnyProtocolPort = { name, protocol: protocol(port.protocol, `${field}.protocol`, { sctp: true }), port: portNumber(port.port, `${field}.port`) };
+    if (!isAbsent(port.nodePort)) parsed.nodePort = portNumber(port.nodePort, `${field}.nodePort`);
+    return parsed;
   });
   rejectDuplicate(ports, 'spec.ports', (port) => `name ${show(port.name)}`);
   rejectDuplicate(ports, 'spec.ports', (port) => `port ${port.port}/${port.protocol}`);
   return ports;
 }
 
-function endpointPort(raw: unknown, field: string): EndpointPort {
+function endpointPort(raw: unknown, field: string): AnyProtocol<EndpointPort> {
   const port = record(raw, field);
   return {
     name: optionalString(port.name, `${field}.name`),
-    protocol: protocol(port.protocol, `${field}.protocol`),
+    protocol: protocol(port.protocol, `${field}.protocol`, { sctp: true }),
     port: portNumber(port.port, `${field}.port`),
   };
 }
@@ -198,23 +233,91 @@ function parseEndpoint(raw: unknown, field: string, family: IPFamily): Endpoint 
   });
   const [address] = addresses;
   if (address === undefined) fail(`${field}.addresses`, 'is empty; an endpoint needs an address');
-  return { address, ready: readiness(endpoint.conditions, `${field}.conditions`) };
+  const conditions = isAbsent(endpoint.conditions) ? {} : record(endpoint.conditions, `${field}.conditions`);
+  // kube-proxy reads an unknown readiness as ready, an unknown serving as the readiness.
+  const ready = condition(conditions.ready, `${field}.conditions.ready`, true);
+  return {
+    address,
+    ready,
+    serving: condition(conditions.serving, `${field}.conditions.serving`, ready),
+    terminating: condition(conditions.terminating, `${field}.conditions.terminating`, false),
+    nodeName: isAbsent(endpoint.nodeName) ? undefined : string(endpoint.nodeName, `${field}.nodeName`),
+    zoneHints: zoneHints(endpoint.hints, `${field}.hints`),
+  };
 }
 
-/** conditions.ready, absent or null meaning ready: kube-proxy reads an unknown state as ready. */
-function readiness(raw: unknown, field: string): boolean {
-  if (isAbsent(raw)) return true;
-  const { ready } = record(raw, field);
-  if (isAbsent(ready)) return true;
-  if (typeof ready !== 'boolean') fail(`${field}.ready`, `${show(ready)} is not a boolean`);
-  return ready;
+/** A condition: absent or null means `unknown`. */
+function condition(raw: unknown, field: string, unknown: boolean): boolean {
+  if (isAbsent(raw)) return unknown;
+  if (typeof raw !== 'boolean') fail(field, `${show(raw)} is not a boolean`);
+  return raw;
 }
 
-function protocol(raw: unknown, field: string): Protocol {
+function zoneHints(raw: unknown, field: string): string[] | undefined {
+  if (isAbsent(raw)) return undefined;
+  const forZones = list(record(raw, field).forZones, `${field}.forZones`);
+  return forZones.map((zone, i) => string(record(zone, `${field}.forZones[${i}]`).name, `${field}.forZones[${i}].name`));
+}
+
+function protocol(raw: unknown, field: string): Protocol;
+function protocol(raw: unknown, field: string, accept: { sctp: true }): Protocol | 'SCTP';
+function protocol(raw: unknown, field: string, accept?: { sctp: true }): Protocol | 'SCTP' {
   if (isAbsent(raw) || raw === 'TCP') return 'TCP';
   if (raw === 'UDP') return 'UDP';
-  if (raw === 'SCTP') fail(field, 'SCTP is not translated by socket hooks');
+  if (raw === 'SCTP') return accept?.sctp ? 'SCTP' : fail(field, 'SCTP is not translated by socket hooks');
   return fail(field, `${show(raw)} is an unknown protocol; use TCP or UDP`);
+}
+
+/** A list of IP addresses, canonical. */
+function addresses(raw: unknown, field: string): IPAddress[] {
+  return list(raw, field).map((entry, i) => {
+    const text = string(entry, `${field}[${i}]`);
+    return canonicalIP(text) ?? fail(`${field}[${i}]`, `${show(text)} is not an IP address`);
+  });
+}
+
+/** The IPs of status.loadBalancer.ingress; entries with only a hostname have none. */
+function loadBalancerIPs(status: unknown): IPAddress[] {
+  if (isAbsent(status)) return [];
+  const loadBalancer = record(status, 'status').loadBalancer;
+  if (isAbsent(loadBalancer)) return [];
+  const ingress = list(record(loadBalancer, 'status.loadBalancer').ingress, 'status.loadBalancer.ingress');
+  return ingress.flatMap((entry, i) => {
+    const { ip } = record(entry, `status.loadBalancer.ingress[${i}]`);
+    return isAbsent(ip) ? [] : addresses([ip], `status.loadBalancer.ingress[${i}].ip`);
+  });
+}
+
+function affinityTimeout(spec: Fields): number | undefined {
+  const affinity = isAbsent(spec.sessionAffinity) ? 'None' : spec.sessionAffinity;
+  if (affinity === 'None') return undefined;
+  if (affinity !== 'ClientIP') fail('spec.sessionAffinity', `${show(affinity)} is not one of None, ClientIP`);
+  const config = isAbsent(spec.sessionAffinityConfig) ? {} : record(spec.sessionAffinityConfig, 'spec.sessionAffinityConfig');
+  const clientIP = isAbsent(config.clientIP) ? {} : record(config.clientIP, 'spec.sessionAffinityConfig.clientIP');
+  const timeout = clientIP.timeoutSeconds;
+  if (isAbsent(timeout)) return DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+  if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1 || timeout > 86400) {
+    fail('spec.sessionAffinityConfig.clientIP.timeoutSeconds', `${show(timeout)} is not an integer in 1-86400`);
+  }
+  return timeout;
+}
+
+function trafficPolicy(raw: unknown, field: string): TrafficPolicy {
+  if (isAbsent(raw) || raw === 'Cluster') return 'Cluster';
+  if (raw === 'Local') return 'Local';
+  return fail(field, `${show(raw)} is not one of Cluster, Local`);
+}
+
+/**
+ * Whether kube-proxy would consider topology hints: spec.trafficDistribution
+ * set, or (before it existed) a topology annotation other than disabled.
+ */
+function topologyAware(spec: Fields, annotations: Fields): boolean {
+  if (!isAbsent(spec.trafficDistribution)) return string(spec.trafficDistribution, 'spec.trafficDistribution') !== '';
+  return TOPOLOGY_ANNOTATIONS.some((key) => {
+    const value = annotations[key];
+    return typeof value === 'string' && value !== '' && value.toLowerCase() !== 'disabled';
+  });
 }
 
 function portNumber(raw: unknown, field: string): number {

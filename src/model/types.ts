@@ -12,15 +12,35 @@ export interface ServicePort {
   name: string;
   protocol: Protocol;
   port: number;
+  /** Set on NodePort and LoadBalancer Services. */
+  nodePort?: number;
 }
+
+export type TrafficPolicy = 'Cluster' | 'Local';
 
 /** A v1 Service that socklb translates (ClusterIP-like: it has cluster IPs). */
 export interface Service {
   namespace: string;
   name: string;
+  type: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
   /** One address per family, in the order of spec.clusterIPs. */
   clusterIPs: IPAddress[];
   ports: ServicePort[];
+  /** SCTP ports, which socket hooks cannot translate: reported, not served. */
+  sctpPorts: number[];
+  /** spec.externalIPs, served only inside --allowed-external-ip-cidrs. */
+  externalIPs: IPAddress[];
+  /** status.loadBalancer.ingress[].ip of a LoadBalancer Service. */
+  loadBalancerIPs: IPAddress[];
+  /** ClientIP affinity's timeout; undefined for sessionAffinity None. */
+  affinityTimeoutSeconds: number | undefined;
+  internalTrafficPolicy: TrafficPolicy;
+  /** trafficDistribution is set, or the topology annotation asks for hints. */
+  topologyAware: boolean;
+  /** The service.kubernetes.io/service-proxy-name label: another proxy's Service when set. */
+  serviceProxyName: string | undefined;
+  /** The service.kubernetes.io/headless label is present. */
+  headlessLabel: boolean;
 }
 
 export interface EndpointPort {
@@ -35,6 +55,13 @@ export interface Endpoint {
   address: IPAddress;
   /** conditions.ready, with an absent value meaning ready (as kube-proxy reads it). */
   ready: boolean;
+  /** conditions.serving, absent meaning the same as ready. */
+  serving: boolean;
+  /** conditions.terminating, absent meaning false. */
+  terminating: boolean;
+  nodeName: string | undefined;
+  /** hints.forZones; undefined when the endpoint has no hints. */
+  zoneHints: string[] | undefined;
 }
 
 /** A discovery.k8s.io/v1 EndpointSlice of an IP address type. */
@@ -73,6 +100,22 @@ export interface DesiredFrontend {
   service: ServicePortRef;
   /** Empty: the frontend exists and refuses connections. */
   backends: Backend[];
+  /** Seconds a client keeps its backend (ClientIP affinity); 0 for none. */
+  affinityTimeoutSeconds: number;
+}
+
+/** What the model needs to know of the node it runs on and of its flags. */
+export interface NodeContext {
+  /** For internalTrafficPolicy Local: endpoints whose nodeName is this are local. */
+  name: string;
+  /** topology.kubernetes.io/zone of this node, for topology hints. */
+  zone: string | undefined;
+  /** This node's addresses, where NodePorts are reachable from sandboxes. */
+  addresses: IPAddress[];
+  /** CIDRs inside which spec.externalIPs are translated (CVE-2020-8554). */
+  allowedExternalIPCidrs: string[];
+  /** This proxy's service-proxy-name: Services labelled with another name are not ours. */
+  serviceProxyName: string | undefined;
 }
 
 /**

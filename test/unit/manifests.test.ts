@@ -1,3 +1,4 @@
+import { NODE } from './model-fixtures.js';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -360,7 +361,7 @@ function dump(state: SourceState, dir: string): string[] {
   const { byService, orphans } = joinSlices(state.services.values(), state.slices.values());
   const lines: string[] = [];
   for (const [key, service] of state.services) {
-    const { frontends, problems } = serviceFrontends(service, byService.get(key) ?? []);
+    const { frontends, problems } = serviceFrontends(service, byService.get(key) ?? [], NODE);
     for (const { key: frontend, service: ref, backends } of frontends) {
       lines.push(`${frontendId(frontend)} ${ref.namespace}/${ref.name}:${ref.portName} ->${backends.map((b) => ` ${backendText(b)}`).join('')}`);
     }
@@ -410,7 +411,8 @@ describe('reading manifests', () => {
     const source = await watched(t, dir);
     assert.deepEqual(dump(source.latest(), dir), [
       '10.96.40.1:80/TCP default/good: ->',
-      'problem a/bad.yaml: Service shop/sctp: spec.ports[0].protocol: SCTP is not translated by socket hooks',
+      '10.96.30.1:80/TCP shop/sctp:http ->',
+      'Service shop/sctp: SCTP ports 9899 are not translated: socket hooks do not cover SCTP',
       'problem a/bad.yaml: Service shop/big: spec.ports[0].port: 70000 is out of range 1-65535',
       'problem a/bad.yaml: EndpointSlice shop/unlabelled: metadata.labels["kubernetes.io/service-name"]: missing; ' +
         "this label joins the slice to its Service: set it to the Service's name",

@@ -1,19 +1,71 @@
+// kube-proxy's traffic rules (CategorizeEndpoints), one case per rule.
+
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { usableEndpoints } from '../../src/model/endpoints.js';
+import { describe, test } from 'node:test';
+import { categorizeEndpoints, type EndpointPolicy } from '../../src/model/endpoints.js';
 import type { Endpoint } from '../../src/model/types.js';
+import { modelEndpoint, NODE } from './model-fixtures.js';
 
-const ready = (address: string): Endpoint => ({ address, ready: true });
-const notReady = (address: string): Endpoint => ({ address, ready: false });
+const ready = (address: string, fields: Partial<Endpoint> = {}) => modelEndpoint(address, fields);
+const notReady = (address: string, fields: Partial<Endpoint> = {}) => modelEndpoint(address, { ready: false, serving: false, ...fields });
+const terminating = (address: string, fields: Partial<Endpoint> = {}) => modelEndpoint(address, { ready: false, serving: true, terminating: true, ...fields });
 
-const cases: { rule: string; endpoints: Endpoint[]; usable: string[] }[] = [
-  { rule: 'ready endpoints receive traffic', endpoints: [ready('10.0.0.1'), ready('10.0.0.2')], usable: ['10.0.0.1', '10.0.0.2'] },
-  { rule: 'endpoints that are not ready receive none', endpoints: [ready('10.0.0.1'), notReady('10.0.0.2')], usable: ['10.0.0.1'] },
-  { rule: 'no ready endpoint means no backend (no fallback yet)', endpoints: [notReady('10.0.0.1')], usable: [] },
-  { rule: 'no endpoints means no backend', endpoints: [], usable: [] },
-  { rule: 'order is kept', endpoints: [ready('10.0.0.2'), notReady('10.0.0.3'), ready('10.0.0.1')], usable: ['10.0.0.2', '10.0.0.1'] },
+const CLUSTER: EndpointPolicy = { internalTrafficPolicy: 'Cluster', topologyAware: false };
+const LOCAL: EndpointPolicy = { internalTrafficPolicy: 'Local', topologyAware: false };
+const HINTS: EndpointPolicy = { internalTrafficPolicy: 'Cluster', topologyAware: true };
+const here = { nodeName: NODE.name };
+const elsewhere = { nodeName: 'node-2' };
+const zoneA = { zoneHints: ['zone-a'] };
+const zoneB = { zoneHints: ['zone-b'] };
+
+const cases: { rule: string; endpoints: Endpoint[]; policy: EndpointPolicy; zone?: string; cluster: string[]; internal: string[] }[] = [
+  { rule: 'ready endpoints receive traffic', endpoints: [ready('10.0.0.1'), ready('10.0.0.2')], policy: CLUSTER, cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
+  { rule: 'endpoints that are not ready receive none while another is ready', endpoints: [ready('10.0.0.1'), terminating('10.0.0.2')], policy: CLUSTER, cluster: ['10.0.0.1'], internal: ['10.0.0.1'] },
+  { rule: 'with no ready endpoint, serving and terminating endpoints are used', endpoints: [terminating('10.0.0.1'), notReady('10.0.0.2')], policy: CLUSTER, cluster: ['10.0.0.1'], internal: ['10.0.0.1'] },
+  { rule: 'endpoints that are not serving are never used', endpoints: [notReady('10.0.0.1'), notReady('10.0.0.2', { terminating: true })], policy: CLUSTER, cluster: [], internal: [] },
+  { rule: 'no endpoints means no backend', endpoints: [], policy: CLUSTER, cluster: [], internal: [] },
+  {
+    rule: 'internalTrafficPolicy Local keeps ClusterIP traffic to endpoints on this node',
+    endpoints: [ready('10.0.0.1', here), ready('10.0.0.2', elsewhere)],
+    policy: LOCAL,
+    cluster: ['10.0.0.1', '10.0.0.2'],
+    internal: ['10.0.0.1'],
+  },
+  { rule: 'internalTrafficPolicy Local with no local endpoint has no backend', endpoints: [ready('10.0.0.2', elsewhere)], policy: LOCAL, cluster: ['10.0.0.2'], internal: [] },
+  {
+    rule: 'internalTrafficPolicy Local falls back to local serving and terminating endpoints',
+    endpoints: [terminating('10.0.0.1', here), ready('10.0.0.2', elsewhere)],
+    policy: LOCAL,
+    cluster: ['10.0.0.2'],
+    internal: ['10.0.0.1'],
+  },
+  {
+    rule: 'topology hints keep traffic in this zone when every ready endpoint has hints and one names it',
+    endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2', zoneB)],
+    policy: HINTS,
+    zone: 'zone-a',
+    cluster: ['10.0.0.1'],
+    internal: ['10.0.0.1'],
+  },
+  { rule: 'topology hints are ignored when one ready endpoint has none', endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2')], policy: HINTS, zone: 'zone-a', cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
+  { rule: 'topology hints are ignored when none names this zone', endpoints: [ready('10.0.0.1', zoneB), ready('10.0.0.2', zoneB)], policy: HINTS, zone: 'zone-a', cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
+  { rule: 'topology hints are ignored when this node has no zone', endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2', zoneB)], policy: HINTS, cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
+  { rule: 'topology hints are ignored unless the Service asks for topology', endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2', zoneB)], policy: CLUSTER, zone: 'zone-a', cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
+  {
+    rule: 'hints of endpoints that are not ready do not matter',
+    endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2', zoneB), terminating('10.0.0.3')],
+    policy: HINTS,
+    zone: 'zone-a',
+    cluster: ['10.0.0.1'],
+    internal: ['10.0.0.1'],
+  },
 ];
 
-for (const { rule, endpoints, usable } of cases) {
-  test(rule, () => assert.deepEqual(usableEndpoints(endpoints).map((endpoint) => endpoint.address), usable));
-}
+describe('categorizeEndpoints', () => {
+  for (const { rule, endpoints, policy, zone, cluster, internal } of cases) {
+    test(rule, () => {
+      const result = categorizeEndpoints(endpoints, policy, { name: NODE.name, zone });
+      assert.deepEqual({ cluster: result.cluster.map((e) => e.address), internal: result.internal.map((e) => e.address) }, { cluster, internal });
+    });
+  }
+});

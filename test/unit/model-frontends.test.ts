@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { joinSlices, serviceFrontends } from '../../src/model/frontends.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
-import type { DesiredFrontend, Endpoint, EndpointPort, EndpointSlice, IPFamily, Service } from '../../src/model/types.js';
+import type { DesiredFrontend, Endpoint, EndpointPort, EndpointSlice, IPFamily, NodeContext, Service } from '../../src/model/types.js';
+import { modelEndpoint, modelService, NODE } from './model-fixtures.js';
 
-function service(clusterIPs: string[], ports: Service['ports'] = [{ name: 'http', protocol: 'TCP', port: 80 }]): Service {
-  return { namespace: 'shop', name: 'web', clusterIPs, ports };
+function service(clusterIPs: string[], ports: Service['ports'] = [{ name: 'http', protocol: 'TCP', port: 80 }], fields: Partial<Service> = {}): Service {
+  return modelService({ namespace: 'shop', clusterIPs, ports, ...fields });
 }
 
 let sliceCount = 0;
@@ -14,7 +15,7 @@ function slice(addressType: IPFamily, ports: EndpointPort[], endpoints: Endpoint
 }
 
 const http8080: EndpointPort[] = [{ name: 'http', protocol: 'TCP', port: 8080 }];
-const ready = (...addresses: string[]): Endpoint[] => addresses.map((address) => ({ address, ready: true }));
+const ready = (...addresses: string[]): Endpoint[] => addresses.map((address) => modelEndpoint(address));
 
 /** One line per frontend: `10.96.0.10:80/TCP http -> 10.0.0.1:8080 10.0.0.2:8080`. */
 function dump(frontends: DesiredFrontend[]): string[] {
@@ -25,7 +26,9 @@ function dump(frontends: DesiredFrontend[]): string[] {
   );
 }
 
-const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontends: string[]; problems?: string[] }[] = [
+const NODE_WITH_ADDRESSES: NodeContext = { ...NODE, addresses: ['192.168.1.5', 'fd00:1::5'], allowedExternalIPCidrs: ['203.0.113.0/24'] };
+
+const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontends: string[]; problems?: string[]; node?: NodeContext }[] = [
   {
     rule: 'each service port resolves to the slice port of the same name (a named targetPort)',
     service: service(['10.96.0.10']),
@@ -41,7 +44,7 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
   {
     rule: 'endpoints that are not ready are no backends',
     service: service(['10.96.0.10']),
-    slices: [slice('IPv4', http8080, [...ready('10.0.0.1'), { address: '10.0.0.2', ready: false }])],
+    slices: [slice('IPv4', http8080, [...ready('10.0.0.1'), modelEndpoint('10.0.0.2', { ready: false })])],
     frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080'],
   },
   {
@@ -91,12 +94,75 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
     slices: [],
     frontends: ['10.96.0.10:53/TCP shop/web:dns-tcp ->', '10.96.0.10:53/UDP shop/web:dns ->', '10.96.0.10:443/TCP shop/web:https ->'],
   },
+  {
+    rule: 'externalIPs inside --allowed-external-ip-cidrs are frontends like the cluster IP',
+    service: service(['10.96.0.10'], undefined, { externalIPs: ['203.0.113.7'] }),
+    slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
+    node: NODE_WITH_ADDRESSES,
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '203.0.113.7:80/TCP shop/web:http -> 10.0.0.1:8080'],
+  },
+  {
+    rule: 'externalIPs outside --allowed-external-ip-cidrs are refused and reported (CVE-2020-8554)',
+    service: service(['10.96.0.10'], undefined, { externalIPs: ['198.51.100.7'] }),
+    slices: [],
+    node: NODE_WITH_ADDRESSES,
+    frontends: ['10.96.0.10:80/TCP shop/web:http ->'],
+    problems: [
+      'spec.externalIPs: 198.51.100.7 is outside --allowed-external-ip-cidrs (203.0.113.0/24); not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)',
+    ],
+  },
+  {
+    rule: 'load-balancer ingress IPs are frontends like the cluster IP',
+    service: service(['10.96.0.10'], [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }], { type: 'LoadBalancer', loadBalancerIPs: ['198.51.100.9'] }),
+    slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '198.51.100.9:80/TCP shop/web:http -> 10.0.0.1:8080'],
+  },
+  {
+    rule: 'a NodePort is a frontend at each node address of the family of its slices',
+    service: service(['10.96.0.10'], [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }], { type: 'NodePort' }),
+    slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
+    node: NODE_WITH_ADDRESSES,
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '192.168.1.5:30080/TCP shop/web:http -> 10.0.0.1:8080', '[fd00:1::5]:30080/TCP shop/web:http ->'],
+  },
+  {
+    rule: 'external frontends use the Cluster policy even when ClusterIP traffic is Local',
+    service: service(['10.96.0.10'], undefined, { externalIPs: ['203.0.113.7'], internalTrafficPolicy: 'Local' }),
+    slices: [slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: 'node-2' })])],
+    node: NODE_WITH_ADDRESSES,
+    frontends: ['10.96.0.10:80/TCP shop/web:http ->', '203.0.113.7:80/TCP shop/web:http -> 10.0.0.1:8080'],
+  },
+  {
+    rule: 'SCTP ports are reported once and skipped; the other ports are served',
+    service: service(['10.96.0.10'], undefined, { sctpPorts: [3868, 9999] }),
+    slices: [],
+    frontends: ['10.96.0.10:80/TCP shop/web:http ->'],
+    problems: ['SCTP ports 3868, 9999 are not translated: socket hooks do not cover SCTP'],
+  },
+  {
+    rule: 'a Service labelled for another service proxy has no frontends here',
+    service: service(['10.96.0.10'], undefined, { serviceProxyName: 'other-proxy' }),
+    slices: [],
+    frontends: [],
+  },
+  {
+    rule: 'a Service labelled for this service proxy has its frontends',
+    service: service(['10.96.0.10'], undefined, { serviceProxyName: 'socklb' }),
+    slices: [],
+    node: { ...NODE, serviceProxyName: 'socklb' },
+    frontends: ['10.96.0.10:80/TCP shop/web:http ->'],
+  },
+  {
+    rule: 'a Service labelled service.kubernetes.io/headless has no frontends',
+    service: service(['10.96.0.10'], undefined, { headlessLabel: true }),
+    slices: [],
+    frontends: [],
+  },
 ];
 
 describe('serviceFrontends', () => {
-  for (const { rule, service, slices, frontends, problems = [] } of cases) {
+  for (const { rule, service, slices, frontends, problems = [], node = NODE } of cases) {
     test(rule, () => {
-      const result = serviceFrontends(service, slices);
+      const result = serviceFrontends(service, slices, node);
       assert.deepEqual(dump(result.frontends), frontends);
       assert.deepEqual(result.problems, problems);
     });
@@ -106,7 +172,7 @@ describe('serviceFrontends', () => {
 describe('joinSlices', () => {
   test('slices join the Service of their namespace named by their label; the others are orphans', () => {
     const web = service(['10.96.0.10']);
-    const db: Service = { ...web, name: 'db' };
+    const db = service(['10.96.0.11'], undefined, { name: 'db' });
     const ofWeb = slice('IPv4', http8080, []);
     const ofGone = slice('IPv4', http8080, [], 'gone');
     const otherNamespace = { ...slice('IPv4', http8080, []), namespace: 'other' };

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { describeObject, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../../src/model/kubernetes.js';
 import type { EndpointSlice, Service } from '../../src/model/types.js';
+import { modelEndpoint, modelService } from './model-fixtures.js';
 
 function service(spec: Record<string, unknown>, metadata: Record<string, unknown> = { name: 'web', namespace: 'shop' }) {
   return { apiVersion: 'v1', kind: 'Service', metadata, spec };
@@ -26,10 +27,7 @@ function runCases<T>(cases: Case<T>[], parse: (raw: unknown) => ParseResult<T>):
 
 const invalid = (reason: string) => ({ kind: 'invalid' as const, reason });
 const ignored = (reason: string) => ({ kind: 'ignored' as const, reason });
-const okService = (value: Partial<Service>): ParseResult<Service> => ({
-  kind: 'ok',
-  value: { namespace: 'shop', name: 'web', clusterIPs: ['10.96.0.10'], ports: [{ name: 'http', protocol: 'TCP', port: 80 }], ...value },
-});
+const okService = (value: Partial<Service>): ParseResult<Service> => ({ kind: 'ok', value: modelService({ namespace: 'shop', ...value }) });
 const okSlice = (value: Partial<EndpointSlice>): ParseResult<EndpointSlice> => ({
   kind: 'ok',
   value: { namespace: 'shop', name: 'web-x1', serviceName: 'web', addressType: 'IPv4', ports: [], endpoints: [], ...value },
@@ -42,12 +40,12 @@ describe('parseService', () => {
       {
         rule: 'NodePort is translated through its cluster IP; nodePort and targetPort are not socklb business',
         raw: service({ type: 'NodePort', clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, nodePort: 30080, targetPort: 'http' }] }),
-        expected: okService({}),
+        expected: okService({ type: 'NodePort', ports: [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }] }),
       },
       {
         rule: 'LoadBalancer is translated through its cluster IP',
         raw: service({ type: 'LoadBalancer', clusterIP: '10.96.0.10', ports: httpPort }),
-        expected: okService({}),
+        expected: okService({ type: 'LoadBalancer' }),
       },
       {
         rule: 'clusterIPs wins over clusterIP and keeps its order (dual-stack)',
@@ -162,9 +160,9 @@ describe('parseService', () => {
         expected: invalid('spec.ports[0].port: "80" is not an integer'),
       },
       {
-        rule: 'SCTP is not translated by socket hooks',
-        raw: service({ clusterIP: '10.96.0.10', ports: [{ port: 80, protocol: 'SCTP' }] }),
-        expected: invalid('spec.ports[0].protocol: SCTP is not translated by socket hooks'),
+        rule: 'SCTP ports are set aside, to be reported rather than translated',
+        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'diameter', port: 3868, protocol: 'SCTP' }, { name: 'http', port: 80 }] }),
+        expected: okService({ sctpPorts: [3868] }),
       },
       {
         rule: 'an unknown protocol is invalid',
@@ -220,16 +218,16 @@ describe('parseEndpointSlice', () => {
         }),
         expected: okSlice({
           endpoints: [
-            { address: '10.0.0.1', ready: true },
-            { address: '10.0.0.2', ready: true },
-            { address: '10.0.0.3', ready: false },
+            modelEndpoint('10.0.0.1'),
+            modelEndpoint('10.0.0.2'),
+            modelEndpoint('10.0.0.3', { ready: false, serving: true, terminating: true }),
           ],
         }),
       },
       {
         rule: 'IPv6 addresses are canonical',
         raw: slice({ addressType: 'IPv6', endpoints: [{ addresses: ['FD00:0::0A'] }] }),
-        expected: okSlice({ addressType: 'IPv6', endpoints: [{ address: 'fd00::a', ready: true }] }),
+        expected: okSlice({ addressType: 'IPv6', endpoints: [modelEndpoint('fd00::a')] }),
       },
       {
         rule: 'FQDN slices are ignored',
@@ -264,9 +262,9 @@ describe('parseEndpointSlice', () => {
         expected: invalid('ports[0].port: 0 is out of range 1-65535'),
       },
       {
-        rule: 'SCTP slice ports are not translated by socket hooks',
-        raw: slice({ ports: [{ port: 9, protocol: 'SCTP' }] }),
-        expected: invalid('ports[0].protocol: SCTP is not translated by socket hooks'),
+        rule: 'SCTP slice ports are left out: no translated Service port uses them',
+        raw: slice({ ports: [{ name: 'diameter', port: 3868, protocol: 'SCTP' }, { name: 'http', port: 8080 }] }),
+        expected: okSlice({ ports: [{ name: 'http', protocol: 'TCP', port: 8080 }] }),
       },
       {
         rule: 'slice port names are unique',
@@ -305,4 +303,75 @@ describe('objectRef and describeObject', () => {
     assert.equal(objectRef({ metadata: { name: 'web' } }), undefined);
     assert.equal(objectRef('web'), undefined);
   });
+});
+
+describe('parseService: kube-proxy semantics', () => {
+  const base = { clusterIP: '10.96.0.10', ports: httpPort };
+  runCases<Service>(
+    [
+      { rule: 'spec.externalIPs are kept, canonical', raw: service({ ...base, externalIPs: ['203.0.113.7', 'FD00::1'] }), expected: okService({ externalIPs: ['203.0.113.7', 'fd00::1'] }) },
+      {
+        rule: 'a LoadBalancer keeps the IPs of status.loadBalancer.ingress; hostname-only entries have none',
+        raw: { ...service({ ...base, type: 'LoadBalancer' }), status: { loadBalancer: { ingress: [{ ip: '198.51.100.9' }, { hostname: 'lb.example.com' }] } } },
+        expected: okService({ type: 'LoadBalancer', loadBalancerIPs: ['198.51.100.9'] }),
+      },
+      { rule: 'sessionAffinity ClientIP defaults to three hours', raw: service({ ...base, sessionAffinity: 'ClientIP' }), expected: okService({ affinityTimeoutSeconds: 10800 }) },
+      {
+        rule: 'sessionAffinity ClientIP takes its timeout from sessionAffinityConfig',
+        raw: service({ ...base, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 5 } } }),
+        expected: okService({ affinityTimeoutSeconds: 5 }),
+      },
+      { rule: 'sessionAffinity None has no timeout', raw: service({ ...base, sessionAffinity: 'None', sessionAffinityConfig: { clientIP: { timeoutSeconds: 5 } } }), expected: okService({}) },
+      {
+        rule: 'an affinity timeout outside 1-86400 is invalid',
+        raw: service({ ...base, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 0 } } }),
+        expected: invalid('spec.sessionAffinityConfig.clientIP.timeoutSeconds: 0 is not an integer in 1-86400'),
+      },
+      { rule: 'internalTrafficPolicy Local is kept', raw: service({ ...base, internalTrafficPolicy: 'Local' }), expected: okService({ internalTrafficPolicy: 'Local' }) },
+      { rule: 'an unknown internalTrafficPolicy is invalid', raw: service({ ...base, internalTrafficPolicy: 'Node' }), expected: invalid('spec.internalTrafficPolicy: "Node" is not one of Cluster, Local') },
+      { rule: 'trafficDistribution PreferClose turns topology hints on', raw: service({ ...base, trafficDistribution: 'PreferClose' }), expected: okService({ topologyAware: true }) },
+      {
+        rule: 'the topology-mode annotation turns topology hints on unless disabled',
+        raw: service(base, { name: 'web', namespace: 'shop', annotations: { 'service.kubernetes.io/topology-mode': 'Auto' } }),
+        expected: okService({ topologyAware: true }),
+      },
+      {
+        rule: 'a disabled topology annotation leaves hints off',
+        raw: service(base, { name: 'web', namespace: 'shop', annotations: { 'service.kubernetes.io/topology-aware-hints': 'disabled' } }),
+        expected: okService({}),
+      },
+      {
+        rule: 'the service-proxy-name and headless labels are kept for the proxy to decide',
+        raw: service(base, { name: 'web', namespace: 'shop', labels: { 'service.kubernetes.io/service-proxy-name': 'other', 'service.kubernetes.io/headless': '' } }),
+        expected: okService({ serviceProxyName: 'other', headlessLabel: true }),
+      },
+    ],
+    parseService,
+  );
+});
+
+describe('parseEndpointSlice: endpoint conditions and hints', () => {
+  runCases<EndpointSlice>(
+    [
+      {
+        rule: 'serving defaults to ready, terminating to false; nodeName and zone hints are kept',
+        raw: slice({
+          endpoints: [
+            { addresses: ['10.0.0.1'], nodeName: 'node-1', hints: { forZones: [{ name: 'zone-a' }] } },
+            { addresses: ['10.0.0.2'], conditions: { ready: false } },
+            { addresses: ['10.0.0.3'], conditions: { ready: false, serving: true, terminating: true } },
+          ],
+        }),
+        expected: okSlice({
+          endpoints: [
+            modelEndpoint('10.0.0.1', { nodeName: 'node-1', zoneHints: ['zone-a'] }),
+            modelEndpoint('10.0.0.2', { ready: false, serving: false }),
+            modelEndpoint('10.0.0.3', { ready: false, serving: true, terminating: true }),
+          ],
+        }),
+      },
+      { rule: 'conditions.terminating is a boolean when present', raw: slice({ endpoints: [{ addresses: ['10.0.0.1'], conditions: { terminating: 'yes' } }] }), expected: invalid('endpoints[0].conditions.terminating: "yes" is not a boolean') },
+    ],
+    parseEndpointSlice,
+  );
 });

@@ -80,7 +80,7 @@ const desiredArbitrary = fc
     for (const entry of entries) {
       // Plain objects, as the model makes them (fast-check's records have no prototype).
       const key = { ...entry.key };
-      desired.set(frontendId(key), { key, service: { namespace: 'default', name: entry.name, portName: '' }, backends: entry.backends.map((backend) => ({ ...backend })) });
+      desired.set(frontendId(key), { key, service: { namespace: 'default', name: entry.name, portName: '' }, backends: entry.backends.map((backend) => ({ ...backend })), affinityTimeoutSeconds: 0 });
     }
     return desired;
   });
@@ -147,7 +147,7 @@ describe('reconcile on in-memory maps', () => {
     const maps = memoryMaps();
     const desired = new Map<string, DesiredFrontend>();
     const key = { address: '10.96.0.10', port: 53, protocol: 'UDP' as const };
-    desired.set(frontendId(key), { key, service: { namespace: 'kube-system', name: 'kube-dns', portName: 'dns' }, backends: [{ address: '10.244.0.5', port: 53 }] });
+    desired.set(frontendId(key), { key, service: { namespace: 'kube-system', name: 'kube-dns', portName: 'dns' }, backends: [{ address: '10.244.0.5', port: 53 }], affinityTimeoutSeconds: 0 });
     reconcile(maps, DatapathState.read(maps), desired, desired.keys());
     const adopted = DatapathState.read(maps);
     assert.deepEqual(planFrontends(adopted, desired, fullScope(adopted, desired)), []);
@@ -160,7 +160,7 @@ describe('reconcile on in-memory maps', () => {
     const desired = new Map<string, DesiredFrontend>();
     for (const address of ['10.96.0.1', '10.96.0.2']) {
       const key = { address, port: 80, protocol: 'TCP' as const };
-      desired.set(frontendId(key), { key, service: { namespace: 'default', name: address, portName: '' }, backends: [{ address: '10.244.0.9', port: 80 }] });
+      desired.set(frontendId(key), { key, service: { namespace: 'default', name: address, portName: '' }, backends: [{ address: '10.244.0.9', port: 80 }], affinityTimeoutSeconds: 0 });
     }
     const result = reconcile(maps, state, desired, desired.keys());
     assert.deepEqual([...result.failed.keys()], ['10.96.0.2:80/TCP']);
