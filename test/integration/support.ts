@@ -108,9 +108,19 @@ export interface ServicePortSpec {
   port: number;
   protocol?: 'TCP' | 'UDP';
   targetPort?: number | string;
+  nodePort?: number;
 }
 
-export function service(name: string, clusterIPs: string[], ports: ServicePortSpec[]): object {
+/** A Service as `kubectl get -o yaml` prints it, with its parts open to a test's edits. */
+export interface ServiceManifest {
+  apiVersion: 'v1';
+  kind: 'Service';
+  metadata: Record<string, unknown>;
+  spec: Record<string, unknown> & { ports: Record<string, unknown>[] };
+  status: Record<string, unknown>;
+}
+
+export function service(name: string, clusterIPs: string[], ports: ServicePortSpec[]): ServiceManifest {
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -127,14 +137,29 @@ export function service(name: string, clusterIPs: string[], ports: ServicePortSp
   };
 }
 
-export function endpointSlice(name: string, serviceName: string, family: 'IPv4' | 'IPv6', ports: ServicePortSpec[], endpoints: { ip: string; ready?: boolean }[]): object {
+export interface EndpointSpec {
+  ip: string;
+  ready?: boolean;
+  serving?: boolean;
+  terminating?: boolean;
+  nodeName?: string;
+  /** The endpoint's zone, also given as its topology hint. */
+  zone?: string;
+}
+
+export function endpointSlice(name: string, serviceName: string, family: 'IPv4' | 'IPv6', ports: ServicePortSpec[], endpoints: EndpointSpec[]): object {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
     metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': serviceName, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
     addressType: family,
     ports: ports.map((port) => ({ protocol: 'TCP', ...port })),
-    endpoints: endpoints.map((endpoint) => ({ addresses: [endpoint.ip], conditions: { ready: endpoint.ready ?? true, serving: true, terminating: false }, nodeName: 'node-1' })),
+    endpoints: endpoints.map((endpoint) => ({
+      addresses: [endpoint.ip],
+      conditions: { ready: endpoint.ready ?? true, serving: endpoint.serving ?? endpoint.ready ?? true, terminating: endpoint.terminating ?? false },
+      nodeName: endpoint.nodeName ?? 'node-1',
+      ...(endpoint.zone === undefined ? {} : { zone: endpoint.zone, hints: { forZones: [{ name: endpoint.zone }] } }),
+    })),
   };
 }
 
