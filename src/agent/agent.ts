@@ -26,12 +26,23 @@ export interface AgentOptions {
   retryDelayMs?: number;
 }
 
-export interface SyncResult {
+/** What led to a sync: a source state's changes, or a retry (no changes). */
+interface SyncCause {
+  serviceChanges: number;
+  endpointChanges: number;
+  /** When the source noticed the change (ms since the epoch), if it says. */
+  changeSeenAt?: number;
+}
+
+export interface SyncResult extends SyncCause {
   frontends: number;
   operations: number;
+  /** Frontends whose writes failed; they are retried with backoff. */
   failed: number;
   durationMs: number;
 }
+
+const RETRY: SyncCause = { serviceChanges: 0, endpointChanges: 0 };
 
 const MAX_RETRY_DELAY_MS = 60_000;
 
@@ -72,15 +83,24 @@ export class Agent {
     return this.state;
   }
 
+  get maps(): DatapathMaps {
+    return this.options.maps;
+  }
+
+  /** How many objects or files are currently rejected. */
+  problemCount(): number {
+    return this.reportedProblems.size;
+  }
+
   private onSourceState(sourceState: SourceState): void {
-    const { changed } = this.desired.update(sourceState);
+    const { changed, serviceChanges, endpointChanges } = this.desired.update(sourceState);
     const scope = this.firstStateSeen ? new Set([...changed, ...this.failed]) : fullScope(this.state, this.desired.frontends);
     this.firstStateSeen = true;
-    this.sync(scope);
+    this.sync(scope, { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt });
     this.reportProblems(this.desired.problems());
   }
 
-  private sync(scope: Iterable<string>): void {
+  private sync(scope: Iterable<string>, cause: SyncCause): void {
     const started = performance.now();
     const result = reconcile(this.options.maps, this.state, this.desired.frontends, scope);
     this.failed.clear();
@@ -89,7 +109,7 @@ export class Agent {
       this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
     }
     for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
-    const summary: SyncResult = { frontends: result.frontends, operations: result.operations, failed: result.failed.size, durationMs: performance.now() - started };
+    const summary: SyncResult = { ...cause, frontends: result.frontends, operations: result.operations, failed: result.failed.size, durationMs: performance.now() - started };
     if (summary.frontends > 0 || summary.failed > 0) this.options.logger.info(summary, 'datapath synced');
     this.scheduleRetry();
     for (const listener of this.syncListeners) listener(summary);
@@ -102,7 +122,7 @@ export class Agent {
       this.retryDelayMs = this.options.retryDelayMs ?? 1000;
       return;
     }
-    this.retryTimer = setTimeout(() => this.sync([...this.failed]), this.retryDelayMs);
+    this.retryTimer = setTimeout(() => this.sync([...this.failed], RETRY), this.retryDelayMs);
     this.retryTimer.unref();
     this.retryDelayMs = Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS);
   }

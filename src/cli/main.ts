@@ -5,7 +5,11 @@
 import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import type { Server } from 'node:http';
 import { Agent } from '../agent/agent.js';
+import { ProxyHealth } from '../agent/health.js';
+import { listeningPort, parseBindAddress, serveRoutes } from '../agent/http-server.js';
+import { AgentMetrics } from '../agent/metrics.js';
 import { describeFrontends, formatTable } from '../datapath/dump.js';
 import { openPinnedMaps } from '../datapath/kernel-maps.js';
 import { setLibbpfPrint } from '../datapath/libbpf.js';
@@ -31,6 +35,47 @@ interface RunOptions {
   nodeIp: string[];
   allowedExternalIpCidrs: string[];
   serviceProxyName?: string;
+  metricsBindAddress: string;
+  healthzBindAddress: string;
+}
+
+// kube-proxy's default: twice its 30 s sync period.
+const HEALTHZ_TIMEOUT_MS = 60_000;
+
+function bindAddress(flag: string, text: string): { host: string; port: number } | undefined {
+  if (text === '') return undefined;
+  const bind = parseBindAddress(text);
+  if (!bind) throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${text}: not an address and port such as 127.0.0.1:10249 (or '' to turn it off)`);
+  return bind;
+}
+
+/** Serves /metrics and /healthz, /livez as kube-proxy does; returns what to close on exit. */
+async function serveObservability(agent: Agent, options: RunOptions, logger: Logger): Promise<Server[]> {
+  const metrics = new AgentMetrics(agent);
+  const health = new ProxyHealth(HEALTHZ_TIMEOUT_MS);
+  // Unhealthy until the first sync, as kube-proxy is before its first.
+  health.updateQueued();
+  agent.onSync((result) => {
+    metrics.recordSync(result);
+    if (result.failed > 0) health.updateQueued();
+    else health.updated();
+  });
+  const healthRoute = async () => {
+    const status = health.status();
+    return { status: status.healthy ? 200 : 503, contentType: 'application/json', body: JSON.stringify({ lastUpdated: status.lastUpdated, currentTime: status.currentTime }) };
+  };
+  const servers: Server[] = [];
+  const metricsBind = bindAddress('--metrics-bind-address', options.metricsBindAddress);
+  if (metricsBind) {
+    servers.push(await serveRoutes(metricsBind, { '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }) }));
+    logger.info({ address: metricsBind.host, port: listeningPort(servers[servers.length - 1] as Server) }, 'serving metrics');
+  }
+  const healthBind = bindAddress('--healthz-bind-address', options.healthzBindAddress);
+  if (healthBind) {
+    servers.push(await serveRoutes(healthBind, { '/healthz': healthRoute, '/livez': healthRoute }));
+    logger.info({ address: healthBind.host, port: listeningPort(servers[servers.length - 1] as Server) }, 'serving health');
+  }
+  return servers;
 }
 
 function nodeContext(options: RunOptions): NodeContext {
@@ -58,6 +103,7 @@ async function run(options: RunOptions): Promise<void> {
   for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
 
   const agent = new Agent({ source: new ManifestSource({ path: options.manifests }), maps: datapath.maps, logger, node });
+  const servers = await serveObservability(agent, options, logger);
   await agent.start();
   logger.info({ manifests: options.manifests, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
 
@@ -70,6 +116,7 @@ async function run(options: RunOptions): Promise<void> {
     process.once('SIGTERM', shutdown);
   });
   await agent.stop();
+  for (const server of servers) server.close();
   datapath.close();
 }
 
@@ -119,6 +166,8 @@ program
   .option('--node-ip <address>', 'an address of this node where NodePorts are reached (repeatable)', collect, [] as string[])
   .option('--allowed-external-ip-cidrs <cidrs>', 'comma-separated CIDRs inside which spec.externalIPs are translated (default: none, see CVE-2020-8554)', collectCommaSeparated, [] as string[])
   .option('--service-proxy-name <name>', 'serve only Services whose service.kubernetes.io/service-proxy-name label is this (default: only unlabelled ones)')
+  .option('--metrics-bind-address <address:port>', "Prometheus metrics at /metrics ('' turns it off)", '127.0.0.1:10249')
+  .option('--healthz-bind-address <address:port>', "kube-proxy's /healthz and /livez ('' turns it off)", '127.0.0.1:10256')
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')
   .action((options: RunOptions) => run(options));
 

@@ -10,6 +10,9 @@ import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service
 export interface DesiredUpdate {
   /** Frontend ids whose desired content may differ from before. */
   changed: Set<string>;
+  /** Services and EndpointSlices added, changed or removed since the last update. */
+  serviceChanges: number;
+  endpointChanges: number;
 }
 
 export class DesiredFrontends {
@@ -32,7 +35,12 @@ export class DesiredFrontends {
   }
 
   update(state: SourceState): DesiredUpdate {
-    const dirty = this.dirtyServices(state);
+    const serviceChanges = changedKeys(this.services, state.services);
+    const sliceChanges = changedKeys(this.slices, state.slices);
+    const dirty = new Set(serviceChanges);
+    for (const key of sliceChanges) {
+      for (const slice of [this.slices.get(key), state.slices.get(key)]) if (slice) dirty.add(`${slice.namespace}/${slice.serviceName}`);
+    }
     const zone = state.node?.zone ?? this.configuredNode.zone;
     if (zone !== this.node.zone) {
       // Topology hints depend on the zone: every Service may route differently now.
@@ -61,26 +69,12 @@ export class DesiredFrontends {
       object: `EndpointSlice ${slice.namespace}/${slice.name}`,
       reason: `names Service ${slice.namespace}/${slice.serviceName}, which does not exist; its endpoints are unused`,
     }));
-    return { changed };
+    return { changed, serviceChanges: serviceChanges.length, endpointChanges: sliceChanges.length };
   }
 
   /** Everything wrong with the input as it is now: the sources' findings, then the model's. */
   problems(): InputProblem[] {
     return [...this.sourceProblems, ...[...this.problemsByService.values()].flat(), ...this.conflictProblems(), ...this.orphanSliceProblems];
-  }
-
-  private dirtyServices(state: SourceState): Set<string> {
-    const dirty = new Set<string>();
-    for (const key of new Set([...this.services.keys(), ...state.services.keys()])) {
-      if (!sameObject(this.services.get(key), state.services.get(key))) dirty.add(key);
-    }
-    for (const key of new Set([...this.slices.keys(), ...state.slices.keys()])) {
-      const before = this.slices.get(key);
-      const after = state.slices.get(key);
-      if (sameObject(before, after)) continue;
-      for (const slice of [before, after]) if (slice) dirty.add(`${slice.namespace}/${slice.serviceName}`);
-    }
-    return dirty;
   }
 
   private claim(serviceKey: string, frontend: DesiredFrontend, changed: Set<string>): void {
@@ -121,6 +115,13 @@ export class DesiredFrontends {
     }
     return problems;
   }
+}
+
+/** Keys whose object was added, removed or changed in content. */
+function changedKeys<T extends object>(before: ReadonlyMap<string, T>, after: ReadonlyMap<string, T>): string[] {
+  const changed: string[] = [];
+  for (const key of new Set([...before.keys(), ...after.keys()])) if (!sameObject(before.get(key), after.get(key))) changed.push(key);
+  return changed;
 }
 
 function firstClaimant(claimants: Set<string>): string | undefined {

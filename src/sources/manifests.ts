@@ -30,6 +30,8 @@ export class ManifestSource implements Source {
   /** An event arrived during a scan, which may have missed it. */
   private dirty = false;
   private stopped = false;
+  /** When the first change not yet scanned was noticed. */
+  private changeSeenAt: number | undefined;
   /** The last delivered state, as text. */
   private delivered: string | undefined;
 
@@ -55,6 +57,7 @@ export class ManifestSource implements Source {
 
   private schedule(): void {
     if (this.stopped) return;
+    this.changeSeenAt ??= Date.now();
     if (this.scanning) {
       this.dirty = true;
       return;
@@ -66,6 +69,8 @@ export class ManifestSource implements Source {
   }
 
   private async runScan(): Promise<void> {
+    const changeSeenAt = this.changeSeenAt;
+    this.changeSeenAt = undefined;
     this.scanning = this.scan();
     const state = await this.scanning;
     this.scanning = undefined;
@@ -73,7 +78,7 @@ export class ManifestSource implements Source {
       this.dirty = false;
       this.schedule();
     }
-    if (state && !this.stopped) this.onState?.(state);
+    if (state && !this.stopped) this.onState?.(changeSeenAt === undefined ? state : { ...state, changeSeenAt });
   }
 
   /** Rescans the tree and re-reads the files that changed; the new state, or undefined when nothing changed. */

@@ -15,6 +15,8 @@ export interface SourceState {
   slices: ReadonlyMap<string, EndpointSlice>;
   /** Everything currently wrong with the input. */
   problems: readonly InputProblem[];
+  /** When the source first noticed a change this state carries (ms since the epoch), for network programming latency. */
+  changeSeenAt?: number;
   /** This node as the source knows it (the API's Node object); undefined when it cannot tell. */
   node?: { name: string; zone?: string };
 }

@@ -186,6 +186,27 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     await Promise.all([rm(bad), rm(broken), writeFile(web, valid)]);
   });
 
+  it('serves kube-proxy-compatible /metrics, /healthz and /livez on loopback', async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${agent?.metricsPort}/metrics`)).text();
+    for (const name of [
+      'kubeproxy_sync_proxy_rules_duration_seconds_bucket',
+      'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
+      'kubeproxy_network_programming_duration_seconds_count',
+      'kubeproxy_sync_proxy_rules_service_changes_total',
+      'kubeproxy_sync_proxy_rules_endpoint_changes_total',
+    ]) {
+      assert.match(metrics, new RegExp(`^${name}`, 'm'), `${name} is exported`);
+    }
+    assert.match(metrics, /^socklb_map_entries\{map="socklb_fe_v1"\} 3$/m, 'three frontends: web over two families, dns');
+    assert.match(metrics, /^socklb_map_capacity\{map="socklb_fe_v1"\} 65536$/m);
+    for (const path of ['/healthz', '/livez']) {
+      const response = await fetch(`http://127.0.0.1:${agent?.healthzPort}${path}`);
+      assert.equal(response.status, 200, path);
+      const body = (await response.json()) as { lastUpdated: string; currentTime: string };
+      assert.ok(Date.parse(body.lastUpdated) <= Date.parse(body.currentTime), `${path} says when the datapath was last updated`);
+    }
+  });
+
   it('keeps serving while no agent runs, and a restarted agent adopts the maps without a gap', async () => {
     const before = await services(pinDir);
     const load = lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 400 });

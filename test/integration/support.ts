@@ -50,13 +50,21 @@ export interface RunningAgent {
   readonly process: ChildProcess;
   /** Every log line so far, parsed. */
   readonly logs: Record<string, unknown>[];
+  /** Loopback ports the agent chose for /metrics and /healthz. */
+  readonly metricsPort: number;
+  readonly healthzPort: number;
   /** Sends `signal` and resolves once the process has exited. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts `socklb run` and resolves once it says it is serving. */
+/**
+ * Starts `socklb run` and resolves once it says it is serving. Metrics and
+ * health listen on loopback ports of the kernel's choice, so that agents of
+ * several tests never collide.
+ */
 export async function startAgent(args: string[]): Promise<RunningAgent> {
-  const child = spawn(process.execPath, [SOCKLB, 'run', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ports = ['--metrics-bind-address', '127.0.0.1:0', '--healthz-bind-address', '127.0.0.1:0'];
+  const child = spawn(process.execPath, [SOCKLB, 'run', ...ports, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -83,9 +91,12 @@ export async function startAgent(args: string[]): Promise<RunningAgent> {
       reject(new Error(`socklb run exited with ${code} before serving: ${JSON.stringify(logs.slice(-5))}`));
     });
   });
+  const portOf = (message: string) => Number(logs.find((line) => line.msg === message)?.port);
   return {
     process: child,
     logs,
+    metricsPort: portOf('serving metrics'),
+    healthzPort: portOf('serving health'),
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;

@@ -1,0 +1,82 @@
+// Prometheus metrics: kube-proxy's names for what dashboards already chart,
+// socklb's own for what only socklb has.
+
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DatapathMaps, MapRole } from '../datapath/maps.js';
+import type { DatapathState } from '../datapath/state.js';
+import type { SyncResult } from './agent.js';
+
+// kube-proxy's buckets: exponential from 1 ms.
+const SYNC_BUCKETS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384];
+
+export interface MetricsSource {
+  readonly datapath: DatapathState;
+  readonly maps: DatapathMaps;
+  problemCount(): number;
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private readonly syncDuration: Histogram;
+  private readonly lastSync: Gauge;
+  private readonly programmingDuration: Histogram;
+  private readonly serviceChanges: Counter;
+  private readonly endpointChanges: Counter;
+  private readonly failedFrontends: Counter;
+
+  constructor(source: MetricsSource) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.syncDuration = new Histogram({ name: 'kubeproxy_sync_proxy_rules_duration_seconds', help: 'Time to bring the datapath in step with a change', buckets: SYNC_BUCKETS, registers });
+    this.lastSync = new Gauge({ name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds', help: 'When the datapath was last brought in step', registers });
+    this.programmingDuration = new Histogram({
+      name: 'kubeproxy_network_programming_duration_seconds',
+      help: 'Time from a change being seen by the source to the datapath reflecting it',
+      buckets: SYNC_BUCKETS,
+      registers,
+    });
+    this.serviceChanges = new Counter({ name: 'kubeproxy_sync_proxy_rules_service_changes_total', help: 'Service changes seen', registers });
+    this.endpointChanges = new Counter({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total', help: 'EndpointSlice changes seen', registers });
+    this.failedFrontends = new Counter({ name: 'socklb_frontend_update_failures_total', help: 'Frontend updates the kernel refused (retried with backoff)', registers });
+
+    const roles: MapRole[] = ['frontends', 'slots', 'backends', 'serviceNames'];
+    new Gauge({
+      name: 'socklb_map_entries',
+      help: 'Entries in each socklb map',
+      labelNames: ['map'],
+      registers,
+      collect() {
+        const state = source.datapath;
+        const slots = [...state.slots.values()].reduce((sum, bySlot) => sum + bySlot.size, 0);
+        const counts: Record<MapRole, number> = { frontends: state.frontends.size, slots, backends: state.backends.size, serviceNames: state.serviceNames.size };
+        for (const role of roles) this.set({ map: source.maps[role].name }, counts[role]);
+      },
+    });
+    new Gauge({
+      name: 'socklb_map_capacity',
+      help: 'Maximum entries of each socklb map',
+      labelNames: ['map'],
+      registers,
+      collect() {
+        for (const role of roles) this.set({ map: source.maps[role].name }, source.maps[role].maxEntries);
+      },
+    });
+    new Gauge({
+      name: 'socklb_input_problems',
+      help: 'Objects or files currently rejected (each is logged once with its reason)',
+      registers,
+      collect() {
+        this.set(source.problemCount());
+      },
+    });
+  }
+
+  recordSync(result: SyncResult): void {
+    this.syncDuration.observe(result.durationMs / 1000);
+    this.lastSync.setToCurrentTime();
+    this.serviceChanges.inc(result.serviceChanges);
+    this.endpointChanges.inc(result.endpointChanges);
+    this.failedFrontends.inc(result.failed);
+    if (result.changeSeenAt !== undefined && result.failed === 0) this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
+  }
+}
