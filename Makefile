@@ -4,15 +4,18 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils socat wrk iptables nftables
+DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils dnsperf socat wrk iptables nftables
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-BPF_OBJECT := build/bpf/socklb.bpf.o
-TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
+# The datapath (cgroup programs) and the agent's socket iterators: two objects,
+# so that the datapath loads on kernels that lack what the iterators need.
+BPF_OBJECTS := build/bpf/socklb.bpf.o build/bpf/socklb_iter.bpf.o
+TS_SOURCES := $(shell find src test bench demo -name '*.ts' 2>/dev/null)
 
-.PHONY: setup build demo test test-unit test-integration bundle clean
+.PHONY: setup build demo test test-unit test-integration bench-dns bundle clean
 
-# Installs only what is missing, so that a prepared machine does not touch apt.
-build/.debian-packages:
+# Installs only what is missing, so that a prepared machine does not touch apt;
+# checked again whenever this file (the list) changes.
+build/.debian-packages: Makefile
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
@@ -24,10 +27,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(BPF_OBJECT): bpf/socklb.bpf.c bpf/socklb.h build/.debian-packages
+build/bpf/%.bpf.o: bpf/%.bpf.c bpf/socklb.h bpf/socklb_sock.h build/.debian-packages
 	@mkdir -p $(dir $@)
 	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 \
-	  -I/usr/include/$(MULTIARCH) -c bpf/socklb.bpf.c -o $@
+	  -I/usr/include/$(MULTIARCH) -c $< -o $@
 	# Debug info is stripped; BTF, which the loader and the layout test need, stays.
 	llvm-strip -g $@
 
@@ -36,10 +39,10 @@ build/.tsc: $(TS_SOURCES) tsconfig.json node_modules/.package-lock.json
 	@touch $@
 
 setup: build/.debian-packages node_modules/.package-lock.json
-build: setup $(BPF_OBJECT) build/.tsc
+build: setup $(BPF_OBJECTS) build/.tsc
 
 demo: build
-	node build/src/cli/demo.js
+	node build/demo/demo.js
 
 test: build
 	node --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/test/integration/
@@ -49,6 +52,11 @@ test-unit: build
 
 test-integration: build
 	node --test --test-concurrency=1 --test-reporter=spec build/test/integration/
+
+# DNS queries per second through a ClusterIP against straight to the backend
+# (dnsperf, interleaved rounds; needs root). Prints figures, asserts nothing.
+bench-dns: build
+	node build/bench/dns/dnsperf.js
 
 clean:
 	rm -rf build dist
