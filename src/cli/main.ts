@@ -1,34 +1,42 @@
 #!/usr/bin/env node
 // socklb's command line: `run` the agent, inspect the live datapath with
-// `services`, remove it with `cleanup`.
+// `services` and `sockets`, remove it with `cleanup`.
 
 import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Server } from 'node:http';
 import { Agent } from '../agent/agent.js';
 import { ProxyHealth } from '../agent/health.js';
 import { listeningPort, parseBindAddress, serveRoutes } from '../agent/http-server.js';
 import { AgentMetrics } from '../agent/metrics.js';
-import { describeFrontends, formatTable } from '../datapath/dump.js';
+import { describeFrontends, describeSockets, formatSocketTable, formatTable } from '../datapath/dump.js';
 import { openPinnedMaps } from '../datapath/kernel-maps.js';
-import { setLibbpfPrint } from '../datapath/libbpf.js';
-import { cleanupPins, DEFAULT_PIN_DIRECTORY, LoadedDatapath, pinLayout } from '../datapath/loader.js';
+import { MAP_NAMES } from '../datapath/layout.js';
+import { libbpf, libcCalls, setLibbpfPrint } from '../datapath/libbpf.js';
+import { attachedCgroups, cleanupPins, DEFAULT_PIN_DIRECTORY, LoadedDatapath, pinLayout } from '../datapath/loader.js';
+import { closeNamespaces, openNamespacesOfCgroups } from '../datapath/netns.js';
+import { SocketIterators } from '../datapath/socket-iterators.js';
+import { DEFAULT_STUCK_SOCKET_POLICY, policyProtocols, STUCK_SOCKET_POLICIES, StuckSocketDestroyer, type StuckSocketPolicy } from '../datapath/stuck-sockets.js';
 import { DatapathState } from '../datapath/state.js';
-import { cgroup2Root, checkPrivileges } from '../datapath/system.js';
-import { SocklbError } from '../errors.js';
+import { cgroup2Root } from '../datapath/mounts.js';
+import { checkPrivileges } from '../datapath/system.js';
+import { errnoName, SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
-import { ManifestSource } from '../sources/manifests.js';
+import { chooseSource } from '../sources/choose.js';
 
 const DEFAULT_BPF_OBJECT = fileURLToPath(new URL('../../bpf/socklb.bpf.o', import.meta.url));
 
 interface RunOptions {
-  manifests: string;
+  manifests?: string;
+  kubeconfig?: string;
   cgroup: string[];
   pinDir: string;
   bpfObject: string;
+  destroyStuckSockets: StuckSocketPolicy;
   logLevel: string;
   nodeName: string;
   nodeZone?: string;
@@ -97,15 +105,18 @@ function nodeContext(options: RunOptions): NodeContext {
 async function run(options: RunOptions): Promise<void> {
   const logger = createLogger(options.logLevel);
   const node = nodeContext(options);
+  const { source, origin } = await chooseSource(options, logger);
   routeLibbpfLog(logger);
   const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir);
   const cgroups = options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
   for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
 
-  const agent = new Agent({ source: new ManifestSource({ path: options.manifests }), maps: datapath.maps, logger, node });
+  const iterators = loadStuckSocketIterators(options, datapath, logger);
+  const stuckSockets = iterators && new StuckSocketDestroyer(iterators, cgroups, policyProtocols(options.destroyStuckSockets), logger);
+  const agent = new Agent({ source, maps: datapath.maps, logger, node, stuckSockets });
   const servers = await serveObservability(agent, options, logger);
   await agent.start();
-  logger.info({ manifests: options.manifests, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
+  logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
 
   await new Promise<void>((resolve) => {
     const shutdown = (signal: NodeJS.Signals) => {
@@ -117,7 +128,49 @@ async function run(options: RunOptions): Promise<void> {
   });
   await agent.stop();
   for (const server of servers) server.close();
+  iterators?.close();
   datapath.close();
+}
+
+/** The socket iterators' object, beside the datapath's. */
+function iteratorObject(bpfObject: string): string {
+  return join(dirname(bpfObject), 'socklb_iter.bpf.o');
+}
+
+/**
+ * The iterators the stuck-socket policy needs; none for `none`. A kernel that cannot load them
+ * still gets the datapath: the agent says so and leaves stuck sockets alone.
+ */
+function loadStuckSocketIterators(options: RunOptions, datapath: LoadedDatapath, logger: Logger): SocketIterators | undefined {
+  if (policyProtocols(options.destroyStuckSockets).length === 0) return undefined;
+  try {
+    return SocketIterators.load(iteratorObject(options.bpfObject), datapath.socketStorageFd);
+  } catch (error) {
+    if (!(error instanceof SocklbError)) throw error;
+    logger.warn({ code: error.code }, `--destroy-stuck-sockets ${options.destroyStuckSockets}: ${error.message}; connected sockets stay on removed backends until they reconnect`);
+    return undefined;
+  }
+}
+
+/** Runs the dump iterators in every namespace of the attached cgroups, over the pinned socket storage. */
+async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfObject: string }): Promise<void> {
+  checkPrivileges();
+  const path = `${pinLayout(options.pinDir).maps}/${MAP_NAMES.sockets}`;
+  const fd = libbpf.objGet(path);
+  if (fd < 0) throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(-fd)}); start one with \`socklb run\``);
+  try {
+    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), fd);
+    const namespaces = openNamespacesOfCgroups(attachedCgroups(options.pinDir));
+    try {
+      const described = describeSockets(await iterators.dump(['UDP', 'TCP'], namespaces));
+      process.stdout.write(options.output === 'json' ? `${JSON.stringify(described, null, 2)}\n` : `${formatSocketTable(described)}\n`);
+    } finally {
+      closeNamespaces(namespaces);
+      iterators.close();
+    }
+  } finally {
+    libcCalls.close(fd);
+  }
 }
 
 function services(options: { pinDir: string; output: 'table' | 'json' }): void {
@@ -148,6 +201,7 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 const collectCommaSeparated = (value: string, previous: string[]) => [...previous, ...value.split(',').filter((item) => item !== '')];
 
 const pinDirOption = () => new Option('--pin-dir <dir>', 'bpffs directory of the pinned maps and links').default(DEFAULT_PIN_DIRECTORY);
+const bpfObjectOption = () => new Option('--bpf-object <path>', 'compiled BPF datapath object; the socket iterators (socklb_iter.bpf.o) are read from its directory').default(DEFAULT_BPF_OBJECT);
 
 const program = new Command('socklb')
   .description('Kubernetes Services for sandboxes, translated at the socket by eBPF')
@@ -157,10 +211,16 @@ const program = new Command('socklb')
 program
   .command('run')
   .description('run the agent in the foreground; the pinned datapath stays when it stops')
-  .requiredOption('--manifests <path>', 'file or directory of Service and EndpointSlice manifests (watched)')
+  .option('--manifests <path>', 'file or directory of Service and EndpointSlice manifests (watched), instead of the Kubernetes API')
+  .option('--kubeconfig <path>', 'watch the Kubernetes API of this kubeconfig (default: $KUBECONFIG, or the service account when in a pod)')
   .option('--cgroup <path>', 'cgroup v2 directory whose processes are translated (repeatable; default: the cgroup v2 root)', collect, [] as string[])
   .addOption(pinDirOption())
-  .option('--bpf-object <path>', 'compiled BPF object', DEFAULT_BPF_OBJECT)
+  .addOption(bpfObjectOption())
+  .addOption(
+    new Option('--destroy-stuck-sockets <protocols>', 'destroy connected sockets whose backend was removed, so that they reconnect to a live one: udp, all (UDP and TCP) or none (see docs/udp.md)')
+      .choices(STUCK_SOCKET_POLICIES)
+      .default(DEFAULT_STUCK_SOCKET_POLICY),
+  )
   .option('--node-name <name>', 'this node, for internalTrafficPolicy Local (endpoints whose nodeName it is)', hostname())
   .option('--node-zone <zone>', 'this node\'s topology.kubernetes.io/zone, for topology hints')
   .option('--node-ip <address>', 'an address of this node where NodePorts are reached (repeatable)', collect, [] as string[])
@@ -177,6 +237,14 @@ program
   .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
   .addOption(pinDirOption())
   .action(services);
+
+program
+  .command('sockets')
+  .description('print the sockets socklb translated, in every network namespace of the attached cgroups, with their translations')
+  .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+  .addOption(pinDirOption())
+  .addOption(bpfObjectOption())
+  .action(sockets);
 
 program.command('cleanup').description('detach every program and remove everything socklb pinned').addOption(pinDirOption()).action(cleanup);
 

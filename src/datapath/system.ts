@@ -5,34 +5,7 @@ import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SocklbError, errnoName } from '../errors.js';
 import { lastErrno, libcCalls } from './libbpf.js';
-
-/** Mount points of one filesystem type, from /proc/self/mountinfo text. */
-export function mountPoints(mountinfo: string, fstype: string): string[] {
-  const points: string[] = [];
-  for (const line of mountinfo.split('\n')) {
-    // "36 25 0:31 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw"
-    const [before, after] = line.split(' - ');
-    if (after === undefined || before === undefined) continue;
-    if (after.split(' ')[0] !== fstype) continue;
-    const mountPoint = before.split(' ')[4];
-    if (mountPoint) points.push(unescapeMountPath(mountPoint));
-  }
-  return points;
-}
-
-// mountinfo escapes space, tab, newline and backslash as octal.
-function unescapeMountPath(path: string): string {
-  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-}
-
-/** The cgroup v2 root: /sys/fs/cgroup on a pure v2 host, often /sys/fs/cgroup/unified on a hybrid one. */
-export function cgroup2Root(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string {
-  const [root] = mountPoints(mountinfo, 'cgroup2');
-  if (root === undefined) {
-    throw new SocklbError('SOCKLB_ERR_NO_CGROUP2', 'no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo): socklb attaches to cgroup v2; mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`');
-  }
-  return root;
-}
+import { mountPoints } from './mounts.js';
 
 /** Checks that `path` is a directory of a cgroup v2 hierarchy. */
 export function checkCgroup(path: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): void {

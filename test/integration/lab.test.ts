@@ -7,22 +7,12 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { findCgroup2Root, parseCgroup2Mount } from '../lab/cgroup.js';
+import { findCgroup2Root } from '../lab/cgroup.js';
 import { Lab, type LabNamespace } from '../lab/lab.js';
 
 const execFileAsync = promisify(execFile);
 const PORT = 8080;
 
-test('parseCgroup2Mount: the cgroup2 mount with root "/", octal escapes undone', () => {
-  const mountinfo = [
-    '30 23 0:26 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755',
-    '35 30 0:31 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory',
-    '40 30 0:38 /sub /mnt/bind rw,relatime - cgroup2 cgroup2 rw',
-    '41 30 0:38 / /sys/fs/cgroup/my\\040unified rw,relatime shared:4 - cgroup2 cgroup2 rw',
-  ].join('\n');
-  assert.equal(parseCgroup2Mount(mountinfo), '/sys/fs/cgroup/my unified');
-  assert.equal(parseCgroup2Mount(mountinfo.split('\n').slice(0, 2).join('\n')), undefined);
-});
 
 test('lab: two pods and a sandbox on a bridge', async (t) => {
   if (process.getuid?.() !== 0) {

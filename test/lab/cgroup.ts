@@ -3,30 +3,12 @@
 import { readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { cgroup2Root } from '../../src/datapath/mounts.js';
 import { errorCode } from './errno.js';
 
-/**
- * The mount point of the cgroup v2 hierarchy's root in a /proc/self/mountinfo text, undefined
- * when none is mounted. Machines differ (/sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified
- * in the hybrid layout), so the lab never assumes one.
- */
-export function parseCgroup2Mount(mountinfo: string): string | undefined {
-  for (const line of mountinfo.split('\n')) {
-    // "id parent major:minor root mount-point options [optional fields...] - fstype source super-options"
-    const separator = line.indexOf(' - ');
-    if (separator < 0) continue;
-    const fields = line.slice(0, separator).split(' ');
-    const fstype = line.slice(separator + 3).split(' ')[0];
-    // root "/" skips bind mounts of a sub-tree, whose paths would not match /proc/PID/cgroup.
-    if (fstype === 'cgroup2' && fields[3] === '/' && fields[4] !== undefined) return unescapeOctal(fields[4]);
-  }
-  return undefined;
-}
-
+/** The cgroup v2 root, read as the agent reads it. */
 export async function findCgroup2Root(): Promise<string> {
-  const root = parseCgroup2Mount(await readFile('/proc/self/mountinfo', 'utf8'));
-  if (root === undefined) throw new Error('no cgroup2 file system in /proc/self/mountinfo; the lab needs cgroup v2');
-  return root;
+  return cgroup2Root(await readFile('/proc/self/mountinfo', 'utf8'));
 }
 
 /**
@@ -71,8 +53,4 @@ async function evictProcesses(dir: string, root: string): Promise<void> {
       if (errorCode(error) !== 'ESRCH') throw error;
     });
   }
-}
-
-function unescapeOctal(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }

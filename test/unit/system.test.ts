@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cgroup2Root, checkPrivileges, effectiveCapabilities, mountPoints } from '../../src/datapath/system.js';
+import { cgroup2Root, mountPoints } from '../../src/datapath/mounts.js';
+import { checkPrivileges, effectiveCapabilities } from '../../src/datapath/system.js';
 
 const HYBRID = `25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -27,5 +28,12 @@ describe('privileges', () => {
   it('accepts CAP_SYS_ADMIN and CAP_NET_ADMIN without CAP_BPF, as older kernels need', () => assert.doesNotThrow(() => checkPrivileges(bits(12, 21))));
   it('names the missing capabilities of an unprivileged process', () => {
     assert.throws(() => checkPrivileges(0n), { code: 'SOCKLB_ERR_PRIVILEGES', message: /needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN.*missing: CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN/ });
+  });
+});
+
+describe('bind mounts', () => {
+  it('skips a bind mount of a cgroup v2 sub-tree: its paths are not the hierarchy`s', () => {
+    const bound = `60 24 0:30 /kubepods /var/lib/kubelet/cgroup rw,relatime - cgroup2 cgroup2 rw\n${PURE_V2}`;
+    assert.equal(cgroup2Root(bound), '/sys/fs/cgroup');
   });
 });
