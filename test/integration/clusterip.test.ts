@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
@@ -130,6 +130,17 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
       [`[${CLUSTER_IPV6}]:80/TCP`]: { service: 'default/web:http', backends: pods.map((pod) => `[${pod.ipv6}]:8080`).sort() },
       [`${CLUSTER_IPV4.replace(/10$/, '53')}:53/UDP`]: { service: 'default/dns:dns', backends: pods.map((pod) => `${pod.ipv4}:8080`).sort() },
     });
+  });
+
+  it('pins maps and links under root-only directories (0700) as root-only files (0600)', async () => {
+    const modes: string[] = [];
+    const walk = async (path: string): Promise<void> => {
+      const info = await stat(path);
+      modes.push(`${(info.mode & 0o777).toString(8)} ${info.isDirectory() ? 'directory' : 'pin'} uid=${info.uid}`);
+      if (info.isDirectory()) for (const name of await readdir(path)) await walk(join(path, name));
+    };
+    await walk(pinDir);
+    assert.deepEqual([...new Set(modes)].sort(), ['600 pin uid=0', '700 directory uid=0']);
   });
 
   it('stops new connections to a backend removed from the manifests', async (t) => {
