@@ -1,0 +1,95 @@
+// One collection of API objects, validated as they arrive, with the manifest
+// source's rule: an object that turns invalid is reported and its last valid
+// version stays in effect; only deleting it removes it. It also decides what
+// counts as a change, so that a relist or an update that leaves every
+// validated object as it was (a status write, a new resourceVersion) wakes
+// no one, and an unchanged object keeps its identity (the model compares
+// references before content).
+
+import { namespacedName, objectRef, type ParseResult } from '../model/kubernetes.js';
+import type { KubeObject } from './api-client.js';
+import type { ReflectorStore } from './reflector.js';
+
+export interface ValidatedEntry<T> {
+  resourceVersion: string | undefined;
+  /** The version in effect: the object's own, or its last valid one while it is invalid. */
+  value: T | undefined;
+  /** Valid, but nothing socklb translates (headless, ExternalName, FQDN). */
+  ignored: boolean;
+  /** Why the object's current version is rejected. */
+  problem: string | undefined;
+}
+
+export class ValidatedObjects<T extends object> implements ReflectorStore {
+  private current = new Map<string, ValidatedEntry<T>>();
+
+  constructor(
+    private readonly parse: (raw: unknown) => ParseResult<T>,
+    /** Called after every change to what the collection holds in effect. */
+    private readonly onChange: () => void,
+  ) {}
+
+  /** By `namespace/name`. */
+  get entries(): ReadonlyMap<string, ValidatedEntry<T>> {
+    return this.current;
+  }
+
+  replace(objects: KubeObject[]): void {
+    const next = new Map<string, ValidatedEntry<T>>();
+    let changed = false;
+    for (const object of objects) {
+      const key = keyOf(object);
+      if (key === undefined) continue;
+      const before = this.current.get(key);
+      const after = this.validate(object, before);
+      next.set(key, after);
+      changed ||= !sameEffect(before, after);
+    }
+    for (const key of this.current.keys()) changed ||= !next.has(key);
+    this.current = next;
+    if (changed) this.onChange();
+  }
+
+  upsert(object: KubeObject): void {
+    const key = keyOf(object);
+    if (key === undefined) return;
+    const before = this.current.get(key);
+    const after = this.validate(object, before);
+    this.current.set(key, after);
+    if (!sameEffect(before, after)) this.onChange();
+  }
+
+  remove(object: KubeObject): void {
+    const key = keyOf(object);
+    if (key !== undefined && this.current.delete(key)) this.onChange();
+  }
+
+  private validate(object: KubeObject, before: ValidatedEntry<T> | undefined): ValidatedEntry<T> {
+    const resourceVersion = object.metadata?.resourceVersion;
+    // The same version of an object was validated already (a relist brings every object again).
+    if (before !== undefined && resourceVersion !== undefined && before.resourceVersion === resourceVersion) return before;
+    const result = this.parse(object);
+    switch (result.kind) {
+      case 'ok': {
+        const unchanged = before?.value !== undefined && JSON.stringify(before.value) === JSON.stringify(result.value);
+        return { resourceVersion, value: unchanged ? before.value : result.value, ignored: false, problem: undefined };
+      }
+      case 'ignored':
+        return { resourceVersion, value: undefined, ignored: true, problem: undefined };
+      case 'invalid': {
+        const value = before?.value;
+        return { resourceVersion, value, ignored: false, problem: value ? `${result.reason}; its previous valid version stays in effect` : result.reason };
+      }
+    }
+  }
+}
+
+/** `namespace/name`; undefined for an object without a name, which the API server never serves. */
+function keyOf(object: KubeObject): string | undefined {
+  const ref = objectRef(object);
+  return ref && namespacedName(ref);
+}
+
+function sameEffect<T>(before: ValidatedEntry<T> | undefined, after: ValidatedEntry<T>): boolean {
+  return before !== undefined && before.value === after.value && before.ignored === after.ignored && before.problem === after.problem;
+}
