@@ -1,12 +1,13 @@
 // kube-proxy's Service semantics, seen from a sandbox: each case is named
-// after the Kubernetes e2e test it mirrors where one exists. Objects come
-// from manifest files here; the same Services reach the model through the API
-// source in kubernetes-source.test.ts.
+// after the Kubernetes e2e test it mirrors where one exists. Every case runs
+// twice: with the objects in manifest files, and served by the Kubernetes API
+// stand-in to `socklb run --kubeconfig`, since both sources feed one model.
 
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ApiServer, type ResourceName } from '../fixtures/apiserver.js';
 import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
 import {
   endpointSlice,
@@ -27,18 +28,67 @@ const NODE_ZONE = 'zone-a';
 const NODE_IP = '10.250.0.1';
 const ALLOWED_EXTERNAL = '203.0.113.0/24';
 
+/** Where a test's objects live: named groups of objects, replaced or removed whole. */
+interface ObjectStore {
+  /** The agent's source flags (and this node's zone, as each source learns it). */
+  readonly sourceArgs: string[];
+  put(group: string, documents: object[]): Promise<void>;
+  remove(group: string): Promise<void>;
+  close(): Promise<void>;
+}
 
-describe('Service semantics from manifests', { skip: missingPrivileges(), concurrency: false }, () => {
+async function manifestStore(): Promise<ObjectStore> {
+  const directory = await manifestDirectory();
+  return {
+    sourceArgs: ['--manifests', directory, '--node-zone', NODE_ZONE],
+    put: (group, documents) => writeManifest(join(directory, `${group}.yaml`), documents),
+    remove: (group) => rm(join(directory, `${group}.yaml`)),
+    close: () => rm(directory, { recursive: true, force: true }),
+  };
+}
+
+async function apiStore(): Promise<ObjectStore> {
+  const server = await ApiServer.start();
+  server.apply('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE_NAME, labels: { 'topology.kubernetes.io/zone': NODE_ZONE } } });
+  const resourceOf = (document: { kind?: string }): ResourceName => (document.kind === 'Service' ? 'services' : 'endpointslices');
+  const nameOf = (document: { metadata?: { name?: string } }) => document.metadata?.name ?? '';
+  const groups = new Map<string, { resource: ResourceName; name: string }[]>();
+  const remove = async (group: string) => {
+    for (const { resource, name } of groups.get(group) ?? []) server.delete(resource, name);
+    groups.delete(group);
+  };
+  return {
+    sourceArgs: ['--kubeconfig', server.kubeconfigPath],
+    async put(group, documents) {
+      const objects = documents.map((document) => ({ resource: resourceOf(document), name: nameOf(document) }));
+      for (const old of groups.get(group) ?? []) {
+        if (!objects.some((object) => object.resource === old.resource && object.name === old.name)) server.delete(old.resource, old.name);
+      }
+      for (const document of documents) server.apply(resourceOf(document), document);
+      groups.set(group, objects);
+    },
+    remove,
+    close: () => server.close(),
+  };
+}
+
+const STORES: [string, () => Promise<ObjectStore>][] = [
+  ['manifests', manifestStore],
+  ['the Kubernetes API', apiStore],
+];
+
+
+for (const [storeName, openStore] of STORES) describe(`Service semantics from ${storeName}`, { skip: missingPrivileges(), concurrency: false }, () => {
   const lab = new Lab();
   const pinDir = testPinDirectory('semantics');
-  let manifests: string;
+  let store: ObjectStore;
   let pods: Pod[] = [];
   let sandbox: Sandbox;
   let agent: RunningAgent | undefined;
 
   /** Writes one Service's manifests and waits until `frontend` shows `backendCount` backends. */
   async function apply(name: string, documents: object[], frontend: string, backendCount: number): Promise<void> {
-    await writeManifest(join(manifests, `${name}.yaml`), documents);
+    await store.put(name, documents);
     await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === frontend)?.backends.length === backendCount);
   }
 
@@ -53,15 +103,15 @@ describe('Service semantics from manifests', { skip: missingPrivileges(), concur
   before(async () => {
     await Lab.sweepStale();
     await socklb(['cleanup', '--pin-dir', pinDir]);
-    manifests = await manifestDirectory();
+    store = await openStore();
     pods = await Promise.all(['pod-a', 'pod-b', 'pod-c'].map((name) => lab.addPod(name)));
     sandbox = await lab.addSandbox('sandbox');
     await Promise.all(
       pods.flatMap((pod) => [lab.startEchoServer(pod, { name: pod.name, port: 8080, udp: true }), lab.startEchoServer(pod, { name: `${pod.name}:9090`, port: 9090 })]),
     );
     agent = await startAgent([
-      '--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir,
-      '--node-name', NODE_NAME, '--node-zone', NODE_ZONE, '--node-ip', NODE_IP, '--allowed-external-ip-cidrs', ALLOWED_EXTERNAL,
+      ...store.sourceArgs, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir,
+      '--node-name', NODE_NAME, '--node-ip', NODE_IP, '--allowed-external-ip-cidrs', ALLOWED_EXTERNAL,
     ]);
   });
 
@@ -69,7 +119,7 @@ describe('Service semantics from manifests', { skip: missingPrivileges(), concur
     await agent?.stop();
     await socklb(['cleanup', '--pin-dir', pinDir]);
     await lab.close();
-    if (manifests) await rm(manifests, { recursive: true, force: true });
+    await store?.close();
   });
 
   it('should serve multiport endpoints from pods', async () => {
@@ -166,7 +216,7 @@ describe('Service semantics from manifests', { skip: missingPrivileges(), concur
     assert.deepEqual(names(await hits('10.96.1.9', 80, { count: 2 })), [podName(2)]);
     const labels: Record<string, string>[] = [{ 'service.kubernetes.io/service-proxy-name': 'foo-bar' }, { 'service.kubernetes.io/headless': '' }];
     for (const label of labels) {
-      await writeManifest(join(manifests, 'labelled.yaml'), [labelled(label), slice]);
+      await store.put('labelled', [labelled(label), slice]);
       await waitForServices(pinDir, (frontends) => !frontends.some((f) => f.frontend === '10.96.1.9:80/TCP'));
       assert.deepEqual((await hits('10.96.1.9', 80, { count: 2 })).errors, { ENETUNREACH: 2 }, `${JSON.stringify(label)} leaves the Service to another proxy`);
       await apply('labelled', [labelled({}), slice], '10.96.1.9:80/TCP', 1);
@@ -177,14 +227,14 @@ describe('Service semantics from manifests', { skip: missingPrivileges(), concur
   it('leaves no stale frontend when a Service is recreated, changes its ClusterIP, or is deleted', async () => {
     const slice = endpointSlice('moving-1', 'moving', 'IPv4', [{ name: 'http', port: 8080 }], [{ ip: ipOf(0) }]);
     await apply('moving', [service('moving', ['10.96.1.10'], [{ name: 'http', port: 80 }]), slice], '10.96.1.10:80/TCP', 1);
-    await rm(join(manifests, 'moving.yaml'));
+    await store.remove('moving');
     await waitForServices(pinDir, (frontends) => !frontends.some((f) => f.frontend === '10.96.1.10:80/TCP'));
     await apply('moving', [service('moving', ['10.96.1.10'], [{ name: 'http', port: 80 }]), slice], '10.96.1.10:80/TCP', 1);
     assert.deepEqual(names(await hits('10.96.1.10', 80, { count: 2 })), [podName(0)], 'recreated with the same ClusterIP');
     await apply('moving', [service('moving', ['10.96.1.11'], [{ name: 'http', port: 80 }]), slice], '10.96.1.11:80/TCP', 1);
     assert.deepEqual((await hits('10.96.1.10', 80, { count: 2 })).errors, { ENETUNREACH: 2 }, 'the old ClusterIP is gone');
     assert.deepEqual(names(await hits('10.96.1.11', 80, { count: 2 })), [podName(0)]);
-    await rm(join(manifests, 'moving.yaml'));
+    await store.remove('moving');
     await waitForServices(pinDir, (frontends) => !frontends.some((f) => f.service.startsWith('default/moving')));
   });
 });
