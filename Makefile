@@ -4,14 +4,14 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils dnsperf socat wrk iptables nftables
+DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils dnsperf socat wrk iptables nftables iperf3
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 # The datapath (cgroup programs) and the agent's socket iterators: two objects,
 # so that the datapath loads on kernels that lack what the iterators need.
 BPF_OBJECTS := build/bpf/socklb.bpf.o build/bpf/socklb_iter.bpf.o
 TS_SOURCES := $(shell find src test bench demo -name '*.ts' 2>/dev/null)
 
-.PHONY: setup build demo test test-unit test-integration bench-dns bundle clean
+.PHONY: setup build demo test test-unit test-integration bench-dns bench bench-quick bench-footprint bundle clean
 
 # Installs only what is missing, so that a prepared machine does not touch apt;
 # checked again whenever this file (the list) changes.
@@ -44,19 +44,37 @@ build: setup $(BPF_OBJECTS) build/.tsc
 demo: build
 	node build/demo/demo.js
 
-test: build
+# The production build in dist/: node dist/socklb.js (what it holds: scripts/bundle.mjs).
+bundle: $(BPF_OBJECTS) node_modules/.package-lock.json
+	node scripts/bundle.mjs $(BPF_OBJECTS)
+
+# The integration tests run the bundle too (test/integration/bundle.test.ts).
+test: build bundle
 	node --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/test/integration/
 
 test-unit: build
 	node --test --test-reporter=spec build/test/unit/
 
-test-integration: build
+test-integration: build bundle
 	node --test --test-concurrency=1 --test-reporter=spec build/test/integration/
 
 # DNS queries per second through a ClusterIP against straight to the backend
 # (dnsperf, interleaved rounds; needs root). Prints figures, asserts nothing.
 bench-dns: build
 	node build/bench/dns/dnsperf.js
+
+# socklb against direct, kube-proxy iptables and nftables (docs/benchmarks.md; needs
+# root). bench: the full run, 30-45 minutes; bench-quick: a smoke test under two minutes.
+bench: build
+	node build/bench/main.js
+
+bench-quick: build
+	node build/bench/main.js --quick
+
+# What socklb costs a node: shipped size, agent memory and idle CPU, bundled and not, kernel
+# memory of the maps, at 0, 5000 and 50000 Services (docs/footprint.md; needs root).
+bench-footprint: build bundle
+	node build/bench/footprint/main.js
 
 clean:
 	rm -rf build dist

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Socket-level Service translation: cgroup sock_addr programs rewrite the
- * destination of connect() once per socket, so that no packet of the flow is
- * ever NATed and nothing enters conntrack.
+ * destination of connect() once per socket, and of every datagram an
+ * unconnected UDP socket sends to a Service, so that no packet is ever NATed
+ * and nothing enters conntrack. getpeername() and recvmsg() undo the rewrite:
+ * the application only ever sees the Service address.
  */
 #include <linux/bpf.h>
 #include <linux/errno.h>
@@ -11,6 +13,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "socklb.h"
+#include "socklb_sock.h"
 
 /* A cgroup sock_addr program allows the call by returning 1. */
 #define SOCK_ADDR_ALLOW 1
@@ -46,110 +49,171 @@ struct {
 	__type(value, struct socklb_service_name);
 } socklb_name_v1 SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct socklb_translation);
-} socklb_sock_v1 SEC(".maps");
-
 enum lookup_result {
 	NOT_A_SERVICE,
 	NO_BACKEND,
 	BACKEND_FOUND,
 };
 
+/* What a socket that reached the Service before gets. */
+enum stickiness {
+	/* connect(): each connection is balanced anew. */
+	PICK_ANY,
+	/*
+	 * sendmsg(): the datagrams of one socket keep to one backend while it
+	 * serves the Service, as conntrack keeps a UDP flow on its endpoint.
+	 */
+	KEEP_BACKEND,
+};
+
+struct backend_choice {
+	struct socklb_backend backend;
+	__u32 slot;
+};
+
+/* Reads the backend a frontend's slot names; false when either is gone. */
+static __always_inline bool
+read_slot(const struct socklb_frontend *frontend, __u32 slot, struct backend_choice *out)
+{
+	struct socklb_slot_key slot_key = { .service_id = frontend->service_id, .slot = slot };
+	const struct socklb_slot *entry;
+	const struct socklb_backend *backend;
+
+	entry = bpf_map_lookup_elem(&socklb_slot_v1, &slot_key);
+	if (!entry)
+		return false;
+	backend = bpf_map_lookup_elem(&socklb_be_v1, &entry->backend_id);
+	if (!backend)
+		return false;
+	out->backend = *backend;
+	out->slot = slot;
+	return true;
+}
+
+/*
+ * Whether the backend a socket was given still serves the frontend: its slot
+ * is below the count and still names the same address and port. A backend
+ * that leaves hands its slot to another one (or the slot goes), so the next
+ * datagram after the agent's write picks again. So does one whose slot moved
+ * when the list shrank: a needless but harmless new pick.
+ */
+static __always_inline bool
+keep_backend(const struct socklb_frontend *frontend, const struct socklb_translation *previous,
+	     struct backend_choice *out)
+{
+	if (previous->slot >= frontend->backend_count)
+		return false;
+	if (!read_slot(frontend, previous->slot, out))
+		return false;
+	return same_address(out->backend.address, previous->backend_address) &&
+	       out->backend.port == previous->backend_port;
+}
+
 /*
  * The agent writes a growing frontend's slots before its count and shrinks
  * the count before deleting slots, so a slot below the count always exists.
- * A connect that read the count just before a shrink can still miss its slot
+ * A lookup that read the count just before a shrink can still miss its slot
  * (or the backend behind it): such a lookup is retried once against the
  * frontend as it is now.
  */
 static __always_inline enum lookup_result
-lookup_backend(const struct socklb_frontend_key *key, struct socklb_backend *out)
+lookup_backend(const struct socklb_frontend_key *key, const struct socklb_translation *previous,
+	       struct backend_choice *out)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		const struct socklb_frontend *frontend;
-		const struct socklb_slot *slot;
-		const struct socklb_backend *backend;
-		struct socklb_slot_key slot_key = {};
 
 		frontend = bpf_map_lookup_elem(&socklb_fe_v1, key);
 		if (!frontend)
 			return NOT_A_SERVICE;
 		if (frontend->backend_count == 0)
 			return NO_BACKEND;
-
-		slot_key.service_id = frontend->service_id;
-		slot_key.slot = bpf_get_prandom_u32() % frontend->backend_count;
-		slot = bpf_map_lookup_elem(&socklb_slot_v1, &slot_key);
-		if (!slot)
-			continue;
-		backend = bpf_map_lookup_elem(&socklb_be_v1, &slot->backend_id);
-		if (!backend)
-			continue;
-		*out = *backend;
-		return BACKEND_FOUND;
+		if (previous && keep_backend(frontend, previous, out))
+			return BACKEND_FOUND;
+		if (read_slot(frontend, bpf_get_prandom_u32() % frontend->backend_count, out))
+			return BACKEND_FOUND;
 	}
 	return NO_BACKEND;
 }
 
-static __always_inline void ipv4_mapped(__be32 address[4], __be32 ipv4)
+/* The index of the socket's entry for the Service at key; SOCKLB_SOCK_TRANSLATIONS when none. */
+static __always_inline __u32 find_service(const struct socklb_sock *sock, const struct socklb_frontend_key *key)
 {
-	address[0] = 0;
-	address[1] = 0;
-	address[2] = bpf_htonl(0xffff);
-	address[3] = ipv4;
-}
+	for (__u32 i = 0; i < SOCKLB_SOCK_TRANSLATIONS; i++) {
+		const struct socklb_translation *entry = &sock->translations[i];
 
-static __always_inline void copy_address(__be32 dst[4], const __be32 src[4])
-{
-	dst[0] = src[0];
-	dst[1] = src[1];
-	dst[2] = src[2];
-	dst[3] = src[3];
-}
-
-/* Remembers the translation so that getpeername() can undo it. */
-static __always_inline void
-record_translation(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
-		   const struct socklb_backend *backend)
-{
-	struct socklb_translation *translation;
-
-	translation = bpf_sk_storage_get(&socklb_sock_v1, ctx->sk, 0,
-					 BPF_SK_STORAGE_GET_F_CREATE);
-	/* Without memory for it the socket still connects; getpeername() then
-	 * shows the backend. */
-	if (!translation)
-		return;
-	copy_address(translation->service_address, key->address);
-	copy_address(translation->backend_address, backend->address);
-	translation->service_port = key->port;
-	translation->backend_port = backend->port;
+		if (entry->service_port == key->port && same_address(entry->service_address, key->address))
+			return i;
+	}
+	return SOCKLB_SOCK_TRANSLATIONS;
 }
 
 /*
- * Looks the destination up and says what connect() should do; on success the
- * chosen backend is in *backend and the translation is recorded.
+ * Remembers the translation so that getpeername() and recvmsg() can undo it
+ * and sendmsg() can keep to the backend. A Service new to the socket takes
+ * the entry after the last one taken, so the oldest goes first.
+ */
+static __always_inline void
+record_translation(struct bpf_sock *sk, struct socklb_sock *sock,
+		   const struct socklb_frontend_key *key, const struct backend_choice *choice)
+{
+	struct socklb_translation *entry;
+	__u32 index;
+
+	if (!sock)
+		sock = bpf_sk_storage_get(&socklb_sock_v2, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	/* Without memory for it the socket is still translated; its peer and
+	 * its replies then show the backend. */
+	if (!sock)
+		return;
+	index = find_service(sock, key);
+	if (index == SOCKLB_SOCK_TRANSLATIONS)
+		index = sock->next++;
+	/* Also what bounds the index for the verifier. */
+	index %= SOCKLB_SOCK_TRANSLATIONS;
+	sock->last = index;
+	entry = &sock->translations[index];
+	copy_address(entry->service_address, key->address);
+	copy_address(entry->backend_address, choice->backend.address);
+	entry->service_port = key->port;
+	entry->backend_port = choice->backend.port;
+	entry->slot = choice->slot;
+}
+
+/*
+ * Looks the destination up and says what the call should do; on success the
+ * backend is in *backend and the translation is recorded. Hooks run under
+ * the socket's lock, so the storage needs no other.
  */
 static __always_inline enum lookup_result
-translate_connect(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
-		  struct socklb_backend *backend)
+translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
+	  enum stickiness stickiness, struct socklb_backend *backend)
 {
-	enum lookup_result result = lookup_backend(key, backend);
+	/* A socket that never reached a Service has no storage: one pointer test. */
+	struct socklb_sock *sock = bpf_sk_storage_get(&socklb_sock_v2, ctx->sk, 0, 0);
+	const struct socklb_translation *previous = NULL;
+	struct backend_choice choice;
+	enum lookup_result result;
+	__u32 index;
 
+	if (sock && stickiness == KEEP_BACKEND) {
+		index = find_service(sock, key);
+		if (index < SOCKLB_SOCK_TRANSLATIONS)
+			previous = &sock->translations[index];
+	}
+	result = lookup_backend(key, previous, &choice);
 	if (result == NO_BACKEND)
 		/* As kube-proxy's REJECT: fail at once rather than time out. */
 		bpf_set_retval(-ECONNREFUSED);
-	if (result == BACKEND_FOUND)
-		record_translation(ctx, key, backend);
-	return result;
+	if (result != BACKEND_FOUND)
+		return result;
+	record_translation(ctx->sk, sock, key, &choice);
+	*backend = choice.backend;
+	return BACKEND_FOUND;
 }
 
-SEC("cgroup/connect4")
-int socklb_connect4(struct bpf_sock_addr *ctx)
+/* Sends a call to a Service to one of its backends; the call's verdict. */
+static __always_inline int redirect4(struct bpf_sock_addr *ctx, enum stickiness stickiness)
 {
 	struct socklb_frontend_key key = {
 		.port = (__be16)ctx->user_port,
@@ -158,7 +222,7 @@ int socklb_connect4(struct bpf_sock_addr *ctx)
 	struct socklb_backend backend;
 
 	ipv4_mapped(key.address, ctx->user_ip4);
-	switch (translate_connect(ctx, &key, &backend)) {
+	switch (translate(ctx, &key, stickiness, &backend)) {
 	case NOT_A_SERVICE:
 		return SOCK_ADDR_ALLOW;
 	case NO_BACKEND:
@@ -172,8 +236,7 @@ int socklb_connect4(struct bpf_sock_addr *ctx)
 }
 
 /* IPv4-mapped destinations (::ffff:a.b.c.d) match IPv4 frontends as they are. */
-SEC("cgroup/connect6")
-int socklb_connect6(struct bpf_sock_addr *ctx)
+static __always_inline int redirect6(struct bpf_sock_addr *ctx, enum stickiness stickiness)
 {
 	struct socklb_frontend_key key = {
 		.address = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2],
@@ -183,7 +246,7 @@ int socklb_connect6(struct bpf_sock_addr *ctx)
 	};
 	struct socklb_backend backend;
 
-	switch (translate_connect(ctx, &key, &backend)) {
+	switch (translate(ctx, &key, stickiness, &backend)) {
 	case NOT_A_SERVICE:
 		return SOCK_ADDR_ALLOW;
 	case NO_BACKEND:
@@ -200,46 +263,97 @@ int socklb_connect6(struct bpf_sock_addr *ctx)
 }
 
 /*
- * getpeername() answers with the service only while the peer is still the
- * backend recorded at connect(): a socket connected elsewhere later (UDP can
- * reconnect) shows its real peer.
+ * Shows the Service in place of a backend the socket was sent to: the peer
+ * for getpeername(), the sender for recvmsg(). Any other address (a socket
+ * connected elsewhere later, a datagram from someone else) is left as it is.
  */
+static __always_inline int restore4(struct bpf_sock_addr *ctx)
+{
+	const struct socklb_translation *entry;
+	const struct socklb_sock *sock;
+	__be32 address[4];
+
+	sock = bpf_sk_storage_get(&socklb_sock_v2, ctx->sk, 0, 0);
+	if (!sock)
+		return SOCK_ADDR_ALLOW;
+	ipv4_mapped(address, ctx->user_ip4);
+	entry = find_backend(sock, address, (__be16)ctx->user_port);
+	if (!entry)
+		return SOCK_ADDR_ALLOW;
+	ctx->user_ip4 = entry->service_address[3];
+	ctx->user_port = entry->service_port;
+	return SOCK_ADDR_ALLOW;
+}
+
+static __always_inline int restore6(struct bpf_sock_addr *ctx)
+{
+	const struct socklb_translation *entry;
+	const struct socklb_sock *sock;
+	__be32 address[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2],
+			      ctx->user_ip6[3] };
+
+	sock = bpf_sk_storage_get(&socklb_sock_v2, ctx->sk, 0, 0);
+	if (!sock)
+		return SOCK_ADDR_ALLOW;
+	entry = find_backend(sock, address, (__be16)ctx->user_port);
+	if (!entry)
+		return SOCK_ADDR_ALLOW;
+	ctx->user_ip6[0] = entry->service_address[0];
+	ctx->user_ip6[1] = entry->service_address[1];
+	ctx->user_ip6[2] = entry->service_address[2];
+	ctx->user_ip6[3] = entry->service_address[3];
+	ctx->user_port = entry->service_port;
+	return SOCK_ADDR_ALLOW;
+}
+
+SEC("cgroup/connect4")
+int socklb_connect4(struct bpf_sock_addr *ctx)
+{
+	return redirect4(ctx, PICK_ANY);
+}
+
+SEC("cgroup/connect6")
+int socklb_connect6(struct bpf_sock_addr *ctx)
+{
+	return redirect6(ctx, PICK_ANY);
+}
+
+/* Runs only for datagrams sent with a destination: unconnected UDP. */
+SEC("cgroup/sendmsg4")
+int socklb_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return redirect4(ctx, KEEP_BACKEND);
+}
+
+SEC("cgroup/sendmsg6")
+int socklb_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return redirect6(ctx, KEEP_BACKEND);
+}
+
 SEC("cgroup/getpeername4")
 int socklb_getpeername4(struct bpf_sock_addr *ctx)
 {
-	const struct socklb_translation *translation;
-
-	translation = bpf_sk_storage_get(&socklb_sock_v1, ctx->sk, 0, 0);
-	if (!translation)
-		return SOCK_ADDR_ALLOW;
-	if (translation->backend_address[3] != ctx->user_ip4 ||
-	    translation->backend_port != (__be16)ctx->user_port)
-		return SOCK_ADDR_ALLOW;
-	ctx->user_ip4 = translation->service_address[3];
-	ctx->user_port = translation->service_port;
-	return SOCK_ADDR_ALLOW;
+	return restore4(ctx);
 }
 
 SEC("cgroup/getpeername6")
 int socklb_getpeername6(struct bpf_sock_addr *ctx)
 {
-	const struct socklb_translation *translation;
+	return restore6(ctx);
+}
 
-	translation = bpf_sk_storage_get(&socklb_sock_v1, ctx->sk, 0, 0);
-	if (!translation)
-		return SOCK_ADDR_ALLOW;
-	if (translation->backend_address[0] != ctx->user_ip6[0] ||
-	    translation->backend_address[1] != ctx->user_ip6[1] ||
-	    translation->backend_address[2] != ctx->user_ip6[2] ||
-	    translation->backend_address[3] != ctx->user_ip6[3] ||
-	    translation->backend_port != (__be16)ctx->user_port)
-		return SOCK_ADDR_ALLOW;
-	ctx->user_ip6[0] = translation->service_address[0];
-	ctx->user_ip6[1] = translation->service_address[1];
-	ctx->user_ip6[2] = translation->service_address[2];
-	ctx->user_ip6[3] = translation->service_address[3];
-	ctx->user_port = translation->service_port;
-	return SOCK_ADDR_ALLOW;
+/* Runs for UDP receives that ask for the sender's address (recvfrom, recvmsg). */
+SEC("cgroup/recvmsg4")
+int socklb_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return restore4(ctx);
+}
+
+SEC("cgroup/recvmsg6")
+int socklb_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return restore6(ctx);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

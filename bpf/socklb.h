@@ -17,7 +17,9 @@
  *   socklb_slot_v1  struct socklb_slot_key     -> struct socklb_slot
  *   socklb_be_v1    __u32 backend id           -> struct socklb_backend
  *   socklb_name_v1  __u32 service id           -> struct socklb_service_name
- *   socklb_sock_v1  socket-local storage       -> struct socklb_translation
+ *   socklb_sock_v2  socket-local storage       -> struct socklb_sock
+ * and the socket iterators' (socklb_iter.bpf.c):
+ *   socklb_stale_v1 struct socklb_stale_key    -> __u32 (reserved, 0)
  * The kernel keeps 15 characters of a map name.
  */
 #ifndef SOCKLB_H
@@ -29,6 +31,8 @@
 #define SOCKLB_DEFAULT_MAX_FRONTENDS 65536
 #define SOCKLB_DEFAULT_MAX_BACKENDS 65536
 #define SOCKLB_DEFAULT_MAX_SLOTS 262144
+/* Stale pairs per run of the destroy iterators; the agent runs more in batches. */
+#define SOCKLB_MAX_STALE 16384
 
 /*
  * A frontend is one address, port and protocol of a Service. IPv4 addresses
@@ -82,15 +86,68 @@ struct socklb_service_name {
 };
 
 /*
- * Per-socket record of a translation (socket-local storage, freed with the
- * socket): getpeername() answers with the service address while the socket
- * is still connected to the backend it was given.
+ * One Service a socket reached, and the backend it was given (zero: unused).
+ * connect() records it; sendmsg() on an unconnected socket records it and
+ * keeps using the backend while `slot` of the Service still names it;
+ * getpeername() and recvmsg() answer with the Service for a peer or sender
+ * that is the backend.
  */
 struct socklb_translation {
 	__be32 service_address[4];
 	__be32 backend_address[4];
 	__be16 service_port;
 	__be16 backend_port;
+	__u32 slot; /* the frontend slot the backend was picked from */
+};
+
+/*
+ * Power of two, so that an index is bounded with a mask. One unconnected
+ * socket may talk to several Services (musl's resolver asks up to three
+ * nameservers from one socket); past this many, the oldest entry is reused.
+ */
+#define SOCKLB_SOCK_TRANSLATIONS 4
+
+/*
+ * Socket-local storage of a socket that reached a Service: created at its
+ * first translation, freed by the kernel with the socket, so the reverse
+ * mapping is bounded by the sockets alive and needs no cleanup.
+ */
+struct socklb_sock {
+	struct socklb_translation translations[SOCKLB_SOCK_TRANSLATIONS];
+	__u32 next; /* the entry a new Service takes, modulo SOCKLB_SOCK_TRANSLATIONS */
+	__u32 last; /* the entry of the last connect() or send */
+};
+
+/*
+ * A (Service frontend, backend) pair that left the datapath: the agent
+ * writes the pairs of one sync, runs the socket iterators, and deletes them.
+ * A connected socket whose recorded translation is such a pair is destroyed.
+ */
+struct socklb_stale_key {
+	__be32 service_address[4];
+	__be32 backend_address[4];
+	__be16 service_port;
+	__be16 backend_port;
+	__u8 protocol; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad[3];
+};
+
+/* What the destroy iterators write for each socket they destroyed (or failed to). */
+struct socklb_destroyed {
+	__u64 cookie;
+	struct socklb_stale_key pair;
+	__s32 error; /* bpf_sock_destroy()'s result: 0 or -errno */
+	__u32 pad;
+};
+
+/* What the dump iterators write for each socket that has socklb storage. */
+struct socklb_sock_record {
+	__u64 cookie;
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u8 protocol;
+	__u8 state; /* BPF_TCP_*; a connected UDP socket is BPF_TCP_ESTABLISHED */
+	__u32 pad;
+	struct socklb_sock sock;
 };
 
 #endif /* SOCKLB_H */

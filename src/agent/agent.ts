@@ -3,6 +3,7 @@
 //   Source (files, API) --SourceState--> DesiredFrontends (pure model)
 //     --changed frontends--> planFrontends/planCleanup (pure planner)
 //     --operations--> maps (libbpf, or memory in tests)
+//     --pairs taken out--> StuckSocketHandler (destroys sockets connected through them)
 //
 // The agent starts from what the maps hold (a previous run's ids are kept),
 // and prunes what is no longer wanted only once the source has delivered its
@@ -11,10 +12,13 @@
 import type { Logger } from '../log.js';
 import { DesiredFrontends } from '../model/desired.js';
 import type { InputProblem, NodeContext } from '../model/types.js';
+import type { StalePair } from '../datapath/layout.js';
 import type { DatapathMaps } from '../datapath/maps.js';
 import { fullScope } from '../datapath/planner.js';
 import { reconcile } from '../datapath/reconcile.js';
+import { servedBackends, stalePairs } from '../datapath/stale.js';
 import { DatapathState } from '../datapath/state.js';
+import type { StuckSocketHandler } from '../datapath/stuck-sockets.js';
 import type { Source, SourceState } from '../sources/source.js';
 
 export interface AgentOptions {
@@ -24,6 +28,8 @@ export interface AgentOptions {
   node: NodeContext;
   /** First delay before frontends whose writes failed are tried again; doubles up to a minute. */
   retryDelayMs?: number;
+  /** Told of the (frontend, backend) pairs each sync took out; none: sockets are left alone. */
+  stuckSockets?: StuckSocketHandler;
 }
 
 /** What led to a sync: a source state's changes, or a retry (no changes). */
@@ -55,6 +61,8 @@ export class Agent {
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
   private syncListeners: ((result: SyncResult) => void)[] = [];
+  /** The stuck-socket runs, one at a time, in the order of the syncs. */
+  private destroying: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: AgentOptions) {
     this.state = DatapathState.read(options.maps);
@@ -71,6 +79,7 @@ export class Agent {
   async stop(): Promise<void> {
     clearTimeout(this.retryTimer);
     await this.options.source.stop();
+    await this.destroying;
   }
 
   /** Called after every sync; for tests and metrics. */
@@ -102,7 +111,9 @@ export class Agent {
 
   private sync(scope: Iterable<string>, cause: SyncCause): void {
     const started = performance.now();
-    const result = reconcile(this.options.maps, this.state, this.desired.frontends, scope);
+    const frontendIds = [...scope];
+    const served = this.options.stuckSockets && servedBackends(this.state, frontendIds);
+    const result = reconcile(this.options.maps, this.state, this.desired.frontends, frontendIds);
     this.failed.clear();
     for (const [frontend, error] of result.failed) {
       this.failed.add(frontend);
@@ -111,8 +122,21 @@ export class Agent {
     for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
     const summary: SyncResult = { ...cause, frontends: result.frontends, operations: result.operations, failed: result.failed.size, durationMs: performance.now() - started };
     if (summary.frontends > 0 || summary.failed > 0) this.options.logger.info(summary, 'datapath synced');
+    if (served) this.destroyStuckSockets(stalePairs(served, servedBackends(this.state, frontendIds)));
     this.scheduleRetry();
     for (const listener of this.syncListeners) listener(summary);
+  }
+
+  /** Runs after the maps stopped handing the pairs out, so a socket that reconnects finds a live backend. */
+  private destroyStuckSockets(pairs: StalePair[]): void {
+    const handler = this.options.stuckSockets;
+    if (!handler || pairs.length === 0) return;
+    this.destroying = this.destroying
+      .then(() => handler.destroy(pairs))
+      .catch((error: unknown) => {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        this.options.logger.warn({ code: (failure as { code?: string }).code }, `destroy stuck sockets: ${failure.message}`);
+      });
   }
 
   private scheduleRetry(): void {

@@ -3,6 +3,7 @@
 // `services` and `sockets`, remove it with `cleanup`.
 
 import { Command, Option } from 'commander';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +29,17 @@ import { canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
 
-const DEFAULT_BPF_OBJECT = fileURLToPath(new URL('../../bpf/socklb.bpf.o', import.meta.url));
+const DEFAULT_BPF_OBJECT = join(bpfDirectory(), 'socklb.bpf.o');
+
+/**
+ * Where the compiled objects are: the nearest bpf/ at or above this module, at most two levels up.
+ * One rule for both layouts: build/bpf/ for build/src/cli/main.js, dist/bpf/ for the bundle
+ * dist/socklb.js (scripts/bundle.mjs). When none is there, the farthest is named in the error.
+ */
+function bpfDirectory(): string {
+  const candidates = ['bpf', '../bpf', '../../bpf'].map((path) => fileURLToPath(new URL(path, import.meta.url)));
+  return candidates.find((directory) => existsSync(join(directory, 'socklb.bpf.o'))) ?? (candidates[candidates.length - 1] as string);
+}
 
 interface RunOptions {
   manifests?: string;
@@ -144,7 +155,9 @@ function iteratorObject(bpfObject: string): string {
 function loadStuckSocketIterators(options: RunOptions, datapath: LoadedDatapath, logger: Logger): SocketIterators | undefined {
   if (policyProtocols(options.destroyStuckSockets).length === 0) return undefined;
   try {
-    return SocketIterators.load(iteratorObject(options.bpfObject), datapath.socketStorageFd);
+    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), datapath.socketStorageFd);
+    logger.info({ policy: options.destroyStuckSockets }, 'sockets connected to a removed backend will be destroyed');
+    return iterators;
   } catch (error) {
     if (!(error instanceof SocklbError)) throw error;
     logger.warn({ code: error.code }, `--destroy-stuck-sockets ${options.destroyStuckSockets}: ${error.message}; connected sockets stay on removed backends until they reconnect`);

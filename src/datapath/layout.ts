@@ -31,7 +31,9 @@ export const MAP_NAMES = {
   slots: 'socklb_slot_v1',
   backends: 'socklb_be_v1',
   serviceNames: 'socklb_name_v1',
-  sockets: 'socklb_sock_v1',
+  sockets: 'socklb_sock_v2',
+  /** The socket iterators' object (socklb_iter.bpf.c). */
+  stale: 'socklb_stale_v1',
 } as const;
 
 const PROTOCOL_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17 };
@@ -190,17 +192,200 @@ export const serviceNameCodec: Codec<ServicePortRef> = {
   },
 };
 
-// struct socklb_translation: socket-local storage that only the programs read.
-export const translationLayout: StructLayout = {
+/** An address and port, as a socket sees it. */
+export interface SocketAddress {
+  address: string;
+  port: number;
+}
+
+/** One Service a socket reached and the backend it was given. */
+export interface Translation {
+  service: SocketAddress;
+  backend: SocketAddress;
+  /** The frontend slot the backend was picked from. */
+  slot: number;
+}
+
+const TRANSLATION_FIELDS = {
+  service_address: { offset: 0, size: 16 },
+  backend_address: { offset: 16, size: 16 },
+  service_port: { offset: 32, size: 2 },
+  backend_port: { offset: 34, size: 2 },
+  slot: { offset: 36, size: 4 },
+};
+
+// struct socklb_translation: an entry of the socket-local storage, which only
+// the programs write; decoded for `socklb sockets`.
+export const translationCodec: Codec<Translation> = {
   cType: 'struct socklb_translation',
-  size: 36,
+  size: 40,
+  fields: TRANSLATION_FIELDS,
+  encode(translation) {
+    const bytes = Buffer.alloc(40);
+    ipToBytes(translation.service.address).copy(bytes, 0);
+    ipToBytes(translation.backend.address).copy(bytes, 16);
+    bytes.writeUInt16BE(translation.service.port, 32);
+    bytes.writeUInt16BE(translation.backend.port, 34);
+    bytes.writeUInt32LE(translation.slot, 36);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    return {
+      service: { address: decodeAddress(bytes, 0), port: bytes.readUInt16BE(32) },
+      backend: { address: decodeAddress(bytes, 16), port: bytes.readUInt16BE(34) },
+      slot: bytes.readUInt32LE(36),
+    };
+  },
+};
+
+/** SOCKLB_SOCK_TRANSLATIONS: the entries of one socket's storage. */
+export const SOCK_TRANSLATIONS = 4;
+
+// struct socklb_sock: the socket-local storage (socklb_sock_v2). Decoded to
+// the entries in use (service port 0 marks a free one).
+export const sockCodec: Codec<Translation[]> = {
+  cType: 'struct socklb_sock',
+  size: 168,
+  fields: { translations: { offset: 0, size: 160 }, next: { offset: 160, size: 4 }, last: { offset: 164, size: 4 } },
+  encode(translations) {
+    if (translations.length > SOCK_TRANSLATIONS) throw new Error(`struct socklb_sock holds ${SOCK_TRANSLATIONS} translations, not ${translations.length}`);
+    const bytes = Buffer.alloc(168);
+    translations.forEach((translation, index) => translationCodec.encode(translation).copy(bytes, index * translationCodec.size));
+    bytes.writeUInt32LE(translations.length, 160);
+    bytes.writeUInt32LE(Math.max(0, translations.length - 1), 164);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    const translations: Translation[] = [];
+    for (let index = 0; index < SOCK_TRANSLATIONS; index++) {
+      const offset = index * translationCodec.size;
+      if (bytes.readUInt16BE(offset + TRANSLATION_FIELDS.service_port.offset) === 0) continue;
+      translations.push(translationCodec.decode(bytes.subarray(offset, offset + translationCodec.size)));
+    }
+    return translations;
+  },
+};
+
+/** A (Service frontend, backend) pair that left the datapath. */
+export interface StalePair {
+  frontend: FrontendKey;
+  backend: Backend;
+}
+
+// struct socklb_stale_key
+export const staleKeyCodec: Codec<StalePair> = {
+  cType: 'struct socklb_stale_key',
+  size: 40,
   fields: {
     service_address: { offset: 0, size: 16 },
     backend_address: { offset: 16, size: 16 },
     service_port: { offset: 32, size: 2 },
     backend_port: { offset: 34, size: 2 },
+    protocol: { offset: 36, size: 1 },
+    pad: { offset: 37, size: 3 },
+  },
+  encode({ frontend, backend }) {
+    const bytes = Buffer.alloc(40);
+    ipToBytes(frontend.address).copy(bytes, 0);
+    ipToBytes(backend.address).copy(bytes, 16);
+    bytes.writeUInt16BE(frontend.port, 32);
+    bytes.writeUInt16BE(backend.port, 34);
+    bytes.writeUInt8(PROTOCOL_NUMBERS[frontend.protocol], 36);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    return {
+      frontend: { address: decodeAddress(bytes, 0), port: bytes.readUInt16BE(32), protocol: protocolFromNumber(bytes.readUInt8(36)) },
+      backend: { address: decodeAddress(bytes, 16), port: bytes.readUInt16BE(34) },
+    };
   },
 };
+
+/** A socket a destroy iterator found stuck on a stale pair. */
+export interface DestroyedSocket {
+  cookie: bigint;
+  pair: StalePair;
+  /** bpf_sock_destroy()'s result: 0, or a negative errno. */
+  error: number;
+}
+
+// struct socklb_destroyed: written by the destroy iterators, read only.
+export const destroyedCodec: Codec<DestroyedSocket> = {
+  cType: 'struct socklb_destroyed',
+  size: 56,
+  fields: { cookie: { offset: 0, size: 8 }, pair: { offset: 8, size: 40 }, error: { offset: 48, size: 4 }, pad: { offset: 52, size: 4 } },
+  encode(destroyed) {
+    const bytes = Buffer.alloc(56);
+    bytes.writeBigUInt64LE(destroyed.cookie, 0);
+    staleKeyCodec.encode(destroyed.pair).copy(bytes, 8);
+    bytes.writeInt32LE(destroyed.error, 48);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    return { cookie: bytes.readBigUInt64LE(0), pair: staleKeyCodec.decode(bytes.subarray(8, 48)), error: bytes.readInt32LE(48) };
+  },
+};
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+/** BPF_TCP_* of linux/bpf.h, the values of struct sock_common's skc_state. */
+const SOCKET_STATES = ['', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING', 'NEW_SYN_RECV'];
+
+/** A socket that has socklb storage, as the dump iterators see it. */
+export interface SocketRecord {
+  cookie: bigint;
+  family: 'IPv4' | 'IPv6';
+  protocol: Protocol;
+  /** The kernel's state name: a connected UDP socket is ESTABLISHED, an unconnected one CLOSE. */
+  state: string;
+  translations: Translation[];
+}
+
+// struct socklb_sock_record: written by the dump iterators, read only.
+export const sockRecordCodec: Codec<SocketRecord> = {
+  cType: 'struct socklb_sock_record',
+  size: 184,
+  fields: {
+    cookie: { offset: 0, size: 8 },
+    family: { offset: 8, size: 2 },
+    protocol: { offset: 10, size: 1 },
+    state: { offset: 11, size: 1 },
+    pad: { offset: 12, size: 4 },
+    sock: { offset: 16, size: 168 },
+  },
+  encode(record) {
+    const bytes = Buffer.alloc(184);
+    bytes.writeBigUInt64LE(record.cookie, 0);
+    bytes.writeUInt16LE(record.family === 'IPv4' ? AF_INET : AF_INET6, 8);
+    bytes.writeUInt8(PROTOCOL_NUMBERS[record.protocol], 10);
+    bytes.writeUInt8(Math.max(0, SOCKET_STATES.indexOf(record.state)), 11);
+    sockCodec.encode(record.translations).copy(bytes, 16);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    const state = bytes.readUInt8(11);
+    return {
+      cookie: bytes.readBigUInt64LE(0),
+      family: bytes.readUInt16LE(8) === AF_INET ? 'IPv4' : 'IPv6',
+      protocol: protocolFromNumber(bytes.readUInt8(10)),
+      state: SOCKET_STATES[state] || `state ${state}`,
+      translations: sockCodec.decode(bytes.subarray(16, 184)),
+    };
+  },
+};
+
+/** Splits what an iterator wrote into records of one codec. */
+export function decodeRecords<T>(codec: Codec<T>, bytes: Buffer): T[] {
+  if (bytes.length % codec.size !== 0) throw new Error(`${codec.cType}: ${bytes.length} bytes is not a whole number of records`);
+  const records: T[] = [];
+  for (let offset = 0; offset < bytes.length; offset += codec.size) records.push(codec.decode(bytes.subarray(offset, offset + codec.size)));
+  return records;
+}
 
 /** The key and value codec of each map the agent writes. */
 export const MAP_CODECS = {

@@ -30,11 +30,18 @@ export const libbpf = {
   objectClose: f('void bpf_object__close(bpf_object *obj)') as (object: BpfObjectHandle) => void,
   objectNextMap: f('bpf_map *bpf_object__next_map(bpf_object *obj, bpf_map *map)') as (object: BpfObjectHandle, previous: BpfMapHandle | null) => BpfMapHandle | null,
   objectNextProgram: f('bpf_program *bpf_object__next_program(bpf_object *obj, bpf_program *prog)') as (object: BpfObjectHandle, previous: BpfProgramHandle | null) => BpfProgramHandle | null,
+  objectFindMap: f('bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)') as (object: BpfObjectHandle, name: string) => BpfMapHandle | null,
+  objectFindProgram: f('bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)') as (object: BpfObjectHandle, name: string) => BpfProgramHandle | null,
   mapName: f('const char *bpf_map__name(bpf_map *map)') as (map: BpfMapHandle) => string,
   mapSetPinPath: f('int bpf_map__set_pin_path(bpf_map *map, const char *path)') as (map: BpfMapHandle, path: string) => number,
   mapFd: f('int bpf_map__fd(bpf_map *map)') as (map: BpfMapHandle) => number,
+  mapReuseFd: f('int bpf_map__reuse_fd(bpf_map *map, int fd)') as (map: BpfMapHandle, fd: number) => number,
   programName: f('const char *bpf_program__name(bpf_program *prog)') as (program: BpfProgramHandle) => string,
   programAttachCgroup: f('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)') as (program: BpfProgramHandle, cgroupFd: number) => BpfLinkHandle | null,
+  programAttachIter: f('bpf_link *bpf_program__attach_iter(bpf_program *prog, void *opts)') as (program: BpfProgramHandle, opts: null) => BpfLinkHandle | null,
+  linkFd: f('int bpf_link__fd(bpf_link *link)') as (link: BpfLinkHandle) => number,
+  /** A new run of an iterator: read the fd to its end. Walks the network namespace of the calling thread. */
+  iterCreate: f('int bpf_iter_create(int link_fd)') as (linkFd: number) => number,
   linkOpen: f('bpf_link *bpf_link__open(const char *path)') as (path: string) => BpfLinkHandle | null,
   linkPin: f('int bpf_link__pin(bpf_link *link, const char *path)') as (link: BpfLinkHandle, path: string) => number,
   linkUpdateProgram: f('int bpf_link__update_program(bpf_link *link, bpf_program *prog)') as (link: BpfLinkHandle, program: BpfProgramHandle) => number,
@@ -57,6 +64,8 @@ export const libcCalls = {
     data: string | null,
   ) => number,
   close: libc.func('int close(int fd)') as (fd: number) => number,
+  /** Moves the calling thread (only) into the namespace of `fd`. */
+  setns: libc.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number,
 };
 
 /** errno of the last call made through koffi on this thread. */

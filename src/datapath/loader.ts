@@ -16,7 +16,8 @@ import { checkLayout, KernelMap, mapInfo } from './kernel-maps.js';
 import { MAP_NAMES } from './layout.js';
 import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle, type BpfProgramHandle } from './libbpf.js';
 import { MAP_ROLES, type DatapathMaps, type MapRole } from './maps.js';
-import { cgroup2Root, checkCgroup, checkPrivileges, ensureBpffs } from './system.js';
+import { cgroup2Root } from './mounts.js';
+import { checkCgroup, checkPrivileges, ensureBpffs } from './system.js';
 
 export const DEFAULT_PIN_DIRECTORY = '/sys/fs/bpf/socklb';
 
@@ -39,6 +40,8 @@ export class LoadedDatapath {
   private constructor(
     private readonly object: BpfObjectHandle,
     readonly maps: DatapathMaps,
+    /** The socket-local storage map (socklb_sock_v2), for the socket iterators; owned by the object. */
+    readonly socketStorageFd: number,
     private readonly programs: ReadonlyMap<string, BpfProgramHandle>,
     private readonly layout: PinLayout,
   ) {}
@@ -65,7 +68,7 @@ export class LoadedDatapath {
       if (rc < 0) {
         throw new SocklbError(
           'SOCKLB_ERR_KERNEL',
-          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs cgroup sock_addr hooks (connect4/6, getpeername4/6), socket-local storage and bpf_set_retval (Linux 5.18 or later); libbpf's log above says which part failed`,
+          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs cgroup sock_addr hooks (connect, sendmsg, recvmsg, getpeername), socket-local storage and bpf_set_retval (Linux 5.18 or later); libbpf's log above says which part failed`,
         );
       }
       const maps = {} as Record<MapRole, KernelMap>;
@@ -77,7 +80,9 @@ export class LoadedDatapath {
       for (let program = libbpf.objectNextProgram(object, null); program; program = libbpf.objectNextProgram(object, program)) {
         programs.set(libbpf.programName(program), program);
       }
-      return new LoadedDatapath(object, maps, programs, layout);
+      const socketStorage = libbpf.objectFindMap(object, MAP_NAMES.sockets);
+      if (!socketStorage) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES.sockets}`);
+      return new LoadedDatapath(object, maps, libbpf.mapFd(socketStorage), programs, layout);
     } catch (error) {
       libbpf.objectClose(object);
       throw error;

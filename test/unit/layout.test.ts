@@ -1,11 +1,22 @@
-// The TypeScript codecs against the BTF of the compiled object: sizes, field
-// offsets and field sizes, and each map's key and value types.
+// The TypeScript codecs against the BTF of the compiled objects: sizes, field
+// offsets and field sizes, and each map's key and value types. A struct both
+// objects use (the socket storage) must match in each.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { MAP_CODECS, MAP_NAMES, translationLayout, type StructLayout } from '../../src/datapath/layout.js';
+import {
+  destroyedCodec,
+  MAP_CODECS,
+  MAP_NAMES,
+  sockCodec,
+  sockRecordCodec,
+  staleKeyCodec,
+  translationCodec,
+  u32Codec,
+  type StructLayout,
+} from '../../src/datapath/layout.js';
 
 interface BtfType {
   id: number;
@@ -17,21 +28,39 @@ interface BtfType {
   members?: { name: string; type_id: number; bits_offset: number }[];
 }
 
-const objectPath = fileURLToPath(new URL('../../bpf/socklb.bpf.o', import.meta.url));
-const btf = new Map<number, BtfType>(
-  (JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', objectPath], { encoding: 'utf8' })) as { types: BtfType[] }).types.map((type) => [type.id, type]),
-);
+class ObjectBtf {
+  private readonly types: Map<number, BtfType>;
 
-function byId(id: number): BtfType {
-  const type = btf.get(id);
-  assert.ok(type, `BTF type ${id}`);
-  return type;
-}
+  constructor(readonly file: string) {
+    const path = fileURLToPath(new URL(`../../bpf/${file}`, import.meta.url));
+    const dump = JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', path], { encoding: 'utf8' })) as { types: BtfType[] };
+    this.types = new Map(dump.types.map((type) => [type.id, type]));
+  }
 
-function sizeOf(type: BtfType): number {
-  if (type.kind === 'TYPEDEF' || type.kind === 'CONST' || type.kind === 'VOLATILE') return sizeOf(byId(type.type_id ?? 0));
-  if (type.kind === 'ARRAY') return (type.nr_elems ?? 0) * sizeOf(byId(type.type_id ?? 0));
-  return type.size ?? 0;
+  byId(id: number): BtfType {
+    const type = this.types.get(id);
+    assert.ok(type, `BTF type ${id} of ${this.file}`);
+    return type;
+  }
+
+  sizeOf(type: BtfType): number {
+    if (type.kind === 'TYPEDEF' || type.kind === 'CONST' || type.kind === 'VOLATILE') return this.sizeOf(this.byId(type.type_id ?? 0));
+    if (type.kind === 'ARRAY') return (type.nr_elems ?? 0) * this.sizeOf(this.byId(type.type_id ?? 0));
+    return type.size ?? 0;
+  }
+
+  find(cType: string): BtfType | undefined {
+    return [...this.types.values()].find((type) => cTypeName(type) === cType);
+  }
+
+  /** The key or value type a map declares, as the codecs name it. */
+  mapType(mapName: string, member: 'key' | 'value'): string {
+    const variable = [...this.types.values()].find((type) => type.kind === 'VAR' && type.name === mapName);
+    assert.ok(variable, `map ${mapName} is declared in ${this.file}`);
+    const field = this.byId(variable.type_id ?? 0).members?.find((m) => m.name === member);
+    assert.ok(field, `${mapName} declares its ${member} type`);
+    return cTypeName(this.byId(this.byId(field.type_id).type_id ?? 0));
+  }
 }
 
 /** `struct name` for structs, the typedef's name for scalars, as the codecs write it. */
@@ -39,42 +68,62 @@ function cTypeName(type: BtfType): string {
   return type.kind === 'STRUCT' ? `struct ${type.name}` : type.name;
 }
 
-function structNamed(cType: string): BtfType {
-  const found = [...btf.values()].find((type) => cTypeName(type) === cType);
-  assert.ok(found, `${cType} is in the object's BTF`);
-  return found;
-}
+const datapath = new ObjectBtf('socklb.bpf.o');
+const iterators = new ObjectBtf('socklb_iter.bpf.o');
 
 const layouts: StructLayout[] = [
   ...Object.values(MAP_CODECS).flatMap((codecs) => [codecs.key, codecs.value]),
-  translationLayout,
+  translationCodec,
+  sockCodec,
+  staleKeyCodec,
+  destroyedCodec,
+  sockRecordCodec,
 ].filter((layout, index, all) => all.indexOf(layout) === index);
 
-describe('map layouts match the BTF of bpf/socklb.bpf.o', () => {
+/** Each map with the codecs of its key and value, and the objects that declare it. */
+const maps = [
+  ...Object.entries(MAP_CODECS).map(([role, codecs]) => ({ name: MAP_NAMES[role as keyof typeof MAP_CODECS], ...codecs, objects: [datapath] })),
+  { name: MAP_NAMES.sockets, key: { cType: 'int' }, value: sockCodec, objects: [datapath, iterators] },
+  { name: MAP_NAMES.stale, key: staleKeyCodec, value: u32Codec, objects: [iterators] },
+];
+
+describe('codecs of the socket iterators decode what they encode', () => {
+  const translation = { service: { address: '10.96.0.10', port: 53 }, backend: { address: 'fd00:244::5', port: 8053 }, slot: 3 };
+  const pair = { frontend: { address: 'fd00:96::a', port: 53, protocol: 'UDP' as const }, backend: { address: 'fd00:244::5', port: 8053 } };
+  const cases: [string, { encode(value: never): Buffer; decode(bytes: Uint8Array): unknown }, unknown][] = [
+    ['struct socklb_translation', translationCodec, translation],
+    ['struct socklb_sock (the entries in use)', sockCodec, [translation, { ...translation, slot: 0 }]],
+    ['struct socklb_stale_key', staleKeyCodec, pair],
+    ['struct socklb_destroyed', destroyedCodec, { cookie: 0x1234_5678_9abcn, pair, error: -95 }],
+    ['struct socklb_sock_record', sockRecordCodec, { cookie: 42n, family: 'IPv6', protocol: 'UDP', state: 'ESTABLISHED', translations: [translation] }],
+  ];
+  for (const [name, codec, value] of cases) {
+    it(name, () => assert.deepEqual(codec.decode(codec.encode(value as never)), value));
+  }
+});
+
+describe('map layouts match the BTF of bpf/socklb.bpf.o and bpf/socklb_iter.bpf.o', () => {
   for (const layout of layouts) {
     it(`${layout.cType} has the size and fields of its codec`, () => {
-      const type = structNamed(layout.cType);
-      assert.equal(sizeOf(type), layout.size, 'size');
-      const btfFields = Object.fromEntries(
-        (type.members ?? []).map((member) => [member.name, { offset: member.bits_offset / 8, size: sizeOf(byId(member.type_id)) }]),
-      );
-      assert.deepEqual(btfFields, layout.fields);
+      const found = [datapath, iterators].filter((object) => object.find(layout.cType) !== undefined);
+      assert.ok(found.length > 0, `${layout.cType} is in an object's BTF`);
+      for (const object of found) {
+        const type = object.find(layout.cType)!;
+        assert.equal(object.sizeOf(type), layout.size, `size in ${object.file}`);
+        const btfFields = Object.fromEntries(
+          (type.members ?? []).map((member) => [member.name, { offset: member.bits_offset / 8, size: object.sizeOf(object.byId(member.type_id)) }]),
+        );
+        assert.deepEqual(btfFields, layout.fields, `fields in ${object.file}`);
+      }
     });
   }
 
-  for (const [role, codecs] of Object.entries(MAP_CODECS)) {
-    const mapName = MAP_NAMES[role as keyof typeof MAP_CODECS];
-    it(`map ${mapName} has key ${codecs.key.cType} and value ${codecs.value.cType}`, () => {
-      const variable = [...btf.values()].find((type) => type.kind === 'VAR' && type.name === mapName);
-      assert.ok(variable, `map ${mapName} is declared`);
-      const definition = byId(variable.type_id ?? 0);
-      const pointee = (member: string) => {
-        const field = definition.members?.find((m) => m.name === member);
-        assert.ok(field, `${mapName} declares its ${member} type`);
-        return cTypeName(byId(byId(field.type_id).type_id ?? 0));
-      };
-      assert.equal(pointee('key'), codecs.key.cType);
-      assert.equal(pointee('value'), codecs.value.cType);
-    });
+  for (const map of maps) {
+    for (const object of map.objects) {
+      it(`map ${map.name} of ${object.file} has key ${map.key.cType} and value ${map.value.cType}`, () => {
+        assert.equal(object.mapType(map.name, 'key'), map.key.cType);
+        assert.equal(object.mapType(map.name, 'value'), map.value.cType);
+      });
+    }
   }
 });

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * What both objects need of a socket's record: the socket-local storage map,
+ * declared once (the datapath, socklb.bpf.c, writes it; the socket
+ * iterators, socklb_iter.bpf.c, read it: the agent hands the datapath's map
+ * to the iterator object by fd, which libbpf accepts only if both
+ * declarations agree), and the address helpers its entries are read with.
+ */
+#ifndef SOCKLB_SOCK_H
+#define SOCKLB_SOCK_H
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "socklb.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct socklb_sock);
+} socklb_sock_v2 SEC(".maps");
+
+/* Both families' addresses are kept IPv4-mapped (::ffff:a.b.c.d) for IPv4. */
+static __always_inline void ipv4_mapped(__be32 address[4], __be32 ipv4)
+{
+	address[0] = 0;
+	address[1] = 0;
+	address[2] = bpf_htonl(0xffff);
+	address[3] = ipv4;
+}
+
+static __always_inline bool same_address(const __be32 a[4], const __be32 b[4])
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline void copy_address(__be32 dst[4], const __be32 src[4])
+{
+	dst[0] = src[0];
+	dst[1] = src[1];
+	dst[2] = src[2];
+	dst[3] = src[3];
+}
+
+static __always_inline bool
+is_backend(const struct socklb_translation *entry, const __be32 address[4], __be16 port)
+{
+	return entry->backend_port == port && same_address(entry->backend_address, address);
+}
+
+/*
+ * The entry whose backend is address:port. Unused entries have port 0, which
+ * no peer or sender has. When several of the socket's Services share the
+ * backend, nothing in a reply tells them apart: the one last connected or
+ * sent to wins, which is right for one request and its answer at a time.
+ */
+static __always_inline const struct socklb_translation *
+find_backend(const struct socklb_sock *sock, const __be32 address[4], __be16 port)
+{
+	const struct socklb_translation *last = &sock->translations[sock->last % SOCKLB_SOCK_TRANSLATIONS];
+
+	if (is_backend(last, address, port))
+		return last;
+	for (int i = 0; i < SOCKLB_SOCK_TRANSLATIONS; i++) {
+		const struct socklb_translation *entry = &sock->translations[i];
+
+		if (is_backend(entry, address, port))
+			return entry;
+	}
+	return NULL;
+}
+
+#endif /* SOCKLB_SOCK_H */

@@ -1,0 +1,184 @@
+// The agent's socket iterators (bpf/socklb_iter.bpf.c): destroy the sockets stuck on a backend
+// that left, and dump the sockets socklb translated. A socket iterator walks only the network
+// namespace of the thread that creates it, so every run goes through a worker thread
+// (iterator-worker.ts) that enters each namespace given in turn. The thread is started on the
+// first run and kept, so that a destroy after a sync costs no thread start-up.
+//
+// The object reuses the datapath's socket storage map by fd: the iterators read what the cgroup
+// programs wrote. Its links are not pinned: only a running agent (or `socklb sockets`) runs them.
+
+import { Worker } from 'node:worker_threads';
+import { SocklbError, errnoName } from '../errors.js';
+import type { Protocol } from '../model/types.js';
+import { KernelMap } from './kernel-maps.js';
+import {
+  decodeRecords,
+  destroyedCodec,
+  MAP_NAMES,
+  sockRecordCodec,
+  staleKeyCodec,
+  u32Codec,
+  type DestroyedSocket,
+  type SocketRecord,
+  type StalePair,
+} from './layout.js';
+import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle } from './libbpf.js';
+import type { NetworkNamespace } from './netns.js';
+
+/** The iterator programs by job and protocol. */
+const PROGRAMS = {
+  destroy: { UDP: 'socklb_destroy_udp', TCP: 'socklb_destroy_tcp' },
+  dump: { UDP: 'socklb_dump_udp', TCP: 'socklb_dump_tcp' },
+} as const satisfies Record<string, Record<Protocol, string>>;
+
+type Job = keyof typeof PROGRAMS;
+
+/** What the worker is given (fds are shared by every thread of the process). */
+export interface IteratorJob {
+  id: number;
+  namespaces: Pick<NetworkNamespace, 'inode' | 'fd'>[];
+  linkFds: number[];
+}
+
+/** What the worker answers to a job. */
+export interface IteratorResult {
+  id: number;
+  outputs: NamespaceOutput[];
+}
+
+/** What the worker found in one namespace: one output per link, in order, or why it could not. */
+export type NamespaceOutput = { inode: number; outputs: Uint8Array[]; error?: undefined } | { inode: number; error: string; outputs?: undefined };
+
+export interface DestroyRun {
+  destroyed: (DestroyedSocket & { netns: number })[];
+  /** Namespaces the iterators could not run in, with the reason. */
+  failures: string[];
+}
+
+export interface NamespaceSockets {
+  netns: number;
+  sockets: SocketRecord[];
+}
+
+const WORKER = new URL('./iterator-worker.js', import.meta.url);
+
+export class SocketIterators {
+  private worker: Worker | undefined;
+  private readonly pending = new Map<number, { resolve: (outputs: NamespaceOutput[]) => void; reject: (error: Error) => void }>();
+  private nextJob = 1;
+
+  private constructor(
+    private readonly object: BpfObjectHandle,
+    private readonly links: ReadonlyMap<string, BpfLinkHandle>,
+    private readonly stale: KernelMap,
+  ) {}
+
+  /** Loads the iterator object over the datapath's socket storage map and attaches its programs. */
+  static load(objectPath: string, socketStorageFd: number): SocketIterators {
+    const object = libbpf.objectOpenFile(objectPath, null);
+    if (!object) throw new SocklbError('SOCKLB_ERR_LIBBPF', `cannot open BPF object ${objectPath}: ${errnoName(lastErrno())}`);
+    const links = new Map<string, BpfLinkHandle>();
+    try {
+      const storage = libbpf.objectFindMap(object, MAP_NAMES.sockets);
+      if (!storage) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES.sockets}`);
+      const reused = libbpf.mapReuseFd(storage, socketStorageFd);
+      if (reused < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `reuse ${MAP_NAMES.sockets} for ${objectPath}: ${errnoName(-reused)}`);
+      const rc = libbpf.objectLoad(object);
+      if (rc < 0) {
+        throw new SocklbError(
+          'SOCKLB_ERR_KERNEL',
+          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs BTF, the tcp and udp BPF socket iterators and the bpf_sock_destroy kfunc (Linux 6.5 or later); libbpf's log above says which part failed`,
+        );
+      }
+      for (const name of Object.values(PROGRAMS).flatMap((byProtocol) => Object.values(byProtocol))) {
+        const program = libbpf.objectFindProgram(object, name);
+        const link = program && libbpf.programAttachIter(program, null);
+        if (!link) throw new SocklbError('SOCKLB_ERR_LIBBPF', `attach iterator ${name}: ${errnoName(lastErrno())}`);
+        links.set(name, link);
+      }
+      const stale = libbpf.objectFindMap(object, MAP_NAMES.stale);
+      if (!stale) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES.stale}`);
+      const iterators = new SocketIterators(object, links, new KernelMap(libbpf.mapFd(stale)));
+      // Started now: a thread's start-up (a good 100 ms) would otherwise delay the first destroy.
+      iterators.workerThread();
+      return iterators;
+    } catch (error) {
+      for (const link of links.values()) libbpf.linkDestroy(link);
+      libbpf.objectClose(object);
+      throw error;
+    }
+  }
+
+  /**
+   * Destroys, in each namespace, the connected sockets of `protocols` whose peer is the backend of
+   * one of `pairs` they were translated to. The pairs are written to socklb_stale_v1 for the run
+   * (in batches of its size) and deleted after it, also when it fails.
+   */
+  async destroy(pairs: readonly StalePair[], protocols: readonly Protocol[], namespaces: readonly NetworkNamespace[]): Promise<DestroyRun> {
+    const run: DestroyRun = { destroyed: [], failures: [] };
+    if (pairs.length === 0 || protocols.length === 0 || namespaces.length === 0) return run;
+    for (let start = 0; start < pairs.length; start += this.stale.maxEntries) {
+      const keys = pairs.slice(start, start + this.stale.maxEntries).map((pair) => staleKeyCodec.encode(pair));
+      try {
+        for (const key of keys) this.stale.update(key, u32Codec.encode(0));
+        for (const output of await this.run('destroy', protocols, namespaces)) {
+          if (output.error !== undefined) run.failures.push(output.error);
+          else for (const bytes of output.outputs) run.destroyed.push(...decodeRecords(destroyedCodec, Buffer.from(bytes)).map((socket) => ({ ...socket, netns: output.inode })));
+        }
+      } finally {
+        for (const key of keys) this.stale.delete(key);
+      }
+    }
+    return run;
+  }
+
+  /** Every socket of `protocols` in each namespace that socklb translated, with its translations. */
+  async dump(protocols: readonly Protocol[], namespaces: readonly NetworkNamespace[]): Promise<NamespaceSockets[]> {
+    const outputs = await this.run('dump', protocols, namespaces);
+    return outputs.map((output) => {
+      if (output.error !== undefined) throw new SocklbError('SOCKLB_ERR_KERNEL', output.error);
+      return { netns: output.inode, sockets: output.outputs.flatMap((bytes) => decodeRecords(sockRecordCodec, Buffer.from(bytes))) };
+    });
+  }
+
+  /** Stops the thread, detaches the iterators and closes the object; the datapath's maps are not touched. */
+  close(): void {
+    void this.worker?.terminate();
+    for (const link of this.links.values()) libbpf.linkDestroy(link);
+    libbpf.objectClose(this.object);
+  }
+
+  /** Runs the job's programs for `protocols` in each namespace, on the worker thread. */
+  private run(job: Job, protocols: readonly Protocol[], namespaces: readonly NetworkNamespace[]): Promise<NamespaceOutput[]> {
+    if (namespaces.length === 0) return Promise.resolve([]);
+    const linkFds = protocols.map((protocol) => libbpf.linkFd(this.links.get(PROGRAMS[job][protocol])!));
+    const message: IteratorJob = { id: this.nextJob++, namespaces: namespaces.map(({ inode, fd }) => ({ inode, fd })), linkFds };
+    return new Promise((resolve, reject) => {
+      const worker = this.workerThread();
+      this.pending.set(message.id, { resolve, reject });
+      // Only a job in flight keeps the process alive.
+      worker.ref();
+      worker.postMessage(message);
+    });
+  }
+
+  private workerThread(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(WORKER);
+    worker.unref();
+    worker.on('message', ({ id, outputs }: IteratorResult) => {
+      this.pending.get(id)?.resolve(outputs);
+      this.pending.delete(id);
+      if (this.pending.size === 0) worker.unref();
+    });
+    const fail = (error: Error) => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const job of this.pending.values()) job.reject(error);
+      this.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new SocklbError('SOCKLB_ERR_KERNEL', `the socket iterator thread exited (${code}); the next run starts a new one`)));
+    this.worker = worker;
+    return worker;
+  }
+}

@@ -1,0 +1,96 @@
+// The agent and the stuck-socket policy, on in-memory maps: the handler hears of exactly the
+// (frontend, backend) pairs a sync took out, once the maps no longer hand them out.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import { Agent } from '../../src/agent/agent.js';
+import type { StalePair } from '../../src/datapath/layout.js';
+import { memoryMaps } from '../../src/datapath/memory-maps.js';
+import { DatapathState } from '../../src/datapath/state.js';
+import type { StuckSocketHandler } from '../../src/datapath/stuck-sockets.js';
+import { backendText, frontendId } from '../../src/model/keys.js';
+import type { EndpointSlice } from '../../src/model/types.js';
+import type { Source, SourceState } from '../../src/sources/source.js';
+import { modelEndpoint, modelService, NODE } from './model-fixtures.js';
+
+/** A source the test drives by hand. */
+class ManualSource implements Source {
+  private onState: ((state: SourceState) => void) | undefined;
+
+  constructor(private readonly first: SourceState) {}
+
+  async start(onState: (state: SourceState) => void): Promise<void> {
+    this.onState = onState;
+    onState(this.first);
+  }
+
+  async stop(): Promise<void> {}
+
+  push(state: SourceState): void {
+    this.onState?.(state);
+  }
+}
+
+/** The dns Service (10.96.0.10:53/UDP) backed by `addresses` on port 5353. */
+function dnsState(addresses: string[]): SourceState {
+  const service = modelService({ name: 'dns', ports: [{ name: 'dns', protocol: 'UDP', port: 53 }] });
+  const slice: EndpointSlice = {
+    namespace: 'default',
+    name: 'dns-1',
+    serviceName: 'dns',
+    addressType: 'IPv4',
+    ports: [{ name: 'dns', protocol: 'UDP', port: 5353 }],
+    endpoints: addresses.map((address) => modelEndpoint(address)),
+  };
+  return { services: new Map([['default/dns', service]]), slices: new Map([['default/dns-1', slice]]), problems: [] };
+}
+
+describe('the agent and stuck sockets', () => {
+  it('hands the handler the pairs a sync took out, after the maps stopped handing them out', async () => {
+    const maps = memoryMaps();
+    const calls: { pairs: string[]; servedThen: string[] }[] = [];
+    const handler: StuckSocketHandler = {
+      async destroy(pairs: readonly StalePair[]) {
+        const state = DatapathState.read(maps);
+        const frontend = [...state.frontends.values()][0];
+        const servedThen = frontend ? state.liveSlots(frontend).map((id) => backendText(state.backends.get(id!)!)) : [];
+        calls.push({ pairs: pairs.map((pair) => `${frontendId(pair.frontend)} -> ${backendText(pair.backend)}`), servedThen });
+      },
+    };
+    const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
+    const agent = new Agent({ source, maps, logger: pino({ level: 'silent' }), node: NODE, stuckSockets: handler });
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    await agent.start();
+    source.push(dnsState(['10.244.0.1', '10.244.0.2', '10.244.0.3']));
+    await settle();
+    source.push(dnsState(['10.244.0.3']));
+    await settle();
+    source.push(dnsState([]));
+    await agent.stop();
+    assert.deepEqual(calls, [
+      { pairs: ['10.96.0.10:53/UDP -> 10.244.0.1:5353', '10.96.0.10:53/UDP -> 10.244.0.2:5353'], servedThen: ['10.244.0.3:5353'] },
+      { pairs: ['10.96.0.10:53/UDP -> 10.244.0.3:5353'], servedThen: [] },
+    ]);
+  });
+
+  it('logs a failing handler and carries on', async () => {
+    const logs: { msg: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => logs.push(JSON.parse(line) as { msg: string }) });
+    let runs = 0;
+    const handler: StuckSocketHandler = {
+      async destroy() {
+        runs++;
+        throw new Error('no iterator');
+      },
+    };
+    const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
+    const agent = new Agent({ source, maps: memoryMaps(), logger, node: NODE, stuckSockets: handler });
+    await agent.start();
+    source.push(dnsState(['10.244.0.1']));
+    source.push(dnsState([]));
+    await agent.stop();
+    assert.equal(runs, 2);
+    assert.deepEqual(logs.map((line) => line.msg), ['destroy stuck sockets: no iterator', 'destroy stuck sockets: no iterator']);
+  });
+});
