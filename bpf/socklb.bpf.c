@@ -24,7 +24,7 @@ struct {
 	__uint(max_entries, SOCKLB_DEFAULT_MAX_FRONTENDS);
 	__type(key, struct socklb_frontend_key);
 	__type(value, struct socklb_frontend);
-} socklb_fe_v1 SEC(".maps");
+} socklb_fe_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -39,6 +39,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct socklb_backend);
 } socklb_be_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SOCKLB_DEFAULT_MAX_AFFINITY);
+	__type(key, struct socklb_affinity_key);
+	__type(value, struct socklb_affinity);
+} socklb_aff_v1 SEC(".maps");
 
 /* Read by user space only; not preallocated, since most names are short-lived. */
 struct {
@@ -98,15 +105,47 @@ read_slot(const struct socklb_frontend *frontend, __u32 slot, struct backend_cho
  * when the list shrank: a needless but harmless new pick.
  */
 static __always_inline bool
-keep_backend(const struct socklb_frontend *frontend, const struct socklb_translation *previous,
-	     struct backend_choice *out)
+keep_backend(const struct socklb_frontend *frontend, __u32 slot, const __be32 address[4],
+	     __be16 port, struct backend_choice *out)
 {
-	if (previous->slot >= frontend->backend_count)
+	if (slot >= frontend->backend_count)
 		return false;
-	if (!read_slot(frontend, previous->slot, out))
+	if (!read_slot(frontend, slot, out))
 		return false;
-	return same_address(out->backend.address, previous->backend_address) &&
-	       out->backend.port == previous->backend_port;
+	return same_address(out->backend.address, address) && out->backend.port == port;
+}
+
+/*
+ * The backend this client was given within the affinity timeout, if it
+ * still serves the frontend; the timeout restarts with each connection, as
+ * kube-proxy's `recent` match does.
+ */
+static __always_inline bool
+affine_backend(const struct socklb_affinity_key *client, const struct socklb_frontend *frontend,
+	       struct backend_choice *out)
+{
+	struct socklb_affinity *affinity = bpf_map_lookup_elem(&socklb_aff_v1, client);
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!affinity || now - affinity->last_used_ns > (__u64)frontend->affinity_timeout * 1000000000ULL)
+		return false;
+	if (!keep_backend(frontend, affinity->slot, affinity->backend_address, affinity->backend_port, out))
+		return false;
+	affinity->last_used_ns = now;
+	return true;
+}
+
+static __always_inline void
+remember_affinity(const struct socklb_affinity_key *client, const struct backend_choice *choice)
+{
+	struct socklb_affinity affinity = {
+		.last_used_ns = bpf_ktime_get_ns(),
+		.backend_port = choice->backend.port,
+		.slot = choice->slot,
+	};
+
+	copy_address(affinity.backend_address, choice->backend.address);
+	bpf_map_update_elem(&socklb_aff_v1, client, &affinity, BPF_ANY);
 }
 
 /*
@@ -117,21 +156,32 @@ keep_backend(const struct socklb_frontend *frontend, const struct socklb_transla
  * frontend as it is now.
  */
 static __always_inline enum lookup_result
-lookup_backend(const struct socklb_frontend_key *key, const struct socklb_translation *previous,
-	       struct backend_choice *out)
+lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
+	       const struct socklb_translation *previous, struct backend_choice *out)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
+		struct socklb_affinity_key client = {};
 		const struct socklb_frontend *frontend;
 
-		frontend = bpf_map_lookup_elem(&socklb_fe_v1, key);
+		frontend = bpf_map_lookup_elem(&socklb_fe_v2, key);
 		if (!frontend)
 			return NOT_A_SERVICE;
 		if (frontend->backend_count == 0)
 			return NO_BACKEND;
-		if (previous && keep_backend(frontend, previous, out))
+		if (previous && keep_backend(frontend, previous->slot, previous->backend_address,
+					     previous->backend_port, out))
 			return BACKEND_FOUND;
-		if (read_slot(frontend, bpf_get_prandom_u32() % frontend->backend_count, out))
-			return BACKEND_FOUND;
+		if (frontend->affinity_timeout) {
+			client.client = bpf_get_netns_cookie(ctx);
+			client.service_id = frontend->service_id;
+			if (affine_backend(&client, frontend, out))
+				return BACKEND_FOUND;
+		}
+		if (!read_slot(frontend, bpf_get_prandom_u32() % frontend->backend_count, out))
+			continue;
+		if (frontend->affinity_timeout)
+			remember_affinity(&client, out);
+		return BACKEND_FOUND;
 	}
 	return NO_BACKEND;
 }
@@ -201,7 +251,7 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 		if (index < SOCKLB_SOCK_TRANSLATIONS)
 			previous = &sock->translations[index];
 	}
-	result = lookup_backend(key, previous, &choice);
+	result = lookup_backend(ctx, key, previous, &choice);
 	if (result == NO_BACKEND)
 		/* As kube-proxy's REJECT: fail at once rather than time out. */
 		bpf_set_retval(-ECONNREFUSED);

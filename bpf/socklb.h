@@ -13,11 +13,12 @@
  * BTF and in TypeScript.
  *
  * Maps (declared in socklb.bpf.c) carry their layout version in their name:
- *   socklb_fe_v1    struct socklb_frontend_key -> struct socklb_frontend
+ *   socklb_fe_v2    struct socklb_frontend_key -> struct socklb_frontend
  *   socklb_slot_v1  struct socklb_slot_key     -> struct socklb_slot
  *   socklb_be_v1    __u32 backend id           -> struct socklb_backend
  *   socklb_name_v1  __u32 service id           -> struct socklb_service_name
  *   socklb_sock_v2  socket-local storage       -> struct socklb_sock
+ *   socklb_aff_v1   struct socklb_affinity_key -> struct socklb_affinity (LRU)
  * and the socket iterators' (socklb_iter.bpf.c):
  *   socklb_stale_v1 struct socklb_stale_key    -> __u32 (reserved, 0)
  * The kernel keeps 15 characters of a map name.
@@ -31,6 +32,8 @@
 #define SOCKLB_DEFAULT_MAX_FRONTENDS 65536
 #define SOCKLB_DEFAULT_MAX_BACKENDS 65536
 #define SOCKLB_DEFAULT_MAX_SLOTS 262144
+/* Clients x Services with affinity remembered; the least recently used goes first. */
+#define SOCKLB_DEFAULT_MAX_AFFINITY 65536
 /* Stale pairs per run of the destroy iterators; the agent runs more in batches. */
 #define SOCKLB_MAX_STALE 16384
 
@@ -55,6 +58,28 @@ struct socklb_frontend {
 	__u32 service_id;
 	__u16 backend_count;
 	__u16 flags; /* reserved, always 0 in this layout version */
+	/* sessionAffinity ClientIP: seconds a client keeps its backend; 0 for none. */
+	__u32 affinity_timeout;
+};
+
+/*
+ * ClientIP session affinity. The client is the caller's network namespace
+ * (bpf_get_netns_cookie): a sandbox has one, and one address per family in
+ * it, so a namespace is what kube-proxy's client IP stands for.
+ */
+struct socklb_affinity_key {
+	__u64 client; /* network namespace cookie */
+	__u32 service_id;
+	__u32 pad;
+};
+
+/* The backend a client was given, checked against its slot before reuse. */
+struct socklb_affinity {
+	__u64 last_used_ns; /* bpf_ktime_get_ns() of the client's last connection */
+	__be32 backend_address[4];
+	__be16 backend_port;
+	__u16 pad;
+	__u32 slot;
 };
 
 /* Slots 0..backend_count-1 of a frontend each name one backend. */

@@ -14,6 +14,8 @@ export interface FrontendDescription {
   /** `namespace/name:port`, or '' when the maps hold no name for it. */
   service: string;
   serviceId: number;
+  /** sessionAffinity ClientIP timeout in seconds; 0 for none. */
+  affinityTimeoutSeconds: number;
   backends: string[];
 }
 
@@ -29,6 +31,7 @@ export function describeFrontends(state: DatapathState): FrontendDescription[] {
         protocol: frontend.key.protocol,
         service: name ? `${name.namespace}/${name.name}${name.portName ? `:${name.portName}` : ''}` : '',
         serviceId: frontend.serviceId,
+        affinityTimeoutSeconds: frontend.affinityTimeout,
         backends: state.liveSlots(frontend).map((id) => {
           const backend = id === undefined ? undefined : state.backends.get(id);
           return backend ? backendText(backend) : `<missing backend ${id ?? 'slot'}>`;

@@ -27,11 +27,13 @@ export interface Codec<T> extends StructLayout {
 
 /** Map names as the object declares them: versioned with their layout. */
 export const MAP_NAMES = {
-  frontends: 'socklb_fe_v1',
+  frontends: 'socklb_fe_v2',
   slots: 'socklb_slot_v1',
   backends: 'socklb_be_v1',
   serviceNames: 'socklb_name_v1',
   sockets: 'socklb_sock_v2',
+  /** ClientIP affinity: written by the programs only. */
+  affinity: 'socklb_aff_v1',
   /** The socket iterators' object (socklb_iter.bpf.c). */
   stale: 'socklb_stale_v1',
 } as const;
@@ -75,24 +77,40 @@ export interface FrontendValue {
   serviceId: number;
   backendCount: number;
   flags: number;
+  /** Seconds; 0 for no session affinity. */
+  affinityTimeout: number;
 }
 
 // struct socklb_frontend
 export const frontendCodec: Codec<FrontendValue> = {
   cType: 'struct socklb_frontend',
-  size: 8,
-  fields: { service_id: { offset: 0, size: 4 }, backend_count: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 } },
+  size: 12,
+  fields: { service_id: { offset: 0, size: 4 }, backend_count: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, affinity_timeout: { offset: 8, size: 4 } },
   encode(value) {
-    const bytes = Buffer.alloc(8);
+    const bytes = Buffer.alloc(12);
     bytes.writeUInt32LE(value.serviceId, 0);
     bytes.writeUInt16LE(value.backendCount, 4);
     bytes.writeUInt16LE(value.flags, 6);
+    bytes.writeUInt32LE(value.affinityTimeout, 8);
     return bytes;
   },
   decode(raw) {
     const bytes = view(raw);
-    return { serviceId: bytes.readUInt32LE(0), backendCount: bytes.readUInt16LE(4), flags: bytes.readUInt16LE(6) };
+    return { serviceId: bytes.readUInt32LE(0), backendCount: bytes.readUInt16LE(4), flags: bytes.readUInt16LE(6), affinityTimeout: bytes.readUInt32LE(8) };
   },
+};
+
+// struct socklb_affinity_key and struct socklb_affinity: the programs' own map, layouts checked only.
+export const affinityKeyLayout: StructLayout = {
+  cType: 'struct socklb_affinity_key',
+  size: 16,
+  fields: { client: { offset: 0, size: 8 }, service_id: { offset: 8, size: 4 }, pad: { offset: 12, size: 4 } },
+};
+
+export const affinityLayout: StructLayout = {
+  cType: 'struct socklb_affinity',
+  size: 32,
+  fields: { last_used_ns: { offset: 0, size: 8 }, backend_address: { offset: 8, size: 16 }, backend_port: { offset: 24, size: 2 }, pad: { offset: 26, size: 2 }, slot: { offset: 28, size: 4 } },
 };
 
 export interface SlotKey {

@@ -1,7 +1,7 @@
 // Loads the BPF object, pins its maps and cgroup links under one bpffs
 // directory, and adopts what a previous agent pinned there:
 //
-//   <pin dir>/maps/socklb_fe_v1 ...          the maps (reused across restarts)
+//   <pin dir>/maps/socklb_fe_v2 ...          the maps (reused across restarts)
 //   <pin dir>/links/<cgroup>/socklb_connect4  one link per program and cgroup
 //
 // Pinned links keep the programs attached while no agent runs. A new agent

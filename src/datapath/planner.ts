@@ -114,8 +114,8 @@ function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEnt
     if (written?.get(slot) !== backendId) operations.push({ kind: 'upsert-slot', serviceId, slot, backendId });
   });
 
-  if (!current || current.backendCount !== slots.length || current.flags !== 0) {
-    operations.push({ kind: 'upsert-frontend', frontend: { key: wanted.key, serviceId, backendCount: slots.length, flags: 0 } });
+  if (!current || current.backendCount !== slots.length || current.flags !== 0 || current.affinityTimeout !== wanted.affinityTimeoutSeconds) {
+    operations.push({ kind: 'upsert-frontend', frontend: { key: wanted.key, serviceId, backendCount: slots.length, flags: 0, affinityTimeout: wanted.affinityTimeoutSeconds } });
   }
 
   for (const slot of sortedSlots(state, serviceId)) {

@@ -13,6 +13,8 @@ export interface FrontendEntry {
   serviceId: number;
   backendCount: number;
   flags: number;
+  /** sessionAffinity ClientIP timeout in seconds; 0 for none. */
+  affinityTimeout: number;
 }
 
 /** One map write. Every operation is idempotent. */

@@ -14,6 +14,7 @@ import {
   manifestDirectory,
   missingPrivileges,
   service,
+  services,
   socklb,
   startAgent,
   testPinDirectory,
@@ -222,6 +223,45 @@ for (const [storeName, openStore] of STORES) describe(`Service semantics from ${
       await apply('labelled', [labelled({}), slice], '10.96.1.9:80/TCP', 1);
       assert.deepEqual(names(await hits('10.96.1.9', 80, { count: 2 })), [podName(2)], 'removing the label brings it back');
     }
+  });
+
+  describe('session affinity', () => {
+    const affine = (timeoutSeconds: number | undefined) => {
+      const manifest = service('sticky', ['10.96.1.12'], [{ name: 'http', port: 80 }]);
+      if (timeoutSeconds !== undefined) Object.assign(manifest.spec, { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds } } });
+      return [manifest, endpointSlice('sticky-1', 'sticky', 'IPv4', [{ name: 'http', port: 8080 }], pods.map((_, i) => ({ ip: ipOf(i) })))];
+    };
+    const affinityOf = async () => (await services(pinDir)).find((f) => f.frontend === '10.96.1.12:80/TCP')?.affinityTimeoutSeconds;
+
+    it('should have session affinity work for service with type clusterIP', async () => {
+      await apply('sticky', affine(10800), '10.96.1.12:80/TCP', 3);
+      assert.equal(await affinityOf(), 10800);
+      // Every connection of this client (the sandbox's network namespace) lands on one backend.
+      assert.equal(names(await hits('10.96.1.12', 80, { count: 30 })).length, 1);
+    });
+
+    it('should have session affinity timeout work for service with type clusterIP', async () => {
+      await apply('sticky', affine(1), '10.96.1.12:80/TCP', 3);
+      await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === '10.96.1.12:80/TCP')?.affinityTimeoutSeconds === 1);
+      const seen = new Set<string>();
+      for (let round = 0; round < 8 && seen.size < 2; round++) {
+        const report = await hits('10.96.1.12', 80, { count: 5 });
+        assert.equal(names(report).length, 1, 'within the timeout, one backend');
+        for (const name of names(report)) seen.add(name);
+        await new Promise((resolve) => setTimeout(resolve, 1500)); // past the timeout: a new pick
+      }
+      assert.ok(seen.size >= 2, `after the timeout the client may move: saw ${[...seen].join(', ')}`);
+    });
+
+    it('should be able to switch session affinity for service with type clusterIP', async () => {
+      await apply('sticky', affine(undefined), '10.96.1.12:80/TCP', 3);
+      await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === '10.96.1.12:80/TCP')?.affinityTimeoutSeconds === 0);
+      assert.ok(names(await hits('10.96.1.12', 80, { count: 30 })).length >= 2, 'without affinity, connections spread');
+      await apply('sticky', affine(10800), '10.96.1.12:80/TCP', 3);
+      await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === '10.96.1.12:80/TCP')?.affinityTimeoutSeconds === 10800);
+      assert.equal(names(await hits('10.96.1.12', 80, { count: 30 })).length, 1, 'with affinity again, one backend');
+      await store.remove('sticky');
+    });
   });
 
   it('leaves no stale frontend when a Service is recreated, changes its ClusterIP, or is deleted', async () => {

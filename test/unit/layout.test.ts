@@ -7,6 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import {
+  affinityKeyLayout,
+  affinityLayout,
   destroyedCodec,
   MAP_CODECS,
   MAP_NAMES,
@@ -78,6 +80,8 @@ const layouts: StructLayout[] = [
   staleKeyCodec,
   destroyedCodec,
   sockRecordCodec,
+  affinityKeyLayout,
+  affinityLayout,
 ].filter((layout, index, all) => all.indexOf(layout) === index);
 
 /** Each map with the codecs of its key and value, and the objects that declare it. */
@@ -85,6 +89,7 @@ const maps = [
   ...Object.entries(MAP_CODECS).map(([role, codecs]) => ({ name: MAP_NAMES[role as keyof typeof MAP_CODECS], ...codecs, objects: [datapath] })),
   { name: MAP_NAMES.sockets, key: { cType: 'int' }, value: sockCodec, objects: [datapath, iterators] },
   { name: MAP_NAMES.stale, key: staleKeyCodec, value: u32Codec, objects: [iterators] },
+  { name: MAP_NAMES.affinity, key: affinityKeyLayout, value: affinityLayout, objects: [datapath] },
 ];
 
 describe('codecs of the socket iterators decode what they encode', () => {

@@ -164,7 +164,7 @@ describe('reconcile on in-memory maps', () => {
     }
     const result = reconcile(maps, state, desired, desired.keys());
     assert.deepEqual([...result.failed.keys()], ['10.96.0.2:80/TCP']);
-    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /socklb_fe_v1: E2BIG: map full \(1 entries\)/);
+    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /socklb_fe_v2: E2BIG: map full \(1 entries\)/);
     assert.deepEqual(invariantViolations(maps), []);
     assert.deepEqual(described(maps), [{ frontend: '10.96.0.1:80/TCP', service: 'default/10.96.0.1', backends: ['10.244.0.9:80'] }]);
   });
