@@ -23,11 +23,14 @@ import {
   writeManifest,
   type RunningAgent,
 } from '../test/integration/support.js';
+import { startDnsmasq } from '../test/integration/udp-support.js';
 
 /** The demo's own pins, so that no other agent's datapath is touched. */
 const PIN_DIR = '/sys/fs/bpf/socklb-demo';
 const CLUSTER_IPV4 = '10.96.0.10';
 const CLUSTER_IPV6 = 'fd00:96::10';
+const DNS_CLUSTER_IP = '10.96.0.53';
+const DNS_NAME = 'web.demo.test';
 const SERVICE_PORT = { name: 'http', port: 80, targetPort: 'http' };
 const SLICE_PORT = { name: 'http', port: 8080 };
 const POD_NAMES = ['pod-a', 'pod-b', 'pod-c'];
@@ -188,6 +191,28 @@ async function showServicesTable({ pods }: Scene): Promise<void> {
   });
 }
 
+async function resolveThroughClusterIP({ sandbox, pods, manifest }: Scene): Promise<void> {
+  section('4b. DNS through a ClusterIP: a kube-dns-like Service in front of dnsmasq');
+  const dnsPod = pods[0] as Pod;
+  await startDnsmasq(lab, dnsPod, DNS_NAME, { ipv4: CLUSTER_IPV4, ipv6: CLUSTER_IPV6 });
+  const ports = [
+    { name: 'dns', port: 53, protocol: 'UDP' as const },
+    { name: 'dns-tcp', port: 53, protocol: 'TCP' as const },
+  ];
+  await writeManifest(join(dirname(manifest), 'kube-dns.yaml'), [
+    service('kube-dns', [DNS_CLUSTER_IP], ports),
+    endpointSlice('kube-dns-1', 'kube-dns', 'IPv4', ports, [{ ip: dnsPod.ipv4 }]),
+  ]);
+  await waitForServices(PIN_DIR, (frontends) => frontends.filter((frontend) => frontend.service.startsWith('default/kube-dns')).every((f) => f.backends.length === 1) && frontends.some((f) => f.frontend === `${DNS_CLUSTER_IP}:53/UDP`), SYNC_TIMEOUT_MS);
+  say(`dnsmasq runs in ${dnsPod.name}; Service kube-dns has ClusterIP ${DNS_CLUSTER_IP}, port 53 over UDP and TCP.`);
+  for (const transport of ['+notcp', '+tcp']) {
+    const { stdout, stderr } = await lab.exec(sandbox, ['dig', `@${DNS_CLUSTER_IP}`, DNS_NAME, transport, '+tries=1', '+timeout=2']);
+    const answer = stdout.split('\n').find((line) => line.startsWith(DNS_NAME));
+    say(`$ dig @${DNS_CLUSTER_IP} ${DNS_NAME} ${transport}   (in the sandbox)\n${answer ?? '(no answer)'}\n${stdout.split('\n').find((line) => line.startsWith(';; SERVER')) ?? ''}`);
+    check(`dig over ${transport === '+tcp' ? 'TCP' : 'UDP'} gets ${CLUSTER_IPV4}, from ${DNS_CLUSTER_IP}#53, with no "reply from unexpected source"`, [answer?.split(/\s+/).pop(), /unexpected source/.test(stdout + stderr)], [CLUSTER_IPV4, false]);
+  }
+}
+
 async function drainOneBackend({ sandbox, pods, manifest }: Scene): Promise<void> {
   section('5. Draining a backend: pod-c turns not ready in the EndpointSlices');
   const drained = pods.filter((pod) => pod.name === 'pod-c');
@@ -303,6 +328,7 @@ async function main(): Promise<void> {
   const scene: Scene = { sandbox, pods, manifest: await writeExampleManifests(pods) };
   await startAgentAndBalance(scene);
   await showServicesTable(scene);
+  await resolveThroughClusterIP(scene);
   await drainOneBackend(scene);
   await showOutsideTheCgroup(scene);
   await showNoEndpoints(scene);
