@@ -35,6 +35,7 @@ export const libbpf = {
   mapName: f('const char *bpf_map__name(bpf_map *map)') as (map: BpfMapHandle) => string,
   mapSetPinPath: f('int bpf_map__set_pin_path(bpf_map *map, const char *path)') as (map: BpfMapHandle, path: string) => number,
   mapFd: f('int bpf_map__fd(bpf_map *map)') as (map: BpfMapHandle) => number,
+  mapSetMaxEntries: f('int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)') as (map: BpfMapHandle, maxEntries: number) => number,
   mapReuseFd: f('int bpf_map__reuse_fd(bpf_map *map, int fd)') as (map: BpfMapHandle, fd: number) => number,
   programName: f('const char *bpf_program__name(bpf_program *prog)') as (program: BpfProgramHandle) => string,
   programAttachCgroup: f('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)') as (program: BpfProgramHandle, cgroupFd: number) => BpfLinkHandle | null,

@@ -15,7 +15,7 @@ import { SocklbError, errnoName } from '../errors.js';
 import { checkLayout, KernelMap, mapInfo } from './kernel-maps.js';
 import { MAP_NAMES } from './layout.js';
 import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle, type BpfProgramHandle } from './libbpf.js';
-import { MAP_ROLES, type DatapathMaps, type MapRole } from './maps.js';
+import { CAPACITY_FLAGS, roleOfMap, type DatapathMaps, type MapRole } from './maps.js';
 import { cgroup2Root } from './mounts.js';
 import { checkCgroup, checkPrivileges, ensureBpffs } from './system.js';
 
@@ -50,7 +50,7 @@ export class LoadedDatapath {
    * Opens and loads `objectPath`, reusing the maps pinned under
    * `pinDirectory` (created and pinned on first use).
    */
-  static load(objectPath: string, pinDirectory: string): LoadedDatapath {
+  static load(objectPath: string, pinDirectory: string, capacities: MapCapacities = DEFAULT_CAPACITIES): LoadedDatapath {
     checkPrivileges();
     ensureBpffs(pinDirectory);
     const layout = pinLayout(pinDirectory);
@@ -61,8 +61,11 @@ export class LoadedDatapath {
     if (!object) throw new SocklbError('SOCKLB_ERR_LIBBPF', `cannot open BPF object ${objectPath}: ${errnoName(lastErrno())}`);
     try {
       for (let map = libbpf.objectNextMap(object, null); map; map = libbpf.objectNextMap(object, map)) {
-        checkPinnedLayout(layout, libbpf.mapName(map));
-        libbpf.mapSetPinPath(map, `${layout.maps}/${libbpf.mapName(map)}`);
+        const name = libbpf.mapName(map);
+        const capacity = capacityOf(name, capacities);
+        if (capacity !== undefined) libbpf.mapSetMaxEntries(map, capacity);
+        checkPinnedLayout(layout, name, capacity);
+        libbpf.mapSetPinPath(map, `${layout.maps}/${name}`);
       }
       const rc = libbpf.objectLoad(object);
       if (rc < 0) {
@@ -73,7 +76,7 @@ export class LoadedDatapath {
       }
       const maps = {} as Record<MapRole, KernelMap>;
       for (let map = libbpf.objectNextMap(object, null); map; map = libbpf.objectNextMap(object, map)) {
-        const role = roleOf(libbpf.mapName(map));
+        const role = roleOfMap(libbpf.mapName(map));
         if (role) maps[role] = new KernelMap(libbpf.mapFd(map));
       }
       const programs = new Map<string, BpfProgramHandle>();
@@ -203,23 +206,43 @@ function detachDirectory(directory: string): number {
   return detached;
 }
 
-/** Refuses a pinned map of another layout before libbpf would try to reuse it. */
-function checkPinnedLayout(layout: PinLayout, mapName: string): void {
-  const role = roleOf(mapName);
+/**
+ * Refuses a pinned map of another layout, or of another size than asked,
+ * before libbpf would try to reuse it (and fail without saying why).
+ */
+function checkPinnedLayout(layout: PinLayout, mapName: string, capacity: number | undefined): void {
+  const role = roleOfMap(mapName);
   const path = `${layout.maps}/${mapName}`;
   if (!role || !existsSync(path)) return;
   const fd = libbpf.objGet(path);
   if (fd < 0) return;
   try {
-    checkLayout(role, mapInfo(fd), path);
+    const info = mapInfo(fd);
+    checkLayout(role, info, path);
+    if (capacity !== undefined && info.maxEntries !== capacity) {
+      throw new SocklbError(
+        'SOCKLB_ERR_MAP_LAYOUT',
+        `${path} holds up to ${info.maxEntries} entries and ${CAPACITY_FLAGS[role]} asks for ${capacity}: a pinned map cannot be resized; run with ${CAPACITY_FLAGS[role]} ${info.maxEntries}, or \`socklb cleanup\` first (the datapath stops translating until the agent is back)`,
+      );
+    }
   } finally {
     closeSync(fd);
   }
 }
 
-const ROLE_BY_MAP_NAME = new Map<string, MapRole>(MAP_ROLES.map((role) => [MAP_NAMES[role], role]));
-
-/** The role of a map the agent writes; undefined for the programs' own (socket storage). */
-function roleOf(mapName: string): MapRole | undefined {
-  return ROLE_BY_MAP_NAME.get(mapName);
+/** How many entries each map the agent writes holds. */
+export interface MapCapacities {
+  frontends: number;
+  backends: number;
+  slots: number;
 }
+
+export const DEFAULT_CAPACITIES: MapCapacities = { frontends: 65536, backends: 65536, slots: 262144 };
+
+// Every frontend has one service name.
+function capacityOf(mapName: string, capacities: MapCapacities): number | undefined {
+  const role = roleOfMap(mapName);
+  return role === undefined ? undefined : capacities[role === 'serviceNames' ? 'frontends' : role];
+}
+
+

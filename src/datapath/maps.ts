@@ -3,6 +3,7 @@
 // and a fault-injecting one (memory-maps.ts) for tests.
 
 import { SocklbError, errnoName } from '../errors.js';
+import { MAP_NAMES } from './layout.js';
 
 export interface BpfMap {
   readonly name: string;
@@ -32,10 +33,21 @@ export function mapsByRole(make: (role: MapRole) => BpfMap): DatapathMaps {
   return { frontends: make('frontends'), slots: make('slots'), backends: make('backends'), serviceNames: make('serviceNames') };
 }
 
+/** The `socklb run` flag that sizes each map (a frontend has one service name). */
+export const CAPACITY_FLAGS: Record<MapRole, string> = { frontends: '--max-frontends', serviceNames: '--max-frontends', backends: '--max-backends', slots: '--max-slots' };
+
+const ROLE_BY_MAP_NAME = new Map<string, MapRole>(MAP_ROLES.map((role) => [MAP_NAMES[role], role]));
+
+/** The role of a map the agent writes; undefined for the programs' own maps. */
+export function roleOfMap(mapName: string): MapRole | undefined {
+  return ROLE_BY_MAP_NAME.get(mapName);
+}
+
 /** A failed map write; `errno` is the kernel's answer. */
 export function mapWriteError(map: BpfMap, action: 'update' | 'delete', errno: number): SocklbError {
   const name = errnoName(errno);
-  const hint = name === 'E2BIG' || name === 'ENOSPC' || name === 'ENOMEM' ? `: map full (${map.maxEntries} entries); raise its size` : '';
+  const role = roleOfMap(map.name);
+  const hint = name === 'E2BIG' || name === 'ENOSPC' || name === 'ENOMEM' ? `: map full (${map.maxEntries} entries); raise ${role ? CAPACITY_FLAGS[role] : 'its size'}` : '';
   const error = new SocklbError('SOCKLB_ERR_MAP_UPDATE', `${action} ${map.name}: ${name}${hint}`);
   return Object.assign(error, { errno });
 }

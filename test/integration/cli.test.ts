@@ -5,7 +5,10 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { missingPrivileges, SOCKLB, socklb, testPinDirectory } from './support.js';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { findCgroup2Root, removeCgroup } from '../lab/cgroup.js';
+import { manifestDirectory, missingPrivileges, service, services, SOCKLB, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -45,5 +48,35 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
     await socklb(['cleanup', '--pin-dir', pinDir]);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /socklb: cannot open BPF object \/nonexistent\.bpf\.o: ENOENT/);
+  });
+});
+
+describe('map capacities', { skip: missingPrivileges() }, () => {
+  it('reports a frontend that does not fit, serves the others, and refuses to resize a pinned map', async () => {
+    const pinDir = testPinDirectory('capacity');
+    const manifests = await manifestDirectory();
+    const cgroupRoot = await findCgroup2Root();
+    const cgroup = join(cgroupRoot, `socklb-test-capacity-${process.pid}`);
+    await mkdir(cgroup, { recursive: true });
+    let agent: RunningAgent | undefined;
+    try {
+      await writeManifest(join(manifests, 'services.yaml'), ['10.96.9.1', '10.96.9.2', '10.96.9.3'].map((ip, i) => service(`svc-${i}`, [ip], [{ name: 'http', port: 80 }])));
+      const args = ['--manifests', manifests, '--cgroup', cgroup, '--pin-dir', pinDir];
+      agent = await startAgent([...args, '--max-frontends', '2']);
+      const frontends = await services(pinDir);
+      assert.equal(frontends.length, 2, 'two frontends fit');
+      const failure = agent.logs.find((line) => typeof line.msg === 'string' && /update frontend 10\.96\.9\.3:80\/TCP: update socklb_(fe_v2|name_v1): E2BIG: map full \(2 entries\); raise --max-frontends/.test(line.msg));
+      assert.ok(failure, 'the frontend that does not fit is logged with the map and its size');
+      await agent.stop();
+      agent = undefined;
+      const resized = await socklb(['run', ...args, '--max-frontends', '4', '--metrics-bind-address', '', '--healthz-bind-address', '']);
+      assert.equal(resized.code, 1);
+      assert.match(resized.stderr, /holds up to 2 entries and --max-frontends asks for 4: a pinned map cannot be resized/);
+    } finally {
+      await agent?.stop();
+      await socklb(['cleanup', '--pin-dir', pinDir]);
+      await removeCgroup(cgroup, cgroupRoot);
+      await rm(manifests, { recursive: true, force: true });
+    }
   });
 });
