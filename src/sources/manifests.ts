@@ -32,8 +32,8 @@ export class ManifestSource implements Source {
   private stopped = false;
   /** When the first change not yet scanned was noticed. */
   private changeSeenAt: number | undefined;
-  /** The last delivered state, as text. */
-  private delivered: string | undefined;
+  /** The tree's own problems (unreadable or unwatchable directories) as last delivered. */
+  private deliveredTreeProblems: string | undefined;
 
   constructor(options: ManifestSourceOptions) {
     this.root = options.path;
@@ -81,23 +81,38 @@ export class ManifestSource implements Source {
     if (state && !this.stopped) this.onState?.(changeSeenAt === undefined ? state : { ...state, changeSeenAt });
   }
 
-  /** Rescans the tree and re-reads the files that changed; the new state, or undefined when nothing changed. */
+  /**
+   * Rescans the tree and re-reads the files that changed; the new state, or
+   * undefined when nothing changed. The work is in proportion to the files
+   * that changed, not to the whole tree: one edited Service among thousands
+   * costs one file's parse and comparison.
+   */
   private async scan(): Promise<SourceState | undefined> {
     const tree = await scanTree(this.root);
     const files = new Map<string, FileRead>();
+    let changed = false;
     for (const [path, stats] of [...tree.files].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const known = this.files.get(path);
-      const unchanged = known !== undefined && known.signature === signatureOf(stats);
-      files.set(path, unchanged ? known : await readManifestFile(path, stats, known?.objects ?? new Map()));
+      if (known !== undefined && known.signature === signatureOf(stats)) {
+        files.set(path, known);
+        continue;
+      }
+      const read = await readManifestFile(path, stats, known?.objects ?? new Map());
+      // A save that changed nothing socklb reads (a comment, a touch, a Deployment) keeps the objects as they were.
+      if (sameContents(known ?? NOTHING_READ, read)) files.set(path, { ...(known ?? read), signature: read.signature });
+      else {
+        files.set(path, read);
+        changed = true;
+      }
     }
+    for (const [path, known] of this.files) if (!files.has(path) && !sameContents(known, NOTHING_READ)) changed = true;
     if (this.stopped) return undefined;
     this.files = files;
-    const watchProblems = this.watchDirectories(tree.watch);
-    const state = assembleState(files, [...tree.problems, ...watchProblems]);
-    const text = JSON.stringify([[...state.services], [...state.slices], state.problems]);
-    if (text === this.delivered) return undefined;
-    this.delivered = text;
-    return state;
+    const problems = [...tree.problems, ...this.watchDirectories(tree.watch)];
+    const problemsText = JSON.stringify(problems);
+    if (!changed && problemsText === this.deliveredTreeProblems) return undefined;
+    this.deliveredTreeProblems = problemsText;
+    return assembleState(files, problems);
   }
 
   /** Brings the watchers in step with the tree; problems for the directories that cannot be watched. */
@@ -154,6 +169,13 @@ type ManifestObject =
   | { kind: 'EndpointSlice'; slice: EndpointSlice }
   /** A Service socklb does not translate (headless, ExternalName): its slices are left out too. */
   | { kind: 'IgnoredService'; key: string };
+
+const NOTHING_READ: FileRead = { signature: undefined, objects: new Map(), problems: [] };
+
+function sameContents(a: FileRead, b: FileRead): boolean {
+  if (a.objects.size !== b.objects.size || a.problems.length !== b.problems.length) return false;
+  return JSON.stringify([[...a.objects], a.problems]) === JSON.stringify([[...b.objects], b.problems]);
+}
 
 interface FileRead {
   /** (mtime, size, inode) when read; undefined: read it again at the next scan. */
