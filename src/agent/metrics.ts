@@ -26,7 +26,9 @@ export class AgentMetrics {
 
   constructor(source: MetricsSource) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
+    // The event loop lag is sampled once a second, not every 10 ms (prom-client's default): that
+    // timer alone woke the idle agent 100 times a second (docs/footprint.md).
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
     this.syncDuration = new Histogram({ name: 'kubeproxy_sync_proxy_rules_duration_seconds', help: 'Time to bring the datapath in step with a change', buckets: SYNC_BUCKETS, registers });
     this.lastSync = new Gauge({ name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds', help: 'When the datapath was last brought in step', registers });
     this.programmingDuration = new Histogram({

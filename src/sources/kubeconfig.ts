@@ -45,7 +45,7 @@ export async function loadKubeConfig(path: string | undefined, env: NodeJS.Proce
 }
 
 async function checked(origin: string, load: (config: KubeConfig, KubeConfigClass: typeof KubeConfig) => void): Promise<LoadedKubeConfig> {
-  const { KubeConfig: KubeConfigClass } = await import('@kubernetes/client-node');
+  const { KubeConfig: KubeConfigClass } = await import('./client-node.js');
   const config = new KubeConfigClass();
   try {
     load(config, KubeConfigClass);

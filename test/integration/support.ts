@@ -18,9 +18,10 @@ export function missingPrivileges(): string | undefined {
   return process.getuid?.() === 0 ? undefined : 'SKIPPED: integration tests need root (network namespaces, cgroups, BPF); run `sudo make test`';
 }
 
-export async function socklb(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+/** Runs the CLI; `entry` is another build of it (the bundle, dist/socklb.js). */
+export async function socklb(args: string[], entry = SOCKLB): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [SOCKLB, ...args], { timeout: 30_000 });
+    const { stdout, stderr } = await execFileAsync(process.execPath, [entry, ...args], { timeout: 30_000 });
     return { stdout, stderr, code: 0 };
   } catch (error) {
     const failed = error as { stdout?: string; stderr?: string; code?: number };
@@ -57,19 +58,26 @@ export interface RunningAgent {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
+export interface StartOptions {
+  /** Another build of the CLI (the bundle, dist/socklb.js); default build/src/cli/main.js. */
+  entry?: string;
+  /** How long it may take to start serving; default 10 s. */
+  timeoutMs?: number;
+}
+
 /**
  * Starts `socklb run` and resolves once it says it is serving. Metrics and
  * health listen on loopback ports of the kernel's choice, so that agents of
  * several tests never collide.
  */
-export async function startAgent(args: string[]): Promise<RunningAgent> {
+export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 10_000 }: StartOptions = {}): Promise<RunningAgent> {
   const ports = ['--metrics-bind-address', '127.0.0.1:0', '--healthz-bind-address', '127.0.0.1:0'];
-  const child = spawn(process.execPath, [SOCKLB, 'run', ...ports, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [entry, 'run', ...ports, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     let buffered = '';
-    const timer = setTimeout(() => reject(new Error(`socklb run did not start serving within 10 s: ${JSON.stringify(logs.slice(-5))}`)), 10_000);
+    const timer = setTimeout(() => reject(new Error(`socklb run did not start serving within ${timeoutMs / 1000} s: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
     child.stderr?.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
       const lines = buffered.split('\n');
