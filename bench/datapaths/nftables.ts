@@ -4,8 +4,8 @@
 //
 // Loading grows quadratically with the number of Services on this kernel: the anonymous `numgen`
 // verdict map of every service chain costs a walk of the transaction when it is bound (18 s at
-// 5000 Services, 119 s at 10000 on this machine), and split into transactions of 1000 Services it
-// is no better (a transaction into a table of 30000 Services took 32 s). Above `maxServices` the
+// 5000 Services, 81 to 119 s at 10000 on this machine), and split into transactions of 1000 Services
+// it is no better (one into a table already holding 29000 Services took 32 s). Above `maxServices` the
 // datapath is therefore reported as not measured, with that reason, rather than loaded for an hour.
 import type { Lab, Sandbox } from '../../test/lab/lab.js';
 import { churnEndpoints, withEndpoints, type BenchPort, type BenchService, type Catalog } from '../catalog.js';

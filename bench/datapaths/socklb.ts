@@ -5,6 +5,7 @@
 import { readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_CAPACITIES, type MapCapacities } from '../../src/datapath/loader.js';
 import { socklb, startAgent, type RunningAgent } from '../../test/integration/support.js';
 import type { Sandbox } from '../../test/lab/lab.js';
 import { churnEndpoints, type BenchPort, type BenchService, type Catalog } from '../catalog.js';
@@ -26,6 +27,7 @@ const CHANGE_TIMEOUT_MS = 60_000;
  * long first, as files that already exist when they appear.
  */
 const MANIFEST_SETTLE_MS = 1_100;
+const AGENT_STOP_TIMEOUT_MS = 5_000;
 /** How long the agent is watched doing nothing, for its idle CPU (retries of failed writes show here). */
 const IDLE_WINDOW_MS = 5_000;
 
@@ -50,7 +52,7 @@ export class SocklbDatapath implements Datapath {
     await writeCatalogManifests(staged, catalog);
     await sleep(MANIFEST_SETTLE_MS);
     // The agent starts on a path that does not exist yet: it serves nothing and watches for it.
-    const agent = await startAgent(['--manifests', this.#manifests, '--cgroup', this.client.cgroupPath, '--pin-dir', this.pinDirectory]);
+    const agent = await startAgent(['--manifests', this.#manifests, '--cgroup', this.client.cgroupPath, '--pin-dir', this.pinDirectory, ...capacityFlags(catalog)]);
     this.#agent = agent;
     const from = agent.logs.length;
     const started = performance.now();
@@ -66,6 +68,7 @@ export class SocklbDatapath implements Datapath {
         frontends: Number(synced.frontends),
         failedFrontends: Number(synced.failed),
         mapWrites: Number(synced.operations),
+        capacityFlags: capacityFlags(catalog).join(' '),
       },
     };
   }
@@ -130,12 +133,34 @@ export class SocklbDatapath implements Datapath {
     return this.#agent;
   }
 
+  /** SIGTERM, then SIGKILL if the agent is too busy (parsing manifests) to stop soon. */
   async #stopAgent(): Promise<void> {
     this.#reader?.close();
     this.#reader = undefined;
-    await this.#agent?.stop();
+    const agent = this.#agent;
     this.#agent = undefined;
+    if (agent === undefined) return;
+    const kill = setTimeout(() => void agent.stop('SIGKILL'), AGENT_STOP_TIMEOUT_MS);
+    await agent.stop();
+    clearTimeout(kill);
   }
+}
+
+/**
+ * The map capacities an operator would give the agent for this catalog: the defaults while they
+ * suffice (so that the footprint is the default one), otherwise what the catalog needs with a
+ * quarter to spare (an endpoint change holds its old and new backend for a moment).
+ */
+function capacityFlags(catalog: Catalog): string[] {
+  const ports = catalog.services.flatMap((service) => service.ports.map((port) => ({ port, endpoints: service.endpoints })));
+  const needed = {
+    frontends: ports.length,
+    backends: new Set(ports.flatMap(({ port, endpoints }) => endpoints.map((ip) => `${ip}:${port.targetPort}`))).size,
+    slots: ports.reduce((sum, { endpoints }) => sum + endpoints.length, 0),
+  };
+  return (Object.keys(needed) as (keyof MapCapacities)[]).flatMap((map) =>
+    needed[map] <= DEFAULT_CAPACITIES[map] ? [] : [`--max-${map}`, String(Math.ceil(needed[map] * 1.25))],
+  );
 }
 
 /** Resolves to the first log line from index `from` on that `accept`s; rejects if the agent exits first. */
