@@ -50,10 +50,10 @@ bundle: $(BPF_OBJECTS) node_modules/.package-lock.json
 
 # The integration tests run the bundle too (test/integration/bundle.test.ts).
 test: build bundle
-	node --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/test/integration/
+	node --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/bench/test/ build/test/integration/
 
 test-unit: build
-	node --test --test-reporter=spec build/test/unit/
+	node --test --test-reporter=spec build/test/unit/ build/bench/test/
 
 test-integration: build bundle
 	node --test --test-concurrency=1 --test-reporter=spec build/test/integration/
