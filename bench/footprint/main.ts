@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ApiServer } from '../../test/fixtures/apiserver.js';
 import { findCgroup2Root, removeCgroup } from '../../test/lab/cgroup.js';
-import { missingPrivileges, socklb, startAgent, testPinDirectory } from '../../test/integration/support.js';
+import { missingPrivileges, socklb, startAgent } from '../../test/integration/support.js';
 import { processCpuUs } from '../cpu.js';
 import { describeMachine } from '../machine.js';
 import { pinnedMapMemory } from '../socklb-maps.js';
@@ -77,7 +77,8 @@ if (skip) {
   process.exit(1);
 }
 
-const pinDir = testPinDirectory('footprint');
+// Fixed, not per process: the next run removes what an interrupted one left.
+const pinDir = '/sys/fs/bpf/socklb-footprint';
 const cgroupRoot = await findCgroup2Root();
 const cgroup = join(cgroupRoot, 'socklb-footprint');
 const workDirectory = await mkdtemp(join(tmpdir(), 'socklb-footprint-'));
