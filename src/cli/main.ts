@@ -247,7 +247,7 @@ program
       .choices(STUCK_SOCKET_POLICIES)
       .default(DEFAULT_STUCK_SOCKET_POLICY),
   )
-  .option('--node-name <name>', 'this node, for internalTrafficPolicy Local (endpoints whose nodeName it is)', hostname())
+  .option('--node-name <name>', 'this node, for internalTrafficPolicy Local (endpoints whose nodeName it is); default the host name, lowercased as kube-proxy does', hostname().toLowerCase())
   .option('--node-zone <zone>', 'this node\'s topology.kubernetes.io/zone, for topology hints')
   .option('--node-ip <address>', 'an address of this node where NodePorts are reached (repeatable)', collect, [] as string[])
   .option('--allowed-external-ip-cidrs <cidrs>', 'comma-separated CIDRs inside which spec.externalIPs are translated (default: none, see CVE-2020-8554)', collectCommaSeparated, [] as string[])
