@@ -16,7 +16,7 @@ import { RESULTS_FORMAT, type BenchResults } from './results.js';
 import { runScale } from './scale.js';
 import { buildTopology } from './topology.js';
 import { sweepStaleRuns, workdirPrefix, type Teardown } from './teardown.js';
-import { WRK_SCRIPT } from './wrk.js';
+import { WRK_SCRIPT } from '../test/lab/wrk.js';
 
 const execFileAsync = promisify(execFile);
 

@@ -7,7 +7,7 @@
 //                             no other datapath's connections
 import type { Lab, Pod, Sandbox } from '../test/lab/lab.js';
 import { testPinDirectory } from '../test/integration/support.js';
-import { startIperfServer, startNginx } from './backends.js';
+import { startIperfServer, startNginx } from '../test/lab/backends.js';
 import { HTTP_TARGET_PORT, UDP_PORT } from './catalog.js';
 import type { Datapath, DatapathName } from './datapaths/datapath.js';
 import { DirectDatapath } from './datapaths/direct.js';

@@ -5,7 +5,7 @@ import type { Catalog } from './catalog.js';
 import { cpuTimesSince, readCpuTimes, type CpuTimes } from './cpu.js';
 import type { Datapath, DatapathName } from './datapaths/datapath.js';
 import { iperfArgv, parseIperfReport } from './iperf.js';
-import { parseWrkReport, wrkArgv } from './wrk.js';
+import { parseWrkReport, wrkArgv } from '../test/lab/wrk.js';
 
 export type WorkloadName = 'short' | 'keepalive' | 'connect' | 'udp';
 

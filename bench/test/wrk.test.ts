@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseIperfReport } from '../iperf.js';
-import { parseWrkReport, wrkArgv } from '../wrk.js';
+import { parseWrkReport, wrkArgv } from '../../test/lab/wrk.js';
 
 describe('load generators', () => {
   it('runs wrk under the hard open-file limit, with Connection: close when asked, spreading through WRK_SPREAD', () => {

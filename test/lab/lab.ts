@@ -172,6 +172,16 @@ export class Lab {
     );
   }
 
+  /** Kills a process `spawn` started (its whole group) and resolves once it is gone. */
+  stop(child: ChildProcess): Promise<void> {
+    return this.#processes.kill(child);
+  }
+
+  /** Sets sysctls of the target's network namespace (net.*), e.g. NGINX_POD_SYSCTLS. */
+  async sysctl(target: Pod | Sandbox, settings: readonly string[]): Promise<void> {
+    await this.exec(target, ['sysctl', '--quiet', '--write', ...settings], { inCgroup: false });
+  }
+
   /** Starts echo-server.js in a pod; resolves once it listens. */
   startEchoServer(pod: Pod, options: EchoServerOptions): Promise<EchoServer> {
     return this.#guard(async () => {

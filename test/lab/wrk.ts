@@ -1,7 +1,16 @@
-// wrk, the HTTP load generator, driven from a client namespace: its command line and its report.
+// wrk, the HTTP load generator, driven from a client namespace (the benchmark, the load tests): its
+// command line and its report.
 // A small Lua script makes wrk print its figures as one JSON line (done()), and lets a client
 // without a ClusterIP spread its threads over several addresses (setup()), which is how the
 // direct datapath shares its load among the backends as a Service would.
+
+import type { Lab, Sandbox } from './lab.js';
+
+/** For a client of short connections (2000 at a time, tens of thousands a second): every port. */
+export const WRK_CLIENT_SYSCTLS = ['net.ipv4.ip_local_port_range=1024 65535'];
+
+/** A run ends by itself after its duration; this only catches a hung wrk. */
+const RUN_GRACE_MS = 30_000;
 
 export interface WrkOptions {
   url: string;
@@ -23,7 +32,7 @@ export interface WrkReport {
 }
 
 /** The Lua script; written to a file once and passed with -s. */
-export const WRK_SCRIPT = `-- Written by the socklb benchmark (bench/wrk.ts).
+export const WRK_SCRIPT = `-- Written by socklb's lab (test/lab/wrk.ts).
 local spread = os.getenv("WRK_SPREAD")
 local threads = 0
 function setup(thread)
@@ -63,4 +72,10 @@ export function parseWrkReport(stdout: string): WrkReport {
   const raw = JSON.parse(line.slice('WRK_JSON '.length)) as { durationUs: number; requests: number; errors: WrkReport['errors']; latencyUs: WrkReport['latencyUs'] };
   const durationS = raw.durationUs / 1e6;
   return { requests: raw.requests, durationS, requestsPerSecond: raw.requests / durationS, errors: raw.errors, latencyUs: raw.latencyUs };
+}
+
+/** Runs wrk to its end in the client (inside its cgroup) and reads its report. */
+export async function runWrk(lab: Lab, client: Sandbox, options: WrkOptions, scriptPath: string): Promise<WrkReport> {
+  const { stdout } = await lab.exec(client, wrkArgv(options, scriptPath), { timeoutMs: options.seconds * 1000 + RUN_GRACE_MS });
+  return parseWrkReport(stdout);
 }
