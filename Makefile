@@ -27,19 +27,29 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-build/bpf/%.bpf.o: bpf/%.bpf.c bpf/socklb.h bpf/socklb_sock.h build/.debian-packages
+# The load tests' "new build" for an upgrade under load: the same maps, other instructions.
+UPGRADE_TEST_BPF_OBJECTS := $(BPF_OBJECTS:build/bpf/%=build/bpf-upgrade-test/%)
+
+# Debug info is stripped; BTF, which the loader and the layout test need, stays.
+define compile_bpf
 	@mkdir -p $(dir $@)
-	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 \
+	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 $(1) \
 	  -I/usr/include/$(MULTIARCH) -c $< -o $@
-	# Debug info is stripped; BTF, which the loader and the layout test need, stays.
 	llvm-strip -g $@
+endef
+
+build/bpf/%.bpf.o: bpf/%.bpf.c bpf/socklb.h bpf/socklb_sock.h build/.debian-packages
+	$(call compile_bpf,)
+
+build/bpf-upgrade-test/%.bpf.o: bpf/%.bpf.c bpf/socklb.h bpf/socklb_sock.h build/.debian-packages
+	$(call compile_bpf,-DSOCKLB_LOOKUP_ATTEMPTS=3)
 
 build/.tsc: $(TS_SOURCES) tsconfig.json node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 	@touch $@
 
 setup: build/.debian-packages node_modules/.package-lock.json
-build: setup $(BPF_OBJECTS) build/.tsc
+build: setup $(BPF_OBJECTS) $(UPGRADE_TEST_BPF_OBJECTS) build/.tsc
 
 demo: build
 	node build/demo/demo.js

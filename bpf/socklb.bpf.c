@@ -152,14 +152,20 @@ remember_affinity(const struct socklb_affinity_key *client, const struct backend
  * The agent writes a growing frontend's slots before its count and shrinks
  * the count before deleting slots, so a slot below the count always exists.
  * A lookup that read the count just before a shrink can still miss its slot
- * (or the backend behind it): such a lookup is retried once against the
- * frontend as it is now.
+ * (or the backend behind it): such a lookup is retried against the frontend
+ * as it is now. Two attempts suffice for one write racing the lookup; the
+ * load tests build a variant with -DSOCKLB_LOOKUP_ATTEMPTS=3 as the "new
+ * build" of an upgrade (other instructions, the same maps).
  */
+#ifndef SOCKLB_LOOKUP_ATTEMPTS
+#define SOCKLB_LOOKUP_ATTEMPTS 2
+#endif
+
 static __always_inline enum lookup_result
 lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	       const struct socklb_translation *previous, struct backend_choice *out)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
+	for (int attempt = 0; attempt < SOCKLB_LOOKUP_ATTEMPTS; attempt++) {
 		struct socklb_affinity_key client = {};
 		const struct socklb_frontend *frontend;
 

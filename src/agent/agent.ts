@@ -58,6 +58,7 @@ export class Agent {
   private readonly failed = new Set<string>();
   private reportedProblems = new Map<string, InputProblem>();
   private firstStateSeen = false;
+  private syncedOnce = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
   private syncListeners: ((result: SyncResult) => void)[] = [];
@@ -121,7 +122,10 @@ export class Agent {
     }
     for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
     const summary: SyncResult = { ...cause, frontends: result.frontends, operations: result.operations, failed: result.failed.size, durationMs: performance.now() - started };
-    if (summary.frontends > 0 || summary.failed > 0) this.options.logger.info(summary, 'datapath synced');
+    // The first sync is logged even when it wrote nothing: that is how a restart shows that it
+    // adopted the maps as they were, without rewriting an entry.
+    if (summary.frontends > 0 || summary.failed > 0 || !this.syncedOnce) this.options.logger.info(summary, 'datapath synced');
+    this.syncedOnce = true;
     if (served) this.destroyStuckSockets(stalePairs(served, servedBackends(this.state, frontendIds)));
     this.scheduleRetry();
     for (const listener of this.syncListeners) listener(summary);

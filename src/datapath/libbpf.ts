@@ -49,6 +49,7 @@ export const libbpf = {
   linkDetach: f('int bpf_link__detach(bpf_link *link)') as (link: BpfLinkHandle) => number,
   linkDestroy: f('int bpf_link__destroy(bpf_link *link)') as (link: BpfLinkHandle) => number,
   objGet: f('int bpf_obj_get(const char *path)') as (path: string) => number,
+  progGetFdById: f('int bpf_prog_get_fd_by_id(uint32_t id)') as (id: number) => number,
   objGetInfoByFd: f('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *info_len)') as (fd: number, info: Buffer, length: number[]) => number,
   mapUpdateElem: f('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)') as (fd: number, key: Buffer, value: Buffer, flags: number) => number,
   mapLookupElem: f('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)') as (fd: number, key: Buffer, value: Buffer) => number,

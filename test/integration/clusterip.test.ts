@@ -230,7 +230,7 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     assert.equal(Object.values(during.hits).reduce((a, b) => a + b, 0), 400);
     assert.deepEqual(await services(pinDir), before, 'same frontends, service ids and backends after the restart');
     const synced = agent.logs.filter((line) => line.msg === 'datapath synced');
-    assert.deepEqual(synced, [], 'the restarted agent had nothing to rewrite');
+    assert.deepEqual(synced.map((line) => line.operations), [0], 'the restarted agent had nothing to rewrite');
   });
 
   it('`socklb cleanup` leaves nothing pinned or attached', async () => {
