@@ -9,6 +9,9 @@ import type { Lab, Sandbox } from './lab.js';
 /** For a client of short connections (2000 at a time, tens of thousands a second): every port. */
 export const WRK_CLIENT_SYSCTLS = ['net.ipv4.ip_local_port_range=1024 65535'];
 
+/** wrk counts a response that comes later than this after its request as a timeout error. */
+export const WRK_TIMEOUT_S = 2;
+
 /** A run ends by itself after its duration; this only catches a hung wrk. */
 const RUN_GRACE_MS = 30_000;
 
@@ -59,7 +62,7 @@ end
  * container), through env so that WRK_SPREAD reaches the script.
  */
 export function wrkArgv(options: WrkOptions, scriptPath: string): string[] {
-  const wrk = ['wrk', '-t', String(options.threads), '-c', String(options.connections), '-d', `${options.seconds}s`, '--timeout', '2s', '-s', scriptPath];
+  const wrk = ['wrk', '-t', String(options.threads), '-c', String(options.connections), '-d', `${options.seconds}s`, '--timeout', `${WRK_TIMEOUT_S}s`, '-s', scriptPath];
   if (options.closeEachConnection) wrk.push('-H', 'Connection: close');
   wrk.push(options.url);
   const env = ['env', `WRK_SPREAD=${(options.spreadOver ?? []).join(',')}`];
