@@ -15,13 +15,13 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { openPinnedMaps } from '../../src/datapath/kernel-maps.js';
 import { MAP_CODECS, MAP_NAMES } from '../../src/datapath/layout.js';
-import { pinnedLinks, type PinnedLink } from '../../src/datapath/links.js';
 import { pinLayout } from '../../src/datapath/loader.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { NGINX_POD_SYSCTLS, readAccessLog, startNginx, type Nginx } from '../lab/backends.js';
 import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
 import { runWrk, WRK_CLIENT_SYSCTLS, WRK_SCRIPT, WRK_TIMEOUT_S, type WrkOptions, type WrkReport } from '../lab/wrk.js';
-import { endpointSlice, manifestDirectory, missingPrivileges, pinnedMapIds, service, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
+import { pinnedLinks, pinnedMapIds, type PinnedLink } from './pins.js';
+import { endpointSlice, manifestDirectory, missingPrivileges, service, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
 
 const skip = missingPrivileges();
 

@@ -2,7 +2,6 @@
 // agent with its logs, and manifests written as kubectl would print them.
 
 import { spawn, type ChildProcess, execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
 import { mkdtemp, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,9 +9,6 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import type { FrontendDescription } from '../../src/datapath/dump.js';
-import { mapInfo } from '../../src/datapath/kernel-maps.js';
-import { libbpf, libcCalls } from '../../src/datapath/libbpf.js';
-import { pinLayout } from '../../src/datapath/loader.js';
 
 export const SOCKLB = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const execFileAsync = promisify(execFile);
@@ -189,24 +185,6 @@ export function endpointSlice(name: string, serviceName: string, family: 'IPv4' 
       ...(endpoint.zone === undefined ? {} : { zone: endpoint.zone, hints: { forZones: [{ name: endpoint.zone }] } }),
     })),
   };
-}
-
-/** The kernel's id of every map pinned under `pinDir`, by name: restarts and upgrades must keep them. */
-export function pinnedMapIds(pinDir: string): Record<string, number> {
-  const directory = pinLayout(pinDir).maps;
-  return Object.fromEntries(
-    readdirSync(directory)
-      .sort()
-      .map((name) => {
-        const fd = libbpf.objGet(`${directory}/${name}`);
-        if (fd < 0) throw new Error(`cannot open the pinned map ${directory}/${name}`);
-        try {
-          return [name, mapInfo(fd).id];
-        } finally {
-          libcCalls.close(fd);
-        }
-      }),
-  );
 }
 
 /** A bpffs directory of this test run's own, so that no other agent's pins are touched. */
