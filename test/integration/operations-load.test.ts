@@ -45,14 +45,18 @@ const DOWN_MS = 1_000;
 const AGENT_START_TIMEOUT_MS = 20_000;
 
 /**
- * The churn: CHURN_RATE manifest writes a second for CHURN_SECONDS, each taking the oldest of
- * ACTIVE_BACKENDS out and the next backend in. Backends are nginx ports on pods, taken in two
- * lanes (so that two pods share the load) of PORTS_PER_POD ports per pod; each backend serves
- * once, and a pod's nginx is stopped once all its backends are out of the datapath.
+ * The churn: CHURN_RATE manifest writes a second for CHURN_SECONDS, each taking the oldest
+ * endpoint out and bringing the next two in, or none: GROW_WRITES writes of one kind, then as many
+ * of the other, so that a frontend's count grows and shrinks between MIN_BACKENDS and
+ * MIN_BACKENDS + GROW_WRITES as well as having slots rewritten in place (every kind of write the
+ * planner orders). Backends are nginx ports on pods, taken in two lanes (so that two pods share
+ * the load) of PORTS_PER_POD ports per pod; each backend serves once, and a pod's nginx is stopped
+ * once all its backends are out of the datapath.
  */
 const CHURN_RATE = 100;
 const CHURN_SECONDS = 30;
-const ACTIVE_BACKENDS = 20;
+const MIN_BACKENDS = 20;
+const GROW_WRITES = 10;
 const LANES = 2;
 const PORTS_PER_POD = 300;
 const FIRST_PORT = 20_000;
@@ -219,9 +223,12 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
   it('serves every connection, and none to a removed backend, while endpoints churn 100 times a second', async (t) => {
     const ticks = CHURN_RATE * CHURN_SECONDS;
     const backends: ChurnBackend[] = [];
-    const podCount = LANES * Math.ceil((ticks + ACTIVE_BACKENDS) / LANES / PORTS_PER_POD);
+    // As many additions as removals, over a whole number of grow-and-shrink cycles.
+    const additionsOf = (tick: number) => (Math.floor(tick / GROW_WRITES) % 2 === 0 ? 2 : 0);
+    const total = MIN_BACKENDS + ticks;
+    const podCount = LANES * Math.ceil(total / LANES / PORTS_PER_POD);
     const pods = await Promise.all(Array.from({ length: podCount }, (_, i) => addBackendPod(`churn-${i + 1}`)));
-    for (let index = 0; index < ticks + ACTIVE_BACKENDS; index++) {
+    for (let index = 0; index < total; index++) {
       const perLane = Math.floor(index / LANES);
       const pod = LANES * Math.floor(perLane / PORTS_PER_POD) + (index % LANES);
       backends.push({ index, pod, address: pods[pod]!.ipv4, port: FIRST_PORT + (perLane % PORTS_PER_POD) });
@@ -240,7 +247,7 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
 
     const maps = openPinnedMaps(pinLayout(pinDir).maps);
     try {
-      const initial = backends.slice(0, ACTIVE_BACKENDS);
+      const initial = backends.slice(0, MIN_BACKENDS);
       const writtenAt = Date.now();
       for (const backend of initial) backend.addedAt = writtenAt;
       await writeChurn(initial);
@@ -268,15 +275,22 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       await sleep(1_000);
       const syncsBefore = agent!.logs.length;
       const started = performance.now();
+      let added = MIN_BACKENDS;
+      let largest = 0;
       for (let tick = 0; tick < ticks; tick++) {
         const wait = started + (tick * 1000) / CHURN_RATE - performance.now();
         if (wait > 0) await sleep(wait);
-        const [out, into] = [backends[tick]!, backends[tick + ACTIVE_BACKENDS]!];
-        out.removedAt = into.addedAt = Date.now();
-        await writeChurn(backends.slice(tick + 1, tick + 1 + ACTIVE_BACKENDS));
+        const out = backends[tick]!;
+        const into = backends.slice(added, (added += additionsOf(tick)));
+        out.removedAt = Date.now();
+        for (const backend of into) backend.addedAt = out.removedAt;
+        const active = backends.slice(tick + 1, added);
+        largest = Math.max(largest, active.length);
+        await writeChurn(active);
         leaving.add(out);
         observe();
       }
+      assert.equal(added, total, 'as many additions as removals');
       const churnSeconds = (performance.now() - started) / 1000;
       const deadline = Date.now() + 10_000;
       while (leaving.size > 0 && Date.now() < deadline) {
@@ -308,8 +322,9 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       const removalMs = removed.map((backend) => backend.goneAt! - backend.removedAt!);
       const syncs = agent!.logs.slice(syncsBefore).filter((line) => line.msg === 'datapath synced');
       t.diagnostic(
-        `churn: ${ticks} manifest writes in ${churnSeconds.toFixed(1)} s (${(ticks / churnSeconds).toFixed(1)}/s), each one endpoint in and one out: ` +
-          `${ticks} additions and ${removed.length} removals over ${backends.length} backends on ${pods.length} pods, ${stopped.length} pods stopped after their backends left`,
+        `churn: ${ticks} manifest writes in ${churnSeconds.toFixed(1)} s (${(ticks / churnSeconds).toFixed(1)}/s), each one endpoint out and two or none in: ` +
+          `${total - MIN_BACKENDS} additions and ${removed.length} removals (${((total - MIN_BACKENDS + removed.length) / churnSeconds).toFixed(0)} endpoint changes a second), ` +
+          `${MIN_BACKENDS} to ${largest} endpoints at a time, ${backends.length} backends on ${pods.length} pods, ${stopped.length} pods stopped after their backends left`,
       );
       t.diagnostic(
         `agent: ${syncs.length} syncs (${(syncs.length / churnSeconds).toFixed(1)}/s), ${syncs.reduce((sum, line) => sum + Number(line.operations), 0)} map writes; ` +
