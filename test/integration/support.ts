@@ -1,6 +1,7 @@
 // What the integration tests share: the socklb CLI as a child process, the
 // agent with its logs, and manifests written as kubectl would print them.
 
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess, execFile } from 'node:child_process';
 import { mkdtemp, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,12 @@ export async function socklb(args: string[], entry = SOCKLB): Promise<{ stdout: 
   }
 }
 
+/** A refusal as the CLI must give it: one sentence on stderr, no stack trace. */
+export function assertOneSentence(stderr: string): void {
+  assert.match(stderr, /^socklb: [^\n]+\n$/, `one line on stderr, got ${JSON.stringify(stderr)}`);
+  assert.doesNotMatch(stderr, /\bat .*\.js:\d+/, 'no stack trace');
+}
+
 export async function services(pinDir: string): Promise<FrontendDescription[]> {
   const result = await socklb(['services', '-o', 'json', '--pin-dir', pinDir]);
   if (result.code !== 0) throw new Error(`socklb services failed: ${result.stderr}`);
@@ -54,6 +61,8 @@ export interface RunningAgent {
   /** Loopback ports the agent chose for /metrics and /healthz. */
   readonly metricsPort: number;
   readonly healthzPort: number;
+  /** Its control socket, for `socklb sandbox` and `socklb oci-hook`. */
+  readonly controlSocket: string;
   /** Sends `signal` and resolves once the process has exited. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -63,6 +72,15 @@ export interface StartOptions {
   entry?: string;
   /** How long it may take to start serving; default 10 s. */
   timeoutMs?: number;
+  /** Default: one of its own (testControlSocket), so that no two agents ever share one. */
+  controlSocket?: string;
+}
+
+let controlSocketsMade = 0;
+
+/** A control socket path of this test run's own, as testPinDirectory is for pins. */
+export function testControlSocket(name = `agent${controlSocketsMade++}`): string {
+  return `/run/socklb-test/${name}-${process.pid}.sock`;
 }
 
 /**
@@ -70,9 +88,9 @@ export interface StartOptions {
  * health listen on loopback ports of the kernel's choice, so that agents of
  * several tests never collide.
  */
-export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 10_000 }: StartOptions = {}): Promise<RunningAgent> {
+export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 10_000, controlSocket = testControlSocket() }: StartOptions = {}): Promise<RunningAgent> {
   const ports = ['--metrics-bind-address', '127.0.0.1:0', '--healthz-bind-address', '127.0.0.1:0'];
-  const child = spawn(process.execPath, [entry, 'run', ...ports, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [entry, 'run', ...ports, '--control-socket', controlSocket, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -105,6 +123,7 @@ export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 1
     logs,
     metricsPort: portOf('serving metrics'),
     healthzPort: portOf('serving health'),
+    controlSocket,
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
