@@ -23,8 +23,10 @@ import {
   writeManifest,
   type RunningAgent,
 } from './support.js';
+import { EventStream, netnsInode, translatedSockets } from './udp-support.js';
 
 const CLUSTER_IP = '10.96.0.10';
+const UDP_CLUSTER_IP = '10.96.0.53';
 
 describe('sandboxes added and removed at run time', { skip: missingPrivileges(), concurrency: false }, () => {
   const lab = new Lab();
@@ -32,6 +34,7 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
   const controlSocket = testControlSocket('sandbox');
   let manifests: string;
   let pod: Pod;
+  let udpPods: Pod[];
   let first: Sandbox;
   let second: Sandbox;
   let agent: RunningAgent | undefined;
@@ -57,20 +60,28 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
   };
   const SERVED = { hits: { 'pod-a': 3 }, errors: {} };
   const UNSERVED = { hits: {}, errors: { ENETUNREACH: 3 } };
+  /** The UDP Service backed by `backend` alone. */
+  const udpBackedBy = async (backend: Pod) => {
+    await writeManifest(join(manifests, 'udp.yaml'), [
+      service('udp', [UDP_CLUSTER_IP], [{ name: 'echo', port: 53, protocol: 'UDP', targetPort: 8080 }]),
+      endpointSlice('udp-a', 'udp', 'IPv4', [{ name: 'echo', port: 8080, protocol: 'UDP' }], [{ ip: backend.ipv4 }]),
+    ]);
+  };
   const linkDirectories = async () => (existsSync(`${pinDir}/links`) ? (await readdir(`${pinDir}/links`)).sort() : []);
 
   before(async () => {
     await Lab.sweepStale();
     await socklb(['cleanup', '--pin-dir', pinDir]);
     manifests = await manifestDirectory();
-    [pod, first, second] = await Promise.all([lab.addPod('pod-a'), lab.addSandbox('first'), lab.addSandbox('second')]);
-    await lab.startEchoServer(pod, { name: 'pod-a', port: 8080 });
+    [pod, first, second, ...udpPods] = await Promise.all([lab.addPod('pod-a'), lab.addSandbox('first'), lab.addSandbox('second'), lab.addPod('udp-a'), lab.addPod('udp-b')]);
+    await Promise.all([pod, ...udpPods].map((each) => lab.startEchoServer(each, { name: each.name, port: 8080, udp: true })));
     await writeManifest(join(manifests, 'web.yaml'), [
       service('web', [CLUSTER_IP], [{ name: 'http', port: 80, targetPort: 8080 }]),
       endpointSlice('web-a', 'web', 'IPv4', [{ name: 'http', port: 8080 }], [{ ip: pod.ipv4 }]),
     ]);
+    await udpBackedBy(udpPods[0]!);
     await start();
-    await waitForServices(pinDir, (frontends) => frontends.length === 1);
+    await waitForServices(pinDir, (frontends) => frontends.length === 2);
   });
 
   after(async () => {
@@ -179,6 +190,26 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
       assert.ok(agent!.logs.some((line) => line.msg === 'removed sandbox short-lived: its cgroup is gone'));
     } finally {
       await removeCgroup(shortLived, labCgroup);
+    }
+  });
+
+  it('finds the sandboxes\' sockets (socklb sockets) and destroys those stuck on a removed backend in a sandbox added at run time', async () => {
+    const stream = EventStream.start(lab, second, ['--target', UDP_CLUSTER_IP, '--port', '53', '--source-port', '12353', '--connect', '--interval-ms', '20']);
+    try {
+      await stream.waitFor((event) => event.event === 'reply' && event.name === 'udp-a', 5000);
+      const sockets = await translatedSockets(pinDir);
+      const inSecond = await netnsInode(second);
+      assert.ok(
+        sockets.some((socket) => socket.netns === inSecond && socket.translations.includes(`${UDP_CLUSTER_IP}:53 -> ${udpPods[0]!.ipv4}:8080`)),
+        `a translated socket in the sandbox's namespace: ${JSON.stringify(sockets)}`,
+      );
+      const from = stream.events.length;
+      await udpBackedBy(udpPods[1]!);
+      const failed = await stream.waitFor((event) => event.event === 'error', 5000, from);
+      assert.ok(['ECONNABORTED', 'EDESTADDRREQ'].includes(failed.code ?? ''), `the socket was destroyed: ${failed.code}`);
+      await stream.waitFor((event) => event.event === 'reply' && event.name === 'udp-b', 5000, from);
+    } finally {
+      await stream.stop();
     }
   });
 });
