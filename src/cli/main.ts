@@ -134,8 +134,8 @@ async function run(options: RunOptions): Promise<void> {
   routeLibbpfLog(logger);
   const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir, { frontends: options.maxFrontends, backends: options.maxBackends, slots: options.maxSlots });
   const cgroups = options.sandboxesOnly ? [] : options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
-  for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
   const sandboxes = await serveSandboxes(datapath, options.pinDir, options.controlSocket, logger);
+  for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
 
   const iterators = loadStuckSocketIterators(options, datapath, logger);
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];

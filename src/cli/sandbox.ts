@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { SocklbError } from '../errors.js';
 import type { LoadedDatapath } from '../datapath/loader.js';
 import type { Logger } from '../log.js';
-import { DEFAULT_CONTROL_SOCKET, requestControl, serveControlSocket, type ControlServer } from '../sandbox/control-socket.js';
+import { claimControlSocket, DEFAULT_CONTROL_SOCKET, requestControl, serveControlSocket, type ControlServer } from '../sandbox/control-socket.js';
 import { cgroupOfProcess, HOOK_STAGES, hookAction, parseContainerState, type HookStage } from '../sandbox/oci-state.js';
 import { PinnedSandboxes } from '../sandbox/pins.js';
 import type { ControlRequest } from '../sandbox/protocol.js';
@@ -29,6 +29,7 @@ export interface SandboxService {
  * (none when `controlSocket` is ''). The sandboxes stay attached after the agent stops.
  */
 export async function serveSandboxes(datapath: LoadedDatapath, pinDirectory: string, controlSocket: string, logger: Logger): Promise<SandboxService> {
+  if (controlSocket !== '') await claimControlSocket(controlSocket);
   const attachments = new PinnedSandboxes(datapath, pinDirectory);
   const { adopted, stale } = attachments.adopt();
   for (const sandbox of adopted) logger.info(sandbox, `adopted sandbox ${sandbox.id}`);
@@ -88,12 +89,20 @@ async function readStdin(timeoutMs: number): Promise<string> {
   }
 }
 
+function readProcCgroup(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  } catch (error) {
+    throw new SocklbError('SOCKLB_ERR_OCI_STATE', `process ${pid} is gone (${(error as NodeJS.ErrnoException).code}): the hook must run while the container exists (createRuntime or poststart), in the host's pid namespace`);
+  }
+}
+
 async function ociHook(stage: HookStage | undefined, options: ClientOptions): Promise<void> {
   const state = parseContainerState(await readStdin(options.timeout * 1000));
   try {
     if (hookAction(stage, state) === 'register') {
       if (state.pid === undefined) throw new SocklbError('SOCKLB_ERR_OCI_STATE', `OCI container state on stdin: no pid for status ${state.status}`);
-      const cgroup = cgroupOfProcess(state.pid, readFileSync(`/proc/${state.pid}/cgroup`, 'utf8'), readFileSync('/proc/self/mountinfo', 'utf8'));
+      const cgroup = cgroupOfProcess(state.pid, readProcCgroup(state.pid), readFileSync('/proc/self/mountinfo', 'utf8'));
       await send(options, { op: 'add', id: state.id, cgroup });
       return;
     }

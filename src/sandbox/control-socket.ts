@@ -37,10 +37,19 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-/** Listens on `path`; refuses to when another agent answers there, takes over a dead one's file. */
-export async function serveControlSocket(path: string, registry: SandboxRegistry, logger: Logger): Promise<ControlServer> {
+/**
+ * Makes the socket's directory, and refuses when another agent answers at `path`; a socket file
+ * left by a killed agent is removed. Called before anything is attached, so that a second agent
+ * started by mistake changes nothing before it stops.
+ */
+export async function claimControlSocket(path: string): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   await removeDeadSocket(path);
+}
+
+/** Listens on `path` (see claimControlSocket). */
+export async function serveControlSocket(path: string, registry: SandboxRegistry, logger: Logger): Promise<ControlServer> {
+  await claimControlSocket(path);
   const server = createServer((connection) => serveConnection(connection, registry, logger));
   // The socket file is created 0600 from the start: no moment when someone else could connect.
   const umask = process.umask(0o177);

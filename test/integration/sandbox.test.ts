@@ -143,6 +143,15 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
     assert.deepEqual(await readdir(`${pinDir}/links/sandboxes`), ['second'], 'nothing pinned by a refused request');
   });
 
+  it('refuses a second agent on the same control socket before it changes anything', async () => {
+    const result = await socklb(['run', '--manifests', manifests, '--pin-dir', pinDir, '--control-socket', controlSocket, '--metrics-bind-address', '', '--healthz-bind-address', '']);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /socklb: control socket .*: another socklb agent is serving it; stop that one or choose another --control-socket\n$/);
+    assert.deepEqual(await linkDirectories(), ['sandboxes'], 'the refused agent attached nothing (it would have attached the cgroup root)');
+    assert.deepEqual(await registered(), [{ id: 'second', cgroup: second.cgroupPath }]);
+    assert.deepEqual(await probe(second), SERVED);
+  });
+
   it('keeps the registry across a SIGKILL and restart with --sandboxes-only; the pins serve meanwhile', async () => {
     await add('first', first);
     await agent?.stop('SIGKILL');
