@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess, execFile } from 'node:child_process';
-import { mkdtemp, rename, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,7 +88,8 @@ export function testControlSocket(name = `agent${controlSocketsMade++}`): string
  * health listen on loopback ports of the kernel's choice, so that agents of
  * several tests never collide.
  */
-export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 10_000, controlSocket = testControlSocket() }: StartOptions = {}): Promise<RunningAgent> {
+export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 10_000, ...options }: StartOptions = {}): Promise<RunningAgent> {
+  const controlSocket = options.controlSocket ?? testControlSocket();
   const ports = ['--metrics-bind-address', '127.0.0.1:0', '--healthz-bind-address', '127.0.0.1:0'];
   const child = spawn(process.execPath, [entry, 'run', ...ports, '--control-socket', controlSocket, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
@@ -127,6 +128,8 @@ export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 1
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
+      // A killed agent leaves its socket file; one the test chose is the test's to handle.
+      if (options.controlSocket === undefined) await rm(controlSocket, { force: true });
     },
   };
 }
