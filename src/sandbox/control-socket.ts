@@ -32,7 +32,6 @@ export function answer(registry: SandboxRegistry, request: ControlRequest): Cont
 }
 
 export interface ControlServer {
-  readonly path: string;
   /** Stops listening and removes the socket file. */
   close(): Promise<void>;
 }
@@ -66,7 +65,7 @@ export async function serveControlSocket(path: string, registry: SandboxRegistry
   } finally {
     process.umask(umask);
   }
-  return { path, close: () => closeServer(server) };
+  return { close: () => closeServer(server) };
 }
 
 function serveConnection(connection: Socket, registry: SandboxRegistry, logger: Logger): void {

@@ -15,7 +15,7 @@ import type { Sandbox, SandboxAttachments } from './registry.js';
 /** A bpffs name, like any other, holds at most 255 bytes. */
 const MAX_NAME_BYTES = 255;
 
-export function sandboxesDirectory(pinDirectory: string): string {
+function sandboxesDirectory(pinDirectory: string): string {
   return `${pinLayout(pinDirectory).links}/${SANDBOX_LINK_DIRECTORY}`;
 }
 
@@ -34,7 +34,7 @@ export class PinnedSandboxes implements SandboxAttachments {
     if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
       throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup} is too deep to name its pins (${Buffer.byteLength(name)} bytes encoded, at most ${MAX_NAME_BYTES})`);
     }
-    const directory = `${sandboxesDirectory(this.pinDirectory)}/${sandbox.id}`;
+    const directory = this.directoryOf(sandbox.id);
     try {
       this.datapath.attachOne(sandbox.cgroup, `${directory}/${name}`);
     } catch (error) {
@@ -45,7 +45,7 @@ export class PinnedSandboxes implements SandboxAttachments {
   }
 
   detach(sandbox: Sandbox): void {
-    const directory = `${sandboxesDirectory(this.pinDirectory)}/${sandbox.id}`;
+    const directory = this.directoryOf(sandbox.id);
     if (existsSync(directory)) detachDirectory(directory);
   }
 
@@ -59,14 +59,18 @@ export class PinnedSandboxes implements SandboxAttachments {
     const stale: Sandbox[] = [];
     for (const sandbox of pinnedSandboxes(this.pinDirectory, this.root)) {
       if (sandbox.cgroup !== undefined && existsSync(sandbox.cgroup)) {
-        this.datapath.attachOne(sandbox.cgroup, `${sandboxesDirectory(this.pinDirectory)}/${sandbox.id}/${linkDirectoryName(this.root, sandbox.cgroup)}`);
+        this.datapath.attachOne(sandbox.cgroup, `${this.directoryOf(sandbox.id)}/${linkDirectoryName(this.root, sandbox.cgroup)}`);
         adopted.push({ id: sandbox.id, cgroup: sandbox.cgroup });
       } else {
-        detachDirectory(`${sandboxesDirectory(this.pinDirectory)}/${sandbox.id}`);
+        detachDirectory(this.directoryOf(sandbox.id));
         if (sandbox.cgroup !== undefined) stale.push({ id: sandbox.id, cgroup: sandbox.cgroup });
       }
     }
     return { adopted, stale };
+  }
+
+  private directoryOf(id: string): string {
+    return `${sandboxesDirectory(this.pinDirectory)}/${id}`;
   }
 }
 

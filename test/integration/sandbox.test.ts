@@ -125,6 +125,9 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
   });
 
   it('refuses bad requests in one sentence each', async () => {
+    // Removed with the lab's cgroup.
+    const deep = join(first.cgroupPath, '..', ...['a', 'b', 'c'].map((letter) => letter.repeat(90)));
+    await mkdir(deep, { recursive: true });
     const cases: [string[], RegExp][] = [
       [['remove', '--id', 'nope'], /^socklb: no sandbox "nope" is registered\n$/],
       [['add', '--id', 'second', '--cgroup', first.cgroupPath], /sandbox second is already registered with cgroup .*second; remove it first to register .*first/],
@@ -132,6 +135,7 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
       [['add', '--id', 'ghost', '--cgroup', `${first.cgroupPath}-missing`], /sandbox ghost: cgroup .*first-missing: no such cgroup directory/],
       [['add', '--id', 'v1', '--cgroup', '/tmp'], /sandbox v1: cgroup \/tmp: not inside a cgroup v2 hierarchy/],
       [['add', '--id', 'a/b', '--cgroup', first.cgroupPath], /sandbox id "a\/b": use 1-128 letters/],
+      [['add', '--id', 'deep', '--cgroup', deep], /sandbox deep: cgroup .* is too deep to name its pins \(\d+ bytes encoded, at most 255\)/],
     ];
     for (const [args, message] of cases) {
       const result = await sandboxCommand(args);
