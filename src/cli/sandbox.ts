@@ -99,8 +99,9 @@ function readProcCgroup(pid: number): string {
 
 async function ociHook(stage: HookStage | undefined, options: ClientOptions): Promise<void> {
   const state = parseContainerState(await readStdin(options.timeout * 1000));
+  const action = hookAction(stage, state);
   try {
-    if (hookAction(stage, state) === 'register') {
+    if (action === 'register') {
       if (state.pid === undefined) throw new SocklbError('SOCKLB_ERR_OCI_STATE', `OCI container state on stdin: no pid for status ${state.status}`);
       const cgroup = cgroupOfProcess(state.pid, readProcCgroup(state.pid), readFileSync('/proc/self/mountinfo', 'utf8'));
       await send(options, { op: 'add', id: state.id, cgroup });

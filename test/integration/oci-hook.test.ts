@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { Lab, type Pod } from '../lab/lab.js';
 import { missingRuntime, writeBundle, type OciHook } from '../lab/oci-bundle.js';
 import {
+  assertOneSentence,
   endpointSlice,
   manifestDirectory,
   missingPrivileges,
@@ -77,6 +78,25 @@ class Runtime {
     return (JSON.parse((await this.run(['list', '--format', 'json'])) || '[]') as { id: string }[] | null ?? []).map((container) => container.id);
   }
 }
+
+describe('socklb oci-hook refusals', { skip: missingPrivileges() }, () => {
+  const state = (fields: object) => JSON.stringify({ ociVersion: '1.0.2', id: 'c1', bundle: '/tmp/b', ...fields });
+  const cases: [string, string[], string, RegExp][] = [
+    ['state that is not JSON', [], 'garbage', /^socklb: OCI container state on stdin: "garbage" is not JSON\n$/],
+    ['status it cannot place', [], state({ status: 'paused', pid: 1 }), /^socklb: OCI container state on stdin: container c1 has status "paused"; give the stage/],
+    // A pid that no process can have (above pid_max).
+    ['container process that is gone', ['createRuntime'], state({ status: 'creating', pid: 2 ** 22 + 1 }), /^socklb: container c1: process 4194305 is gone \(ENOENT\)/],
+    ['container in the cgroup v2 root', ['createRuntime'], state({ status: 'creating', pid: 1 }), /^socklb: container c1: process 1 is in the cgroup v2 root/],
+  ];
+  for (const [what, args, input, message] of cases) {
+    it(`refuses a ${what} in one sentence`, async () => {
+      const result = await socklb(['oci-hook', ...args, '--control-socket', testControlSocket('refusals')], SOCKLB, input);
+      assert.equal(result.code, 1);
+      assertOneSentence(result.stderr);
+      assert.match(result.stderr, message);
+    });
+  }
+});
 
 for (const runtimeName of ['runc', 'crun']) {
   describe(`socklb oci-hook under ${runtimeName}`, { skip: missingPrivileges() ?? (await missingRuntime(runtimeName)), concurrency: false }, () => {

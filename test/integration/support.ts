@@ -19,10 +19,12 @@ export function missingPrivileges(): string | undefined {
   return process.getuid?.() === 0 ? undefined : 'SKIPPED: integration tests need root (network namespaces, cgroups, BPF); run `sudo make test`';
 }
 
-/** Runs the CLI; `entry` is another build of it (the bundle, dist/socklb.js). */
-export async function socklb(args: string[], entry = SOCKLB): Promise<{ stdout: string; stderr: string; code: number }> {
+/** Runs the CLI; `entry` is another build of it (the bundle, dist/socklb.js); `input` goes to its stdin. */
+export async function socklb(args: string[], entry = SOCKLB, input = ''): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [entry, ...args], { timeout: 30_000 });
+    const run = execFileAsync(process.execPath, [entry, ...args], { timeout: 30_000 });
+    run.child.stdin?.end(input);
+    const { stdout, stderr } = await run;
     return { stdout, stderr, code: 0 };
   } catch (error) {
     const failed = error as { stdout?: string; stderr?: string; code?: number };
