@@ -26,7 +26,7 @@ import { DatapathState } from '../datapath/state.js';
 import { cgroup2Root } from '../datapath/mounts.js';
 import { checkPrivileges } from '../datapath/system.js';
 import { sandboxCgroups } from '../sandbox/pins.js';
-import { controlSocketOption, registerSandboxCommands, serveSandboxes } from './sandbox.js';
+import { adoptSandboxes, controlSocketOption, registerSandboxCommands } from './sandbox.js';
 import { errnoName, SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { canonicalIP, parseCidr } from '../model/ip.js';
@@ -134,7 +134,7 @@ async function run(options: RunOptions): Promise<void> {
   routeLibbpfLog(logger);
   const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir, { frontends: options.maxFrontends, backends: options.maxBackends, slots: options.maxSlots });
   const cgroups = options.sandboxesOnly ? [] : options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
-  const sandboxes = await serveSandboxes(datapath, options.pinDir, options.controlSocket, logger);
+  const sandboxes = await adoptSandboxes(datapath, options.pinDir, options.controlSocket, logger);
   for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
 
   const iterators = loadStuckSocketIterators(options, datapath, logger);
@@ -142,6 +142,8 @@ async function run(options: RunOptions): Promise<void> {
   const stuckSockets = iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
   const agent = new Agent({ source, maps: datapath.maps, logger, node, stuckSockets });
   const servers = await serveObservability(agent, options, logger);
+  // Before the first sync, which may take a while: a container created meanwhile is not refused.
+  await sandboxes.serve();
   await agent.start();
   logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
 

@@ -21,14 +21,18 @@ export const controlSocketOption = () => new Option('--control-socket <path>', "
 
 export interface SandboxService {
   readonly registry: SandboxRegistry;
+  /** Starts answering on the control socket (none when it is ''). */
+  serve(): Promise<void>;
+  /** Stops answering; the sandboxes stay attached. */
   close(): Promise<void>;
 }
 
 /**
- * The registry rebuilt from the pins of an earlier run, and the control socket that serves it
- * (none when `controlSocket` is ''). The sandboxes stay attached after the agent stops.
+ * The registry rebuilt from the pins of an earlier run. The control socket is claimed first, so
+ * that a second agent started by mistake stops before it touches any attachment; it is served
+ * once `serve()` is called, when everything that may still fail at start has been done.
  */
-export async function serveSandboxes(datapath: LoadedDatapath, pinDirectory: string, controlSocket: string, logger: Logger): Promise<SandboxService> {
+export async function adoptSandboxes(datapath: LoadedDatapath, pinDirectory: string, controlSocket: string, logger: Logger): Promise<SandboxService> {
   if (controlSocket !== '') await claimControlSocket(controlSocket);
   const attachments = new PinnedSandboxes(datapath, pinDirectory);
   const { adopted, stale } = attachments.adopt();
@@ -36,11 +40,15 @@ export async function serveSandboxes(datapath: LoadedDatapath, pinDirectory: str
   for (const sandbox of stale) logger.info(sandbox, `removed sandbox ${sandbox.id}: its cgroup is gone`);
   const registry = new SandboxRegistry(attachments, adopted);
   let server: ControlServer | undefined;
-  if (controlSocket !== '') {
-    server = await serveControlSocket(controlSocket, registry, logger);
-    logger.info({ path: controlSocket }, 'serving the control socket');
-  }
-  return { registry, close: async () => server?.close() };
+  return {
+    registry,
+    async serve() {
+      if (controlSocket === '') return;
+      server = await serveControlSocket(controlSocket, registry, logger);
+      logger.info({ path: controlSocket }, 'serving the control socket');
+    },
+    close: async () => server?.close(),
+  };
 }
 
 interface ClientOptions {

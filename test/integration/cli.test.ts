@@ -23,7 +23,7 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
 
   it('names a --cgroup that does not exist', async () => {
     const pinDir = testPinDirectory('cli');
-    const result = await socklb(['run', '--manifests', '/nonexistent', '--cgroup', '/sys/fs/cgroup/no-such-sandbox', '--pin-dir', pinDir]);
+    const result = await socklb(['run', '--manifests', '/nonexistent', '--cgroup', '/sys/fs/cgroup/no-such-sandbox', '--pin-dir', pinDir, '--control-socket', '']);
     await socklb(['cleanup', '--pin-dir', pinDir]);
     assert.equal(result.code, 1);
     assertOneSentence(result.stderr.split('\n').filter((line) => !line.startsWith('{')).join('\n'));
