@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // socklb's command line: `run` the agent, inspect the live datapath with
-// `services` and `sockets`, remove it with `cleanup`.
+// `services` and `sockets`, remove it with `cleanup`; sandboxes and the OCI
+// hook in ./sandbox.ts.
 
 import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
@@ -24,6 +25,8 @@ import { DEFAULT_STUCK_SOCKET_POLICY, policyProtocols, STUCK_SOCKET_POLICIES, St
 import { DatapathState } from '../datapath/state.js';
 import { cgroup2Root } from '../datapath/mounts.js';
 import { checkPrivileges } from '../datapath/system.js';
+import { sandboxCgroups } from '../sandbox/pins.js';
+import { adoptSandboxes, controlSocketOption, registerSandboxCommands } from './sandbox.js';
 import { errnoName, SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { canonicalIP, parseCidr } from '../model/ip.js';
@@ -46,6 +49,8 @@ interface RunOptions {
   manifests?: string;
   kubeconfig?: string;
   cgroup: string[];
+  sandboxesOnly: boolean;
+  controlSocket: string;
   pinDir: string;
   bpfObject: string;
   destroyStuckSockets: StuckSocketPolicy;
@@ -124,16 +129,21 @@ async function run(options: RunOptions): Promise<void> {
   setFlagsFromString('--optimize-for-size');
   const logger = createLogger(options.logLevel);
   const node = nodeContext(options);
+  if (options.sandboxesOnly && options.cgroup.length > 0) throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
   const { source, origin } = await chooseSource(options, logger);
   routeLibbpfLog(logger);
   const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir, { frontends: options.maxFrontends, backends: options.maxBackends, slots: options.maxSlots });
-  const cgroups = options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
+  const cgroups = options.sandboxesOnly ? [] : options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
+  const sandboxes = await adoptSandboxes(datapath, options.pinDir, options.controlSocket, logger);
   for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
 
   const iterators = loadStuckSocketIterators(options, datapath, logger);
-  const stuckSockets = iterators && new StuckSocketDestroyer(iterators, cgroups, policyProtocols(options.destroyStuckSockets), logger);
+  const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
+  const stuckSockets = iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
   const agent = new Agent({ source, maps: datapath.maps, logger, node, stuckSockets });
   const servers = await serveObservability(agent, options, logger);
+  // Before the first sync, which may take a while: a container created meanwhile is not refused.
+  await sandboxes.serve();
   await agent.start();
   logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
 
@@ -145,6 +155,7 @@ async function run(options: RunOptions): Promise<void> {
     process.once('SIGINT', shutdown);
     process.once('SIGTERM', shutdown);
   });
+  await sandboxes.close();
   await agent.stop();
   for (const server of servers) server.close();
   iterators?.close();
@@ -181,7 +192,7 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
   if (fd < 0) throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(-fd)}); start one with \`socklb run\``);
   try {
     const iterators = SocketIterators.load(iteratorObject(options.bpfObject), fd);
-    const namespaces = openNamespacesOfCgroups(attachedCgroups(options.pinDir));
+    const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)]);
     try {
       const described = describeSockets(await iterators.dump(['UDP', 'TCP'], namespaces));
       process.stdout.write(options.output === 'json' ? `${JSON.stringify(described, null, 2)}\n` : `${formatSocketTable(described)}\n`);
@@ -240,6 +251,8 @@ program
   .option('--manifests <path>', 'file or directory of Service and EndpointSlice manifests (watched), instead of the Kubernetes API')
   .option('--kubeconfig <path>', 'watch the Kubernetes API of this kubeconfig (default: $KUBECONFIG, or the service account when in a pod)')
   .option('--cgroup <path>', 'cgroup v2 directory whose processes are translated (repeatable; default: the cgroup v2 root)', collect, [] as string[])
+  .option('--sandboxes-only', 'attach to no cgroup at start, not even the root: serve only the sandboxes registered (docs/sandboxes.md)', false)
+  .addOption(controlSocketOption())
   .addOption(pinDirOption())
   .addOption(bpfObjectOption())
   .addOption(
@@ -274,6 +287,8 @@ program
   .addOption(pinDirOption())
   .addOption(bpfObjectOption())
   .action(sockets);
+
+registerSandboxCommands(program);
 
 program.command('cleanup').description('detach every program and remove everything socklb pinned').addOption(pinDirOption()).action(cleanup);
 

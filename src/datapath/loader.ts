@@ -3,6 +3,7 @@
 //
 //   <pin dir>/maps/socklb_fe_v2 ...          the maps (reused across restarts)
 //   <pin dir>/links/<cgroup>/socklb_connect4  one link per program and cgroup
+//   <pin dir>/links/sandboxes/...             the sandbox registry's (src/sandbox/pins.ts)
 //
 // Pinned links keep the programs attached while no agent runs. A new agent
 // swaps its freshly loaded programs into the pinned links (an atomic
@@ -25,6 +26,9 @@ export interface PinLayout {
   maps: string;
   links: string;
 }
+
+/** Under <pin dir>/links, the sandboxes' links; never a cgroup's (those names start with %2F). */
+export const SANDBOX_LINK_DIRECTORY = 'sandboxes';
 
 export function pinLayout(pinDirectory: string): PinLayout {
   return { maps: `${pinDirectory}/maps`, links: `${pinDirectory}/links` };
@@ -95,7 +99,8 @@ export class LoadedDatapath {
   /**
    * Makes the pinned attachments exactly `cgroups`: each gets every program
    * (an existing link has its program replaced in place), and cgroups
-   * attached by an earlier run but no longer wanted are detached.
+   * attached by an earlier run but no longer wanted are detached. Sandboxes are
+   * not touched: their registry owns them.
    */
   attach(cgroups: readonly string[]): AttachResult[] {
     const root = cgroup2Root();
@@ -106,7 +111,7 @@ export class LoadedDatapath {
       results.push({ cgroup, action: this.attachOne(cgroup, `${this.layout.links}/${name}`) });
     }
     for (const name of readdirSync(this.layout.links)) {
-      if (wanted.has(name)) continue;
+      if (wanted.has(name) || name === SANDBOX_LINK_DIRECTORY) continue;
       detachDirectory(`${this.layout.links}/${name}`);
       results.push({ cgroup: cgroupOfLinkDirectory(root, name), action: 'detached' });
     }
@@ -118,7 +123,8 @@ export class LoadedDatapath {
     libbpf.objectClose(this.object);
   }
 
-  private attachOne(cgroup: string, directory: string): 'attached' | 'replaced' {
+  /** Attaches every program to `cgroup`, pinning the links in `directory` (or replacing theirs). */
+  attachOne(cgroup: string, directory: string): 'attached' | 'replaced' {
     mkdirSync(directory, { recursive: true, mode: 0o700 });
     let replaced = true;
     const cgroupFd = openSync(cgroup, 'r');
@@ -161,21 +167,23 @@ export function cleanupPins(pinDirectory: string): { links: number; maps: number
   return { links, maps };
 }
 
-/** The cgroups the pinned links are attached to. */
+/** The cgroups the pinned --cgroup links are attached to (sandboxes: src/sandbox/pins.ts). */
 export function attachedCgroups(pinDirectory: string): string[] {
   const { links } = pinLayout(pinDirectory);
   if (!existsSync(links)) return [];
   const root = cgroup2Root();
-  return readdirSync(links).map((name) => cgroupOfLinkDirectory(root, name));
+  return readdirSync(links)
+    .filter((name) => name !== SANDBOX_LINK_DIRECTORY)
+    .map((name) => cgroupOfLinkDirectory(root, name));
 }
 
 // Link directories are named after the cgroup's path below the cgroup v2 root,
 // so that the pins say what they attach even to someone without socklb.
-function linkDirectoryName(root: string, cgroup: string): string {
+export function linkDirectoryName(root: string, cgroup: string): string {
   return encodeURIComponent(`/${relative(root, cgroup)}`);
 }
 
-function cgroupOfLinkDirectory(root: string, name: string): string {
+export function cgroupOfLinkDirectory(root: string, name: string): string {
   const below = decodeURIComponent(name);
   return below === '/' ? root : `${root}${below}`;
 }
@@ -189,10 +197,15 @@ function replaceProgram(pinPath: string, program: BpfProgramHandle): boolean {
   return rc === 0;
 }
 
-function detachDirectory(directory: string): number {
+/** Detaches and unpins every link in `directory` and below, then removes it; returns how many. */
+export function detachDirectory(directory: string): number {
   let detached = 0;
-  for (const name of readdirSync(directory)) {
-    const pinPath = `${directory}/${name}`;
+  for (const entry of readdirSync(directory, { withFileTypes: true })) {
+    const pinPath = `${directory}/${entry.name}`;
+    if (entry.isDirectory()) {
+      detached += detachDirectory(pinPath);
+      continue;
+    }
     const link: BpfLinkHandle | null = libbpf.linkOpen(pinPath);
     if (link) {
       // Detach even if some other process still holds the link open.

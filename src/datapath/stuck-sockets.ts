@@ -44,7 +44,8 @@ export interface StuckSocketHandler {
 export class StuckSocketDestroyer implements StuckSocketHandler {
   constructor(
     private readonly iterators: SocketIterators,
-    private readonly cgroups: readonly string[],
+    /** Asked at each run: sandboxes come and go. */
+    private readonly cgroups: () => readonly string[],
     private readonly protocols: readonly Protocol[],
     private readonly logger: Logger,
   ) {}
@@ -53,7 +54,7 @@ export class StuckSocketDestroyer implements StuckSocketHandler {
     const wanted = pairs.filter((pair) => this.protocols.includes(pair.frontend.protocol));
     if (wanted.length === 0) return;
     const started = performance.now();
-    const namespaces = openNamespacesOfCgroups(this.cgroups);
+    const namespaces = openNamespacesOfCgroups(this.cgroups());
     let run: DestroyRun;
     try {
       run = await this.iterators.destroy(wanted, this.protocols, namespaces);

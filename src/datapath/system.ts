@@ -7,11 +7,11 @@ import { SocklbError, errnoName } from '../errors.js';
 import { lastErrno, libcCalls } from './libbpf.js';
 import { mountPoints } from './mounts.js';
 
-/** Checks that `path` is a directory of a cgroup v2 hierarchy. */
-export function checkCgroup(path: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): void {
+/** Checks that `path` is a directory of a cgroup v2 hierarchy; `subject` names it in the error. */
+export function checkCgroup(path: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'), subject = `--cgroup ${path}`): void {
   const roots = mountPoints(mountinfo, 'cgroup2');
   if (!roots.some((root) => path === root || path.startsWith(`${root}/`))) {
-    throw new SocklbError('SOCKLB_ERR_CGROUP', `--cgroup ${path}: not inside a cgroup v2 hierarchy (mounted at ${roots.join(', ') || 'nowhere'})`);
+    throw new SocklbError('SOCKLB_ERR_CGROUP', `${subject}: not inside a cgroup v2 hierarchy (mounted at ${roots.join(', ') || 'nowhere'})`);
   }
   let isDirectory = false;
   try {
@@ -19,7 +19,7 @@ export function checkCgroup(path: string, mountinfo = readFileSync('/proc/self/m
   } catch {
     // reported below
   }
-  if (!isDirectory) throw new SocklbError('SOCKLB_ERR_CGROUP', `--cgroup ${path}: no such cgroup directory`);
+  if (!isDirectory) throw new SocklbError('SOCKLB_ERR_CGROUP', `${subject}: no such cgroup directory`);
 }
 
 /** Mounts a BPF filesystem at the mount point above `pinDirectory` when there is none. */

@@ -8,37 +8,32 @@ import { promisify } from 'node:util';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { findCgroup2Root, removeCgroup } from '../lab/cgroup.js';
-import { manifestDirectory, missingPrivileges, service, services, SOCKLB, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
+import { assertOneSentence, manifestDirectory, missingPrivileges, service, services, SOCKLB, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
 
 const execFileAsync = promisify(execFile);
-
-function oneSentence(stderr: string): void {
-  assert.match(stderr, /^socklb: [^\n]+\n$/, `one line on stderr, got ${JSON.stringify(stderr)}`);
-  assert.doesNotMatch(stderr, /\bat .*\.js:\d+/, 'no stack trace');
-}
 
 describe('command line errors', { skip: missingPrivileges() }, () => {
   it('refuses to run without privileges', async () => {
     // setpriv drops to nobody with no capabilities, as an unprivileged user would run it.
     const result = await execFileAsync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, SOCKLB, 'services']).catch((error: { code: number; stderr: string }) => error);
     assert.equal((result as { code?: number }).code, 1);
-    oneSentence((result as { stderr: string }).stderr);
+    assertOneSentence((result as { stderr: string }).stderr);
     assert.match((result as { stderr: string }).stderr, /needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN/);
   });
 
   it('names a --cgroup that does not exist', async () => {
     const pinDir = testPinDirectory('cli');
-    const result = await socklb(['run', '--manifests', '/nonexistent', '--cgroup', '/sys/fs/cgroup/no-such-sandbox', '--pin-dir', pinDir]);
+    const result = await socklb(['run', '--manifests', '/nonexistent', '--cgroup', '/sys/fs/cgroup/no-such-sandbox', '--pin-dir', pinDir, '--control-socket', '']);
     await socklb(['cleanup', '--pin-dir', pinDir]);
     assert.equal(result.code, 1);
-    oneSentence(result.stderr.split('\n').filter((line) => !line.startsWith('{')).join('\n'));
+    assertOneSentence(result.stderr.split('\n').filter((line) => !line.startsWith('{')).join('\n'));
     assert.match(result.stderr, /--cgroup \/sys\/fs\/cgroup\/no-such-sandbox: (no such cgroup directory|not inside a cgroup v2 hierarchy)/);
   });
 
   it('says when no datapath is pinned', async () => {
     const result = await socklb(['services', '--pin-dir', '/sys/fs/bpf/socklb-nothing-here']);
     assert.equal(result.code, 1);
-    oneSentence(result.stderr);
+    assertOneSentence(result.stderr);
     assert.match(result.stderr, /no socklb datapath pinned at .*; start one with `socklb run`/);
   });
 

@@ -1,8 +1,9 @@
 // What the integration tests share: the socklb CLI as a child process, the
 // agent with its logs, and manifests written as kubectl would print them.
 
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess, execFile } from 'node:child_process';
-import { mkdtemp, rename, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,15 +19,23 @@ export function missingPrivileges(): string | undefined {
   return process.getuid?.() === 0 ? undefined : 'SKIPPED: integration tests need root (network namespaces, cgroups, BPF); run `sudo make test`';
 }
 
-/** Runs the CLI; `entry` is another build of it (the bundle, dist/socklb.js). */
-export async function socklb(args: string[], entry = SOCKLB): Promise<{ stdout: string; stderr: string; code: number }> {
+/** Runs the CLI; `entry` is another build of it (the bundle, dist/socklb.js); `input` goes to its stdin. */
+export async function socklb(args: string[], entry = SOCKLB, input = ''): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [entry, ...args], { timeout: 30_000 });
+    const run = execFileAsync(process.execPath, [entry, ...args], { timeout: 30_000 });
+    run.child.stdin?.end(input);
+    const { stdout, stderr } = await run;
     return { stdout, stderr, code: 0 };
   } catch (error) {
     const failed = error as { stdout?: string; stderr?: string; code?: number };
     return { stdout: failed.stdout ?? '', stderr: failed.stderr ?? '', code: failed.code ?? -1 };
   }
+}
+
+/** A refusal as the CLI must give it: one sentence on stderr, no stack trace. */
+export function assertOneSentence(stderr: string): void {
+  assert.match(stderr, /^socklb: [^\n]+\n$/, `one line on stderr, got ${JSON.stringify(stderr)}`);
+  assert.doesNotMatch(stderr, /\bat .*\.js:\d+/, 'no stack trace');
 }
 
 export async function services(pinDir: string): Promise<FrontendDescription[]> {
@@ -54,6 +63,8 @@ export interface RunningAgent {
   /** Loopback ports the agent chose for /metrics and /healthz. */
   readonly metricsPort: number;
   readonly healthzPort: number;
+  /** Its control socket, for `socklb sandbox` and `socklb oci-hook`. */
+  readonly controlSocket: string;
   /** Sends `signal` and resolves once the process has exited. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -63,6 +74,15 @@ export interface StartOptions {
   entry?: string;
   /** How long it may take to start serving; default 10 s. */
   timeoutMs?: number;
+  /** Default: one of its own (testControlSocket), so that no two agents ever share one. */
+  controlSocket?: string;
+}
+
+let controlSocketsMade = 0;
+
+/** A control socket path of this test run's own, as testPinDirectory is for pins. */
+export function testControlSocket(name = `agent${controlSocketsMade++}`): string {
+  return `/run/socklb-test/${name}-${process.pid}.sock`;
 }
 
 /**
@@ -70,9 +90,10 @@ export interface StartOptions {
  * health listen on loopback ports of the kernel's choice, so that agents of
  * several tests never collide.
  */
-export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 10_000 }: StartOptions = {}): Promise<RunningAgent> {
+export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 10_000, ...options }: StartOptions = {}): Promise<RunningAgent> {
+  const controlSocket = options.controlSocket ?? testControlSocket();
   const ports = ['--metrics-bind-address', '127.0.0.1:0', '--healthz-bind-address', '127.0.0.1:0'];
-  const child = spawn(process.execPath, [entry, 'run', ...ports, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [entry, 'run', ...ports, '--control-socket', controlSocket, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -105,9 +126,12 @@ export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 1
     logs,
     metricsPort: portOf('serving metrics'),
     healthzPort: portOf('serving health'),
+    controlSocket,
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
+      // A killed agent leaves its socket file; one the test chose is the test's to handle.
+      if (options.controlSocket === undefined) await rm(controlSocket, { force: true });
     },
   };
 }

@@ -3,12 +3,17 @@
 import { readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cgroup2Root } from '../../src/datapath/mounts.js';
+import { cgroup2Root, mountPoints } from '../../src/datapath/mounts.js';
 import { errorCode } from './errno.js';
 
 /** The cgroup v2 root, read as the agent reads it. */
 export async function findCgroup2Root(): Promise<string> {
   return cgroup2Root(await readFile('/proc/self/mountinfo', 'utf8'));
+}
+
+/** The cgroup v1 hierarchies of a hybrid host, where an OCI runtime makes a container's cgroups too. */
+export async function findCgroupV1Roots(): Promise<string[]> {
+  return mountPoints(await readFile('/proc/self/mountinfo', 'utf8'), 'cgroup');
 }
 
 /**

@@ -6,7 +6,7 @@ import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findCgroup2Root, removeCgroup } from './cgroup.js';
+import { findCgroup2Root, findCgroupV1Roots, removeCgroup } from './cgroup.js';
 import { clientArgv, DEFAULT_DEADLINE_MS, type ClientOptions, type ClientReport } from './client-options.js';
 import { errorCode } from './errno.js';
 import { deleteNetns, ip, ipBatch, listNetns, netnsPath } from './netns.js';
@@ -157,6 +157,19 @@ export class Lab {
   }
 
   /**
+   * A cgroup inside the lab's for an OCI runtime to create (its linux.cgroupsPath), and the
+   * directory it will be in the cgroup v2 hierarchy. Removed with the lab, in the v1 hierarchies
+   * of a hybrid host too, where the runtime also makes it.
+   */
+  runtimeCgroup(name: string): Promise<{ cgroupsPath: string; cgroupPath: string }> {
+    return this.#guard(async () => {
+      if (!MEMBER_NAME.test(name)) throw new Error(`lab cgroup ${JSON.stringify(name)}: use 1-20 of [a-z0-9-]`);
+      const labCgroup = await this.#ensureLabCgroup();
+      return { cgroupsPath: `/${this.prefix}/${name}`, cgroupPath: path.join(labCgroup, name) };
+    });
+  }
+
+  /**
    * Starts `argv` in the target's namespace (and cgroup, see RunOptions) in its own process group.
    * The lab kills it on close() if it is still running.
    */
@@ -243,11 +256,12 @@ export class Lab {
       await deleteNetns(name);
       removed.push(name);
     }
-    const root = await findCgroup2Root();
-    for (const entry of await readdir(root, { withFileTypes: true })) {
-      if (!entry.isDirectory() || !isStale(entry.name)) continue;
-      await removeCgroup(path.join(root, entry.name), root);
-      removed.push(entry.name);
+    for (const root of [await findCgroup2Root(), ...(await findCgroupV1Roots())]) {
+      for (const entry of await readdir(root, { withFileTypes: true })) {
+        if (!entry.isDirectory() || !isStale(entry.name)) continue;
+        await removeCgroup(path.join(root, entry.name), root);
+        removed.push(entry.name);
+      }
     }
     return removed;
   }
@@ -349,7 +363,10 @@ export class Lab {
     // A setup step still running would create things after they are deleted.
     await Promise.allSettled([...this.#inFlight]);
     await Promise.all(this.#namespaces.map((name) => attempt(deleteNetns(name))));
-    if (this.#labCgroup !== undefined) await attempt(removeCgroup(this.#labCgroup.dir, this.#labCgroup.root));
+    if (this.#labCgroup !== undefined) {
+      await attempt(removeCgroup(this.#labCgroup.dir, this.#labCgroup.root));
+      for (const root of await findCgroupV1Roots()) await attempt(removeCgroup(path.join(root, this.prefix), root));
+    }
     if (failures.length > 0) throw new AggregateError(failures, `lab ${this.prefix}: teardown incomplete`);
   }
 }

@@ -1,0 +1,171 @@
+// The sandbox side of the command line: the registry and control socket `socklb run` serves,
+// `socklb sandbox add|remove|list` to talk to it, and `socklb oci-hook` for OCI runtimes
+// (docs/sandboxes.md).
+
+import { Argument, type Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { SocklbError } from '../errors.js';
+import type { LoadedDatapath } from '../datapath/loader.js';
+import type { Logger } from '../log.js';
+import { claimControlSocket, DEFAULT_CONTROL_SOCKET, requestControl, serveControlSocket, type ControlServer } from '../sandbox/control-socket.js';
+import { cgroupOfProcess, HOOK_STAGES, hookAction, parseContainerState, type HookStage } from '../sandbox/oci-state.js';
+import { PinnedSandboxes } from '../sandbox/pins.js';
+import type { ControlRequest } from '../sandbox/protocol.js';
+import { SandboxRegistry, type Sandbox } from '../sandbox/registry.js';
+
+/** Long enough for an agent busy with a large sync, short enough not to stall a container start. */
+const DEFAULT_TIMEOUT_SECONDS = 5;
+
+export const controlSocketOption = () => new Option('--control-socket <path>', "the agent's root-only control socket for sandboxes (run: '' serves none)").default(DEFAULT_CONTROL_SOCKET);
+
+export interface SandboxService {
+  readonly registry: SandboxRegistry;
+  /** Starts answering on the control socket (none when it is ''). */
+  serve(): Promise<void>;
+  /** Stops answering; the sandboxes stay attached. */
+  close(): Promise<void>;
+}
+
+/**
+ * The registry rebuilt from the pins of an earlier run. The control socket is claimed first, so
+ * that a second agent started by mistake stops before it touches any attachment; it is served
+ * once `serve()` is called, when everything that may still fail at start has been done.
+ */
+export async function adoptSandboxes(datapath: LoadedDatapath, pinDirectory: string, controlSocket: string, logger: Logger): Promise<SandboxService> {
+  if (controlSocket !== '') await claimControlSocket(controlSocket);
+  const attachments = new PinnedSandboxes(datapath, pinDirectory);
+  const { adopted, stale } = attachments.adopt();
+  for (const sandbox of adopted) logger.info(sandbox, `adopted sandbox ${sandbox.id}`);
+  for (const sandbox of stale) logger.info(sandbox, `removed sandbox ${sandbox.id}: its cgroup is gone`);
+  const registry = new SandboxRegistry(attachments, adopted);
+  let server: ControlServer | undefined;
+  return {
+    registry,
+    async serve() {
+      if (controlSocket === '') return;
+      server = await serveControlSocket(controlSocket, registry, logger);
+      logger.info({ path: controlSocket }, 'serving the control socket');
+    },
+    close: async () => server?.close(),
+  };
+}
+
+interface ClientOptions {
+  controlSocket: string;
+  timeout: number;
+}
+
+const timeoutOption = () =>
+  new Option('--timeout <seconds>', 'how long to wait for the agent')
+    .default(DEFAULT_TIMEOUT_SECONDS)
+    .argParser((value) => {
+      const seconds = Number(value);
+      if (!(seconds > 0 && seconds <= 600)) throw new SocklbError('SOCKLB_ERR_USAGE', `--timeout ${value}: not a number of seconds between 0 and 600`);
+      return seconds;
+    });
+
+function send(options: ClientOptions, request: ControlRequest) {
+  return requestControl(options.controlSocket, request, options.timeout * 1000);
+}
+
+function describe(sandbox: Sandbox, outcome: string): string {
+  return `sandbox ${sandbox.id} ${outcome} (cgroup ${sandbox.cgroup})\n`;
+}
+
+function formatSandboxes(sandboxes: Sandbox[]): string {
+  const width = Math.max(2, ...sandboxes.map((sandbox) => sandbox.id.length));
+  return [`${'ID'.padEnd(width)}  CGROUP`, ...sandboxes.map((sandbox) => `${sandbox.id.padEnd(width)}  ${sandbox.cgroup}`)].join('\n');
+}
+
+/** Reads all of stdin, or fails after `timeoutMs`: a runtime that keeps stdin open must not hang the hook. */
+async function readStdin(timeoutMs: number): Promise<string> {
+  let text = '';
+  const reading = (async () => {
+    for await (const chunk of process.stdin) text += String(chunk);
+    return text;
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SocklbError('SOCKLB_ERR_OCI_STATE', `OCI container state on stdin: not complete within ${timeoutMs / 1000} s`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([reading, timeout]);
+  } finally {
+    clearTimeout(timer);
+    process.stdin.destroy();
+  }
+}
+
+function readProcCgroup(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  } catch (error) {
+    throw new SocklbError('SOCKLB_ERR_OCI_STATE', `process ${pid} is gone (${(error as NodeJS.ErrnoException).code}): the hook must run while the container exists (createRuntime or poststart), in the host's pid namespace`);
+  }
+}
+
+async function ociHook(stage: HookStage | undefined, options: ClientOptions): Promise<void> {
+  const state = parseContainerState(await readStdin(options.timeout * 1000));
+  const action = hookAction(stage, state);
+  try {
+    if (action === 'register') {
+      if (state.pid === undefined) throw new SocklbError('SOCKLB_ERR_OCI_STATE', `OCI container state on stdin: no pid for status ${state.status}`);
+      const cgroup = cgroupOfProcess(state.pid, readProcCgroup(state.pid), readFileSync('/proc/self/mountinfo', 'utf8'));
+      await send(options, { op: 'add', id: state.id, cgroup });
+      return;
+    }
+    await send(options, { op: 'remove', id: state.id });
+  } catch (error) {
+    // A container that never got registered (its create failed, or the agent found its cgroup
+    // gone) has nothing to remove: poststop is cleanup, and cleanup is idempotent.
+    if (error instanceof SocklbError && error.code === 'SOCKLB_ERR_NO_SANDBOX') return;
+    if (error instanceof SocklbError) throw new SocklbError(error.code, `container ${state.id}: ${error.message}`, { cause: error });
+    throw error;
+  }
+}
+
+/** Adds `sandbox` and `oci-hook` to the command line. */
+export function registerSandboxCommands(program: Command): void {
+  const sandbox = program.command('sandbox').description("add, remove and list the sandboxes a running agent serves (through its control socket)");
+  sandbox
+    .command('add')
+    .description('attach the datapath to a sandbox\'s cgroup; adding the same id and cgroup again changes nothing')
+    .requiredOption('--id <id>', 'the sandbox\'s id (a container id, for instance)')
+    .requiredOption('--cgroup <path>', 'the sandbox\'s cgroup v2 directory')
+    .addOption(controlSocketOption())
+    .addOption(timeoutOption())
+    .action(async (options: ClientOptions & { id: string; cgroup: string }) => {
+      const response = await send(options, { op: 'add', id: options.id, cgroup: resolve(options.cgroup) });
+      if ('sandbox' in response) process.stdout.write(describe(response.sandbox, response.outcome));
+    });
+  sandbox
+    .command('remove')
+    .description('detach the datapath from a sandbox and forget it')
+    .requiredOption('--id <id>', 'the sandbox\'s id')
+    .addOption(controlSocketOption())
+    .addOption(timeoutOption())
+    .action(async (options: ClientOptions & { id: string }) => {
+      const response = await send(options, { op: 'remove', id: options.id });
+      if ('sandbox' in response) process.stdout.write(describe(response.sandbox, response.outcome));
+    });
+  sandbox
+    .command('list')
+    .description('print the registered sandboxes and their cgroups')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+    .addOption(controlSocketOption())
+    .addOption(timeoutOption())
+    .action(async (options: ClientOptions & { output: 'table' | 'json' }) => {
+      const response = await send(options, { op: 'list' });
+      const sandboxes = 'sandboxes' in response ? response.sandboxes : [];
+      process.stdout.write(options.output === 'json' ? `${JSON.stringify(sandboxes, null, 2)}\n` : `${formatSandboxes(sandboxes)}\n`);
+    });
+
+  program
+    .command('oci-hook')
+    .description('an OCI runtime hook: registers the container (state on stdin) with the agent at createRuntime or poststart, unregisters it at poststop')
+    .addArgument(new Argument('[stage]', 'the hook it is configured as (default: from the state\'s status)').choices(HOOK_STAGES))
+    .addOption(controlSocketOption())
+    .addOption(timeoutOption())
+    .action((stage: HookStage | undefined, options: ClientOptions) => ociHook(stage, options));
+}

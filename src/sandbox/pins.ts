@@ -1,0 +1,91 @@
+// The registry's kernel part: each sandbox's links pinned where a restarted agent finds them,
+//
+//   <pin dir>/links/sandboxes/<id>/<cgroup>/socklb_connect4 ...
+//
+// with <cgroup> named as the --cgroup links are (the URL-encoded path below the cgroup v2 root).
+// The pins are the registry's only record: what is pinned is what is registered.
+
+import { existsSync, readdirSync } from 'node:fs';
+import { SocklbError } from '../errors.js';
+import { cgroupOfLinkDirectory, detachDirectory, linkDirectoryName, pinLayout, SANDBOX_LINK_DIRECTORY, type LoadedDatapath } from '../datapath/loader.js';
+import { cgroup2Root } from '../datapath/mounts.js';
+import { checkCgroup } from '../datapath/system.js';
+import type { Sandbox, SandboxAttachments } from './registry.js';
+
+/** A bpffs name, like any other, holds at most 255 bytes. */
+const MAX_NAME_BYTES = 255;
+
+function sandboxesDirectory(pinDirectory: string): string {
+  return `${pinLayout(pinDirectory).links}/${SANDBOX_LINK_DIRECTORY}`;
+}
+
+/** Attaches through the loaded datapath; one instance per agent. */
+export class PinnedSandboxes implements SandboxAttachments {
+  private readonly root = cgroup2Root();
+
+  constructor(
+    private readonly datapath: LoadedDatapath,
+    private readonly pinDirectory: string,
+  ) {}
+
+  attach(sandbox: Sandbox): void {
+    checkCgroup(sandbox.cgroup, undefined, `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup}`);
+    const name = linkDirectoryName(this.root, sandbox.cgroup);
+    if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
+      throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup} is too deep to name its pins (${Buffer.byteLength(name)} bytes encoded, at most ${MAX_NAME_BYTES})`);
+    }
+    const directory = this.directoryOf(sandbox.id);
+    try {
+      this.datapath.attachOne(sandbox.cgroup, `${directory}/${name}`);
+    } catch (error) {
+      // All or nothing: a half-attached sandbox would be adopted as registered by the next run.
+      if (existsSync(directory)) detachDirectory(directory);
+      throw error;
+    }
+  }
+
+  detach(sandbox: Sandbox): void {
+    const directory = this.directoryOf(sandbox.id);
+    if (existsSync(directory)) detachDirectory(directory);
+  }
+
+  /**
+   * Rebuilds the registry from the pins of an earlier run: the programs just loaded are swapped
+   * into each sandbox's links. A sandbox whose cgroup is gone (its container was deleted while no
+   * agent ran, so its poststop hook failed) is detached and unpinned instead.
+   */
+  adopt(): { adopted: Sandbox[]; stale: Sandbox[] } {
+    const adopted: Sandbox[] = [];
+    const stale: Sandbox[] = [];
+    for (const sandbox of pinnedSandboxes(this.pinDirectory, this.root)) {
+      if (sandbox.cgroup !== undefined && existsSync(sandbox.cgroup)) {
+        this.datapath.attachOne(sandbox.cgroup, `${this.directoryOf(sandbox.id)}/${linkDirectoryName(this.root, sandbox.cgroup)}`);
+        adopted.push({ id: sandbox.id, cgroup: sandbox.cgroup });
+      } else {
+        detachDirectory(this.directoryOf(sandbox.id));
+        if (sandbox.cgroup !== undefined) stale.push({ id: sandbox.id, cgroup: sandbox.cgroup });
+      }
+    }
+    return { adopted, stale };
+  }
+
+  private directoryOf(id: string): string {
+    return `${sandboxesDirectory(this.pinDirectory)}/${id}`;
+  }
+}
+
+/** The sandboxes pinned under `pinDirectory`; cgroup undefined for a directory left half made. */
+export function pinnedSandboxes(pinDirectory: string, root = cgroup2Root()): { id: string; cgroup: string | undefined }[] {
+  const directory = sandboxesDirectory(pinDirectory);
+  if (!existsSync(directory)) return [];
+  return readdirSync(directory).map((id) => {
+    const [name, ...others] = readdirSync(`${directory}/${id}`);
+    return { id, cgroup: name === undefined || others.length > 0 ? undefined : cgroupOfLinkDirectory(root, name) };
+  });
+}
+
+/** The cgroups of the pinned sandboxes, for `socklb sockets`. */
+export function sandboxCgroups(pinDirectory: string): string[] {
+  return pinnedSandboxes(pinDirectory).flatMap((sandbox) => (sandbox.cgroup === undefined ? [] : [sandbox.cgroup]));
+}
+

@@ -1,0 +1,89 @@
+// The control socket's protocol: one request per connection, one JSON object on one line each
+// way (docs/sandboxes.md). Pure: both ends and the tests share these codecs.
+//
+//   {"op":"add","id":"c1","cgroup":"/sys/fs/cgroup/c1"}  -> {"ok":true,"outcome":"added","sandbox":{...}}
+//   {"op":"remove","id":"c1"}                            -> {"ok":true,"outcome":"removed","sandbox":{...}}
+//   {"op":"list"}                                        -> {"ok":true,"sandboxes":[{...}]}
+//   anything refused                                     -> {"ok":false,"code":"SOCKLB_ERR_...","message":"..."}
+
+import { ERROR_CODES, SocklbError, type ErrorCode } from '../errors.js';
+import type { AddOutcome, Sandbox } from './registry.js';
+
+export type ControlRequest = { op: 'add'; id: string; cgroup: string } | { op: 'remove'; id: string } | { op: 'list' };
+
+export type ControlResponse =
+  | { ok: true; outcome: AddOutcome | 'removed'; sandbox: Sandbox }
+  | { ok: true; sandboxes: Sandbox[] }
+  | { ok: false; code: ErrorCode; message: string };
+
+/** Longer lines are refused: a request is a few hundred bytes, a list a line per sandbox. */
+export const MAX_REQUEST_BYTES = 16 * 1024;
+
+export function encodeMessage(message: ControlRequest | ControlResponse): string {
+  return `${JSON.stringify(message)}\n`;
+}
+
+export function parseRequest(line: string): ControlRequest {
+  const fields = parseObject(line, 'request');
+  switch (fields['op']) {
+    case 'add':
+      return { op: 'add', id: stringField(fields, 'id', 'request'), cgroup: stringField(fields, 'cgroup', 'request') };
+    case 'remove':
+      return { op: 'remove', id: stringField(fields, 'id', 'request') };
+    case 'list':
+      return { op: 'list' };
+    default:
+      throw protocolError(`request op ${JSON.stringify(fields['op'])}: not add, remove or list`);
+  }
+}
+
+export function parseResponse(line: string): ControlResponse {
+  const fields = parseObject(line, 'response');
+  if (fields['ok'] === false) {
+    const code = fields['code'];
+    const message = stringField(fields, 'message', 'response');
+    if (typeof code !== 'string' || !(code in ERROR_CODES)) throw protocolError(`response code ${JSON.stringify(code)}: not a socklb error code`);
+    return { ok: false, code: code as ErrorCode, message };
+  }
+  if (fields['ok'] !== true) throw protocolError('response without "ok": true or false');
+  if (Array.isArray(fields['sandboxes'])) return { ok: true, sandboxes: fields['sandboxes'].map((item) => sandboxOf(item)) };
+  const outcome = fields['outcome'];
+  if (outcome !== 'added' && outcome !== 'unchanged' && outcome !== 'removed') throw protocolError(`response outcome ${JSON.stringify(outcome)}: not added, unchanged or removed`);
+  return { ok: true, outcome, sandbox: sandboxOf(fields['sandbox']) };
+}
+
+/** What the server answers for an error thrown while serving a request. */
+export function errorResponse(error: unknown): ControlResponse {
+  if (error instanceof SocklbError) return { ok: false, code: error.code, message: error.message };
+  return { ok: false, code: 'SOCKLB_ERR_CONTROL', message: `the agent failed to serve the request: ${error instanceof Error ? error.message : String(error)}` };
+}
+
+function sandboxOf(value: unknown): Sandbox {
+  const fields = isObject(value) ? value : {};
+  return { id: stringField(fields, 'id', 'response sandbox'), cgroup: stringField(fields, 'cgroup', 'response sandbox') };
+}
+
+function parseObject(line: string, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw protocolError(`${what} ${JSON.stringify(line.slice(0, 80))}: not JSON`);
+  }
+  if (!isObject(value)) throw protocolError(`${what} ${JSON.stringify(line.slice(0, 80))}: not a JSON object`);
+  return value;
+}
+
+function stringField(fields: Record<string, unknown>, name: string, what: string): string {
+  const value = fields[name];
+  if (typeof value !== 'string') throw protocolError(`${what} field "${name}": missing or not a string`);
+  return value;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function protocolError(message: string): SocklbError {
+  return new SocklbError('SOCKLB_ERR_CONTROL', `control socket: ${message}`);
+}

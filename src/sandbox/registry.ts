@@ -1,0 +1,84 @@
+// The sandboxes one agent serves besides its --cgroup attachments: an id (the container's, for
+// the OCI hook) and the cgroup v2 directory its programs are attached to. The rules live here,
+// pure; the kernel work (attaching, detaching, pinning) is behind SandboxAttachments.
+//
+// Adding is idempotent (a hook that is retried, or runs as both createRuntime and poststart,
+// gets the same answer), so is nothing else: removing an unknown id is an error, so that a
+// mistyped id never looks like success.
+
+import { isAbsolute } from 'node:path';
+import { SocklbError } from '../errors.js';
+
+export interface Sandbox {
+  id: string;
+  /** Absolute path of the sandbox's cgroup v2 directory. */
+  cgroup: string;
+}
+
+/** The kernel side: the sandbox's pinned links. */
+export interface SandboxAttachments {
+  /** Attaches every program to `sandbox.cgroup` and pins the links; all or nothing. */
+  attach(sandbox: Sandbox): void;
+  /** Detaches and unpins the sandbox's links (its cgroup may be gone already). */
+  detach(sandbox: Sandbox): void;
+}
+
+export type AddOutcome = 'added' | 'unchanged';
+
+/**
+ * Container ids as runc accepts them, without the characters a file name cannot carry as is: the
+ * id names the sandbox's pin directory. 128 characters hold every runtime's ids (64 hex digits).
+ */
+const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$/;
+
+/** Refuses an id that cannot name a sandbox, in one sentence. */
+export function checkSandboxId(id: string): void {
+  if (!SANDBOX_ID.test(id)) {
+    throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox id ${JSON.stringify(id)}: use 1-128 letters, digits, '_', '.', '+' or '-', starting with a letter or digit`);
+  }
+}
+
+export class SandboxRegistry {
+  private readonly sandboxes = new Map<string, Sandbox>();
+
+  /** `adopted`: the sandboxes found pinned by an earlier run, already attached. */
+  constructor(
+    private readonly attachments: SandboxAttachments,
+    adopted: readonly Sandbox[] = [],
+  ) {
+    for (const sandbox of adopted) this.sandboxes.set(sandbox.id, { ...sandbox });
+  }
+
+  add(id: string, cgroup: string): AddOutcome {
+    checkSandboxId(id);
+    if (!isAbsolute(cgroup)) throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${id}: cgroup ${cgroup} is not an absolute path`);
+    const existing = this.sandboxes.get(id);
+    if (existing?.cgroup === cgroup) return 'unchanged';
+    if (existing) {
+      throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${id} is already registered with cgroup ${existing.cgroup}; remove it first to register ${cgroup}`);
+    }
+    const holder = [...this.sandboxes.values()].find((sandbox) => sandbox.cgroup === cgroup);
+    if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `cgroup ${cgroup} is already registered as sandbox ${holder.id}`);
+    const sandbox = { id, cgroup };
+    this.attachments.attach(sandbox);
+    this.sandboxes.set(id, sandbox);
+    return 'added';
+  }
+
+  remove(id: string): Sandbox {
+    const sandbox = this.sandboxes.get(id);
+    if (!sandbox) throw new SocklbError('SOCKLB_ERR_NO_SANDBOX', `no sandbox ${JSON.stringify(id)} is registered`);
+    this.attachments.detach(sandbox);
+    this.sandboxes.delete(id);
+    return sandbox;
+  }
+
+  /** Every sandbox, by id. */
+  list(): Sandbox[] {
+    return [...this.sandboxes.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((sandbox) => ({ ...sandbox }));
+  }
+
+  cgroups(): string[] {
+    return [...this.sandboxes.values()].map((sandbox) => sandbox.cgroup);
+  }
+}

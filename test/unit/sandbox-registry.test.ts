@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { checkSandboxId, SandboxRegistry, type Sandbox, type SandboxAttachments } from '../../src/sandbox/registry.js';
+
+/** Records the kernel calls; fails an attach when told to. */
+class FakeAttachments implements SandboxAttachments {
+  readonly calls: string[] = [];
+  failNextAttach: Error | undefined;
+  attach(sandbox: Sandbox): void {
+    if (this.failNextAttach) {
+      const error = this.failNextAttach;
+      this.failNextAttach = undefined;
+      throw error;
+    }
+    this.calls.push(`attach ${sandbox.id} ${sandbox.cgroup}`);
+  }
+  detach(sandbox: Sandbox): void {
+    this.calls.push(`detach ${sandbox.id} ${sandbox.cgroup}`);
+  }
+}
+
+describe('sandbox registry', () => {
+  it('attaches a new sandbox and lists it', () => {
+    const kernel = new FakeAttachments();
+    const registry = new SandboxRegistry(kernel);
+    assert.equal(registry.add('c1', '/cg/c1'), 'added');
+    assert.deepEqual(kernel.calls, ['attach c1 /cg/c1']);
+    assert.deepEqual(registry.list(), [{ id: 'c1', cgroup: '/cg/c1' }]);
+    assert.deepEqual(registry.cgroups(), ['/cg/c1']);
+  });
+
+  it('answers "unchanged" to the same id and cgroup again, without touching the kernel', () => {
+    const kernel = new FakeAttachments();
+    const registry = new SandboxRegistry(kernel, [{ id: 'c1', cgroup: '/cg/c1' }]);
+    assert.equal(registry.add('c1', '/cg/c1'), 'unchanged');
+    assert.deepEqual(kernel.calls, []);
+  });
+
+  it('refuses an id already registered with another cgroup, naming both', () => {
+    const registry = new SandboxRegistry(new FakeAttachments(), [{ id: 'c1', cgroup: '/cg/c1' }]);
+    assert.throws(() => registry.add('c1', '/cg/other'), { code: 'SOCKLB_ERR_SANDBOX', message: 'sandbox c1 is already registered with cgroup /cg/c1; remove it first to register /cg/other' });
+  });
+
+  it('refuses a cgroup already registered under another id: its programs would run twice', () => {
+    const registry = new SandboxRegistry(new FakeAttachments(), [{ id: 'c1', cgroup: '/cg/c1' }]);
+    assert.throws(() => registry.add('c2', '/cg/c1'), { code: 'SOCKLB_ERR_SANDBOX', message: 'cgroup /cg/c1 is already registered as sandbox c1' });
+  });
+
+  it('refuses a relative cgroup path', () => {
+    assert.throws(() => new SandboxRegistry(new FakeAttachments()).add('c1', 'cg/c1'), { code: 'SOCKLB_ERR_SANDBOX', message: /cgroup cg\/c1 is not an absolute path/ });
+  });
+
+  it('registers nothing when the kernel refuses the attach', () => {
+    const kernel = new FakeAttachments();
+    const registry = new SandboxRegistry(kernel);
+    kernel.failNextAttach = new Error('no such cgroup directory');
+    assert.throws(() => registry.add('c1', '/cg/c1'), /no such cgroup directory/);
+    assert.deepEqual(registry.list(), []);
+    assert.equal(registry.add('c1', '/cg/c1'), 'added', 'a later try attaches');
+  });
+
+  it('detaches on remove and forgets the sandbox', () => {
+    const kernel = new FakeAttachments();
+    const registry = new SandboxRegistry(kernel, [{ id: 'c1', cgroup: '/cg/c1' }, { id: 'c2', cgroup: '/cg/c2' }]);
+    assert.deepEqual(registry.remove('c1'), { id: 'c1', cgroup: '/cg/c1' });
+    assert.deepEqual(kernel.calls, ['detach c1 /cg/c1']);
+    assert.deepEqual(registry.list(), [{ id: 'c2', cgroup: '/cg/c2' }]);
+  });
+
+  it('says that an unknown id is not registered, with its own code', () => {
+    assert.throws(() => new SandboxRegistry(new FakeAttachments()).remove('nope'), { code: 'SOCKLB_ERR_NO_SANDBOX', message: 'no sandbox "nope" is registered' });
+  });
+
+  it('lists by id', () => {
+    const registry = new SandboxRegistry(new FakeAttachments(), [{ id: 'b', cgroup: '/cg/b' }, { id: 'a', cgroup: '/cg/a' }]);
+    assert.deepEqual(registry.list().map((sandbox) => sandbox.id), ['a', 'b']);
+  });
+});
+
+describe('sandbox ids', () => {
+  for (const id of ['c1', 'a'.repeat(64), 'runc-ctr_1.2+x', 'a'.repeat(128)]) {
+    it(`accepts ${id.length > 20 ? `${id.length} characters` : id}`, () => assert.doesNotThrow(() => checkSandboxId(id)));
+  }
+  for (const [id, why] of [
+    ['', 'empty'],
+    ['.', 'a dot alone'],
+    ['..', 'a parent directory'],
+    ['a/b', 'a path'],
+    ['a b', 'a space'],
+    ['-a', 'a leading dash'],
+    ['a'.repeat(129), 'over 128 characters'],
+  ] as const) {
+    it(`refuses ${why}`, () => assert.throws(() => checkSandboxId(id), { code: 'SOCKLB_ERR_SANDBOX', message: /^sandbox id .*: use 1-128 letters/ }));
+  }
+});
