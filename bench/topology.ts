@@ -7,7 +7,8 @@
 //                             no other datapath's connections
 import type { Lab, Pod, Sandbox } from '../test/lab/lab.js';
 import { testPinDirectory } from '../test/integration/support.js';
-import { startIperfServer, startNginx } from '../test/lab/backends.js';
+import { NGINX_POD_SYSCTLS, startIperfServer, startNginx } from '../test/lab/backends.js';
+import { WRK_CLIENT_SYSCTLS } from '../test/lab/wrk.js';
 import { HTTP_TARGET_PORT, UDP_PORT } from './catalog.js';
 import type { Datapath, DatapathName } from './datapaths/datapath.js';
 import { DirectDatapath } from './datapaths/direct.js';
@@ -25,19 +26,11 @@ export interface Topology {
   datapaths: Datapath[];
 }
 
-/**
- * Sysctls of a namespace created for the benchmark. Clients: every port for short connections
- * (2000 at a time, tens of thousands a second). Backends: accept queues deep enough for 2000
- * simultaneous connects, so that none of them waits for a SYN retransmission.
- */
-const CLIENT_SYSCTLS = ['net.ipv4.ip_local_port_range=1024 65535'];
-const BACKEND_SYSCTLS = ['net.core.somaxconn=8192', 'net.ipv4.tcp_max_syn_backlog=8192'];
-
 /** `onDatapath` hears of each datapath as soon as it exists, so that an abort can clear it. */
 export async function buildTopology(lab: Lab, workdir: string, options: BenchOptions, onDatapath: (datapath: Datapath) => void): Promise<Topology> {
   const backends = await Promise.all(Array.from({ length: options.endpointsPerService }, (_, i) => lab.addPod(`backend-${i + 1}`)));
   for (const backend of backends) {
-    await sysctl(lab, backend, BACKEND_SYSCTLS);
+    await lab.sysctl(backend, NGINX_POD_SYSCTLS);
     await startNginx(lab, backend, workdir, HTTP_TARGET_PORT);
   }
   await startIperfServer(lab, backends[0]!, workdir, UDP_PORT);
@@ -45,7 +38,7 @@ export async function buildTopology(lab: Lab, workdir: string, options: BenchOpt
   const datapaths: Datapath[] = [];
   for (const name of options.datapaths) {
     const client = await lab.addSandbox(`client-${name}`);
-    await sysctl(lab, client, CLIENT_SYSCTLS);
+    await lab.sysctl(client, WRK_CLIENT_SYSCTLS);
     const datapath = await createDatapath(name, lab, client, workdir, options);
     onDatapath(datapath);
     datapaths.push(datapath);
@@ -64,8 +57,4 @@ function createDatapath(name: DatapathName, lab: Lab, client: Sandbox, workdir: 
     case 'nftables':
       return NftablesDatapath.create(lab, client, workdir, options.nftMaxServices);
   }
-}
-
-async function sysctl(lab: Lab, member: Pod | Sandbox, settings: string[]): Promise<void> {
-  await lab.exec(member, ['sysctl', '--quiet', '--write', ...settings], { inCgroup: false });
 }

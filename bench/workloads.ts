@@ -5,7 +5,7 @@ import type { Catalog } from './catalog.js';
 import { cpuTimesSince, readCpuTimes, type CpuTimes } from './cpu.js';
 import type { Datapath, DatapathName } from './datapaths/datapath.js';
 import { iperfArgv, parseIperfReport } from './iperf.js';
-import { parseWrkReport, wrkArgv } from '../test/lab/wrk.js';
+import { runWrk } from '../test/lab/wrk.js';
 
 export type WorkloadName = 'short' | 'keepalive' | 'connect' | 'udp';
 
@@ -77,9 +77,7 @@ type Measured = Pick<RunResult, 'operations' | 'durationS' | 'errors' | 'errorDe
 
 async function runHttp(context: RunContext, wrk: NonNullable<Workload['wrk']>, datapath: Datapath, catalog: Catalog, seconds: number): Promise<Measured> {
   const target = datapath.target(catalog.http, catalog.http.ports[0]!);
-  const argv = wrkArgv({ url: `http://${target.host}:${target.port}/`, seconds, ...wrk, ...(target.spreadOver && { spreadOver: target.spreadOver }) }, context.wrkScript);
-  const { stdout } = await context.lab.exec(datapath.client, argv, { timeoutMs: seconds * 1000 + RUN_GRACE_MS });
-  const report = parseWrkReport(stdout);
+  const report = await runWrk(context.lab, datapath.client, { url: `http://${target.host}:${target.port}/`, seconds, ...wrk, ...(target.spreadOver && { spreadOver: target.spreadOver }) }, context.wrkScript);
   const errors = Object.values(report.errors).reduce((sum, count) => sum + count, 0);
   return { operations: report.requests, durationS: report.durationS, errors, errorDetail: report.errors, latencyUs: report.latencyUs };
 }
