@@ -41,7 +41,8 @@ export class AgentMetrics {
     this.endpointChanges = new Counter({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total', help: 'EndpointSlice changes seen', registers });
     this.failedFrontends = new Counter({ name: 'socklb_frontend_update_failures_total', help: 'Frontend updates the kernel refused (retried with backoff)', registers });
 
-    const roles: MapRole[] = ['frontends', 'slots', 'backends', 'serviceNames'];
+    // The counters' array has every entry from the start: its fill says nothing.
+    const roles = ['frontends', 'slots', 'backends', 'serviceNames'] as const satisfies readonly MapRole[];
     new Gauge({
       name: 'socklb_map_entries',
       help: 'Entries in each socklb map',
@@ -50,7 +51,7 @@ export class AgentMetrics {
       collect() {
         const state = source.datapath;
         const slots = [...state.slots.values()].reduce((sum, bySlot) => sum + bySlot.size, 0);
-        const counts: Record<MapRole, number> = { frontends: state.frontends.size, slots, backends: state.backends.size, serviceNames: state.serviceNames.size };
+        const counts: Record<(typeof roles)[number], number> = { frontends: state.frontends.size, slots, backends: state.backends.size, serviceNames: state.serviceNames.size };
         for (const role of roles) this.set({ map: source.maps[role].name }, counts[role]);
       },
     });

@@ -32,6 +32,8 @@ export const MAP_NAMES = {
   backends: 'socklb_be_v1',
   serviceNames: 'socklb_name_v1',
   sockets: 'socklb_sock_v2',
+  /** Per-frontend counters (per CPU): counted by the programs, zeroed by the agent. */
+  stats: 'socklb_stats_v1',
   /** ClientIP affinity: written by the programs only. */
   affinity: 'socklb_aff_v1',
   /** The socket iterators' object (socklb_iter.bpf.c). */
@@ -209,6 +211,53 @@ export const serviceNameCodec: Codec<ServicePortRef> = {
     };
   },
 };
+
+/** What the programs counted for one frontend (struct socklb_stats), on one CPU or summed. */
+export interface FrontendCounters {
+  /** connect() calls sent to a backend. */
+  connects: bigint;
+  /** connect() and sendmsg() calls refused because the frontend has no backend. */
+  refused: bigint;
+  /** Datagrams of unconnected UDP sockets sent to a backend. */
+  datagrams: bigint;
+  /** getpeername() and recvmsg() answers rewritten from the backend to the Service. */
+  reverseNat: bigint;
+}
+
+export const ZERO_COUNTERS: Readonly<FrontendCounters> = { connects: 0n, refused: 0n, datagrams: 0n, reverseNat: 0n };
+
+// struct socklb_stats: one CPU's copy. A per-CPU map's value is one copy per
+// possible CPU, each rounded up to 8 bytes (this one is 32 already).
+export const statsCodec: Codec<FrontendCounters> = {
+  cType: 'struct socklb_stats',
+  size: 32,
+  fields: { connects: { offset: 0, size: 8 }, refused: { offset: 8, size: 8 }, datagrams: { offset: 16, size: 8 }, reverse_nat: { offset: 24, size: 8 } },
+  encode(counters) {
+    const bytes = Buffer.alloc(32);
+    bytes.writeBigUInt64LE(counters.connects, 0);
+    bytes.writeBigUInt64LE(counters.refused, 8);
+    bytes.writeBigUInt64LE(counters.datagrams, 16);
+    bytes.writeBigUInt64LE(counters.reverseNat, 24);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    return { connects: bytes.readBigUInt64LE(0), refused: bytes.readBigUInt64LE(8), datagrams: bytes.readBigUInt64LE(16), reverseNat: bytes.readBigUInt64LE(24) };
+  },
+};
+
+/** The counters of a per-CPU value (every CPU's copy, one after the other), summed. */
+export function sumPerCpu(value: Buffer): FrontendCounters {
+  const sum = { ...ZERO_COUNTERS };
+  for (let offset = 0; offset + statsCodec.size <= value.length; offset += statsCodec.size) {
+    const counters = statsCodec.decode(value.subarray(offset, offset + statsCodec.size));
+    sum.connects += counters.connects;
+    sum.refused += counters.refused;
+    sum.datagrams += counters.datagrams;
+    sum.reverseNat += counters.reverseNat;
+  }
+  return sum;
+}
 
 /** An address and port, as a socket sees it. */
 export interface SocketAddress {
@@ -411,4 +460,5 @@ export const MAP_CODECS = {
   slots: { key: slotKeyCodec, value: slotCodec },
   backends: { key: u32Codec, value: backendCodec },
   serviceNames: { key: u32Codec, value: serviceNameCodec },
+  stats: { key: u32Codec, value: statsCodec },
 } as const;

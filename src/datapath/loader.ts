@@ -239,9 +239,11 @@ export interface MapCapacities {
 
 export const DEFAULT_CAPACITIES: MapCapacities = { frontends: 65536, backends: 65536, slots: 262144 };
 
-// Every frontend has one service name.
+// Every frontend has one service name, and one set of counters at the index
+// of its service id (ids start at 1).
 function capacityOf(mapName: string, capacities: MapCapacities): number | undefined {
   const role = roleOfMap(mapName);
+  if (role === 'stats') return capacities.frontends + 1;
   return role === undefined ? undefined : capacities[role === 'serviceNames' ? 'frontends' : role];
 }
 

@@ -4,6 +4,9 @@
 // The order is what keeps a connect() that races with an update safe. The
 // programs read a frontend's count, pick a slot below it, then read the
 // backend the slot names. So, for one frontend:
+//   0. a new frontend's service id has its counters zeroed, before anything
+//      can reach the frontend and count (an id freed by an earlier plan
+//      would otherwise carry its old frontend's counts),
 //   1. backends it needs that the maps lack are written,
 //   2. its service name (for people) is written,
 //   3. slots are rewritten in place or added past the current count,
@@ -95,6 +98,7 @@ function planDeletion(state: DatapathState, current: FrontendEntry): Operation[]
 function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEntry | undefined, wanted: DesiredFrontend): Operation[] {
   const operations: Operation[] = [];
   const serviceId = current?.serviceId ?? ids.newServiceId();
+  if (!current) operations.push({ kind: 'reset-stats', serviceId });
 
   const wantedBackendIds = wanted.backends.map((backend) => {
     const existing = state.backendIdOf(backend);

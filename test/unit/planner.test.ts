@@ -58,6 +58,7 @@ function checkedMaps(inner: DatapathMaps, record: (violations: string[]) => void
     return {
       name: map.name,
       maxEntries: map.maxEntries,
+      valuesPerKey: map.valuesPerKey,
       update: (key, value) => check(() => map.update(key, value)),
       delete: (key) => check(() => map.delete(key)),
       lookup: (key) => map.lookup(key),
