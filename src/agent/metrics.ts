@@ -2,6 +2,7 @@
 // socklb's own for what only socklb has.
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { countersByServicePort } from '../datapath/counters.js';
 import type { DatapathMaps, MapRole } from '../datapath/maps.js';
 import type { DatapathState } from '../datapath/state.js';
 import type { SyncResult } from './agent.js';
@@ -64,6 +65,7 @@ export class AgentMetrics {
         for (const role of roles) this.set({ map: source.maps[role].name }, source.maps[role].maxEntries);
       },
     });
+    this.registerCounters(source);
     new Gauge({
       name: 'socklb_input_problems',
       help: 'Objects or files currently rejected (each is logged once with its reason)',
@@ -72,6 +74,30 @@ export class AgentMetrics {
         this.set(source.problemCount());
       },
     });
+  }
+
+  /**
+   * The programs' per-frontend counters, summed per Service port at scrape
+   * time. The map is read once per scrape, by the first counter's collect
+   * (the registry collects in registration order), which sets all four.
+   */
+  private registerCounters(source: MetricsSource): void {
+    const labelNames = ['namespace', 'service', 'port', 'protocol'] as const;
+    const registers = [this.registry];
+    const counter = (name: string, help: string, collect?: () => void) => new Counter({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
+    // Registered first, so that its collect runs before the others are read.
+    const connects = counter('socklb_connections_translated_total', 'connect() calls sent to an endpoint of the Service port', () => {
+      for (const metric of [connects, refused, datagrams, reverseNat]) metric.reset();
+      for (const { labels, counters } of countersByServicePort(source.datapath, source.maps.stats)) {
+        connects.inc(labels, Number(counters.connects));
+        refused.inc(labels, Number(counters.refused));
+        datagrams.inc(labels, Number(counters.datagrams));
+        reverseNat.inc(labels, Number(counters.reverseNat));
+      }
+    });
+    const refused = counter('socklb_connections_refused_total', 'connect() and sendmsg() calls refused at once (ECONNREFUSED) because the Service port has no endpoint');
+    const datagrams = counter('socklb_datagrams_translated_total', 'Datagrams of unconnected UDP sockets sent to an endpoint of the Service port');
+    const reverseNat = counter('socklb_reverse_nat_total', 'getpeername() and recvmsg() answers rewritten from the endpoint to the Service port');
   }
 
   recordSync(result: SyncResult): void {

@@ -246,16 +246,18 @@ export const statsCodec: Codec<FrontendCounters> = {
   },
 };
 
+/** Adds `more` into `sum`. */
+export function addCounters(sum: FrontendCounters, more: FrontendCounters): void {
+  sum.connects += more.connects;
+  sum.refused += more.refused;
+  sum.datagrams += more.datagrams;
+  sum.reverseNat += more.reverseNat;
+}
+
 /** The counters of a per-CPU value (every CPU's copy, one after the other), summed. */
 export function sumPerCpu(value: Buffer): FrontendCounters {
   const sum = { ...ZERO_COUNTERS };
-  for (let offset = 0; offset + statsCodec.size <= value.length; offset += statsCodec.size) {
-    const counters = statsCodec.decode(value.subarray(offset, offset + statsCodec.size));
-    sum.connects += counters.connects;
-    sum.refused += counters.refused;
-    sum.datagrams += counters.datagrams;
-    sum.reverseNat += counters.reverseNat;
-  }
+  for (let offset = 0; offset + statsCodec.size <= value.length; offset += statsCodec.size) addCounters(sum, statsCodec.decode(value.subarray(offset, offset + statsCodec.size)));
   return sum;
 }
 

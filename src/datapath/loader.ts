@@ -163,10 +163,15 @@ export function cleanupPins(pinDirectory: string): { links: number; maps: number
 
 /** The cgroups the pinned links are attached to. */
 export function attachedCgroups(pinDirectory: string): string[] {
+  return pinnedLinkDirectories(pinDirectory).map(({ cgroup }) => cgroup);
+}
+
+/** Each attached cgroup with the directory of its links (one pin per program, named after it). */
+export function pinnedLinkDirectories(pinDirectory: string): { cgroup: string; directory: string }[] {
   const { links } = pinLayout(pinDirectory);
   if (!existsSync(links)) return [];
   const root = cgroup2Root();
-  return readdirSync(links).map((name) => cgroupOfLinkDirectory(root, name));
+  return readdirSync(links).map((name) => ({ cgroup: cgroupOfLinkDirectory(root, name), directory: `${links}/${name}` }));
 }
 
 // Link directories are named after the cgroup's path below the cgroup v2 root,
