@@ -2,7 +2,8 @@
 // socklb's own for what only socklb has.
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { countersByServicePort } from '../datapath/counters.js';
+import { countersByServicePort, type ServicePortLabels } from '../datapath/counters.js';
+import type { FrontendCounters } from '../datapath/layout.js';
 import type { DatapathMaps, MapRole } from '../datapath/maps.js';
 import type { DatapathState } from '../datapath/state.js';
 import type { SyncResult } from './agent.js';
@@ -25,7 +26,7 @@ export class AgentMetrics {
   private readonly endpointChanges: Counter;
   private readonly failedFrontends: Counter;
 
-  constructor(source: MetricsSource) {
+  constructor(private readonly source: MetricsSource) {
     const registers = [this.registry];
     // The event loop lag is sampled once a second, not every 10 ms (prom-client's default): that
     // timer alone woke the idle agent 100 times a second (docs/footprint.md).
@@ -65,7 +66,6 @@ export class AgentMetrics {
         for (const role of roles) this.set({ map: source.maps[role].name }, source.maps[role].maxEntries);
       },
     });
-    this.registerCounters(source);
     new Gauge({
       name: 'socklb_input_problems',
       help: 'Objects or files currently rejected (each is logged once with its reason)',
@@ -76,28 +76,9 @@ export class AgentMetrics {
     });
   }
 
-  /**
-   * The programs' per-frontend counters, summed per Service port at scrape
-   * time. The map is read once per scrape, by the first counter's collect
-   * (the registry collects in registration order), which sets all four.
-   */
-  private registerCounters(source: MetricsSource): void {
-    const labelNames = ['namespace', 'service', 'port', 'protocol'] as const;
-    const registers = [this.registry];
-    const counter = (name: string, help: string, collect?: () => void) => new Counter({ name, help, labelNames, registers, ...(collect ? { collect } : {}) });
-    // Registered first, so that its collect runs before the others are read.
-    const connects = counter('socklb_connections_translated_total', 'connect() calls sent to an endpoint of the Service port', () => {
-      for (const metric of [connects, refused, datagrams, reverseNat]) metric.reset();
-      for (const { labels, counters } of countersByServicePort(source.datapath, source.maps.stats)) {
-        connects.inc(labels, Number(counters.connects));
-        refused.inc(labels, Number(counters.refused));
-        datagrams.inc(labels, Number(counters.datagrams));
-        reverseNat.inc(labels, Number(counters.reverseNat));
-      }
-    });
-    const refused = counter('socklb_connections_refused_total', 'connect() and sendmsg() calls refused at once (ECONNREFUSED) because the Service port has no endpoint');
-    const datagrams = counter('socklb_datagrams_translated_total', 'Datagrams of unconnected UDP sockets sent to an endpoint of the Service port');
-    const reverseNat = counter('socklb_reverse_nat_total', 'getpeername() and recvmsg() answers rewritten from the endpoint to the Service port');
+  /** The Prometheus text of a scrape: the registry's metrics, then the per-Service-port counters. */
+  async render(): Promise<string> {
+    return `${await this.registry.metrics()}\n${formatServicePortCounters(countersByServicePort(this.source.datapath, this.source.maps.stats))}`;
   }
 
   recordSync(result: SyncResult): void {
@@ -108,4 +89,32 @@ export class AgentMetrics {
     this.failedFrontends.inc(result.failed);
     if (result.changeSeenAt !== undefined && result.failed === 0) this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
   }
+}
+
+/** The per-Service-port counter families, with their help: see README.md, Operations. */
+export const SERVICE_PORT_COUNTERS: readonly { name: string; help: string; counter: keyof FrontendCounters }[] = [
+  { name: 'socklb_connections_translated_total', help: 'connect() calls sent to an endpoint of the Service port', counter: 'connects' },
+  { name: 'socklb_connections_refused_total', help: 'connect() and sendmsg() calls refused at once (ECONNREFUSED) because the Service port has no endpoint', counter: 'refused' },
+  { name: 'socklb_datagrams_translated_total', help: 'Datagrams of unconnected UDP sockets sent to an endpoint of the Service port', counter: 'datagrams' },
+  { name: 'socklb_reverse_nat_total', help: 'getpeername() and recvmsg() answers rewritten from the endpoint to the Service port', counter: 'reverseNat' },
+];
+
+/**
+ * Written here rather than through prom-client Counters: at 65536 Service
+ * ports (four series each) a Counter's reset, per-label inc and formatting
+ * cost seconds per scrape; this is one pass over the rows.
+ */
+export function formatServicePortCounters(rows: readonly { labels: ServicePortLabels; counters: FrontendCounters }[]): string {
+  const labelText = rows.map(({ labels }) => `{namespace="${escapeLabel(labels.namespace)}",service="${escapeLabel(labels.service)}",port="${escapeLabel(labels.port)}",protocol="${labels.protocol}"}`);
+  const lines: string[] = [];
+  for (const { name, help, counter } of SERVICE_PORT_COUNTERS) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+    rows.forEach((row, index) => lines.push(`${name}${labelText[index]} ${row.counters[counter]}`));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The text format's escapes; Kubernetes names never need them, a hostile manifest might. */
+function escapeLabel(value: string): string {
+  return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value;
 }

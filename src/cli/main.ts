@@ -92,7 +92,7 @@ async function serveObservability(agent: Agent, options: RunOptions, logger: Log
   const servers: Server[] = [];
   const metricsBind = bindAddress('--metrics-bind-address', options.metricsBindAddress);
   if (metricsBind) {
-    servers.push(await serveRoutes(metricsBind, { '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }) }));
+    servers.push(await serveRoutes(metricsBind, { '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.render() }) }));
     logger.info({ address: metricsBind.host, port: listeningPort(servers[servers.length - 1] as Server) }, 'serving metrics');
   }
   const healthBind = bindAddress('--healthz-bind-address', options.healthzBindAddress);

@@ -102,20 +102,18 @@ export class KernelMap implements BpfMap {
   }
 
   private *batchedEntries(): Generator<[Buffer, Buffer]> {
-    const keys = Buffer.alloc(BATCH_ENTRIES * this.keySize);
-    const values = Buffer.alloc(BATCH_ENTRIES * this.valueSize);
     // An array's batch position is its next index.
     const next = Buffer.alloc(4);
     let position: Buffer | null = null;
     for (;;) {
+      // New buffers for each batch: the entries handed out are views into them.
+      const keys = Buffer.alloc(BATCH_ENTRIES * this.keySize);
+      const values = Buffer.alloc(BATCH_ENTRIES * this.valueSize);
       const count = [BATCH_ENTRIES];
       const rc = libbpf.mapLookupBatch(this.fd, position, next, keys, values, count, null);
       if (rc < 0 && -rc !== ENOENT) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_map_lookup_batch(${this.name}): ${errnoName(-rc)}`);
       for (let entry = 0; entry < (count[0] ?? 0); entry++) {
-        yield [
-          Buffer.from(keys.subarray(entry * this.keySize, (entry + 1) * this.keySize)),
-          Buffer.from(values.subarray(entry * this.valueSize, (entry + 1) * this.valueSize)),
-        ];
+        yield [keys.subarray(entry * this.keySize, (entry + 1) * this.keySize), values.subarray(entry * this.valueSize, (entry + 1) * this.valueSize)];
       }
       if (rc < 0) return;
       position = Buffer.from(next);
