@@ -4,14 +4,16 @@
 // The order is what keeps a connect() that races with an update safe. The
 // programs read a frontend's count, pick a slot below it, then read the
 // backend the slot names. So, for one frontend:
-//   0. a new frontend's service id has its counters zeroed, before anything
-//      can reach the frontend and count (an id freed by an earlier plan
-//      would otherwise carry its old frontend's counts),
 //   1. backends it needs that the maps lack are written,
 //   2. its service name (for people) is written,
 //   3. slots are rewritten in place or added past the current count,
-//   4. the frontend's count changes (the single switch-over),
-//   5. slots past the new count are deleted.
+//   4. a new frontend's service id has its counters zeroed, just before
+//      anything can reach the frontend and count (an id freed by an earlier
+//      plan would otherwise carry its old frontend's counts); after the
+//      name, so that a frontend past --max-frontends fails on the name map,
+//      whose size is the flag's, rather than at an id past the counters,
+//   5. the frontend's count changes (the single switch-over),
+//   6. slots past the new count are deleted.
 // A reader therefore never finds a count larger than the slots written, nor
 // a slot naming a backend that is not there. Backends no slot names any more
 // are deleted last, by planCleanup, once every frontend is done.
@@ -98,7 +100,6 @@ function planDeletion(state: DatapathState, current: FrontendEntry): Operation[]
 function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEntry | undefined, wanted: DesiredFrontend): Operation[] {
   const operations: Operation[] = [];
   const serviceId = current?.serviceId ?? ids.newServiceId();
-  if (!current) operations.push({ kind: 'reset-stats', serviceId });
 
   const wantedBackendIds = wanted.backends.map((backend) => {
     const existing = state.backendIdOf(backend);
@@ -118,6 +119,7 @@ function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEnt
     if (written?.get(slot) !== backendId) operations.push({ kind: 'upsert-slot', serviceId, slot, backendId });
   });
 
+  if (!current) operations.push({ kind: 'reset-stats', serviceId });
   if (!current || current.backendCount !== slots.length || current.flags !== 0 || current.affinityTimeout !== wanted.affinityTimeoutSeconds) {
     operations.push({ kind: 'upsert-frontend', frontend: { key: wanted.key, serviceId, backendCount: slots.length, flags: 0, affinityTimeout: wanted.affinityTimeoutSeconds } });
   }
