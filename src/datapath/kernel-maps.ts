@@ -156,6 +156,8 @@ export function openPinnedMaps(mapsDirectory: string): DatapathMaps & { close():
       const fd = libbpf.objGet(path);
       if (fd < 0) {
         const errno = -fd || lastErrno();
+        // The frontend map comes first: once it was there, a missing map is one an older build did not have.
+        if (fds.length > 0) throw new SocklbError('SOCKLB_ERR_MAP_LAYOUT', `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; \`socklb run\` of this build adds it`);
         throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(errno)}); start one with \`socklb run\``);
       }
       fds.push(fd);
