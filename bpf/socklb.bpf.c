@@ -47,6 +47,28 @@ struct {
 	__type(value, struct socklb_affinity);
 } socklb_aff_v1 SEC(".maps");
 
+/*
+ * Per-frontend counters, indexed by service_id. An array and not a hash: the
+ * lookup is an index the verifier inlines, it cannot miss for a frontend the
+ * agent wrote (every index exists, so a datapath adopted from a build without
+ * counters counts at once), and resetting an id is a plain overwrite. The
+ * price is memory for the whole capacity, whether used or not: 32 bytes per
+ * frontend per possible CPU (2 MiB per CPU at 65536 frontends), which
+ * --max-frontends scales. One copy per CPU, so that connects on different
+ * CPUs never share a cache line; the adds are plain: sock_addr programs run
+ * with migration disabled, and only a preemptible kernel (preempt=full) can
+ * lose an add, in the three-instruction window where another task on the
+ * same CPU increments the same counter.
+ * The agent sets max_entries to the frontend capacity plus one (id 0 is never
+ * handed out).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SOCKLB_DEFAULT_MAX_FRONTENDS + 1);
+	__type(key, __u32);
+	__type(value, struct socklb_stats);
+} socklb_stats_v1 SEC(".maps");
+
 /* Read by user space only; not preallocated, since most names are short-lived. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -72,6 +94,35 @@ enum stickiness {
 	 */
 	KEEP_BACKEND,
 };
+
+enum counter {
+	CONNECT_TRANSLATED,
+	CALL_REFUSED,
+	DATAGRAM_TRANSLATED,
+	REVERSE_NAT,
+};
+
+static __always_inline void count(__u32 service_id, enum counter counter)
+{
+	struct socklb_stats *stats = bpf_map_lookup_elem(&socklb_stats_v1, &service_id);
+
+	if (!stats)
+		return;
+	switch (counter) {
+	case CONNECT_TRANSLATED:
+		stats->connects++;
+		break;
+	case CALL_REFUSED:
+		stats->refused++;
+		break;
+	case DATAGRAM_TRANSLATED:
+		stats->datagrams++;
+		break;
+	case REVERSE_NAT:
+		stats->reverse_nat++;
+		break;
+	}
+}
 
 struct backend_choice {
 	struct socklb_backend backend;
@@ -163,7 +214,8 @@ remember_affinity(const struct socklb_affinity_key *client, const struct backend
 
 static __always_inline enum lookup_result
 lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
-	       const struct socklb_translation *previous, struct backend_choice *out)
+	       const struct socklb_translation *previous, struct backend_choice *out,
+	       __u32 *service_id)
 {
 	for (int attempt = 0; attempt < SOCKLB_LOOKUP_ATTEMPTS; attempt++) {
 		struct socklb_affinity_key client = {};
@@ -172,6 +224,7 @@ lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 		frontend = bpf_map_lookup_elem(&socklb_fe_v2, key);
 		if (!frontend)
 			return NOT_A_SERVICE;
+		*service_id = frontend->service_id;
 		if (frontend->backend_count == 0)
 			return NO_BACKEND;
 		if (previous && keep_backend(frontend, previous->slot, previous->backend_address,
@@ -250,6 +303,7 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	const struct socklb_translation *previous = NULL;
 	struct backend_choice choice;
 	enum lookup_result result;
+	__u32 service_id = 0;
 	__u32 index;
 
 	if (sock && stickiness == KEEP_BACKEND) {
@@ -257,12 +311,15 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 		if (index < SOCKLB_SOCK_TRANSLATIONS)
 			previous = &sock->translations[index];
 	}
-	result = lookup_backend(ctx, key, previous, &choice);
-	if (result == NO_BACKEND)
+	result = lookup_backend(ctx, key, previous, &choice, &service_id);
+	if (result == NO_BACKEND) {
 		/* As kube-proxy's REJECT: fail at once rather than time out. */
 		bpf_set_retval(-ECONNREFUSED);
+		count(service_id, CALL_REFUSED);
+	}
 	if (result != BACKEND_FOUND)
 		return result;
+	count(service_id, stickiness == PICK_ANY ? CONNECT_TRANSLATED : DATAGRAM_TRANSLATED);
 	record_translation(ctx->sk, sock, key, &choice);
 	*backend = choice.backend;
 	return BACKEND_FOUND;
@@ -319,6 +376,25 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx, enum stickiness 
 }
 
 /*
+ * Counts a rewrite for the frontend the socket reached, if it is still
+ * there: the socket's entry names the Service's address and port, and the
+ * frontend (with its id) is found again from them and the socket's protocol.
+ */
+static __always_inline void count_reverse_nat(const struct bpf_sock_addr *ctx, const struct socklb_translation *entry)
+{
+	struct socklb_frontend_key key = {
+		.address = { entry->service_address[0], entry->service_address[1],
+			     entry->service_address[2], entry->service_address[3] },
+		.port = entry->service_port,
+		.protocol = (__u8)ctx->protocol,
+	};
+	const struct socklb_frontend *frontend = bpf_map_lookup_elem(&socklb_fe_v2, &key);
+
+	if (frontend)
+		count(frontend->service_id, REVERSE_NAT);
+}
+
+/*
  * Shows the Service in place of a backend the socket was sent to: the peer
  * for getpeername(), the sender for recvmsg(). Any other address (a socket
  * connected elsewhere later, a datagram from someone else) is left as it is.
@@ -336,6 +412,7 @@ static __always_inline int restore4(struct bpf_sock_addr *ctx)
 	entry = find_backend(sock, address, (__be16)ctx->user_port);
 	if (!entry)
 		return SOCK_ADDR_ALLOW;
+	count_reverse_nat(ctx, entry);
 	ctx->user_ip4 = entry->service_address[3];
 	ctx->user_port = entry->service_port;
 	return SOCK_ADDR_ALLOW;
@@ -354,6 +431,7 @@ static __always_inline int restore6(struct bpf_sock_addr *ctx)
 	entry = find_backend(sock, address, (__be16)ctx->user_port);
 	if (!entry)
 		return SOCK_ADDR_ALLOW;
+	count_reverse_nat(ctx, entry);
 	ctx->user_ip6[0] = entry->service_address[0];
 	ctx->user_ip6[1] = entry->service_address[1];
 	ctx->user_ip6[2] = entry->service_address[2];

@@ -19,6 +19,7 @@
  *   socklb_name_v1  __u32 service id           -> struct socklb_service_name
  *   socklb_sock_v2  socket-local storage       -> struct socklb_sock
  *   socklb_aff_v1   struct socklb_affinity_key -> struct socklb_affinity (LRU)
+ *   socklb_stats_v1 __u32 service id           -> struct socklb_stats (per CPU)
  * and the socket iterators' (socklb_iter.bpf.c):
  *   socklb_stale_v1 struct socklb_stale_key    -> __u32 (reserved, 0)
  * The kernel keeps 15 characters of a map name.
@@ -108,6 +109,18 @@ struct socklb_service_name {
 	char namespace[64];
 	char name[64];
 	char port_name[16];
+};
+
+/*
+ * What the programs did for one frontend, keyed by its service_id, one copy
+ * per CPU (user space sums them). The agent zeroes a service_id's counters
+ * before it hands the id to a new frontend, so a reused id starts from 0.
+ */
+struct socklb_stats {
+	__u64 connects; /* connect() sent to a backend */
+	__u64 refused; /* connect() or sendmsg() refused: no backend (ECONNREFUSED) */
+	__u64 datagrams; /* sendmsg() of an unconnected UDP socket sent to a backend */
+	__u64 reverse_nat; /* getpeername() or recvmsg() answered with the Service */
 };
 
 /*

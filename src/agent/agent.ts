@@ -55,7 +55,8 @@ const MAX_RETRY_DELAY_MS = 60_000;
 export class Agent {
   private readonly state: DatapathState;
   private readonly desired: DesiredFrontends;
-  private readonly failed = new Set<string>();
+  /** Frontend id -> the write that stopped it, until a retry gets it through. */
+  private readonly failed = new Map<string, Error>();
   private reportedProblems = new Map<string, InputProblem>();
   private firstStateSeen = false;
   private syncedOnce = false;
@@ -102,9 +103,19 @@ export class Agent {
     return this.reportedProblems.size;
   }
 
+  /** The objects or files currently rejected, with why. */
+  problems(): InputProblem[] {
+    return [...this.reportedProblems.values()];
+  }
+
+  /** Frontends the kernel refused (a full map, among others), with its answer; retried with backoff. */
+  failures(): { frontend: string; error: string }[] {
+    return [...this.failed].map(([frontend, error]) => ({ frontend, error: error.message }));
+  }
+
   private onSourceState(sourceState: SourceState): void {
     const { changed, serviceChanges, endpointChanges } = this.desired.update(sourceState);
-    const scope = this.firstStateSeen ? new Set([...changed, ...this.failed]) : fullScope(this.state, this.desired.frontends);
+    const scope = this.firstStateSeen ? new Set([...changed, ...this.failed.keys()]) : fullScope(this.state, this.desired.frontends);
     this.firstStateSeen = true;
     this.sync(scope, { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt });
     this.reportProblems(this.desired.problems());
@@ -117,7 +128,7 @@ export class Agent {
     const result = reconcile(this.options.maps, this.state, this.desired.frontends, frontendIds);
     this.failed.clear();
     for (const [frontend, error] of result.failed) {
-      this.failed.add(frontend);
+      this.failed.set(frontend, error);
       this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
     }
     for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
@@ -150,7 +161,7 @@ export class Agent {
       this.retryDelayMs = this.options.retryDelayMs ?? 1000;
       return;
     }
-    this.retryTimer = setTimeout(() => this.sync([...this.failed], RETRY), this.retryDelayMs);
+    this.retryTimer = setTimeout(() => this.sync([...this.failed.keys()], RETRY), this.retryDelayMs);
     this.retryTimer.unref();
     this.retryDelayMs = Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS);
   }

@@ -2,6 +2,8 @@
 // socklb's own for what only socklb has.
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { countersByServicePort, type ServicePortLabels } from '../datapath/counters.js';
+import type { FrontendCounters } from '../datapath/layout.js';
 import type { DatapathMaps, MapRole } from '../datapath/maps.js';
 import type { DatapathState } from '../datapath/state.js';
 import type { SyncResult } from './agent.js';
@@ -24,7 +26,7 @@ export class AgentMetrics {
   private readonly endpointChanges: Counter;
   private readonly failedFrontends: Counter;
 
-  constructor(source: MetricsSource) {
+  constructor(private readonly source: MetricsSource) {
     const registers = [this.registry];
     // The event loop lag is sampled once a second, not every 10 ms (prom-client's default): that
     // timer alone woke the idle agent 100 times a second (docs/footprint.md).
@@ -41,7 +43,8 @@ export class AgentMetrics {
     this.endpointChanges = new Counter({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total', help: 'EndpointSlice changes seen', registers });
     this.failedFrontends = new Counter({ name: 'socklb_frontend_update_failures_total', help: 'Frontend updates the kernel refused (retried with backoff)', registers });
 
-    const roles: MapRole[] = ['frontends', 'slots', 'backends', 'serviceNames'];
+    // The counters' array has every entry from the start: its fill says nothing.
+    const roles = ['frontends', 'slots', 'backends', 'serviceNames'] as const satisfies readonly MapRole[];
     new Gauge({
       name: 'socklb_map_entries',
       help: 'Entries in each socklb map',
@@ -50,7 +53,7 @@ export class AgentMetrics {
       collect() {
         const state = source.datapath;
         const slots = [...state.slots.values()].reduce((sum, bySlot) => sum + bySlot.size, 0);
-        const counts: Record<MapRole, number> = { frontends: state.frontends.size, slots, backends: state.backends.size, serviceNames: state.serviceNames.size };
+        const counts: Record<(typeof roles)[number], number> = { frontends: state.frontends.size, slots, backends: state.backends.size, serviceNames: state.serviceNames.size };
         for (const role of roles) this.set({ map: source.maps[role].name }, counts[role]);
       },
     });
@@ -73,6 +76,11 @@ export class AgentMetrics {
     });
   }
 
+  /** The Prometheus text of a scrape: the registry's metrics, then the per-Service-port counters. */
+  async render(): Promise<string> {
+    return `${await this.registry.metrics()}\n${formatServicePortCounters(countersByServicePort(this.source.datapath, this.source.maps.stats))}`;
+  }
+
   recordSync(result: SyncResult): void {
     this.syncDuration.observe(result.durationMs / 1000);
     this.lastSync.setToCurrentTime();
@@ -81,4 +89,32 @@ export class AgentMetrics {
     this.failedFrontends.inc(result.failed);
     if (result.changeSeenAt !== undefined && result.failed === 0) this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
   }
+}
+
+/** The per-Service-port counter families, with their help: see README.md, Operations. */
+export const SERVICE_PORT_COUNTERS: readonly { name: string; help: string; counter: keyof FrontendCounters }[] = [
+  { name: 'socklb_connections_translated_total', help: 'connect() calls sent to an endpoint of the Service port', counter: 'connects' },
+  { name: 'socklb_connections_refused_total', help: 'connect() and sendmsg() calls refused at once (ECONNREFUSED) because the Service port has no endpoint', counter: 'refused' },
+  { name: 'socklb_datagrams_translated_total', help: 'Datagrams of unconnected UDP sockets sent to an endpoint of the Service port', counter: 'datagrams' },
+  { name: 'socklb_reverse_nat_total', help: 'getpeername() and recvmsg() answers rewritten from the endpoint to the Service port', counter: 'reverseNat' },
+];
+
+/**
+ * Written here rather than through prom-client Counters: at 65536 Service
+ * ports (four series each) a Counter's reset, per-label inc and formatting
+ * cost seconds per scrape; this is one pass over the rows.
+ */
+export function formatServicePortCounters(rows: readonly { labels: ServicePortLabels; counters: FrontendCounters }[]): string {
+  const labelText = rows.map(({ labels }) => `{namespace="${escapeLabel(labels.namespace)}",service="${escapeLabel(labels.service)}",port="${escapeLabel(labels.port)}",protocol="${labels.protocol}"}`);
+  const lines: string[] = [];
+  for (const { name, help, counter } of SERVICE_PORT_COUNTERS) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+    rows.forEach((row, index) => lines.push(`${name}${labelText[index]} ${row.counters[counter]}`));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The text format's escapes; Kubernetes names never need them, a hostile manifest might. */
+function escapeLabel(value: string): string {
+  return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value;
 }

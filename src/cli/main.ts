@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // socklb's command line: `run` the agent, inspect the live datapath with
-// `services` and `sockets`, remove it with `cleanup`; sandboxes and the OCI
-// hook in ./sandbox.ts.
+// `sockets` and the commands of inspect.ts, remove it with `cleanup`; sandboxes and
+// the OCI hook in ./sandbox.ts.
 
 import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
@@ -14,15 +14,14 @@ import { Agent } from '../agent/agent.js';
 import { ProxyHealth } from '../agent/health.js';
 import { listeningPort, parseBindAddress, serveRoutes } from '../agent/http-server.js';
 import { AgentMetrics } from '../agent/metrics.js';
-import { describeFrontends, describeSockets, formatSocketTable, formatTable } from '../datapath/dump.js';
-import { openPinnedMaps } from '../datapath/kernel-maps.js';
+import { AgentStatus } from '../agent/status.js';
+import { describeSockets, formatSocketTable } from '../datapath/dump.js';
 import { MAP_NAMES } from '../datapath/layout.js';
 import { libbpf, libcCalls, setLibbpfPrint } from '../datapath/libbpf.js';
 import { attachedCgroups, cleanupPins, DEFAULT_CAPACITIES, DEFAULT_PIN_DIRECTORY, LoadedDatapath, pinLayout } from '../datapath/loader.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../datapath/netns.js';
 import { SocketIterators } from '../datapath/socket-iterators.js';
 import { DEFAULT_STUCK_SOCKET_POLICY, policyProtocols, STUCK_SOCKET_POLICIES, StuckSocketDestroyer, type StuckSocketPolicy } from '../datapath/stuck-sockets.js';
-import { DatapathState } from '../datapath/state.js';
 import { cgroup2Root } from '../datapath/mounts.js';
 import { checkPrivileges } from '../datapath/system.js';
 import { sandboxCgroups } from '../sandbox/pins.js';
@@ -32,6 +31,7 @@ import { createLogger, type Logger } from '../log.js';
 import { canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
+import { registerInspectCommands } from './inspect.js';
 
 const DEFAULT_BPF_OBJECT = join(bpfDirectory(), 'socklb.bpf.o');
 
@@ -81,10 +81,12 @@ function bindAddress(flag: string, text: string): { host: string; port: number }
 async function serveObservability(agent: Agent, options: RunOptions, logger: Logger): Promise<Server[]> {
   const metrics = new AgentMetrics(agent);
   const health = new ProxyHealth(HEALTHZ_TIMEOUT_MS);
+  const status = new AgentStatus(agent);
   // Unhealthy until the first sync, as kube-proxy is before its first.
   health.updateQueued();
   agent.onSync((result) => {
     metrics.recordSync(result);
+    status.recordSync();
     if (result.failed > 0) health.updateQueued();
     else health.updated();
   });
@@ -95,12 +97,13 @@ async function serveObservability(agent: Agent, options: RunOptions, logger: Log
   const servers: Server[] = [];
   const metricsBind = bindAddress('--metrics-bind-address', options.metricsBindAddress);
   if (metricsBind) {
-    servers.push(await serveRoutes(metricsBind, { '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }) }));
+    servers.push(await serveRoutes(metricsBind, { '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.render() }) }));
     logger.info({ address: metricsBind.host, port: listeningPort(servers[servers.length - 1] as Server) }, 'serving metrics');
   }
   const healthBind = bindAddress('--healthz-bind-address', options.healthzBindAddress);
   if (healthBind) {
-    servers.push(await serveRoutes(healthBind, { '/healthz': healthRoute, '/livez': healthRoute }));
+    const statusRoute = async () => ({ status: 200, contentType: 'application/json', body: JSON.stringify(status.report(health.status())) });
+    servers.push(await serveRoutes(healthBind, { '/healthz': healthRoute, '/livez': healthRoute, '/statusz': statusRoute }));
     logger.info({ address: healthBind.host, port: listeningPort(servers[servers.length - 1] as Server) }, 'serving health');
   }
   return servers;
@@ -205,17 +208,6 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
   }
 }
 
-function services(options: { pinDir: string; output: 'table' | 'json' }): void {
-  checkPrivileges();
-  const maps = openPinnedMaps(pinLayout(options.pinDir).maps);
-  try {
-    const frontends = describeFrontends(DatapathState.read(maps));
-    process.stdout.write(options.output === 'json' ? `${JSON.stringify(frontends, null, 2)}\n` : `${formatTable(frontends)}\n`);
-  } finally {
-    maps.close();
-  }
-}
-
 function cleanup(options: { pinDir: string }): void {
   checkPrivileges();
   const removed = cleanupPins(options.pinDir);
@@ -273,12 +265,7 @@ program
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')
   .action((options: RunOptions) => run(options));
 
-program
-  .command('services')
-  .description('print every frontend and its backends, read from the live pinned maps')
-  .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
-  .addOption(pinDirOption())
-  .action(services);
+registerInspectCommands(program, pinDirOption);
 
 program
   .command('sockets')

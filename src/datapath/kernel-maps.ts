@@ -7,6 +7,28 @@ import { mapWriteError, mapsByRole, type BpfMap, type DatapathMaps } from './map
 
 const ENOENT = 2;
 
+// enum bpf_map_type (linux/bpf.h), the types whose values are read differently.
+const BPF_MAP_TYPE_ARRAY = 2;
+const BPF_MAP_TYPE_PERCPU_HASH = 5;
+const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
+const PER_CPU_TYPES = new Set([BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH]);
+const ARRAY_TYPES = new Set([BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY]);
+
+/** Entries per bpf_map_lookup_batch call: 4096 counters of 2 CPUs are 256 KiB. */
+const BATCH_ENTRIES = 4096;
+
+/** The map's type name as bpftool prints it, for the types socklb pins. */
+export function mapTypeName(type: number): string {
+  const names: Record<number, string> = { 1: 'hash', 2: 'array', 5: 'percpu_hash', 6: 'percpu_array', 9: 'lru_hash', 10: 'lru_percpu_hash', 24: 'sk_storage' };
+  return names[type] ?? `type ${type}`;
+}
+
+/** How many copies of a value a map of this type keeps per key. */
+export function valuesPerKey(type: number): number {
+  return PER_CPU_TYPES.has(type) ? libbpf.numPossibleCpus() : 1;
+}
+
 /** What the kernel says of a map (struct bpf_map_info, the fields socklb reads). */
 export interface MapInfo {
   type: number;
@@ -39,8 +61,11 @@ export class KernelMap implements BpfMap {
   readonly name: string;
   readonly maxEntries: number;
   readonly id: number;
+  readonly valuesPerKey: number;
   private readonly keySize: number;
+  /** All copies of a value: a per-CPU map's are each rounded up to 8 bytes. */
   private readonly valueSize: number;
+  private readonly isArray: boolean;
 
   /** `fd` stays owned by the caller (a libbpf object, or openPinnedMaps). */
   constructor(
@@ -51,7 +76,9 @@ export class KernelMap implements BpfMap {
     this.maxEntries = info.maxEntries;
     this.id = info.id;
     this.keySize = info.keySize;
-    this.valueSize = info.valueSize;
+    this.valuesPerKey = valuesPerKey(info.type);
+    this.valueSize = this.valuesPerKey === 1 ? info.valueSize : Math.ceil(info.valueSize / 8) * 8 * this.valuesPerKey;
+    this.isArray = ARRAY_TYPES.has(info.type);
   }
 
   update(key: Buffer, value: Buffer): void {
@@ -69,7 +96,31 @@ export class KernelMap implements BpfMap {
     return libbpf.mapLookupElem(this.fd, key, value) < 0 ? undefined : value;
   }
 
-  *entries(): Generator<[Buffer, Buffer]> {
+  /** An array's entries come in batches: a handful of system calls instead of two per entry. */
+  entries(): Iterable<[Buffer, Buffer]> {
+    return this.isArray ? this.batchedEntries() : this.walkedEntries();
+  }
+
+  private *batchedEntries(): Generator<[Buffer, Buffer]> {
+    // An array's batch position is its next index.
+    const next = Buffer.alloc(4);
+    let position: Buffer | null = null;
+    for (;;) {
+      // New buffers for each batch: the entries handed out are views into them.
+      const keys = Buffer.alloc(BATCH_ENTRIES * this.keySize);
+      const values = Buffer.alloc(BATCH_ENTRIES * this.valueSize);
+      const count = [BATCH_ENTRIES];
+      const rc = libbpf.mapLookupBatch(this.fd, position, next, keys, values, count, null);
+      if (rc < 0 && -rc !== ENOENT) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_map_lookup_batch(${this.name}): ${errnoName(-rc)}`);
+      for (let entry = 0; entry < (count[0] ?? 0); entry++) {
+        yield [keys.subarray(entry * this.keySize, (entry + 1) * this.keySize), values.subarray(entry * this.valueSize, (entry + 1) * this.valueSize)];
+      }
+      if (rc < 0) return;
+      position = Buffer.from(next);
+    }
+  }
+
+  private *walkedEntries(): Generator<[Buffer, Buffer]> {
     let key: Buffer | null = null;
     for (;;) {
       const next = Buffer.alloc(this.keySize);
@@ -105,6 +156,8 @@ export function openPinnedMaps(mapsDirectory: string): DatapathMaps & { close():
       const fd = libbpf.objGet(path);
       if (fd < 0) {
         const errno = -fd || lastErrno();
+        // The frontend map comes first: once it was there, a missing map is one an older build did not have.
+        if (fds.length > 0) throw new SocklbError('SOCKLB_ERR_MAP_LAYOUT', `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; \`socklb run\` of this build adds it`);
         throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(errno)}); start one with \`socklb run\``);
       }
       fds.push(fd);

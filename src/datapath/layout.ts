@@ -32,6 +32,8 @@ export const MAP_NAMES = {
   backends: 'socklb_be_v1',
   serviceNames: 'socklb_name_v1',
   sockets: 'socklb_sock_v2',
+  /** Per-frontend counters (per CPU): counted by the programs, zeroed by the agent. */
+  stats: 'socklb_stats_v1',
   /** ClientIP affinity: written by the programs only. */
   affinity: 'socklb_aff_v1',
   /** The socket iterators' object (socklb_iter.bpf.c). */
@@ -209,6 +211,65 @@ export const serviceNameCodec: Codec<ServicePortRef> = {
     };
   },
 };
+
+/**
+ * What the programs counted for one frontend (struct socklb_stats), on one CPU
+ * or summed. Numbers, not bigints: exact up to 2^53, which a million calls a
+ * second reaches in 285 years, and a scrape adds 65536 of them.
+ */
+export interface FrontendCounters {
+  /** connect() calls sent to a backend. */
+  connects: number;
+  /** connect() and sendmsg() calls refused because the frontend has no backend. */
+  refused: number;
+  /** Datagrams of unconnected UDP sockets sent to a backend. */
+  datagrams: number;
+  /** getpeername() and recvmsg() answers rewritten from the backend to the Service. */
+  reverseNat: number;
+}
+
+export const ZERO_COUNTERS: Readonly<FrontendCounters> = { connects: 0, refused: 0, datagrams: 0, reverseNat: 0 };
+
+function readU64(bytes: Buffer, offset: number): number {
+  return bytes.readUInt32LE(offset) + bytes.readUInt32LE(offset + 4) * 2 ** 32;
+}
+
+// struct socklb_stats: one CPU's copy. A per-CPU map's value is one copy per
+// possible CPU, each rounded up to 8 bytes (this one is 32 already).
+export const statsCodec: Codec<FrontendCounters> = {
+  cType: 'struct socklb_stats',
+  size: 32,
+  fields: { connects: { offset: 0, size: 8 }, refused: { offset: 8, size: 8 }, datagrams: { offset: 16, size: 8 }, reverse_nat: { offset: 24, size: 8 } },
+  encode(counters) {
+    const bytes = Buffer.alloc(32);
+    bytes.writeBigUInt64LE(BigInt(counters.connects), 0);
+    bytes.writeBigUInt64LE(BigInt(counters.refused), 8);
+    bytes.writeBigUInt64LE(BigInt(counters.datagrams), 16);
+    bytes.writeBigUInt64LE(BigInt(counters.reverseNat), 24);
+    return bytes;
+  },
+  decode: (raw) => sumPerCpu(view(raw).subarray(0, 32)),
+};
+
+/** Adds `more` into `sum`. */
+export function addCounters(sum: FrontendCounters, more: FrontendCounters): void {
+  sum.connects += more.connects;
+  sum.refused += more.refused;
+  sum.datagrams += more.datagrams;
+  sum.reverseNat += more.reverseNat;
+}
+
+/** The counters of a per-CPU value (every CPU's copy, one after the other), summed. */
+export function sumPerCpu(value: Buffer): FrontendCounters {
+  const sum = { ...ZERO_COUNTERS };
+  for (let offset = 0; offset + statsCodec.size <= value.length; offset += statsCodec.size) {
+    sum.connects += readU64(value, offset);
+    sum.refused += readU64(value, offset + 8);
+    sum.datagrams += readU64(value, offset + 16);
+    sum.reverseNat += readU64(value, offset + 24);
+  }
+  return sum;
+}
 
 /** An address and port, as a socket sees it. */
 export interface SocketAddress {
@@ -411,4 +472,5 @@ export const MAP_CODECS = {
   slots: { key: slotKeyCodec, value: slotCodec },
   backends: { key: u32Codec, value: backendCodec },
   serviceNames: { key: u32Codec, value: serviceNameCodec },
+  stats: { key: u32Codec, value: statsCodec },
 } as const;

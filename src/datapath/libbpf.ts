@@ -54,6 +54,17 @@ export const libbpf = {
   mapUpdateElem: f('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)') as (fd: number, key: Buffer, value: Buffer, flags: number) => number,
   mapLookupElem: f('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)') as (fd: number, key: Buffer, value: Buffer) => number,
   mapDeleteElem: f('int bpf_map_delete_elem(int fd, const uint8_t *key)') as (fd: number, key: Buffer) => number,
+  /** Up to *count entries from in_batch on (NULL: the start); -ENOENT once the last are in. */
+  mapLookupBatch: f('int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, void *opts)') as (
+    fd: number,
+    inBatch: Buffer | null,
+    outBatch: Buffer,
+    keys: Buffer,
+    values: Buffer,
+    count: number[],
+    opts: null,
+  ) => number,
+  numPossibleCpus: f('int libbpf_num_possible_cpus(void)') as () => number,
   mapGetNextKey: f('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next_key)') as (fd: number, key: Buffer | null, next: Buffer) => number,
 };
 

@@ -169,12 +169,17 @@ export function cleanupPins(pinDirectory: string): { links: number; maps: number
 
 /** The cgroups the pinned --cgroup links are attached to (sandboxes: src/sandbox/pins.ts). */
 export function attachedCgroups(pinDirectory: string): string[] {
+  return pinnedLinkDirectories(pinDirectory).map(({ cgroup }) => cgroup);
+}
+
+/** Each attached cgroup with the directory of its links (one pin per program, named after it). */
+export function pinnedLinkDirectories(pinDirectory: string): { cgroup: string; directory: string }[] {
   const { links } = pinLayout(pinDirectory);
   if (!existsSync(links)) return [];
   const root = cgroup2Root();
   return readdirSync(links)
     .filter((name) => name !== SANDBOX_LINK_DIRECTORY)
-    .map((name) => cgroupOfLinkDirectory(root, name));
+    .map((name) => ({ cgroup: cgroupOfLinkDirectory(root, name), directory: `${links}/${name}` }));
 }
 
 // Link directories are named after the cgroup's path below the cgroup v2 root,
@@ -252,9 +257,11 @@ export interface MapCapacities {
 
 export const DEFAULT_CAPACITIES: MapCapacities = { frontends: 65536, backends: 65536, slots: 262144 };
 
-// Every frontend has one service name.
+// Every frontend has one service name, and one set of counters at the index
+// of its service id (ids start at 1).
 function capacityOf(mapName: string, capacities: MapCapacities): number | undefined {
   const role = roleOfMap(mapName);
+  if (role === 'stats') return capacities.frontends + 1;
   return role === undefined ? undefined : capacities[role === 'serviceNames' ? 'frontends' : role];
 }
 

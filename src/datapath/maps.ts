@@ -8,6 +8,11 @@ import { MAP_NAMES } from './layout.js';
 export interface BpfMap {
   readonly name: string;
   readonly maxEntries: number;
+  /**
+   * Copies of the value each key has: one per possible CPU for a per-CPU map,
+   * else 1. Values are read and written as all copies one after the other.
+   */
+  readonly valuesPerKey: number;
   /** Creates or replaces; a reader sees the old value or the new one, never a mix. */
   update(key: Buffer, value: Buffer): void;
   /** Deleting an absent key is not an error: every step can be repeated. */
@@ -22,19 +27,21 @@ export interface DatapathMaps {
   slots: BpfMap;
   backends: BpfMap;
   serviceNames: BpfMap;
+  /** Per-CPU counters by service id: the agent only zeroes an id before handing it out. */
+  stats: BpfMap;
 }
 
 export type MapRole = keyof DatapathMaps;
 
-export const MAP_ROLES: readonly MapRole[] = ['frontends', 'slots', 'backends', 'serviceNames'];
+export const MAP_ROLES: readonly MapRole[] = ['frontends', 'slots', 'backends', 'serviceNames', 'stats'];
 
 /** Builds one map per role. */
 export function mapsByRole(make: (role: MapRole) => BpfMap): DatapathMaps {
-  return { frontends: make('frontends'), slots: make('slots'), backends: make('backends'), serviceNames: make('serviceNames') };
+  return { frontends: make('frontends'), slots: make('slots'), backends: make('backends'), serviceNames: make('serviceNames'), stats: make('stats') };
 }
 
-/** The `socklb run` flag that sizes each map (a frontend has one service name). */
-export const CAPACITY_FLAGS: Record<MapRole, string> = { frontends: '--max-frontends', serviceNames: '--max-frontends', backends: '--max-backends', slots: '--max-slots' };
+/** The `socklb run` flag that sizes each map (a frontend has one service name and one set of counters). */
+export const CAPACITY_FLAGS: Record<MapRole, string> = { frontends: '--max-frontends', serviceNames: '--max-frontends', stats: '--max-frontends', backends: '--max-backends', slots: '--max-slots' };
 
 const ROLE_BY_MAP_NAME = new Map<string, MapRole>(MAP_ROLES.map((role) => [MAP_NAMES[role], role]));
 

@@ -15,6 +15,7 @@ export class MemoryMap implements BpfMap {
   constructor(
     readonly name: string,
     readonly maxEntries: number,
+    readonly valuesPerKey = 1,
   ) {}
 
   update(key: Buffer, value: Buffer): void {
@@ -40,8 +41,9 @@ export class MemoryMap implements BpfMap {
   }
 }
 
-export function memoryMaps(maxEntries: Partial<Record<keyof DatapathMaps, number>> = {}): DatapathMaps {
-  return mapsByRole((role) => new MemoryMap(MAP_NAMES[role], maxEntries[role] ?? 65536));
+/** `cpus`: the copies of each per-CPU value (the stats map's). */
+export function memoryMaps(maxEntries: Partial<Record<keyof DatapathMaps, number>> = {}, cpus = 1): DatapathMaps {
+  return mapsByRole((role) => (role === 'stats' ? new MemoryMap(MAP_NAMES[role], maxEntries[role] ?? 65537, cpus) : new MemoryMap(MAP_NAMES[role], maxEntries[role] ?? 65536)));
 }
 
 /** Fails each write with EAGAIN when `shouldFail()` says so; reads always work. */
@@ -57,6 +59,10 @@ export class FaultyMap implements BpfMap {
 
   get maxEntries(): number {
     return this.inner.maxEntries;
+  }
+
+  get valuesPerKey(): number {
+    return this.inner.valuesPerKey;
   }
 
   update(key: Buffer, value: Buffer): void {

@@ -7,8 +7,13 @@
 //   1. backends it needs that the maps lack are written,
 //   2. its service name (for people) is written,
 //   3. slots are rewritten in place or added past the current count,
-//   4. the frontend's count changes (the single switch-over),
-//   5. slots past the new count are deleted.
+//   4. a new frontend's service id has its counters zeroed, just before
+//      anything can reach the frontend and count (an id freed by an earlier
+//      plan would otherwise carry its old frontend's counts); after the
+//      name, so that a frontend past --max-frontends fails on the name map,
+//      whose size is the flag's, rather than at an id past the counters,
+//   5. the frontend's count changes (the single switch-over),
+//   6. slots past the new count are deleted.
 // A reader therefore never finds a count larger than the slots written, nor
 // a slot naming a backend that is not there. Backends no slot names any more
 // are deleted last, by planCleanup, once every frontend is done.
@@ -114,6 +119,7 @@ function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEnt
     if (written?.get(slot) !== backendId) operations.push({ kind: 'upsert-slot', serviceId, slot, backendId });
   });
 
+  if (!current) operations.push({ kind: 'reset-stats', serviceId });
   if (!current || current.backendCount !== slots.length || current.flags !== 0 || current.affinityTimeout !== wanted.affinityTimeoutSeconds) {
     operations.push({ kind: 'upsert-frontend', frontend: { key: wanted.key, serviceId, backendCount: slots.length, flags: 0, affinityTimeout: wanted.affinityTimeoutSeconds } });
   }

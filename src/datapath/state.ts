@@ -23,6 +23,8 @@ export type Operation =
   | { kind: 'upsert-service-name'; serviceId: number; service: ServicePortRef }
   | { kind: 'upsert-slot'; serviceId: number; slot: number; backendId: number }
   | { kind: 'upsert-frontend'; frontend: FrontendEntry }
+  /** Zeroes a service id's counters, so that a frontend given a reused id starts from 0. */
+  | { kind: 'reset-stats'; serviceId: number }
   | { kind: 'delete-frontend'; key: FrontendKey }
   | { kind: 'delete-slot'; serviceId: number; slot: number }
   | { kind: 'delete-service-name'; serviceId: number }
@@ -101,6 +103,9 @@ export class DatapathState {
         return;
       case 'delete-frontend':
         this.frontends.delete(frontendId(operation.key));
+        return;
+      case 'reset-stats':
+        // Counters are the programs' business; the planner never reads them.
         return;
     }
   }

@@ -19,6 +19,9 @@ export function writeOperation(maps: DatapathMaps, operation: Operation): void {
       return maps.serviceNames.delete(MAP_CODECS.serviceNames.key.encode(operation.serviceId));
     case 'upsert-frontend':
       return maps.frontends.update(MAP_CODECS.frontends.key.encode(operation.frontend.key), MAP_CODECS.frontends.value.encode(operation.frontend));
+    case 'reset-stats':
+      // Every CPU's copy, zeroed.
+      return maps.stats.update(MAP_CODECS.stats.key.encode(operation.serviceId), Buffer.alloc(MAP_CODECS.stats.value.size * maps.stats.valuesPerKey));
     case 'delete-frontend':
       return maps.frontends.delete(MAP_CODECS.frontends.key.encode(operation.key));
   }

@@ -58,6 +58,7 @@ function checkedMaps(inner: DatapathMaps, record: (violations: string[]) => void
     return {
       name: map.name,
       maxEntries: map.maxEntries,
+      valuesPerKey: map.valuesPerKey,
       update: (key, value) => check(() => map.update(key, value)),
       delete: (key) => check(() => map.delete(key)),
       lookup: (key) => map.lookup(key),
@@ -140,6 +141,26 @@ describe('reconcile on in-memory maps', () => {
         assert.deepEqual(described(raw), rendering(last));
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('a new frontend\'s counters are zeroed just before it is written, and only then', () => {
+    fc.assert(
+      fc.property(fc.array(desiredArbitrary, { minLength: 1, maxLength: 8 }), (sequence) => {
+        const maps = memoryMaps();
+        const state = DatapathState.read(maps);
+        for (const desired of sequence) {
+          for (const plan of planFrontends(state, desired, fullScope(state, desired))) {
+            const kinds = plan.operations.map((operation) => operation.kind);
+            const isNew = !state.frontends.has(plan.frontend) && desired.has(plan.frontend);
+            const written = kinds.indexOf('upsert-frontend');
+            assert.equal(kinds.includes('reset-stats'), isNew, `${plan.frontend}: ${kinds.join(', ')}`);
+            if (isNew) assert.equal(kinds.indexOf('reset-stats'), written - 1, `${plan.frontend}: ${kinds.join(', ')}`);
+          }
+          reconcile(maps, state, desired, fullScope(state, desired));
+        }
+      }),
+      { numRuns: 200 },
     );
   });
 

@@ -1,0 +1,61 @@
+// The agent's own view for `socklb status`, served as JSON at /statusz on the
+// health address (a z-page, as Kubernetes components serve them): when it
+// last synced, and what it could not do (frontends the kernel refused,
+// objects it rejected). What the maps hold is read by `status` itself.
+
+import type { DatapathState } from '../datapath/state.js';
+import type { InputProblem } from '../model/types.js';
+import type { HealthStatus } from './health.js';
+
+export interface StatusSource {
+  readonly datapath: DatapathState;
+  problems(): InputProblem[];
+  failures(): { frontend: string; error: string }[];
+}
+
+/** What /statusz answers. */
+export interface AgentStatusReport {
+  pid: number;
+  startedAt: string;
+  /** The last sync, whatever its outcome; null before the first. */
+  lastSync: string | null;
+  /** /healthz's verdict and the last time every update was in the datapath. */
+  healthy: boolean;
+  lastUpdated: string;
+  frontends: number;
+  backends: number;
+  /** Frontends that did not fit or that the kernel refused; retried with backoff. */
+  failedFrontends: { frontend: string; error: string }[];
+  /** Objects or files rejected, each with its reason. */
+  inputProblems: InputProblem[];
+}
+
+export class AgentStatus {
+  private readonly startedAt: number;
+  private lastSync: number | undefined;
+
+  constructor(
+    private readonly source: StatusSource,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.startedAt = now();
+  }
+
+  recordSync(): void {
+    this.lastSync = this.now();
+  }
+
+  report(health: HealthStatus): AgentStatusReport {
+    return {
+      pid: process.pid,
+      startedAt: new Date(this.startedAt).toISOString(),
+      lastSync: this.lastSync === undefined ? null : new Date(this.lastSync).toISOString(),
+      healthy: health.healthy,
+      lastUpdated: health.lastUpdated.toISOString(),
+      frontends: this.source.datapath.frontends.size,
+      backends: this.source.datapath.backends.size,
+      failedFrontends: this.source.failures(),
+      inputProblems: this.source.problems(),
+    };
+  }
+}

@@ -1,0 +1,148 @@
+// The inspection commands: `status`, `services`, `backends` and `stats`, all
+// reading the live pinned state (and, for `status`, asking the agent at its
+// health address). Registered on the main command by registerInspectCommands.
+
+import { Command, Option } from 'commander';
+import { parseBindAddress } from '../agent/http-server.js';
+import type { AgentStatusReport } from '../agent/status.js';
+import { describeStats, formatStatsTable } from '../datapath/counters.js';
+import { describeBackends, describeFrontends, formatBackendTable, formatColumns, formatTable } from '../datapath/dump.js';
+import { openPinnedMaps } from '../datapath/kernel-maps.js';
+import { pinLayout } from '../datapath/loader.js';
+import type { DatapathMaps } from '../datapath/maps.js';
+import { pinnedLinks, pinnedMaps, type PinnedLink, type PinnedMap } from '../datapath/pinned.js';
+import { DatapathState } from '../datapath/state.js';
+import { checkPrivileges } from '../datapath/system.js';
+import { SocklbError } from '../errors.js';
+
+type Output = 'table' | 'json' | 'wide';
+
+const DEFAULT_HEALTHZ_BIND_ADDRESS = '127.0.0.1:10256';
+/** How long `status` waits for the agent: it answers from memory, so a second is plenty. */
+const AGENT_TIMEOUT_MS = 1_000;
+
+function print(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+function printJson(value: unknown): void {
+  print(JSON.stringify(value, null, 2));
+}
+
+/** Reads the pinned maps (refusing clearly when there are none), then closes them. */
+function withPinnedState<T>(pinDir: string, read: (state: DatapathState, maps: DatapathMaps) => T): T {
+  checkPrivileges();
+  const maps = openPinnedMaps(pinLayout(pinDir).maps);
+  try {
+    return read(DatapathState.read(maps), maps);
+  } finally {
+    maps.close();
+  }
+}
+
+function services(options: { pinDir: string; output: Output }): void {
+  const frontends = withPinnedState(options.pinDir, (state) => describeFrontends(state));
+  if (options.output === 'json') printJson(frontends);
+  else print(formatTable(frontends, options.output === 'wide'));
+}
+
+function backends(options: { pinDir: string; output: Output }): void {
+  const described = withPinnedState(options.pinDir, (state) => describeBackends(state));
+  if (options.output === 'json') printJson(described);
+  else print(formatBackendTable(described, options.output === 'wide'));
+}
+
+function stats(options: { pinDir: string; output: Output }): void {
+  const described = withPinnedState(options.pinDir, (state, maps) => describeStats(state, maps.stats));
+  if (options.output === 'json') printJson(described);
+  else print(formatStatsTable(described));
+}
+
+/** The agent as `status` found it. */
+export type AgentAnswer = ({ running: true } & AgentStatusReport) | { running: false; reason: string };
+
+/** Asks the agent's /statusz; an agent that does not answer is not running. */
+export async function queryAgent(healthzBindAddress: string): Promise<AgentAnswer> {
+  const bind = parseBindAddress(healthzBindAddress);
+  if (!bind) throw new SocklbError('SOCKLB_ERR_USAGE', `--healthz-bind-address ${healthzBindAddress}: not an address and port such as 127.0.0.1:10256`);
+  const host = bind.host.includes(':') ? `[${bind.host}]` : bind.host;
+  try {
+    const response = await fetch(`http://${host}:${bind.port}/statusz`, { signal: AbortSignal.timeout(AGENT_TIMEOUT_MS) });
+    if (!response.ok) return { running: false, reason: `${healthzBindAddress}/statusz answered ${response.status}; is this a socklb agent of this version?` };
+    return { running: true, ...((await response.json()) as AgentStatusReport) };
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+    return { running: false, reason: `no answer at ${healthzBindAddress} (${cause})` };
+  }
+}
+
+export interface StatusReport {
+  agent: AgentAnswer;
+  pinDir: string;
+  attachments: PinnedLink[];
+  maps: PinnedMap[];
+}
+
+export function formatStatus(report: StatusReport): string {
+  const { agent } = report;
+  const lines: string[] = [];
+  if (agent.running) {
+    lines.push(
+      `agent: running (pid ${agent.pid}), ${agent.healthy ? 'healthy' : 'UNHEALTHY: an update has waited too long'}; last sync ${agent.lastSync ?? 'not yet'}, all updates in by ${agent.lastUpdated}; ${agent.frontends} frontends, ${agent.backends} backends`,
+    );
+    if (agent.failedFrontends.length === 0 && agent.inputProblems.length === 0) lines.push('problems: none');
+    for (const { frontend, error } of agent.failedFrontends) lines.push(`problem: frontend ${frontend} is not in the datapath (retried): ${error}`);
+    for (const problem of agent.inputProblems) lines.push(`problem: ${problem.source}: ${problem.object}: ${problem.reason}`);
+  } else {
+    lines.push(`agent: not running: ${agent.reason}; the pinned datapath keeps serving what it was last given`);
+  }
+  lines.push('', `attachments (${report.pinDir}):`);
+  lines.push(
+    report.attachments.length === 0
+      ? '<none: no cgroup is translated>'
+      : formatColumns([['CGROUP', 'PROGRAM', 'LINK', 'PROGRAM ID'], ...report.attachments.map((link) => [link.cgroup, link.program, link.error ? `<${link.error}>` : String(link.linkId), String(link.programId)])]),
+  );
+  lines.push('', 'maps:');
+  const fill = (map: PinnedMap) => (map.entries === null ? '-' : `${((100 * map.entries) / map.capacity).toFixed(1)}%`);
+  lines.push(formatColumns([['MAP', 'TYPE', 'ID', 'ENTRIES', 'CAPACITY', 'FILL'], ...report.maps.map((map) => [map.name, map.type, String(map.id), map.entries === null ? '-' : String(map.entries), String(map.capacity), fill(map)])]));
+  return lines.join('\n');
+}
+
+async function status(options: { pinDir: string; output: 'table' | 'json'; healthzBindAddress: string }): Promise<void> {
+  checkPrivileges();
+  const maps = pinnedMaps(options.pinDir);
+  const report: StatusReport = { agent: await queryAgent(options.healthzBindAddress), pinDir: options.pinDir, attachments: pinnedLinks(options.pinDir), maps };
+  if (options.output === 'json') printJson(report);
+  else print(formatStatus(report));
+}
+
+const outputOption = (formats: Output[]) => new Option('-o, --output <format>', 'output format').choices(formats).default('table');
+
+/** Adds the inspection commands; `pinDirOption` is the --pin-dir every command shares. */
+export function registerInspectCommands(program: Command, pinDirOption: () => Option): void {
+  program
+    .command('status')
+    .description('print the agent (asked at its health address), the attachments and every pinned map\'s fill and capacity')
+    .addOption(outputOption(['table', 'json']))
+    .addOption(pinDirOption())
+    .option('--healthz-bind-address <address:port>', 'where the agent serves /healthz (and /statusz)', DEFAULT_HEALTHZ_BIND_ADDRESS)
+    .action(status);
+  program
+    .command('services')
+    .description('print every frontend and its backends, read from the live pinned maps (wide: service id, flags, affinity, slots)')
+    .addOption(outputOption(['table', 'json', 'wide']))
+    .addOption(pinDirOption())
+    .action(services);
+  program
+    .command('backends')
+    .description('print every backend, its id and the frontends whose slots name it, read from the live pinned maps')
+    .addOption(outputOption(['table', 'json', 'wide']))
+    .addOption(pinDirOption())
+    .action(backends);
+  program
+    .command('stats')
+    .description("print each frontend's counters (connects, refusals, datagrams, reverse NAT), summed over CPUs")
+    .addOption(outputOption(['table', 'json']))
+    .addOption(pinDirOption())
+    .action(stats);
+}

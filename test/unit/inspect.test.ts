@@ -1,0 +1,143 @@
+// What the inspection commands print, from in-memory maps and made-up pinned
+// state: `services -o wide`, `backends`, `status` with and without an agent,
+// and the agent's /statusz report.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AgentStatus } from '../../src/agent/status.js';
+import { formatStatus, type StatusReport } from '../../src/cli/inspect.js';
+import { describeBackends, describeFrontends, formatBackendTable, formatTable } from '../../src/datapath/dump.js';
+import { memoryMaps } from '../../src/datapath/memory-maps.js';
+import { reconcile } from '../../src/datapath/reconcile.js';
+import { DatapathState } from '../../src/datapath/state.js';
+import { frontendId } from '../../src/model/keys.js';
+import type { DesiredFrontend } from '../../src/model/types.js';
+
+const POD_A = { address: '10.244.0.2', port: 8080 };
+const POD_B = { address: '10.244.0.3', port: 8080 };
+
+function datapath(): DatapathState {
+  const frontends: DesiredFrontend[] = [
+    { key: { address: '10.96.0.10', port: 80, protocol: 'TCP' }, service: { namespace: 'default', name: 'web', portName: 'http' }, backends: [POD_A, POD_B], affinityTimeoutSeconds: 10800 },
+    { key: { address: '10.96.0.53', port: 53, protocol: 'UDP' }, service: { namespace: 'kube-system', name: 'dns', portName: '' }, backends: [POD_B], affinityTimeoutSeconds: 0 },
+    { key: { address: '10.96.0.20', port: 80, protocol: 'TCP' }, service: { namespace: 'default', name: 'empty', portName: '' }, backends: [], affinityTimeoutSeconds: 0 },
+  ];
+  const desired = new Map(frontends.map((frontend) => [frontendId(frontend.key), frontend]));
+  const maps = memoryMaps();
+  const state = DatapathState.read(maps);
+  reconcile(maps, state, desired, desired.keys());
+  return state;
+}
+
+describe('`socklb services`', () => {
+  it('-o wide adds the service id, flags, affinity and slot count', () => {
+    assert.equal(
+      formatTable(describeFrontends(datapath()), true),
+      [
+        'FRONTEND           SERVICE           ID  FLAGS  AFFINITY         SLOTS  BACKENDS',
+        '10.96.0.10:80/TCP  default/web:http  1   0x0    ClientIP 10800s  2      10.244.0.2:8080,10.244.0.3:8080',
+        '10.96.0.20:80/TCP  default/empty     3   0x0    None             0      <none: refuses connections>',
+        '10.96.0.53:53/UDP  kube-system/dns   2   0x0    None             1      10.244.0.3:8080',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('`socklb backends`', () => {
+  it('lists each backend with the frontends and slots that name it', () => {
+    const backends = describeBackends(datapath());
+    assert.deepEqual(backends, [
+      { id: 1, backend: '10.244.0.2:8080', frontends: [{ frontend: '10.96.0.10:80/TCP', service: 'default/web:http', slots: [0] }] },
+      {
+        id: 2,
+        backend: '10.244.0.3:8080',
+        frontends: [
+          { frontend: '10.96.0.10:80/TCP', service: 'default/web:http', slots: [1] },
+          { frontend: '10.96.0.53:53/UDP', service: 'kube-system/dns', slots: [0] },
+        ],
+      },
+    ]);
+    assert.equal(formatBackendTable(backends), ['ID  BACKEND          FRONTENDS', '1   10.244.0.2:8080  10.96.0.10:80/TCP', '2   10.244.0.3:8080  10.96.0.10:80/TCP,10.96.0.53:53/UDP'].join('\n'));
+    assert.equal(
+      formatBackendTable(backends, true),
+      [
+        'ID  BACKEND          SERVICES                          FRONTENDS (SLOTS)',
+        '1   10.244.0.2:8080  default/web:http                  10.96.0.10:80/TCP[0]',
+        '2   10.244.0.3:8080  default/web:http,kube-system/dns  10.96.0.10:80/TCP[1] 10.96.0.53:53/UDP[0]',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('`socklb status`', () => {
+  const pinned: Omit<StatusReport, 'agent'> = {
+    pinDir: '/sys/fs/bpf/socklb',
+    attachments: [
+      { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect4', linkId: 12, programId: 40 },
+      { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect6', linkId: 0, programId: 0, error: 'open pin x: EPERM' },
+    ],
+    maps: [
+      { name: 'socklb_fe_v2', type: 'hash', id: 7, entries: 3, capacity: 4 },
+      { name: 'socklb_stats_v1', type: 'percpu_array', id: 9, entries: null, capacity: 5 },
+    ],
+  };
+
+  it('shows a running agent with its problems, then the pinned state', () => {
+    const text = formatStatus({
+      ...pinned,
+      agent: {
+        running: true,
+        pid: 42,
+        startedAt: '2026-01-01T00:00:00.000Z',
+        lastSync: '2026-01-01T00:01:00.000Z',
+        healthy: true,
+        lastUpdated: '2026-01-01T00:00:30.000Z',
+        frontends: 3,
+        backends: 2,
+        failedFrontends: [{ frontend: '10.96.0.31:80/TCP', error: 'update socklb_fe_v2: E2BIG: map full (4 entries); raise --max-frontends' }],
+        inputProblems: [{ source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' }],
+      },
+    });
+    assert.equal(
+      text,
+      [
+        'agent: running (pid 42), healthy; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:30.000Z; 3 frontends, 2 backends',
+        'problem: frontend 10.96.0.31:80/TCP is not in the datapath (retried): update socklb_fe_v2: E2BIG: map full (4 entries); raise --max-frontends',
+        'problem: /etc/socklb/bad.yaml: Service default/bad: spec.clusterIP: not an IP',
+        '',
+        'attachments (/sys/fs/bpf/socklb):',
+        'CGROUP                  PROGRAM          LINK                 PROGRAM ID',
+        '/sys/fs/cgroup/sandbox  socklb_connect4  12                   40',
+        '/sys/fs/cgroup/sandbox  socklb_connect6  <open pin x: EPERM>  0',
+        '',
+        'maps:',
+        'MAP              TYPE          ID  ENTRIES  CAPACITY  FILL',
+        'socklb_fe_v2     hash          7   3        4         75.0%',
+        'socklb_stats_v1  percpu_array  9   -        5         -',
+      ].join('\n'),
+    );
+  });
+
+  it('says when no agent answers, and still shows the pinned state', () => {
+    const text = formatStatus({ ...pinned, agent: { running: false, reason: 'no answer at 127.0.0.1:10256 (ECONNREFUSED)' } });
+    assert.match(text, /^agent: not running: no answer at 127\.0\.0\.1:10256 \(ECONNREFUSED\); the pinned datapath keeps serving what it was last given\n\nattachments/);
+    assert.match(text, /^socklb_fe_v2 {5}hash/m);
+  });
+});
+
+describe('AgentStatus (/statusz)', () => {
+  it('reports the last sync, the datapath size and what the agent could not do', () => {
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const state = datapath();
+    const status = new AgentStatus({ datapath: state, problems: () => [], failures: () => [{ frontend: 'f', error: 'e' }] }, () => now);
+    const health = { healthy: true, lastUpdated: new Date(now), currentTime: new Date(now) };
+    assert.equal(status.report(health).lastSync, null, 'no sync yet');
+    now += 5_000;
+    status.recordSync();
+    const report = status.report(health);
+    assert.deepEqual(
+      { lastSync: report.lastSync, startedAt: report.startedAt, frontends: report.frontends, backends: report.backends, failedFrontends: report.failedFrontends },
+      { lastSync: '2026-01-01T00:00:05.000Z', startedAt: '2026-01-01T00:00:00.000Z', frontends: 3, backends: 2, failedFrontends: [{ frontend: 'f', error: 'e' }] },
+    );
+  });
+});
