@@ -100,7 +100,7 @@ export function formatStatus(report: StatusReport): string {
   lines.push(
     report.attachments.length === 0
       ? '<none: no cgroup is translated>'
-      : formatColumns([['CGROUP', 'PROGRAM', 'LINK', 'PROGRAM ID'], ...report.attachments.map((link) => [link.cgroup, link.program, link.error ? `<${link.error}>` : String(link.linkId), String(link.programId)])]),
+      : formatColumns([['CGROUP', 'SANDBOX', 'PROGRAM', 'LINK', 'PROGRAM ID'], ...report.attachments.map((link) => [link.cgroup, link.sandbox ?? '-', link.program, link.error ? `<${link.error}>` : String(link.linkId), String(link.programId)])]),
   );
   lines.push('', 'maps:');
   const fill = (map: PinnedMap) => (map.entries === null ? '-' : `${((100 * map.entries) / map.capacity).toFixed(1)}%`);

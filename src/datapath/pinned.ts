@@ -7,13 +7,18 @@ import { SocklbError, errnoName } from '../errors.js';
 import { mapInfo, mapTypeName } from './kernel-maps.js';
 import { lastErrno, libbpf, libcCalls } from './libbpf.js';
 import { pinLayout, pinnedLinkDirectories } from './loader.js';
+import { pinnedSandboxes } from '../sandbox/pins.js';
 
 export interface PinnedLink {
   cgroup: string;
+  /** The sandbox whose link this is (src/sandbox/pins.ts); none for a --cgroup attachment. */
+  sandbox?: string;
   program: string;
   /** 0 when the pin could not be read (its error says why). */
   linkId: number;
   programId: number;
+  /** The hash of the program's instructions (hex): equal for the same build, different for another. */
+  programTag: string;
   error?: string;
 }
 
@@ -33,25 +38,44 @@ function openPin(path: string): number {
   return fd;
 }
 
-/** Every pinned link, sorted by cgroup and program. */
+/** bpf_obj_get_info_by_fd of `fd`; closes it. */
+function objectInfo(fd: number, what: string): Buffer {
+  try {
+    const info = Buffer.alloc(256);
+    const rc = libbpf.objGetInfoByFd(fd, info, [info.length]);
+    if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_obj_get_info_by_fd of ${what}: ${errnoName(-rc)}`);
+    return info;
+  } finally {
+    libcCalls.close(fd);
+  }
+}
+
+/**
+ * Every pinned link, the --cgroup attachments' and the sandboxes', sorted by cgroup and program.
+ * A restart or an upgrade keeps the links (and so their ids) and swaps the programs inside them:
+ * these ids and tags are how an operator, or a test, sees that.
+ */
 export function pinnedLinks(pinDirectory: string): PinnedLink[] {
+  const directories: { cgroup: string; sandbox?: string; directory: string }[] = [
+    ...pinnedLinkDirectories(pinDirectory),
+    ...pinnedSandboxes(pinDirectory).flatMap(({ id, cgroup, directory }) => (cgroup === undefined ? [] : [{ cgroup, sandbox: id, directory }])),
+  ];
   const links: PinnedLink[] = [];
-  for (const { cgroup, directory } of pinnedLinkDirectories(pinDirectory)) {
+  for (const { cgroup, sandbox, directory } of directories) {
     for (const program of readdirSync(directory)) {
+      const path = `${directory}/${program}`;
       try {
-        const fd = openPin(`${directory}/${program}`);
-        try {
-          // struct bpf_link_info: type, id, prog_id, then the per-type union.
-          const info = Buffer.alloc(64);
-          const rc = libbpf.objGetInfoByFd(fd, info, [info.length]);
-          if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_obj_get_info_by_fd(${directory}/${program}): ${errnoName(-rc)}`);
-          links.push({ cgroup, program, linkId: info.readUInt32LE(4), programId: info.readUInt32LE(8) });
-        } finally {
-          libcCalls.close(fd);
-        }
+        // struct bpf_link_info: type, id, prog_id (u32 each).
+        const link = objectInfo(openPin(path), `link ${path}`);
+        const programId = link.readUInt32LE(8);
+        const programFd = libbpf.progGetFdById(programId);
+        if (programFd < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `open program ${programId} of link ${path}: ${errnoName(-programFd || lastErrno())}`);
+        // struct bpf_prog_info: type, id (u32 each), tag[8].
+        const programTag = objectInfo(programFd, `program ${programId}`).subarray(8, 16).toString('hex');
+        links.push({ cgroup, ...(sandbox !== undefined && { sandbox }), program, linkId: link.readUInt32LE(4), programId, programTag });
       } catch (error) {
         if (!(error instanceof SocklbError)) throw error;
-        links.push({ cgroup, program, linkId: 0, programId: 0, error: error.message });
+        links.push({ cgroup, ...(sandbox !== undefined && { sandbox }), program, linkId: 0, programId: 0, programTag: '', error: error.message });
       }
     }
   }

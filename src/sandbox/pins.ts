@@ -74,13 +74,17 @@ export class PinnedSandboxes implements SandboxAttachments {
   }
 }
 
-/** The sandboxes pinned under `pinDirectory`; cgroup undefined for a directory left half made. */
-export function pinnedSandboxes(pinDirectory: string, root = cgroup2Root()): { id: string; cgroup: string | undefined }[] {
-  const directory = sandboxesDirectory(pinDirectory);
-  if (!existsSync(directory)) return [];
-  return readdirSync(directory).map((id) => {
-    const [name, ...others] = readdirSync(`${directory}/${id}`);
-    return { id, cgroup: name === undefined || others.length > 0 ? undefined : cgroupOfLinkDirectory(root, name) };
+/**
+ * The sandboxes pinned under `pinDirectory`, with the directory of their links; cgroup undefined
+ * for a directory left half made.
+ */
+export function pinnedSandboxes(pinDirectory: string, root = cgroup2Root()): { id: string; cgroup: string | undefined; directory: string }[] {
+  const sandboxes = sandboxesDirectory(pinDirectory);
+  if (!existsSync(sandboxes)) return [];
+  return readdirSync(sandboxes).map((id) => {
+    const [name, ...others] = readdirSync(`${sandboxes}/${id}`);
+    const whole = name !== undefined && others.length === 0;
+    return { id, cgroup: whole ? cgroupOfLinkDirectory(root, name) : undefined, directory: whole ? `${sandboxes}/${id}/${name}` : `${sandboxes}/${id}` };
   });
 }
 

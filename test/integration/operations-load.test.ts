@@ -28,7 +28,7 @@ const skip = missingPrivileges();
 /** The same datapath built with other instructions (the Makefile's UPGRADE_TEST_BPF_OBJECTS). */
 const UPGRADE_OBJECT = fileURLToPath(new URL('../../bpf-upgrade-test/socklb.bpf.o', import.meta.url));
 /** The programs that build differs in: those that look a backend up. */
-const UPGRADED_PROGRAM = /\/socklb_(connect|sendmsg)[46]$/;
+const UPGRADED_PROGRAM = /^socklb_(connect|sendmsg)[46]$/;
 
 const HTTP = { name: 'http', port: 80, targetPort: 'http' };
 const WEB_IP = '10.96.0.10';
@@ -171,10 +171,10 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
     assert.ok(report.requests > 1_000, `the load ran: ${report.requests} requests`);
     assert.deepEqual(pinnedMapIds(pinDir), mapIds, 'the same pinned maps (kernel ids) as before');
     const linksAfter = pinnedLinks(pinDir);
-    const linkIds = (links: PinnedLink[]) => links.map(({ pin, linkId }) => ({ pin, linkId }));
+    const linkIds = (links: PinnedLink[]) => links.map(({ cgroup, program, linkId }) => ({ cgroup, program, linkId }));
     assert.deepEqual(linkIds(linksAfter), linkIds(linksBefore), 'the same pinned links (kernel ids) as before');
     for (const [i, link] of linksAfter.entries()) {
-      assert.notEqual(link.programId, linksBefore[i]?.programId, `${link.pin}: the new agent's program was swapped into the link`);
+      assert.notEqual(link.programId, linksBefore[i]?.programId, `${link.cgroup} ${link.program}: the new agent's program was swapped into the link`);
     }
     const synced = agent.logs.filter((line) => line.msg === 'datapath synced');
     assert.deepEqual(
@@ -199,8 +199,8 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
     assert.ok(existsSync(UPGRADE_OBJECT), `${UPGRADE_OBJECT} is missing: run \`make build\``);
     const links = await restartUnderLoad(t, 'SIGTERM', ['--bpf-object', UPGRADE_OBJECT]);
     for (const [i, link] of links.after.entries()) {
-      const changed = UPGRADED_PROGRAM.test(link.pin);
-      assert.equal(link.programTag !== links.before[i]?.programTag, changed, `${link.pin}: ${changed ? 'the new build' : 'the same instructions'} in the link`);
+      const changed = UPGRADED_PROGRAM.test(link.program);
+      assert.equal(link.programTag !== links.before[i]?.programTag, changed, `${link.cgroup} ${link.program}: ${changed ? 'the new build' : 'the same instructions'} in the link`);
     }
     t.diagnostic(`program ids before: ${links.before.map((link) => link.programId).join(' ')}; after: ${links.after.map((link) => link.programId).join(' ')}`);
   });

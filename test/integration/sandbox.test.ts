@@ -110,6 +110,18 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
     ]);
   });
 
+  it('shows each sandbox\'s links in `socklb status`', async () => {
+    const result = await socklb(['status', '-o', 'json', '--pin-dir', pinDir, '--healthz-bind-address', `127.0.0.1:${agent?.healthzPort}`]);
+    assert.equal(result.code, 0, result.stderr);
+    const { attachments } = JSON.parse(result.stdout) as { attachments: { cgroup: string; sandbox?: string; program: string; linkId: number }[] };
+    const bySandbox = (id: string) => attachments.filter((link) => link.sandbox === id);
+    for (const [id, sandbox] of [['first', first], ['second', second]] as const) {
+      assert.equal(bySandbox(id).length, 8, `${id}: one link per program`);
+      assert.ok(bySandbox(id).every((link) => link.cgroup === sandbox.cgroupPath && link.linkId > 0), `${id}: its links, on its cgroup`);
+    }
+    assert.equal(attachments.length, 16, 'nothing else is attached');
+  });
+
   it('answers the same add again with "unchanged"', async () => {
     assert.equal(await add('first', first), `sandbox first unchanged (cgroup ${first.cgroupPath})\n`);
   });

@@ -73,8 +73,9 @@ describe('`socklb status`', () => {
   const pinned: Omit<StatusReport, 'agent'> = {
     pinDir: '/sys/fs/bpf/socklb',
     attachments: [
-      { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect4', linkId: 12, programId: 40 },
-      { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect6', linkId: 0, programId: 0, error: 'open pin x: EPERM' },
+      { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect4', linkId: 12, programId: 40, programTag: '0123456789abcdef' },
+      { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect6', linkId: 0, programId: 0, programTag: '', error: 'open pin x: EPERM' },
+      { cgroup: '/sys/fs/cgroup/pod-c1', sandbox: 'c1', program: 'socklb_connect4', linkId: 13, programId: 40, programTag: '0123456789abcdef' },
     ],
     maps: [
       { name: 'socklb_fe_v2', type: 'hash', id: 7, entries: 3, capacity: 4 },
@@ -106,9 +107,10 @@ describe('`socklb status`', () => {
         'problem: /etc/socklb/bad.yaml: Service default/bad: spec.clusterIP: not an IP',
         '',
         'attachments (/sys/fs/bpf/socklb):',
-        'CGROUP                  PROGRAM          LINK                 PROGRAM ID',
-        '/sys/fs/cgroup/sandbox  socklb_connect4  12                   40',
-        '/sys/fs/cgroup/sandbox  socklb_connect6  <open pin x: EPERM>  0',
+        'CGROUP                  SANDBOX  PROGRAM          LINK                 PROGRAM ID',
+        '/sys/fs/cgroup/sandbox  -        socklb_connect4  12                   40',
+        '/sys/fs/cgroup/sandbox  -        socklb_connect6  <open pin x: EPERM>  0',
+        '/sys/fs/cgroup/pod-c1   c1       socklb_connect4  13                   40',
         '',
         'maps:',
         'MAP              TYPE          ID  ENTRIES  CAPACITY  FILL',
