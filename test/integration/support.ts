@@ -116,9 +116,11 @@ export async function manifestDirectory(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'socklb-manifests-'));
 }
 
-/** Writes documents as one multi-document YAML file, atomically as editors do. */
+/** Writes documents as one multi-document YAML file (a .json path: one JSON List), atomically as editors do. */
 export async function writeManifest(path: string, documents: object[]): Promise<void> {
-  await writeFile(`${path}.tmp`, documents.map((document) => stringify(document)).join('---\n'));
+  // A .json file holds one List, as `kubectl get -o json` prints several objects.
+  const text = path.endsWith('.json') ? JSON.stringify({ apiVersion: 'v1', kind: 'List', items: documents }) : documents.map((document) => stringify(document)).join('---\n');
+  await writeFile(`${path}.tmp`, text);
   await rename(`${path}.tmp`, path);
 }
 
