@@ -12,7 +12,7 @@ import path from 'node:path';
 import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { Agent } from '../../src/agent/agent.js';
+import { Agent, type SyncResult } from '../../src/agent/agent.js';
 import { memoryMaps } from '../../src/datapath/memory-maps.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
 import { ManifestSource } from '../../src/sources/manifests.js';
@@ -41,10 +41,10 @@ try {
   await sleep(1100);
   await agent.start();
   const started = performance.now();
-  const synced = new Promise<void>((resolve) => agent.onSync(() => resolve()));
+  const synced = new Promise<SyncResult>((resolve) => agent.onSync(resolve));
   await rename(`${manifests}.staged`, manifests);
-  await synced;
-  console.log(`programmed ${agent.datapath.frontends.size} frontends in ${(performance.now() - started).toFixed(0)} ms`);
+  const { durationMs } = await synced;
+  console.log(`programmed ${agent.datapath.frontends.size} frontends in ${(performance.now() - started).toFixed(0)} ms, of which the agent's sync ${durationMs.toFixed(0)} ms`);
 
   const port = catalog.churn.ports[0]!;
   const id = frontendId({ address: catalog.churn.clusterIP, port: port.port, protocol: port.protocol });

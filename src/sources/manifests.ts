@@ -3,7 +3,7 @@
 // a file that stops parsing keeps the objects it had, an object that turns
 // invalid keeps its last valid version; only removing a file removes objects.
 
-import { watch, type FSWatcher, type Stats } from 'node:fs';
+import { statSync, watch, type FSWatcher, type Stats } from 'node:fs';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
@@ -184,7 +184,22 @@ export class ManifestSource implements Source {
   private onWatchEvent(directory: string, name: string | null): void {
     const filter = this.watchers.get(directory)?.filter;
     if (filter === undefined) return;
-    if (filter === 'all' || name === null || filter.has(name)) this.schedule();
+    if (name === null || (filter === 'all' ? this.mayBeInTree(join(directory, name)) : filter.has(name))) this.schedule();
+  }
+
+  /**
+   * Whether an event about `path` may change the tree: a manifest file, a
+   * directory, or something gone that was one of our directories. A writer's
+   * temporary file (`web.yaml.tmp`, renamed into place afterwards) is not,
+   * and a scan for it would only hold back the scan of the rename.
+   */
+  private mayBeInTree(path: string): boolean {
+    if (MANIFEST_EXTENSIONS.has(extname(path)) || this.watchers.has(path)) return true;
+    try {
+      return statSync(path).isDirectory();
+    } catch (error) {
+      return !isMissing(error);
+    }
   }
 
   /** A watched directory that disappears may error: drop its watcher, the rescan decides whether to watch it again. */
@@ -395,6 +410,8 @@ async function scanTree(root: string): Promise<Tree> {
     const link = await lstat(root).catch(() => undefined);
     await addFile(root, link?.isSymbolicLink() ?? false, tree);
   } else tree.problems.push({ source: root, object: 'path', reason: 'is neither a file nor a directory' });
+  // In a stable order whatever order the file system answered in: an unchanged tree compares equal.
+  tree.problems.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
   return tree;
 }
 
@@ -418,6 +435,7 @@ async function walk(directory: string, tree: Tree): Promise<void> {
     if (!isMissing(error)) tree.problems.push({ source: directory, object: 'directory', reason: `cannot be read: ${errorText(error)}` });
     return;
   }
+  const files: Promise<void>[] = [];
   for (const entry of entries) {
     // Editor temp files, and the ..data directories of mounted ConfigMaps (their files are reached through symlinks).
     if (entry.name.startsWith('.')) continue;
@@ -425,9 +443,11 @@ async function walk(directory: string, tree: Tree): Promise<void> {
     // Symlinks to directories are not followed: a cycle would never end.
     if (entry.isDirectory()) await walk(path, tree);
     else if ((entry.isFile() || entry.isSymbolicLink()) && MANIFEST_EXTENSIONS.has(extname(entry.name))) {
-      await addFile(path, entry.isSymbolicLink(), tree);
+      files.push(addFile(path, entry.isSymbolicLink(), tree));
     }
   }
+  // A directory's files are looked at together: one wait for the thread pool, not one per file.
+  await Promise.all(files);
 }
 
 async function addFile(path: string, isSymlink: boolean, tree: Tree): Promise<void> {

@@ -597,6 +597,16 @@ describe('watching', () => {
     assert.equal(deleted.state.problems[0]?.object, 'path');
   });
 
+  test('events about temporary files are passed over, but not a new directory whose name looks like one', async (t) => {
+    const dir = await freshDir();
+    const source = await watched(t, dir);
+    const change = source.next(hasService('default/web'), 'the directory is read');
+    await put(dir, 'web.json.tmp', 'not read');
+    await mkdir(join(dir, 'v2.tmp'));
+    await put(dir, 'v2.tmp/web.yaml', simpleService('web', '10.96.0.1'));
+    t.diagnostic(`new directory read after ${(await change).ms} ms`);
+  });
+
   test('no new state when nothing socklb reads changed', async (t) => {
     const dir = await freshDir();
     await put(dir, 'web.yaml', simpleService('web', '10.96.0.1'));
