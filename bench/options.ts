@@ -56,8 +56,8 @@ const QUICK: Omit<BenchOptions, 'output'> = {
 };
 
 export function parseOptions(argv: string[]): BenchOptions {
-  const program = new Command('npm run bench --')
-    .description('socklb against direct, kube-proxy iptables and nftables datapaths (see docs/benchmarks.md)')
+  const program = new Command('socklb bench')
+    .description('socklb against direct, kube-proxy iptables and nftables datapaths (see docs/benchmarks.md); also `npm run bench --`, `make bench`')
     .option('--quick', 'a smoke test under two minutes: 10 and 1000 Services, one short round each')
     .option('--scales <list>', 'numbers of Services, comma-separated (each at least 3)', list(positiveInteger))
     .option('--endpoints <n>', 'endpoints per Service (and backend pods)', positiveInteger)

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // socklb's command line: `run` the agent, inspect the live datapath with
-// `services` and `sockets`, remove it with `cleanup`.
+// `services` and `sockets`, remove it with `cleanup`, measure it with `bench`.
 
 import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
@@ -29,6 +29,7 @@ import { createLogger, type Logger } from '../log.js';
 import { canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
+import { runBench } from './bench.js';
 
 const DEFAULT_BPF_OBJECT = join(bpfDirectory(), 'socklb.bpf.o');
 
@@ -276,6 +277,16 @@ program
   .action(sockets);
 
 program.command('cleanup').description('detach every program and remove everything socklb pinned').addOption(pinDirOption()).action(cleanup);
+
+program
+  .command('bench')
+  .description('the benchmark against direct, kube-proxy iptables and nftables (docs/benchmarks.md; `socklb bench --help` for its flags); from a source build only')
+  .helpOption(false)
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .action(async (_options: unknown, command: Command) => {
+    process.exitCode = await runBench(command.args);
+  });
 
 try {
   await program.parseAsync();
