@@ -124,11 +124,6 @@ export class DatapathState {
     }
   }
 
-  /** Whether any frontend, slot or service name uses this service id. */
-  serviceIdInUse(serviceId: number): boolean {
-    return this.frontendsByServiceId.has(serviceId) || this.slots.has(serviceId) || this.serviceNames.has(serviceId);
-  }
-
   /** The service ids nothing uses, lowest first, without end. */
   unusedServiceIds(): Iterator<number> {
     return this.#serviceIds.unused();
@@ -175,6 +170,11 @@ export class DatapathState {
     named?.delete(id);
     if (named?.size === 0) this.frontendsByServiceId.delete(previous.serviceId);
     this.noteServiceId(previous.serviceId);
+  }
+
+  /** Whether any frontend, slot or service name uses this service id. */
+  private serviceIdInUse(serviceId: number): boolean {
+    return this.frontendsByServiceId.has(serviceId) || this.slots.has(serviceId) || this.serviceNames.has(serviceId);
   }
 
   private noteServiceId(serviceId: number): void {
