@@ -144,9 +144,11 @@ export class Agent {
       this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
     }
     for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
+    const stale = served && stalePairs(served, servedBackends(this.state, frontendIds));
+    // Logged once the sync's own work is done: "datapath synced" means the agent is free for the next change.
     const summary: SyncResult = { ...cause, frontends: result.frontends, operations: result.operations, failed: result.failed.size, durationMs: performance.now() - started };
     if (summary.frontends > 0 || summary.failed > 0) this.options.logger.info(summary, 'datapath synced');
-    if (served) this.destroyStuckSockets(stalePairs(served, servedBackends(this.state, frontendIds)));
+    if (stale) this.destroyStuckSockets(stale);
     this.scheduleRetry();
     for (const listener of this.syncListeners) listener(summary);
   }
