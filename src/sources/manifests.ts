@@ -38,8 +38,10 @@ export class ManifestSource implements Source {
   private dirty = false;
   /** An event about the tree arrived during the scan under way: what it read may be half of a save. */
   private eventDuringScan = false;
-  /** The keys changed by scans whose state was held back, for the next state to name. */
-  private heldBack: AssemblyChanges | undefined;
+  /** The keys changed since the last state delivered, by held-back scans too. */
+  private undelivered: AssemblyChanges = { services: new Set(), slices: new Set() };
+  /** A scan's state was held back: the next scan's is delivered even if it finds nothing new. */
+  private heldBack = false;
   private delivered = false;
   private stopped = false;
   /** When the first change not yet scanned was noticed. */
@@ -99,14 +101,15 @@ export class ManifestSource implements Source {
     // save is several writes, a file read between them is half of it): the scan
     // they cause comes first, unless the burst has gone on for too long.
     const holdBack = state !== undefined && this.delivered && this.eventDuringScan && changeSeenAt !== undefined && Date.now() - changeSeenAt < MAX_BURST_MS;
-    if (holdBack) this.heldBack = state.changes as AssemblyChanges;
+    if (holdBack) this.heldBack = true;
     else if (state) this.changeSeenAt = undefined;
     if (this.dirty) {
       this.dirty = false;
       this.schedule();
     }
     if (!state || holdBack) return;
-    this.heldBack = undefined;
+    this.heldBack = false;
+    this.undelivered = { services: new Set(), slices: new Set() };
     this.delivered = true;
     this.onState?.(changeSeenAt === undefined ? state : { ...state, changeSeenAt });
   }
@@ -140,13 +143,12 @@ export class ManifestSource implements Source {
     this.files = files;
     const treeProblems = [...tree.problems, ...this.watchDirectories(tree.watch)];
     const treeProblemsText = JSON.stringify(treeProblems);
-    if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems && this.heldBack === undefined) return undefined;
+    if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems && !this.heldBack) return undefined;
     this.deliveredTreeProblems = treeProblemsText;
-    const changes: AssemblyChanges = this.heldBack ?? { services: new Set(), slices: new Set() };
-    for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, changes);
+    for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, this.undelivered);
     const problems = [...treeProblems];
     for (const [path, read] of files) problems.push(...read.problems, ...this.assembly.duplicateProblems(path));
-    return { services: this.assembly.services, slices: this.assembly.slices, problems, changes };
+    return { services: this.assembly.services, slices: this.assembly.slices, problems, changes: this.undelivered };
   }
 
   /** Brings the watchers in step with the tree; problems for the directories that cannot be watched. */
