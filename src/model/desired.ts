@@ -7,7 +7,7 @@
 import type { SourceState } from '../sources/source.js';
 import { serviceFrontends } from './frontends.js';
 import { frontendId } from './keys.js';
-import { namespacedName } from './kubernetes.js';
+import { sliceServiceKey } from './kubernetes.js';
 import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
 
 export interface DesiredUpdate {
@@ -105,7 +105,7 @@ export class DesiredFrontends {
 
   /** Files the slice under the Service it names; that Service's key. */
   private indexSlice(key: string, slice: EndpointSlice): string {
-    const serviceKey = serviceKeyOf(slice);
+    const serviceKey = sliceServiceKey(slice);
     let slices = this.slicesByService.get(serviceKey);
     if (!slices) this.slicesByService.set(serviceKey, (slices = new Map()));
     slices.set(key, slice);
@@ -113,7 +113,7 @@ export class DesiredFrontends {
   }
 
   private unindexSlice(key: string, slice: EndpointSlice): string {
-    const serviceKey = serviceKeyOf(slice);
+    const serviceKey = sliceServiceKey(slice);
     const slices = this.slicesByService.get(serviceKey);
     slices?.delete(key);
     if (slices?.size === 0) this.slicesByService.delete(serviceKey);
@@ -167,7 +167,7 @@ export class DesiredFrontends {
       return {
         source: 'model',
         object: `EndpointSlice ${key}`,
-        reason: `names Service ${serviceKeyOf(slice)}, which does not exist; its endpoints are unused`,
+        reason: `names Service ${sliceServiceKey(slice)}, which does not exist; its endpoints are unused`,
       };
     });
   }
@@ -175,10 +175,6 @@ export class DesiredFrontends {
 
 function allKeys(before: ReadonlyMap<string, unknown>, after: ReadonlyMap<string, unknown>): Set<string> {
   return new Set([...before.keys(), ...after.keys()]);
-}
-
-function serviceKeyOf(slice: EndpointSlice): string {
-  return namespacedName({ namespace: slice.namespace, name: slice.serviceName });
 }
 
 function firstClaimant(claimants: Set<string>): string | undefined {

@@ -15,7 +15,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import type { Logger } from '../log.js';
-import { HEADLESS_LABEL, namespacedName, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LABEL } from '../model/kubernetes.js';
+import { HEADLESS_LABEL, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LABEL, sliceServiceKey } from '../model/kubernetes.js';
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 import { ApiClient, type KubeObject } from './api-client.js';
 import { Reflector, type ReflectorStore, type Resource, type RetryOptions } from './reflector.js';
@@ -161,7 +161,7 @@ export class KubernetesSource implements Source {
       this.indexSlice(key, entry?.value);
       // The slices of a Service socklb ignores are left out: they are not orphans.
       const slice = entry?.value;
-      setOrDelete(this.slices, key, slice && !this.ignoredServices.has(serviceKeyOf(slice)) ? slice : undefined);
+      setOrDelete(this.slices, key, slice && !this.ignoredServices.has(sliceServiceKey(slice)) ? slice : undefined);
     }
     const problems: InputProblem[] = [
       ...[...this.serviceProblems].map(([key, reason]) => ({ source: SOURCE_NAME, object: `Service ${key}`, reason })),
@@ -174,7 +174,7 @@ export class KubernetesSource implements Source {
 
   /** Files the slice at `key` under the Service it names now (undefined: gone). */
   private indexSlice(key: string, slice: EndpointSlice | undefined): void {
-    const serviceKey = slice && serviceKeyOf(slice);
+    const serviceKey = slice && sliceServiceKey(slice);
     const before = this.serviceOfSlice.get(key);
     if (before === serviceKey) return;
     if (before !== undefined) {
@@ -188,10 +188,6 @@ export class KubernetesSource implements Source {
     if (!keys) this.sliceKeysByService.set(serviceKey, (keys = new Set()));
     keys.add(key);
   }
-}
-
-function serviceKeyOf(slice: EndpointSlice): string {
-  return namespacedName({ namespace: slice.namespace, name: slice.serviceName });
 }
 
 function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {

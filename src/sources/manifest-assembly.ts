@@ -3,7 +3,7 @@
 // reported. Replacing a file costs in proportion to the objects it held and
 // holds, not to the whole tree, and says which keys that may have changed.
 
-import { namespacedName } from '../model/kubernetes.js';
+import { namespacedName, sliceServiceKey } from '../model/kubernetes.js';
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 
 /** An object a file defines, once validated. */
@@ -99,7 +99,7 @@ export class ManifestAssembly {
       case 'EndpointSlice': {
         const key = namespacedName(object.slice);
         this.allSlices.set(key, object.slice);
-        const serviceKey = serviceKeyOf(object.slice);
+        const serviceKey = sliceServiceKey(object.slice);
         let keys = this.sliceKeysByService.get(serviceKey);
         if (!keys) this.sliceKeysByService.set(serviceKey, (keys = new Set()));
         keys.add(key);
@@ -124,7 +124,7 @@ export class ManifestAssembly {
       case 'EndpointSlice': {
         const key = namespacedName(object.slice);
         this.allSlices.delete(key);
-        const serviceKey = serviceKeyOf(object.slice);
+        const serviceKey = sliceServiceKey(object.slice);
         const keys = this.sliceKeysByService.get(serviceKey);
         keys?.delete(key);
         if (keys?.size === 0) this.sliceKeysByService.delete(serviceKey);
@@ -141,14 +141,10 @@ export class ManifestAssembly {
   /** Delivers the slice at `key` unless it is gone or its Service is ignored. */
   private redeliverSlice(key: string, changes: AssemblyChanges): void {
     const slice = this.allSlices.get(key);
-    if (slice && !this.ignoredServices.has(serviceKeyOf(slice))) this.slices.set(key, slice);
+    if (slice && !this.ignoredServices.has(sliceServiceKey(slice))) this.slices.set(key, slice);
     else this.slices.delete(key);
     changes.slices.add(key);
   }
-}
-
-function serviceKeyOf(slice: EndpointSlice): string {
-  return namespacedName({ namespace: slice.namespace, name: slice.serviceName });
 }
 
 function firstPath(paths: Iterable<string>): string {
