@@ -1,6 +1,7 @@
-// The catalog as the manifest files socklb's agent reads: Services and EndpointSlices as kubectl
-// prints them, 1000 Services to a file, and bench-churn alone in a file of its own so that an
-// endpoint change rewrites one small file, as one changed object would be in a cluster.
+// The catalog as the manifest files socklb's agent reads: Services and EndpointSlices as
+// `kubectl get -o json` prints them (a List), 1000 Services to a file, and bench-churn alone in a
+// file of its own so that an endpoint change rewrites one small file, as one changed object would
+// be in a cluster. JSON, because the agent parses JSON a hundred times faster than YAML.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { endpointSlice, service, writeManifest } from '../test/integration/support.js';
@@ -12,7 +13,7 @@ export async function writeCatalogManifests(directory: string, catalog: Catalog)
   await mkdir(directory, { recursive: true });
   const others = catalog.services.filter((candidate) => candidate.name !== catalog.churn.name);
   for (let first = 0; first < others.length; first += SERVICES_PER_FILE) {
-    const file = path.join(directory, `services-${String(first / SERVICES_PER_FILE).padStart(3, '0')}.yaml`);
+    const file = path.join(directory, `services-${String(first / SERVICES_PER_FILE).padStart(3, '0')}.json`);
     await writeManifest(file, others.slice(first, first + SERVICES_PER_FILE).flatMap(serviceDocuments));
   }
   await writeServiceManifest(directory, catalog.churn);
@@ -20,7 +21,7 @@ export async function writeCatalogManifests(directory: string, catalog: Catalog)
 
 /** Writes (atomically, as editors do) the file that holds `benchService` alone. */
 export async function writeServiceManifest(directory: string, benchService: BenchService): Promise<void> {
-  await writeManifest(path.join(directory, `${benchService.name}.yaml`), serviceDocuments(benchService));
+  await writeManifest(path.join(directory, `${benchService.name}.json`), serviceDocuments(benchService));
 }
 
 function serviceDocuments(benchService: BenchService): object[] {

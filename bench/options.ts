@@ -56,13 +56,14 @@ const QUICK: Omit<BenchOptions, 'output'> = {
 };
 
 export function parseOptions(argv: string[]): BenchOptions {
-  const program = new Command('npm run bench --')
-    .description('socklb against direct, kube-proxy iptables and nftables datapaths (see docs/benchmarks.md)')
+  const program = new Command('socklb bench')
+    .description('socklb against direct, kube-proxy iptables and nftables datapaths (see docs/benchmarks.md); also `npm run bench --`, `make bench`')
     .option('--quick', 'a smoke test under two minutes: 10 and 1000 Services, one short round each')
     .option('--scales <list>', 'numbers of Services, comma-separated (each at least 3)', list(positiveInteger))
     .option('--endpoints <n>', 'endpoints per Service (and backend pods)', positiveInteger)
     .option('--datapaths <list>', `comma-separated, from ${DATAPATH_NAMES.join(',')} (direct is required)`, list(choice(DATAPATH_NAMES)))
     .option('--workloads <list>', `comma-separated, from ${WORKLOAD_NAMES.join(',')}`, list(choice(WORKLOAD_NAMES)))
+    .option('--control-plane-only', 'programming, endpoint changes and footprint only: no traffic rounds')
     .option('--rounds <n>', 'interleaved rounds of every workload', positiveInteger)
     .option('--seconds <n>', 'duration of every run', positiveInteger)
     .option('--endpoint-changes <n>', 'endpoint changes measured per datapath and scale', positiveInteger)
@@ -72,7 +73,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     .showHelpAfterError()
     .parse(argv, { from: 'user' });
   const flags = program.opts<{
-    quick?: boolean; scales?: number[]; endpoints?: number; datapaths?: DatapathName[]; workloads?: WorkloadName[]; rounds?: number; seconds?: number;
+    quick?: boolean; scales?: number[]; endpoints?: number; datapaths?: DatapathName[]; workloads?: WorkloadName[]; controlPlaneOnly?: boolean; rounds?: number; seconds?: number;
     endpointChanges?: number; iptablesBackend?: IptablesBackend; nftMaxServices?: number; output?: string;
   }>();
   const base = flags.quick ? QUICK : FULL;
@@ -83,7 +84,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     scales: flags.scales ?? base.scales,
     endpointsPerService: flags.endpoints ?? base.endpointsPerService,
     datapaths: flags.datapaths ?? base.datapaths,
-    workloads: flags.workloads ?? base.workloads,
+    workloads: flags.controlPlaneOnly ? [] : (flags.workloads ?? base.workloads),
     rounds: perWorkload(flags.rounds, base.rounds),
     seconds: perWorkload(flags.seconds, base.seconds),
     endpointChanges: flags.endpointChanges ?? base.endpointChanges,
@@ -91,6 +92,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     nftMaxServices: flags.nftMaxServices ?? base.nftMaxServices,
     output: flags.output,
   };
+  if (flags.controlPlaneOnly && flags.workloads) program.error('--control-plane-only runs no workloads: drop --workloads');
   if (!options.datapaths.includes('direct')) program.error('--datapaths: direct is required, every ratio is to it');
   if (options.scales.some((scale) => scale < 3)) program.error('--scales: each at least 3 (the three measured Services)');
   return options;

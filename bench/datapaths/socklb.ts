@@ -4,7 +4,7 @@
 // "datapath synced"; an endpoint change, from the file write to the new backend being in the map.
 import { readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_CAPACITIES, type MapCapacities } from '../../src/datapath/loader.js';
 import { socklb, startAgent, type RunningAgent } from '../../test/integration/support.js';
 import type { Sandbox } from '../../test/lab/lab.js';
@@ -28,6 +28,8 @@ const CHANGE_TIMEOUT_MS = 60_000;
  */
 const MANIFEST_SETTLE_MS = 1_100;
 const AGENT_STOP_TIMEOUT_MS = 5_000;
+const POLL_INTERVAL_MS = 0.2;
+const POLL_SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 /** How long the agent is watched doing nothing, for its idle CPU (retries of failed writes show here). */
 const IDLE_WINDOW_MS = 5_000;
 
@@ -83,10 +85,11 @@ export class SocklbDatapath implements Datapath {
     const writtenAt = Date.now();
     const started = performance.now();
     await writeServiceManifest(this.#manifests, { ...catalog.churn, endpoints });
-    // Polled without a timer in between: the latency is a few milliseconds at best.
+    // Polled every POLL_INTERVAL_MS by sleeping the thread: a timer's millisecond would blur a latency of a
+    // few milliseconds, and a busy loop would take a core from the agent it measures (there are two).
     while (this.#reader?.backends(key)?.join(',') !== expected) {
       if (performance.now() - started > CHANGE_TIMEOUT_MS) throw new Error(`socklb: endpoint change ${k} not in the maps after ${CHANGE_TIMEOUT_MS} ms`);
-      await setImmediate();
+      Atomics.wait(POLL_SLEEPER, 0, 0, POLL_INTERVAL_MS);
     }
     const latencyMs = performance.now() - started;
     const synced = await nextLog(agent, from, (line) => line.msg === 'datapath synced', CHANGE_TIMEOUT_MS);

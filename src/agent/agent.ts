@@ -8,6 +8,12 @@
 // The agent starts from what the maps hold (a previous run's ids are kept),
 // and prunes what is no longer wanted only once the source has delivered its
 // first complete state: until then the pinned datapath keeps serving as it was.
+//
+// A change costs in proportion to what changed: the source names the changed
+// keys, the model recomputes their Services, the planner plans their
+// frontends and cleans up only the ids they touched. The whole datapath is
+// planned and cleaned up at the first state, after a cleanup that failed, and
+// every resync interval, so that anything the narrow path missed is repaired.
 
 import type { Logger } from '../log.js';
 import { DesiredFrontends } from '../model/desired.js';
@@ -15,7 +21,7 @@ import type { InputProblem, NodeContext } from '../model/types.js';
 import type { StalePair } from '../datapath/layout.js';
 import type { DatapathMaps } from '../datapath/maps.js';
 import { fullScope } from '../datapath/planner.js';
-import { reconcile } from '../datapath/reconcile.js';
+import { reconcile, type CleanupExtent } from '../datapath/reconcile.js';
 import { servedBackends, stalePairs } from '../datapath/stale.js';
 import { DatapathState } from '../datapath/state.js';
 import type { StuckSocketHandler } from '../datapath/stuck-sockets.js';
@@ -30,9 +36,11 @@ export interface AgentOptions {
   retryDelayMs?: number;
   /** Told of the (frontend, backend) pairs each sync took out; none: sockets are left alone. */
   stuckSockets?: StuckSocketHandler;
+  /** How often the whole datapath is planned and cleaned up, whatever changed; default 5 minutes. */
+  resyncIntervalMs?: number;
 }
 
-/** What led to a sync: a source state's changes, or a retry (no changes). */
+/** What led to a sync: a source state's changes, or a retry or resync (no changes). */
 interface SyncCause {
   serviceChanges: number;
   endpointChanges: number;
@@ -48,9 +56,10 @@ export interface SyncResult extends SyncCause {
   durationMs: number;
 }
 
-const RETRY: SyncCause = { serviceChanges: 0, endpointChanges: 0 };
+const NO_SOURCE_CHANGE: SyncCause = { serviceChanges: 0, endpointChanges: 0 };
 
 const MAX_RETRY_DELAY_MS = 60_000;
+const DEFAULT_RESYNC_INTERVAL_MS = 5 * 60_000;
 
 export class Agent {
   private readonly state: DatapathState;
@@ -62,6 +71,9 @@ export class Agent {
   private syncedOnce = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  /** The last cleanup failed somewhere: the next one looks at everything. */
+  private cleanupIncomplete = false;
   private syncListeners: ((result: SyncResult) => void)[] = [];
   /** The stuck-socket runs, one at a time, in the order of the syncs. */
   private destroying: Promise<void> = Promise.resolve();
@@ -80,6 +92,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     clearTimeout(this.retryTimer);
+    clearInterval(this.resyncTimer);
     await this.options.source.stop();
     await this.destroying;
   }
@@ -115,29 +128,42 @@ export class Agent {
 
   private onSourceState(sourceState: SourceState): void {
     const { changed, serviceChanges, endpointChanges } = this.desired.update(sourceState);
-    const scope = this.firstStateSeen ? new Set([...changed, ...this.failed.keys()]) : fullScope(this.state, this.desired.frontends);
-    this.firstStateSeen = true;
-    this.sync(scope, { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt });
+    const cause = { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt };
+    if (this.firstStateSeen) this.sync(new Set([...changed, ...this.failed.keys()]), cause);
+    else {
+      this.firstStateSeen = true;
+      this.resync(cause);
+      this.resyncTimer = setInterval(() => this.resync(NO_SOURCE_CHANGE), this.options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS);
+      this.resyncTimer.unref();
+    }
     this.reportProblems(this.desired.problems());
   }
 
-  private sync(scope: Iterable<string>, cause: SyncCause): void {
+  /** Every frontend either side knows of, and a cleanup of everything. */
+  private resync(cause: SyncCause): void {
+    this.sync(fullScope(this.state, this.desired.frontends), cause, 'everything');
+  }
+
+  private sync(scope: Iterable<string>, cause: SyncCause, cleanup: CleanupExtent = this.cleanupIncomplete ? 'everything' : 'touched'): void {
     const started = performance.now();
     const frontendIds = [...scope];
     const served = this.options.stuckSockets && servedBackends(this.state, frontendIds);
-    const result = reconcile(this.options.maps, this.state, this.desired.frontends, frontendIds);
+    const result = reconcile(this.options.maps, this.state, this.desired.frontends, frontendIds, cleanup);
+    this.cleanupIncomplete = result.cleanupErrors.length > 0;
     this.failed.clear();
     for (const [frontend, error] of result.failed) {
       this.failed.set(frontend, error);
       this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
     }
     for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
+    const stale = served && stalePairs(served, servedBackends(this.state, frontendIds));
+    // Logged once the sync's own work is done: "datapath synced" means the agent is free for the next change.
     const summary: SyncResult = { ...cause, frontends: result.frontends, operations: result.operations, failed: result.failed.size, durationMs: performance.now() - started };
     // The first sync is logged even when it wrote nothing: that is how a restart shows that it
     // adopted the maps as they were, without rewriting an entry.
     if (summary.frontends > 0 || summary.failed > 0 || !this.syncedOnce) this.options.logger.info(summary, 'datapath synced');
     this.syncedOnce = true;
-    if (served) this.destroyStuckSockets(stalePairs(served, servedBackends(this.state, frontendIds)));
+    if (stale) this.destroyStuckSockets(stale);
     this.scheduleRetry();
     for (const listener of this.syncListeners) listener(summary);
   }
@@ -161,7 +187,7 @@ export class Agent {
       this.retryDelayMs = this.options.retryDelayMs ?? 1000;
       return;
     }
-    this.retryTimer = setTimeout(() => this.sync([...this.failed.keys()], RETRY), this.retryDelayMs);
+    this.retryTimer = setTimeout(() => this.sync([...this.failed.keys()], NO_SOURCE_CHANGE), this.retryDelayMs);
     this.retryTimer.unref();
     this.retryDelayMs = Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS);
   }

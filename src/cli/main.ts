@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // socklb's command line: `run` the agent, inspect the live datapath with
-// `sockets` and the commands of inspect.ts, remove it with `cleanup`; sandboxes and
-// the OCI hook in ./sandbox.ts.
+// `sockets` and the commands of inspect.ts, remove it with `cleanup`, measure it with
+// `bench`; sandboxes and the OCI hook in ./sandbox.ts.
 
 import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
@@ -32,6 +32,7 @@ import { canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
 import { registerInspectCommands } from './inspect.js';
+import { runBench } from './bench.js';
 
 const DEFAULT_BPF_OBJECT = join(bpfDirectory(), 'socklb.bpf.o');
 
@@ -278,6 +279,16 @@ program
 registerSandboxCommands(program);
 
 program.command('cleanup').description('detach every program and remove everything socklb pinned').addOption(pinDirOption()).action(cleanup);
+
+program
+  .command('bench')
+  .description('the benchmark against direct, kube-proxy iptables and nftables (docs/benchmarks.md; `socklb bench --help` for its flags); from a source build only')
+  .helpOption(false)
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .action(async (_options: unknown, command: Command) => {
+    process.exitCode = await runBench(command.args);
+  });
 
 try {
   await program.parseAsync();

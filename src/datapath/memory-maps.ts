@@ -46,11 +46,11 @@ export function memoryMaps(maxEntries: Partial<Record<keyof DatapathMaps, number
   return mapsByRole((role) => (role === 'stats' ? new MemoryMap(MAP_NAMES[role], maxEntries[role] ?? 65537, cpus) : new MemoryMap(MAP_NAMES[role], maxEntries[role] ?? 65536)));
 }
 
-/** Fails each write with EAGAIN when `shouldFail()` says so; reads always work. */
+/** Fails each write with EAGAIN when `shouldFail(operation)` says so; reads always work. */
 export class FaultyMap implements BpfMap {
   constructor(
     private readonly inner: BpfMap,
-    private readonly shouldFail: () => boolean,
+    private readonly shouldFail: (operation: 'update' | 'delete') => boolean,
   ) {}
 
   get name(): string {
@@ -66,12 +66,12 @@ export class FaultyMap implements BpfMap {
   }
 
   update(key: Buffer, value: Buffer): void {
-    if (this.shouldFail()) throw mapWriteError(this, 'update', EAGAIN);
+    if (this.shouldFail('update')) throw mapWriteError(this, 'update', EAGAIN);
     this.inner.update(key, value);
   }
 
   delete(key: Buffer): void {
-    if (this.shouldFail()) throw mapWriteError(this, 'delete', EAGAIN);
+    if (this.shouldFail('delete')) throw mapWriteError(this, 'delete', EAGAIN);
     this.inner.delete(key);
   }
 

@@ -18,6 +18,10 @@
 // a slot naming a backend that is not there. Backends no slot names any more
 // are deleted last, by planCleanup, once every frontend is done.
 //
+// The work is in proportion to the frontends planned: ids come from the
+// lowest unused one the state knows, and a cleanup may be limited to the ids
+// the plans touched (cleanupScope); the whole maps are walked only when asked.
+//
 // Each frontend gets a group of its own: when a write fails, the rest of that
 // group is skipped, and what was written of it is still consistent by the
 // order above (a prefix of a group never exposes anything half-done).
@@ -59,35 +63,65 @@ export function fullScope(state: DatapathState, desired: ReadonlyMap<string, Des
   return new Set([...state.frontends.keys(), ...desired.keys()]);
 }
 
+/** The service and backend ids a cleanup looks at. */
+export interface CleanupScope {
+  serviceIds: Set<number>;
+  backendIds: Set<number>;
+}
+
+/**
+ * The ids that planning and applying `plans` for the frontends `scope` can
+ * leave unused, taken before the plans are applied: the service ids of those
+ * frontends and the backends their slots name, and every id the plans write.
+ * A cleanup of these after the plans finds what a cleanup of everything would,
+ * provided nothing was left unused before.
+ */
+export function cleanupScope(state: DatapathState, scope: Iterable<string>, plans: readonly FrontendPlan[]): CleanupScope {
+  const touched: CleanupScope = { serviceIds: new Set(), backendIds: new Set() };
+  for (const id of scope) {
+    const current = state.frontends.get(id);
+    if (!current) continue;
+    touched.serviceIds.add(current.serviceId);
+    for (const backendId of state.slots.get(current.serviceId)?.values() ?? []) touched.backendIds.add(backendId);
+  }
+  for (const { operations } of plans) {
+    for (const operation of operations) {
+      if ('serviceId' in operation) touched.serviceIds.add(operation.serviceId);
+      if (operation.kind === 'upsert-frontend') touched.serviceIds.add(operation.frontend.serviceId);
+      if ('backendId' in operation) touched.backendIds.add(operation.backendId);
+    }
+  }
+  return touched;
+}
+
 /**
  * Removes what no frontend uses: slots past a count or of no frontend,
- * service names of no frontend, backends no slot names. Planned from the
- * state as the frontend plans actually left it, so a failed group's
- * leftovers are collected too.
+ * service names of no frontend, backends no slot names; among the ids in
+ * `scope`, or all of them. Planned from the state as the frontend plans
+ * actually left it, so a failed group's leftovers are collected too.
  */
-export function planCleanup(state: DatapathState): Operation[] {
-  const countByService = new Map<number, number>();
-  for (const frontend of state.frontends.values()) countByService.set(frontend.serviceId, frontend.backendCount);
-
-  const operations: Operation[] = [];
+export function planCleanup(state: DatapathState, scope?: CleanupScope): Operation[] {
+  const serviceIds = scope?.serviceIds ?? new Set([...state.slots.keys(), ...state.serviceNames.keys()]);
+  const backendIds = scope?.backendIds ?? state.backends.keys();
+  const slotDeletions: Operation[] = [];
+  const nameDeletions: Operation[] = [];
   const releasedReferences = new Map<number, number>();
-  for (const [serviceId, slots] of state.slots) {
-    const count = countByService.get(serviceId) ?? 0;
-    for (const [slot, backendId] of slots) {
+  for (const serviceId of serviceIds) {
+    const count = state.exposedSlots(serviceId);
+    for (const [slot, backendId] of state.slots.get(serviceId) ?? []) {
       if (slot < count) continue;
-      operations.push({ kind: 'delete-slot', serviceId, slot });
+      slotDeletions.push({ kind: 'delete-slot', serviceId, slot });
       releasedReferences.set(backendId, (releasedReferences.get(backendId) ?? 0) + 1);
     }
+    if (state.serviceNames.has(serviceId) && !state.frontendNames(serviceId)) nameDeletions.push({ kind: 'delete-service-name', serviceId });
   }
-  for (const serviceId of state.serviceNames.keys()) {
-    if (!countByService.has(serviceId)) operations.push({ kind: 'delete-service-name', serviceId });
-  }
-  for (const backendId of state.backends.keys()) {
-    if (state.references(backendId) === (releasedReferences.get(backendId) ?? 0)) {
-      operations.push({ kind: 'delete-backend', backendId });
+  const backendDeletions: Operation[] = [];
+  for (const backendId of backendIds) {
+    if (state.backends.has(backendId) && state.references(backendId) === (releasedReferences.get(backendId) ?? 0)) {
+      backendDeletions.push({ kind: 'delete-backend', backendId });
     }
   }
-  return operations;
+  return [...slotDeletions, ...nameDeletions, ...backendDeletions];
 }
 
 function planDeletion(state: DatapathState, current: FrontendEntry): Operation[] {
@@ -167,34 +201,30 @@ function sameService(a: ServicePortRef | undefined, b: ServicePortRef): boolean 
 
 /**
  * Hands out the lowest ids the maps do not use. Ids freed by this plan are not
- * handed out again in it: a connect may still be reading them.
+ * handed out again in it: a connect may still be reading them (the state
+ * still holds them while the plan is made).
  */
 class IdAllocator {
-  private readonly usedServiceIds: Set<number>;
-  private readonly usedBackendIds: Set<number>;
   private readonly plannedBackends = new Map<string, number>();
-  private nextServiceId = 1;
-  private nextBackendId = 1;
+  private readonly serviceIds: Iterator<number>;
+  private readonly backendIds: Iterator<number>;
 
   constructor(state: DatapathState) {
-    this.usedServiceIds = new Set([...[...state.frontends.values()].map((frontend) => frontend.serviceId), ...state.slots.keys(), ...state.serviceNames.keys()]);
-    this.usedBackendIds = new Set(state.backends.keys());
+    this.serviceIds = state.unusedServiceIds();
+    this.backendIds = state.unusedBackendIds();
   }
 
   newServiceId(): number {
-    while (this.usedServiceIds.has(this.nextServiceId)) this.nextServiceId++;
-    this.usedServiceIds.add(this.nextServiceId);
-    return this.nextServiceId;
+    return this.serviceIds.next().value as number;
   }
 
   /** One id per backend address across the whole plan. */
   backendIdFor(address: string): number {
     const planned = this.plannedBackends.get(address);
     if (planned !== undefined) return planned;
-    while (this.usedBackendIds.has(this.nextBackendId)) this.nextBackendId++;
-    this.usedBackendIds.add(this.nextBackendId);
-    this.plannedBackends.set(address, this.nextBackendId);
-    return this.nextBackendId;
+    const id = this.backendIds.next().value as number;
+    this.plannedBackends.set(address, id);
+    return id;
   }
 }
 

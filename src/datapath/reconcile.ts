@@ -3,7 +3,7 @@
 
 import type { DesiredFrontend } from '../model/types.js';
 import type { DatapathMaps } from './maps.js';
-import { planCleanup, planFrontends } from './planner.js';
+import { cleanupScope, planCleanup, planFrontends } from './planner.js';
 import type { DatapathState, Operation } from './state.js';
 import { writeOperation } from './writer.js';
 
@@ -18,9 +18,18 @@ export interface ReconcileResult {
   cleanupErrors: Error[];
 }
 
+/**
+ * What the cleanup after the frontends looks at: 'everything' in the maps, or
+ * only the ids 'touched' by this reconcile, which suffices when nothing was
+ * left unused before it (the previous cleanup succeeded).
+ */
+export type CleanupExtent = 'everything' | 'touched';
+
 /** Brings the frontends in `scope` to `desired`, then removes what nothing uses any more. */
-export function reconcile(maps: DatapathMaps, state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>, scope: Iterable<string>): ReconcileResult {
-  const plans = planFrontends(state, desired, scope);
+export function reconcile(maps: DatapathMaps, state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>, scope: Iterable<string>, cleanup: CleanupExtent = 'everything'): ReconcileResult {
+  const frontendIds = [...new Set(scope)];
+  const plans = planFrontends(state, desired, frontendIds);
+  const touched = cleanup === 'touched' ? cleanupScope(state, frontendIds, plans) : undefined;
   const result: ReconcileResult = { frontends: plans.length, operations: 0, failed: new Map(), cleanupErrors: [] };
   for (const plan of plans) {
     for (const operation of plan.operations) {
@@ -33,7 +42,7 @@ export function reconcile(maps: DatapathMaps, state: DatapathState, desired: Rea
       result.operations++;
     }
   }
-  for (const operation of planCleanup(state)) {
+  for (const operation of planCleanup(state, touched)) {
     const error = write(maps, state, operation);
     if (error) result.cleanupErrors.push(error);
     else result.operations++;

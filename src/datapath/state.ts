@@ -39,6 +39,12 @@ export class DatapathState {
   readonly serviceNames = new Map<number, ServicePortRef>();
   private readonly backendIdByAddress = new Map<string, number>();
   private readonly slotsNamingBackend = new Map<number, number>();
+  /** service id -> the frontends naming it (one, unless a crash left more). */
+  private readonly frontendsByServiceId = new Map<number, Set<string>>();
+  // Which ids are free, so that the lowest is found without a walk over all.
+  // Bookkeeping, not state: a state read back from the maps is equal without it.
+  readonly #serviceIds = new IdUsage();
+  readonly #backendIds = new IdUsage();
 
   /** Reads every map; entries a crashed agent left half-done are kept as they are. */
   static read(maps: DatapathMaps): DatapathState {
@@ -66,12 +72,14 @@ export class DatapathState {
         // A second id for one address (left by a crash) stays reachable through its slots.
         if (!this.backendIdByAddress.has(address)) this.backendIdByAddress.set(address, operation.backendId);
         this.backends.set(operation.backendId, operation.backend);
+        this.#backendIds.used(operation.backendId);
         return;
       }
       case 'delete-backend': {
         const backend = this.backends.get(operation.backendId);
         if (backend && this.backendIdByAddress.get(backendText(backend)) === operation.backendId) this.backendIdByAddress.delete(backendText(backend));
         this.backends.delete(operation.backendId);
+        this.#backendIds.released(operation.backendId);
         return;
       }
       case 'upsert-slot': {
@@ -81,6 +89,7 @@ export class DatapathState {
         if (previous !== undefined) this.countReference(previous, -1);
         slots.set(operation.slot, operation.backendId);
         this.countReference(operation.backendId, +1);
+        this.#serviceIds.used(operation.serviceId);
         return;
       }
       case 'delete-slot': {
@@ -90,24 +99,56 @@ export class DatapathState {
         this.countReference(previous, -1);
         slots.delete(operation.slot);
         if (slots.size === 0) this.slots.delete(operation.serviceId);
+        this.noteServiceId(operation.serviceId);
         return;
       }
       case 'upsert-service-name':
         this.serviceNames.set(operation.serviceId, operation.service);
+        this.#serviceIds.used(operation.serviceId);
         return;
       case 'delete-service-name':
         this.serviceNames.delete(operation.serviceId);
+        this.noteServiceId(operation.serviceId);
         return;
-      case 'upsert-frontend':
-        this.frontends.set(frontendId(operation.frontend.key), operation.frontend);
+      case 'upsert-frontend': {
+        const id = frontendId(operation.frontend.key);
+        this.forgetFrontend(id);
+        this.frontends.set(id, operation.frontend);
+        let named = this.frontendsByServiceId.get(operation.frontend.serviceId);
+        if (!named) this.frontendsByServiceId.set(operation.frontend.serviceId, (named = new Set()));
+        named.add(id);
+        this.#serviceIds.used(operation.frontend.serviceId);
         return;
+      }
       case 'delete-frontend':
-        this.frontends.delete(frontendId(operation.key));
+        this.forgetFrontend(frontendId(operation.key));
         return;
       case 'reset-stats':
         // Counters are the programs' business; the planner never reads them.
         return;
     }
+  }
+
+  /** The service ids nothing uses, lowest first, without end. */
+  unusedServiceIds(): Iterator<number> {
+    return this.#serviceIds.unused();
+  }
+
+  /** The backend ids the backend map does not hold, lowest first, without end. */
+  unusedBackendIds(): Iterator<number> {
+    return this.#backendIds.unused();
+  }
+
+  /** Whether some frontend names this service id. */
+  frontendNames(serviceId: number): boolean {
+    return this.frontendsByServiceId.has(serviceId);
+  }
+
+  /** How many slots of this service id some frontend exposes: the largest count of the frontends naming it; 0 for none. */
+  exposedSlots(serviceId: number): number {
+    let count = 0;
+    for (const id of this.frontendsByServiceId.get(serviceId) ?? []) count = Math.max(count, this.frontends.get(id)?.backendCount ?? 0);
+    return count;
   }
 
   /** The id of the backend at this address and port, if the maps hold it. */
@@ -126,9 +167,53 @@ export class DatapathState {
     return Array.from({ length: frontend.backendCount }, (_, slot) => slots?.get(slot));
   }
 
+  private forgetFrontend(id: string): void {
+    const previous = this.frontends.get(id);
+    if (!previous) return;
+    this.frontends.delete(id);
+    const named = this.frontendsByServiceId.get(previous.serviceId);
+    named?.delete(id);
+    if (named?.size === 0) this.frontendsByServiceId.delete(previous.serviceId);
+    this.noteServiceId(previous.serviceId);
+  }
+
+  /** Whether any frontend, slot or service name uses this service id. */
+  private serviceIdInUse(serviceId: number): boolean {
+    return this.frontendsByServiceId.has(serviceId) || this.slots.has(serviceId) || this.serviceNames.has(serviceId);
+  }
+
+  private noteServiceId(serviceId: number): void {
+    if (this.serviceIdInUse(serviceId)) this.#serviceIds.used(serviceId);
+    else this.#serviceIds.released(serviceId);
+  }
+
   private countReference(backendId: number, delta: number): void {
     const count = (this.slotsNamingBackend.get(backendId) ?? 0) + delta;
     if (count === 0) this.slotsNamingBackend.delete(backendId);
     else this.slotsNamingBackend.set(backendId, count);
+  }
+}
+
+/**
+ * The ids handed out so far (all below a high-water mark) and those among
+ * them released since: the lowest unused id is the lowest released one, or the
+ * mark. Ids skipped over (a map read back with gaps) are not reused.
+ */
+class IdUsage {
+  readonly #released = new Set<number>();
+  #highWater = 1;
+
+  used(id: number): void {
+    this.#released.delete(id);
+    if (id >= this.#highWater) this.#highWater = id + 1;
+  }
+
+  released(id: number): void {
+    if (id < this.#highWater) this.#released.add(id);
+  }
+
+  *unused(): Generator<number, never> {
+    yield* [...this.#released].sort((a, b) => a - b);
+    for (let id = this.#highWater; ; id++) yield id;
   }
 }

@@ -1,10 +1,13 @@
 // The desired frontends of all Services, kept up to date incrementally: each
 // new source state recomputes only the Services whose own object or slices
-// changed, and says which frontends that touched. Pure: no I/O, no clock.
+// changed, and says which frontends that touched. When the source names the
+// keys that changed (SourceState.changes) the work is in proportion to the
+// change; otherwise every key is compared. Pure: no I/O, no clock.
 
 import type { SourceState } from '../sources/source.js';
-import { joinSlices, serviceFrontends } from './frontends.js';
+import { serviceFrontends } from './frontends.js';
 import { frontendId } from './keys.js';
+import { sliceServiceKey } from './kubernetes.js';
 import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
 
 export interface DesiredUpdate {
@@ -18,15 +21,21 @@ export interface DesiredUpdate {
 export class DesiredFrontends {
   /** By frontend id: what the datapath must hold. */
   readonly frontends = new Map<string, DesiredFrontend>();
-  private services: ReadonlyMap<string, Service> = new Map();
-  private slices: ReadonlyMap<string, EndpointSlice> = new Map();
+  /** The objects as last seen: the model's own copies of the source's maps. */
+  private readonly services = new Map<string, Service>();
+  private readonly slices = new Map<string, EndpointSlice>();
+  /** Service key -> slice key -> slice, for every Service named by a slice, whether it exists or not. */
+  private readonly slicesByService = new Map<string, Map<string, EndpointSlice>>();
   /** Service key -> the frontends it asks for, whether or not it won them. */
   private readonly claimsByService = new Map<string, DesiredFrontend[]>();
   /** Frontend id -> the services asking for it; the first in sort order serves it. */
   private readonly claimants = new Map<string, Set<string>>();
+  /** Frontend ids that more than one Service claims. */
+  private readonly contested = new Set<string>();
   private readonly problemsByService = new Map<string, InputProblem[]>();
+  /** Services that slices name but that do not exist: those slices are orphans. */
+  private readonly missingServices = new Set<string>();
   private sourceProblems: readonly InputProblem[] = [];
-  private orphanSliceProblems: InputProblem[] = [];
   private node: NodeContext;
 
   /** `node` comes from the flags; a source that knows this node's zone overrides it. */
@@ -35,46 +44,80 @@ export class DesiredFrontends {
   }
 
   update(state: SourceState): DesiredUpdate {
-    const serviceChanges = changedKeys(this.services, state.services);
-    const sliceChanges = changedKeys(this.slices, state.slices);
-    const dirty = new Set(serviceChanges);
-    for (const key of sliceChanges) {
-      for (const slice of [this.slices.get(key), state.slices.get(key)]) if (slice) dirty.add(`${slice.namespace}/${slice.serviceName}`);
+    const dirty = new Set<string>();
+    let serviceChanges = 0;
+    for (const key of state.changes?.services ?? allKeys(this.services, state.services)) {
+      const before = this.services.get(key);
+      const after = state.services.get(key);
+      if (sameObject(before, after)) continue;
+      serviceChanges++;
+      dirty.add(key);
+      if (after) this.services.set(key, after);
+      else this.services.delete(key);
+    }
+    let endpointChanges = 0;
+    for (const key of state.changes?.slices ?? allKeys(this.slices, state.slices)) {
+      const before = this.slices.get(key);
+      const after = state.slices.get(key);
+      if (sameObject(before, after)) continue;
+      endpointChanges++;
+      if (before) dirty.add(this.unindexSlice(key, before));
+      if (after) {
+        this.slices.set(key, after);
+        dirty.add(this.indexSlice(key, after));
+      } else this.slices.delete(key);
     }
     const zone = state.node?.zone ?? this.configuredNode.zone;
     if (zone !== this.node.zone) {
       // Topology hints depend on the zone: every Service may route differently now.
       this.node = { ...this.node, zone };
-      for (const key of state.services.keys()) dirty.add(key);
+      for (const key of this.services.keys()) dirty.add(key);
     }
-    this.services = state.services;
-    this.slices = state.slices;
     this.sourceProblems = state.problems;
 
-    const { byService: slicesByService, orphans } = joinSlices(state.services.values(), state.slices.values());
     const changed = new Set<string>();
-    for (const serviceKey of dirty) {
-      for (const frontend of this.claimsByService.get(serviceKey) ?? []) this.unclaim(serviceKey, frontendId(frontend.key), changed);
-      this.claimsByService.delete(serviceKey);
-      this.problemsByService.delete(serviceKey);
-      const service = state.services.get(serviceKey);
-      if (!service) continue;
-      const { frontends, problems } = serviceFrontends(service, slicesByService.get(serviceKey) ?? [], this.node);
-      this.claimsByService.set(serviceKey, frontends);
-      if (problems.length > 0) this.problemsByService.set(serviceKey, problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })));
-      for (const frontend of frontends) this.claim(serviceKey, frontend, changed);
-    }
-    this.orphanSliceProblems = orphans.map((slice) => ({
-      source: 'model',
-      object: `EndpointSlice ${slice.namespace}/${slice.name}`,
-      reason: `names Service ${slice.namespace}/${slice.serviceName}, which does not exist; its endpoints are unused`,
-    }));
-    return { changed, serviceChanges: serviceChanges.length, endpointChanges: sliceChanges.length };
+    for (const serviceKey of dirty) this.recompute(serviceKey, changed);
+    return { changed, serviceChanges, endpointChanges };
   }
 
   /** Everything wrong with the input as it is now: the sources' findings, then the model's. */
   problems(): InputProblem[] {
-    return [...this.sourceProblems, ...[...this.problemsByService.values()].flat(), ...this.conflictProblems(), ...this.orphanSliceProblems];
+    return [...this.sourceProblems, ...[...this.problemsByService.values()].flat(), ...this.conflictProblems(), ...this.orphanSliceProblems()];
+  }
+
+  /** Claims anew the frontends of one Service, from its object and its slices as they are now. */
+  private recompute(serviceKey: string, changed: Set<string>): void {
+    for (const frontend of this.claimsByService.get(serviceKey) ?? []) this.unclaim(serviceKey, frontendId(frontend.key), changed);
+    this.claimsByService.delete(serviceKey);
+    this.problemsByService.delete(serviceKey);
+    const service = this.services.get(serviceKey);
+    const slices = this.slicesByService.get(serviceKey);
+    if (!service && slices) this.missingServices.add(serviceKey);
+    else this.missingServices.delete(serviceKey);
+    if (!service) return;
+    // In key order, whatever order they arrived in: where two slices list one endpoint, the first one's conditions count.
+    const ordered = slices ? [...slices].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, slice]) => slice) : [];
+    const { frontends, problems } = serviceFrontends(service, ordered, this.node);
+    this.claimsByService.set(serviceKey, frontends);
+    if (problems.length > 0) this.problemsByService.set(serviceKey, problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })));
+    for (const frontend of frontends) this.claim(serviceKey, frontend, changed);
+  }
+
+  /** Files the slice under the Service it names; that Service's key. */
+  private indexSlice(key: string, slice: EndpointSlice): string {
+    const serviceKey = sliceServiceKey(slice);
+    let slices = this.slicesByService.get(serviceKey);
+    if (!slices) this.slicesByService.set(serviceKey, (slices = new Map()));
+    slices.set(key, slice);
+    return serviceKey;
+  }
+
+  private unindexSlice(key: string, slice: EndpointSlice): string {
+    const serviceKey = sliceServiceKey(slice);
+    const slices = this.slicesByService.get(serviceKey);
+    slices?.delete(key);
+    if (slices?.size === 0) this.slicesByService.delete(serviceKey);
+    return serviceKey;
   }
 
   private claim(serviceKey: string, frontend: DesiredFrontend, changed: Set<string>): void {
@@ -82,6 +125,7 @@ export class DesiredFrontends {
     let claimants = this.claimants.get(id);
     if (!claimants) this.claimants.set(id, (claimants = new Set()));
     claimants.add(serviceKey);
+    if (claimants.size > 1) this.contested.add(id);
     if (firstClaimant(claimants) === serviceKey) {
       this.frontends.set(id, frontend);
       changed.add(id);
@@ -93,6 +137,7 @@ export class DesiredFrontends {
     if (!claimants) return;
     const wasServing = firstClaimant(claimants) === serviceKey;
     claimants.delete(serviceKey);
+    if (claimants.size < 2) this.contested.delete(id);
     if (!wasServing) return;
     changed.add(id);
     const next = firstClaimant(claimants);
@@ -106,22 +151,30 @@ export class DesiredFrontends {
 
   private conflictProblems(): InputProblem[] {
     const problems: InputProblem[] = [];
-    for (const [id, claimants] of this.claimants) {
-      if (claimants.size < 2) continue;
-      const [winner, ...losers] = [...claimants].sort();
+    for (const id of this.contested) {
+      const [winner, ...losers] = [...(this.claimants.get(id) ?? [])].sort();
       for (const loser of losers) {
         problems.push({ source: 'model', object: `Service ${loser}`, reason: `frontend ${id} is already served by Service ${winner}; this port is skipped` });
       }
     }
     return problems;
   }
+
+  private orphanSliceProblems(): InputProblem[] {
+    const orphans = [...this.missingServices].flatMap((serviceKey) => [...(this.slicesByService.get(serviceKey)?.keys() ?? [])]);
+    return orphans.sort().map((key) => {
+      const slice = this.slices.get(key)!;
+      return {
+        source: 'model',
+        object: `EndpointSlice ${key}`,
+        reason: `names Service ${sliceServiceKey(slice)}, which does not exist; its endpoints are unused`,
+      };
+    });
+  }
 }
 
-/** Keys whose object was added, removed or changed in content. */
-function changedKeys<T extends object>(before: ReadonlyMap<string, T>, after: ReadonlyMap<string, T>): string[] {
-  const changed: string[] = [];
-  for (const key of new Set([...before.keys(), ...after.keys()])) if (!sameObject(before.get(key), after.get(key))) changed.push(key);
-  return changed;
+function allKeys(before: ReadonlyMap<string, unknown>, after: ReadonlyMap<string, unknown>): Set<string> {
+  return new Set([...before.keys(), ...after.keys()]);
 }
 
 function firstClaimant(claimants: Set<string>): string | undefined {

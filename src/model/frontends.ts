@@ -66,25 +66,6 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
   return { frontends: frontends.sort((a, b) => compareKeys(a.key, b.key)), problems };
 }
 
-export interface SliceJoin {
-  /** By `${namespace}/${name}` of every Service, [] for a Service without slices. */
-  byService: Map<string, EndpointSlice[]>;
-  /** Slices whose kubernetes.io/service-name names no Service in their namespace. */
-  orphans: EndpointSlice[];
-}
-
-export function joinSlices(services: Iterable<Service>, slices: Iterable<EndpointSlice>): SliceJoin {
-  const byService = new Map<string, EndpointSlice[]>();
-  for (const service of services) byService.set(namespacedName(service), []);
-  const orphans: EndpointSlice[] = [];
-  for (const slice of slices) {
-    const joined = byService.get(namespacedName({ namespace: slice.namespace, name: slice.serviceName }));
-    if (joined) joined.push(slice);
-    else orphans.push(slice);
-  }
-  return { byService, orphans };
-}
-
 type PortEndpoint = Endpoint & { port: number };
 
 /**

@@ -51,6 +51,11 @@ export function namespacedName(object: { namespace: string; name: string }): str
   return `${object.namespace}/${object.name}`;
 }
 
+/** The `namespace/name` of the Service an EndpointSlice belongs to (its kubernetes.io/service-name label). */
+export function sliceServiceKey(slice: { namespace: string; serviceName: string }): string {
+  return namespacedName({ namespace: slice.namespace, name: slice.serviceName });
+}
+
 export function parseService(raw: unknown): ParseResult<Service> {
   return validated(() => {
     const { namespace, name, body, labels, annotations } = objectMeta(raw, 'v1', 'Service', SERVICE_NAME);

@@ -7,13 +7,15 @@
 //   - nothing before all three have listed once: until then the agent keeps
 //     the datapath a previous run pinned, rather than prune it from a
 //     half-known cluster;
-//   - then one state per burst of events (debounced), and none for events
-//     that change no validated object (status writes, relists).
+//   - then one state per burst of events (those already queued when the
+//     first is handled, with no fixed delay by default), and none for events
+//     that change no validated object (status writes, relists); each state
+//     names the keys that changed and is brought up to date key by key.
 
 import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import type { Logger } from '../log.js';
-import { HEADLESS_LABEL, namespacedName, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LABEL } from '../model/kubernetes.js';
+import { HEADLESS_LABEL, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LABEL, sliceServiceKey } from '../model/kubernetes.js';
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 import { ApiClient, type KubeObject } from './api-client.js';
 import { Reflector, type ReflectorStore, type Resource, type RetryOptions } from './reflector.js';
@@ -27,7 +29,7 @@ export interface KubernetesSourceOptions {
   /** Serve only the Services labelled service.kubernetes.io/service-proxy-name=<this>; default: only unlabelled ones. */
   serviceProxyName?: string;
   logger?: Logger;
-  /** How long a burst of events may gather into one state. */
+  /** How long a burst of events may gather into one state; default 0: the events already queued. */
   debounceMs?: number;
   retry?: RetryOptions;
   /** How long the server keeps each watch open; default 5 to 10 minutes at random. */
@@ -54,34 +56,50 @@ export function proxyLabelSelector(serviceProxyName?: string): string {
 }
 
 export class KubernetesSource implements Source {
-  private readonly services: ValidatedObjects<Service>;
-  private readonly slices: ValidatedObjects<EndpointSlice>;
+  private readonly serviceObjects: ValidatedObjects<Service>;
+  private readonly sliceObjects: ValidatedObjects<EndpointSlice>;
   private readonly node: NodeZone;
+  /** The state as delivered, brought up to date key by key in state(). */
+  private readonly services = new Map<string, Service>();
+  private readonly slices = new Map<string, EndpointSlice>();
+  private readonly ignoredServices = new Set<string>();
+  /** Slice keys by the Service they name: a Service that turns ignored, or back, takes its slices out or back. */
+  private readonly sliceKeysByService = new Map<string, Set<string>>();
+  private readonly serviceOfSlice = new Map<string, string>();
+  private readonly serviceProblems = new Map<string, string>();
+  private readonly sliceProblems = new Map<string, string>();
+  /** Keys changed since the last state. */
+  private pending = { services: new Set<string>(), slices: new Set<string>() };
   private readonly reflectors: Reflector[];
   private readonly logger: Logger;
   private readonly debounceMs: number;
   private onState: ((state: SourceState) => void) | undefined;
   private synced = false;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private readonly stopped: Promise<void>;
   private markStopped!: () => void;
 
   constructor(options: KubernetesSourceOptions) {
     this.logger = options.logger ?? pino({ enabled: false });
-    this.debounceMs = options.debounceMs ?? 10;
+    this.debounceMs = options.debounceMs ?? 0;
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
-    const changed = () => this.schedule();
-    this.services = new ValidatedObjects(parseService, changed);
-    this.slices = new ValidatedObjects(parseEndpointSlice, changed);
-    this.node = new NodeZone(options.nodeName, changed);
+    this.serviceObjects = new ValidatedObjects(parseService, (key) => {
+      this.pending.services.add(key);
+      this.schedule();
+    });
+    this.sliceObjects = new ValidatedObjects(parseEndpointSlice, (key) => {
+      this.pending.slices.add(key);
+      this.schedule();
+    });
+    this.node = new NodeZone(options.nodeName, () => this.schedule());
 
     const client = new ApiClient(options.kubeConfig);
     const labelSelector = proxyLabelSelector(options.serviceProxyName);
     const reflector = (resource: Resource, store: ReflectorStore, selectors: { labelSelector?: string; fieldSelector?: string }) =>
       new Reflector({ client, resource, store, logger: this.logger, retry: options.retry, watchTimeoutSeconds: options.watchTimeoutSeconds, ...selectors });
     this.reflectors = [
-      reflector(SERVICES, this.services, { labelSelector }),
-      reflector(ENDPOINT_SLICES, this.slices, { labelSelector }),
+      reflector(SERVICES, this.serviceObjects, { labelSelector }),
+      reflector(ENDPOINT_SLICES, this.sliceObjects, { labelSelector }),
       // kube-proxy watches its own Node the same way: a list of one, by field selector.
       reflector(NODES, this.node, { fieldSelector: `metadata.name=${options.nodeName}` }),
     ];
@@ -103,42 +121,78 @@ export class KubernetesSource implements Source {
   async stop(): Promise<void> {
     this.markStopped();
     this.synced = false;
-    clearTimeout(this.timer);
+    this.cancelTimer();
     this.timer = undefined;
     await Promise.all(this.reflectors.map((reflector) => reflector.stop()));
   }
 
   private schedule(): void {
     if (!this.synced) return; // the first state is delivered by start(), whole
-    this.timer ??= setTimeout(() => {
+    const deliver = () => {
       this.timer = undefined;
       this.onState?.(this.state());
-    }, this.debounceMs);
+    };
+    this.timer ??= this.debounceMs > 0 ? setTimeout(deliver, this.debounceMs) : setImmediate(deliver);
   }
 
-  private state(): SourceState {
-    const problems: InputProblem[] = [];
-    const problem = (object: string, reason: string | undefined) => {
-      if (reason !== undefined) problems.push({ source: SOURCE_NAME, object, reason });
-    };
-    const services = new Map<string, Service>();
-    const ignoredServices = new Set<string>();
-    for (const [key, entry] of this.services.entries) {
-      problem(`Service ${key}`, entry.problem);
-      if (entry.value) services.set(key, entry.value);
-      else if (entry.ignored) ignoredServices.add(key);
-    }
-    const slices = new Map<string, EndpointSlice>();
-    for (const [key, entry] of this.slices.entries) {
-      problem(`EndpointSlice ${key}`, entry.problem);
-      // The slices of a Service socklb ignores are left out: they are not orphans.
-      const slice = entry.value;
-      if (slice && !ignoredServices.has(namespacedName({ namespace: slice.namespace, name: slice.serviceName }))) slices.set(key, slice);
-    }
-    const { name, zone, exists } = this.node;
-    problem(`Node ${name}`, exists ? undefined : 'does not exist: zone hints are not used; set --node-name to the name of the Node this agent runs on');
-    return { services, slices, problems, node: zone === undefined ? { name } : { name, zone } };
+  private cancelTimer(): void {
+    if (this.timer === undefined) return;
+    if (this.debounceMs > 0) clearTimeout(this.timer as NodeJS.Timeout);
+    else clearImmediate(this.timer as NodeJS.Immediate);
   }
+
+  /** The delivered state brought up to date with the keys changed since the last one. */
+  private state(): SourceState {
+    const changes = this.pending;
+    this.pending = { services: new Set(), slices: new Set() };
+    for (const key of changes.services) {
+      const entry = this.serviceObjects.entries.get(key);
+      setOrDelete(this.serviceProblems, key, entry?.problem);
+      setOrDelete(this.services, key, entry?.value);
+      const ignored = entry?.ignored ?? false;
+      if (ignored === this.ignoredServices.has(key)) continue;
+      if (ignored) this.ignoredServices.add(key);
+      else this.ignoredServices.delete(key);
+      for (const sliceKey of this.sliceKeysByService.get(key) ?? []) changes.slices.add(sliceKey);
+    }
+    for (const key of changes.slices) {
+      const entry = this.sliceObjects.entries.get(key);
+      setOrDelete(this.sliceProblems, key, entry?.problem);
+      this.indexSlice(key, entry?.value);
+      // The slices of a Service socklb ignores are left out: they are not orphans.
+      const slice = entry?.value;
+      setOrDelete(this.slices, key, slice && !this.ignoredServices.has(sliceServiceKey(slice)) ? slice : undefined);
+    }
+    const problems: InputProblem[] = [
+      ...[...this.serviceProblems].map(([key, reason]) => ({ source: SOURCE_NAME, object: `Service ${key}`, reason })),
+      ...[...this.sliceProblems].map(([key, reason]) => ({ source: SOURCE_NAME, object: `EndpointSlice ${key}`, reason })),
+    ];
+    const { name, zone, exists } = this.node;
+    if (!exists) problems.push({ source: SOURCE_NAME, object: `Node ${name}`, reason: 'does not exist: zone hints are not used; set --node-name to the name of the Node this agent runs on' });
+    return { services: this.services, slices: this.slices, problems, changes, node: zone === undefined ? { name } : { name, zone } };
+  }
+
+  /** Files the slice at `key` under the Service it names now (undefined: gone). */
+  private indexSlice(key: string, slice: EndpointSlice | undefined): void {
+    const serviceKey = slice && sliceServiceKey(slice);
+    const before = this.serviceOfSlice.get(key);
+    if (before === serviceKey) return;
+    if (before !== undefined) {
+      const keys = this.sliceKeysByService.get(before);
+      keys?.delete(key);
+      if (keys?.size === 0) this.sliceKeysByService.delete(before);
+    }
+    setOrDelete(this.serviceOfSlice, key, serviceKey);
+    if (serviceKey === undefined) return;
+    let keys = this.sliceKeysByService.get(serviceKey);
+    if (!keys) this.sliceKeysByService.set(serviceKey, (keys = new Set()));
+    keys.add(key);
+  }
+}
+
+function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {
+  if (value === undefined) map.delete(key);
+  else map.set(key, value);
 }
 
 /** The one Node this agent runs on: whether it exists, and its zone label. */

@@ -3,18 +3,23 @@
 // a file that stops parsing keeps the objects it had, an object that turns
 // invalid keeps its last valid version; only removing a file removes objects.
 
-import { watch, type FSWatcher, type Stats } from 'node:fs';
+import { statSync, watch, type FSWatcher, type Stats } from 'node:fs';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { describeObject, namespacedName, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../model/kubernetes.js';
-import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
+import type { InputProblem } from '../model/types.js';
+import { ManifestAssembly, type AssemblyChanges, type ManifestObject } from './manifest-assembly.js';
 import type { Source, SourceState } from './source.js';
 
 export interface ManifestSourceOptions {
   /** A manifest file, or a directory read recursively. Need not exist yet. */
   path: string;
-  /** How long to let related events gather before a rescan (a save is several events). */
+  /**
+   * How long to let events gather before a rescan. Default 0: the rescan
+   * starts once the events already queued are handled, and events that come
+   * during a rescan gather for the next one, so a lone change waits for nothing.
+   */
   debounceMs?: number;
 }
 
@@ -24,11 +29,20 @@ export class ManifestSource implements Source {
   private onState: ((state: SourceState) => void) | undefined;
   /** What each file held at the last scan, by path, in path order. */
   private files = new Map<string, FileRead>();
+  /** The objects of all files together, as delivered. */
+  private readonly assembly = new ManifestAssembly();
   private readonly watchers = new Map<string, { filter: WatchFilter; watcher: FSWatcher }>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private scanning: Promise<SourceState | undefined> | undefined;
   /** An event arrived during a scan, which may have missed it. */
   private dirty = false;
+  /** An event about the tree arrived during the scan under way: what it read may be half of a save. */
+  private eventDuringScan = false;
+  /** The keys changed since the last state delivered, by held-back scans too. */
+  private undelivered: AssemblyChanges = { services: new Set(), slices: new Set() };
+  /** A scan's state was held back: the next scan's is delivered even if it finds nothing new. */
+  private heldBack = false;
+  private delivered = false;
   private stopped = false;
   /** When the first change not yet scanned was noticed. */
   private changeSeenAt: number | undefined;
@@ -37,7 +51,7 @@ export class ManifestSource implements Source {
 
   constructor(options: ManifestSourceOptions) {
     this.root = options.path;
-    this.debounceMs = options.debounceMs ?? 20;
+    this.debounceMs = options.debounceMs ?? 0;
   }
 
   async start(onState: (state: SourceState) => void): Promise<void> {
@@ -48,7 +62,7 @@ export class ManifestSource implements Source {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.cancelTimer();
     this.timer = undefined;
     for (const { watcher } of this.watchers.values()) watcher.close();
     this.watchers.clear();
@@ -60,37 +74,56 @@ export class ManifestSource implements Source {
     this.changeSeenAt ??= Date.now();
     if (this.scanning) {
       this.dirty = true;
+      this.eventDuringScan = true;
       return;
     }
-    this.timer ??= setTimeout(() => {
+    const scan = () => {
       this.timer = undefined;
       void this.runScan();
-    }, this.debounceMs);
+    };
+    this.timer ??= this.debounceMs > 0 ? setTimeout(scan, this.debounceMs) : setImmediate(scan);
+  }
+
+  private cancelTimer(): void {
+    if (this.timer === undefined) return;
+    if (this.debounceMs > 0) clearTimeout(this.timer as NodeJS.Timeout);
+    else clearImmediate(this.timer as NodeJS.Immediate);
   }
 
   private async runScan(): Promise<void> {
-    const changeSeenAt = this.changeSeenAt;
-    this.changeSeenAt = undefined;
+    this.eventDuringScan = false;
     this.scanning = this.scan();
     const state = await this.scanning;
     this.scanning = undefined;
+    if (this.stopped) return;
+    const changeSeenAt = this.changeSeenAt;
+    // Events during the scan mean the change is still being written (an editor's
+    // save is several writes, a file read between them is half of it): the scan
+    // they cause comes first, unless the burst has gone on for too long.
+    const holdBack = state !== undefined && this.delivered && this.eventDuringScan && changeSeenAt !== undefined && Date.now() - changeSeenAt < MAX_BURST_MS;
+    if (holdBack) this.heldBack = true;
+    else if (state) this.changeSeenAt = undefined;
     if (this.dirty) {
       this.dirty = false;
       this.schedule();
     }
-    if (state && !this.stopped) this.onState?.(changeSeenAt === undefined ? state : { ...state, changeSeenAt });
+    if (!state || holdBack) return;
+    this.heldBack = false;
+    this.undelivered = { services: new Set(), slices: new Set() };
+    this.delivered = true;
+    this.onState?.(changeSeenAt === undefined ? state : { ...state, changeSeenAt });
   }
 
   /**
    * Rescans the tree and re-reads the files that changed; the new state, or
-   * undefined when nothing changed. The work is in proportion to the files
-   * that changed, not to the whole tree: one edited Service among thousands
-   * costs one file's parse and comparison.
+   * undefined when nothing changed. Beyond listing the tree, the work is in
+   * proportion to the files that changed: one edited Service among thousands
+   * costs one file's parse and comparison, and the state names what changed.
    */
   private async scan(): Promise<SourceState | undefined> {
     const tree = await scanTree(this.root);
     const files = new Map<string, FileRead>();
-    let changed = false;
+    const changedFiles = new Map<string, FileRead | undefined>();
     for (const [path, stats] of [...tree.files].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const known = this.files.get(path);
       if (known !== undefined && known.signature === signatureOf(stats)) {
@@ -102,17 +135,20 @@ export class ManifestSource implements Source {
       if (sameContents(known ?? NOTHING_READ, read)) files.set(path, { ...(known ?? read), signature: read.signature });
       else {
         files.set(path, read);
-        changed = true;
+        changedFiles.set(path, read);
       }
     }
-    for (const [path, known] of this.files) if (!files.has(path) && !sameContents(known, NOTHING_READ)) changed = true;
+    for (const [path, known] of this.files) if (!files.has(path) && !sameContents(known, NOTHING_READ)) changedFiles.set(path, undefined);
     if (this.stopped) return undefined;
     this.files = files;
-    const problems = [...tree.problems, ...this.watchDirectories(tree.watch)];
-    const problemsText = JSON.stringify(problems);
-    if (!changed && problemsText === this.deliveredTreeProblems) return undefined;
-    this.deliveredTreeProblems = problemsText;
-    return assembleState(files, problems);
+    const treeProblems = [...tree.problems, ...this.watchDirectories(tree.watch)];
+    const treeProblemsText = JSON.stringify(treeProblems);
+    if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems && !this.heldBack) return undefined;
+    this.deliveredTreeProblems = treeProblemsText;
+    for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, this.undelivered);
+    const problems = [...treeProblems];
+    for (const [path, read] of files) problems.push(...read.problems, ...this.assembly.duplicateProblems(path));
+    return { services: this.assembly.services, slices: this.assembly.slices, problems, changes: this.undelivered };
   }
 
   /** Brings the watchers in step with the tree; problems for the directories that cannot be watched. */
@@ -150,7 +186,22 @@ export class ManifestSource implements Source {
   private onWatchEvent(directory: string, name: string | null): void {
     const filter = this.watchers.get(directory)?.filter;
     if (filter === undefined) return;
-    if (filter === 'all' || name === null || filter.has(name)) this.schedule();
+    if (name === null || (filter === 'all' ? this.mayBeInTree(join(directory, name)) : filter.has(name))) this.schedule();
+  }
+
+  /**
+   * Whether an event about `path` may change the tree: a manifest file, a
+   * directory, or something gone that was one of our directories. A writer's
+   * temporary file (`web.yaml.tmp`, renamed into place afterwards) is not,
+   * and a scan for it would only hold back the scan of the rename.
+   */
+  private mayBeInTree(path: string): boolean {
+    if (MANIFEST_EXTENSIONS.has(extname(path)) || this.watchers.has(path)) return true;
+    try {
+      return statSync(path).isDirectory();
+    } catch (error) {
+      return !isMissing(error);
+    }
   }
 
   /** A watched directory that disappears may error: drop its watcher, the rescan decides whether to watch it again. */
@@ -162,13 +213,6 @@ export class ManifestSource implements Source {
 }
 
 // ---- What one file holds ----
-
-/** An object a file defines, once validated. */
-type ManifestObject =
-  | { kind: 'Service'; service: Service }
-  | { kind: 'EndpointSlice'; slice: EndpointSlice }
-  /** A Service socklb does not translate (headless, ExternalName): its slices are left out too. */
-  | { kind: 'IgnoredService'; key: string };
 
 const NOTHING_READ: FileRead = { signature: undefined, objects: new Map(), problems: [] };
 
@@ -190,6 +234,8 @@ interface FileContents {
   problems: InputProblem[];
 }
 
+// How long a burst of events may hold back the states of the scans it causes.
+const MAX_BURST_MS = 100;
 // A file written again within the clock tick of our read keeps its (mtime,
 // size, inode): until its mtime is this far behind, it is read at every scan.
 const RACY_WINDOW_MS = 1000;
@@ -329,35 +375,6 @@ function withPrevious(reason: string, previous: ReadonlyMap<string, ManifestObje
   return `${reason}; the ${previous.size} object(s) read from it before stay in effect until it is fixed`;
 }
 
-// ---- All files together ----
-
-/** One state from every file read, in path order: the first file to define an object wins it. */
-function assembleState(files: ReadonlyMap<string, FileRead>, treeProblems: InputProblem[]): SourceState {
-  const services = new Map<string, Service>();
-  const slices = new Map<string, EndpointSlice>();
-  const ignoredServices = new Set<string>();
-  const problems = [...treeProblems];
-  const definedIn = new Map<string, string>();
-  for (const [path, read] of files) {
-    problems.push(...read.problems);
-    for (const [identity, object] of read.objects) {
-      const owner = definedIn.get(identity);
-      if (owner !== undefined) {
-        problems.push({ source: path, object: identity, reason: `is also defined in ${owner}, which wins as the first in path order: remove one` });
-        continue;
-      }
-      definedIn.set(identity, path);
-      if (object.kind === 'Service') services.set(namespacedName(object.service), object.service);
-      else if (object.kind === 'EndpointSlice') slices.set(namespacedName(object.slice), object.slice);
-      else ignoredServices.add(object.key);
-    }
-  }
-  for (const [key, slice] of slices) {
-    if (ignoredServices.has(namespacedName({ namespace: slice.namespace, name: slice.serviceName }))) slices.delete(key);
-  }
-  return { services: sortedByKey(services), slices: sortedByKey(slices), problems };
-}
-
 // ---- The tree on disk ----
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
@@ -395,6 +412,8 @@ async function scanTree(root: string): Promise<Tree> {
     const link = await lstat(root).catch(() => undefined);
     await addFile(root, link?.isSymbolicLink() ?? false, tree);
   } else tree.problems.push({ source: root, object: 'path', reason: 'is neither a file nor a directory' });
+  // In a stable order whatever order the file system answered in: an unchanged tree compares equal.
+  tree.problems.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
   return tree;
 }
 
@@ -418,6 +437,7 @@ async function walk(directory: string, tree: Tree): Promise<void> {
     if (!isMissing(error)) tree.problems.push({ source: directory, object: 'directory', reason: `cannot be read: ${errorText(error)}` });
     return;
   }
+  const files: Promise<void>[] = [];
   for (const entry of entries) {
     // Editor temp files, and the ..data directories of mounted ConfigMaps (their files are reached through symlinks).
     if (entry.name.startsWith('.')) continue;
@@ -425,9 +445,11 @@ async function walk(directory: string, tree: Tree): Promise<void> {
     // Symlinks to directories are not followed: a cycle would never end.
     if (entry.isDirectory()) await walk(path, tree);
     else if ((entry.isFile() || entry.isSymbolicLink()) && MANIFEST_EXTENSIONS.has(extname(entry.name))) {
-      await addFile(path, entry.isSymbolicLink(), tree);
+      files.push(addFile(path, entry.isSymbolicLink(), tree));
     }
   }
+  // A directory's files are looked at together: one wait for the thread pool, not one per file.
+  await Promise.all(files);
 }
 
 async function addFile(path: string, isSymlink: boolean, tree: Tree): Promise<void> {
@@ -458,10 +480,6 @@ function watchName(tree: Tree, directory: string, name: string): void {
 
 function signatureOf(stats: Stats): string {
   return `${stats.mtimeMs}:${stats.size}:${stats.ino}`;
-}
-
-function sortedByKey<T>(map: Map<string, T>): Map<string, T> {
-  return new Map([...map].sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
 function isMissing(error: unknown): boolean {

@@ -1,10 +1,16 @@
 // The contract every source of Services and EndpointSlices fulfils: manifest
-// files now, the Kubernetes API later. A source delivers whole states rather
-// than events, so that a consumer never has to replay history to know where
-// it stands.
+// files or the Kubernetes API. A source delivers whole states rather than
+// events, so that a consumer never has to replay history to know where it
+// stands; with each state it says which keys changed, so that a consumer can
+// do work in proportion to the change rather than to the whole state.
 
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 
+/**
+ * The maps of a state are the source's own, kept up to date in place: they are
+ * valid until the next state is delivered. A consumer that compares states
+ * over time keeps copies.
+ */
 export interface SourceState {
   /** Keyed `${namespace}/${name}`. */
   services: ReadonlyMap<string, Service>;
@@ -13,12 +19,24 @@ export interface SourceState {
    * (headless, ExternalName) are left out: they are not orphans.
    */
   slices: ReadonlyMap<string, EndpointSlice>;
+  /**
+   * The keys of the Services and EndpointSlices that may differ from the
+   * previous state delivered (added, changed, removed); every other key maps
+   * to the same object as before. Undefined: anything may have changed, the
+   * consumer compares everything.
+   */
+  changes?: StateChanges;
   /** Everything currently wrong with the input. */
   problems: readonly InputProblem[];
   /** When the source first noticed a change this state carries (ms since the epoch), for network programming latency. */
   changeSeenAt?: number;
   /** This node as the source knows it (the API's Node object); undefined when it cannot tell. */
   node?: { name: string; zone?: string };
+}
+
+export interface StateChanges {
+  services: ReadonlySet<string>;
+  slices: ReadonlySet<string>;
 }
 
 export interface Source {

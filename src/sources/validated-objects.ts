@@ -25,8 +25,8 @@ export class ValidatedObjects<T extends object> implements ReflectorStore {
 
   constructor(
     private readonly parse: (raw: unknown) => ParseResult<T>,
-    /** Called after every change to what the collection holds in effect. */
-    private readonly onChange: () => void,
+    /** Called with the key of every object whose entry changed in effect (added, changed, removed). */
+    private readonly onChange: (key: string) => void,
   ) {}
 
   /** By `namespace/name`. */
@@ -36,18 +36,18 @@ export class ValidatedObjects<T extends object> implements ReflectorStore {
 
   replace(objects: KubeObject[]): void {
     const next = new Map<string, ValidatedEntry<T>>();
-    let changed = false;
+    const changed: string[] = [];
     for (const object of objects) {
       const key = keyOf(object);
       if (key === undefined) continue;
       const before = this.current.get(key);
       const after = this.validate(object, before);
       next.set(key, after);
-      changed ||= !sameEffect(before, after);
+      if (!sameEffect(before, after)) changed.push(key);
     }
-    for (const key of this.current.keys()) changed ||= !next.has(key);
+    for (const key of this.current.keys()) if (!next.has(key)) changed.push(key);
     this.current = next;
-    if (changed) this.onChange();
+    for (const key of changed) this.onChange(key);
   }
 
   upsert(object: KubeObject): void {
@@ -56,12 +56,12 @@ export class ValidatedObjects<T extends object> implements ReflectorStore {
     const before = this.current.get(key);
     const after = this.validate(object, before);
     this.current.set(key, after);
-    if (!sameEffect(before, after)) this.onChange();
+    if (!sameEffect(before, after)) this.onChange(key);
   }
 
   remove(object: KubeObject): void {
     const key = keyOf(object);
-    if (key !== undefined && this.current.delete(key)) this.onChange();
+    if (key !== undefined && this.current.delete(key)) this.onChange(key);
   }
 
   private validate(object: KubeObject, before: ValidatedEntry<T> | undefined): ValidatedEntry<T> {

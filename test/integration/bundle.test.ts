@@ -84,6 +84,12 @@ describe('the bundle (dist/) on its own', { skip: skipReason(), concurrency: fal
     assert.ok(help.stdout.replace(/\s+/g, '').includes(`(default:"${join(copy, 'bpf', 'socklb.bpf.o')}")`), help.stdout);
   });
 
+  it('says that the benchmark is not part of it', async () => {
+    const result = await run(['bench', '--quick']);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^socklb: bench: the benchmark is not part of this build \(no [^)]*\); it comes with the source tree: run `make build` there/);
+  });
+
   it('runs from manifests: attaches, programs the maps, translates a connect, dumps sockets', async () => {
     await writeManifest(join(manifests, 'web.yaml'), [
       service('web', [FROM_MANIFESTS], [HTTP]),

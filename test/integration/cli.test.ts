@@ -30,6 +30,15 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
     assert.match(result.stderr, /--cgroup \/sys\/fs\/cgroup\/no-such-sandbox: (no such cgroup directory|not inside a cgroup v2 hierarchy)/);
   });
 
+  it('runs the benchmark beside it: bench passes its flags through, and its exit code back', async () => {
+    const help = await socklb(['bench', '--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /Usage: socklb bench \[options\][\s\S]*--control-plane-only/);
+    const refused = await socklb(['bench', '--scales', '2']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /--scales: each at least 3/);
+  });
+
   it('says when no datapath is pinned', async () => {
     const result = await socklb(['services', '--pin-dir', '/sys/fs/bpf/socklb-nothing-here']);
     assert.equal(result.code, 1);

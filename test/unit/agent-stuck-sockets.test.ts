@@ -10,41 +10,8 @@ import { memoryMaps } from '../../src/datapath/memory-maps.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import type { StuckSocketHandler } from '../../src/datapath/stuck-sockets.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
-import type { EndpointSlice } from '../../src/model/types.js';
-import type { Source, SourceState } from '../../src/sources/source.js';
-import { modelEndpoint, modelService, NODE } from './model-fixtures.js';
-
-/** A source the test drives by hand. */
-class ManualSource implements Source {
-  private onState: ((state: SourceState) => void) | undefined;
-
-  constructor(private readonly first: SourceState) {}
-
-  async start(onState: (state: SourceState) => void): Promise<void> {
-    this.onState = onState;
-    onState(this.first);
-  }
-
-  async stop(): Promise<void> {}
-
-  push(state: SourceState): void {
-    this.onState?.(state);
-  }
-}
-
-/** The dns Service (10.96.0.10:53/UDP) backed by `addresses` on port 5353. */
-function dnsState(addresses: string[]): SourceState {
-  const service = modelService({ name: 'dns', ports: [{ name: 'dns', protocol: 'UDP', port: 53 }] });
-  const slice: EndpointSlice = {
-    namespace: 'default',
-    name: 'dns-1',
-    serviceName: 'dns',
-    addressType: 'IPv4',
-    ports: [{ name: 'dns', protocol: 'UDP', port: 5353 }],
-    endpoints: addresses.map((address) => modelEndpoint(address)),
-  };
-  return { services: new Map([['default/dns', service]]), slices: new Map([['default/dns-1', slice]]), problems: [] };
-}
+import { dnsState, ManualSource } from './agent-fixtures.js';
+import { NODE } from './model-fixtures.js';
 
 describe('the agent and stuck sockets', () => {
   it('hands the handler the pairs a sync took out, after the maps stopped handing them out', async () => {

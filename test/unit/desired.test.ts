@@ -3,9 +3,10 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { DesiredFrontends } from '../../src/model/desired.js';
 import type { EndpointSlice, Service } from '../../src/model/types.js';
-import type { SourceState } from '../../src/sources/source.js';
+import type { SourceState, StateChanges } from '../../src/sources/source.js';
 import { modelEndpoint, modelService, NODE } from './model-fixtures.js';
 
 function web(name: string, clusterIP: string): Service {
@@ -85,5 +86,76 @@ describe('DesiredFrontends', () => {
     assert.deepEqual(desired.problems(), [
       { source: 'model', object: 'EndpointSlice default/ghost-1', reason: 'names Service default/ghost, which does not exist; its endpoints are unused' },
     ]);
+  });
+});
+
+// A small universe, so that random states share keys, ClusterIPs and endpoints often.
+const serviceArbitrary = fc
+  .record({ name: fc.constantFrom('a', 'b', 'c'), namespace: fc.constantFrom('default', 'shop'), clusterIP: fc.constantFrom('10.96.0.1', '10.96.0.2'), port: fc.constantFrom(80, 81) })
+  .map(({ name, namespace, clusterIP, port }) => modelService({ name, namespace, clusterIPs: [clusterIP], ports: [{ name: 'http', protocol: 'TCP', port }] }));
+const sliceArbitrary = fc
+  .record({
+    name: fc.constantFrom('s1', 's2', 's3'),
+    namespace: fc.constantFrom('default', 'shop'),
+    serviceName: fc.constantFrom('a', 'b', 'c', 'ghost'),
+    addresses: fc.uniqueArray(fc.constantFrom('10.244.0.1', '10.244.0.2', '10.244.0.3'), { maxLength: 3 }),
+    ready: fc.boolean(),
+  })
+  .map(({ name, namespace, serviceName, addresses, ready }) => ({ ...slice(serviceName, []), name, namespace, endpoints: addresses.map((address) => modelEndpoint(address, { ready })) }));
+const stateArbitrary = fc.record({
+  services: fc.array(serviceArbitrary, { maxLength: 5 }),
+  slices: fc.array(sliceArbitrary, { maxLength: 5 }),
+  zone: fc.constantFrom(undefined, 'zone-a'),
+});
+
+function keyed<T extends { namespace: string; name: string }>(objects: T[]): Map<string, T> {
+  return new Map(objects.map((object) => [`${object.namespace}/${object.name}`, object]));
+}
+
+/** Keys whose object differs between the two maps. */
+function differing(before: ReadonlyMap<string, object>, after: ReadonlyMap<string, object>): Set<string> {
+  return new Set([...new Set([...before.keys(), ...after.keys()])].filter((key) => JSON.stringify(before.get(key)) !== JSON.stringify(after.get(key))));
+}
+
+/** The model's whole output, in an order that does not depend on how it got there. */
+function outcome(desired: DesiredFrontends) {
+  const byText = (a: object, b: object) => JSON.stringify(a).localeCompare(JSON.stringify(b));
+  return { frontends: [...desired.frontends].sort(([a], [b]) => a.localeCompare(b)), problems: desired.problems().sort(byText) };
+}
+
+describe('DesiredFrontends, incrementally', () => {
+  it('states naming their changed keys (or not) end exactly where one full recomputation of the last state does, and every changed frontend is reported', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(stateArbitrary, fc.boolean(), fc.subarray(['default/a', 'shop/b', 'default/s1', 'shop/s3'])), { minLength: 1, maxLength: 8 }),
+        (sequence) => {
+          const incremental = new DesiredFrontends(NODE);
+          let services = new Map<string, Service>();
+          let slices = new Map<string, EndpointSlice>();
+          let before = outcome(incremental).frontends;
+          for (const [next, named, extra] of sequence) {
+            const nextServices = keyed(next.services);
+            const nextSlices = keyed(next.slices);
+            // The keys that differ, and a few that may not: a source may name more than changed.
+            const changes: StateChanges = {
+              services: new Set([...differing(services, nextServices), ...extra]),
+              slices: new Set([...differing(slices, nextSlices), ...extra]),
+            };
+            const state: SourceState = { services: nextServices, slices: nextSlices, problems: [], node: { name: 'node-1', zone: next.zone }, ...(named ? { changes } : {}) };
+            const { changed } = incremental.update(state);
+            const after = outcome(incremental).frontends;
+            const moved = differing(new Map(before), new Map(after));
+            assert.deepEqual([...moved].filter((id) => !changed.has(id)), [], 'every frontend that changed is reported changed');
+            const fresh = new DesiredFrontends(NODE);
+            fresh.update({ ...state, changes: undefined });
+            assert.deepEqual(outcome(incremental), outcome(fresh));
+            services = nextServices;
+            slices = nextSlices;
+            before = after;
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

@@ -223,6 +223,23 @@ describe('KubernetesSource: changes', () => {
     await states.until((state) => state.services.size === 0);
   });
 
+  test('each state names the keys that changed; a Service turning headless takes its slices out and names them', async () => {
+    server.apply('services', webService());
+    server.apply('services', webService('db', '10.96.0.11'));
+    server.apply('endpointslices', webSlice());
+    const { states } = await startedSource();
+    const changesOf = (state: SourceState) => ({ services: [...(state.changes?.services ?? [])].sort(), slices: [...(state.changes?.slices ?? [])].sort() });
+    assert.deepEqual(changesOf(states.last), { services: ['default/db', 'default/web'], slices: ['default/web-abc12'] });
+    server.apply('endpointslices', webSlice('web-abc12', 'web', ['10.244.0.5', '10.244.0.9']));
+    const moved = await states.until((state) => state.slices.get('default/web-abc12')?.endpoints.length === 2);
+    assert.deepEqual(changesOf(moved), { services: [], slices: ['default/web-abc12'] });
+    server.apply('services', webService('web', 'None'));
+    const headless = await states.until((state) => !state.services.has('default/web'));
+    assert.deepEqual(changesOf(headless), { services: ['default/web'], slices: ['default/web-abc12'] });
+    assert.deepEqual([...headless.slices.keys()], [], 'the slices of an ignored Service are left out, not orphaned');
+    assert.deepEqual([...headless.services.keys()], ['default/db']);
+  });
+
   test('a burst of events is one state', async () => {
     const { states } = await startedSource({ debounceMs: 50 });
     for (let i = 0; i < 30; i++) server.apply('services', webService(`web-${i}`, `10.96.1.${i}`));

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rename, rm, symlink, utimes, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
-import { joinSlices, serviceFrontends } from '../../src/model/frontends.js';
+import { serviceFrontends } from '../../src/model/frontends.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
 import { ManifestSource } from '../../src/sources/manifests.js';
 import type { SourceState } from '../../src/sources/source.js';
@@ -358,10 +358,11 @@ async function watched(t: TestContext, path: string) {
 
 /** The state as sorted text: frontends with their backends, orphan slices, then problems with paths relative to `dir`. */
 function dump(state: SourceState, dir: string): string[] {
-  const { byService, orphans } = joinSlices(state.services.values(), state.slices.values());
+  const slicesOf = (key: string) => [...state.slices.values()].filter((slice) => `${slice.namespace}/${slice.serviceName}` === key);
+  const orphans = [...state.slices.values()].filter((slice) => !state.services.has(`${slice.namespace}/${slice.serviceName}`));
   const lines: string[] = [];
-  for (const [key, service] of state.services) {
-    const { frontends, problems } = serviceFrontends(service, byService.get(key) ?? [], NODE);
+  for (const [key, service] of [...state.services].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const { frontends, problems } = serviceFrontends(service, slicesOf(key), NODE);
     for (const { key: frontend, service: ref, backends } of frontends) {
       lines.push(`${frontendId(frontend)} ${ref.namespace}/${ref.name}:${ref.portName} ->${backends.map((b) => ` ${backendText(b)}`).join('')}`);
     }
@@ -594,6 +595,16 @@ describe('watching', () => {
     const deleted = await change;
     t.diagnostic(`file deleted: new state after ${deleted.ms} ms`);
     assert.equal(deleted.state.problems[0]?.object, 'path');
+  });
+
+  test('events about temporary files are passed over, but not a new directory whose name looks like one', async (t) => {
+    const dir = await freshDir();
+    const source = await watched(t, dir);
+    const change = source.next(hasService('default/web'), 'the directory is read');
+    await put(dir, 'web.json.tmp', 'not read');
+    await mkdir(join(dir, 'v2.tmp'));
+    await put(dir, 'v2.tmp/web.yaml', simpleService('web', '10.96.0.1'));
+    t.diagnostic(`new directory read after ${(await change).ms} ms`);
   });
 
   test('no new state when nothing socklb reads changed', async (t) => {

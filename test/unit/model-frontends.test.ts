@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { joinSlices, serviceFrontends } from '../../src/model/frontends.js';
+import { serviceFrontends } from '../../src/model/frontends.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
 import type { DesiredFrontend, Endpoint, EndpointPort, EndpointSlice, IPFamily, NodeContext, Service } from '../../src/model/types.js';
 import { modelEndpoint, modelService, NODE } from './model-fixtures.js';
@@ -167,17 +167,4 @@ describe('serviceFrontends', () => {
       assert.deepEqual(result.problems, problems);
     });
   }
-});
-
-describe('joinSlices', () => {
-  test('slices join the Service of their namespace named by their label; the others are orphans', () => {
-    const web = service(['10.96.0.10']);
-    const db = service(['10.96.0.11'], undefined, { name: 'db' });
-    const ofWeb = slice('IPv4', http8080, []);
-    const ofGone = slice('IPv4', http8080, [], 'gone');
-    const otherNamespace = { ...slice('IPv4', http8080, []), namespace: 'other' };
-    const { byService, orphans } = joinSlices([web, db], [ofWeb, ofGone, otherNamespace]);
-    assert.deepEqual(byService, new Map([['shop/web', [ofWeb]], ['shop/db', []]]));
-    assert.deepEqual(orphans, [ofGone, otherNamespace]);
-  });
 });

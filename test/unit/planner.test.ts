@@ -9,8 +9,8 @@ import { describeFrontends } from '../../src/datapath/dump.js';
 import type { BpfMap, DatapathMaps } from '../../src/datapath/maps.js';
 import { mapsByRole } from '../../src/datapath/maps.js';
 import { faultyMaps, memoryMaps } from '../../src/datapath/memory-maps.js';
-import { arrangeSlots, fullScope, planFrontends } from '../../src/datapath/planner.js';
-import { reconcile } from '../../src/datapath/reconcile.js';
+import { arrangeSlots, fullScope, planCleanup, planFrontends } from '../../src/datapath/planner.js';
+import { reconcile, type CleanupExtent } from '../../src/datapath/reconcile.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
 import type { DesiredFrontend } from '../../src/model/types.js';
@@ -85,6 +85,17 @@ const desiredArbitrary = fc
     }
     return desired;
   });
+
+const ALL_FRONTEND_IDS = ['10.96.0.1', '10.96.0.2', 'fd00:96::1'].flatMap((address) =>
+  [53, 80].flatMap((port) => (['TCP', 'UDP'] as const).map((protocol) => frontendId({ address, port, protocol }))),
+);
+
+/** Every entry of every map, as hex, sorted: maps equal entry for entry, ids included. */
+function dumpMaps(maps: DatapathMaps): Record<string, string[]> {
+  return Object.fromEntries(
+    Object.entries(maps).map(([role, map]: [string, BpfMap]) => [role, [...map.entries()].map(([key, value]) => `${key.toString('hex')}=${value.toString('hex')}`).sort()]),
+  );
+}
 
 /** What the maps must describe for a desired state, order of backends aside. */
 function rendering(desired: ReadonlyMap<string, DesiredFrontend>) {
@@ -161,6 +172,59 @@ describe('reconcile on in-memory maps', () => {
         }
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it('reconciling only the changed frontends, with a cleanup of the ids they touched, ends where a full reconcile does', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(desiredArbitrary, fc.subarray(ALL_FRONTEND_IDS)), { minLength: 1, maxLength: 8 }), (sequence) => {
+        const narrowMaps = memoryMaps();
+        const fullMaps = memoryMaps();
+        const narrow = DatapathState.read(narrowMaps);
+        const full = DatapathState.read(fullMaps);
+        let previous = new Map<string, DesiredFrontend>();
+        for (const [desired, extra] of sequence) {
+          // What the model says changed, plus frontends it need not have named.
+          const changed = [...fullScope(full, desired)].filter((id) => JSON.stringify(previous.get(id)) !== JSON.stringify(desired.get(id)));
+          reconcile(narrowMaps, narrow, desired, [...changed, ...extra], 'touched');
+          reconcile(fullMaps, full, desired, fullScope(full, desired), 'everything');
+          assert.deepEqual(dumpMaps(narrowMaps), dumpMaps(fullMaps));
+          assert.deepEqual(planCleanup(narrow), [], 'nothing is left for a cleanup of everything');
+          previous = desired;
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('with writes failing, the narrow path as the agent runs it still converges to the desired maps', () => {
+    fc.assert(
+      fc.property(fc.array(desiredArbitrary, { minLength: 1, maxLength: 8 }), fc.integer(), (sequence, seed) => {
+        const raw = memoryMaps();
+        let random = seed;
+        const tenPercent = () => {
+          random = (Math.imul(random, 1103515245) + 12345) | 0;
+          return ((random >>> 16) & 0x7fff) % 10 === 0;
+        };
+        const flaky = faultyMaps(raw, tenPercent);
+        const state = DatapathState.read(raw);
+        let previous = new Map<string, DesiredFrontend>();
+        let failed: string[] = [];
+        let cleanup: CleanupExtent = 'everything';
+        for (const desired of sequence) {
+          const changed = [...fullScope(state, desired)].filter((id) => JSON.stringify(previous.get(id)) !== JSON.stringify(desired.get(id)));
+          const result = reconcile(flaky, state, desired, [...changed, ...failed], cleanup);
+          failed = [...result.failed.keys()];
+          cleanup = result.cleanupErrors.length > 0 ? 'everything' : 'touched';
+          previous = desired;
+        }
+        const last = sequence[sequence.length - 1] ?? new Map();
+        const retry = reconcile(raw, state, last, failed, cleanup);
+        assert.equal(retry.failed.size, 0);
+        assert.deepEqual(described(raw), rendering(last));
+        assert.deepEqual(planCleanup(state), [], 'nothing unused is left in the maps');
+      }),
+      { numRuns: 300 },
     );
   });
 

@@ -1,0 +1,154 @@
+// All manifest files together as one state, kept up to date file by file: the
+// first file in path order to define an object wins it, the others are
+// reported. Replacing a file costs in proportion to the objects it held and
+// holds, not to the whole tree, and says which keys that may have changed.
+
+import { namespacedName, sliceServiceKey } from '../model/kubernetes.js';
+import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
+
+/** An object a file defines, once validated. */
+export type ManifestObject =
+  | { kind: 'Service'; service: Service }
+  | { kind: 'EndpointSlice'; slice: EndpointSlice }
+  /** A Service socklb does not translate (headless, ExternalName): its slices are left out too. */
+  | { kind: 'IgnoredService'; key: string };
+
+/** Keys of Services and EndpointSlices whose delivered object may have changed. */
+export interface AssemblyChanges {
+  services: Set<string>;
+  slices: Set<string>;
+}
+
+export class ManifestAssembly {
+  /** By `namespace/name`: what the state delivers. */
+  readonly services = new Map<string, Service>();
+  /** By `namespace/name`, without the slices of ignored Services (they are not orphans). */
+  readonly slices = new Map<string, EndpointSlice>();
+  /** What each file defines, by path, then by identity (`Service default/web`). */
+  private readonly files = new Map<string, ReadonlyMap<string, ManifestObject>>();
+  /** Identity -> the paths defining it; the first in path order wins. */
+  private readonly definers = new Map<string, Set<string>>();
+  /** Identity -> the object in effect: the winning file's. */
+  private readonly winners = new Map<string, ManifestObject>();
+  /** Path -> the identities it defines that an earlier path wins. */
+  private readonly shadowed = new Map<string, Set<string>>();
+  private readonly ignoredServices = new Set<string>();
+  /** Every winning slice, those of ignored Services too, by key; and their keys by the Service they name. */
+  private readonly allSlices = new Map<string, EndpointSlice>();
+  private readonly sliceKeysByService = new Map<string, Set<string>>();
+
+  /** Replaces what the file at `path` defines; undefined: the file is gone. */
+  setFile(path: string, objects: ReadonlyMap<string, ManifestObject> | undefined, changes: AssemblyChanges): void {
+    const before = this.files.get(path);
+    if (objects) this.files.set(path, objects);
+    else this.files.delete(path);
+    for (const identity of new Set([...(before?.keys() ?? []), ...(objects?.keys() ?? [])])) {
+      const definers = this.definers.get(identity) ?? new Set<string>();
+      if (objects?.has(identity)) definers.add(path);
+      else {
+        definers.delete(path);
+        this.shadowed.get(path)?.delete(identity);
+      }
+      if (definers.size > 0) this.definers.set(identity, definers);
+      else this.definers.delete(identity);
+      this.resolve(identity, definers, changes);
+    }
+  }
+
+  /** The objects that lose to an earlier file, as problems of the file `path`. */
+  duplicateProblems(path: string): InputProblem[] {
+    return [...(this.shadowed.get(path) ?? [])].map((identity) => ({
+      source: path,
+      object: identity,
+      reason: `is also defined in ${firstPath(this.definers.get(identity)!)}, which wins as the first in path order: remove one`,
+    }));
+  }
+
+  private resolve(identity: string, definers: ReadonlySet<string>, changes: AssemblyChanges): void {
+    const winningPath = definers.size > 0 ? firstPath(definers) : undefined;
+    for (const path of definers) {
+      let shadowed = this.shadowed.get(path);
+      if (path === winningPath) shadowed?.delete(identity);
+      else {
+        if (!shadowed) this.shadowed.set(path, (shadowed = new Set()));
+        shadowed.add(identity);
+      }
+      if (shadowed?.size === 0) this.shadowed.delete(path);
+    }
+    const before = this.winners.get(identity);
+    const after = winningPath === undefined ? undefined : this.files.get(winningPath)?.get(identity);
+    if (before === after) return;
+    if (after) this.winners.set(identity, after);
+    else this.winners.delete(identity);
+    if (before) this.withdraw(before, changes);
+    if (after) this.put(after, changes);
+  }
+
+  private put(object: ManifestObject, changes: AssemblyChanges): void {
+    switch (object.kind) {
+      case 'Service': {
+        const key = namespacedName(object.service);
+        this.services.set(key, object.service);
+        changes.services.add(key);
+        return;
+      }
+      case 'IgnoredService':
+        this.ignoredServices.add(object.key);
+        this.redeliverSlicesOf(object.key, changes);
+        return;
+      case 'EndpointSlice': {
+        const key = namespacedName(object.slice);
+        this.allSlices.set(key, object.slice);
+        const serviceKey = sliceServiceKey(object.slice);
+        let keys = this.sliceKeysByService.get(serviceKey);
+        if (!keys) this.sliceKeysByService.set(serviceKey, (keys = new Set()));
+        keys.add(key);
+        this.redeliverSlice(key, changes);
+        return;
+      }
+    }
+  }
+
+  private withdraw(object: ManifestObject, changes: AssemblyChanges): void {
+    switch (object.kind) {
+      case 'Service': {
+        const key = namespacedName(object.service);
+        this.services.delete(key);
+        changes.services.add(key);
+        return;
+      }
+      case 'IgnoredService':
+        this.ignoredServices.delete(object.key);
+        this.redeliverSlicesOf(object.key, changes);
+        return;
+      case 'EndpointSlice': {
+        const key = namespacedName(object.slice);
+        this.allSlices.delete(key);
+        const serviceKey = sliceServiceKey(object.slice);
+        const keys = this.sliceKeysByService.get(serviceKey);
+        keys?.delete(key);
+        if (keys?.size === 0) this.sliceKeysByService.delete(serviceKey);
+        this.redeliverSlice(key, changes);
+        return;
+      }
+    }
+  }
+
+  private redeliverSlicesOf(serviceKey: string, changes: AssemblyChanges): void {
+    for (const key of this.sliceKeysByService.get(serviceKey) ?? []) this.redeliverSlice(key, changes);
+  }
+
+  /** Delivers the slice at `key` unless it is gone or its Service is ignored. */
+  private redeliverSlice(key: string, changes: AssemblyChanges): void {
+    const slice = this.allSlices.get(key);
+    if (slice && !this.ignoredServices.has(sliceServiceKey(slice))) this.slices.set(key, slice);
+    else this.slices.delete(key);
+    changes.slices.add(key);
+  }
+}
+
+function firstPath(paths: Iterable<string>): string {
+  let first: string | undefined;
+  for (const path of paths) if (first === undefined || path < first) first = path;
+  return first!;
+}

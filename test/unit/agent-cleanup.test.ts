@@ -1,0 +1,43 @@
+// The agent's cleanups on in-memory maps: a change cleans up only the ids it
+// touched, so one that could not finish makes the next sync clean everything.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import { Agent } from '../../src/agent/agent.js';
+import { mapsByRole, type BpfMap } from '../../src/datapath/maps.js';
+import { FaultyMap, memoryMaps } from '../../src/datapath/memory-maps.js';
+import { DatapathState } from '../../src/datapath/state.js';
+import { backendText } from '../../src/model/keys.js';
+import type { SourceState } from '../../src/sources/source.js';
+import { dnsState, ManualSource } from './agent-fixtures.js';
+import { modelService, NODE } from './model-fixtures.js';
+
+/** `state` with one more Service, web, which has no endpoints: a change that touches nothing of dns. */
+function withWeb(state: SourceState): SourceState {
+  return { ...state, services: new Map([...state.services, ['default/web', modelService({ name: 'web', clusterIPs: ['10.96.0.20'] })]]) };
+}
+
+describe('the agent cleaning up', () => {
+  it('after a cleanup write failed, the next sync cleans up everything, not only what it touched', async () => {
+    const raw = memoryMaps();
+    let failNextBackendDelete = false;
+    const failingDelete = (operation: 'update' | 'delete') => {
+      if (operation !== 'delete' || !failNextBackendDelete) return false;
+      failNextBackendDelete = false;
+      return true;
+    };
+    const maps = mapsByRole((role): BpfMap => (role === 'backends' ? new FaultyMap(raw[role], failingDelete) : raw[role]));
+    const backends = () => [...DatapathState.read(raw).backends.values()].map(backendText).sort();
+    const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
+    const agent = new Agent({ source, maps, logger: pino({ level: 'silent' }), node: NODE });
+    await agent.start();
+
+    failNextBackendDelete = true;
+    source.push(dnsState(['10.244.0.1']));
+    assert.deepEqual(backends(), ['10.244.0.1:5353', '10.244.0.2:5353'], 'the unused backend stayed: its delete failed');
+    source.push(withWeb(dnsState(['10.244.0.1'])));
+    assert.deepEqual(backends(), ['10.244.0.1:5353'], 'the next sync, about web alone, removed it');
+    await agent.stop();
+  });
+});
