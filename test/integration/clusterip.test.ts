@@ -9,20 +9,18 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
+import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   endpointSlice,
-  manifestDirectory,
   missingPrivileges,
   service,
   services,
   socklb,
-  startAgent,
-  testPinDirectory,
   waitForServices,
   writeManifest,
   type RunningAgent,
 } from './support.js';
+import { Testbed } from './testbed.js';
 
 const skip = missingPrivileges();
 
@@ -37,8 +35,8 @@ const DNS_UDP = { name: 'dns', port: 53, protocol: 'UDP' as const };
 const SLICE_DNS_UDP = { name: 'dns', port: 8080, protocol: 'UDP' as const };
 
 describe('ClusterIP translation at connect()', { skip, concurrency: false }, () => {
-  const lab = new Lab();
-  const pinDir = testPinDirectory('clusterip');
+  const bed = new Testbed('clusterip');
+  const { lab, pinDir } = bed;
   let manifests: string;
   let pods: Pod[] = [];
   let sandbox: Sandbox;
@@ -56,9 +54,8 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
   }
 
   before(async () => {
-    await Lab.sweepStale();
-    await socklb(['cleanup', '--pin-dir', pinDir]);
-    manifests = await manifestDirectory();
+    await bed.prepare();
+    manifests = bed.manifests;
     pods = await Promise.all(['pod-a', 'pod-b', 'pod-c'].map((name) => lab.addPod(name)));
     sandbox = await lab.addSandbox('sandbox');
     await Promise.all(pods.map((pod) => lab.startEchoServer(pod, { name: pod.name, port: 8080, udp: true })));
@@ -67,15 +64,10 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
       service('dns', [CLUSTER_IPV4.replace(/10$/, '53')], [DNS_UDP]),
       endpointSlice('dns-a', 'dns', 'IPv4', [SLICE_DNS_UDP], pods.map((pod) => ({ ip: pod.ipv4 }))),
     ]);
-    agent = await startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir]);
+    agent = await bed.startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir]);
   });
 
-  after(async () => {
-    await agent?.stop();
-    await socklb(['cleanup', '--pin-dir', pinDir]);
-    await lab.close();
-    if (manifests) await rm(manifests, { recursive: true, force: true });
-  });
+  after(() => bed.close());
 
   it('spreads TCP connections to the IPv4 ClusterIP over every backend, and getpeername() returns the ClusterIP', async () => {
     const report = await lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 60 });
@@ -224,7 +216,7 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     await agent?.stop('SIGKILL');
     const whileStopped = await lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 20 });
     assert.deepEqual(whileStopped.errors, {});
-    agent = await startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir]);
+    agent = await bed.startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir]);
     const during = await load;
     assert.deepEqual(during.errors, {});
     assert.equal(Object.values(during.hits).reduce((a, b) => a + b, 0), 400);

@@ -10,19 +10,17 @@ import { after, before, describe, it } from 'node:test';
 import type { FrontendStats } from '../../src/datapath/counters.js';
 import type { BackendDescription } from '../../src/datapath/dump.js';
 import type { StatusReport } from '../../src/cli/inspect.js';
-import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
+import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   endpointSlice,
-  manifestDirectory,
   missingPrivileges,
   service,
   socklb,
-  startAgent,
-  testPinDirectory,
   waitForServices,
   writeManifest,
   type RunningAgent,
 } from './support.js';
+import { Testbed } from './testbed.js';
 import { runSocketClient } from './udp-support.js';
 
 const skip = missingPrivileges();
@@ -44,8 +42,8 @@ async function json<T>(args: string[]): Promise<T> {
 }
 
 describe('inspection and counters on a live datapath', { skip, concurrency: false }, () => {
-  const lab = new Lab();
-  const pinDir = testPinDirectory('inspect');
+  const bed = new Testbed('inspect');
+  const { lab, pinDir } = bed;
   let manifests: string;
   let pods: Pod[] = [];
   let sandbox: Sandbox;
@@ -55,9 +53,8 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
   const status = (healthzPort: number) => json<StatusReport>(['status', '-o', 'json', '--pin-dir', pinDir, '--healthz-bind-address', `127.0.0.1:${healthzPort}`]);
 
   before(async () => {
-    await Lab.sweepStale();
-    await socklb(['cleanup', '--pin-dir', pinDir]);
-    manifests = await manifestDirectory();
+    await bed.prepare();
+    manifests = bed.manifests;
     pods = await Promise.all(['pod-a', 'pod-b'].map((name) => lab.addPod(name)));
     sandbox = await lab.addSandbox('sandbox');
     await Promise.all(pods.map((pod) => lab.startEchoServer(pod, { name: pod.name, port: 8080, udp: true })));
@@ -69,15 +66,10 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
       endpointSlice('dns-a', 'dns', 'IPv4', [SLICE_DNS], ready),
       service('empty', [EMPTY_IP], [HTTP]),
     ]);
-    agent = await startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir, '--max-frontends', String(MAX_FRONTENDS)]);
+    agent = await bed.startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir, '--max-frontends', String(MAX_FRONTENDS)]);
   });
 
-  after(async () => {
-    await agent?.stop();
-    await socklb(['cleanup', '--pin-dir', pinDir]);
-    await lab.close();
-    if (manifests) await rm(manifests, { recursive: true, force: true });
-  });
+  after(() => bed.close());
 
   it('counts every connect, refusal, datagram and reverse-NAT rewrite, per frontend and per Service port', async () => {
     const web = await lab.runClient(sandbox, { target: WEB_IP, port: 80, count: 20 });

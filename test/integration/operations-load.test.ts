@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -18,10 +17,11 @@ import { MAP_CODECS, MAP_NAMES } from '../../src/datapath/layout.js';
 import { pinLayout } from '../../src/datapath/loader.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { NGINX_POD_SYSCTLS, readAccessLog, startNginx, type Nginx } from '../lab/backends.js';
-import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
+import type { Pod, Sandbox } from '../lab/lab.js';
 import { runWrk, WRK_CLIENT_SYSCTLS, WRK_SCRIPT, WRK_TIMEOUT_S, type WrkOptions, type WrkReport } from '../lab/wrk.js';
 import { pinnedLinks, pinnedMapIds, type PinnedLink } from './pins.js';
-import { endpointSlice, manifestDirectory, missingPrivileges, service, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
+import { endpointSlice, missingPrivileges, service, socklb, writeManifest, type RunningAgent } from './support.js';
+import { Testbed } from './testbed.js';
 
 const skip = missingPrivileges();
 
@@ -103,9 +103,9 @@ function describeLoad(report: WrkReport): string {
 }
 
 describe('operations under load: restart, upgrade, churn', { skip, concurrency: false }, () => {
-  const lab = new Lab();
-  const pinDir = testPinDirectory('load');
-  const layoutPinDir = testPinDirectory('load-layout');
+  const bed = new Testbed('load');
+  const { lab, pinDir } = bed;
+  let layoutPinDir: string;
   let manifests: string;
   let workdir: string;
   let wrkScript: string;
@@ -120,10 +120,10 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
   }
 
   before(async () => {
-    await Lab.sweepStale();
-    for (const directory of [pinDir, layoutPinDir]) await socklb(['cleanup', '--pin-dir', directory]);
-    manifests = await manifestDirectory();
-    workdir = await mkdtemp(join(tmpdir(), 'socklb-load-'));
+    await bed.prepare();
+    layoutPinDir = await bed.extraPinDirectory('load-layout');
+    manifests = bed.manifests;
+    workdir = await bed.scratchDirectory('load');
     wrkScript = join(workdir, 'wrk-report.lua');
     await writeFile(wrkScript, WRK_SCRIPT);
     const [web1, web2] = await Promise.all(['web-1', 'web-2'].map(addBackendPod));
@@ -134,15 +134,10 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       service('web', [WEB_IP], [HTTP]),
       endpointSlice('web', 'web', 'IPv4', [{ name: 'http', port: WEB_TARGET_PORT }], [{ ip: web1!.ipv4 }, { ip: web2!.ipv4 }]),
     ]);
-    agent = await startAgent(agentArgs());
+    agent = await bed.startAgent(agentArgs());
   });
 
-  after(async () => {
-    await agent?.stop();
-    for (const directory of [pinDir, layoutPinDir]) await socklb(['cleanup', '--pin-dir', directory]);
-    await lab.close();
-    for (const directory of [manifests, workdir]) if (directory) await rm(directory, { recursive: true, force: true });
-  });
+  after(() => bed.close());
 
   /**
    * Runs wrk against the web Service and, meanwhile, stops the agent with `signal` and starts a new
@@ -158,7 +153,7 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
     await agent?.stop(signal);
     const stoppedAt = performance.now();
     await sleep(DOWN_MS);
-    agent = await startAgent([...agentArgs(), ...extraArgs], { timeoutMs: AGENT_START_TIMEOUT_MS });
+    agent = await bed.startAgent([...agentArgs(), ...extraArgs], { timeoutMs: AGENT_START_TIMEOUT_MS });
     const servingAt = performance.now();
     const report = await load;
     const endedAt = performance.now();

@@ -4,33 +4,31 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { removeCgroup } from '../lab/cgroup.js';
-import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
+import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   assertOneSentence,
   endpointSlice,
-  manifestDirectory,
   missingPrivileges,
   service,
   socklb,
-  startAgent,
   testControlSocket,
-  testPinDirectory,
   waitForServices,
   writeManifest,
   type RunningAgent,
 } from './support.js';
+import { Testbed } from './testbed.js';
 import { EventStream, netnsInode, translatedSockets } from './udp-support.js';
 
 const CLUSTER_IP = '10.96.0.10';
 const UDP_CLUSTER_IP = '10.96.0.53';
 
 describe('sandboxes added and removed at run time', { skip: missingPrivileges(), concurrency: false }, () => {
-  const lab = new Lab();
-  const pinDir = testPinDirectory('sandbox');
+  const bed = new Testbed('sandbox');
+  const { lab, pinDir } = bed;
   const controlSocket = testControlSocket('sandbox');
   let manifests: string;
   let pod: Pod;
@@ -40,7 +38,7 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
   let agent: RunningAgent | undefined;
 
   const start = async (args: string[] = ['--sandboxes-only']) => {
-    agent = await startAgent(['--manifests', manifests, '--pin-dir', pinDir, ...args], { controlSocket });
+    agent = await bed.startAgent(['--manifests', manifests, '--pin-dir', pinDir, ...args], { controlSocket });
   };
   const sandboxCommand = (args: string[]) => socklb(['sandbox', ...args, '--control-socket', controlSocket]);
   const registered = async () => {
@@ -70,9 +68,8 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
   const linkDirectories = async () => (existsSync(`${pinDir}/links`) ? (await readdir(`${pinDir}/links`)).sort() : []);
 
   before(async () => {
-    await Lab.sweepStale();
-    await socklb(['cleanup', '--pin-dir', pinDir]);
-    manifests = await manifestDirectory();
+    await bed.prepare();
+    manifests = bed.manifests;
     [pod, first, second, ...udpPods] = await Promise.all([lab.addPod('pod-a'), lab.addSandbox('first'), lab.addSandbox('second'), lab.addPod('udp-a'), lab.addPod('udp-b')]);
     await Promise.all([pod, ...udpPods].map((each) => lab.startEchoServer(each, { name: each.name, port: 8080, udp: true })));
     await writeManifest(join(manifests, 'web.yaml'), [
@@ -84,12 +81,7 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
     await waitForServices(pinDir, (frontends) => frontends.length === 2);
   });
 
-  after(async () => {
-    await agent?.stop();
-    await socklb(['cleanup', '--pin-dir', pinDir]);
-    await lab.close();
-    if (manifests) await rm(manifests, { recursive: true, force: true });
-  });
+  after(() => bed.close());
 
   it('attaches to nothing with --sandboxes-only, not even the cgroup root', async () => {
     assert.deepEqual(await registered(), []);

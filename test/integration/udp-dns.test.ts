@@ -5,25 +5,21 @@
 // per-socket reverse mapping bounded. Everything runs in test-created namespaces (LAB.md).
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
+import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   endpointSlice,
-  manifestDirectory,
   missingPrivileges,
   service,
-  socklb,
-  startAgent,
-  testPinDirectory,
   waitForServices,
   writeManifest,
   type RunningAgent,
   type ServicePortSpec,
 } from './support.js';
+import { Testbed } from './testbed.js';
 import { EventStream, netnsInode, runSocketClient, SOCKET_CLIENT, startDnsmasq, translatedSockets, type DnsAnswers } from './udp-support.js';
 
 const NAME = 'name.test';
@@ -64,8 +60,8 @@ interface MultiReport {
 }
 
 describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurrency: false }, () => {
-  const lab = new Lab();
-  const pinDir = testPinDirectory('udp-dns');
+  const bed = new Testbed('udp-dns');
+  const { lab, pinDir } = bed;
   let manifests: string;
   let scratch: string;
   let dnsA: Pod;
@@ -77,7 +73,7 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
   async function startSocklb(policy?: 'udp' | 'all' | 'none'): Promise<void> {
     await agent?.stop();
     const args = ['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir, '--metrics-bind-address', '', '--healthz-bind-address', ''];
-    agent = await startAgent(policy ? [...args, '--destroy-stuck-sockets', policy] : args);
+    agent = await bed.startAgent(policy ? [...args, '--destroy-stuck-sockets', policy] : args);
   }
 
   /** A new pod running the echo server (named after the pod), as a Deployment's replacement pod would. */
@@ -109,10 +105,9 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
   }
 
   before(async () => {
-    await Lab.sweepStale();
-    await socklb(['cleanup', '--pin-dir', pinDir]);
-    manifests = await manifestDirectory();
-    scratch = await mkdtemp(join(tmpdir(), 'socklb-udp-'));
+    await bed.prepare();
+    manifests = bed.manifests;
+    scratch = await bed.scratchDirectory('udp');
     [dnsA, dnsB, sandbox] = await Promise.all([lab.addPod('dns-a'), lab.addPod('dns-b'), lab.addSandbox('sandbox')]);
     await Promise.all([startDnsmasq(lab, dnsA, NAME, ANSWERS.a), startDnsmasq(lab, dnsB, NAME, ANSWERS.b), addEchoPod('echo-1')]);
     const dnsSlice = (name: string, family: 'IPv4' | 'IPv6', pods: Pod[]) =>
@@ -130,13 +125,7 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
     await startSocklb();
   });
 
-  after(async () => {
-    await agent?.stop();
-    await socklb(['cleanup', '--pin-dir', pinDir]);
-    await lab.close();
-    if (manifests) await rm(manifests, { recursive: true, force: true });
-    if (scratch) await rm(scratch, { recursive: true, force: true });
-  });
+  after(() => bed.close());
 
   it('dig @ClusterIP gets an answer from a kube-dns backend over UDP and TCP, IPv4 and IPv6, with no "reply from unexpected source"', async () => {
     for (const server of [KUBE_DNS.ipv4, KUBE_DNS.ipv6]) {
