@@ -67,6 +67,9 @@ export function parseService(raw: unknown): ParseResult<Service> {
       return { kind: 'ignored', reason: 'spec.clusterIP is None: a headless Service is resolved by DNS, with no cluster IP to translate' };
     }
     const allPorts = servicePorts(spec.ports);
+    const sctpPorts = allPorts.filter((port) => port.protocol === 'SCTP').map((port) => port.port);
+    const externalIPs = addresses(spec.externalIPs, 'spec.externalIPs');
+    const balancerIPs = type === 'LoadBalancer' ? loadBalancerIPs(body.status) : [];
     const proxyName = labels[SERVICE_PROXY_NAME_LABEL];
     return {
       kind: 'ok',
@@ -75,10 +78,10 @@ export function parseService(raw: unknown): ParseResult<Service> {
         name,
         type: type as Service['type'],
         clusterIPs,
-        ports: allPorts.filter((port): port is ServicePort => port.protocol !== 'SCTP'),
-        sctpPorts: allPorts.filter((port) => port.protocol === 'SCTP').map((port) => port.port),
-        externalIPs: addresses(spec.externalIPs, 'spec.externalIPs'),
-        loadBalancerIPs: type === 'LoadBalancer' ? loadBalancerIPs(body.status) : [],
+        ports: withoutSctp(allPorts),
+        sctpPorts: sctpPorts.length > 0 ? sctpPorts : NONE,
+        externalIPs: externalIPs.length > 0 ? externalIPs : NONE,
+        loadBalancerIPs: balancerIPs.length > 0 ? balancerIPs : NONE,
         affinityTimeoutSeconds: affinityTimeout(spec),
         internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
         topologyAware: topologyAware(spec, annotations),
@@ -109,13 +112,25 @@ export function parseEndpointSlice(raw: unknown): ParseResult<EndpointSlice> {
     const allPorts = list(body.ports, 'ports').map((port, i) => endpointPort(port, `ports[${i}]`));
     rejectDuplicate(allPorts, 'ports', (port) => `name ${show(port.name)}`);
     // SCTP ports serve SCTP Service ports, which socklb reports and skips.
-    const ports = allPorts.filter((port): port is EndpointPort => port.protocol !== 'SCTP');
+    const ports = withoutSctp(allPorts);
     const endpoints = list(body.endpoints, 'endpoints').map((endpoint, i) => parseEndpoint(endpoint, `endpoints[${i}]`, addressType));
     return { kind: 'ok', value: { namespace, name, serviceName, addressType, ports, endpoints } };
   });
 }
 
 const TRANSLATED_SERVICE_TYPES: ReadonlySet<unknown> = new Set(['ClusterIP', 'NodePort', 'LoadBalancer']);
+
+// The model is kept for every Service the agent serves (docs/footprint.md counts its bytes): the
+// lists most Services leave empty share one empty list, and the parsed lists carry no spare room.
+
+/** The empty list of every Service that has none of a kind (SCTP ports, external IPs...). */
+const NONE: readonly never[] = Object.freeze([]);
+
+/** The ports other than SCTP: the list itself when it has none (a filtered copy has spare capacity). */
+function withoutSctp<Port extends { protocol: Protocol | 'SCTP' }>(ports: Port[]): (Port & { protocol: Protocol })[] {
+  const translated = ports.filter((port): port is Port & { protocol: Protocol } => port.protocol !== 'SCTP');
+  return translated.length === ports.length ? (ports as (Port & { protocol: Protocol })[]) : translated;
+}
 
 interface NameRule {
   pattern: RegExp;
@@ -187,7 +202,7 @@ function serviceClusterIPs(spec: Fields): IPAddress[] | 'None' {
     return 'None';
   }
   if (texts.length > 2) fail('spec.clusterIPs', `${show(texts)} has ${texts.length} addresses; at most 2, one per family`);
-  const ips = texts.map((text, i) => canonicalIP(text) ?? fail(fieldOf(i), `${show(text)} is not an IP address`));
+  const ips = texts.map((text, i) => canonicalText(text) ?? fail(fieldOf(i), `${show(text)} is not an IP address`));
   if (second !== undefined && ipFamily(first) === ipFamily(second)) {
     fail('spec.clusterIPs', `${show(texts)} are both ${ipFamily(first)}; a dual-stack Service has one address per family`);
   }
@@ -227,7 +242,7 @@ function parseEndpoint(raw: unknown, field: string, family: IPFamily): Endpoint 
   const endpoint = record(raw, field);
   const addresses = list(endpoint.addresses, `${field}.addresses`).map((address, i) => {
     const text = string(address, `${field}.addresses[${i}]`);
-    const ip = canonicalIP(text);
+    const ip = canonicalText(text);
     if (ip === undefined || ipFamily(ip) !== family) fail(`${field}.addresses[${i}]`, `${show(text)} is not an ${family} address (the slice's addressType)`);
     return ip;
   });
@@ -272,8 +287,17 @@ function protocol(raw: unknown, field: string, accept?: { sctp: true }): Protoco
 function addresses(raw: unknown, field: string): IPAddress[] {
   return list(raw, field).map((entry, i) => {
     const text = string(entry, `${field}[${i}]`);
-    return canonicalIP(text) ?? fail(`${field}[${i}]`, `${show(text)} is not an IP address`);
+    return canonicalText(text) ?? fail(`${field}[${i}]`, `${show(text)} is not an IP address`);
   });
+}
+
+/**
+ * canonicalIP, but the input's own string when it is canonical already, as it usually is: the
+ * canonical text is built piece by piece, a tree of four to fifteen strings until V8 flattens it.
+ */
+function canonicalText(text: string): IPAddress | undefined {
+  const ip = canonicalIP(text);
+  return ip === text ? text : ip;
 }
 
 /** The IPs of status.loadBalancer.ingress; entries with only a hostname have none. */
