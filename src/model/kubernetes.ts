@@ -67,9 +67,6 @@ export function parseService(raw: unknown): ParseResult<Service> {
       return { kind: 'ignored', reason: 'spec.clusterIP is None: a headless Service is resolved by DNS, with no cluster IP to translate' };
     }
     const allPorts = servicePorts(spec.ports);
-    const sctpPorts = allPorts.filter((port) => port.protocol === 'SCTP').map((port) => port.port);
-    const externalIPs = addresses(spec.externalIPs, 'spec.externalIPs');
-    const balancerIPs = type === 'LoadBalancer' ? loadBalancerIPs(body.status) : [];
     const proxyName = labels[SERVICE_PROXY_NAME_LABEL];
     return {
       kind: 'ok',
@@ -79,9 +76,9 @@ export function parseService(raw: unknown): ParseResult<Service> {
         type: type as Service['type'],
         clusterIPs,
         ports: withoutSctp(allPorts),
-        sctpPorts: sctpPorts.length > 0 ? sctpPorts : NONE,
-        externalIPs: externalIPs.length > 0 ? externalIPs : NONE,
-        loadBalancerIPs: balancerIPs.length > 0 ? balancerIPs : NONE,
+        sctpPorts: sharedIfEmpty(allPorts.filter((port) => port.protocol === 'SCTP').map((port) => port.port)),
+        externalIPs: sharedIfEmpty(addresses(spec.externalIPs, 'spec.externalIPs')),
+        loadBalancerIPs: sharedIfEmpty(type === 'LoadBalancer' ? loadBalancerIPs(body.status) : []),
         affinityTimeoutSeconds: affinityTimeout(spec),
         internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
         topologyAware: topologyAware(spec, annotations),
@@ -123,8 +120,12 @@ const TRANSLATED_SERVICE_TYPES: ReadonlySet<unknown> = new Set(['ClusterIP', 'No
 // The model is kept for every Service the agent serves (docs/footprint.md counts its bytes): the
 // lists most Services leave empty share one empty list, and the parsed lists carry no spare room.
 
-/** The empty list of every Service that has none of a kind (SCTP ports, external IPs...). */
-const NONE: readonly never[] = Object.freeze([]);
+const EMPTY: readonly never[] = Object.freeze([]);
+
+/** The list, or the one shared empty list when it is empty (SCTP ports, external IPs...). */
+function sharedIfEmpty<T>(list: readonly T[]): readonly T[] {
+  return list.length > 0 ? list : EMPTY;
+}
 
 /** The ports other than SCTP: the list itself when it has none (a filtered copy has spare capacity). */
 function withoutSctp<Port extends { protocol: Protocol | 'SCTP' }>(ports: Port[]): (Port & { protocol: Protocol })[] {
@@ -202,7 +203,7 @@ function serviceClusterIPs(spec: Fields): IPAddress[] | 'None' {
     return 'None';
   }
   if (texts.length > 2) fail('spec.clusterIPs', `${show(texts)} has ${texts.length} addresses; at most 2, one per family`);
-  const ips = texts.map((text, i) => canonicalText(text) ?? fail(fieldOf(i), `${show(text)} is not an IP address`));
+  const ips = texts.map((text, i) => canonicalIP(text) ?? fail(fieldOf(i), `${show(text)} is not an IP address`));
   if (second !== undefined && ipFamily(first) === ipFamily(second)) {
     fail('spec.clusterIPs', `${show(texts)} are both ${ipFamily(first)}; a dual-stack Service has one address per family`);
   }
@@ -242,7 +243,7 @@ function parseEndpoint(raw: unknown, field: string, family: IPFamily): Endpoint 
   const endpoint = record(raw, field);
   const addresses = list(endpoint.addresses, `${field}.addresses`).map((address, i) => {
     const text = string(address, `${field}.addresses[${i}]`);
-    const ip = canonicalText(text);
+    const ip = canonicalIP(text);
     if (ip === undefined || ipFamily(ip) !== family) fail(`${field}.addresses[${i}]`, `${show(text)} is not an ${family} address (the slice's addressType)`);
     return ip;
   });
@@ -287,17 +288,8 @@ function protocol(raw: unknown, field: string, accept?: { sctp: true }): Protoco
 function addresses(raw: unknown, field: string): IPAddress[] {
   return list(raw, field).map((entry, i) => {
     const text = string(entry, `${field}[${i}]`);
-    return canonicalText(text) ?? fail(`${field}[${i}]`, `${show(text)} is not an IP address`);
+    return canonicalIP(text) ?? fail(`${field}[${i}]`, `${show(text)} is not an IP address`);
   });
-}
-
-/**
- * canonicalIP, but the input's own string when it is canonical already, as it usually is: the
- * canonical text is built piece by piece, a tree of four to fifteen strings until V8 flattens it.
- */
-function canonicalText(text: string): IPAddress | undefined {
-  const ip = canonicalIP(text);
-  return ip === text ? text : ip;
 }
 
 /** The IPs of status.loadBalancer.ingress; entries with only a hostname have none. */
