@@ -6,7 +6,7 @@
 //
 // Messages in: IteratorJob; out: IteratorResult, one per job, in order.
 
-import { closeSync, openSync, readSync } from 'node:fs';
+import { openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { errnoName } from '../errors.js';
 import { lastErrno, libbpf, libcCalls } from './libbpf.js';
@@ -31,7 +31,7 @@ function runIn(namespace: IteratorJob['namespaces'][number], linkFds: readonly n
     } catch (error) {
       return { inode: namespace.inode, error: `reading the iterator in netns ${namespace.inode}: ${(error as Error).message}` };
     } finally {
-      closeSync(iterFd);
+      libcCalls.close(iterFd);
     }
   }
   return { inode: namespace.inode, outputs };

@@ -79,6 +79,8 @@ export const libcCalls = {
   close: libc.func('int close(int fd)') as (fd: number) => number,
   /** Moves the calling thread (only) into the namespace of `fd`. */
   setns: libc.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number,
+  /** Returns the free pages of every malloc arena to the kernel (src/agent/malloc-trim.ts). */
+  mallocTrim: libc.func('int malloc_trim(size_t pad)') as (pad: number) => number,
 };
 
 /** errno of the last call made through koffi on this thread. */

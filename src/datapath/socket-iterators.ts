@@ -1,8 +1,10 @@
 // The agent's socket iterators (bpf/socklb_iter.bpf.c): destroy the sockets stuck on a backend
 // that left, and dump the sockets socklb translated. A socket iterator walks only the network
 // namespace of the thread that creates it, so every run goes through a worker thread
-// (iterator-worker.ts) that enters each namespace given in turn. The thread is started on the
-// first run and kept, so that a destroy after a sync costs no thread start-up.
+// (iterator-worker.ts) that enters each namespace given in turn. The thread is started by the
+// first run and stopped once idle for a while: it is a second V8 isolate, 6-7 MiB resident
+// (docs/footprint.md), that an agent whose Services do not move has no use for. A run that finds
+// it stopped waits for its start-up: 60-100 ms more (docs/footprint.md).
 //
 // The object reuses the datapath's socket storage map by fd: the iterators read what the cgroup
 // programs wrote. Its links are not pinned: only a running agent (or `socklb sockets`) runs them.
@@ -61,20 +63,27 @@ export interface NamespaceSockets {
 }
 
 const WORKER = new URL('./iterator-worker.js', import.meta.url);
+/** Long enough that the destroys of a burst of syncs (a rollout) share one thread. */
+export const DEFAULT_IDLE_STOP_MS = 30_000;
 
 export class SocketIterators {
   private worker: Worker | undefined;
   private readonly pending = new Map<number, { resolve: (outputs: NamespaceOutput[]) => void; reject: (error: Error) => void }>();
   private nextJob = 1;
+  private idleStop: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly object: BpfObjectHandle,
     private readonly links: ReadonlyMap<string, BpfLinkHandle>,
     private readonly stale: KernelMap,
+    private readonly idleStopMs: number,
   ) {}
 
-  /** Loads the iterator object over the datapath's socket storage map and attaches its programs. */
-  static load(objectPath: string, socketStorageFd: number): SocketIterators {
+  /**
+   * Loads the iterator object over the datapath's socket storage map and attaches its programs.
+   * The thread is stopped `idleStopMs` after its last run.
+   */
+  static load(objectPath: string, socketStorageFd: number, idleStopMs = DEFAULT_IDLE_STOP_MS): SocketIterators {
     const object = libbpf.objectOpenFile(objectPath, null);
     if (!object) throw new SocklbError('SOCKLB_ERR_LIBBPF', `cannot open BPF object ${objectPath}: ${errnoName(lastErrno())}`);
     const links = new Map<string, BpfLinkHandle>();
@@ -98,10 +107,7 @@ export class SocketIterators {
       }
       const stale = libbpf.objectFindMap(object, MAP_NAMES.stale);
       if (!stale) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES.stale}`);
-      const iterators = new SocketIterators(object, links, new KernelMap(libbpf.mapFd(stale)));
-      // Started now: a thread's start-up (a good 100 ms) would otherwise delay the first destroy.
-      iterators.workerThread();
-      return iterators;
+      return new SocketIterators(object, links, new KernelMap(libbpf.mapFd(stale)), idleStopMs);
     } catch (error) {
       for (const link of links.values()) libbpf.linkDestroy(link);
       libbpf.objectClose(object);
@@ -141,9 +147,14 @@ export class SocketIterators {
     });
   }
 
+  /** Whether the thread is running now (it is between a run and its idle stop). */
+  get threadRunning(): boolean {
+    return this.worker !== undefined;
+  }
+
   /** Stops the thread, detaches the iterators and closes the object; the datapath's maps are not touched. */
   close(): void {
-    void this.worker?.terminate();
+    this.stopThread();
     for (const link of this.links.values()) libbpf.linkDestroy(link);
     libbpf.objectClose(this.object);
   }
@@ -153,6 +164,7 @@ export class SocketIterators {
     if (namespaces.length === 0) return Promise.resolve([]);
     const linkFds = protocols.map((protocol) => libbpf.linkFd(this.links.get(PROGRAMS[job][protocol])!));
     const message: IteratorJob = { id: this.nextJob++, namespaces: namespaces.map(({ inode, fd }) => ({ inode, fd })), linkFds };
+    clearTimeout(this.idleStop);
     return new Promise((resolve, reject) => {
       const worker = this.workerThread();
       this.pending.set(message.id, { resolve, reject });
@@ -169,10 +181,14 @@ export class SocketIterators {
     worker.on('message', ({ id, outputs }: IteratorResult) => {
       this.pending.get(id)?.resolve(outputs);
       this.pending.delete(id);
-      if (this.pending.size === 0) worker.unref();
+      if (this.pending.size > 0) return;
+      worker.unref();
+      this.idleStop = setTimeout(() => this.stopThread(), this.idleStopMs).unref();
     });
+    // Once per thread: its 'exit' follows its 'error', and a thread stopped on purpose has no job.
     const fail = (error: Error) => {
-      if (this.worker === worker) this.worker = undefined;
+      if (this.worker !== worker) return;
+      this.worker = undefined;
       for (const job of this.pending.values()) job.reject(error);
       this.pending.clear();
     };
@@ -180,5 +196,15 @@ export class SocketIterators {
     worker.on('exit', (code) => fail(new SocklbError('SOCKLB_ERR_KERNEL', `the socket iterator thread exited (${code}); the next run starts a new one`)));
     this.worker = worker;
     return worker;
+  }
+
+  /** Forgotten at once, so that a run that comes next starts a new thread; runs in flight fail. */
+  private stopThread(): void {
+    clearTimeout(this.idleStop);
+    const worker = this.worker;
+    this.worker = undefined;
+    void worker?.terminate();
+    for (const job of this.pending.values()) job.reject(new SocklbError('SOCKLB_ERR_KERNEL', 'the socket iterators were closed during a run'));
+    this.pending.clear();
   }
 }

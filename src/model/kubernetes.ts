@@ -80,10 +80,10 @@ export function parseService(raw: unknown): ParseResult<Service> {
         name,
         type: type as Service['type'],
         clusterIPs,
-        ports: allPorts.filter((port): port is ServicePort => port.protocol !== 'SCTP'),
-        sctpPorts: allPorts.filter((port) => port.protocol === 'SCTP').map((port) => port.port),
-        externalIPs: addresses(spec.externalIPs, 'spec.externalIPs'),
-        loadBalancerIPs: type === 'LoadBalancer' ? loadBalancerIPs(body.status) : [],
+        ports: withoutSctp(allPorts),
+        sctpPorts: sharedIfEmpty(allPorts.filter((port) => port.protocol === 'SCTP').map((port) => port.port)),
+        externalIPs: sharedIfEmpty(addresses(spec.externalIPs, 'spec.externalIPs')),
+        loadBalancerIPs: sharedIfEmpty(type === 'LoadBalancer' ? loadBalancerIPs(body.status) : []),
         affinityTimeoutSeconds: affinityTimeout(spec),
         internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
         topologyAware: topologyAware(spec, annotations),
@@ -114,13 +114,29 @@ export function parseEndpointSlice(raw: unknown): ParseResult<EndpointSlice> {
     const allPorts = list(body.ports, 'ports').map((port, i) => endpointPort(port, `ports[${i}]`));
     rejectDuplicate(allPorts, 'ports', (port) => `name ${show(port.name)}`);
     // SCTP ports serve SCTP Service ports, which socklb reports and skips.
-    const ports = allPorts.filter((port): port is EndpointPort => port.protocol !== 'SCTP');
+    const ports = withoutSctp(allPorts);
     const endpoints = list(body.endpoints, 'endpoints').map((endpoint, i) => parseEndpoint(endpoint, `endpoints[${i}]`, addressType));
     return { kind: 'ok', value: { namespace, name, serviceName, addressType, ports, endpoints } };
   });
 }
 
 const TRANSLATED_SERVICE_TYPES: ReadonlySet<unknown> = new Set(['ClusterIP', 'NodePort', 'LoadBalancer']);
+
+// The model is kept for every Service the agent serves (docs/footprint.md counts its bytes): the
+// lists most Services leave empty share one empty list, and the parsed lists carry no spare room.
+
+const EMPTY: readonly never[] = Object.freeze([]);
+
+/** The list, or the one shared empty list when it is empty (SCTP ports, external IPs...). */
+function sharedIfEmpty<T>(list: readonly T[]): readonly T[] {
+  return list.length > 0 ? list : EMPTY;
+}
+
+/** The ports other than SCTP: the list itself when it has none (a filtered copy has spare capacity). */
+function withoutSctp<Port extends { protocol: Protocol | 'SCTP' }>(ports: Port[]): (Port & { protocol: Protocol })[] {
+  const translated = ports.filter((port): port is Port & { protocol: Protocol } => port.protocol !== 'SCTP');
+  return translated.length === ports.length ? (ports as (Port & { protocol: Protocol })[]) : translated;
+}
 
 interface NameRule {
   pattern: RegExp;

@@ -27,11 +27,11 @@ export interface Service {
   clusterIPs: IPAddress[];
   ports: ServicePort[];
   /** SCTP ports, which socket hooks cannot translate: reported, not served. */
-  sctpPorts: number[];
+  sctpPorts: readonly number[];
   /** spec.externalIPs, served only inside --allowed-external-ip-cidrs. */
-  externalIPs: IPAddress[];
+  externalIPs: readonly IPAddress[];
   /** status.loadBalancer.ingress[].ip of a LoadBalancer Service. */
-  loadBalancerIPs: IPAddress[];
+  loadBalancerIPs: readonly IPAddress[];
   /** ClientIP affinity's timeout; undefined for sessionAffinity None. */
   affinityTimeoutSeconds: number | undefined;
   internalTrafficPolicy: TrafficPolicy;
