@@ -194,16 +194,26 @@ export class DatapathState {
   }
 }
 
+/** Skipped ids remembered at most: far more than any map's capacity. */
+const MAX_GAP_REMEMBERED = 1 << 20;
+
 /**
  * The ids handed out so far (all below a high-water mark) and those among
  * them released since: the lowest unused id is the lowest released one, or the
- * mark. Ids skipped over (a map read back with gaps) are not reused.
+ * mark. Ids a map read back skips over count as released: a restart must not
+ * lose them, since the counter map is an array indexed by service id and sized
+ * with the frontends' capacity (an id past it could never be counted).
  */
 class IdUsage {
   readonly #released = new Set<number>();
   #highWater = 1;
 
   used(id: number): void {
+    // Our own ids stay below the maps' capacity; a wilder one (a map written by
+    // something else) is not worth a set of every id below it.
+    if (id - this.#highWater <= MAX_GAP_REMEMBERED) {
+      for (let skipped = this.#highWater; skipped < id; skipped++) this.#released.add(skipped);
+    }
     this.#released.delete(id);
     if (id >= this.#highWater) this.#highWater = id + 1;
   }

@@ -155,6 +155,24 @@ describe('reconcile on in-memory maps', () => {
     );
   });
 
+  it('hands out the same ids whether or not the agent restarted (read the maps back) before each change', () => {
+    fc.assert(
+      fc.property(fc.array(desiredArbitrary, { minLength: 1, maxLength: 10 }), (sequence) => {
+        const keptMaps = memoryMaps();
+        const restartedMaps = memoryMaps();
+        const kept = DatapathState.read(keptMaps);
+        for (const desired of sequence) {
+          reconcile(keptMaps, kept, desired, fullScope(kept, desired));
+          const restarted = DatapathState.read(restartedMaps);
+          reconcile(restartedMaps, restarted, desired, fullScope(restarted, desired));
+          // Ids included: a restart must reuse the ids freed before it, not climb past them.
+          assert.deepEqual(dumpMaps(restartedMaps), dumpMaps(keptMaps));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('a new frontend\'s counters are zeroed just before it is written, and only then', () => {
     fc.assert(
       fc.property(fc.array(desiredArbitrary, { minLength: 1, maxLength: 8 }), (sequence) => {
