@@ -166,10 +166,11 @@ async function run(options: RunOptions): Promise<void> {
 /**
  * V8's sizing for small memory, from the end of the first sync that programmed anything. Without
  * it the agent keeps the heap it grew while reading its first state, about 150 MiB resident at
- * 5000 Services against 95 (docs/footprint.md); with it from the start, that first state is read
- * and programmed with many more, smaller collections: 10000 Services took 1.5 to 1.7 times as long.
- * V8 reads the flag at each collection, so set afterwards it still shrinks the heap once idle.
- * Set here, so that it holds however the agent is started.
+ * 5000 Services against 95 (docs/footprint.md). Set from the start, it made reading and programming
+ * that first state run into many more, smaller collections (10000 Services: 2.9 s against 1.85).
+ * Set afterwards, it still shrinks the heap once the agent is idle, to the same resident size; what
+ * it costs is a higher peak while the first state is read (docs/benchmarks.md, "programming from
+ * nothing"). Set here, so that it holds however the agent is started.
  */
 function optimizeForSizeOnceProgrammed(agent: Agent): void {
   let set = false;
