@@ -141,7 +141,7 @@ async function run(options: RunOptions): Promise<void> {
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
   const stuckSockets = iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
   const agent = new Agent({ source, maps: datapath.maps, logger, node, stuckSockets });
-  optimizeForSizeOnceProgrammed(agent);
+  optimizeForSizeAfterFirstState(agent);
   const servers = await serveObservability(agent, options, logger);
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
   await sandboxes.serve();
@@ -164,7 +164,8 @@ async function run(options: RunOptions): Promise<void> {
 }
 
 /**
- * V8's sizing for small memory, from the end of the first sync that programmed anything. Without
+ * V8's sizing for small memory, from the end of the first sync of a source state that held
+ * anything (a restart that finds its maps up to date writes nothing, but has read it all). Without
  * it the agent keeps the heap it grew while reading its first state, about 150 MiB resident at
  * 5000 Services against 95 (docs/footprint.md). Set from the start, it made reading and programming
  * that first state run into many more, smaller collections (10000 Services: 2.9 s against 1.85).
@@ -172,10 +173,10 @@ async function run(options: RunOptions): Promise<void> {
  * it costs is a higher peak while the first state is read (docs/benchmarks.md, "programming from
  * nothing"). Set here, so that it holds however the agent is started.
  */
-function optimizeForSizeOnceProgrammed(agent: Agent): void {
+function optimizeForSizeAfterFirstState(agent: Agent): void {
   let set = false;
   agent.onSync((result) => {
-    if (set || result.frontends === 0) return;
+    if (set || result.serviceChanges + result.endpointChanges === 0) return;
     setFlagsFromString('--optimize-for-size');
     set = true;
   });
