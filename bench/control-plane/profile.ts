@@ -3,7 +3,8 @@
 // the benchmark's catalog written as its manifests, the manifest source and the agent on in-memory
 // maps, programming from nothing, then endpoint changes of bench-churn, each timed from the start
 // of its file write to the new backends being in the maps. The kernel's map writes are not in it
-// (the full benchmark has them); the code between a changed file and the writes is.
+// (the full benchmark has them); the code between a changed file and the writes is. Run without
+// V8 flags, as the agent reads and programs its first state (it sets --optimize-for-size after).
 //
 //   node --cpu-prof --cpu-prof-dir=/tmp/prof build/bench/control-plane/profile.js --services 10000
 import { mkdtemp, rename, rm } from 'node:fs/promises';

@@ -4,7 +4,7 @@
 // of the frontend's family under kube-proxy's traffic rules. Pure.
 
 import { categorizeEndpoints } from './endpoints.js';
-import { cidrContains, ipFamily, ipToBytes, parseCidr } from './ip.js';
+import { cidrContains, ipFamily, parseCidr, writeIP } from './ip.js';
 import { namespacedName } from './kubernetes.js';
 import type { Backend, DesiredFrontend, Endpoint, EndpointSlice, FrontendKey, IPAddress, IPFamily, NodeContext, Service, ServicePort } from './types.js';
 
@@ -104,7 +104,12 @@ function compareKeys(a: FrontendKey, b: FrontendKey): number {
 
 /** IPv4 before IPv6, then numerically, so that 10.0.0.9 comes before 10.0.0.10. */
 function compareIPs(a: IPAddress, b: IPAddress): number {
-  return FAMILY_ORDER[familyOf(a)] - FAMILY_ORDER[familyOf(b)] || Buffer.compare(ipToBytes(a), ipToBytes(b));
+  if (a === b) return 0;
+  return FAMILY_ORDER[familyOf(a)] - FAMILY_ORDER[familyOf(b)] || Buffer.compare(writeIP(a, COMPARED_A.fill(0), 0), writeIP(b, COMPARED_B.fill(0), 0));
 }
+
+// Reused by every comparison: sorting 10000 Services' frontends and backends allocated two buffers per comparison.
+const COMPARED_A = Buffer.alloc(16);
+const COMPARED_B = Buffer.alloc(16);
 
 const FAMILY_ORDER: Record<IPFamily, number> = { IPv4: 0, IPv6: 1 };

@@ -350,6 +350,8 @@ function portNumber(raw: unknown, field: string): number {
 
 /** Rejects the second of two entries with the same key (`name "http"`), naming both. */
 function rejectDuplicate<T>(entries: T[], field: string, keyOf: (entry: T) => string): void {
+  // Most Services and slices have one port, which cannot repeat; its key would cost a JSON.stringify.
+  if (entries.length < 2) return;
   const firstIndex = new Map<string, number>();
   entries.forEach((entry, i) => {
     const key = keyOf(entry);
