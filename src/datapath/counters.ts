@@ -4,7 +4,7 @@
 import { frontendId } from '../model/keys.js';
 import type { Protocol } from '../model/types.js';
 import { formatColumns, serviceText } from './dump.js';
-import { addCounters, MAP_CODECS, sumPerCpu, ZERO_COUNTERS, type FrontendCounters } from './layout.js';
+import { MAP_CODECS, sumPerCpu, ZERO_COUNTERS, type FrontendCounters } from './layout.js';
 import type { BpfMap } from './maps.js';
 import type { DatapathState } from './state.js';
 
@@ -72,35 +72,36 @@ export function formatStatsTable(stats: readonly FrontendStats[]): string {
   ]);
 }
 
-/** The labels of one Service port, the unit kube-proxy-style dashboards chart. */
-export interface ServicePortLabels {
+/**
+ * The labels of one frontend's series: its Service port, the unit kube-proxy-style
+ * dashboards chart, and the frontend (`socklb services`' key), so that a series
+ * only ever grows until its frontend leaves.
+ */
+export interface FrontendSeriesLabels {
   namespace: string;
   service: string;
   port: string;
   protocol: Protocol;
+  frontend: string;
 }
 
 /**
- * Counters summed per Service port: a port reached through several frontends
- * (both families, NodePorts, external IPs) is one series. Frontends whose
- * Service name is missing are left out: they have no labels to go under.
+ * Counters per frontend, for /metrics. One series each, not a sum per Service
+ * port: a sum would drop when one of its frontends (a family, a NodePort, an
+ * external IP) leaves, which Prometheus takes for a counter reset. Frontends
+ * whose Service name is missing are left out: they have no labels to go under.
  */
-export function countersByServicePort(state: DatapathState, stats: BpfMap): { labels: ServicePortLabels; counters: FrontendCounters }[] {
-  const frontends = [...state.frontends.values()];
+export function countersByFrontend(state: DatapathState, stats: BpfMap): { labels: FrontendSeriesLabels; counters: FrontendCounters }[] {
   const counters = readCounters(
     stats,
-    frontends.map((frontend) => frontend.serviceId),
+    [...state.frontends.values()].map((frontend) => frontend.serviceId),
   );
-  const byPort = new Map<string, { labels: ServicePortLabels; counters: FrontendCounters }>();
-  for (const frontend of frontends) {
+  const series: { labels: FrontendSeriesLabels; counters: FrontendCounters }[] = [];
+  for (const [id, frontend] of state.frontends) {
     const name = state.serviceNames.get(frontend.serviceId);
     const counted = counters.get(frontend.serviceId);
     if (!name || !counted) continue;
-    const labels = { namespace: name.namespace, service: name.name, port: name.portName, protocol: frontend.key.protocol };
-    const id = `${labels.namespace}/${labels.service}/${labels.port}/${labels.protocol}`;
-    const sum = byPort.get(id) ?? { labels, counters: { ...ZERO_COUNTERS } };
-    addCounters(sum.counters, counted);
-    byPort.set(id, sum);
+    series.push({ labels: { namespace: name.namespace, service: name.name, port: name.portName, protocol: frontend.key.protocol, frontend: id }, counters: counted });
   }
-  return [...byPort.values()];
+  return series;
 }
