@@ -50,7 +50,7 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
   let agent: RunningAgent | undefined;
 
   const stats = () => json<FrontendStats[]>(['stats', '-o', 'json', '--pin-dir', pinDir]);
-  const status = (healthzPort: number) => json<StatusReport>(['status', '-o', 'json', '--pin-dir', pinDir, '--healthz-bind-address', `127.0.0.1:${healthzPort}`]);
+  const status = (metricsPort: number) => json<StatusReport>(['status', '-o', 'json', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${metricsPort}`]);
 
   before(async () => {
     await bed.prepare();
@@ -91,13 +91,13 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     ]);
 
     const metrics = await (await fetch(`http://127.0.0.1:${agent?.metricsPort}/metrics`)).text();
-    const series = (name: string, service: string, port: string, protocol: string) =>
-      new RegExp(`^${name}\\{namespace="default",service="${service}",port="${port}",protocol="${protocol}"\\} (\\d+)$`, 'm').exec(metrics)?.[1];
-    assert.equal(series('socklb_connections_translated_total', 'web', 'http', 'TCP'), '20');
-    assert.equal(series('socklb_reverse_nat_total', 'web', 'http', 'TCP'), '20');
-    assert.equal(series('socklb_connections_refused_total', 'empty', 'http', 'TCP'), '7');
-    assert.equal(series('socklb_datagrams_translated_total', 'dns', 'dns', 'UDP'), '15');
-    assert.equal(series('socklb_reverse_nat_total', 'dns', 'dns', 'UDP'), '15');
+    const series = (name: string, service: string, port: string, protocol: string, frontend: string) =>
+      new RegExp(`^${name}\\{namespace="default",service="${service}",port="${port}",protocol="${protocol}",frontend="${frontend.replace(/\./g, '\\.')}"\\} (\\d+)$`, 'm').exec(metrics)?.[1];
+    assert.equal(series('socklb_connections_translated_total', 'web', 'http', 'TCP', `${WEB_IP}:80/TCP`), '20');
+    assert.equal(series('socklb_reverse_nat_total', 'web', 'http', 'TCP', `${WEB_IP}:80/TCP`), '20');
+    assert.equal(series('socklb_connections_refused_total', 'empty', 'http', 'TCP', `${EMPTY_IP}:80/TCP`), '7');
+    assert.equal(series('socklb_datagrams_translated_total', 'dns', 'dns', 'UDP', `${DNS_IP}:53/UDP`), '15');
+    assert.equal(series('socklb_reverse_nat_total', 'dns', 'dns', 'UDP', `${DNS_IP}:53/UDP`), '15');
   });
 
   it('`backends -o json` lists each backend with its id and the frontends whose slots name it', async () => {
@@ -118,7 +118,10 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     const extra = join(manifests, 'extra.yaml');
     await writeManifest(extra, [service('one-more', ['10.96.0.30'], [HTTP]), service('too-many', ['10.96.0.31'], [HTTP]), service('bad', ['10.96.0.999'], [HTTP])]);
     await waitForServices(pinDir, (frontends) => frontends.length === MAX_FRONTENDS);
-    const report = await status(agent?.healthzPort ?? 0);
+    // The status names rejected objects and kernel errors: not on the health address, which every pod can reach.
+    assert.equal((await fetch(`http://127.0.0.1:${agent?.healthzPort}/statusz`)).status, 404);
+    assert.equal((await fetch(`http://127.0.0.1:${agent?.healthzPort}/healthz`)).status, 200);
+    const report = await status(agent?.metricsPort ?? 0);
     assert.ok(report.agent.running, 'the agent answers');
     if (!report.agent.running) return;
     assert.equal(report.agent.frontends, MAX_FRONTENDS);
@@ -141,7 +144,7 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     assert.deepEqual(maps.socklb_be_v1, [2, 65536]);
     assert.deepEqual(maps.socklb_stats_v1, [null, MAX_FRONTENDS + 1]);
 
-    const text = await socklb(['status', '--pin-dir', pinDir, '--healthz-bind-address', `127.0.0.1:${agent?.healthzPort}`]);
+    const text = await socklb(['status', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${agent?.metricsPort}`]);
     assert.match(text.stdout, /^agent: running \(pid \d+\), healthy/m);
     assert.match(text.stdout, /^problem: frontend 10\.96\.0\.3[01]:80\/TCP is not in the datapath \(retried\): .*map full/m);
     assert.match(text.stdout, /^socklb_fe_v2\s+hash\s+\d+\s+4\s+4\s+100\.0%$/m);
@@ -170,14 +173,14 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
   });
 
   it('`status` after the agent was killed says so and still shows the pinned datapath, which keeps serving', async () => {
-    const healthzPort = agent?.healthzPort ?? 0;
+    const metricsPort = agent?.metricsPort ?? 0;
     await agent?.stop('SIGKILL');
     agent = undefined;
-    const report = await status(healthzPort);
+    const report = await status(metricsPort);
     assert.equal(report.agent.running, false);
     assert.equal(report.attachments.length, 8);
     assert.equal(report.maps.find((map) => map.name === 'socklb_fe_v2')?.entries, 3);
-    const text = await socklb(['status', '--pin-dir', pinDir, '--healthz-bind-address', `127.0.0.1:${healthzPort}`]);
+    const text = await socklb(['status', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${metricsPort}`]);
     assert.equal(text.code, 0);
     assert.match(text.stdout, /^agent: not running: no answer at 127\.0\.0\.1:\d+ \(ECONNREFUSED\); the pinned datapath keeps serving/m);
     const served = await lab.runClient(sandbox, { target: '10.96.0.40', port: 80, count: 5 });
