@@ -1,14 +1,19 @@
 // The inspection commands and the per-frontend counters on a live datapath:
 // real connections and datagrams from a lab sandbox through ClusterIPs, then
 // `socklb stats` and /metrics must count exactly what was sent; `status`
-// with the agent up and after it was killed; `backends -o json`.
+// with the agent up and after it was killed; `backends -o json`; a whole read
+// of the kernel's counter array over several batches.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { FrontendStats } from '../../src/datapath/counters.js';
+import { readCounters, type FrontendStats } from '../../src/datapath/counters.js';
 import type { BackendDescription } from '../../src/datapath/dump.js';
+import { KernelMap } from '../../src/datapath/kernel-maps.js';
+import { MAP_CODECS, MAP_NAMES, statsCodec, ZERO_COUNTERS } from '../../src/datapath/layout.js';
+import { libbpf, libcCalls } from '../../src/datapath/libbpf.js';
 import type { StatusReport } from '../../src/cli/inspect.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import {
@@ -16,6 +21,7 @@ import {
   missingPrivileges,
   service,
   socklb,
+  testPinDirectory,
   waitForServices,
   writeManifest,
   type RunningAgent,
@@ -71,7 +77,7 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
 
   after(() => bed.close());
 
-  it('counts every connect, refusal, datagram and reverse-NAT rewrite, per frontend and per Service port', async () => {
+  it('counts every connect, refusal, datagram and reverse-NAT rewrite, per frontend in `socklb stats` and /metrics', async () => {
     const web = await lab.runClient(sandbox, { target: WEB_IP, port: 80, count: 20 });
     assert.deepEqual(web.errors, {});
     const refused = await lab.runClient(sandbox, { target: EMPTY_IP, port: 80, count: 7 });
@@ -193,6 +199,33 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
       const result = await socklb([command, '--pin-dir', `${pinDir}-absent`]);
       assert.equal(result.code, 1, command);
       assert.match(result.stderr, /^socklb: no socklb datapath pinned at .*-absent\/maps.* \(ENOENT\); start one with `socklb run`\n$/, command);
+    }
+  });
+});
+
+describe('a whole read of the kernel counter array', { skip }, () => {
+  it('reads across batches of 4096 exactly what was counted, every CPU summed', async () => {
+    const path = testPinDirectory('batched-stats');
+    const entries = 10_000;
+    execFileSync('bpftool', ['map', 'create', path, 'type', 'percpu_array', 'key', '4', 'value', String(statsCodec.size), 'entries', String(entries), 'name', MAP_NAMES.stats]);
+    const fd = libbpf.objGet(path);
+    try {
+      assert.ok(fd >= 0, `open ${path}`);
+      const stats = new KernelMap(fd);
+      // The ends of each batch, and ids inside the second and third.
+      const counted = [1, 4095, 4096, 4097, 5000, 8191, 8192, 9999];
+      for (const id of counted) {
+        const copies = Array.from({ length: stats.valuesPerKey }, (_, cpu) => statsCodec.encode({ ...ZERO_COUNTERS, connects: id, datagrams: cpu + 1 }));
+        stats.update(MAP_CODECS.stats.key.encode(id), Buffer.concat(copies));
+      }
+      const ids = Array.from({ length: entries - 1 }, (_, index) => index + 1);
+      const whole = readCounters(stats, ids);
+      const cpus = stats.valuesPerKey;
+      const expected = new Map(ids.map((id) => [id, counted.includes(id) ? { ...ZERO_COUNTERS, connects: id * cpus, datagrams: (cpus * (cpus + 1)) / 2 } : ZERO_COUNTERS]));
+      assert.deepEqual(whole, expected);
+    } finally {
+      if (fd >= 0) libcCalls.close(fd);
+      await rm(path, { force: true });
     }
   });
 });
