@@ -4,6 +4,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+/** kube-proxy's metrics port, on loopback: where /metrics and /statusz are served, and `socklb status` asks. */
+export const DEFAULT_METRICS_BIND_ADDRESS = '127.0.0.1:10249';
+
 export type Route = () => Promise<{ status: number; contentType: string; body: string }>;
 
 /** Parses `127.0.0.1:10249` or `[::1]:10249`. */

@@ -2,7 +2,7 @@
 // socklb's own for what only socklb has.
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { countersByServicePort, type ServicePortLabels } from '../datapath/counters.js';
+import { countersByFrontend, type FrontendSeriesLabels } from '../datapath/counters.js';
 import type { FrontendCounters } from '../datapath/layout.js';
 import type { DatapathMaps, MapRole } from '../datapath/maps.js';
 import type { DatapathState } from '../datapath/state.js';
@@ -76,9 +76,9 @@ export class AgentMetrics {
     });
   }
 
-  /** The Prometheus text of a scrape: the registry's metrics, then the per-Service-port counters. */
+  /** The Prometheus text of a scrape: the registry's metrics, then the per-frontend counters. */
   async render(): Promise<string> {
-    return `${await this.registry.metrics()}\n${formatServicePortCounters(countersByServicePort(this.source.datapath, this.source.maps.stats))}`;
+    return `${await this.registry.metrics()}\n${formatFrontendCounters(countersByFrontend(this.source.datapath, this.source.maps.stats))}`;
   }
 
   recordSync(result: SyncResult): void {
@@ -91,23 +91,26 @@ export class AgentMetrics {
   }
 }
 
-/** The per-Service-port counter families, with their help: see README.md, Operations. */
-export const SERVICE_PORT_COUNTERS: readonly { name: string; help: string; counter: keyof FrontendCounters }[] = [
-  { name: 'socklb_connections_translated_total', help: 'connect() calls sent to an endpoint of the Service port', counter: 'connects' },
-  { name: 'socklb_connections_refused_total', help: 'connect() and sendmsg() calls refused at once (ECONNREFUSED) because the Service port has no endpoint', counter: 'refused' },
-  { name: 'socklb_datagrams_translated_total', help: 'Datagrams of unconnected UDP sockets sent to an endpoint of the Service port', counter: 'datagrams' },
-  { name: 'socklb_reverse_nat_total', help: 'getpeername() and recvmsg() answers rewritten from the endpoint to the Service port', counter: 'reverseNat' },
+/** The per-frontend counter families, with their help: see README.md, Operations. */
+const FRONTEND_COUNTERS: readonly { name: string; help: string; counter: keyof FrontendCounters }[] = [
+  { name: 'socklb_connections_translated_total', help: 'connect() calls to the frontend sent to an endpoint of its Service port', counter: 'connects' },
+  { name: 'socklb_connections_refused_total', help: 'connect() and sendmsg() calls to the frontend refused at once (ECONNREFUSED) because its Service port has no endpoint', counter: 'refused' },
+  { name: 'socklb_datagrams_translated_total', help: 'Datagrams of unconnected UDP sockets to the frontend sent to an endpoint of its Service port', counter: 'datagrams' },
+  { name: 'socklb_reverse_nat_total', help: 'getpeername() and recvmsg() answers rewritten from the endpoint to the frontend', counter: 'reverseNat' },
 ];
 
 /**
- * Written here rather than through prom-client Counters: at 65536 Service
- * ports (four series each) a Counter's reset, per-label inc and formatting
- * cost seconds per scrape; this is one pass over the rows.
+ * Written here rather than through prom-client Counters: at 65536 frontends
+ * (four series each) a Counter's reset, per-label inc and formatting cost
+ * seconds per scrape; this is one pass over the rows. The frontend label is
+ * socklb's own text (an address, a port, a protocol): nothing to escape.
  */
-export function formatServicePortCounters(rows: readonly { labels: ServicePortLabels; counters: FrontendCounters }[]): string {
-  const labelText = rows.map(({ labels }) => `{namespace="${escapeLabel(labels.namespace)}",service="${escapeLabel(labels.service)}",port="${escapeLabel(labels.port)}",protocol="${labels.protocol}"}`);
+function formatFrontendCounters(rows: readonly { labels: FrontendSeriesLabels; counters: FrontendCounters }[]): string {
+  const labelText = rows.map(
+    ({ labels }) => `{namespace="${escapeLabel(labels.namespace)}",service="${escapeLabel(labels.service)}",port="${escapeLabel(labels.port)}",protocol="${labels.protocol}",frontend="${labels.frontend}"}`,
+  );
   const lines: string[] = [];
-  for (const { name, help, counter } of SERVICE_PORT_COUNTERS) {
+  for (const { name, help, counter } of FRONTEND_COUNTERS) {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
     rows.forEach((row, index) => lines.push(`${name}${labelText[index]} ${row.counters[counter]}`));
   }

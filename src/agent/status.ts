@@ -1,5 +1,5 @@
 // The agent's own view for `socklb status`, served as JSON at /statusz on the
-// health address (a z-page, as Kubernetes components serve them): when it
+// metrics address (a z-page, as Kubernetes components serve them): when it
 // last synced, and what it could not do (frontends the kernel refused,
 // objects it rejected). What the maps hold is read by `status` itself.
 

@@ -1,9 +1,9 @@
 // The inspection commands: `status`, `services`, `backends` and `stats`, all
 // reading the live pinned state (and, for `status`, asking the agent at its
-// health address). Registered on the main command by registerInspectCommands.
+// metrics address). Registered on the main command by registerInspectCommands.
 
 import { Command, Option } from 'commander';
-import { parseBindAddress } from '../agent/http-server.js';
+import { DEFAULT_METRICS_BIND_ADDRESS, parseBindAddress } from '../agent/http-server.js';
 import type { AgentStatusReport } from '../agent/status.js';
 import { describeStats, formatStatsTable } from '../datapath/counters.js';
 import { describeBackends, describeFrontends, formatBackendTable, formatColumns, formatTable } from '../datapath/dump.js';
@@ -17,7 +17,6 @@ import { SocklbError } from '../errors.js';
 
 type Output = 'table' | 'json' | 'wide';
 
-const DEFAULT_HEALTHZ_BIND_ADDRESS = '127.0.0.1:10256';
 /** How long `status` waits for the agent: it answers from memory, so a second is plenty. */
 const AGENT_TIMEOUT_MS = 1_000;
 
@@ -62,17 +61,17 @@ function stats(options: { pinDir: string; output: Output }): void {
 export type AgentAnswer = ({ running: true } & AgentStatusReport) | { running: false; reason: string };
 
 /** Asks the agent's /statusz; an agent that does not answer is not running. */
-export async function queryAgent(healthzBindAddress: string): Promise<AgentAnswer> {
-  const bind = parseBindAddress(healthzBindAddress);
-  if (!bind) throw new SocklbError('SOCKLB_ERR_USAGE', `--healthz-bind-address ${healthzBindAddress}: not an address and port such as 127.0.0.1:10256`);
+async function queryAgent(metricsBindAddress: string): Promise<AgentAnswer> {
+  const bind = parseBindAddress(metricsBindAddress);
+  if (!bind) throw new SocklbError('SOCKLB_ERR_USAGE', `--metrics-bind-address ${metricsBindAddress}: not an address and port such as ${DEFAULT_METRICS_BIND_ADDRESS}`);
   const host = bind.host.includes(':') ? `[${bind.host}]` : bind.host;
   try {
     const response = await fetch(`http://${host}:${bind.port}/statusz`, { signal: AbortSignal.timeout(AGENT_TIMEOUT_MS) });
-    if (!response.ok) return { running: false, reason: `${healthzBindAddress}/statusz answered ${response.status}; is this a socklb agent of this version?` };
+    if (!response.ok) return { running: false, reason: `${metricsBindAddress}/statusz answered ${response.status}; is this a socklb agent of this version?` };
     return { running: true, ...((await response.json()) as AgentStatusReport) };
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
-    return { running: false, reason: `no answer at ${healthzBindAddress} (${cause})` };
+    return { running: false, reason: `no answer at ${metricsBindAddress} (${cause})` };
   }
 }
 
@@ -108,10 +107,10 @@ export function formatStatus(report: StatusReport): string {
   return lines.join('\n');
 }
 
-async function status(options: { pinDir: string; output: 'table' | 'json'; healthzBindAddress: string }): Promise<void> {
+async function status(options: { pinDir: string; output: 'table' | 'json'; metricsBindAddress: string }): Promise<void> {
   checkPrivileges();
   const maps = pinnedMaps(options.pinDir);
-  const report: StatusReport = { agent: await queryAgent(options.healthzBindAddress), pinDir: options.pinDir, attachments: pinnedLinks(options.pinDir), maps };
+  const report: StatusReport = { agent: await queryAgent(options.metricsBindAddress), pinDir: options.pinDir, attachments: pinnedLinks(options.pinDir), maps };
   if (options.output === 'json') printJson(report);
   else print(formatStatus(report));
 }
@@ -122,10 +121,10 @@ const outputOption = (formats: Output[]) => new Option('-o, --output <format>', 
 export function registerInspectCommands(program: Command, pinDirOption: () => Option): void {
   program
     .command('status')
-    .description('print the agent (asked at its health address), the attachments and every pinned map\'s fill and capacity')
+    .description('print the agent (asked at its metrics address), the attachments and every pinned map\'s fill and capacity')
     .addOption(outputOption(['table', 'json']))
     .addOption(pinDirOption())
-    .option('--healthz-bind-address <address:port>', 'where the agent serves /healthz (and /statusz)', DEFAULT_HEALTHZ_BIND_ADDRESS)
+    .option('--metrics-bind-address <address:port>', 'where the agent serves /metrics and /statusz', DEFAULT_METRICS_BIND_ADDRESS)
     .action(status);
   program
     .command('services')

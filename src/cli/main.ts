@@ -12,9 +12,10 @@ import { setFlagsFromString } from 'node:v8';
 import type { Server } from 'node:http';
 import { Agent } from '../agent/agent.js';
 import { ProxyHealth } from '../agent/health.js';
-import { listeningPort, parseBindAddress, serveRoutes } from '../agent/http-server.js';
+import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRoutes } from '../agent/http-server.js';
 import { trimAfterCollections } from '../agent/malloc-trim.js';
 import { AgentMetrics } from '../agent/metrics.js';
+import { agentRoutes } from '../agent/routes.js';
 import { AgentStatus } from '../agent/status.js';
 import { describeSockets, formatSocketTable } from '../datapath/dump.js';
 import { MAP_NAMES } from '../datapath/layout.js';
@@ -79,7 +80,7 @@ function bindAddress(flag: string, text: string): { host: string; port: number }
   return bind;
 }
 
-/** Serves /metrics and /healthz, /livez as kube-proxy does; returns what to close on exit. */
+/** Serves /metrics (with /statusz) and /healthz, /livez as kube-proxy does; returns what to close on exit. */
 async function serveObservability(agent: Agent, options: RunOptions, logger: Logger): Promise<Server[]> {
   const metrics = new AgentMetrics(agent);
   const health = new ProxyHealth(HEALTHZ_TIMEOUT_MS);
@@ -92,20 +93,16 @@ async function serveObservability(agent: Agent, options: RunOptions, logger: Log
     if (result.failed > 0) health.updateQueued();
     else health.updated();
   });
-  const healthRoute = async () => {
-    const status = health.status();
-    return { status: status.healthy ? 200 : 503, contentType: 'application/json', body: JSON.stringify({ lastUpdated: status.lastUpdated, currentTime: status.currentTime }) };
-  };
+  const routes = agentRoutes(metrics, health, status);
   const servers: Server[] = [];
   const metricsBind = bindAddress('--metrics-bind-address', options.metricsBindAddress);
   if (metricsBind) {
-    servers.push(await serveRoutes(metricsBind, { '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.render() }) }));
+    servers.push(await serveRoutes(metricsBind, routes.metrics));
     logger.info({ address: metricsBind.host, port: listeningPort(servers[servers.length - 1] as Server) }, 'serving metrics');
   }
   const healthBind = bindAddress('--healthz-bind-address', options.healthzBindAddress);
   if (healthBind) {
-    const statusRoute = async () => ({ status: 200, contentType: 'application/json', body: JSON.stringify(status.report(health.status())) });
-    servers.push(await serveRoutes(healthBind, { '/healthz': healthRoute, '/livez': healthRoute, '/statusz': statusRoute }));
+    servers.push(await serveRoutes(healthBind, routes.health));
     logger.info({ address: healthBind.host, port: listeningPort(servers[servers.length - 1] as Server) }, 'serving health');
   }
   return servers;
@@ -280,7 +277,7 @@ program
   .option('--max-frontends <count>', 'capacity of the frontend map (Service addresses x ports)', positiveInteger('--max-frontends'), DEFAULT_CAPACITIES.frontends)
   .option('--max-backends <count>', 'capacity of the backend map (distinct endpoint addresses and ports)', positiveInteger('--max-backends'), DEFAULT_CAPACITIES.backends)
   .option('--max-slots <count>', 'capacity of the slot map (backends summed over frontends)', positiveInteger('--max-slots'), DEFAULT_CAPACITIES.slots)
-  .option('--metrics-bind-address <address:port>', "Prometheus metrics at /metrics ('' turns it off)", '127.0.0.1:10249')
+  .option('--metrics-bind-address <address:port>', "Prometheus metrics at /metrics and the agent's status at /statusz ('' turns it off)", DEFAULT_METRICS_BIND_ADDRESS)
   .option('--healthz-bind-address <address:port>', "kube-proxy's /healthz and /livez ('' turns it off)", '127.0.0.1:10256')
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')
   .action((options: RunOptions) => run(options));

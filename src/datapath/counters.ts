@@ -1,12 +1,11 @@
 // Reading the programs' per-frontend counters (socklb_stats_v1) and naming
 // them: for `socklb stats`, for /metrics and for tests.
 
-import { frontendId } from '../model/keys.js';
-import type { Protocol } from '../model/types.js';
+import type { Protocol, ServicePortRef } from '../model/types.js';
 import { formatColumns, serviceText } from './dump.js';
-import { addCounters, MAP_CODECS, sumPerCpu, ZERO_COUNTERS, type FrontendCounters } from './layout.js';
+import { MAP_CODECS, sumPerCpu, ZERO_COUNTERS, type FrontendCounters } from './layout.js';
 import type { BpfMap } from './maps.js';
-import type { DatapathState } from './state.js';
+import type { DatapathState, FrontendEntry } from './state.js';
 
 /**
  * Up to this many ids are looked up one by one; more are read with the whole
@@ -36,6 +35,15 @@ export function readCounters(stats: BpfMap, serviceIds: Iterable<number>): Map<n
   return counters;
 }
 
+/** Each frontend (by its key), its entry, its Service port's name (undefined when the maps hold none) and its counters. */
+function countedFrontends(state: DatapathState, stats: BpfMap): { frontend: string; entry: FrontendEntry; name: ServicePortRef | undefined; counters: FrontendCounters }[] {
+  const counters = readCounters(
+    stats,
+    [...state.frontends.values()].map((entry) => entry.serviceId),
+  );
+  return [...state.frontends].map(([frontend, entry]) => ({ frontend, entry, name: state.serviceNames.get(entry.serviceId), counters: counters.get(entry.serviceId) ?? ZERO_COUNTERS }));
+}
+
 /** One frontend's counters, as `socklb stats` shows them. */
 export interface FrontendStats extends FrontendCounters {
   frontend: string;
@@ -46,22 +54,8 @@ export interface FrontendStats extends FrontendCounters {
 
 /** Every frontend's counters, sorted by service, then frontend. */
 export function describeStats(state: DatapathState, stats: BpfMap): FrontendStats[] {
-  const frontends = [...state.frontends.values()];
-  const counters = readCounters(
-    stats,
-    frontends.map((frontend) => frontend.serviceId),
-  );
-  return frontends
-    .map((frontend) => {
-      const name = state.serviceNames.get(frontend.serviceId);
-      const counted = counters.get(frontend.serviceId) ?? ZERO_COUNTERS;
-      return {
-        frontend: frontendId(frontend.key),
-        service: name ? serviceText(name) : '',
-        serviceId: frontend.serviceId,
-        ...counted,
-      };
-    })
+  return countedFrontends(state, stats)
+    .map(({ frontend, entry, name, counters }) => ({ frontend, service: name ? serviceText(name) : '', serviceId: entry.serviceId, ...counters }))
     .sort((a, b) => a.service.localeCompare(b.service) || a.frontend.localeCompare(b.frontend));
 }
 
@@ -72,35 +66,27 @@ export function formatStatsTable(stats: readonly FrontendStats[]): string {
   ]);
 }
 
-/** The labels of one Service port, the unit kube-proxy-style dashboards chart. */
-export interface ServicePortLabels {
+/**
+ * The labels of one frontend's series: its Service port, the unit kube-proxy-style
+ * dashboards chart, and the frontend (`socklb services`' key), so that a series
+ * only ever grows until its frontend leaves.
+ */
+export interface FrontendSeriesLabels {
   namespace: string;
   service: string;
   port: string;
   protocol: Protocol;
+  frontend: string;
 }
 
 /**
- * Counters summed per Service port: a port reached through several frontends
- * (both families, NodePorts, external IPs) is one series. Frontends whose
- * Service name is missing are left out: they have no labels to go under.
+ * Counters per frontend, for /metrics. One series each, not a sum per Service
+ * port: a sum would drop when one of its frontends (a family, a NodePort, an
+ * external IP) leaves, which Prometheus takes for a counter reset. Frontends
+ * whose Service name is missing are left out: they have no labels to go under.
  */
-export function countersByServicePort(state: DatapathState, stats: BpfMap): { labels: ServicePortLabels; counters: FrontendCounters }[] {
-  const frontends = [...state.frontends.values()];
-  const counters = readCounters(
-    stats,
-    frontends.map((frontend) => frontend.serviceId),
+export function countersByFrontend(state: DatapathState, stats: BpfMap): { labels: FrontendSeriesLabels; counters: FrontendCounters }[] {
+  return countedFrontends(state, stats).flatMap(({ frontend, entry, name, counters }) =>
+    name ? [{ labels: { namespace: name.namespace, service: name.name, port: name.portName, protocol: entry.key.protocol, frontend }, counters }] : [],
   );
-  const byPort = new Map<string, { labels: ServicePortLabels; counters: FrontendCounters }>();
-  for (const frontend of frontends) {
-    const name = state.serviceNames.get(frontend.serviceId);
-    const counted = counters.get(frontend.serviceId);
-    if (!name || !counted) continue;
-    const labels = { namespace: name.namespace, service: name.name, port: name.portName, protocol: frontend.key.protocol };
-    const id = `${labels.namespace}/${labels.service}/${labels.port}/${labels.protocol}`;
-    const sum = byPort.get(id) ?? { labels, counters: { ...ZERO_COUNTERS } };
-    addCounters(sum.counters, counted);
-    byPort.set(id, sum);
-  }
-  return [...byPort.values()];
 }

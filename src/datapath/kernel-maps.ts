@@ -101,14 +101,18 @@ export class KernelMap implements BpfMap {
     return this.isArray ? this.batchedEntries() : this.walkedEntries();
   }
 
+  /**
+   * One pair of buffers for the whole read, reused batch after batch (a read of
+   * 65537 counters on 2 CPUs allocated 4 MiB, now 256 KiB): an entry handed out
+   * is a view that the next batch overwrites, so it must be used, not kept.
+   */
   private *batchedEntries(): Generator<[Buffer, Buffer]> {
     // An array's batch position is its next index.
     const next = Buffer.alloc(4);
     let position: Buffer | null = null;
+    const keys = Buffer.alloc(BATCH_ENTRIES * this.keySize);
+    const values = Buffer.alloc(BATCH_ENTRIES * this.valueSize);
     for (;;) {
-      // New buffers for each batch: the entries handed out are views into them.
-      const keys = Buffer.alloc(BATCH_ENTRIES * this.keySize);
-      const values = Buffer.alloc(BATCH_ENTRIES * this.valueSize);
       const count = [BATCH_ENTRIES];
       const rc = libbpf.mapLookupBatch(this.fd, position, next, keys, values, count, null);
       if (rc < 0 && -rc !== ENOENT) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_map_lookup_batch(${this.name}): ${errnoName(-rc)}`);
@@ -116,7 +120,8 @@ export class KernelMap implements BpfMap {
         yield [keys.subarray(entry * this.keySize, (entry + 1) * this.keySize), values.subarray(entry * this.valueSize, (entry + 1) * this.valueSize)];
       }
       if (rc < 0) return;
-      position = Buffer.from(next);
+      position ??= Buffer.alloc(4);
+      next.copy(position);
     }
   }
 

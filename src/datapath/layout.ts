@@ -261,14 +261,6 @@ export const statsCodec: Codec<FrontendCounters> = {
   decode: (raw) => sumPerCpu(view(raw).subarray(0, 32)),
 };
 
-/** Adds `more` into `sum`. */
-export function addCounters(sum: FrontendCounters, more: FrontendCounters): void {
-  sum.connects += more.connects;
-  sum.refused += more.refused;
-  sum.datagrams += more.datagrams;
-  sum.reverseNat += more.reverseNat;
-}
-
 /** The counters of a per-CPU value (every CPU's copy, one after the other), summed. */
 export function sumPerCpu(value: Buffer): FrontendCounters {
   const sum = { ...ZERO_COUNTERS };

@@ -18,6 +18,7 @@ export interface BpfMap {
   /** Deleting an absent key is not an error: every step can be repeated. */
   delete(key: Buffer): void;
   lookup(key: Buffer): Buffer | undefined;
+  /** Each entry may be a view that the iteration's next steps overwrite: decode it, do not keep it. */
   entries(): Iterable<[Buffer, Buffer]>;
 }
 

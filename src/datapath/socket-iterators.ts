@@ -64,7 +64,7 @@ export interface NamespaceSockets {
 
 const WORKER = new URL('./iterator-worker.js', import.meta.url);
 /** Long enough that the destroys of a burst of syncs (a rollout) share one thread. */
-export const DEFAULT_IDLE_STOP_MS = 30_000;
+const DEFAULT_IDLE_STOP_MS = 30_000;
 
 export class SocketIterators {
   private worker: Worker | undefined;

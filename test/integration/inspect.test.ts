@@ -1,14 +1,19 @@
 // The inspection commands and the per-frontend counters on a live datapath:
 // real connections and datagrams from a lab sandbox through ClusterIPs, then
 // `socklb stats` and /metrics must count exactly what was sent; `status`
-// with the agent up and after it was killed; `backends -o json`.
+// with the agent up and after it was killed; `backends -o json`; a whole read
+// of the kernel's counter array over several batches.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { FrontendStats } from '../../src/datapath/counters.js';
+import { readCounters, type FrontendStats } from '../../src/datapath/counters.js';
 import type { BackendDescription } from '../../src/datapath/dump.js';
+import { KernelMap } from '../../src/datapath/kernel-maps.js';
+import { MAP_CODECS, MAP_NAMES, statsCodec, ZERO_COUNTERS } from '../../src/datapath/layout.js';
+import { libbpf, libcCalls } from '../../src/datapath/libbpf.js';
 import type { StatusReport } from '../../src/cli/inspect.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import {
@@ -16,6 +21,7 @@ import {
   missingPrivileges,
   service,
   socklb,
+  testPinDirectory,
   waitForServices,
   writeManifest,
   type RunningAgent,
@@ -50,7 +56,7 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
   let agent: RunningAgent | undefined;
 
   const stats = () => json<FrontendStats[]>(['stats', '-o', 'json', '--pin-dir', pinDir]);
-  const status = (healthzPort: number) => json<StatusReport>(['status', '-o', 'json', '--pin-dir', pinDir, '--healthz-bind-address', `127.0.0.1:${healthzPort}`]);
+  const status = (metricsPort: number) => json<StatusReport>(['status', '-o', 'json', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${metricsPort}`]);
 
   before(async () => {
     await bed.prepare();
@@ -71,7 +77,7 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
 
   after(() => bed.close());
 
-  it('counts every connect, refusal, datagram and reverse-NAT rewrite, per frontend and per Service port', async () => {
+  it('counts every connect, refusal, datagram and reverse-NAT rewrite, per frontend in `socklb stats` and /metrics', async () => {
     const web = await lab.runClient(sandbox, { target: WEB_IP, port: 80, count: 20 });
     assert.deepEqual(web.errors, {});
     const refused = await lab.runClient(sandbox, { target: EMPTY_IP, port: 80, count: 7 });
@@ -91,13 +97,13 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     ]);
 
     const metrics = await (await fetch(`http://127.0.0.1:${agent?.metricsPort}/metrics`)).text();
-    const series = (name: string, service: string, port: string, protocol: string) =>
-      new RegExp(`^${name}\\{namespace="default",service="${service}",port="${port}",protocol="${protocol}"\\} (\\d+)$`, 'm').exec(metrics)?.[1];
-    assert.equal(series('socklb_connections_translated_total', 'web', 'http', 'TCP'), '20');
-    assert.equal(series('socklb_reverse_nat_total', 'web', 'http', 'TCP'), '20');
-    assert.equal(series('socklb_connections_refused_total', 'empty', 'http', 'TCP'), '7');
-    assert.equal(series('socklb_datagrams_translated_total', 'dns', 'dns', 'UDP'), '15');
-    assert.equal(series('socklb_reverse_nat_total', 'dns', 'dns', 'UDP'), '15');
+    const series = (name: string, service: string, port: string, protocol: string, frontend: string) =>
+      new RegExp(`^${name}\\{namespace="default",service="${service}",port="${port}",protocol="${protocol}",frontend="${frontend.replace(/\./g, '\\.')}"\\} (\\d+)$`, 'm').exec(metrics)?.[1];
+    assert.equal(series('socklb_connections_translated_total', 'web', 'http', 'TCP', `${WEB_IP}:80/TCP`), '20');
+    assert.equal(series('socklb_reverse_nat_total', 'web', 'http', 'TCP', `${WEB_IP}:80/TCP`), '20');
+    assert.equal(series('socklb_connections_refused_total', 'empty', 'http', 'TCP', `${EMPTY_IP}:80/TCP`), '7');
+    assert.equal(series('socklb_datagrams_translated_total', 'dns', 'dns', 'UDP', `${DNS_IP}:53/UDP`), '15');
+    assert.equal(series('socklb_reverse_nat_total', 'dns', 'dns', 'UDP', `${DNS_IP}:53/UDP`), '15');
   });
 
   it('`backends -o json` lists each backend with its id and the frontends whose slots name it', async () => {
@@ -118,7 +124,10 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     const extra = join(manifests, 'extra.yaml');
     await writeManifest(extra, [service('one-more', ['10.96.0.30'], [HTTP]), service('too-many', ['10.96.0.31'], [HTTP]), service('bad', ['10.96.0.999'], [HTTP])]);
     await waitForServices(pinDir, (frontends) => frontends.length === MAX_FRONTENDS);
-    const report = await status(agent?.healthzPort ?? 0);
+    // The status names rejected objects and kernel errors: not on the health address, which every pod can reach.
+    assert.equal((await fetch(`http://127.0.0.1:${agent?.healthzPort}/statusz`)).status, 404);
+    assert.equal((await fetch(`http://127.0.0.1:${agent?.healthzPort}/healthz`)).status, 200);
+    const report = await status(agent?.metricsPort ?? 0);
     assert.ok(report.agent.running, 'the agent answers');
     if (!report.agent.running) return;
     assert.equal(report.agent.frontends, MAX_FRONTENDS);
@@ -141,7 +150,7 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     assert.deepEqual(maps.socklb_be_v1, [2, 65536]);
     assert.deepEqual(maps.socklb_stats_v1, [null, MAX_FRONTENDS + 1]);
 
-    const text = await socklb(['status', '--pin-dir', pinDir, '--healthz-bind-address', `127.0.0.1:${agent?.healthzPort}`]);
+    const text = await socklb(['status', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${agent?.metricsPort}`]);
     assert.match(text.stdout, /^agent: running \(pid \d+\), healthy/m);
     assert.match(text.stdout, /^problem: frontend 10\.96\.0\.3[01]:80\/TCP is not in the datapath \(retried\): .*map full/m);
     assert.match(text.stdout, /^socklb_fe_v2\s+hash\s+\d+\s+4\s+4\s+100\.0%$/m);
@@ -170,14 +179,14 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
   });
 
   it('`status` after the agent was killed says so and still shows the pinned datapath, which keeps serving', async () => {
-    const healthzPort = agent?.healthzPort ?? 0;
+    const metricsPort = agent?.metricsPort ?? 0;
     await agent?.stop('SIGKILL');
     agent = undefined;
-    const report = await status(healthzPort);
+    const report = await status(metricsPort);
     assert.equal(report.agent.running, false);
     assert.equal(report.attachments.length, 8);
     assert.equal(report.maps.find((map) => map.name === 'socklb_fe_v2')?.entries, 3);
-    const text = await socklb(['status', '--pin-dir', pinDir, '--healthz-bind-address', `127.0.0.1:${healthzPort}`]);
+    const text = await socklb(['status', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${metricsPort}`]);
     assert.equal(text.code, 0);
     assert.match(text.stdout, /^agent: not running: no answer at 127\.0\.0\.1:\d+ \(ECONNREFUSED\); the pinned datapath keeps serving/m);
     const served = await lab.runClient(sandbox, { target: '10.96.0.40', port: 80, count: 5 });
@@ -190,6 +199,33 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
       const result = await socklb([command, '--pin-dir', `${pinDir}-absent`]);
       assert.equal(result.code, 1, command);
       assert.match(result.stderr, /^socklb: no socklb datapath pinned at .*-absent\/maps.* \(ENOENT\); start one with `socklb run`\n$/, command);
+    }
+  });
+});
+
+describe('a whole read of the kernel counter array', { skip }, () => {
+  it('reads across batches of 4096 exactly what was counted, every CPU summed', async () => {
+    const path = testPinDirectory('batched-stats');
+    const entries = 10_000;
+    execFileSync('bpftool', ['map', 'create', path, 'type', 'percpu_array', 'key', '4', 'value', String(statsCodec.size), 'entries', String(entries), 'name', MAP_NAMES.stats]);
+    const fd = libbpf.objGet(path);
+    try {
+      assert.ok(fd >= 0, `open ${path}`);
+      const stats = new KernelMap(fd);
+      // The ends of each batch, and ids inside the second and third.
+      const counted = [1, 4095, 4096, 4097, 5000, 8191, 8192, 9999];
+      for (const id of counted) {
+        const copies = Array.from({ length: stats.valuesPerKey }, (_, cpu) => statsCodec.encode({ ...ZERO_COUNTERS, connects: id, datagrams: cpu + 1 }));
+        stats.update(MAP_CODECS.stats.key.encode(id), Buffer.concat(copies));
+      }
+      const ids = Array.from({ length: entries - 1 }, (_, index) => index + 1);
+      const whole = readCounters(stats, ids);
+      const cpus = stats.valuesPerKey;
+      const expected = new Map(ids.map((id) => [id, counted.includes(id) ? { ...ZERO_COUNTERS, connects: id * cpus, datagrams: (cpus * (cpus + 1)) / 2 } : ZERO_COUNTERS]));
+      assert.deepEqual(whole, expected);
+    } finally {
+      if (fd >= 0) libcCalls.close(fd);
+      await rm(path, { force: true });
     }
   });
 });

@@ -103,7 +103,7 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
   });
 
   it('shows each sandbox\'s links in `socklb status`', async () => {
-    const result = await socklb(['status', '-o', 'json', '--pin-dir', pinDir, '--healthz-bind-address', `127.0.0.1:${agent?.healthzPort}`]);
+    const result = await socklb(['status', '-o', 'json', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${agent?.metricsPort}`]);
     assert.equal(result.code, 0, result.stderr);
     const { attachments } = JSON.parse(result.stdout) as { attachments: { cgroup: string; sandbox?: string; program: string; linkId: number }[] };
     const bySandbox = (id: string) => attachments.filter((link) => link.sandbox === id);

@@ -1,11 +1,11 @@
 // The per-frontend counters on in-memory maps: the per-CPU codec, reading
-// (by lookups and by a whole-map read), naming per frontend and per Service
-// port, the reset of a reused service id, and their metrics at scrape time.
+// (by lookups and by a whole-map read), naming per frontend (for `socklb
+// stats` and for /metrics), the reset of a reused service id, and their metrics at scrape time.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AgentMetrics } from '../../src/agent/metrics.js';
-import { countersByServicePort, describeStats, formatStatsTable, readCounters } from '../../src/datapath/counters.js';
+import { countersByFrontend, describeStats, formatStatsTable, readCounters } from '../../src/datapath/counters.js';
 import { MAP_CODECS, statsCodec, sumPerCpu, ZERO_COUNTERS, type FrontendCounters } from '../../src/datapath/layout.js';
 import type { BpfMap } from '../../src/datapath/maps.js';
 import { memoryMaps } from '../../src/datapath/memory-maps.js';
@@ -74,7 +74,7 @@ describe('readCounters', () => {
   });
 });
 
-describe('counters by frontend and by Service port', () => {
+describe('counters by frontend', () => {
   it('`socklb stats` names each frontend, sorted by Service then frontend', () => {
     const { maps, state, idOf } = programmed(WEB_V4, WEB_V6, DNS);
     count(maps.stats, idOf('10.96.0.10', 80, 'TCP'), [{ connects: 3, reverseNat: 3 }, { connects: 2 }]);
@@ -97,15 +97,27 @@ describe('counters by frontend and by Service port', () => {
     );
   });
 
-  it('a Service port reached through several frontends is one series', () => {
+  it('a Service port reached through several frontends has one series per frontend, labelled with both', () => {
     const { maps, state, idOf } = programmed(WEB_V4, WEB_V6, DNS);
     count(maps.stats, idOf('10.96.0.10', 80, 'TCP'), [{ connects: 3 }, { connects: 2 }]);
     count(maps.stats, idOf('fd00:96::10', 80, 'TCP'), [{ connects: 10, refused: 1 }, {}]);
-    const series = countersByServicePort(state, maps.stats).sort((a, b) => a.labels.service.localeCompare(b.labels.service));
+    const series = countersByFrontend(state, maps.stats).sort((a, b) => (a.labels.frontend < b.labels.frontend ? -1 : 1));
     assert.deepEqual(series, [
-      { labels: { namespace: 'default', service: 'dns', port: 'dns', protocol: 'UDP' }, counters: ZERO_COUNTERS },
-      { labels: { namespace: 'default', service: 'web', port: 'http', protocol: 'TCP' }, counters: { connects: 15, refused: 1, datagrams: 0, reverseNat: 0 } },
+      { labels: { namespace: 'default', service: 'web', port: 'http', protocol: 'TCP', frontend: '10.96.0.10:80/TCP' }, counters: { connects: 5, refused: 0, datagrams: 0, reverseNat: 0 } },
+      { labels: { namespace: 'default', service: 'dns', port: 'dns', protocol: 'UDP', frontend: '10.96.0.53:53/UDP' }, counters: ZERO_COUNTERS },
+      { labels: { namespace: 'default', service: 'web', port: 'http', protocol: 'TCP', frontend: '[fd00:96::10]:80/TCP' }, counters: { connects: 10, refused: 1, datagrams: 0, reverseNat: 0 } },
     ]);
+  });
+
+  it('a series never goes down when another frontend of its Service port leaves', () => {
+    const { maps, state, idOf } = programmed(WEB_V4, WEB_V6);
+    count(maps.stats, idOf('10.96.0.10', 80, 'TCP'), [{ connects: 3 }, {}]);
+    count(maps.stats, idOf('fd00:96::10', 80, 'TCP'), [{ connects: 10 }, {}]);
+    const connectsByFrontend = () => Object.fromEntries(countersByFrontend(state, maps.stats).map(({ labels, counters }) => [labels.frontend, counters.connects]));
+    assert.deepEqual(connectsByFrontend(), { '10.96.0.10:80/TCP': 3, '[fd00:96::10]:80/TCP': 10 });
+    // The Service drops its IPv6 family: the IPv4 series keeps its count, the IPv6 one is gone.
+    reconcile(maps, state, desiredOf(WEB_V4), [frontendId(WEB_V6.key)]);
+    assert.deepEqual(connectsByFrontend(), { '10.96.0.10:80/TCP': 3 });
   });
 });
 
@@ -135,22 +147,29 @@ describe('a reused service id', () => {
 });
 
 describe('AgentMetrics', () => {
-  it('exports the counters per Service port at scrape time', async () => {
+  it('exports the counters per frontend at scrape time', async () => {
     const { maps, state, idOf } = programmed(WEB_V4, WEB_V6, DNS);
     const metrics = new AgentMetrics({ datapath: state, maps, problemCount: () => 0 });
     count(maps.stats, idOf('10.96.0.10', 80, 'TCP'), [{ connects: 3, reverseNat: 1 }, { connects: 4 }]);
     count(maps.stats, idOf('fd00:96::10', 80, 'TCP'), [{ refused: 2 }, {}]);
     count(maps.stats, idOf('10.96.0.53', 53, 'UDP'), [{ datagrams: 6 }, { reverseNat: 6 }]);
     const lines = (await metrics.render()).split('\n').filter((line) => /^socklb_(connections|datagrams|reverse)/.test(line));
+    const dns = 'namespace="default",service="dns",port="dns",protocol="UDP",frontend="10.96.0.53:53/UDP"';
+    const webV4 = 'namespace="default",service="web",port="http",protocol="TCP",frontend="10.96.0.10:80/TCP"';
+    const webV6 = 'namespace="default",service="web",port="http",protocol="TCP",frontend="[fd00:96::10]:80/TCP"';
     assert.deepEqual(lines.sort(), [
-      'socklb_connections_refused_total{namespace="default",service="dns",port="dns",protocol="UDP"} 0',
-      'socklb_connections_refused_total{namespace="default",service="web",port="http",protocol="TCP"} 2',
-      'socklb_connections_translated_total{namespace="default",service="dns",port="dns",protocol="UDP"} 0',
-      'socklb_connections_translated_total{namespace="default",service="web",port="http",protocol="TCP"} 7',
-      'socklb_datagrams_translated_total{namespace="default",service="dns",port="dns",protocol="UDP"} 6',
-      'socklb_datagrams_translated_total{namespace="default",service="web",port="http",protocol="TCP"} 0',
-      'socklb_reverse_nat_total{namespace="default",service="dns",port="dns",protocol="UDP"} 6',
-      'socklb_reverse_nat_total{namespace="default",service="web",port="http",protocol="TCP"} 1',
+      `socklb_connections_refused_total{${dns}} 0`,
+      `socklb_connections_refused_total{${webV4}} 0`,
+      `socklb_connections_refused_total{${webV6}} 2`,
+      `socklb_connections_translated_total{${dns}} 0`,
+      `socklb_connections_translated_total{${webV4}} 7`,
+      `socklb_connections_translated_total{${webV6}} 0`,
+      `socklb_datagrams_translated_total{${dns}} 6`,
+      `socklb_datagrams_translated_total{${webV4}} 0`,
+      `socklb_datagrams_translated_total{${webV6}} 0`,
+      `socklb_reverse_nat_total{${dns}} 6`,
+      `socklb_reverse_nat_total{${webV4}} 1`,
+      `socklb_reverse_nat_total{${webV6}} 0`,
     ]);
     // A Service that is gone leaves no series behind at the next scrape.
     reconcile(maps, state, desiredOf(DNS), [frontendId(WEB_V4.key), frontendId(WEB_V6.key)]);

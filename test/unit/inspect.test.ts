@@ -1,9 +1,12 @@
 // What the inspection commands print, from in-memory maps and made-up pinned
 // state: `services -o wide`, `backends`, `status` with and without an agent,
-// and the agent's /statusz report.
+// and the agent's /statusz report and where it is served.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ProxyHealth } from '../../src/agent/health.js';
+import { AgentMetrics } from '../../src/agent/metrics.js';
+import { agentRoutes } from '../../src/agent/routes.js';
 import { AgentStatus } from '../../src/agent/status.js';
 import { formatStatus, type StatusReport } from '../../src/cli/inspect.js';
 import { describeBackends, describeFrontends, formatBackendTable, formatTable } from '../../src/datapath/dump.js';
@@ -16,7 +19,7 @@ import type { DesiredFrontend } from '../../src/model/types.js';
 const POD_A = { address: '10.244.0.2', port: 8080 };
 const POD_B = { address: '10.244.0.3', port: 8080 };
 
-function datapath(): DatapathState {
+function programmed() {
   const frontends: DesiredFrontend[] = [
     { key: { address: '10.96.0.10', port: 80, protocol: 'TCP' }, service: { namespace: 'default', name: 'web', portName: 'http' }, backends: [POD_A, POD_B], affinityTimeoutSeconds: 10800 },
     { key: { address: '10.96.0.53', port: 53, protocol: 'UDP' }, service: { namespace: 'kube-system', name: 'dns', portName: '' }, backends: [POD_B], affinityTimeoutSeconds: 0 },
@@ -26,7 +29,11 @@ function datapath(): DatapathState {
   const maps = memoryMaps();
   const state = DatapathState.read(maps);
   reconcile(maps, state, desired, desired.keys());
-  return state;
+  return { maps, state };
+}
+
+function datapath(): DatapathState {
+  return programmed().state;
 }
 
 describe('`socklb services`', () => {
@@ -141,5 +148,22 @@ describe('AgentStatus (/statusz)', () => {
       { lastSync: report.lastSync, startedAt: report.startedAt, frontends: report.frontends, backends: report.backends, failedFrontends: report.failedFrontends },
       { lastSync: '2026-01-01T00:00:05.000Z', startedAt: '2026-01-01T00:00:00.000Z', frontends: 3, backends: 2, failedFrontends: [{ frontend: 'f', error: 'e' }] },
     );
+  });
+});
+
+describe('the agent\'s HTTP routes', () => {
+  it('/statusz is served beside /metrics, not on the health address that every pod can reach', async () => {
+    const { maps, state } = programmed();
+    const problem = { source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' };
+    const status = new AgentStatus({ datapath: state, problems: () => [problem], failures: () => [] });
+    const routes = agentRoutes(new AgentMetrics({ datapath: state, maps, problemCount: () => 1 }), new ProxyHealth(60_000), status);
+    assert.deepEqual(Object.keys(routes.health).sort(), ['/healthz', '/livez']);
+    assert.deepEqual(Object.keys(routes.metrics).sort(), ['/metrics', '/statusz']);
+    const statusz = await routes.metrics['/statusz']?.();
+    assert.equal(statusz?.status, 200);
+    assert.deepEqual((JSON.parse(statusz?.body ?? '{}') as { inputProblems: unknown }).inputProblems, [problem]);
+    const healthz = await routes.health['/healthz']?.();
+    assert.equal(healthz?.status, 200);
+    assert.deepEqual(Object.keys(JSON.parse(healthz?.body ?? '{}') as object), ['lastUpdated', 'currentTime'], 'kube-proxy\'s answer, nothing of the agent\'s state');
   });
 });

@@ -1,0 +1,24 @@
+// What the agent answers over HTTP, server by server. The health address is
+// for probes: the DaemonSet binds it to 0.0.0.0 for cloud load balancers, so
+// every pod can reach it, and it answers kube-proxy's /healthz and /livez only.
+// /statusz names rejected objects and kernel errors: it is served beside
+// /metrics, on loopback unless told otherwise.
+
+import type { ProxyHealth } from './health.js';
+import type { Route } from './http-server.js';
+import type { AgentMetrics } from './metrics.js';
+import type { AgentStatus } from './status.js';
+
+export function agentRoutes(metrics: AgentMetrics, health: ProxyHealth, status: AgentStatus): { metrics: Record<string, Route>; health: Record<string, Route> } {
+  const healthRoute: Route = async () => {
+    const verdict = health.status();
+    return { status: verdict.healthy ? 200 : 503, contentType: 'application/json', body: JSON.stringify({ lastUpdated: verdict.lastUpdated, currentTime: verdict.currentTime }) };
+  };
+  return {
+    metrics: {
+      '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.render() }),
+      '/statusz': async () => ({ status: 200, contentType: 'application/json', body: JSON.stringify(status.report(health.status())) }),
+    },
+    health: { '/healthz': healthRoute, '/livez': healthRoute },
+  };
+}
