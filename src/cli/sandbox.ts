@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { SocklbError } from '../errors.js';
 import type { LoadedDatapath } from '../datapath/loader.js';
 import type { Logger } from '../log.js';
-import { claimControlSocket, DEFAULT_CONTROL_SOCKET, requestControl, serveControlSocket, type ControlServer } from '../sandbox/control-socket.js';
+import { claimControlSocket, DEFAULT_CONTROL_SOCKET, requestControl } from '../sandbox/control-socket.js';
 import { cgroupOfProcess, HOOK_STAGES, hookAction, parseContainerState, type HookStage } from '../sandbox/oci-state.js';
 import { PinnedSandboxes } from '../sandbox/pins.js';
 import type { ControlRequest } from '../sandbox/protocol.js';
@@ -29,25 +29,25 @@ export interface SandboxService {
 
 /**
  * The registry rebuilt from the pins of an earlier run. The control socket is claimed first, so
- * that a second agent started by mistake stops before it touches any attachment; it is served
- * once `serve()` is called, when everything that may still fail at start has been done.
+ * that a second agent started by mistake stops before it touches any attachment; requests are
+ * held from then on and answered once `serve()` is called, when everything that may still fail
+ * at start has been done.
  */
 export async function adoptSandboxes(datapath: LoadedDatapath, pinDirectory: string, controlSocket: string, logger: Logger): Promise<SandboxService> {
-  if (controlSocket !== '') await claimControlSocket(controlSocket);
+  const socket = controlSocket === '' ? undefined : await claimControlSocket(controlSocket, logger);
   const attachments = new PinnedSandboxes(datapath, pinDirectory);
   const { adopted, stale } = attachments.adopt();
   for (const sandbox of adopted) logger.info(sandbox, `adopted sandbox ${sandbox.id}`);
-  for (const sandbox of stale) logger.info(sandbox, `removed sandbox ${sandbox.id}: its cgroup is gone`);
+  for (const { reason, ...sandbox } of stale) logger.warn({ ...sandbox, reason }, `removed sandbox ${sandbox.id}: ${reason}`);
   const registry = new SandboxRegistry(attachments, adopted);
-  let server: ControlServer | undefined;
   return {
     registry,
     async serve() {
-      if (controlSocket === '') return;
-      server = await serveControlSocket(controlSocket, registry, logger);
+      if (socket === undefined) return;
+      socket.serve(registry);
       logger.info({ path: controlSocket }, 'serving the control socket');
     },
-    close: async () => server?.close(),
+    close: async () => socket?.close(),
   };
 }
 

@@ -7,7 +7,7 @@ import { SocklbError, errnoName } from '../errors.js';
 import { mapInfo, mapTypeName } from './kernel-maps.js';
 import { lastErrno, libbpf, libcCalls } from './libbpf.js';
 import { pinLayout, pinnedLinkDirectories } from './loader.js';
-import { pinnedSandboxes } from '../sandbox/pins.js';
+import { entriesOf, pinnedSandboxes } from '../sandbox/pins.js';
 
 export interface PinnedLink {
   cgroup: string;
@@ -62,7 +62,7 @@ export function pinnedLinks(pinDirectory: string): PinnedLink[] {
   ];
   const links: PinnedLink[] = [];
   for (const { cgroup, sandbox, directory } of directories) {
-    for (const program of readdirSync(directory)) {
+    for (const program of entriesOf(directory) ?? []) {
       const path = `${directory}/${program}`;
       try {
         // struct bpf_link_info: type, id, prog_id (u32 each).

@@ -1,8 +1,8 @@
-// The agent's control socket: a Unix socket only root can use (its directory is made 0700 and the
+// The agent's control socket: a Unix socket only root can use (its directory root's and 0700, the
 // socket 0600), through which `socklb sandbox` and `socklb oci-hook` add and remove sandboxes.
 // Both ends are here; the protocol is in protocol.ts.
 
-import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, unlinkSync, type Stats } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { SocklbError } from '../errors.js';
@@ -16,11 +16,11 @@ export const DEFAULT_CONTROL_SOCKET = '/run/socklb/control.sock';
 const REQUEST_TIMEOUT_MS = 5_000;
 
 /** Serves one request against the registry. */
-export function answer(registry: SandboxRegistry, request: ControlRequest): ControlResponse {
+function answer(registry: SandboxRegistry, request: ControlRequest): ControlResponse {
   try {
     switch (request.op) {
       case 'add':
-        return { ok: true, outcome: registry.add(request.id, request.cgroup), sandbox: { id: request.id, cgroup: request.cgroup } };
+        return { ok: true, ...registry.add(request.id, request.cgroup) };
       case 'remove':
         return { ok: true, outcome: 'removed', sandbox: registry.remove(request.id) };
       case 'list':
@@ -31,64 +31,136 @@ export function answer(registry: SandboxRegistry, request: ControlRequest): Cont
   }
 }
 
-export interface ControlServer {
-  /** Stops listening and removes the socket file. */
+export interface ControlSocket {
+  /** Starts answering, the requests held since the claim first. */
+  serve(registry: SandboxRegistry): void;
+  /** Stops listening, drops the requests still held, and removes the socket file. */
   close(): Promise<void>;
 }
 
 /**
- * Makes the socket's directory, and refuses when another agent answers at `path`; a socket file
- * left by a killed agent is removed. Called before anything is attached, so that a second agent
- * started by mistake changes nothing before it stops.
+ * Listens on `path`, refusing when another agent serves it (a socket file left by a killed agent
+ * is replaced). Called before anything is attached, so that a second agent started by mistake
+ * changes nothing before it stops; requests that arrive before `serve` are held until then.
  */
-export async function claimControlSocket(path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  await removeDeadSocket(path);
-}
-
-/** Listens on `path` (see claimControlSocket). */
-export async function serveControlSocket(path: string, registry: SandboxRegistry, logger: Logger): Promise<ControlServer> {
-  await claimControlSocket(path);
-  const server = createServer((connection) => serveConnection(connection, registry, logger));
-  // The socket file is created 0600 from the start: no moment when someone else could connect.
-  const umask = process.umask(0o177);
+export async function claimControlSocket(path: string, logger: Logger): Promise<ControlSocket> {
+  secureDirectory(dirname(path));
+  let serve!: (registry: SandboxRegistry) => void;
+  const ready = new Promise<SandboxRegistry>((resolve) => (serve = resolve));
+  // Half open: a client may end its side after the request and still read the answer.
+  const connections = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (connection) => {
+    connections.add(connection);
+    connection.once('close', () => connections.delete(connection));
+    serveConnection(connection, ready, logger);
+  });
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    if (!(await listen(server, path))) {
+      await removeDeadSocket(path);
+      // Lost to an agent that claimed the path meanwhile: it answers now, and the path is its.
+      if (!(await listen(server, path))) throw anotherAgent(path);
+    }
   } catch (error) {
+    if (error instanceof SocklbError) throw error;
     throw new SocklbError('SOCKLB_ERR_CONTROL', `cannot serve the control socket ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
-  } finally {
-    process.umask(umask);
   }
-  return { close: () => closeServer(server) };
+  // An accept that fails (EMFILE) is reported here; without a listener it would end the agent.
+  server.on('error', (error: NodeJS.ErrnoException) => logger.error({ path, code: error.code }, `control socket ${path}: ${error.message}`));
+  return {
+    serve,
+    close: () => {
+      // Held requests too: the server closes only once every connection has.
+      for (const connection of connections) connection.destroy();
+      return closeServer(server);
+    },
+  };
 }
 
-function serveConnection(connection: Socket, registry: SandboxRegistry, logger: Logger): void {
-  let buffered = '';
-  connection.setEncoding('utf8');
+/** Resolves false when the path is taken (EADDRINUSE). */
+function listen(server: Server, path: string): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    const fail = (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? resolve(false) : reject(error));
+    server.once('error', fail);
+    // The socket file is created 0600 from the start: no moment when someone else could connect.
+    // Node binds within listen(), so the umask is restored before anything else runs.
+    const umask = process.umask(0o177);
+    try {
+      server.listen(path, () => {
+        server.off('error', fail);
+        resolve(true);
+      });
+    } finally {
+      process.umask(umask);
+    }
+  });
+}
+
+/**
+ * The socket's directory, made 0700 if absent. One that exists is used only if nobody but root
+ * can change it (a symlink, another owner or a writable mode would let someone else replace the
+ * socket); the DaemonSet's hostPath makes it 0755, which is narrowed to 0700.
+ */
+function secureDirectory(directory: string): void {
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  const status = lstatSync(directory);
+  const refuse = (reason: string) => new SocklbError('SOCKLB_ERR_CONTROL', `control socket directory ${directory}: ${reason}; fix it or choose another --control-socket`);
+  if (status.isSymbolicLink()) throw refuse('is a symbolic link');
+  if (!status.isDirectory()) throw refuse('is not a directory');
+  if (status.uid !== 0 && status.uid !== process.geteuid?.()) throw refuse(`is owned by uid ${status.uid}, not root`);
+  if ((status.mode & 0o077) !== 0) chmodSync(directory, 0o700);
+}
+
+function serveConnection(connection: Socket, ready: Promise<SandboxRegistry>, logger: Logger): void {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  let handled = false;
   connection.setTimeout(REQUEST_TIMEOUT_MS, () => connection.destroy());
   connection.on('error', () => connection.destroy());
-  connection.on('data', (chunk: string) => {
-    buffered += chunk;
-    const end = buffered.indexOf('\n');
-    if (end < 0 && buffered.length <= MAX_REQUEST_BYTES) return;
+  const handle = (line: Buffer | undefined) => {
+    handled = true;
     connection.removeAllListeners('data');
-    let response: ControlResponse;
-    try {
-      if (end < 0) throw new SocklbError('SOCKLB_ERR_CONTROL', `control socket: request longer than ${MAX_REQUEST_BYTES} bytes`);
-      const request = parseRequest(buffered.slice(0, end));
-      response = answer(registry, request);
-      if (request.op !== 'list') logRequest(logger, request, response);
-    } catch (error) {
-      response = errorResponse(error);
+    // The request is in: from here on the client's own timeout applies, also while it is held.
+    connection.setTimeout(0);
+    if (line === undefined) {
+      reply(connection, errorResponse(new SocklbError('SOCKLB_ERR_CONTROL', `control socket: request longer than ${MAX_REQUEST_BYTES} bytes`)));
+      return;
     }
-    connection.end(encodeMessage(response));
+    void ready.then((registry) => {
+      // A client that gave up was told the request failed: acting on it now would contradict that.
+      if (connection.destroyed) return;
+      reply(connection, respond(registry, line.toString('utf8'), logger));
+    });
+  };
+  connection.on('data', (chunk: Buffer) => {
+    const newline = chunk.indexOf(0x0a);
+    const length = bytes + (newline >= 0 ? newline : chunk.length);
+    chunks.push(chunk);
+    bytes += chunk.length;
+    if (length > MAX_REQUEST_BYTES) handle(undefined);
+    else if (newline >= 0) handle(Buffer.concat(chunks).subarray(0, length));
   });
+  // A client that ends its request with EOF instead of a newline gets its answer now; one that
+  // sent nothing (another agent probing, for one) is only closed.
+  connection.on('end', () => {
+    if (handled) return;
+    if (bytes === 0) connection.end();
+    else handle(Buffer.concat(chunks));
+  });
+}
+
+function respond(registry: SandboxRegistry, line: string, logger: Logger): ControlResponse {
+  try {
+    const request = parseRequest(line);
+    const response = answer(registry, request);
+    if (request.op !== 'list') logRequest(logger, request, response);
+    return response;
+  } catch (error) {
+    return errorResponse(error);
+  }
+}
+
+function reply(connection: Socket, response: ControlResponse): void {
+  connection.end(encodeMessage(response));
 }
 
 function logRequest(logger: Logger, request: ControlRequest, response: ControlResponse): void {
@@ -96,10 +168,14 @@ function logRequest(logger: Logger, request: ControlRequest, response: ControlRe
   else if ('sandbox' in response) logger.info({ ...response.sandbox, outcome: response.outcome }, `sandbox ${response.sandbox.id} ${response.outcome}`);
 }
 
-/** A socket file left by an agent that was killed is removed; a live agent's is not. */
+/**
+ * Removes a socket file left by an agent that was killed; a live agent's is refused. Only the
+ * file probed is removed: one made meanwhile by an agent started at the same time stays.
+ */
 async function removeDeadSocket(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) throw new SocklbError('SOCKLB_ERR_CONTROL', `control socket ${path}: the path exists and is not a socket; remove it or choose another --control-socket`);
+  const probed = statOrUndefined(path);
+  if (probed === undefined) return;
+  if (!probed.isSocket()) throw new SocklbError('SOCKLB_ERR_CONTROL', `control socket ${path}: the path exists and is not a socket; remove it or choose another --control-socket`);
   const live = await new Promise<boolean>((resolve) => {
     const probe = createConnection(path);
     probe.once('connect', () => {
@@ -108,8 +184,17 @@ async function removeDeadSocket(path: string): Promise<void> {
     });
     probe.once('error', () => resolve(false));
   });
-  if (live) throw new SocklbError('SOCKLB_ERR_CONTROL', `control socket ${path}: another socklb agent is serving it; stop that one or choose another --control-socket`);
-  unlinkSync(path);
+  if (live) throw anotherAgent(path);
+  const now = statOrUndefined(path);
+  if (now?.ino === probed.ino && now.dev === probed.dev) unlinkSync(path);
+}
+
+function statOrUndefined(path: string): Stats | undefined {
+  return lstatSync(path, { throwIfNoEntry: false });
+}
+
+function anotherAgent(path: string): SocklbError {
+  return new SocklbError('SOCKLB_ERR_CONTROL', `control socket ${path}: another socklb agent is serving it; stop that one or choose another --control-socket`);
 }
 
 function closeServer(server: Server): Promise<void> {

@@ -21,7 +21,7 @@ function sandboxesDirectory(pinDirectory: string): string {
 
 /** Attaches through the loaded datapath; one instance per agent. */
 export class PinnedSandboxes implements SandboxAttachments {
-  private readonly root = cgroup2Root();
+  readonly cgroupRoot = cgroup2Root();
 
   constructor(
     private readonly datapath: LoadedDatapath,
@@ -30,7 +30,7 @@ export class PinnedSandboxes implements SandboxAttachments {
 
   attach(sandbox: Sandbox): void {
     checkCgroup(sandbox.cgroup, undefined, `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup}`);
-    const name = linkDirectoryName(this.root, sandbox.cgroup);
+    const name = linkDirectoryName(this.cgroupRoot, sandbox.cgroup);
     if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
       throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup} is too deep to name its pins (${Buffer.byteLength(name)} bytes encoded, at most ${MAX_NAME_BYTES})`);
     }
@@ -52,18 +52,26 @@ export class PinnedSandboxes implements SandboxAttachments {
   /**
    * Rebuilds the registry from the pins of an earlier run: the programs just loaded are swapped
    * into each sandbox's links. A sandbox whose cgroup is gone (its container was deleted while no
-   * agent ran, so its poststop hook failed) is detached and unpinned instead.
+   * agent ran, so its poststop hook failed), or that cannot be attached again, is detached and
+   * unpinned instead: one sandbox must not keep the agent, and so every other, from starting.
    */
-  adopt(): { adopted: Sandbox[]; stale: Sandbox[] } {
+  adopt(): { adopted: Sandbox[]; stale: (Sandbox & { reason: string })[] } {
     const adopted: Sandbox[] = [];
-    const stale: Sandbox[] = [];
-    for (const sandbox of pinnedSandboxes(this.pinDirectory, this.root)) {
-      if (sandbox.cgroup !== undefined && existsSync(sandbox.cgroup)) {
-        this.datapath.attachOne(sandbox.cgroup, `${this.directoryOf(sandbox.id)}/${linkDirectoryName(this.root, sandbox.cgroup)}`);
-        adopted.push({ id: sandbox.id, cgroup: sandbox.cgroup });
-      } else {
+    const stale: (Sandbox & { reason: string })[] = [];
+    for (const sandbox of pinnedSandboxes(this.pinDirectory, this.cgroupRoot)) {
+      if (sandbox.cgroup === undefined) {
         detachDirectory(this.directoryOf(sandbox.id));
-        if (sandbox.cgroup !== undefined) stale.push({ id: sandbox.id, cgroup: sandbox.cgroup });
+      } else if (!existsSync(sandbox.cgroup)) {
+        detachDirectory(this.directoryOf(sandbox.id));
+        stale.push({ id: sandbox.id, cgroup: sandbox.cgroup, reason: 'its cgroup is gone' });
+      } else {
+        try {
+          this.datapath.attachOne(sandbox.cgroup, `${this.directoryOf(sandbox.id)}/${linkDirectoryName(this.cgroupRoot, sandbox.cgroup)}`);
+          adopted.push({ id: sandbox.id, cgroup: sandbox.cgroup });
+        } catch (error) {
+          detachDirectory(this.directoryOf(sandbox.id));
+          stale.push({ id: sandbox.id, cgroup: sandbox.cgroup, reason: `attaching it again failed: ${error instanceof Error ? error.message : String(error)}` });
+        }
       }
     }
     return { adopted, stale };
@@ -80,12 +88,26 @@ export class PinnedSandboxes implements SandboxAttachments {
  */
 export function pinnedSandboxes(pinDirectory: string, root = cgroup2Root()): { id: string; cgroup: string | undefined; directory: string }[] {
   const sandboxes = sandboxesDirectory(pinDirectory);
-  if (!existsSync(sandboxes)) return [];
-  return readdirSync(sandboxes).map((id) => {
-    const [name, ...others] = readdirSync(`${sandboxes}/${id}`);
+  return (entriesOf(sandboxes) ?? []).flatMap((id) => {
+    const entries = entriesOf(`${sandboxes}/${id}`);
+    if (entries === undefined) return [];
+    const [name, ...others] = entries;
     const whole = name !== undefined && others.length === 0;
-    return { id, cgroup: whole ? cgroupOfLinkDirectory(root, name) : undefined, directory: whole ? `${sandboxes}/${id}/${name}` : `${sandboxes}/${id}` };
+    return [{ id, cgroup: whole ? cgroupOfLinkDirectory(root, name) : undefined, directory: whole ? `${sandboxes}/${id}/${name}` : `${sandboxes}/${id}` }];
   });
+}
+
+/**
+ * The names in a pin directory; undefined when it does not exist, which includes one removed
+ * while it is read (a sandbox removed during `socklb status`).
+ */
+export function entriesOf(directory: string): string[] | undefined {
+  try {
+    return readdirSync(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
 /** The cgroups of the pinned sandboxes, for `socklb sockets`. */

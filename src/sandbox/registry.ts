@@ -3,10 +3,11 @@
 // pure; the kernel work (attaching, detaching, pinning) is behind SandboxAttachments.
 //
 // Adding is idempotent (a hook that is retried, or runs as both createRuntime and poststart,
-// gets the same answer), so is nothing else: removing an unknown id is an error, so that a
+// gets the same answer, and the sandbox is attached again: a cgroup deleted and made anew under
+// the same path gets fresh links), so is nothing else: removing an unknown id is an error, so that a
 // mistyped id never looks like success.
 
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { SocklbError } from '../errors.js';
 
 export interface Sandbox {
@@ -17,6 +18,8 @@ export interface Sandbox {
 
 /** The kernel side: the sandbox's pinned links. */
 export interface SandboxAttachments {
+  /** The cgroup v2 mount: never a sandbox, since attaching there translates every process of the host. */
+  readonly cgroupRoot: string;
   /** Attaches every program to `sandbox.cgroup` and pins the links; all or nothing. */
   attach(sandbox: Sandbox): void;
   /** Detaches and unpins the sandbox's links (its cgroup may be gone already). */
@@ -49,11 +52,20 @@ export class SandboxRegistry {
     for (const sandbox of adopted) this.sandboxes.set(sandbox.id, { ...sandbox });
   }
 
-  add(id: string, cgroup: string): AddOutcome {
+  /** Returns the sandbox as registered, its cgroup path resolved. */
+  add(id: string, path: string): { outcome: AddOutcome; sandbox: Sandbox } {
     checkSandboxId(id);
-    if (!isAbsolute(cgroup)) throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${id}: cgroup ${cgroup} is not an absolute path`);
+    if (!isAbsolute(path)) throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${id}: cgroup ${path} is not an absolute path`);
+    // One spelling per directory: /cg/c1/ or /cg/x/../c1 is the cgroup /cg/c1 already registered.
+    const cgroup = resolve(path);
+    if (cgroup === resolve(this.attachments.cgroupRoot)) {
+      throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${id}: cgroup ${cgroup} is the cgroup v2 root, which holds every process of the host; give the sandbox's own cgroup`);
+    }
     const existing = this.sandboxes.get(id);
-    if (existing?.cgroup === cgroup) return 'unchanged';
+    if (existing?.cgroup === cgroup) {
+      this.attachAgain(existing);
+      return { outcome: 'unchanged', sandbox: { ...existing } };
+    }
     if (existing) {
       throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${id} is already registered with cgroup ${existing.cgroup}; remove it first to register ${cgroup}`);
     }
@@ -62,7 +74,18 @@ export class SandboxRegistry {
     const sandbox = { id, cgroup };
     this.attachments.attach(sandbox);
     this.sandboxes.set(id, sandbox);
-    return 'added';
+    return { outcome: 'added', sandbox: { ...sandbox } };
+  }
+
+  /** A sandbox that can no longer be attached is forgotten, as if removed: its pins are gone. */
+  private attachAgain(sandbox: Sandbox): void {
+    try {
+      this.attachments.attach(sandbox);
+    } catch (error) {
+      this.attachments.detach(sandbox);
+      this.sandboxes.delete(sandbox.id);
+      throw error;
+    }
   }
 
   remove(id: string): Sandbox {

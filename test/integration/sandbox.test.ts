@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { removeCgroup } from '../lab/cgroup.js';
+import { findCgroup2Root, removeCgroup } from '../lab/cgroup.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   assertOneSentence,
@@ -118,6 +118,19 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
     assert.equal(await add('first', first), `sandbox first unchanged (cgroup ${first.cgroupPath})\n`);
   });
 
+  it('attaches again on an unchanged add: a cgroup deleted and made anew at the same path is served', async () => {
+    const reborn = await lab.addSandbox('reborn');
+    const labCgroup = join(reborn.cgroupPath, '..');
+    await add('reborn', reborn);
+    assert.deepEqual(await probe(reborn), SERVED);
+    await removeCgroup(reborn.cgroupPath, labCgroup);
+    await mkdir(reborn.cgroupPath);
+    assert.deepEqual(await probe(reborn), UNSERVED, 'the new cgroup has no programs: the old links died with the old one');
+    assert.equal(await add('reborn', reborn), `sandbox reborn unchanged (cgroup ${reborn.cgroupPath})\n`);
+    assert.deepEqual(await probe(reborn), SERVED);
+    assert.equal((await sandboxCommand(['remove', '--id', 'reborn'])).code, 0);
+  });
+
   it('stops serving a removed sandbox, unpins its links, and keeps serving the other', async () => {
     const result = await sandboxCommand(['remove', '--id', 'first']);
     assert.equal(result.code, 0, result.stderr);
@@ -132,6 +145,7 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
     // Removed with the lab's cgroup.
     const deep = join(first.cgroupPath, '..', ...['a', 'b', 'c'].map((letter) => letter.repeat(90)));
     await mkdir(deep, { recursive: true });
+    const cgroupRoot = await findCgroup2Root();
     const cases: [string[], RegExp][] = [
       [['remove', '--id', 'nope'], /^socklb: no sandbox "nope" is registered\n$/],
       [['add', '--id', 'second', '--cgroup', first.cgroupPath], /sandbox second is already registered with cgroup .*second; remove it first to register .*first/],
@@ -139,6 +153,7 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
       [['add', '--id', 'ghost', '--cgroup', `${first.cgroupPath}-missing`], /sandbox ghost: cgroup .*first-missing: no such cgroup directory/],
       [['add', '--id', 'v1', '--cgroup', '/tmp'], /sandbox v1: cgroup \/tmp: not inside a cgroup v2 hierarchy/],
       [['add', '--id', 'a/b', '--cgroup', first.cgroupPath], /sandbox id "a\/b": use 1-128 letters/],
+      [['add', '--id', 'host', '--cgroup', `${cgroupRoot}/`], /sandbox host: cgroup .* is the cgroup v2 root, which holds every process of the host/],
       [['add', '--id', 'deep', '--cgroup', deep], /sandbox deep: cgroup .* is too deep to name its pins \(\d+ bytes encoded, at most 255\)/],
     ];
     for (const [args, message] of cases) {

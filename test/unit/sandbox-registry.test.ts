@@ -4,6 +4,7 @@ import { checkSandboxId, SandboxRegistry, type Sandbox, type SandboxAttachments 
 
 /** Records the kernel calls; fails an attach when told to. */
 class FakeAttachments implements SandboxAttachments {
+  readonly cgroupRoot = '/cg';
   readonly calls: string[] = [];
   failNextAttach: Error | undefined;
   attach(sandbox: Sandbox): void {
@@ -23,18 +24,43 @@ describe('sandbox registry', () => {
   it('attaches a new sandbox and lists it', () => {
     const kernel = new FakeAttachments();
     const registry = new SandboxRegistry(kernel);
-    assert.equal(registry.add('c1', '/cg/c1'), 'added');
+    assert.deepEqual(registry.add('c1', '/cg/c1'), { outcome: 'added', sandbox: { id: 'c1', cgroup: '/cg/c1' } });
     assert.deepEqual(kernel.calls, ['attach c1 /cg/c1']);
     assert.deepEqual(registry.list(), [{ id: 'c1', cgroup: '/cg/c1' }]);
     assert.deepEqual(registry.cgroups(), ['/cg/c1']);
   });
 
-  it('answers "unchanged" to the same id and cgroup again, without touching the kernel', () => {
+  it('answers "unchanged" to the same id and cgroup again, and attaches again: a cgroup made anew at the path gets live links', () => {
     const kernel = new FakeAttachments();
     const registry = new SandboxRegistry(kernel, [{ id: 'c1', cgroup: '/cg/c1' }]);
-    assert.equal(registry.add('c1', '/cg/c1'), 'unchanged');
-    assert.deepEqual(kernel.calls, []);
+    assert.equal(registry.add('c1', '/cg/c1').outcome, 'unchanged');
+    assert.deepEqual(kernel.calls, ['attach c1 /cg/c1']);
   });
+
+  it('forgets a sandbox that cannot be attached again, as its pins are gone', () => {
+    const kernel = new FakeAttachments();
+    const registry = new SandboxRegistry(kernel, [{ id: 'c1', cgroup: '/cg/c1' }]);
+    kernel.failNextAttach = new Error('cgroup /cg/c1 is gone');
+    assert.throws(() => registry.add('c1', '/cg/c1'), /cgroup \/cg\/c1 is gone/);
+    assert.deepEqual(kernel.calls, ['detach c1 /cg/c1']);
+    assert.deepEqual(registry.list(), []);
+  });
+
+  for (const spelling of ['/cg/c1/', '/cg/x/../c1', '/cg//c1']) {
+    it(`takes ${spelling} for the cgroup /cg/c1 already registered`, () => {
+      const registry = new SandboxRegistry(new FakeAttachments(), [{ id: 'c1', cgroup: '/cg/c1' }]);
+      assert.deepEqual(registry.add('c1', spelling), { outcome: 'unchanged', sandbox: { id: 'c1', cgroup: '/cg/c1' } });
+      assert.throws(() => registry.add('c2', spelling), { code: 'SOCKLB_ERR_SANDBOX', message: 'cgroup /cg/c1 is already registered as sandbox c1' });
+    });
+  }
+
+  for (const root of ['/cg', '/cg/', '/cg/c1/..']) {
+    it(`refuses the cgroup v2 root spelt ${root}: every process of the host would be translated`, () => {
+      const kernel = new FakeAttachments();
+      assert.throws(() => new SandboxRegistry(kernel).add('c1', root), { code: 'SOCKLB_ERR_SANDBOX', message: /^sandbox c1: cgroup \/cg is the cgroup v2 root/ });
+      assert.deepEqual(kernel.calls, []);
+    });
+  }
 
   it('refuses an id already registered with another cgroup, naming both', () => {
     const registry = new SandboxRegistry(new FakeAttachments(), [{ id: 'c1', cgroup: '/cg/c1' }]);
@@ -56,7 +82,7 @@ describe('sandbox registry', () => {
     kernel.failNextAttach = new Error('no such cgroup directory');
     assert.throws(() => registry.add('c1', '/cg/c1'), /no such cgroup directory/);
     assert.deepEqual(registry.list(), []);
-    assert.equal(registry.add('c1', '/cg/c1'), 'added', 'a later try attaches');
+    assert.equal(registry.add('c1', '/cg/c1').outcome, 'added', 'a later try attaches');
   });
 
   it('detaches on remove and forgets the sandbox', () => {

@@ -1,0 +1,79 @@
+// The sandboxes' pins without a kernel: a fake datapath that attaches by making the link
+// directory, over a temporary pin directory (no privileges needed).
+
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { linkDirectoryName, type LoadedDatapath } from '../../src/datapath/loader.js';
+import { cgroup2Root } from '../../src/datapath/mounts.js';
+import { pinnedLinks } from '../../src/datapath/pinned.js';
+import { entriesOf, PinnedSandboxes, pinnedSandboxes } from '../../src/sandbox/pins.js';
+
+const root = cgroup2Root();
+
+describe('sandbox pins', () => {
+  let directory: string;
+  let pins: string;
+  let sandboxes: string;
+  beforeEach(async () => {
+    directory = await mkdtemp(join(tmpdir(), 'socklb-pins-'));
+    pins = join(directory, 'pins');
+    sandboxes = join(pins, 'links', 'sandboxes');
+    await mkdir(sandboxes, { recursive: true });
+  });
+  afterEach(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  /** A sandbox pinned by an earlier run, its "cgroup" a directory of the test. */
+  async function pinSandbox(id: string): Promise<string> {
+    const cgroup = join(directory, `cgroup-${id}`);
+    await mkdir(cgroup);
+    const links = join(sandboxes, id, linkDirectoryName(root, cgroup));
+    await mkdir(links, { recursive: true });
+    await writeFile(join(links, 'socklb_connect4'), '');
+    return cgroup;
+  }
+
+  it('adopts the others when one sandbox fails to attach again, and unpins that one as stale', async () => {
+    await pinSandbox('good');
+    const broken = await pinSandbox('broken');
+    const datapath = {
+      attachOne(cgroup: string) {
+        if (cgroup.endsWith('cgroup-broken')) throw new Error('attach socklb_connect4: EPERM');
+        return 'replaced';
+      },
+    } as unknown as LoadedDatapath;
+    const { adopted, stale } = new PinnedSandboxes(datapath, pins).adopt();
+    assert.deepEqual(adopted.map((sandbox) => sandbox.id), ['good']);
+    assert.deepEqual(stale.map(({ id, reason }) => ({ id, reason })), [{ id: 'broken', reason: 'attaching it again failed: attach socklb_connect4: EPERM' }]);
+    assert.ok(stale[0]?.cgroup.endsWith('cgroup-broken'), stale[0]?.cgroup);
+    assert.deepEqual(entriesOf(sandboxes), ['good'], 'the failed sandbox is unpinned');
+    assert.ok(existsSync(broken), 'its cgroup is left alone');
+  });
+
+  it('skips a sandbox directory that vanishes while the pins are read', async () => {
+    await pinSandbox('kept');
+    // Listed, then gone when read: what a sandbox removed during `socklb status` looks like.
+    await symlink(join(directory, 'removed'), join(sandboxes, 'vanished'));
+    assert.deepEqual(pinnedSandboxes(pins, root).map((sandbox) => sandbox.id), ['kept']);
+  });
+
+  it('skips, in `socklb status`, sandbox and link directories that vanish while read', async () => {
+    const cgroup = join(directory, 'cgroup-gone');
+    await symlink(join(directory, 'removed'), join(sandboxes, 'gone'));
+    await mkdir(join(sandboxes, 'half'));
+    await symlink(join(directory, 'removed'), join(sandboxes, 'half', linkDirectoryName(root, cgroup)));
+    assert.deepEqual(pinnedLinks(pins), []);
+  });
+
+  it('tells a missing directory from an unreadable one', async () => {
+    assert.equal(entriesOf(join(directory, 'absent')), undefined);
+    const file = join(directory, 'file');
+    await writeFile(file, '');
+    assert.throws(() => entriesOf(file), { code: 'ENOTDIR' });
+  });
+});
