@@ -98,7 +98,11 @@ export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 1
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     let buffered = '';
-    const timer = setTimeout(() => reject(new Error(`socklb run did not start serving within ${timeoutMs / 1000} s: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // Nobody will stop an agent that never started: a test's teardown would wait on it forever.
+      child.kill('SIGKILL');
+      reject(new Error(`socklb run did not start serving within ${timeoutMs / 1000} s: ${JSON.stringify(logs.slice(-5))}`));
+    }, timeoutMs);
     child.stderr?.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
       const lines = buffered.split('\n');
