@@ -169,9 +169,10 @@ async function run(options: RunOptions): Promise<void> {
  * it the agent keeps the heap it grew while reading its first state, about 150 MiB resident at
  * 5000 Services against 95 (docs/footprint.md). Set from the start, it made reading and programming
  * that first state run into many more, smaller collections (10000 Services: 2.9 s against 1.85).
- * Set afterwards, it still shrinks the heap once the agent is idle, to the same resident size; what
- * it costs is a higher peak while the first state is read (docs/benchmarks.md, "programming from
- * nothing"). Set here, so that it holds however the agent is started.
+ * Set afterwards, it still shrinks the heap once the agent is idle, though not all the way: idle at
+ * 5000 Services 85.5 MiB against 80.2, and a higher peak while the first state is read
+ * (docs/footprint.md, docs/benchmarks.md "programming from nothing"): time to program chosen over
+ * a few MiB. Set here, so that it holds however the agent is started.
  */
 function optimizeForSizeAfterFirstState(agent: Agent): void {
   let set = false;
