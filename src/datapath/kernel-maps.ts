@@ -40,10 +40,17 @@ export interface MapInfo {
   name: string;
 }
 
-export function mapInfo(fd: number): MapInfo {
-  const info = Buffer.alloc(128);
+/** bpf_obj_get_info_by_fd: the kernel's description of a map, program or link, by its fd. */
+export function objectInfo(fd: number, what = `fd ${fd}`): Buffer {
+  const info = Buffer.alloc(256);
   const rc = libbpf.objGetInfoByFd(fd, info, [info.length]);
-  if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_obj_get_info_by_fd(${fd}): ${errnoName(-rc)}`);
+  if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_obj_get_info_by_fd of ${what}: ${errnoName(-rc)}`);
+  return info;
+}
+
+export function mapInfo(fd: number): MapInfo {
+  // struct bpf_map_info
+  const info = objectInfo(fd, `map fd ${fd}`);
   const nameBytes = info.subarray(24, 40);
   const end = nameBytes.indexOf(0);
   return {
@@ -126,16 +133,13 @@ export class KernelMap implements BpfMap {
   }
 
   private *walkedEntries(): Generator<[Buffer, Buffer]> {
-    let key: Buffer | null = null;
-    for (;;) {
-      const next = Buffer.alloc(this.keySize);
-      if (libbpf.mapGetNextKey(this.fd, key, next) < 0) return;
-      const value = this.lookup(next);
+    for (const key of mapKeys(this.fd, this.keySize)) {
+      const value = this.lookup(key);
       // A key deleted between the two calls is simply gone.
-      if (value) yield [next, value];
-      key = next;
+      if (value) yield [key, value];
     }
   }
+
 }
 
 /**
@@ -174,5 +178,16 @@ export function openPinnedMaps(mapsDirectory: string): DatapathMaps & { close():
   } catch (error) {
     fds.forEach((fd) => libcCalls.close(fd));
     throw error;
+  }
+}
+
+/** A hash map's keys, one system call each. */
+export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
+  let key: Buffer | null = null;
+  for (;;) {
+    const next = Buffer.alloc(keySize);
+    if (libbpf.mapGetNextKey(fd, key, next) < 0) return;
+    yield next;
+    key = next;
   }
 }

@@ -4,7 +4,7 @@
 
 import { readdirSync } from 'node:fs';
 import { SocklbError, errnoName } from '../errors.js';
-import { mapInfo, mapTypeName } from './kernel-maps.js';
+import { mapInfo, mapKeys, mapTypeName, objectInfo } from './kernel-maps.js';
 import { lastErrno, libbpf, libcCalls } from './libbpf.js';
 import { pinLayout, pinnedLinkDirectories } from './loader.js';
 import { entriesOf, pinnedSandboxes } from '../sandbox/pins.js';
@@ -38,13 +38,10 @@ function openPin(path: string): number {
   return fd;
 }
 
-/** bpf_obj_get_info_by_fd of `fd`; closes it. */
-function objectInfo(fd: number, what: string): Buffer {
+/** objectInfo of `fd`, which it closes. */
+function infoOfOpened(fd: number, what: string): Buffer {
   try {
-    const info = Buffer.alloc(256);
-    const rc = libbpf.objGetInfoByFd(fd, info, [info.length]);
-    if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_obj_get_info_by_fd of ${what}: ${errnoName(-rc)}`);
-    return info;
+    return objectInfo(fd, what);
   } finally {
     libcCalls.close(fd);
   }
@@ -66,12 +63,12 @@ export function pinnedLinks(pinDirectory: string): PinnedLink[] {
       const path = `${directory}/${program}`;
       try {
         // struct bpf_link_info: type, id, prog_id (u32 each).
-        const link = objectInfo(openPin(path), `link ${path}`);
+        const link = infoOfOpened(openPin(path), `link ${path}`);
         const programId = link.readUInt32LE(8);
         const programFd = libbpf.progGetFdById(programId);
         if (programFd < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `open program ${programId} of link ${path}: ${errnoName(-programFd || lastErrno())}`);
         // struct bpf_prog_info: type, id (u32 each), tag[8].
-        const programTag = objectInfo(programFd, `program ${programId}`).subarray(8, 16).toString('hex');
+        const programTag = infoOfOpened(programFd, `program ${programId}`).subarray(8, 16).toString('hex');
         links.push({ cgroup, ...(sandbox !== undefined && { sandbox }), program, linkId: link.readUInt32LE(4), programId, programTag });
       } catch (error) {
         if (!(error instanceof SocklbError)) throw error;
@@ -109,11 +106,6 @@ export function pinnedMaps(pinDirectory: string): PinnedMap[] {
 /** Walks the keys: one system call per entry, a fraction of a second at a full default map. */
 function countKeys(fd: number, keySize: number): number {
   let count = 0;
-  let key: Buffer | null = null;
-  for (;;) {
-    const next = Buffer.alloc(keySize);
-    if (libbpf.mapGetNextKey(fd, key, next) < 0) return count;
-    count++;
-    key = next;
-  }
+  for (const _key of mapKeys(fd, keySize)) count++;
+  return count;
 }

@@ -6,7 +6,7 @@
 
 import type { SourceState } from '../sources/source.js';
 import { serviceFrontends } from './frontends.js';
-import { frontendId } from './keys.js';
+import { firstInOrder, frontendId } from './keys.js';
 import { sliceServiceKey } from './kubernetes.js';
 import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
 
@@ -126,7 +126,7 @@ export class DesiredFrontends {
     if (!claimants) this.claimants.set(id, (claimants = new Set()));
     claimants.add(serviceKey);
     if (claimants.size > 1) this.contested.add(id);
-    if (firstClaimant(claimants) === serviceKey) {
+    if (firstInOrder(claimants) === serviceKey) {
       this.frontends.set(id, frontend);
       changed.add(id);
     }
@@ -135,12 +135,12 @@ export class DesiredFrontends {
   private unclaim(serviceKey: string, id: string, changed: Set<string>): void {
     const claimants = this.claimants.get(id);
     if (!claimants) return;
-    const wasServing = firstClaimant(claimants) === serviceKey;
+    const wasServing = firstInOrder(claimants) === serviceKey;
     claimants.delete(serviceKey);
     if (claimants.size < 2) this.contested.delete(id);
     if (!wasServing) return;
     changed.add(id);
-    const next = firstClaimant(claimants);
+    const next = firstInOrder(claimants);
     const nextFrontend = next === undefined ? undefined : this.claimsByService.get(next)?.find((frontend) => frontendId(frontend.key) === id);
     if (nextFrontend) this.frontends.set(id, nextFrontend);
     else {
@@ -175,12 +175,6 @@ export class DesiredFrontends {
 
 function allKeys(before: ReadonlyMap<string, unknown>, after: ReadonlyMap<string, unknown>): Set<string> {
   return new Set([...before.keys(), ...after.keys()]);
-}
-
-function firstClaimant(claimants: Set<string>): string | undefined {
-  let first: string | undefined;
-  for (const claimant of claimants) if (first === undefined || claimant < first) first = claimant;
-  return first;
 }
 
 // Sources may hand over a fresh but equal object (a file re-read after a

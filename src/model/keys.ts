@@ -14,3 +14,13 @@ export function frontendId(key: FrontendKey): string {
 export function backendText(backend: Backend): string {
   return hostPort(backend.address, backend.port);
 }
+
+/**
+ * The first of several claimants in string order (Service keys, manifest paths): who wins a
+ * conflict must not depend on the order in which objects arrived.
+ */
+export function firstInOrder(values: Iterable<string>): string | undefined {
+  let first: string | undefined;
+  for (const value of values) if (first === undefined || value < first) first = value;
+  return first;
+}

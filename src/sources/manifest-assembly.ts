@@ -4,6 +4,7 @@
 // holds, not to the whole tree, and says which keys that may have changed.
 
 import { namespacedName, sliceServiceKey } from '../model/kubernetes.js';
+import { firstInOrder } from '../model/keys.js';
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 
 /** An object a file defines, once validated. */
@@ -60,12 +61,12 @@ export class ManifestAssembly {
     return [...(this.shadowed.get(path) ?? [])].map((identity) => ({
       source: path,
       object: identity,
-      reason: `is also defined in ${firstPath(this.definers.get(identity)!)}, which wins as the first in path order: remove one`,
+      reason: `is also defined in ${firstInOrder(this.definers.get(identity)!)}, which wins as the first in path order: remove one`,
     }));
   }
 
   private resolve(identity: string, definers: ReadonlySet<string>, changes: AssemblyChanges): void {
-    const winningPath = definers.size > 0 ? firstPath(definers) : undefined;
+    const winningPath = definers.size > 0 ? firstInOrder(definers) : undefined;
     for (const path of definers) {
       let shadowed = this.shadowed.get(path);
       if (path === winningPath) shadowed?.delete(identity);
@@ -145,10 +146,4 @@ export class ManifestAssembly {
     else this.slices.delete(key);
     changes.slices.add(key);
   }
-}
-
-function firstPath(paths: Iterable<string>): string {
-  let first: string | undefined;
-  for (const path of paths) if (first === undefined || path < first) first = path;
-  return first!;
 }
