@@ -19,7 +19,7 @@ import { HEADLESS_LABEL, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LA
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 import { ApiClient, type KubeObject } from './api-client.js';
 import { Reflector, type ReflectorStore, type Resource, type RetryOptions } from './reflector.js';
-import type { Source, SourceState } from './source.js';
+import { CoalescedTask, type Source, type SourceState } from './source.js';
 import { ValidatedObjects } from './validated-objects.js';
 
 export interface KubernetesSourceOptions {
@@ -72,16 +72,15 @@ export class KubernetesSource implements Source {
   private pending = { services: new Set<string>(), slices: new Set<string>() };
   private readonly reflectors: Reflector[];
   private readonly logger: Logger;
-  private readonly debounceMs: number;
   private onState: ((state: SourceState) => void) | undefined;
   private synced = false;
-  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private readonly delivery: CoalescedTask;
   private readonly stopped: Promise<void>;
   private markStopped!: () => void;
 
   constructor(options: KubernetesSourceOptions) {
     this.logger = options.logger ?? pino({ enabled: false });
-    this.debounceMs = options.debounceMs ?? 0;
+    this.delivery = new CoalescedTask(() => this.onState?.(this.state()), options.debounceMs);
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
     this.serviceObjects = new ValidatedObjects(parseService, (key) => {
       this.pending.services.add(key);
@@ -121,24 +120,13 @@ export class KubernetesSource implements Source {
   async stop(): Promise<void> {
     this.markStopped();
     this.synced = false;
-    this.cancelTimer();
-    this.timer = undefined;
+    this.delivery.cancel();
     await Promise.all(this.reflectors.map((reflector) => reflector.stop()));
   }
 
   private schedule(): void {
     if (!this.synced) return; // the first state is delivered by start(), whole
-    const deliver = () => {
-      this.timer = undefined;
-      this.onState?.(this.state());
-    };
-    this.timer ??= this.debounceMs > 0 ? setTimeout(deliver, this.debounceMs) : setImmediate(deliver);
-  }
-
-  private cancelTimer(): void {
-    if (this.timer === undefined) return;
-    if (this.debounceMs > 0) clearTimeout(this.timer as NodeJS.Timeout);
-    else clearImmediate(this.timer as NodeJS.Immediate);
+    this.delivery.schedule();
   }
 
   /** The delivered state brought up to date with the keys changed since the last one. */

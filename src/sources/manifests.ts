@@ -10,7 +10,7 @@ import { LineCounter, parseAllDocuments } from 'yaml';
 import { describeObject, namespacedName, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../model/kubernetes.js';
 import type { InputProblem } from '../model/types.js';
 import { ManifestAssembly, type AssemblyChanges, type ManifestObject } from './manifest-assembly.js';
-import type { Source, SourceState } from './source.js';
+import { CoalescedTask, type Source, type SourceState } from './source.js';
 
 export interface ManifestSourceOptions {
   /** A manifest file, or a directory read recursively. Need not exist yet. */
@@ -25,14 +25,13 @@ export interface ManifestSourceOptions {
 
 export class ManifestSource implements Source {
   private readonly root: string;
-  private readonly debounceMs: number;
   private onState: ((state: SourceState) => void) | undefined;
   /** What each file held at the last scan, by path, in path order. */
   private files = new Map<string, FileRead>();
   /** The objects of all files together, as delivered. */
   private readonly assembly = new ManifestAssembly();
   private readonly watchers = new Map<string, { filter: WatchFilter; watcher: FSWatcher }>();
-  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private readonly rescan: CoalescedTask;
   private scanning: Promise<SourceState | undefined> | undefined;
   /** An event arrived during a scan, which may have missed it. */
   private dirty = false;
@@ -51,7 +50,7 @@ export class ManifestSource implements Source {
 
   constructor(options: ManifestSourceOptions) {
     this.root = options.path;
-    this.debounceMs = options.debounceMs ?? 0;
+    this.rescan = new CoalescedTask(() => void this.runScan(), options.debounceMs);
   }
 
   async start(onState: (state: SourceState) => void): Promise<void> {
@@ -62,8 +61,7 @@ export class ManifestSource implements Source {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.cancelTimer();
-    this.timer = undefined;
+    this.rescan.cancel();
     for (const { watcher } of this.watchers.values()) watcher.close();
     this.watchers.clear();
     await this.scanning;
@@ -77,17 +75,7 @@ export class ManifestSource implements Source {
       this.eventDuringScan = true;
       return;
     }
-    const scan = () => {
-      this.timer = undefined;
-      void this.runScan();
-    };
-    this.timer ??= this.debounceMs > 0 ? setTimeout(scan, this.debounceMs) : setImmediate(scan);
-  }
-
-  private cancelTimer(): void {
-    if (this.timer === undefined) return;
-    if (this.debounceMs > 0) clearTimeout(this.timer as NodeJS.Timeout);
-    else clearImmediate(this.timer as NodeJS.Immediate);
+    this.rescan.schedule();
   }
 
   private async runScan(): Promise<void> {

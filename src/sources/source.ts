@@ -44,3 +44,33 @@ export interface Source {
   start(onState: (state: SourceState) => void): Promise<void>;
   stop(): Promise<void>;
 }
+
+/**
+ * Runs `task` once for any number of schedule() calls until it runs: after `delayMs`, or, with no
+ * delay, once the events already queued are handled (setImmediate), so that a burst is taken
+ * together while a lone change waits for nothing.
+ */
+export class CoalescedTask {
+  #pending: NodeJS.Timeout | NodeJS.Immediate | undefined;
+
+  constructor(
+    private readonly task: () => void,
+    private readonly delayMs = 0,
+  ) {}
+
+  schedule(): void {
+    if (this.#pending !== undefined) return;
+    const run = () => {
+      this.#pending = undefined;
+      this.task();
+    };
+    this.#pending = this.delayMs > 0 ? setTimeout(run, this.delayMs) : setImmediate(run);
+  }
+
+  cancel(): void {
+    if (this.#pending === undefined) return;
+    if (this.delayMs > 0) clearTimeout(this.#pending as NodeJS.Timeout);
+    else clearImmediate(this.#pending as NodeJS.Immediate);
+    this.#pending = undefined;
+  }
+}
