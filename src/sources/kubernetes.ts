@@ -19,7 +19,7 @@ import { HEADLESS_LABEL, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LA
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 import { ApiClient, type KubeObject } from './api-client.js';
 import { Reflector, type ReflectorStore, type Resource, type RetryOptions } from './reflector.js';
-import { CoalescedTask, type Source, type SourceState } from './source.js';
+import { CoalescedTask, GroupedKeys, type Source, type SourceState } from './source.js';
 import { ValidatedObjects } from './validated-objects.js';
 
 export interface KubernetesSourceOptions {
@@ -64,7 +64,7 @@ export class KubernetesSource implements Source {
   private readonly slices = new Map<string, EndpointSlice>();
   private readonly ignoredServices = new Set<string>();
   /** Slice keys by the Service they name: a Service that turns ignored, or back, takes its slices out or back. */
-  private readonly sliceKeysByService = new Map<string, Set<string>>();
+  private readonly sliceKeysByService = new GroupedKeys();
   private readonly serviceOfSlice = new Map<string, string>();
   private readonly serviceProblems = new Map<string, string>();
   private readonly sliceProblems = new Map<string, string>();
@@ -141,7 +141,7 @@ export class KubernetesSource implements Source {
       if (ignored === this.ignoredServices.has(key)) continue;
       if (ignored) this.ignoredServices.add(key);
       else this.ignoredServices.delete(key);
-      for (const sliceKey of this.sliceKeysByService.get(key) ?? []) changes.slices.add(sliceKey);
+      for (const sliceKey of this.sliceKeysByService.keysOf(key)) changes.slices.add(sliceKey);
     }
     for (const key of changes.slices) {
       const entry = this.sliceObjects.entries.get(key);
@@ -165,16 +165,9 @@ export class KubernetesSource implements Source {
     const serviceKey = slice && sliceServiceKey(slice);
     const before = this.serviceOfSlice.get(key);
     if (before === serviceKey) return;
-    if (before !== undefined) {
-      const keys = this.sliceKeysByService.get(before);
-      keys?.delete(key);
-      if (keys?.size === 0) this.sliceKeysByService.delete(before);
-    }
+    if (before !== undefined) this.sliceKeysByService.delete(before, key);
     setOrDelete(this.serviceOfSlice, key, serviceKey);
-    if (serviceKey === undefined) return;
-    let keys = this.sliceKeysByService.get(serviceKey);
-    if (!keys) this.sliceKeysByService.set(serviceKey, (keys = new Set()));
-    keys.add(key);
+    if (serviceKey !== undefined) this.sliceKeysByService.add(serviceKey, key);
   }
 }
 

@@ -6,6 +6,7 @@
 import { namespacedName, sliceServiceKey } from '../model/kubernetes.js';
 import { firstInOrder } from '../model/keys.js';
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
+import { GroupedKeys } from './source.js';
 
 /** An object a file defines, once validated. */
 export type ManifestObject =
@@ -36,7 +37,7 @@ export class ManifestAssembly {
   private readonly ignoredServices = new Set<string>();
   /** Every winning slice, those of ignored Services too, by key; and their keys by the Service they name. */
   private readonly allSlices = new Map<string, EndpointSlice>();
-  private readonly sliceKeysByService = new Map<string, Set<string>>();
+  private readonly sliceKeysByService = new GroupedKeys();
 
   /** Replaces what the file at `path` defines; undefined: the file is gone. */
   setFile(path: string, objects: ReadonlyMap<string, ManifestObject> | undefined, changes: AssemblyChanges): void {
@@ -100,10 +101,7 @@ export class ManifestAssembly {
       case 'EndpointSlice': {
         const key = namespacedName(object.slice);
         this.allSlices.set(key, object.slice);
-        const serviceKey = sliceServiceKey(object.slice);
-        let keys = this.sliceKeysByService.get(serviceKey);
-        if (!keys) this.sliceKeysByService.set(serviceKey, (keys = new Set()));
-        keys.add(key);
+        this.sliceKeysByService.add(sliceServiceKey(object.slice), key);
         this.redeliverSlice(key, changes);
         return;
       }
@@ -125,10 +123,7 @@ export class ManifestAssembly {
       case 'EndpointSlice': {
         const key = namespacedName(object.slice);
         this.allSlices.delete(key);
-        const serviceKey = sliceServiceKey(object.slice);
-        const keys = this.sliceKeysByService.get(serviceKey);
-        keys?.delete(key);
-        if (keys?.size === 0) this.sliceKeysByService.delete(serviceKey);
+        this.sliceKeysByService.delete(sliceServiceKey(object.slice), key);
         this.redeliverSlice(key, changes);
         return;
       }
@@ -136,7 +131,7 @@ export class ManifestAssembly {
   }
 
   private redeliverSlicesOf(serviceKey: string, changes: AssemblyChanges): void {
-    for (const key of this.sliceKeysByService.get(serviceKey) ?? []) this.redeliverSlice(key, changes);
+    for (const key of this.sliceKeysByService.keysOf(serviceKey)) this.redeliverSlice(key, changes);
   }
 
   /** Delivers the slice at `key` unless it is gone or its Service is ignored. */

@@ -74,3 +74,24 @@ export class CoalescedTask {
     this.#pending = undefined;
   }
 }
+
+/** Keys filed by group (slice keys by the Service they name); a group with no key left is dropped. */
+export class GroupedKeys {
+  readonly #byGroup = new Map<string, Set<string>>();
+
+  add(group: string, key: string): void {
+    let keys = this.#byGroup.get(group);
+    if (!keys) this.#byGroup.set(group, (keys = new Set()));
+    keys.add(key);
+  }
+
+  delete(group: string, key: string): void {
+    const keys = this.#byGroup.get(group);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#byGroup.delete(group);
+  }
+
+  keysOf(group: string): Iterable<string> {
+    return this.#byGroup.get(group) ?? [];
+  }
+}
