@@ -1,6 +1,8 @@
 // One scale: the same N Services programmed into every datapath, the control plane measured, then
-// the traffic in interleaved rounds (A B C D, A B C D, ...), so that a slow drift of the machine
-// lands on every datapath alike; then every datapath is emptied for the next scale.
+// the traffic in interleaved rounds whose order rotates (A B C D, B C D A, ...), so that a slow
+// drift of the machine lands on every datapath alike and none always follows the same one (the
+// backends are shared: a run leaves their TIME_WAIT sockets and caches to the next); then every
+// datapath is emptied for the next scale.
 import { readFile } from 'node:fs/promises';
 import type { Lab } from '../test/lab/lab.js';
 import { buildCatalog, endpointCount, type Catalog } from './catalog.js';
@@ -105,7 +107,7 @@ async function runRounds(context: ScaleContext, datapaths: Datapath[], catalog: 
   for (let round = 1; round <= rounds; round++) {
     for (const workload of options.workloads.filter((name) => round <= options.rounds[name])) {
       const line: string[] = [];
-      for (const datapath of datapaths) {
+      for (const datapath of rotated(datapaths, round - 1)) {
         context.signal.throwIfAborted();
         try {
           const run = await runWorkload(context, WORKLOADS[workload], datapath, catalog, options.seconds[workload]);
@@ -118,6 +120,11 @@ async function runRounds(context: ScaleContext, datapaths: Datapath[], catalog: 
       progress.log(`  round ${round}/${options.rounds[workload]} ${workload.padEnd(9)} ${line.join(' | ')} /s`);
     }
   }
+}
+
+function rotated<T>(items: readonly T[], by: number): T[] {
+  const start = by % items.length;
+  return [...items.slice(start), ...items.slice(0, start)];
 }
 
 function formatRate(rate: number): string {
