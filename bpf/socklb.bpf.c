@@ -178,7 +178,8 @@ affine_backend(const struct socklb_affinity_key *client, const struct socklb_fro
 	struct socklb_affinity *affinity = bpf_map_lookup_elem(&socklb_aff_v1, client);
 	__u64 now = bpf_ktime_get_ns();
 
-	if (!affinity || now - affinity->last_used_ns > (__u64)frontend->affinity_timeout * 1000000000ULL)
+	/* Signed: another CPU may have stamped the entry a little after this CPU read its clock. */
+	if (!affinity || (__s64)(now - affinity->last_used_ns) > (__s64)frontend->affinity_timeout * 1000000000LL)
 		return false;
 	if (!keep_backend(frontend, affinity->slot, affinity->backend_address, affinity->backend_port, out))
 		return false;
@@ -219,11 +220,20 @@ lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 {
 	for (int attempt = 0; attempt < SOCKLB_LOOKUP_ATTEMPTS; attempt++) {
 		struct socklb_affinity_key client = {};
-		const struct socklb_frontend *frontend;
+		const struct socklb_frontend *entry;
+		struct socklb_frontend copy;
+		const struct socklb_frontend *frontend = &copy;
 
-		frontend = bpf_map_lookup_elem(&socklb_fe_v2, key);
-		if (!frontend)
+		/*
+		 * Copied at once: the map is a preallocated hash, whose element a
+		 * concurrent update may recycle for another key without waiting for
+		 * readers, so fields read after the helper calls below could belong to
+		 * another frontend (one id with another's count).
+		 */
+		entry = bpf_map_lookup_elem(&socklb_fe_v2, key);
+		if (!entry)
 			return NOT_A_SERVICE;
+		copy = *entry;
 		*service_id = frontend->service_id;
 		if (frontend->backend_count == 0)
 			return NO_BACKEND;
