@@ -36,9 +36,10 @@ export interface SandboxService {
 export async function adoptSandboxes(datapath: LoadedDatapath, pinDirectory: string, controlSocket: string, logger: Logger): Promise<SandboxService> {
   const socket = controlSocket === '' ? undefined : await claimControlSocket(controlSocket, logger);
   const attachments = new PinnedSandboxes(datapath, pinDirectory);
-  const { adopted, stale } = attachments.adopt();
+  const { adopted, stale, notUpgraded } = attachments.adopt();
   for (const sandbox of adopted) logger.info(sandbox, `adopted sandbox ${sandbox.id}`);
   for (const { reason, ...sandbox } of stale) logger.warn({ ...sandbox, reason }, `removed sandbox ${sandbox.id}: ${reason}`);
+  for (const { reason, ...sandbox } of notUpgraded) logger.warn({ ...sandbox, reason }, `sandbox ${sandbox.id}: ${reason}`);
   const registry = new SandboxRegistry(attachments, adopted);
   return {
     registry,

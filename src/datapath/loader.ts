@@ -10,7 +10,7 @@
 // replacement: no connect() ever runs without a program), so restarts and
 // upgrades leave no gap.
 
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { relative } from 'node:path';
 import { SocklbError, errnoName } from '../errors.js';
 import { checkLayout, KernelMap, mapInfo } from './kernel-maps.js';
@@ -29,6 +29,8 @@ export interface PinLayout {
 
 /** Under <pin dir>/links, the sandboxes' links; never a cgroup's (those names start with %2F). */
 export const SANDBOX_LINK_DIRECTORY = 'sandboxes';
+/** A new link's pin before it replaces the old one (bpffs names take no dot); a crash can leave one, which the next attach removes. */
+const STAGED_PIN_SUFFIX = '-staged';
 
 export function pinLayout(pinDirectory: string): PinLayout {
   return { maps: `${pinDirectory}/maps`, links: `${pinDirectory}/links` };
@@ -123,7 +125,11 @@ export class LoadedDatapath {
     libbpf.objectClose(this.object);
   }
 
-  /** Attaches every program to `cgroup`, pinning the links in `directory` (or replacing theirs). */
+  /**
+   * Attaches every program to `cgroup`, pinning the links in `directory` (or replacing theirs),
+   * and detaches the links of programs this build no longer has. Whatever fails, each program
+   * stays attached by its old link or by its new one: a cgroup is never left without it.
+   */
   attachOne(cgroup: string, directory: string): 'attached' | 'replaced' {
     mkdirSync(directory, { recursive: true, mode: 0o700 });
     let replaced = true;
@@ -133,12 +139,10 @@ export class LoadedDatapath {
         const pinPath = `${directory}/${name}`;
         if (existsSync(pinPath) && replaceProgram(pinPath, program)) continue;
         replaced = false;
-        rmSync(pinPath, { force: true });
-        const link = libbpf.programAttachCgroup(program, cgroupFd);
-        if (!link) throw new SocklbError('SOCKLB_ERR_CGROUP', `attach ${name} to cgroup ${cgroup}: ${errnoName(lastErrno())}`);
-        const rc = libbpf.linkPin(link, pinPath);
-        libbpf.linkDestroy(link);
-        if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `pin link ${pinPath}: ${errnoName(-rc)}`);
+        attachAndPin(program, cgroupFd, pinPath, `attach ${name} to cgroup ${cgroup}`);
+      }
+      for (const name of readdirSync(directory)) {
+        if (!this.programs.has(name)) detachPin(`${directory}/${name}`);
       }
     } finally {
       closeSync(cgroupFd);
@@ -193,7 +197,29 @@ export function cgroupOfLinkDirectory(root: string, name: string): string {
   return below === '/' ? root : `${root}${below}`;
 }
 
-/** Swaps `program` into the pinned link; false when the link is gone or dead (its cgroup was removed). */
+/**
+ * Attaches `program` by a new link pinned under a temporary name, then renamed over `pinPath`:
+ * an old link pinned there (dead, or one whose update failed) is let go only once the new one is
+ * in place. While both are attached the second program finds a backend's address, which is no
+ * Service's, and leaves it alone.
+ */
+function attachAndPin(program: BpfProgramHandle, cgroupFd: number, pinPath: string, what: string): void {
+  const staged = `${pinPath}${STAGED_PIN_SUFFIX}`;
+  rmSync(staged, { force: true });
+  const link = libbpf.programAttachCgroup(program, cgroupFd);
+  if (!link) throw new SocklbError('SOCKLB_ERR_CGROUP', `${what}: ${errnoName(lastErrno())}`);
+  const rc = libbpf.linkPin(link, staged);
+  libbpf.linkDestroy(link);
+  if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `pin link ${staged}: ${errnoName(-rc)}`);
+  try {
+    renameSync(staged, pinPath);
+  } catch (error) {
+    rmSync(staged, { force: true });
+    throw new SocklbError('SOCKLB_ERR_LIBBPF', `pin link ${pinPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+}
+
+/** Swaps `program` into the pinned link; false when the link is gone or dead (its cgroup was removed), or the swap failed. */
 function replaceProgram(pinPath: string, program: BpfProgramHandle): boolean {
   const link = libbpf.linkOpen(pinPath);
   if (!link) return false;
@@ -211,17 +237,21 @@ export function detachDirectory(directory: string): number {
       detached += detachDirectory(pinPath);
       continue;
     }
-    const link: BpfLinkHandle | null = libbpf.linkOpen(pinPath);
-    if (link) {
-      // Detach even if some other process still holds the link open.
-      libbpf.linkDetach(link);
-      libbpf.linkDestroy(link);
-    }
-    rmSync(pinPath);
+    detachPin(pinPath);
     detached++;
   }
   rmdirSync(directory);
   return detached;
+}
+
+function detachPin(pinPath: string): void {
+  const link: BpfLinkHandle | null = libbpf.linkOpen(pinPath);
+  if (link) {
+    // Detach even if some other process still holds the link open.
+    libbpf.linkDetach(link);
+    libbpf.linkDestroy(link);
+  }
+  rmSync(pinPath);
 }
 
 /**

@@ -52,12 +52,15 @@ export class PinnedSandboxes implements SandboxAttachments {
   /**
    * Rebuilds the registry from the pins of an earlier run: the programs just loaded are swapped
    * into each sandbox's links. A sandbox whose cgroup is gone (its container was deleted while no
-   * agent ran, so its poststop hook failed), or that cannot be attached again, is detached and
-   * unpinned instead: one sandbox must not keep the agent, and so every other, from starting.
+   * agent ran, so its poststop hook failed) is detached and unpinned. One whose programs cannot be
+   * swapped stays registered with the links it has (a running container must not lose its
+   * Services because of an upgrade), and is reported: one sandbox must not keep the agent, and so
+   * every other, from starting.
    */
-  adopt(): { adopted: Sandbox[]; stale: (Sandbox & { reason: string })[] } {
+  adopt(): { adopted: Sandbox[]; stale: (Sandbox & { reason: string })[]; notUpgraded: (Sandbox & { reason: string })[] } {
     const adopted: Sandbox[] = [];
     const stale: (Sandbox & { reason: string })[] = [];
+    const notUpgraded: (Sandbox & { reason: string })[] = [];
     for (const sandbox of pinnedSandboxes(this.pinDirectory, this.cgroupRoot)) {
       if (sandbox.cgroup === undefined) {
         detachDirectory(this.directoryOf(sandbox.id));
@@ -65,16 +68,16 @@ export class PinnedSandboxes implements SandboxAttachments {
         detachDirectory(this.directoryOf(sandbox.id));
         stale.push({ id: sandbox.id, cgroup: sandbox.cgroup, reason: 'its cgroup is gone' });
       } else {
+        const adoptedSandbox = { id: sandbox.id, cgroup: sandbox.cgroup };
+        adopted.push(adoptedSandbox);
         try {
           this.datapath.attachOne(sandbox.cgroup, `${this.directoryOf(sandbox.id)}/${linkDirectoryName(this.cgroupRoot, sandbox.cgroup)}`);
-          adopted.push({ id: sandbox.id, cgroup: sandbox.cgroup });
         } catch (error) {
-          detachDirectory(this.directoryOf(sandbox.id));
-          stale.push({ id: sandbox.id, cgroup: sandbox.cgroup, reason: `attaching it again failed: ${error instanceof Error ? error.message : String(error)}` });
+          notUpgraded.push({ ...adoptedSandbox, reason: `attaching this build's programs failed, its links are kept as they were: ${error instanceof Error ? error.message : String(error)}` });
         }
       }
     }
-    return { adopted, stale };
+    return { adopted, stale, notUpgraded };
   }
 
   private directoryOf(id: string): string {

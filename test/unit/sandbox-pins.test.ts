@@ -2,7 +2,6 @@
 // directory, over a temporary pin directory (no privileges needed).
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,21 +37,34 @@ describe('sandbox pins', () => {
     return cgroup;
   }
 
-  it('adopts the others when one sandbox fails to attach again, and unpins that one as stale', async () => {
+  it('keeps a sandbox whose programs cannot be swapped registered with its links, reports it, and adopts the others', async () => {
     await pinSandbox('good');
-    const broken = await pinSandbox('broken');
+    await pinSandbox('broken');
     const datapath = {
       attachOne(cgroup: string) {
         if (cgroup.endsWith('cgroup-broken')) throw new Error('attach socklb_connect4: EPERM');
         return 'replaced';
       },
     } as unknown as LoadedDatapath;
+    const { adopted, stale, notUpgraded } = new PinnedSandboxes(datapath, pins).adopt();
+    assert.deepEqual(adopted.map((sandbox) => sandbox.id).sort(), ['broken', 'good']);
+    assert.deepEqual(stale, []);
+    assert.deepEqual(notUpgraded.map(({ id, reason }) => ({ id, reason })), [
+      { id: 'broken', reason: "attaching this build's programs failed, its links are kept as they were: attach socklb_connect4: EPERM" },
+    ]);
+    assert.deepEqual(entriesOf(sandboxes)?.sort(), ['broken', 'good'], 'both stay pinned');
+  });
+
+  it('unpins a sandbox whose cgroup is gone as stale, and leaves the others', async () => {
+    await pinSandbox('kept');
+    const gone = await pinSandbox('gone');
+    await rm(gone, { recursive: true });
+    const datapath = { attachOne: () => 'replaced' } as unknown as LoadedDatapath;
     const { adopted, stale } = new PinnedSandboxes(datapath, pins).adopt();
-    assert.deepEqual(adopted.map((sandbox) => sandbox.id), ['good']);
-    assert.deepEqual(stale.map(({ id, reason }) => ({ id, reason })), [{ id: 'broken', reason: 'attaching it again failed: attach socklb_connect4: EPERM' }]);
-    assert.ok(stale[0]?.cgroup.endsWith('cgroup-broken'), stale[0]?.cgroup);
-    assert.deepEqual(entriesOf(sandboxes), ['good'], 'the failed sandbox is unpinned');
-    assert.ok(existsSync(broken), 'its cgroup is left alone');
+    assert.deepEqual(adopted.map((sandbox) => sandbox.id), ['kept']);
+    assert.deepEqual(stale.map(({ id, reason }) => ({ id, reason })), [{ id: 'gone', reason: 'its cgroup is gone' }]);
+    assert.ok(stale[0]?.cgroup.endsWith('cgroup-gone'), stale[0]?.cgroup);
+    assert.deepEqual(entriesOf(sandboxes), ['kept'], 'the stale sandbox is unpinned');
   });
 
   it('skips a sandbox directory that vanishes while the pins are read', async () => {
