@@ -171,6 +171,8 @@ function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEnt
  * a backend that stays is never absent from its frontend for a moment.
  */
 export function arrangeSlots(current: readonly (number | undefined)[], wanted: readonly number[]): number[] {
+  // A new frontend (10000 of them in a first sync): all are newcomers, in their order.
+  if (current.length === 0) return [...wanted];
   const wantedSet = new Set(wanted);
   const kept = new Set<number>();
   const slots = current.map((id) => {
@@ -192,7 +194,8 @@ export function arrangeSlots(current: readonly (number | undefined)[], wanted: r
 }
 
 function sortedSlots(state: DatapathState, serviceId: number): number[] {
-  return [...(state.slots.get(serviceId)?.keys() ?? [])].sort((a, b) => a - b);
+  const slots = state.slots.get(serviceId);
+  return slots === undefined ? [] : [...slots.keys()].sort((a, b) => a - b);
 }
 
 function sameService(a: ServicePortRef | undefined, b: ServicePortRef): boolean {

@@ -70,26 +70,25 @@ interface Step {
  * (every prefix of its plan is consistent) and skips the rest of its plan.
  */
 function writePlans(maps: DatapathMaps, state: DatapathState, plans: readonly FrontendPlan[], result: ReconcileResult): void {
-  const next = new Map<FrontendPlan, number>(plans.map((plan) => [plan, 0]));
+  const positions = plans.map(() => 0);
+  let unfinished = plans.map((_, index) => index);
   // One pass over the phases takes every plan the planner makes; a plan in another order would
   // take more passes, each still keeping its order.
-  while (next.size > 0) {
+  while (unfinished.length > 0) {
     for (const kind of PHASES) {
       const steps: Step[] = [];
-      for (const [plan, index] of next) {
-        if (result.failed.has(plan.frontend)) {
-          next.delete(plan);
-          continue;
-        }
-        let position = index;
+      for (const index of unfinished) {
+        const plan = plans[index]!;
+        if (result.failed.has(plan.frontend)) continue;
+        let position = positions[index]!;
         while (position < plan.operations.length && plan.operations[position]!.kind === kind) steps.push({ plan, operation: plan.operations[position++]! });
-        if (position === plan.operations.length) next.delete(plan);
-        else next.set(plan, position);
+        positions[index] = position;
       }
       if (steps.length === 0) continue;
       if (isUpsert(steps[0]!.operation)) writeBatches(maps, state, steps as (Step & { operation: Upsert })[], result);
       else writeEach(maps, state, steps, result);
     }
+    unfinished = unfinished.filter((index) => positions[index]! < plans[index]!.operations.length && !result.failed.has(plans[index]!.frontend));
   }
 }
 
