@@ -70,13 +70,13 @@ export interface CleanupScope {
 }
 
 /**
- * The ids that planning and applying `plans` for the frontends `scope` can
- * leave unused, taken before the plans are applied: the service ids of those
- * frontends and the backends their slots name, and every id the plans write.
- * A cleanup of these after the plans finds what a cleanup of everything would,
- * provided nothing was left unused before.
+ * The ids that applying the plans for the frontends `scope` can leave unused, taken before the
+ * plans are applied: the service ids of those frontends and the backends their slots name. A plan
+ * written whole leaves every id it writes in use; a plan stopped by a failed write may not, so its
+ * ids are added once the plans are applied (addWrittenIds). A cleanup of these finds what a
+ * cleanup of everything would, provided nothing was left unused before.
  */
-export function cleanupScope(state: DatapathState, scope: Iterable<string>, plans: readonly FrontendPlan[]): CleanupScope {
+export function cleanupScope(state: DatapathState, scope: Iterable<string>): CleanupScope {
   const touched: CleanupScope = { serviceIds: new Set(), backendIds: new Set() };
   for (const id of scope) {
     const current = state.frontends.get(id);
@@ -84,6 +84,11 @@ export function cleanupScope(state: DatapathState, scope: Iterable<string>, plan
     touched.serviceIds.add(current.serviceId);
     for (const backendId of state.slots.get(current.serviceId)?.values() ?? []) touched.backendIds.add(backendId);
   }
+  return touched;
+}
+
+/** Adds to `touched` every id the plans write: for the plans a failed write stopped. */
+export function addWrittenIds(touched: CleanupScope, plans: readonly FrontendPlan[]): void {
   for (const { operations } of plans) {
     for (const operation of operations) {
       if ('serviceId' in operation) touched.serviceIds.add(operation.serviceId);
@@ -91,7 +96,6 @@ export function cleanupScope(state: DatapathState, scope: Iterable<string>, plan
       if ('backendId' in operation) touched.backendIds.add(operation.backendId);
     }
   }
-  return touched;
 }
 
 /**

@@ -3,7 +3,7 @@
 
 import type { DesiredFrontend } from '../model/types.js';
 import type { BpfMap, DatapathMaps } from './maps.js';
-import { cleanupScope, planCleanup, planFrontends, type FrontendPlan } from './planner.js';
+import { addWrittenIds, cleanupScope, planCleanup, planFrontends, type FrontendPlan } from './planner.js';
 import type { DatapathState, Operation } from './state.js';
 import { isUpsert, upsertEntry, upsertMap, writeOperation, type Upsert } from './writer.js';
 
@@ -29,9 +29,10 @@ export type CleanupExtent = 'everything' | 'touched';
 export function reconcile(maps: DatapathMaps, state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>, scope: Iterable<string>, cleanup: CleanupExtent = 'everything'): ReconcileResult {
   const frontendIds = [...new Set(scope)];
   const plans = planFrontends(state, desired, frontendIds);
-  const touched = cleanup === 'touched' ? cleanupScope(state, frontendIds, plans) : undefined;
+  const touched = cleanup === 'touched' ? cleanupScope(state, frontendIds) : undefined;
   const result: ReconcileResult = { frontends: plans.length, operations: 0, failed: new Map(), cleanupErrors: [] };
   writePlans(maps, state, plans, result);
+  if (touched && result.failed.size > 0) addWrittenIds(touched, plans.filter((plan) => result.failed.has(plan.frontend)));
   for (const operation of planCleanup(state, touched)) {
     const error = write(maps, state, operation);
     if (error) result.cleanupErrors.push(error);
