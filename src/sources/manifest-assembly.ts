@@ -28,12 +28,8 @@ export class ManifestAssembly {
   readonly slices = new Map<string, EndpointSlice>();
   /** What each file defines, by path, then by identity (`Service default/web`). */
   private readonly files = new Map<string, ReadonlyMap<string, ManifestObject>>();
-  /**
-   * Identity -> the path defining it, or the paths when several do; the first in path order wins.
-   * A path alone, not a set of one: all but a duplicate have one definer, and a set each was
-   * 20000 sets kept at 10000 Services.
-   */
-  private readonly definers = new Map<string, Definers>();
+  /** Identity -> the paths defining it; the first in path order wins. */
+  private readonly definers = new GroupedKeys();
   /** Identity -> the object in effect: the winning file's. */
   private readonly winners = new Map<string, ManifestObject>();
   /** Path -> the identities it defines that an earlier path wins. */
@@ -50,10 +46,14 @@ export class ManifestAssembly {
     else this.files.delete(path);
     for (const identity of before?.keys() ?? []) {
       if (objects?.has(identity)) continue;
+      this.definers.delete(identity, path);
       this.shadowed.get(path)?.delete(identity);
-      this.setDefiners(identity, withoutPath(this.definers.get(identity), path), changes);
+      this.resolve(identity, changes);
     }
-    for (const identity of objects?.keys() ?? []) this.setDefiners(identity, withPath(this.definers.get(identity), path), changes);
+    for (const identity of objects?.keys() ?? []) {
+      this.definers.add(identity, path);
+      this.resolve(identity, changes);
+    }
   }
 
   /** The objects that lose to an earlier file, as problems of the file `path`. */
@@ -61,19 +61,14 @@ export class ManifestAssembly {
     return [...(this.shadowed.get(path) ?? [])].map((identity) => ({
       source: path,
       object: identity,
-      reason: `is also defined in ${winningPath(this.definers.get(identity))}, which wins as the first in path order: remove one`,
+      reason: `is also defined in ${firstInOrder(this.definers.keysOf(identity))}, which wins as the first in path order: remove one`,
     }));
   }
 
-  private setDefiners(identity: string, definers: Definers | undefined, changes: AssemblyChanges): void {
-    if (definers === undefined) this.definers.delete(identity);
-    else this.definers.set(identity, definers);
-    this.resolve(identity, definers, changes);
-  }
-
-  private resolve(identity: string, definers: Definers | undefined, changes: AssemblyChanges): void {
-    const winner = winningPath(definers);
-    for (const path of typeof definers === 'string' ? [definers] : (definers ?? [])) {
+  private resolve(identity: string, changes: AssemblyChanges): void {
+    const definers = this.definers.keysOf(identity);
+    const winner = firstInOrder(definers);
+    for (const path of definers) {
       let shadowed = this.shadowed.get(path);
       if (path === winner) shadowed?.delete(identity);
       else {
@@ -146,24 +141,4 @@ export class ManifestAssembly {
     else this.slices.delete(key);
     changes.slices.add(key);
   }
-}
-
-/** The paths defining an identity: one path, or a set of two or more. */
-type Definers = string | Set<string>;
-
-function withPath(definers: Definers | undefined, path: string): Definers {
-  if (definers === undefined || definers === path) return path;
-  if (typeof definers === 'string') return new Set([definers, path]);
-  return definers.add(path);
-}
-
-function withoutPath(definers: Definers | undefined, path: string): Definers | undefined {
-  if (definers === undefined || definers === path) return undefined;
-  if (typeof definers === 'string') return definers;
-  definers.delete(path);
-  return definers.size === 1 ? firstInOrder(definers) : definers;
-}
-
-function winningPath(definers: Definers | undefined): string | undefined {
-  return typeof definers === 'string' ? definers : definers && firstInOrder(definers);
 }
