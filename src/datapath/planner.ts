@@ -25,6 +25,9 @@
 // Each frontend gets a group of its own: when a write fails, the rest of that
 // group is skipped, and what was written of it is still consistent by the
 // order above (a prefix of a group never exposes anything half-done).
+// reconcile.ts writes the groups step by step across frontends (every
+// frontend's backends, then every name, ...), each step's updates in batches:
+// every frontend's order holds, and so does every prefix's safety.
 
 import { backendText } from '../model/keys.js';
 import type { DesiredFrontend, ServicePortRef } from '../model/types.js';
