@@ -3,7 +3,7 @@
 import { SocklbError, errnoName } from '../errors.js';
 import { MAP_CODECS, MAP_NAMES } from './layout.js';
 import { lastErrno, libbpf, libcCalls } from './libbpf.js';
-import { mapWriteError, mapsByRole, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
+import { mapWriteError, mapsByRole, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
 
 const ENOENT = 2;
 
@@ -114,7 +114,11 @@ export class KernelMap implements BpfMap {
     const count = [entries.length];
     const rc = libbpf.mapUpdateBatch(this.fd, keys, values, count, null);
     if (rc >= 0) return { written: entries.length };
-    return { written: count[0] ?? 0, error: mapWriteError(this, 'update', -rc) };
+    const written = count[0] ?? 0;
+    // Refused before its first entry, the kernel leaves the count as given (a map type without
+    // batch updates does): one by one then, so that each entry is accepted or refused on its own.
+    if (written === entries.length) return updateEachInTurn(this, entries);
+    return { written, error: mapWriteError(this, 'update', -rc) };
   }
 
   delete(key: Buffer): void {
