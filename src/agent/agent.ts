@@ -156,7 +156,8 @@ export class Agent {
       this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
     }
     for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
-    const stale = served && stalePairs(served, servedBackends(this.state, frontendIds));
+    // Only the frontends that served something before can have stale pairs: a first sync has none to look at.
+    const stale = served && stalePairs(served, servedBackends(this.state, served.keys()));
     // Logged once the sync's own work is done: "datapath synced" means the agent is free for the next change.
     const summary: SyncResult = { ...cause, frontends: result.frontends, operations: result.operations, failed: result.failed.size, durationMs: performance.now() - started };
     // The first sync is logged even when it wrote nothing: that is how a restart shows that it

@@ -3,7 +3,7 @@
 import { SocklbError, errnoName } from '../errors.js';
 import { MAP_CODECS, MAP_NAMES } from './layout.js';
 import { lastErrno, libbpf, libcCalls } from './libbpf.js';
-import { mapWriteError, mapsByRole, type BpfMap, type DatapathMaps } from './maps.js';
+import { mapWriteError, mapsByRole, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
 
 const ENOENT = 2;
 
@@ -91,6 +91,34 @@ export class KernelMap implements BpfMap {
   update(key: Buffer, value: Buffer): void {
     const rc = libbpf.mapUpdateElem(this.fd, key, value, 0);
     if (rc < 0) throw mapWriteError(this, 'update', -rc);
+  }
+
+  /**
+   * One bpf_map_update_batch (kernel 5.6) for all the entries: the kernel updates them one by one
+   * in order, as bpf_map_update_elem would, stops at the first it refuses and says how many it
+   * wrote. One system call and one koffi call instead of one of each per entry: a first sync at
+   * 10000 Services writes 70000 entries.
+   */
+  updateBatch(entries: readonly MapEntry[]): BatchResult {
+    if (entries.length === 0) return { written: 0 };
+    const keys = Buffer.allocUnsafe(entries.length * this.keySize);
+    const values = Buffer.allocUnsafe(entries.length * this.valueSize);
+    entries.forEach(([key, value], entry) => {
+      // A short entry would shift every later one onto its neighbour's bytes.
+      if (key.length !== this.keySize || value.length !== this.valueSize) {
+        throw new Error(`${this.name}: a batch entry of ${key.length}/${value.length} bytes, the map's are ${this.keySize}/${this.valueSize}`);
+      }
+      key.copy(keys, entry * this.keySize);
+      value.copy(values, entry * this.valueSize);
+    });
+    const count = [entries.length];
+    const rc = libbpf.mapUpdateBatch(this.fd, keys, values, count, null);
+    if (rc >= 0) return { written: entries.length };
+    const written = count[0] ?? 0;
+    // Refused before its first entry, the kernel leaves the count as given (a map type without
+    // batch updates does): one by one then, so that each entry is accepted or refused on its own.
+    if (written === entries.length) return updateEachInTurn(this, entries);
+    return { written, error: mapWriteError(this, 'update', -rc) };
   }
 
   delete(key: Buffer): void {

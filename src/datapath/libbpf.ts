@@ -64,6 +64,14 @@ export const libbpf = {
     count: number[],
     opts: null,
   ) => number,
+  /** Writes the *count entries in order and stops at the first refused; *count is then how many were written. */
+  mapUpdateBatch: f('int bpf_map_update_batch(int fd, const uint8_t *keys, const uint8_t *values, _Inout_ uint32_t *count, void *opts)') as (
+    fd: number,
+    keys: Buffer,
+    values: Buffer,
+    count: number[],
+    opts: null,
+  ) => number,
   numPossibleCpus: f('int libbpf_num_possible_cpus(void)') as () => number,
   mapGetNextKey: f('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next_key)') as (fd: number, key: Buffer | null, next: Buffer) => number,
 };

@@ -15,11 +15,37 @@ export interface BpfMap {
   readonly valuesPerKey: number;
   /** Creates or replaces; a reader sees the old value or the new one, never a mix. */
   update(key: Buffer, value: Buffer): void;
+  /**
+   * Creates or replaces the entries in their order, as `update` one by one would, and stops at the
+   * first refusal. A reader may see any prefix of them written, as with `update` one by one.
+   */
+  updateBatch(entries: readonly MapEntry[]): BatchResult;
   /** Deleting an absent key is not an error: every step can be repeated. */
   delete(key: Buffer): void;
   lookup(key: Buffer): Buffer | undefined;
   /** Each entry may be a view that the iteration's next steps overwrite: decode it, do not keep it. */
   entries(): Iterable<[Buffer, Buffer]>;
+}
+
+export type MapEntry = readonly [key: Buffer, value: Buffer];
+
+/** How a batch of updates went: the first `written` entries are in the map; `error` refused the next one. */
+export interface BatchResult {
+  written: number;
+  error?: Error;
+}
+
+/** updateBatch as a loop of `update`: for the maps that have no batch of their own. */
+export function updateEachInTurn(map: BpfMap, entries: readonly MapEntry[]): BatchResult {
+  for (let written = 0; written < entries.length; written++) {
+    const [key, value] = entries[written]!;
+    try {
+      map.update(key, value);
+    } catch (error) {
+      return { written, error: error instanceof Error ? error : new Error(String(error)) };
+    }
+  }
+  return { written: entries.length };
 }
 
 /** The maps the agent writes, by role. */

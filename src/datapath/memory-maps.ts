@@ -4,7 +4,7 @@
 // failed write never leaves the datapath inconsistent.
 
 import { MAP_NAMES } from './layout.js';
-import { mapWriteError, mapsByRole, type BpfMap, type DatapathMaps } from './maps.js';
+import { mapWriteError, mapsByRole, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
 
 const E2BIG = 7;
 const EAGAIN = 11;
@@ -22,6 +22,10 @@ export class MemoryMap implements BpfMap {
     const id = key.toString('hex');
     if (!this.entriesByKey.has(id) && this.entriesByKey.size >= this.maxEntries) throw mapWriteError(this, 'update', E2BIG);
     this.entriesByKey.set(id, [Buffer.from(key), Buffer.from(value)]);
+  }
+
+  updateBatch(entries: readonly MapEntry[]): BatchResult {
+    return updateEachInTurn(this, entries);
   }
 
   delete(key: Buffer): void {
@@ -68,6 +72,11 @@ export class FaultyMap implements BpfMap {
   update(key: Buffer, value: Buffer): void {
     if (this.shouldFail('update')) throw mapWriteError(this, 'update', EAGAIN);
     this.inner.update(key, value);
+  }
+
+  /** Each entry may fail on its own, as the kernel's batch stops at whichever entry it refuses. */
+  updateBatch(entries: readonly MapEntry[]): BatchResult {
+    return updateEachInTurn(this, entries);
   }
 
   delete(key: Buffer): void {

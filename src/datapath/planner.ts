@@ -25,6 +25,9 @@
 // Each frontend gets a group of its own: when a write fails, the rest of that
 // group is skipped, and what was written of it is still consistent by the
 // order above (a prefix of a group never exposes anything half-done).
+// reconcile.ts writes the groups step by step across frontends (every
+// frontend's backends, then every name, ...), each step's updates in batches:
+// every frontend's order holds, and so does every prefix's safety.
 
 import { backendText } from '../model/keys.js';
 import type { DesiredFrontend, ServicePortRef } from '../model/types.js';
@@ -70,13 +73,13 @@ export interface CleanupScope {
 }
 
 /**
- * The ids that planning and applying `plans` for the frontends `scope` can
- * leave unused, taken before the plans are applied: the service ids of those
- * frontends and the backends their slots name, and every id the plans write.
- * A cleanup of these after the plans finds what a cleanup of everything would,
- * provided nothing was left unused before.
+ * The ids that applying the plans for the frontends `scope` can leave unused, taken before the
+ * plans are applied: the service ids of those frontends and the backends their slots name. A plan
+ * written whole leaves every id it writes in use; a plan stopped by a failed write may not, so its
+ * ids are added once the plans are applied (addWrittenIds). A cleanup of these finds what a
+ * cleanup of everything would, provided nothing was left unused before.
  */
-export function cleanupScope(state: DatapathState, scope: Iterable<string>, plans: readonly FrontendPlan[]): CleanupScope {
+export function cleanupScope(state: DatapathState, scope: Iterable<string>): CleanupScope {
   const touched: CleanupScope = { serviceIds: new Set(), backendIds: new Set() };
   for (const id of scope) {
     const current = state.frontends.get(id);
@@ -84,6 +87,11 @@ export function cleanupScope(state: DatapathState, scope: Iterable<string>, plan
     touched.serviceIds.add(current.serviceId);
     for (const backendId of state.slots.get(current.serviceId)?.values() ?? []) touched.backendIds.add(backendId);
   }
+  return touched;
+}
+
+/** Adds to `touched` every id the plans write: for the plans a failed write stopped. */
+export function addWrittenIds(touched: CleanupScope, plans: readonly FrontendPlan[]): void {
   for (const { operations } of plans) {
     for (const operation of operations) {
       if ('serviceId' in operation) touched.serviceIds.add(operation.serviceId);
@@ -91,7 +99,6 @@ export function cleanupScope(state: DatapathState, scope: Iterable<string>, plan
       if ('backendId' in operation) touched.backendIds.add(operation.backendId);
     }
   }
-  return touched;
 }
 
 /**
@@ -171,6 +178,8 @@ function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEnt
  * a backend that stays is never absent from its frontend for a moment.
  */
 export function arrangeSlots(current: readonly (number | undefined)[], wanted: readonly number[]): number[] {
+  // A new frontend (10000 of them in a first sync): all are newcomers, in their order.
+  if (current.length === 0) return [...wanted];
   const wantedSet = new Set(wanted);
   const kept = new Set<number>();
   const slots = current.map((id) => {
@@ -192,7 +201,8 @@ export function arrangeSlots(current: readonly (number | undefined)[], wanted: r
 }
 
 function sortedSlots(state: DatapathState, serviceId: number): number[] {
-  return [...(state.slots.get(serviceId)?.keys() ?? [])].sort((a, b) => a - b);
+  const slots = state.slots.get(serviceId);
+  return slots === undefined ? [] : [...slots.keys()].sort((a, b) => a - b);
 }
 
 function sameService(a: ServicePortRef | undefined, b: ServicePortRef): boolean {

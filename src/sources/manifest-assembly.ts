@@ -29,7 +29,7 @@ export class ManifestAssembly {
   /** What each file defines, by path, then by identity (`Service default/web`). */
   private readonly files = new Map<string, ReadonlyMap<string, ManifestObject>>();
   /** Identity -> the paths defining it; the first in path order wins. */
-  private readonly definers = new Map<string, Set<string>>();
+  private readonly definers = new GroupedKeys();
   /** Identity -> the object in effect: the winning file's. */
   private readonly winners = new Map<string, ManifestObject>();
   /** Path -> the identities it defines that an earlier path wins. */
@@ -44,16 +44,15 @@ export class ManifestAssembly {
     const before = this.files.get(path);
     if (objects) this.files.set(path, objects);
     else this.files.delete(path);
-    for (const identity of new Set([...(before?.keys() ?? []), ...(objects?.keys() ?? [])])) {
-      const definers = this.definers.get(identity) ?? new Set<string>();
-      if (objects?.has(identity)) definers.add(path);
-      else {
-        definers.delete(path);
-        this.shadowed.get(path)?.delete(identity);
-      }
-      if (definers.size > 0) this.definers.set(identity, definers);
-      else this.definers.delete(identity);
-      this.resolve(identity, definers, changes);
+    for (const identity of before?.keys() ?? []) {
+      if (objects?.has(identity)) continue;
+      this.definers.delete(identity, path);
+      this.shadowed.get(path)?.delete(identity);
+      this.resolve(identity, changes);
+    }
+    for (const identity of objects?.keys() ?? []) {
+      this.definers.add(identity, path);
+      this.resolve(identity, changes);
     }
   }
 
@@ -62,15 +61,16 @@ export class ManifestAssembly {
     return [...(this.shadowed.get(path) ?? [])].map((identity) => ({
       source: path,
       object: identity,
-      reason: `is also defined in ${firstInOrder(this.definers.get(identity)!)}, which wins as the first in path order: remove one`,
+      reason: `is also defined in ${firstInOrder(this.definers.keysOf(identity))}, which wins as the first in path order: remove one`,
     }));
   }
 
-  private resolve(identity: string, definers: ReadonlySet<string>, changes: AssemblyChanges): void {
-    const winningPath = definers.size > 0 ? firstInOrder(definers) : undefined;
+  private resolve(identity: string, changes: AssemblyChanges): void {
+    const definers = this.definers.keysOf(identity);
+    const winner = firstInOrder(definers);
     for (const path of definers) {
       let shadowed = this.shadowed.get(path);
-      if (path === winningPath) shadowed?.delete(identity);
+      if (path === winner) shadowed?.delete(identity);
       else {
         if (!shadowed) this.shadowed.set(path, (shadowed = new Set()));
         shadowed.add(identity);
@@ -78,7 +78,7 @@ export class ManifestAssembly {
       if (shadowed?.size === 0) this.shadowed.delete(path);
     }
     const before = this.winners.get(identity);
-    const after = winningPath === undefined ? undefined : this.files.get(winningPath)?.get(identity);
+    const after = winner === undefined ? undefined : this.files.get(winner)?.get(identity);
     if (before === after) return;
     if (after) this.winners.set(identity, after);
     else this.winners.delete(identity);

@@ -2,8 +2,10 @@
 // (the map codecs' way) equal to bytes in a buffer of their own.
 
 import assert from 'node:assert/strict';
+import { isIPv4, isIPv6 } from 'node:net';
 import { describe, test } from 'node:test';
-import { canonicalIP, ipToBytes, writeIP } from '../../src/model/ip.js';
+import fc from 'fast-check';
+import { canonicalIP, ipFamily, ipToBytes, writeIP } from '../../src/model/ip.js';
 
 describe('canonicalIP', () => {
   const cases: { rule: string; text: string; expected: string | undefined }[] = [
@@ -15,6 +17,19 @@ describe('canonicalIP', () => {
     { rule: 'text that is no address is undefined', text: 'web.default', expected: undefined },
   ];
   for (const { rule, text, expected } of cases) test(rule, () => assert.equal(canonicalIP(text), expected));
+});
+
+describe('ipFamily', () => {
+  test("reads IPv4 as node:net's isIPv4 does, which it replaces for speed", () => {
+    const nearlyDottedQuads = fc.array(fc.constantFrom(...'0123456789.'.split(''), '25', '255', '256', '00', '.0', ':', 'a', ' '), { maxLength: 20 }).map((parts) => parts.join(''));
+    const octets = fc.array(fc.integer({ min: 0, max: 300 }).map(String), { minLength: 3, maxLength: 5 }).map((parts) => parts.join('.'));
+    fc.assert(
+      fc.property(fc.oneof(nearlyDottedQuads, octets, fc.ipV4(), fc.ipV6(), fc.string()), (text) => {
+        assert.equal(ipFamily(text), isIPv4(text) ? 'IPv4' : isIPv6(text) ? 'IPv6' : undefined);
+      }),
+      { numRuns: 20000 },
+    );
+  });
 });
 
 describe('writeIP', () => {

@@ -7,8 +7,8 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { describeFrontends } from '../../src/datapath/dump.js';
 import type { BpfMap, DatapathMaps } from '../../src/datapath/maps.js';
-import { mapsByRole } from '../../src/datapath/maps.js';
-import { faultyMaps, memoryMaps } from '../../src/datapath/memory-maps.js';
+import { mapsByRole, updateEachInTurn, type MapEntry } from '../../src/datapath/maps.js';
+import { FaultyMap, faultyMaps, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { arrangeSlots, fullScope, planCleanup, planFrontends } from '../../src/datapath/planner.js';
 import { reconcile, type CleanupExtent } from '../../src/datapath/reconcile.js';
 import { DatapathState } from '../../src/datapath/state.js';
@@ -55,15 +55,18 @@ function checkedMaps(inner: DatapathMaps, record: (violations: string[]) => void
   };
   return mapsByRole((role): BpfMap => {
     const map = inner[role];
-    return {
+    const checked: BpfMap = {
       name: map.name,
       maxEntries: map.maxEntries,
       valuesPerKey: map.valuesPerKey,
       update: (key, value) => check(() => map.update(key, value)),
+      // The kernel writes a batch's entries one by one: a reader may see any prefix.
+      updateBatch: (entries) => updateEachInTurn(checked, entries),
       delete: (key) => check(() => map.delete(key)),
       lookup: (key) => map.lookup(key),
       entries: () => map.entries(),
     };
+    return checked;
   });
 }
 
@@ -276,5 +279,54 @@ describe('reconcile on in-memory maps', () => {
     assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /socklb_fe_v2: E2BIG: map full \(1 entries\)/);
     assert.deepEqual(invariantViolations(maps), []);
     assert.deepEqual(described(maps), [{ frontend: '10.96.0.1:80/TCP', service: 'default/10.96.0.1', backends: ['10.244.0.9:80'] }]);
+  });
+
+  it('writes each kind of update as one batch per map across frontends, backends first and counts last', () => {
+    const raw = memoryMaps();
+    const batches: string[] = [];
+    const maps = mapsByRole((role): BpfMap => {
+      const map = raw[role];
+      return Object.assign(Object.create(map) as BpfMap, {
+        updateBatch: (entries: readonly MapEntry[]) => {
+          batches.push(`${role} ${entries.length}`);
+          return map.updateBatch(entries);
+        },
+      });
+    });
+    const desired = new Map<string, DesiredFrontend>();
+    for (const address of ['10.96.0.1', '10.96.0.2', '10.96.0.3']) {
+      const key = { address, port: 80, protocol: 'TCP' as const };
+      desired.set(frontendId(key), { key, service: { namespace: 'default', name: 'web', portName: '' }, backends: [{ address, port: 8080 }, { address: '10.244.0.9', port: 80 }], affinityTimeoutSeconds: 0 });
+    }
+    const result = reconcile(maps, DatapathState.read(raw), desired, desired.keys());
+    assert.equal(result.failed.size, 0);
+    // The shared backend is written by each frontend's plan that needs it: one entry each, one id.
+    assert.deepEqual(batches, ['backends 6', 'serviceNames 3', 'slots 6', 'stats 3', 'frontends 3']);
+    assert.deepEqual(described(raw), rendering(desired));
+  });
+
+  it('an entry the kernel refuses in a batch stops its frontend only: the entries after it are written', () => {
+    const raw = memoryMaps();
+    let slotWrites = 0;
+    // The third slot written (the first of the second frontend) is refused.
+    const maps = { ...raw, slots: new FaultyMap(raw.slots, () => ++slotWrites === 3) };
+    const state = DatapathState.read(raw);
+    const desired = new Map<string, DesiredFrontend>();
+    for (const address of ['10.96.0.1', '10.96.0.2', '10.96.0.3']) {
+      const key = { address, port: 80, protocol: 'TCP' as const };
+      desired.set(frontendId(key), { key, service: { namespace: 'default', name: 'web', portName: '' }, backends: [{ address, port: 8080 }, { address, port: 9090 }], affinityTimeoutSeconds: 0 });
+    }
+    const result = reconcile(maps, state, desired, desired.keys());
+    assert.deepEqual([...result.failed.keys()], ['10.96.0.2:80/TCP']);
+    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /update socklb_slot_v1: EAGAIN/);
+    assert.deepEqual(invariantViolations(raw), []);
+    assert.deepEqual(DatapathState.read(raw), state, 'the tracked state holds the accepted writes only');
+    assert.deepEqual(
+      described(raw).map(({ frontend }) => frontend),
+      ['10.96.0.1:80/TCP', '10.96.0.3:80/TCP'],
+    );
+    const retry = reconcile(raw, state, desired, desired.keys());
+    assert.equal(retry.failed.size, 0);
+    assert.deepEqual(described(raw), rendering(desired));
   });
 });
