@@ -164,12 +164,14 @@ describe('reconcile on in-memory maps', () => {
         const keptMaps = memoryMaps();
         const restartedMaps = memoryMaps();
         const kept = DatapathState.read(keptMaps);
+        // The frontends in one order for both: a state read back lists them in another, and ids
+        // handed out in another order are other ids, which later removals free differently.
+        const inOrder = (state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>) => [...fullScope(state, desired)].sort();
         for (const desired of sequence) {
-          reconcile(keptMaps, kept, desired, fullScope(kept, desired));
+          reconcile(keptMaps, kept, desired, inOrder(kept, desired));
           const restarted = DatapathState.read(restartedMaps);
-          reconcile(restartedMaps, restarted, desired, fullScope(restarted, desired));
-          // Which frontend or backend gets which id may differ (a state read back lists them in
-          // another order), but the ids in use must not: a restart reuses the ids freed before it.
+          reconcile(restartedMaps, restarted, desired, inOrder(restarted, desired));
+          // A restart reuses the ids freed before it, as the agent that kept running does.
           const ids = (maps: DatapathMaps) => {
             const state = DatapathState.read(maps);
             return { services: [...state.serviceNames.keys()].sort((a, b) => a - b), backends: [...state.backends.keys()].sort((a, b) => a - b) };
