@@ -22,7 +22,7 @@ import type { StalePair } from '../datapath/layout.js';
 import type { DatapathMaps } from '../datapath/maps.js';
 import { fullScope } from '../datapath/planner.js';
 import { reconcile, type CleanupExtent } from '../datapath/reconcile.js';
-import { servedBackends, stalePairs } from '../datapath/stale.js';
+import { servedBackends, stalePairs, stillStale } from '../datapath/stale.js';
 import { DatapathState } from '../datapath/state.js';
 import type { StuckSocketHandler } from '../datapath/stuck-sockets.js';
 import type { Source, SourceState } from '../sources/source.js';
@@ -174,7 +174,12 @@ export class Agent {
     const handler = this.options.stuckSockets;
     if (!handler || pairs.length === 0) return;
     this.destroying = this.destroying
-      .then(() => handler.destroy(pairs))
+      // A run waits for the one before it and for its thread to start: by then a later sync may
+      // have handed a pair's backend out again (a readiness flap), and its sockets are fine.
+      .then(() => {
+        const stale = stillStale(pairs, this.state);
+        return stale.length > 0 ? handler.destroy(stale) : undefined;
+      })
       .catch((error: unknown) => {
         const failure = error instanceof Error ? error : new Error(String(error));
         this.options.logger.warn({ code: (failure as { code?: string }).code }, `destroy stuck sockets: ${failure.message}`);

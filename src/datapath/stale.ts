@@ -3,7 +3,7 @@
 // before and after the sync, as the kernel accepted it, so a write that failed (and left a
 // backend in place) names no pair.
 
-import { backendText } from '../model/keys.js';
+import { backendText, frontendId } from '../model/keys.js';
 import type { Backend, FrontendKey } from '../model/types.js';
 import type { StalePair } from './layout.js';
 import type { DatapathState } from './state.js';
@@ -40,4 +40,10 @@ export function stalePairs(before: ReadonlyMap<string, ServedBackends>, after: R
     }
   }
   return pairs;
+}
+
+/** The pairs `state` does not hand out (any more). */
+export function stillStale(pairs: readonly StalePair[], state: DatapathState): StalePair[] {
+  const served = servedBackends(state, new Set(pairs.map((pair) => frontendId(pair.frontend))));
+  return pairs.filter((pair) => !served.get(frontendId(pair.frontend))?.backends.has(backendText(pair.backend)));
 }

@@ -41,6 +41,32 @@ describe('the agent and stuck sockets', () => {
     ]);
   });
 
+  it('leaves alone the sockets of a backend handed out again before its run started', async () => {
+    const calls: string[][] = [];
+    let openGate: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const handler: StuckSocketHandler = {
+      async destroy(pairs: readonly StalePair[]) {
+        calls.push(pairs.map((pair) => backendText(pair.backend)));
+        if (calls.length === 1) await gate;
+      },
+    };
+    const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2', '10.244.0.3']));
+    const agent = new Agent({ source, maps: memoryMaps(), logger: pino({ level: 'silent' }), node: NODE, stuckSockets: handler });
+    const settle = () => new Promise((resolve) => setImmediate(resolve));
+    await agent.start();
+    source.push(dnsState(['10.244.0.1', '10.244.0.2']));
+    await settle();
+    // While the first run is busy: .1 and .2 leave, then .1 comes back (a readiness flap).
+    source.push(dnsState([]));
+    await settle();
+    source.push(dnsState(['10.244.0.1']));
+    await settle();
+    openGate();
+    await agent.stop();
+    assert.deepEqual(calls, [['10.244.0.3:5353'], ['10.244.0.2:5353']]);
+  });
+
   it('logs a failing handler and carries on', async () => {
     const logs: { msg: string }[] = [];
     const logger = pino({ level: 'warn' }, { write: (line: string) => logs.push(JSON.parse(line) as { msg: string }) });
