@@ -5,6 +5,7 @@
 
 import { backendText, frontendId } from '../model/keys.js';
 import type { Backend, FrontendKey, ServicePortRef } from '../model/types.js';
+import { IdMap } from './id-map.js';
 import { MAP_CODECS } from './layout.js';
 import type { DatapathMaps } from './maps.js';
 
@@ -34,13 +35,15 @@ export class DatapathState {
   /** By frontendId(). */
   readonly frontends = new Map<string, FrontendEntry>();
   /** service id -> slot -> backend id, including slots past the count. */
-  readonly slots = new Map<number, Map<number, number>>();
-  readonly backends = new Map<number, Backend>();
-  readonly serviceNames = new Map<number, ServicePortRef>();
+  // By id in arrays (IdMap), not Maps: ids are handed out lowest first.
+  readonly slots = new IdMap<IdMap<number>>();
+  readonly backends = new IdMap<Backend>();
+  readonly serviceNames = new IdMap<ServicePortRef>();
   private readonly backendIdByAddress = new Map<string, number>();
-  private readonly slotsNamingBackend = new Map<number, number>();
-  /** service id -> the frontends naming it (one, unless a crash left more). */
-  private readonly frontendsByServiceId = new Map<number, Set<string>>();
+  /** backend id -> how many slots name it; absent for none. */
+  private readonly slotsNamingBackend = new IdMap<number>();
+  /** service id -> the frontends naming it: one id, or, if a crash left more, all of them in order. */
+  private readonly frontendsByServiceId = new IdMap<string | string[]>();
   // Which ids are free, so that the lowest is found without a walk over all.
   // Bookkeeping, not state: a state read back from the maps is equal without it.
   readonly #serviceIds = new IdUsage();
@@ -84,7 +87,7 @@ export class DatapathState {
       }
       case 'upsert-slot': {
         let slots = this.slots.get(operation.serviceId);
-        if (!slots) this.slots.set(operation.serviceId, (slots = new Map()));
+        if (!slots) this.slots.set(operation.serviceId, (slots = new IdMap()));
         const previous = slots.get(operation.slot);
         if (previous !== undefined) this.countReference(previous, -1);
         slots.set(operation.slot, operation.backendId);
@@ -114,10 +117,10 @@ export class DatapathState {
         const id = frontendId(operation.frontend.key);
         this.forgetFrontend(id);
         this.frontends.set(id, operation.frontend);
-        let named = this.frontendsByServiceId.get(operation.frontend.serviceId);
-        if (!named) this.frontendsByServiceId.set(operation.frontend.serviceId, (named = new Set()));
-        named.add(id);
-        this.#serviceIds.used(operation.frontend.serviceId);
+        const { serviceId } = operation.frontend;
+        const named = this.frontendsByServiceId.get(serviceId);
+        this.frontendsByServiceId.set(serviceId, named === undefined ? id : [...namesOf(named), id].sort());
+        this.#serviceIds.used(serviceId);
         return;
       }
       case 'delete-frontend':
@@ -147,7 +150,7 @@ export class DatapathState {
   /** How many slots of this service id some frontend exposes: the largest count of the frontends naming it; 0 for none. */
   exposedSlots(serviceId: number): number {
     let count = 0;
-    for (const id of this.frontendsByServiceId.get(serviceId) ?? []) count = Math.max(count, this.frontends.get(id)?.backendCount ?? 0);
+    for (const id of namesOf(this.frontendsByServiceId.get(serviceId))) count = Math.max(count, this.frontends.get(id)?.backendCount ?? 0);
     return count;
   }
 
@@ -171,15 +174,15 @@ export class DatapathState {
     const previous = this.frontends.get(id);
     if (!previous) return;
     this.frontends.delete(id);
-    const named = this.frontendsByServiceId.get(previous.serviceId);
-    named?.delete(id);
-    if (named?.size === 0) this.frontendsByServiceId.delete(previous.serviceId);
+    const others = namesOf(this.frontendsByServiceId.get(previous.serviceId)).filter((named) => named !== id);
+    if (others.length === 0) this.frontendsByServiceId.delete(previous.serviceId);
+    else this.frontendsByServiceId.set(previous.serviceId, others.length === 1 ? others[0]! : others);
     this.noteServiceId(previous.serviceId);
   }
 
   /** Whether any frontend, slot or service name uses this service id. */
   private serviceIdInUse(serviceId: number): boolean {
-    return this.frontendsByServiceId.has(serviceId) || this.slots.has(serviceId) || this.serviceNames.has(serviceId);
+    return this.frontendNames(serviceId) || this.slots.has(serviceId) || this.serviceNames.has(serviceId);
   }
 
   private noteServiceId(serviceId: number): void {
@@ -192,6 +195,10 @@ export class DatapathState {
     if (count === 0) this.slotsNamingBackend.delete(backendId);
     else this.slotsNamingBackend.set(backendId, count);
   }
+}
+
+function namesOf(named: string | string[] | undefined): readonly string[] {
+  return named === undefined ? [] : typeof named === 'string' ? [named] : named;
 }
 
 /** Skipped ids remembered at most: far more than any map's capacity. */
