@@ -24,12 +24,14 @@ export class DesiredFrontends {
   /** The objects as last seen: the model's own copies of the source's maps. */
   private readonly services = new Map<string, Service>();
   private readonly slices = new Map<string, EndpointSlice>();
-  /** Service key -> slice key -> slice, for every Service named by a slice, whether it exists or not. */
-  private readonly slicesByService = new Map<string, Map<string, EndpointSlice>>();
+  // Per Service and per frontend, a key or a short array rather than a Map or a Set: nearly always
+  // there is one, and a small Map or Set costs about 180 bytes (docs/footprint.md).
+  /** Service key -> the keys of its slices, sorted, for every Service named by a slice, whether it exists or not. */
+  private readonly slicesByService = new Map<string, string[]>();
   /** Service key -> the frontends it asks for, whether or not it won them. */
   private readonly claimsByService = new Map<string, DesiredFrontend[]>();
-  /** Frontend id -> the services asking for it; the first in sort order serves it. */
-  private readonly claimants = new Map<string, Set<string>>();
+  /** Frontend id -> the Service asking for it, or the several asking; the first in sort order serves it. */
+  private readonly claimants = new Map<string, string | string[]>();
   /** Frontend ids that more than one Service claims. */
   private readonly contested = new Set<string>();
   private readonly problemsByService = new Map<string, InputProblem[]>();
@@ -91,12 +93,12 @@ export class DesiredFrontends {
     this.claimsByService.delete(serviceKey);
     this.problemsByService.delete(serviceKey);
     const service = this.services.get(serviceKey);
-    const slices = this.slicesByService.get(serviceKey);
-    if (!service && slices) this.missingServices.add(serviceKey);
+    const sliceKeys = this.slicesByService.get(serviceKey);
+    if (!service && sliceKeys) this.missingServices.add(serviceKey);
     else this.missingServices.delete(serviceKey);
     if (!service) return;
     // In key order, whatever order they arrived in: where two slices list one endpoint, the first one's conditions count.
-    const ordered = slices ? [...slices].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, slice]) => slice) : [];
+    const ordered = (sliceKeys ?? []).map((key) => this.slices.get(key)!);
     const { frontends, problems } = serviceFrontends(service, ordered, this.node);
     this.claimsByService.set(serviceKey, frontends);
     if (problems.length > 0) this.problemsByService.set(serviceKey, problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })));
@@ -106,26 +108,25 @@ export class DesiredFrontends {
   /** Files the slice under the Service it names; that Service's key. */
   private indexSlice(key: string, slice: EndpointSlice): string {
     const serviceKey = sliceServiceKey(slice);
-    let slices = this.slicesByService.get(serviceKey);
-    if (!slices) this.slicesByService.set(serviceKey, (slices = new Map()));
-    slices.set(key, slice);
+    const keys = this.slicesByService.get(serviceKey) ?? [];
+    if (!keys.includes(key)) this.slicesByService.set(serviceKey, [...keys, key].sort());
     return serviceKey;
   }
 
   private unindexSlice(key: string, slice: EndpointSlice): string {
     const serviceKey = sliceServiceKey(slice);
-    const slices = this.slicesByService.get(serviceKey);
-    slices?.delete(key);
-    if (slices?.size === 0) this.slicesByService.delete(serviceKey);
+    const others = (this.slicesByService.get(serviceKey) ?? []).filter((other) => other !== key);
+    if (others.length > 0) this.slicesByService.set(serviceKey, others);
+    else this.slicesByService.delete(serviceKey);
     return serviceKey;
   }
 
   private claim(serviceKey: string, frontend: DesiredFrontend, changed: Set<string>): void {
     const id = frontendId(frontend.key);
-    let claimants = this.claimants.get(id);
-    if (!claimants) this.claimants.set(id, (claimants = new Set()));
-    claimants.add(serviceKey);
-    if (claimants.size > 1) this.contested.add(id);
+    const before = this.claimants.get(id);
+    const claimants = before === undefined ? [serviceKey] : [...listOf(before).filter((other) => other !== serviceKey), serviceKey];
+    this.claimants.set(id, claimants.length === 1 ? serviceKey : claimants);
+    if (claimants.length > 1) this.contested.add(id);
     if (firstInOrder(claimants) === serviceKey) {
       this.frontends.set(id, frontend);
       changed.add(id);
@@ -133,11 +134,13 @@ export class DesiredFrontends {
   }
 
   private unclaim(serviceKey: string, id: string, changed: Set<string>): void {
-    const claimants = this.claimants.get(id);
-    if (!claimants) return;
-    const wasServing = firstInOrder(claimants) === serviceKey;
-    claimants.delete(serviceKey);
-    if (claimants.size < 2) this.contested.delete(id);
+    const before = this.claimants.get(id);
+    if (before === undefined) return;
+    const wasServing = firstInOrder(listOf(before)) === serviceKey;
+    const claimants = listOf(before).filter((other) => other !== serviceKey);
+    if (claimants.length === 0) this.claimants.delete(id);
+    else this.claimants.set(id, claimants.length === 1 ? claimants[0]! : claimants);
+    if (claimants.length < 2) this.contested.delete(id);
     if (!wasServing) return;
     changed.add(id);
     const next = firstInOrder(claimants);
@@ -152,7 +155,7 @@ export class DesiredFrontends {
   private conflictProblems(): InputProblem[] {
     const problems: InputProblem[] = [];
     for (const id of this.contested) {
-      const [winner, ...losers] = [...(this.claimants.get(id) ?? [])].sort();
+      const [winner, ...losers] = [...listOf(this.claimants.get(id))].sort();
       for (const loser of losers) {
         problems.push({ source: 'model', object: `Service ${loser}`, reason: `frontend ${id} is already served by Service ${winner}; this port is skipped` });
       }
@@ -161,7 +164,7 @@ export class DesiredFrontends {
   }
 
   private orphanSliceProblems(): InputProblem[] {
-    const orphans = [...this.missingServices].flatMap((serviceKey) => [...(this.slicesByService.get(serviceKey)?.keys() ?? [])]);
+    const orphans = [...this.missingServices].flatMap((serviceKey) => this.slicesByService.get(serviceKey) ?? []);
     return orphans.sort().map((key) => {
       const slice = this.slices.get(key)!;
       return {
@@ -171,6 +174,10 @@ export class DesiredFrontends {
       };
     });
   }
+}
+
+function listOf(claimants: string | string[] | undefined): readonly string[] {
+  return claimants === undefined ? [] : typeof claimants === 'string' ? [claimants] : claimants;
 }
 
 function allKeys(before: ReadonlyMap<string, unknown>, after: ReadonlyMap<string, unknown>): Set<string> {
