@@ -4,7 +4,7 @@
 // keys that changed (SourceState.changes) the work is in proportion to the
 // change; otherwise every key is compared. Pure: no I/O, no clock.
 
-import type { SourceState } from '../sources/source.js';
+import { GroupedKeys, type SourceState } from '../sources/source.js';
 import { serviceFrontends } from './frontends.js';
 import { firstInOrder, frontendId } from './keys.js';
 import { sliceServiceKey } from './kubernetes.js';
@@ -24,13 +24,14 @@ export class DesiredFrontends {
   /** The objects as last seen: the model's own copies of the source's maps. */
   private readonly services = new Map<string, Service>();
   private readonly slices = new Map<string, EndpointSlice>();
-  // Per Service and per frontend, a key or a short array rather than a Map or a Set: nearly always
-  // there is one, and a small Map or Set costs about 180 bytes (docs/footprint.md).
-  /** Service key -> the keys of its slices, sorted, for every Service named by a slice, whether it exists or not. */
-  private readonly slicesByService = new Map<string, string[]>();
+  /** Service key -> the keys of its slices, for every Service named by a slice, whether it exists or not. */
+  private readonly slicesByService = new GroupedKeys();
   /** Service key -> the frontends it asks for, whether or not it won them. */
   private readonly claimsByService = new Map<string, DesiredFrontend[]>();
-  /** Frontend id -> the Service asking for it, or the several asking; the first in sort order serves it. */
+  /**
+   * Frontend id -> the Service asking for it, or the several asking; the first in sort order
+   * serves it. One key rather than a Set: a Set costs about 180 bytes (docs/footprint.md).
+   */
   private readonly claimants = new Map<string, string | string[]>();
   /** Frontend ids that more than one Service claims. */
   private readonly contested = new Set<string>();
@@ -93,12 +94,12 @@ export class DesiredFrontends {
     this.claimsByService.delete(serviceKey);
     this.problemsByService.delete(serviceKey);
     const service = this.services.get(serviceKey);
-    const sliceKeys = this.slicesByService.get(serviceKey);
-    if (!service && sliceKeys) this.missingServices.add(serviceKey);
+    const sliceKeys = this.slicesByService.keysOf(serviceKey);
+    if (!service && sliceKeys.length > 0) this.missingServices.add(serviceKey);
     else this.missingServices.delete(serviceKey);
     if (!service) return;
     // In key order, whatever order they arrived in: where two slices list one endpoint, the first one's conditions count.
-    const ordered = (sliceKeys ?? []).map((key) => this.slices.get(key)!);
+    const ordered = sliceKeys.map((key) => this.slices.get(key)!);
     const { frontends, problems } = serviceFrontends(service, ordered, this.node);
     this.claimsByService.set(serviceKey, frontends);
     if (problems.length > 0) this.problemsByService.set(serviceKey, problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })));
@@ -108,16 +109,13 @@ export class DesiredFrontends {
   /** Files the slice under the Service it names; that Service's key. */
   private indexSlice(key: string, slice: EndpointSlice): string {
     const serviceKey = sliceServiceKey(slice);
-    const keys = this.slicesByService.get(serviceKey) ?? [];
-    if (!keys.includes(key)) this.slicesByService.set(serviceKey, [...keys, key].sort());
+    this.slicesByService.add(serviceKey, key);
     return serviceKey;
   }
 
   private unindexSlice(key: string, slice: EndpointSlice): string {
     const serviceKey = sliceServiceKey(slice);
-    const others = (this.slicesByService.get(serviceKey) ?? []).filter((other) => other !== key);
-    if (others.length > 0) this.slicesByService.set(serviceKey, others);
-    else this.slicesByService.delete(serviceKey);
+    this.slicesByService.delete(serviceKey, key);
     return serviceKey;
   }
 
@@ -164,7 +162,7 @@ export class DesiredFrontends {
   }
 
   private orphanSliceProblems(): InputProblem[] {
-    const orphans = [...this.missingServices].flatMap((serviceKey) => this.slicesByService.get(serviceKey) ?? []);
+    const orphans = [...this.missingServices].flatMap((serviceKey) => this.slicesByService.keysOf(serviceKey));
     return orphans.sort().map((key) => {
       const slice = this.slices.get(key)!;
       return {

@@ -29,7 +29,7 @@ export class ManifestAssembly {
   /** What each file defines, by path, then by identity (`Service default/web`). */
   private readonly files = new Map<string, ReadonlyMap<string, ManifestObject>>();
   /** Identity -> the paths defining it; the first in path order wins. */
-  private readonly definers = new Map<string, Set<string>>();
+  private readonly definers = new GroupedKeys();
   /** Identity -> the object in effect: the winning file's. */
   private readonly winners = new Map<string, ManifestObject>();
   /** Path -> the identities it defines that an earlier path wins. */
@@ -45,15 +45,12 @@ export class ManifestAssembly {
     if (objects) this.files.set(path, objects);
     else this.files.delete(path);
     for (const identity of new Set([...(before?.keys() ?? []), ...(objects?.keys() ?? [])])) {
-      const definers = this.definers.get(identity) ?? new Set<string>();
-      if (objects?.has(identity)) definers.add(path);
+      if (objects?.has(identity)) this.definers.add(identity, path);
       else {
-        definers.delete(path);
+        this.definers.delete(identity, path);
         this.shadowed.get(path)?.delete(identity);
       }
-      if (definers.size > 0) this.definers.set(identity, definers);
-      else this.definers.delete(identity);
-      this.resolve(identity, definers, changes);
+      this.resolve(identity, this.definers.keysOf(identity), changes);
     }
   }
 
@@ -62,12 +59,12 @@ export class ManifestAssembly {
     return [...(this.shadowed.get(path) ?? [])].map((identity) => ({
       source: path,
       object: identity,
-      reason: `is also defined in ${firstInOrder(this.definers.get(identity)!)}, which wins as the first in path order: remove one`,
+      reason: `is also defined in ${firstInOrder(this.definers.keysOf(identity))}, which wins as the first in path order: remove one`,
     }));
   }
 
-  private resolve(identity: string, definers: ReadonlySet<string>, changes: AssemblyChanges): void {
-    const winningPath = definers.size > 0 ? firstInOrder(definers) : undefined;
+  private resolve(identity: string, definers: readonly string[], changes: AssemblyChanges): void {
+    const winningPath = firstInOrder(definers);
     for (const path of definers) {
       let shadowed = this.shadowed.get(path);
       if (path === winningPath) shadowed?.delete(identity);

@@ -75,23 +75,29 @@ export class CoalescedTask {
   }
 }
 
-/** Keys filed by group (slice keys by the Service they name); a group with no key left is dropped. */
+/**
+ * Keys filed by group (slice keys by the Service they name, manifest paths by the object they
+ * define); a group with no key left is dropped. A group nearly always has one key: it is kept as
+ * that key, or a sorted array, not a Set, which costs about 180 bytes (docs/footprint.md).
+ */
 export class GroupedKeys {
-  readonly #byGroup = new Map<string, Set<string>>();
+  readonly #byGroup = new Map<string, string | string[]>();
 
   add(group: string, key: string): void {
-    let keys = this.#byGroup.get(group);
-    if (!keys) this.#byGroup.set(group, (keys = new Set()));
-    keys.add(key);
+    const keys = this.keysOf(group);
+    if (keys.length === 0) this.#byGroup.set(group, key);
+    else if (!keys.includes(key)) this.#byGroup.set(group, [...keys, key].sort());
   }
 
   delete(group: string, key: string): void {
-    const keys = this.#byGroup.get(group);
-    keys?.delete(key);
-    if (keys?.size === 0) this.#byGroup.delete(group);
+    const others = this.keysOf(group).filter((other) => other !== key);
+    if (others.length === 0) this.#byGroup.delete(group);
+    else this.#byGroup.set(group, others.length === 1 ? others[0]! : others);
   }
 
-  keysOf(group: string): Iterable<string> {
-    return this.#byGroup.get(group) ?? [];
+  /** In sorted order; empty for a group with none. */
+  keysOf(group: string): readonly string[] {
+    const keys = this.#byGroup.get(group);
+    return keys === undefined ? [] : typeof keys === 'string' ? [keys] : keys;
   }
 }
