@@ -1,9 +1,9 @@
-// The agent's live objects per Service, part by part: how much V8 heap the parsed Services and
-// EndpointSlices of the footprint's manifest (services.ts) hold, then the DesiredFrontends built
-// from them, then the DatapathState that mirrors the maps once they are programmed, each measured
-// after a full collection. It isolates the model and the state from the rest of the agent, whose
-// RSS moves with V8's heap sizing as much as with live bytes (docs/footprint.md). It asserts
-// nothing.
+// The agent's live objects per Service, part by part, each measured after a full collection: the
+// V8 heap that the manifest source holds once started on the footprint's manifest (services.ts),
+// the parsed Services and EndpointSlices alone (part of the former), the DesiredFrontends built
+// from them, and the DatapathState that mirrors the maps once they are programmed. It isolates
+// them from the rest of the agent, whose RSS moves with V8's heap sizing as much as with live
+// bytes (docs/footprint.md). It asserts nothing.
 //
 //   node --expose-gc --optimize-for-size build/bench/footprint/model-bytes.js [--services 5000]
 
@@ -18,6 +18,7 @@ import { DatapathState } from '../../src/datapath/state.js';
 import { DesiredFrontends } from '../../src/model/desired.js';
 import { namespacedName, parseEndpointSlice, parseService } from '../../src/model/kubernetes.js';
 import type { EndpointSlice, Service } from '../../src/model/types.js';
+import { ManifestSource } from '../../src/sources/manifests.js';
 import { writeServicesFile } from './services.js';
 
 const { values } = parseArgs({ options: { services: { type: 'string', default: '5000' } } });
@@ -33,6 +34,8 @@ let text: string;
 try {
   await writeServicesFile(directory, count);
   text = await readFile(join(directory, 'services.json'), 'utf8');
+  const bytes = await manifestSourceBytes(directory);
+  console.log(`the manifest source, as it holds its first state (the validated objects and its indexes): ${(bytes / 2 ** 20).toFixed(2)} MiB, ${Math.round(bytes / count)} bytes per Service`);
 } finally {
   await rm(directory, { recursive: true, force: true });
 }
@@ -62,6 +65,16 @@ function programFirstSync(desired: DesiredFrontends) {
   const state = new DatapathState();
   reconcile(maps, state, desired.frontends, fullScope(state, desired.frontends));
   return { maps, withState: heapUsed(), frontends: state.frontends.size, backends: state.backends.size };
+}
+
+/** What a started manifest source holds, the model's objects included; stopped afterwards. */
+async function manifestSourceBytes(path: string): Promise<number> {
+  const source = new ManifestSource({ path });
+  const before = heapUsed();
+  await source.start(() => {});
+  const bytes = heapUsed() - before;
+  await source.stop();
+  return bytes;
 }
 
 function heapUsed(): number {
