@@ -3,6 +3,7 @@
 // and afterwards keeps this copy in step by applying each operation to it once
 // the kernel has accepted it.
 
+import { GroupedKeys } from '../model/grouped-keys.js';
 import { backendText, frontendId } from '../model/keys.js';
 import type { Backend, FrontendKey, ServicePortRef } from '../model/types.js';
 import { IdMap } from './id-map.js';
@@ -42,8 +43,8 @@ export class DatapathState {
   private readonly backendIdByAddress = new Map<string, number>();
   /** backend id -> how many slots name it; absent for none. */
   private readonly slotsNamingBackend = new IdMap<number>();
-  /** service id -> the frontends naming it: one id, or, if a crash left more, all of them in order. */
-  private readonly frontendsByServiceId = new IdMap<string | string[]>();
+  /** service id -> the frontends naming it (one, unless a crash left more). */
+  private readonly frontendsByServiceId = new GroupedKeys<number>(new IdMap());
   // Which ids are free, so that the lowest is found without a walk over all.
   // Bookkeeping, not state: a state read back from the maps is equal without it.
   readonly #serviceIds = new IdUsage();
@@ -117,10 +118,8 @@ export class DatapathState {
         const id = frontendId(operation.frontend.key);
         this.forgetFrontend(id);
         this.frontends.set(id, operation.frontend);
-        const { serviceId } = operation.frontend;
-        const named = this.frontendsByServiceId.get(serviceId);
-        this.frontendsByServiceId.set(serviceId, named === undefined ? id : [...namesOf(named), id].sort());
-        this.#serviceIds.used(serviceId);
+        this.frontendsByServiceId.add(operation.frontend.serviceId, id);
+        this.#serviceIds.used(operation.frontend.serviceId);
         return;
       }
       case 'delete-frontend':
@@ -150,7 +149,7 @@ export class DatapathState {
   /** How many slots of this service id some frontend exposes: the largest count of the frontends naming it; 0 for none. */
   exposedSlots(serviceId: number): number {
     let count = 0;
-    for (const id of namesOf(this.frontendsByServiceId.get(serviceId))) count = Math.max(count, this.frontends.get(id)?.backendCount ?? 0);
+    for (const id of this.frontendsByServiceId.keysOf(serviceId)) count = Math.max(count, this.frontends.get(id)?.backendCount ?? 0);
     return count;
   }
 
@@ -174,9 +173,7 @@ export class DatapathState {
     const previous = this.frontends.get(id);
     if (!previous) return;
     this.frontends.delete(id);
-    const others = namesOf(this.frontendsByServiceId.get(previous.serviceId)).filter((named) => named !== id);
-    if (others.length === 0) this.frontendsByServiceId.delete(previous.serviceId);
-    else this.frontendsByServiceId.set(previous.serviceId, others.length === 1 ? others[0]! : others);
+    this.frontendsByServiceId.delete(previous.serviceId, id);
     this.noteServiceId(previous.serviceId);
   }
 
@@ -195,10 +192,6 @@ export class DatapathState {
     if (count === 0) this.slotsNamingBackend.delete(backendId);
     else this.slotsNamingBackend.set(backendId, count);
   }
-}
-
-function namesOf(named: string | string[] | undefined): readonly string[] {
-  return named === undefined ? [] : typeof named === 'string' ? [named] : named;
 }
 
 /** Skipped ids remembered at most: far more than any map's capacity. */

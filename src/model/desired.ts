@@ -4,8 +4,9 @@
 // keys that changed (SourceState.changes) the work is in proportion to the
 // change; otherwise every key is compared. Pure: no I/O, no clock.
 
-import { GroupedKeys, type SourceState } from '../sources/source.js';
+import type { SourceState } from '../sources/source.js';
 import { serviceFrontends } from './frontends.js';
+import { GroupedKeys } from './grouped-keys.js';
 import { firstInOrder, frontendId } from './keys.js';
 import { sliceServiceKey } from './kubernetes.js';
 import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
@@ -28,11 +29,8 @@ export class DesiredFrontends {
   private readonly slicesByService = new GroupedKeys();
   /** Service key -> the frontends it asks for, whether or not it won them. */
   private readonly claimsByService = new Map<string, DesiredFrontend[]>();
-  /**
-   * Frontend id -> the Service asking for it, or the several asking; the first in sort order
-   * serves it. One key rather than a Set: a Set costs about 180 bytes (docs/footprint.md).
-   */
-  private readonly claimants = new Map<string, string | string[]>();
+  /** Frontend id -> the Services asking for it; the first in sort order serves it. */
+  private readonly claimants = new GroupedKeys();
   /** Frontend ids that more than one Service claims. */
   private readonly contested = new Set<string>();
   private readonly problemsByService = new Map<string, InputProblem[]>();
@@ -121,9 +119,8 @@ export class DesiredFrontends {
 
   private claim(serviceKey: string, frontend: DesiredFrontend, changed: Set<string>): void {
     const id = frontendId(frontend.key);
-    const before = this.claimants.get(id);
-    const claimants = before === undefined ? [serviceKey] : [...listOf(before).filter((other) => other !== serviceKey), serviceKey];
-    this.claimants.set(id, claimants.length === 1 ? serviceKey : claimants);
+    this.claimants.add(id, serviceKey);
+    const claimants = this.claimants.keysOf(id);
     if (claimants.length > 1) this.contested.add(id);
     if (firstInOrder(claimants) === serviceKey) {
       this.frontends.set(id, frontend);
@@ -132,28 +129,23 @@ export class DesiredFrontends {
   }
 
   private unclaim(serviceKey: string, id: string, changed: Set<string>): void {
-    const before = this.claimants.get(id);
-    if (before === undefined) return;
-    const wasServing = firstInOrder(listOf(before)) === serviceKey;
-    const claimants = listOf(before).filter((other) => other !== serviceKey);
-    if (claimants.length === 0) this.claimants.delete(id);
-    else this.claimants.set(id, claimants.length === 1 ? claimants[0]! : claimants);
+    if (!this.claimants.has(id)) return;
+    const wasServing = firstInOrder(this.claimants.keysOf(id)) === serviceKey;
+    this.claimants.delete(id, serviceKey);
+    const claimants = this.claimants.keysOf(id);
     if (claimants.length < 2) this.contested.delete(id);
     if (!wasServing) return;
     changed.add(id);
     const next = firstInOrder(claimants);
     const nextFrontend = next === undefined ? undefined : this.claimsByService.get(next)?.find((frontend) => frontendId(frontend.key) === id);
     if (nextFrontend) this.frontends.set(id, nextFrontend);
-    else {
-      this.frontends.delete(id);
-      this.claimants.delete(id);
-    }
+    else this.frontends.delete(id);
   }
 
   private conflictProblems(): InputProblem[] {
     const problems: InputProblem[] = [];
     for (const id of this.contested) {
-      const [winner, ...losers] = [...listOf(this.claimants.get(id))].sort();
+      const [winner, ...losers] = this.claimants.keysOf(id);
       for (const loser of losers) {
         problems.push({ source: 'model', object: `Service ${loser}`, reason: `frontend ${id} is already served by Service ${winner}; this port is skipped` });
       }
@@ -172,10 +164,6 @@ export class DesiredFrontends {
       };
     });
   }
-}
-
-function listOf(claimants: string | string[] | undefined): readonly string[] {
-  return claimants === undefined ? [] : typeof claimants === 'string' ? [claimants] : claimants;
 }
 
 function allKeys(before: ReadonlyMap<string, unknown>, after: ReadonlyMap<string, unknown>): Set<string> {

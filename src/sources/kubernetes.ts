@@ -19,7 +19,8 @@ import { HEADLESS_LABEL, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LA
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 import { ApiClient, type KubeObject } from './api-client.js';
 import { Reflector, type ReflectorStore, type Resource, type RetryOptions } from './reflector.js';
-import { CoalescedTask, GroupedKeys, type Source, type SourceState } from './source.js';
+import { GroupedKeys } from '../model/grouped-keys.js';
+import { CoalescedTask, type Source, type SourceState } from './source.js';
 import { ValidatedObjects } from './validated-objects.js';
 
 export interface KubernetesSourceOptions {

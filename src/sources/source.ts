@@ -74,30 +74,3 @@ export class CoalescedTask {
     this.#pending = undefined;
   }
 }
-
-/**
- * Keys filed by group (slice keys by the Service they name, manifest paths by the object they
- * define); a group with no key left is dropped. A group nearly always has one key: it is kept as
- * that key, or a sorted array, not a Set, which costs about 180 bytes (docs/footprint.md).
- */
-export class GroupedKeys {
-  readonly #byGroup = new Map<string, string | string[]>();
-
-  add(group: string, key: string): void {
-    const keys = this.keysOf(group);
-    if (keys.length === 0) this.#byGroup.set(group, key);
-    else if (!keys.includes(key)) this.#byGroup.set(group, [...keys, key].sort());
-  }
-
-  delete(group: string, key: string): void {
-    const others = this.keysOf(group).filter((other) => other !== key);
-    if (others.length === 0) this.#byGroup.delete(group);
-    else this.#byGroup.set(group, others.length === 1 ? others[0]! : others);
-  }
-
-  /** In sorted order; empty for a group with none. */
-  keysOf(group: string): readonly string[] {
-    const keys = this.#byGroup.get(group);
-    return keys === undefined ? [] : typeof keys === 'string' ? [keys] : keys;
-  }
-}
