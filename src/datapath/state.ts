@@ -3,8 +3,10 @@
 // and afterwards keeps this copy in step by applying each operation to it once
 // the kernel has accepted it.
 
+import { GroupedKeys } from '../model/grouped-keys.js';
 import { backendText, frontendId } from '../model/keys.js';
 import type { Backend, FrontendKey, ServicePortRef } from '../model/types.js';
+import { IdMap } from './id-map.js';
 import { MAP_CODECS } from './layout.js';
 import type { DatapathMaps } from './maps.js';
 
@@ -34,13 +36,15 @@ export class DatapathState {
   /** By frontendId(). */
   readonly frontends = new Map<string, FrontendEntry>();
   /** service id -> slot -> backend id, including slots past the count. */
-  readonly slots = new Map<number, Map<number, number>>();
-  readonly backends = new Map<number, Backend>();
-  readonly serviceNames = new Map<number, ServicePortRef>();
+  // By id in arrays (IdMap), not Maps: ids are handed out lowest first.
+  readonly slots = new IdMap<IdMap<number>>();
+  readonly backends = new IdMap<Backend>();
+  readonly serviceNames = new IdMap<ServicePortRef>();
   private readonly backendIdByAddress = new Map<string, number>();
-  private readonly slotsNamingBackend = new Map<number, number>();
+  /** backend id -> how many slots name it; absent for none. */
+  private readonly slotsNamingBackend = new IdMap<number>();
   /** service id -> the frontends naming it (one, unless a crash left more). */
-  private readonly frontendsByServiceId = new Map<number, Set<string>>();
+  private readonly frontendsByServiceId = new GroupedKeys<number>(new IdMap());
   // Which ids are free, so that the lowest is found without a walk over all.
   // Bookkeeping, not state: a state read back from the maps is equal without it.
   readonly #serviceIds = new IdUsage();
@@ -84,7 +88,7 @@ export class DatapathState {
       }
       case 'upsert-slot': {
         let slots = this.slots.get(operation.serviceId);
-        if (!slots) this.slots.set(operation.serviceId, (slots = new Map()));
+        if (!slots) this.slots.set(operation.serviceId, (slots = new IdMap()));
         const previous = slots.get(operation.slot);
         if (previous !== undefined) this.countReference(previous, -1);
         slots.set(operation.slot, operation.backendId);
@@ -114,9 +118,7 @@ export class DatapathState {
         const id = frontendId(operation.frontend.key);
         this.forgetFrontend(id);
         this.frontends.set(id, operation.frontend);
-        let named = this.frontendsByServiceId.get(operation.frontend.serviceId);
-        if (!named) this.frontendsByServiceId.set(operation.frontend.serviceId, (named = new Set()));
-        named.add(id);
+        this.frontendsByServiceId.add(operation.frontend.serviceId, id);
         this.#serviceIds.used(operation.frontend.serviceId);
         return;
       }
@@ -147,7 +149,7 @@ export class DatapathState {
   /** How many slots of this service id some frontend exposes: the largest count of the frontends naming it; 0 for none. */
   exposedSlots(serviceId: number): number {
     let count = 0;
-    for (const id of this.frontendsByServiceId.get(serviceId) ?? []) count = Math.max(count, this.frontends.get(id)?.backendCount ?? 0);
+    for (const id of this.frontendsByServiceId.keysOf(serviceId)) count = Math.max(count, this.frontends.get(id)?.backendCount ?? 0);
     return count;
   }
 
@@ -171,15 +173,13 @@ export class DatapathState {
     const previous = this.frontends.get(id);
     if (!previous) return;
     this.frontends.delete(id);
-    const named = this.frontendsByServiceId.get(previous.serviceId);
-    named?.delete(id);
-    if (named?.size === 0) this.frontendsByServiceId.delete(previous.serviceId);
+    this.frontendsByServiceId.delete(previous.serviceId, id);
     this.noteServiceId(previous.serviceId);
   }
 
   /** Whether any frontend, slot or service name uses this service id. */
   private serviceIdInUse(serviceId: number): boolean {
-    return this.frontendsByServiceId.has(serviceId) || this.slots.has(serviceId) || this.serviceNames.has(serviceId);
+    return this.frontendNames(serviceId) || this.slots.has(serviceId) || this.serviceNames.has(serviceId);
   }
 
   private noteServiceId(serviceId: number): void {

@@ -6,6 +6,7 @@
 
 import type { SourceState } from '../sources/source.js';
 import { serviceFrontends } from './frontends.js';
+import { GroupedKeys } from './grouped-keys.js';
 import { firstInOrder, frontendId } from './keys.js';
 import { sliceServiceKey } from './kubernetes.js';
 import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
@@ -24,12 +25,12 @@ export class DesiredFrontends {
   /** The objects as last seen: the model's own copies of the source's maps. */
   private readonly services = new Map<string, Service>();
   private readonly slices = new Map<string, EndpointSlice>();
-  /** Service key -> slice key -> slice, for every Service named by a slice, whether it exists or not. */
-  private readonly slicesByService = new Map<string, Map<string, EndpointSlice>>();
+  /** Service key -> the keys of its slices, for every Service named by a slice, whether it exists or not. */
+  private readonly slicesByService = new GroupedKeys();
   /** Service key -> the frontends it asks for, whether or not it won them. */
   private readonly claimsByService = new Map<string, DesiredFrontend[]>();
-  /** Frontend id -> the services asking for it; the first in sort order serves it. */
-  private readonly claimants = new Map<string, Set<string>>();
+  /** Frontend id -> the Services asking for it; the first in sort order serves it. */
+  private readonly claimants = new GroupedKeys();
   /** Frontend ids that more than one Service claims. */
   private readonly contested = new Set<string>();
   private readonly problemsByService = new Map<string, InputProblem[]>();
@@ -91,12 +92,12 @@ export class DesiredFrontends {
     this.claimsByService.delete(serviceKey);
     this.problemsByService.delete(serviceKey);
     const service = this.services.get(serviceKey);
-    const slices = this.slicesByService.get(serviceKey);
-    if (!service && slices) this.missingServices.add(serviceKey);
+    const sliceKeys = this.slicesByService.keysOf(serviceKey);
+    if (!service && sliceKeys.length > 0) this.missingServices.add(serviceKey);
     else this.missingServices.delete(serviceKey);
     if (!service) return;
     // In key order, whatever order they arrived in: where two slices list one endpoint, the first one's conditions count.
-    const ordered = slices ? [...slices].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, slice]) => slice) : [];
+    const ordered = sliceKeys.map((key) => this.slices.get(key)!);
     const { frontends, problems } = serviceFrontends(service, ordered, this.node);
     this.claimsByService.set(serviceKey, frontends);
     if (problems.length > 0) this.problemsByService.set(serviceKey, problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })));
@@ -106,26 +107,21 @@ export class DesiredFrontends {
   /** Files the slice under the Service it names; that Service's key. */
   private indexSlice(key: string, slice: EndpointSlice): string {
     const serviceKey = sliceServiceKey(slice);
-    let slices = this.slicesByService.get(serviceKey);
-    if (!slices) this.slicesByService.set(serviceKey, (slices = new Map()));
-    slices.set(key, slice);
+    this.slicesByService.add(serviceKey, key);
     return serviceKey;
   }
 
   private unindexSlice(key: string, slice: EndpointSlice): string {
     const serviceKey = sliceServiceKey(slice);
-    const slices = this.slicesByService.get(serviceKey);
-    slices?.delete(key);
-    if (slices?.size === 0) this.slicesByService.delete(serviceKey);
+    this.slicesByService.delete(serviceKey, key);
     return serviceKey;
   }
 
   private claim(serviceKey: string, frontend: DesiredFrontend, changed: Set<string>): void {
     const id = frontendId(frontend.key);
-    let claimants = this.claimants.get(id);
-    if (!claimants) this.claimants.set(id, (claimants = new Set()));
-    claimants.add(serviceKey);
-    if (claimants.size > 1) this.contested.add(id);
+    this.claimants.add(id, serviceKey);
+    const claimants = this.claimants.keysOf(id);
+    if (claimants.length > 1) this.contested.add(id);
     if (firstInOrder(claimants) === serviceKey) {
       this.frontends.set(id, frontend);
       changed.add(id);
@@ -133,26 +129,23 @@ export class DesiredFrontends {
   }
 
   private unclaim(serviceKey: string, id: string, changed: Set<string>): void {
-    const claimants = this.claimants.get(id);
-    if (!claimants) return;
-    const wasServing = firstInOrder(claimants) === serviceKey;
-    claimants.delete(serviceKey);
-    if (claimants.size < 2) this.contested.delete(id);
+    if (!this.claimants.has(id)) return;
+    const wasServing = firstInOrder(this.claimants.keysOf(id)) === serviceKey;
+    this.claimants.delete(id, serviceKey);
+    const claimants = this.claimants.keysOf(id);
+    if (claimants.length < 2) this.contested.delete(id);
     if (!wasServing) return;
     changed.add(id);
     const next = firstInOrder(claimants);
     const nextFrontend = next === undefined ? undefined : this.claimsByService.get(next)?.find((frontend) => frontendId(frontend.key) === id);
     if (nextFrontend) this.frontends.set(id, nextFrontend);
-    else {
-      this.frontends.delete(id);
-      this.claimants.delete(id);
-    }
+    else this.frontends.delete(id);
   }
 
   private conflictProblems(): InputProblem[] {
     const problems: InputProblem[] = [];
     for (const id of this.contested) {
-      const [winner, ...losers] = [...(this.claimants.get(id) ?? [])].sort();
+      const [winner, ...losers] = this.claimants.keysOf(id);
       for (const loser of losers) {
         problems.push({ source: 'model', object: `Service ${loser}`, reason: `frontend ${id} is already served by Service ${winner}; this port is skipped` });
       }
@@ -161,7 +154,7 @@ export class DesiredFrontends {
   }
 
   private orphanSliceProblems(): InputProblem[] {
-    const orphans = [...this.missingServices].flatMap((serviceKey) => [...(this.slicesByService.get(serviceKey)?.keys() ?? [])]);
+    const orphans = [...this.missingServices].flatMap((serviceKey) => this.slicesByService.keysOf(serviceKey));
     return orphans.sort().map((key) => {
       const slice = this.slices.get(key)!;
       return {

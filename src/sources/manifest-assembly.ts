@@ -6,7 +6,7 @@
 import { namespacedName, sliceServiceKey } from '../model/kubernetes.js';
 import { firstInOrder } from '../model/keys.js';
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
-import { GroupedKeys } from './source.js';
+import { GroupedKeys } from '../model/grouped-keys.js';
 
 /** An object a file defines, once validated. */
 export type ManifestObject =

@@ -74,30 +74,3 @@ export class CoalescedTask {
     this.#pending = undefined;
   }
 }
-
-/**
- * Keys filed by group (slice keys by the Service they name, manifest paths by the object they
- * define); a group with no key left is dropped. A group of one key keeps the key alone, not a set
- * of one: nearly every group has one, and a set each was 30000 sets kept at 10000 Services.
- */
-export class GroupedKeys {
-  readonly #byGroup = new Map<string, string | Set<string>>();
-
-  add(group: string, key: string): void {
-    const keys = this.#byGroup.get(group);
-    if (keys === undefined || keys === key) this.#byGroup.set(group, key);
-    else if (typeof keys === 'string') this.#byGroup.set(group, new Set([keys, key]));
-    else keys.add(key);
-  }
-
-  delete(group: string, key: string): void {
-    const keys = this.#byGroup.get(group);
-    if (keys === key) this.#byGroup.delete(group);
-    else if (typeof keys === 'object' && keys.delete(key) && keys.size === 1) this.#byGroup.set(group, keys.values().next().value as string);
-  }
-
-  keysOf(group: string): Iterable<string> {
-    const keys = this.#byGroup.get(group);
-    return typeof keys === 'string' ? [keys] : (keys ?? []);
-  }
-}
