@@ -4,7 +4,8 @@
  * destination of connect() once per socket, and of every datagram an
  * unconnected UDP socket sends to a Service, so that no packet is ever NATed
  * and nothing enters conntrack. getpeername() and recvmsg() undo the rewrite:
- * the application only ever sees the Service address.
+ * the application only ever sees the Service address. sock_release forgets a
+ * closed TCP socket's connection.
  */
 #include <linux/bpf.h>
 #include <linux/errno.h>
@@ -267,14 +268,45 @@ static __always_inline __u32 find_service(const struct socklb_sock *sock, const 
 	return SOCKLB_SOCK_TRANSLATIONS;
 }
 
+static __always_inline void
+fill_translation(struct socklb_translation *entry, const struct socklb_frontend_key *key,
+		 const struct backend_choice *choice)
+{
+	copy_address(entry->service_address, key->address);
+	copy_address(entry->backend_address, choice->backend.address);
+	entry->service_port = key->port;
+	entry->backend_port = choice->backend.port;
+	entry->slot = choice->slot;
+}
+
 /*
- * Remembers the translation so that getpeername() and recvmsg() can undo it
- * and sendmsg() can keep to the backend. A Service new to the socket takes
- * the entry after the last one taken, so the oldest goes first.
+ * Remembers a TCP connection's translation so that getpeername() can undo
+ * it. When the map is full the least recently used entry makes room; if even
+ * that fails, the socket is still translated and its peer shows the backend.
  */
 static __always_inline void
-record_translation(struct bpf_sock *sk, struct socklb_sock *sock,
-		   const struct socklb_frontend_key *key, const struct backend_choice *choice)
+record_connection(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
+		  const struct backend_choice *choice)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct socklb_translation entry = {};
+
+	fill_translation(&entry, key, choice);
+	bpf_map_update_elem(&socklb_conn_v1, &cookie, &entry, BPF_ANY);
+}
+
+/*
+ * Remembers a UDP socket's translation in its storage, so that getpeername()
+ * and recvmsg() can undo it and sendmsg() can keep to the backend. A Service
+ * new to the socket takes the entry after the last one taken, so the oldest
+ * goes first. Not in socklb_conn_v1, whose LRU is shared by every sandbox: a
+ * sandbox connecting more UDP sockets than it holds would evict the entries
+ * of the others, whose resolvers would then drop their DNS answers as coming
+ * from an unknown source. Storage is the socket's own.
+ */
+static __always_inline void
+record_in_storage(struct bpf_sock *sk, struct socklb_sock *sock,
+		  const struct socklb_frontend_key *key, const struct backend_choice *choice)
 {
 	struct socklb_translation *entry;
 	__u32 index;
@@ -292,34 +324,33 @@ record_translation(struct bpf_sock *sk, struct socklb_sock *sock,
 	index %= SOCKLB_SOCK_TRANSLATIONS;
 	sock->last = index;
 	entry = &sock->translations[index];
-	copy_address(entry->service_address, key->address);
-	copy_address(entry->backend_address, choice->backend.address);
-	entry->service_port = key->port;
-	entry->backend_port = choice->backend.port;
-	entry->slot = choice->slot;
+	fill_translation(entry, key, choice);
 }
 
 /*
  * Looks the destination up and says what the call should do; on success the
  * backend is in *backend and the translation is recorded. Hooks run under
- * the socket's lock, so the storage needs no other.
+ * the socket's lock, so its storage needs no other.
  */
 static __always_inline enum lookup_result
 translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	  enum stickiness stickiness, struct socklb_backend *backend)
 {
-	/* A socket that never reached a Service has no storage: one pointer test. */
-	struct socklb_sock *sock = bpf_sk_storage_get(&socklb_sock_v2, ctx->sk, 0, 0);
 	const struct socklb_translation *previous = NULL;
+	struct socklb_sock *sock = NULL;
 	struct backend_choice choice;
 	enum lookup_result result;
 	__u32 service_id = 0;
 	__u32 index;
 
-	if (sock && stickiness == KEEP_BACKEND) {
-		index = find_service(sock, key);
-		if (index < SOCKLB_SOCK_TRANSLATIONS)
-			previous = &sock->translations[index];
+	if (stickiness == KEEP_BACKEND) {
+		/* A socket that never sent to a Service has no storage: one pointer test. */
+		sock = bpf_sk_storage_get(&socklb_sock_v2, ctx->sk, 0, 0);
+		if (sock) {
+			index = find_service(sock, key);
+			if (index < SOCKLB_SOCK_TRANSLATIONS)
+				previous = &sock->translations[index];
+		}
 	}
 	result = lookup_backend(ctx, key, previous, &choice, &service_id);
 	if (result == NO_BACKEND) {
@@ -330,7 +361,10 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	if (result != BACKEND_FOUND)
 		return result;
 	count(service_id, stickiness == PICK_ANY ? CONNECT_TRANSLATED : DATAGRAM_TRANSLATED);
-	record_translation(ctx->sk, sock, key, &choice);
+	if (key->protocol == IPPROTO_TCP)
+		record_connection(ctx, key, &choice);
+	else
+		record_in_storage(ctx->sk, sock, key, &choice);
 	*backend = choice.backend;
 	return BACKEND_FOUND;
 }
@@ -405,48 +439,57 @@ static __always_inline void count_reverse_nat(const struct bpf_sock_addr *ctx, c
 }
 
 /*
+ * The translation that sent the socket to the peer or sender in ctx, if any:
+ * a TCP socket's connection entry, else its storage (a TCP socket has one
+ * only if it connected under a build that kept connections there).
+ */
+static __always_inline bool
+find_restore(struct bpf_sock_addr *ctx, const __be32 address[4], struct socklb_translation *entry)
+{
+	const struct socklb_translation *connection = NULL;
+	__u64 cookie;
+
+	if (ctx->protocol == IPPROTO_TCP) {
+		cookie = bpf_get_socket_cookie(ctx);
+		connection = bpf_map_lookup_elem(&socklb_conn_v1, &cookie);
+	}
+	return find_translation(connection, bpf_sk_storage_get(&socklb_sock_v2, ctx->sk, 0, 0), address,
+				(__be16)ctx->user_port, entry);
+}
+
+/*
  * Shows the Service in place of a backend the socket was sent to: the peer
  * for getpeername(), the sender for recvmsg(). Any other address (a socket
  * connected elsewhere later, a datagram from someone else) is left as it is.
  */
 static __always_inline int restore4(struct bpf_sock_addr *ctx)
 {
-	const struct socklb_translation *entry;
-	const struct socklb_sock *sock;
+	struct socklb_translation entry;
 	__be32 address[4];
 
-	sock = bpf_sk_storage_get(&socklb_sock_v2, ctx->sk, 0, 0);
-	if (!sock)
-		return SOCK_ADDR_ALLOW;
 	ipv4_mapped(address, ctx->user_ip4);
-	entry = find_backend(sock, address, (__be16)ctx->user_port);
-	if (!entry)
+	if (!find_restore(ctx, address, &entry))
 		return SOCK_ADDR_ALLOW;
-	count_reverse_nat(ctx, entry);
-	ctx->user_ip4 = entry->service_address[3];
-	ctx->user_port = entry->service_port;
+	count_reverse_nat(ctx, &entry);
+	ctx->user_ip4 = entry.service_address[3];
+	ctx->user_port = entry.service_port;
 	return SOCK_ADDR_ALLOW;
 }
 
 static __always_inline int restore6(struct bpf_sock_addr *ctx)
 {
-	const struct socklb_translation *entry;
-	const struct socklb_sock *sock;
+	struct socklb_translation entry;
 	__be32 address[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2],
 			      ctx->user_ip6[3] };
 
-	sock = bpf_sk_storage_get(&socklb_sock_v2, ctx->sk, 0, 0);
-	if (!sock)
+	if (!find_restore(ctx, address, &entry))
 		return SOCK_ADDR_ALLOW;
-	entry = find_backend(sock, address, (__be16)ctx->user_port);
-	if (!entry)
-		return SOCK_ADDR_ALLOW;
-	count_reverse_nat(ctx, entry);
-	ctx->user_ip6[0] = entry->service_address[0];
-	ctx->user_ip6[1] = entry->service_address[1];
-	ctx->user_ip6[2] = entry->service_address[2];
-	ctx->user_ip6[3] = entry->service_address[3];
-	ctx->user_port = entry->service_port;
+	count_reverse_nat(ctx, &entry);
+	ctx->user_ip6[0] = entry.service_address[0];
+	ctx->user_ip6[1] = entry.service_address[1];
+	ctx->user_ip6[2] = entry.service_address[2];
+	ctx->user_ip6[3] = entry.service_address[3];
+	ctx->user_port = entry.service_port;
 	return SOCK_ADDR_ALLOW;
 }
 
@@ -498,6 +541,19 @@ SEC("cgroup/recvmsg6")
 int socklb_recvmsg6(struct bpf_sock_addr *ctx)
 {
 	return restore6(ctx);
+}
+
+/* A TCP socket's connection entry goes with it. */
+SEC("cgroup/sock_release")
+int socklb_sock_release(struct bpf_sock *ctx)
+{
+	__u64 cookie;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_delete_elem(&socklb_conn_v1, &cookie);
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -17,6 +17,7 @@
  *   socklb_slot_v1  struct socklb_slot_key     -> struct socklb_slot
  *   socklb_be_v1    __u32 backend id           -> struct socklb_backend
  *   socklb_name_v1  __u32 service id           -> struct socklb_service_name
+ *   socklb_conn_v1  __u64 socket cookie        -> struct socklb_translation (LRU)
  *   socklb_sock_v2  socket-local storage       -> struct socklb_sock
  *   socklb_aff_v1   struct socklb_affinity_key -> struct socklb_affinity (LRU)
  *   socklb_stats_v1 __u32 service id           -> struct socklb_stats (per CPU)
@@ -35,6 +36,11 @@
 #define SOCKLB_DEFAULT_MAX_SLOTS 262144
 /* Clients x Services with affinity remembered; the least recently used goes first. */
 #define SOCKLB_DEFAULT_MAX_AFFINITY 65536
+/*
+ * TCP sockets whose connect() was translated, open at once; past this many
+ * the least recently used loses its entry (its peer then shows the backend).
+ */
+#define SOCKLB_DEFAULT_MAX_CONNECTIONS 131072
 /* Stale pairs per run of the destroy iterators; the agent runs more in batches. */
 #define SOCKLB_MAX_STALE 16384
 
@@ -125,10 +131,11 @@ struct socklb_stats {
 
 /*
  * One Service a socket reached, and the backend it was given (zero: unused).
- * connect() records it; sendmsg() on an unconnected socket records it and
- * keeps using the backend while `slot` of the Service still names it;
- * getpeername() and recvmsg() answer with the Service for a peer or sender
- * that is the backend.
+ * A TCP connect() records it by the socket's cookie (socklb_conn_v1); a UDP
+ * socket's connect() or sendmsg() records it in the socket's storage, and
+ * sendmsg() keeps using the backend while `slot` of the Service still names
+ * it; getpeername() and recvmsg() answer with the Service for a peer or
+ * sender that is the backend.
  */
 struct socklb_translation {
 	__be32 service_address[4];
@@ -146,9 +153,12 @@ struct socklb_translation {
 #define SOCKLB_SOCK_TRANSLATIONS 4
 
 /*
- * Socket-local storage of a socket that reached a Service: created at its
- * first translation, freed by the kernel with the socket, so the reverse
- * mapping is bounded by the sockets alive and needs no cleanup.
+ * Socket-local storage of a UDP socket that reached a Service: created at
+ * its first translation, freed by the kernel with the socket, so the reverse
+ * mapping is bounded by the sockets alive, needs no cleanup, and no sandbox
+ * can evict another's. TCP connections are not kept here: creating and
+ * freeing storage for every short connection costs more than an entry of a
+ * preallocated map (docs/udp.md).
  */
 struct socklb_sock {
 	struct socklb_translation translations[SOCKLB_SOCK_TRANSLATIONS];
@@ -178,14 +188,15 @@ struct socklb_destroyed {
 	__u32 pad;
 };
 
-/* What the dump iterators write for each socket that has socklb storage. */
+/* What the dump iterators write for each socket socklb translated. */
 struct socklb_sock_record {
 	__u64 cookie;
 	__u16 family; /* AF_INET or AF_INET6 */
 	__u8 protocol;
 	__u8 state; /* BPF_TCP_*; a connected UDP socket is BPF_TCP_ESTABLISHED */
 	__u32 pad;
-	struct socklb_sock sock;
+	struct socklb_translation connection; /* its connect()'s; zero for none */
+	struct socklb_sock sock; /* its datagrams'; zero for none */
 };
 
 #endif /* SOCKLB_H */

@@ -13,10 +13,8 @@
  *                            creates it: the agent runs these once in each
  *                            namespace of the attached cgroups.
  *   iter/udp, iter/tcp       (dump) write the record of each socket that
- *                            has one, for `socklb sockets` and the tests.
- *                            (An iter/bpf_sk_storage_map program would see
- *                            all namespaces at once, but map element
- *                            iterators are refused on some kernels.)
+ *                            has one (a connection entry, storage, or
+ *                            both), for `socklb sockets` and the tests.
  *
  * The kernel types below declare only the fields read; libbpf relocates
  * them against the running kernel's BTF (CO-RE), so the build does not
@@ -117,31 +115,28 @@ static __always_inline void
 destroy_if_stale(struct bpf_iter_meta *meta, struct sock *sk, struct sock_common *skc, __u8 protocol)
 {
 	struct socklb_destroyed record = {};
-	const struct socklb_translation *entry;
-	const struct socklb_sock *sock;
+	const struct socklb_translation *connection;
+	struct socklb_translation entry;
 	__be32 peer[4];
 
-	/* Sockets socklb never translated have no storage. */
-	sock = bpf_sk_storage_get(&socklb_sock_v2, sk, 0, 0);
-	if (!sock)
-		return;
 	/* An unconnected UDP socket has no peer: its next datagram finds a
 	 * live backend by itself. Listeners have none either. */
 	if (sk->__sk_common.skc_state == BPF_TCP_CLOSE || sk->__sk_common.skc_state == BPF_TCP_LISTEN)
 		return;
 	if (!peer_address(sk, peer))
 		return;
-	entry = find_backend(sock, peer, sk->__sk_common.skc_dport);
-	if (!entry)
+	record.cookie = bpf_get_socket_cookie(sk);
+	connection = protocol == IPPROTO_TCP ? bpf_map_lookup_elem(&socklb_conn_v1, &record.cookie) : NULL;
+	if (!find_translation(connection, bpf_sk_storage_get(&socklb_sock_v2, sk, 0, 0), peer,
+			      sk->__sk_common.skc_dport, &entry))
 		return;
-	copy_address(record.pair.service_address, entry->service_address);
-	copy_address(record.pair.backend_address, entry->backend_address);
-	record.pair.service_port = entry->service_port;
-	record.pair.backend_port = entry->backend_port;
+	copy_address(record.pair.service_address, entry.service_address);
+	copy_address(record.pair.backend_address, entry.backend_address);
+	record.pair.service_port = entry.service_port;
+	record.pair.backend_port = entry.backend_port;
 	record.pair.protocol = protocol;
 	if (!bpf_map_lookup_elem(&socklb_stale_v1, &record.pair))
 		return;
-	record.cookie = bpf_get_socket_cookie(sk);
 	record.error = bpf_sock_destroy(skc);
 	bpf_seq_write(meta->seq, &record, sizeof(record));
 }
@@ -150,21 +145,27 @@ destroy_if_stale(struct bpf_iter_meta *meta, struct sock *sk, struct sock_common
 static __always_inline void dump_record(struct bpf_iter_meta *meta, struct sock *sk)
 {
 	struct socklb_sock_record record = {};
+	const struct socklb_translation *connection;
 	const struct socklb_sock *sock;
 
-	sock = bpf_sk_storage_get(&socklb_sock_v2, sk, 0, 0);
-	if (!sock)
-		return;
 	record.cookie = bpf_get_socket_cookie(sk);
+	connection = bpf_map_lookup_elem(&socklb_conn_v1, &record.cookie);
+	sock = bpf_sk_storage_get(&socklb_sock_v2, sk, 0, 0);
+	/* Tested one at a time: the verifier refuses the OR of two pointers clang makes of `!a && !b`. */
+	if (connection)
+		record.connection = *connection;
+	if (sock)
+		record.sock = *sock;
+	else if (!connection)
+		return;
 	record.family = sk->__sk_common.skc_family;
 	record.protocol = (__u8)sk->sk_protocol;
 	record.state = sk->__sk_common.skc_state;
-	record.sock = *sock;
 	bpf_seq_write(meta->seq, &record, sizeof(record));
 }
 
-/* Full TCP sockets only: time-wait and request sockets have no storage and
- * no application to tell. */
+/* Full TCP sockets only: time-wait and request sockets have no application
+ * to tell. */
 static __always_inline struct sock *full_tcp_socket(struct sock_common *skc)
 {
 	return (struct sock *)bpf_skc_to_tcp_sock(skc);

@@ -18,7 +18,7 @@ import { AgentMetrics } from '../agent/metrics.js';
 import { agentRoutes } from '../agent/routes.js';
 import { AgentStatus } from '../agent/status.js';
 import { describeSockets, formatSocketTable } from '../datapath/dump.js';
-import { MAP_NAMES } from '../datapath/layout.js';
+import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from '../datapath/layout.js';
 import { libbpf, libcCalls, setLibbpfPrint } from '../datapath/libbpf.js';
 import { attachedCgroups, cleanupPins, DEFAULT_CAPACITIES, DEFAULT_PIN_DIRECTORY, LoadedDatapath, pinLayout } from '../datapath/loader.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../datapath/netns.js';
@@ -195,7 +195,7 @@ function iteratorObject(bpfObject: string): string {
 function loadStuckSocketIterators(options: RunOptions, datapath: LoadedDatapath, logger: Logger): SocketIterators | undefined {
   if (policyProtocols(options.destroyStuckSockets).length === 0) return undefined;
   try {
-    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), datapath.socketStorageFd);
+    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), datapath.socketMaps);
     logger.info({ policy: options.destroyStuckSockets }, 'sockets connected to a removed backend will be destroyed');
     return iterators;
   } catch (error) {
@@ -205,14 +205,18 @@ function loadStuckSocketIterators(options: RunOptions, datapath: LoadedDatapath,
   }
 }
 
-/** Runs the dump iterators in every namespace of the attached cgroups, over the pinned socket storage. */
+/** Runs the dump iterators in every namespace of the attached cgroups, over the pinned socket maps. */
 async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfObject: string }): Promise<void> {
   checkPrivileges();
-  const path = `${pinLayout(options.pinDir).maps}/${MAP_NAMES.sockets}`;
-  const fd = libbpf.objGet(path);
-  if (fd < 0) throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(-fd)}); start one with \`socklb run\``);
+  const socketMaps = {} as SocketMapFds;
   try {
-    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), fd);
+    for (const role of SOCKET_MAPS) {
+      const path = `${pinLayout(options.pinDir).maps}/${MAP_NAMES[role]}`;
+      const fd = libbpf.objGet(path);
+      if (fd < 0) throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(-fd)}); start one with \`socklb run\``);
+      socketMaps[role] = fd;
+    }
+    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), socketMaps);
     const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)]);
     try {
       const described = describeSockets(await iterators.dump(['UDP', 'TCP'], namespaces));
@@ -222,7 +226,7 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
       iterators.close();
     }
   } finally {
-    libcCalls.close(fd);
+    for (const fd of Object.values(socketMaps)) libcCalls.close(fd);
   }
 }
 

@@ -119,7 +119,7 @@ export interface SocketDescription {
   protocol: Protocol;
   family: 'IPv4' | 'IPv6';
   state: string;
-  /** `service -> backend`, one per Service the socket reached. */
+  /** `service -> backend`: its connection's first, then one per Service its datagrams reached. */
   translations: string[];
 }
 
@@ -133,7 +133,9 @@ export function describeSockets(namespaces: readonly NamespaceSockets[]): Socket
         protocol: socket.protocol,
         family: socket.family,
         state: socket.state,
-        translations: socket.translations.map(({ service, backend }) => `${hostPort(service.address, service.port)} -> ${hostPort(backend.address, backend.port)}`),
+        translations: [...(socket.connection ? [socket.connection] : []), ...socket.datagrams].map(
+          ({ service, backend }) => `${hostPort(service.address, service.port)} -> ${hostPort(backend.address, backend.port)}`,
+        ),
       })),
     )
     .sort((a, b) => a.netns - b.netns || a.cookie.localeCompare(b.cookie));

@@ -31,7 +31,10 @@ export const MAP_NAMES = {
   slots: 'socklb_slot_v1',
   backends: 'socklb_be_v1',
   serviceNames: 'socklb_name_v1',
+  /** Unconnected sockets' datagram translations: socket-local storage, written by the programs only. */
   sockets: 'socklb_sock_v2',
+  /** Connections' translations by socket cookie (LRU): written by the programs only. */
+  connections: 'socklb_conn_v1',
   /** Per-frontend counters (per CPU): counted by the programs, zeroed by the agent. */
   stats: 'socklb_stats_v1',
   /** ClientIP affinity: written by the programs only. */
@@ -39,6 +42,12 @@ export const MAP_NAMES = {
   /** The socket iterators' object (socklb_iter.bpf.c). */
   stale: 'socklb_stale_v1',
 } as const;
+
+/** The maps the socket iterators read, which the datapath's object owns and hands them by fd. */
+export const SOCKET_MAPS = ['sockets', 'connections'] as const satisfies readonly (keyof typeof MAP_NAMES)[];
+
+/** A file descriptor of each of SOCKET_MAPS. */
+export type SocketMapFds = Record<(typeof SOCKET_MAPS)[number], number>;
 
 const PROTOCOL_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17 };
 
@@ -416,46 +425,57 @@ const AF_INET6 = 10;
 /** BPF_TCP_* of linux/bpf.h, the values of struct sock_common's skc_state. */
 const SOCKET_STATES = ['', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING', 'NEW_SYN_RECV'];
 
-/** A socket that has socklb storage, as the dump iterators see it. */
+/** A socket socklb translated, as the dump iterators see it. */
 export interface SocketRecord {
   cookie: bigint;
   family: 'IPv4' | 'IPv6';
   protocol: Protocol;
   /** The kernel's state name: a connected UDP socket is ESTABLISHED, an unconnected one CLOSE. */
   state: string;
-  translations: Translation[];
+  /** Its connect()'s translation, if one was recorded. */
+  connection: Translation | undefined;
+  /** Its datagrams' translations (unconnected sends). */
+  datagrams: Translation[];
 }
+
+const SOCK_RECORD_CONNECTION = 16;
+const SOCK_RECORD_SOCK = SOCK_RECORD_CONNECTION + 40;
 
 // struct socklb_sock_record: written by the dump iterators, read only.
 export const sockRecordCodec: Codec<SocketRecord> = {
   cType: 'struct socklb_sock_record',
-  size: 184,
+  size: SOCK_RECORD_SOCK + 168,
   fields: {
     cookie: { offset: 0, size: 8 },
     family: { offset: 8, size: 2 },
     protocol: { offset: 10, size: 1 },
     state: { offset: 11, size: 1 },
     pad: { offset: 12, size: 4 },
-    sock: { offset: 16, size: 168 },
+    connection: { offset: SOCK_RECORD_CONNECTION, size: 40 },
+    sock: { offset: SOCK_RECORD_SOCK, size: 168 },
   },
   encode(record) {
-    const bytes = zeroed(184);
+    const bytes = zeroed(sockRecordCodec.size);
     bytes.writeBigUInt64LE(record.cookie, 0);
     bytes.writeUInt16LE(record.family === 'IPv4' ? AF_INET : AF_INET6, 8);
     bytes.writeUInt8(PROTOCOL_NUMBERS[record.protocol], 10);
     bytes.writeUInt8(Math.max(0, SOCKET_STATES.indexOf(record.state)), 11);
-    sockCodec.encode(record.translations).copy(bytes, 16);
+    if (record.connection) translationCodec.encode(record.connection).copy(bytes, SOCK_RECORD_CONNECTION);
+    sockCodec.encode(record.datagrams).copy(bytes, SOCK_RECORD_SOCK);
     return bytes;
   },
   decode(raw) {
     const bytes = view(raw);
     const state = bytes.readUInt8(11);
+    const connection = bytes.subarray(SOCK_RECORD_CONNECTION, SOCK_RECORD_SOCK);
     return {
       cookie: bytes.readBigUInt64LE(0),
       family: bytes.readUInt16LE(8) === AF_INET ? 'IPv4' : 'IPv6',
       protocol: protocolFromNumber(bytes.readUInt8(10)),
       state: SOCKET_STATES[state] || `state ${state}`,
-      translations: sockCodec.decode(bytes.subarray(16, 184)),
+      // Service port 0 marks an entry not in use, as in struct socklb_sock.
+      connection: connection.readUInt16BE(TRANSLATION_FIELDS.service_port.offset) === 0 ? undefined : translationCodec.decode(connection),
+      datagrams: sockCodec.decode(bytes.subarray(SOCK_RECORD_SOCK, sockRecordCodec.size)),
     };
   },
 };

@@ -14,7 +14,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rm
 import { relative } from 'node:path';
 import { SocklbError, errnoName } from '../errors.js';
 import { checkLayout, KernelMap, mapInfo } from './kernel-maps.js';
-import { MAP_NAMES } from './layout.js';
+import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle, type BpfProgramHandle } from './libbpf.js';
 import { CAPACITY_FLAGS, roleOfMap, type DatapathMaps, type MapRole } from './maps.js';
 import { cgroup2Root } from './mounts.js';
@@ -46,8 +46,8 @@ export class LoadedDatapath {
   private constructor(
     private readonly object: BpfObjectHandle,
     readonly maps: DatapathMaps,
-    /** The socket-local storage map (socklb_sock_v2), for the socket iterators; owned by the object. */
-    readonly socketStorageFd: number,
+    /** The maps the socket iterators read; owned by the object. */
+    readonly socketMaps: SocketMapFds,
     private readonly programs: ReadonlyMap<string, BpfProgramHandle>,
     private readonly layout: PinLayout,
   ) {}
@@ -89,9 +89,13 @@ export class LoadedDatapath {
       for (let program = libbpf.objectNextProgram(object, null); program; program = libbpf.objectNextProgram(object, program)) {
         programs.set(libbpf.programName(program), program);
       }
-      const socketStorage = libbpf.objectFindMap(object, MAP_NAMES.sockets);
-      if (!socketStorage) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES.sockets}`);
-      return new LoadedDatapath(object, maps, libbpf.mapFd(socketStorage), programs, layout);
+      const socketMaps = {} as SocketMapFds;
+      for (const role of SOCKET_MAPS) {
+        const map = libbpf.objectFindMap(object, MAP_NAMES[role]);
+        if (!map) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES[role]}`);
+        socketMaps[role] = libbpf.mapFd(map);
+      }
+      return new LoadedDatapath(object, maps, socketMaps, programs, layout);
     } catch (error) {
       libbpf.objectClose(object);
       throw error;

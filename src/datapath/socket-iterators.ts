@@ -6,8 +6,8 @@
 // (docs/footprint.md), that an agent whose Services do not move has no use for. A run that finds
 // it stopped waits for its start-up: 60-100 ms more (docs/footprint.md).
 //
-// The object reuses the datapath's socket storage map by fd: the iterators read what the cgroup
-// programs wrote. Its links are not pinned: only a running agent (or `socklb sockets`) runs them.
+// The object reuses the datapath's socket maps (SOCKET_MAPS) by fd: the iterators read what the
+// cgroup programs wrote. Its links are not pinned: only a running agent (or `socklb sockets`) runs them.
 
 import { Worker } from 'node:worker_threads';
 import { SocklbError, errnoName } from '../errors.js';
@@ -17,10 +17,12 @@ import {
   decodeRecords,
   destroyedCodec,
   MAP_NAMES,
+  SOCKET_MAPS,
   sockRecordCodec,
   staleKeyCodec,
   u32Codec,
   type DestroyedSocket,
+  type SocketMapFds,
   type SocketRecord,
   type StalePair,
 } from './layout.js';
@@ -80,18 +82,20 @@ export class SocketIterators {
   ) {}
 
   /**
-   * Loads the iterator object over the datapath's socket storage map and attaches its programs.
+   * Loads the iterator object over the datapath's socket maps and attaches its programs.
    * The thread is stopped `idleStopMs` after its last run.
    */
-  static load(objectPath: string, socketStorageFd: number, idleStopMs = DEFAULT_IDLE_STOP_MS): SocketIterators {
+  static load(objectPath: string, socketMaps: SocketMapFds, idleStopMs = DEFAULT_IDLE_STOP_MS): SocketIterators {
     const object = libbpf.objectOpenFile(objectPath, null);
     if (!object) throw new SocklbError('SOCKLB_ERR_LIBBPF', `cannot open BPF object ${objectPath}: ${errnoName(lastErrno())}`);
     const links = new Map<string, BpfLinkHandle>();
     try {
-      const storage = libbpf.objectFindMap(object, MAP_NAMES.sockets);
-      if (!storage) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES.sockets}`);
-      const reused = libbpf.mapReuseFd(storage, socketStorageFd);
-      if (reused < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `reuse ${MAP_NAMES.sockets} for ${objectPath}: ${errnoName(-reused)}`);
+      for (const role of SOCKET_MAPS) {
+        const map = libbpf.objectFindMap(object, MAP_NAMES[role]);
+        if (!map) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES[role]}`);
+        const reused = libbpf.mapReuseFd(map, socketMaps[role]);
+        if (reused < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `reuse ${MAP_NAMES[role]} for ${objectPath}: ${errnoName(-reused)}`);
+      }
       const rc = libbpf.objectLoad(object);
       if (rc < 0) {
         throw new SocklbError(

@@ -9,6 +9,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { MAP_NAMES } from '../../src/datapath/layout.js';
+import { pinnedMaps } from '../../src/datapath/pinned.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   endpointSlice,
@@ -21,6 +23,7 @@ import {
   type RunningAgent,
 } from './support.js';
 import { Testbed } from './testbed.js';
+import { EventStream, netnsInode, translatedSockets } from './udp-support.js';
 
 const skip = missingPrivileges();
 
@@ -74,6 +77,30 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     assert.deepEqual(report.errors, {});
     assert.deepEqual(Object.keys(report.hits).sort(), ['pod-a', 'pod-b', 'pod-c']);
     assert.deepEqual(report.peers, [`${CLUSTER_IPV4}:80`]);
+  });
+
+  it("keeps a connection's translation while its socket lives, and forgets it when the socket closes", async () => {
+    const connections = () => pinnedMaps(pinDir).find((map) => map.name === MAP_NAMES.connections)?.entries;
+    // The 60 connections of the test before are closed: their entries went with them.
+    assert.equal(connections(), 0);
+    const inode = await netnsInode(sandbox);
+    const client = EventStream.start(lab, sandbox, ['--target', CLUSTER_IPV4, '--port', '80', '--tcp', '--interval-ms', '20']);
+    try {
+      const connected = await client.waitFor((event) => event.event === 'connected', 5_000);
+      assert.equal(connected.peer, `${CLUSTER_IPV4}:80`, 'getpeername() shows the ClusterIP');
+      await client.waitFor((event) => event.event === 'reply', 5_000);
+      const held = (await translatedSockets(pinDir)).filter((socket) => socket.netns === inode && socket.protocol === 'TCP');
+      assert.equal(held.length, 1, JSON.stringify(held));
+      assert.equal(held[0]!.state, 'ESTABLISHED');
+      assert.ok(
+        pods.some((pod) => held[0]!.translations.join() === `${CLUSTER_IPV4}:80 -> ${pod.ipv4}:8080`),
+        `the connection's translation, to a pod: ${held[0]!.translations.join()}`,
+      );
+      assert.equal(connections(), 1);
+    } finally {
+      await client.stop();
+    }
+    assert.equal(connections(), 0, 'cgroup/sock_release deleted the entry of the closed socket');
   });
 
   it('spreads TCP connections to the IPv6 ClusterIP over every backend', async () => {

@@ -141,9 +141,9 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
       report.agent.inputProblems.map((problem) => problem.object),
       ['Service default/bad'],
     );
-    // Eight programs (connect, sendmsg, recvmsg, getpeername; each family) on the sandbox's cgroup.
+    // Nine programs (connect, sendmsg, recvmsg, getpeername, each family; sock_release) on the sandbox's cgroup.
     assert.deepEqual(new Set(report.attachments.map((link) => link.cgroup)), new Set([sandbox.cgroupPath]));
-    assert.equal(report.attachments.length, 8);
+    assert.equal(report.attachments.length, 9);
     for (const link of report.attachments) assert.ok(link.linkId > 0 && link.programId > 0, `${link.program} has a link and a program id`);
     const maps = Object.fromEntries(report.maps.map((map) => [map.name, [map.entries, map.capacity]]));
     assert.deepEqual(maps.socklb_fe_v2, [MAX_FRONTENDS, MAX_FRONTENDS]);
@@ -184,7 +184,7 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     agent = undefined;
     const report = await status(metricsPort);
     assert.equal(report.agent.running, false);
-    assert.equal(report.attachments.length, 8);
+    assert.equal(report.attachments.length, 9);
     assert.equal(report.maps.find((map) => map.name === 'socklb_fe_v2')?.entries, 3);
     const text = await socklb(['status', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${metricsPort}`]);
     assert.equal(text.code, 0);

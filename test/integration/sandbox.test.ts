@@ -108,10 +108,10 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
     const { attachments } = JSON.parse(result.stdout) as { attachments: { cgroup: string; sandbox?: string; program: string; linkId: number }[] };
     const bySandbox = (id: string) => attachments.filter((link) => link.sandbox === id);
     for (const [id, sandbox] of [['first', first], ['second', second]] as const) {
-      assert.equal(bySandbox(id).length, 8, `${id}: one link per program`);
+      assert.equal(bySandbox(id).length, 9, `${id}: one link per program`);
       assert.ok(bySandbox(id).every((link) => link.cgroup === sandbox.cgroupPath && link.linkId > 0), `${id}: its links, on its cgroup`);
     }
-    assert.equal(attachments.length, 16, 'nothing else is attached');
+    assert.equal(attachments.length, 18, 'nothing else is attached');
   });
 
   it('answers the same add again with "unchanged"', async () => {

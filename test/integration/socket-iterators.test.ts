@@ -39,7 +39,7 @@ describe('the socket iterators\' thread', { skip: missingPrivileges() }, () => {
   });
 
   it('runs only between a run and its idle stop, and starts again for the next run', async () => {
-    iterators = SocketIterators.load(BPF('socklb_iter.bpf.o'), datapath!.socketStorageFd, IDLE_STOP_MS);
+    iterators = SocketIterators.load(BPF('socklb_iter.bpf.o'), datapath!.socketMaps, IDLE_STOP_MS);
     assert.equal(iterators.threadRunning, false, 'no thread before the first run');
     const expected = [{ netns: namespace!.inode, sockets: [] }];
     assert.deepEqual(await iterators.dump(['UDP', 'TCP'], [namespace!]), expected);

@@ -88,6 +88,7 @@ const layouts: StructLayout[] = [
 const maps = [
   ...Object.entries(MAP_CODECS).map(([role, codecs]) => ({ name: MAP_NAMES[role as keyof typeof MAP_CODECS], ...codecs, objects: [datapath] })),
   { name: MAP_NAMES.sockets, key: { cType: 'int' }, value: sockCodec, objects: [datapath, iterators] },
+  { name: MAP_NAMES.connections, key: { cType: '__u64' }, value: translationCodec, objects: [datapath, iterators] },
   { name: MAP_NAMES.stale, key: staleKeyCodec, value: u32Codec, objects: [iterators] },
   { name: MAP_NAMES.affinity, key: affinityKeyLayout, value: affinityLayout, objects: [datapath] },
 ];
@@ -100,7 +101,8 @@ describe('codecs of the socket iterators decode what they encode', () => {
     ['struct socklb_sock (the entries in use)', sockCodec, [translation, { ...translation, slot: 0 }]],
     ['struct socklb_stale_key', staleKeyCodec, pair],
     ['struct socklb_destroyed', destroyedCodec, { cookie: 0x1234_5678_9abcn, pair, error: -95 }],
-    ['struct socklb_sock_record', sockRecordCodec, { cookie: 42n, family: 'IPv6', protocol: 'UDP', state: 'ESTABLISHED', translations: [translation] }],
+    ['struct socklb_sock_record', sockRecordCodec, { cookie: 42n, family: 'IPv6', protocol: 'UDP', state: 'ESTABLISHED', connection: translation, datagrams: [translation] }],
+    ['struct socklb_sock_record without a connection', sockRecordCodec, { cookie: 7n, family: 'IPv4', protocol: 'TCP', state: 'CLOSE', connection: undefined, datagrams: [] }],
   ];
   for (const [name, codec, value] of cases) {
     it(name, () => assert.deepEqual(codec.decode(codec.encode(value as never)), value));
