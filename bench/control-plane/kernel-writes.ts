@@ -7,7 +7,7 @@
 //   node build/bench/control-plane/kernel-writes.js --services 10000 --rounds 5
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { LoadedDatapath, cleanupPins } from '../../src/datapath/loader.js';
+import { DEFAULT_CAPACITIES, LoadedDatapath, cleanupPins } from '../../src/datapath/loader.js';
 import { mapsByRole, updateEachInTurn, type DatapathMaps } from '../../src/datapath/maps.js';
 import { reconcile } from '../../src/datapath/reconcile.js';
 import { DatapathState } from '../../src/datapath/state.js';
@@ -41,7 +41,7 @@ const capacity = Math.max(65536, services * 2);
 const milliseconds: Record<'batched' | 'oneByOne', number[]> = { batched: [], oneByOne: [] };
 for (let round = 0; round < rounds; round++) {
   for (const mode of round % 2 === 0 ? (['batched', 'oneByOne'] as const) : (['oneByOne', 'batched'] as const)) {
-    const datapath = LoadedDatapath.load(bpfObject, pinDirectory, { frontends: capacity, backends: capacity, slots: capacity });
+    const datapath = LoadedDatapath.load(bpfObject, pinDirectory, { ...DEFAULT_CAPACITIES, frontends: capacity, backends: capacity, slots: capacity });
     try {
       const state = DatapathState.read(datapath.maps);
       const started = performance.now();

@@ -5,7 +5,7 @@
 import { readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DEFAULT_CAPACITIES, type MapCapacities } from '../../src/datapath/loader.js';
+import { DEFAULT_CAPACITIES } from '../../src/datapath/loader.js';
 import { socklb, startAgent, type RunningAgent } from '../../test/integration/support.js';
 import type { Sandbox } from '../../test/lab/lab.js';
 import { churnEndpoints, type BenchPort, type BenchService, type Catalog } from '../catalog.js';
@@ -161,7 +161,7 @@ function capacityFlags(catalog: Catalog): string[] {
     backends: new Set(ports.flatMap(({ port, endpoints }) => endpoints.map((ip) => `${ip}:${port.targetPort}`))).size,
     slots: ports.reduce((sum, { endpoints }) => sum + endpoints.length, 0),
   };
-  return (Object.keys(needed) as (keyof MapCapacities)[]).flatMap((map) =>
+  return (Object.keys(needed) as (keyof typeof needed)[]).flatMap((map) =>
     needed[map] <= DEFAULT_CAPACITIES[map] ? [] : [`--max-${map}`, String(Math.ceil(needed[map] * 1.25))],
   );
 }

@@ -67,6 +67,7 @@ interface RunOptions {
   maxFrontends: number;
   maxBackends: number;
   maxSlots: number;
+  maxConnections: number;
   healthzBindAddress: string;
 }
 
@@ -131,7 +132,12 @@ async function run(options: RunOptions): Promise<void> {
   if (options.sandboxesOnly && options.cgroup.length > 0) throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
   const { source, origin } = await chooseSource(options, logger);
   routeLibbpfLog(logger);
-  const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir, { frontends: options.maxFrontends, backends: options.maxBackends, slots: options.maxSlots });
+  const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir, {
+    frontends: options.maxFrontends,
+    backends: options.maxBackends,
+    slots: options.maxSlots,
+    connections: options.maxConnections,
+  });
   const cgroups = options.sandboxesOnly ? [] : options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
   const sandboxes = await adoptSandboxes(datapath, options.pinDir, options.controlSocket, logger);
   for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
@@ -282,6 +288,7 @@ program
   .option('--max-frontends <count>', 'capacity of the frontend map (Service addresses x ports)', positiveInteger('--max-frontends'), DEFAULT_CAPACITIES.frontends)
   .option('--max-backends <count>', 'capacity of the backend map (distinct endpoint addresses and ports)', positiveInteger('--max-backends'), DEFAULT_CAPACITIES.backends)
   .option('--max-slots <count>', 'capacity of the slot map (backends summed over frontends)', positiveInteger('--max-slots'), DEFAULT_CAPACITIES.slots)
+  .option('--max-connections <count>', 'translated TCP connections open at once whose getpeername() shows the Service (the least recently used beyond)', positiveInteger('--max-connections'), DEFAULT_CAPACITIES.connections)
   .option('--metrics-bind-address <address:port>', "Prometheus metrics at /metrics and the agent's status at /statusz ('' turns it off)", DEFAULT_METRICS_BIND_ADDRESS)
   .option('--healthz-bind-address <address:port>', "kube-proxy's /healthz and /livez ('' turns it off)", '127.0.0.1:10256')
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')

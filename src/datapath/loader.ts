@@ -68,9 +68,9 @@ export class LoadedDatapath {
     try {
       for (let map = libbpf.objectNextMap(object, null); map; map = libbpf.objectNextMap(object, map)) {
         const name = libbpf.mapName(map);
-        const capacity = capacityOf(name, capacities);
-        if (capacity !== undefined) libbpf.mapSetMaxEntries(map, capacity);
-        checkPinnedLayout(layout, name, capacity);
+        const size = sizeOf(name, capacities);
+        if (size) libbpf.mapSetMaxEntries(map, size.capacity);
+        checkPinnedLayout(layout, name, size);
         libbpf.mapSetPinPath(map, `${layout.maps}/${name}`);
       }
       const rc = libbpf.objectLoad(object);
@@ -262,19 +262,19 @@ function detachPin(pinPath: string): void {
  * Refuses a pinned map of another layout, or of another size than asked,
  * before libbpf would try to reuse it (and fail without saying why).
  */
-function checkPinnedLayout(layout: PinLayout, mapName: string, capacity: number | undefined): void {
+function checkPinnedLayout(layout: PinLayout, mapName: string, size: MapSize | undefined): void {
   const role = roleOfMap(mapName);
   const path = `${layout.maps}/${mapName}`;
-  if (!role || !existsSync(path)) return;
+  if ((!role && !size) || !existsSync(path)) return;
   const fd = libbpf.objGet(path);
   if (fd < 0) return;
   try {
     const info = mapInfo(fd);
-    checkLayout(role, info, path);
-    if (capacity !== undefined && info.maxEntries !== capacity) {
+    if (role) checkLayout(role, info, path);
+    if (size && info.maxEntries !== size.capacity) {
       throw new SocklbError(
         'SOCKLB_ERR_MAP_LAYOUT',
-        `${path} holds up to ${info.maxEntries} entries and ${CAPACITY_FLAGS[role]} asks for ${capacity}: a pinned map cannot be resized; run with ${CAPACITY_FLAGS[role]} ${info.maxEntries}, or \`socklb cleanup\` first (the datapath stops translating until the agent is back)`,
+        `${path} holds up to ${info.maxEntries} entries and ${size.flag} asks for ${size.capacity}: a pinned map cannot be resized; run with ${size.flag} ${info.maxEntries}, or \`socklb cleanup\` first (the datapath stops translating until the agent is back)`,
       );
     }
   } finally {
@@ -282,21 +282,29 @@ function checkPinnedLayout(layout: PinLayout, mapName: string, capacity: number 
   }
 }
 
-/** How many entries each map the agent writes holds. */
+/** How many entries each sized map holds. */
 export interface MapCapacities {
   frontends: number;
   backends: number;
   slots: number;
+  /** TCP connections whose getpeername() is restored, open at once (socklb_conn_v1). */
+  connections: number;
 }
 
-export const DEFAULT_CAPACITIES: MapCapacities = { frontends: 65536, backends: 65536, slots: 262144 };
+export const DEFAULT_CAPACITIES: MapCapacities = { frontends: 65536, backends: 65536, slots: 262144, connections: 131072 };
+
+/** A map's entries, and the `socklb run` flag that sets them. */
+interface MapSize {
+  capacity: number;
+  flag: string;
+}
 
 // Every frontend has one service name, and one set of counters at the index
 // of its service id (ids start at 1).
-function capacityOf(mapName: string, capacities: MapCapacities): number | undefined {
+function sizeOf(mapName: string, capacities: MapCapacities): MapSize | undefined {
+  if (mapName === MAP_NAMES.connections) return { capacity: capacities.connections, flag: '--max-connections' };
   const role = roleOfMap(mapName);
-  if (role === 'stats') return capacities.frontends + 1;
-  return role === undefined ? undefined : capacities[role === 'serviceNames' ? 'frontends' : role];
+  if (role === undefined) return undefined;
+  const capacity = role === 'stats' ? capacities.frontends + 1 : capacities[role === 'serviceNames' ? 'frontends' : role];
+  return { capacity, flag: CAPACITY_FLAGS[role] };
 }
-
-

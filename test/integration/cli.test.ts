@@ -7,6 +7,8 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MAP_NAMES } from '../../src/datapath/layout.js';
+import { pinnedMaps } from '../../src/datapath/pinned.js';
 import { findCgroup2Root, removeCgroup } from '../lab/cgroup.js';
 import { assertOneSentence, manifestDirectory, missingPrivileges, service, services, SOCKLB, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
 
@@ -78,6 +80,27 @@ describe('map capacities', { skip: missingPrivileges() }, () => {
       assert.match(resized.stderr, /holds up to 2 entries and --max-frontends asks for 4: a pinned map cannot be resized/);
     } finally {
       await agent?.stop();
+      await socklb(['cleanup', '--pin-dir', pinDir]);
+      await removeCgroup(cgroup, cgroupRoot);
+      await rm(manifests, { recursive: true, force: true });
+    }
+  });
+
+  it('sizes the connection map with --max-connections, and refuses to resize it once pinned', async () => {
+    const pinDir = testPinDirectory('connections');
+    const manifests = await manifestDirectory();
+    const cgroupRoot = await findCgroup2Root();
+    const cgroup = join(cgroupRoot, `socklb-test-connections-${process.pid}`);
+    await mkdir(cgroup, { recursive: true });
+    try {
+      const args = ['--manifests', manifests, '--cgroup', cgroup, '--pin-dir', pinDir];
+      const agent = await startAgent([...args, '--max-connections', '4096']);
+      await agent.stop();
+      assert.equal(pinnedMaps(pinDir).find((map) => map.name === MAP_NAMES.connections)?.capacity, 4096);
+      const resized = await socklb(['run', ...args, '--max-connections', '8192', '--metrics-bind-address', '', '--healthz-bind-address', '']);
+      assert.equal(resized.code, 1);
+      assert.match(resized.stderr, /socklb_conn_v1 holds up to 4096 entries and --max-connections asks for 8192: a pinned map cannot be resized/);
+    } finally {
       await socklb(['cleanup', '--pin-dir', pinDir]);
       await removeCgroup(cgroup, cgroupRoot);
       await rm(manifests, { recursive: true, force: true });
