@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils dnsperf socat wrk iptables nftables iperf3 runc crun busybox-static
+DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils dnsperf socat wrk iptables nftables iperf3 runc crun busybox-static python3-minimal
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 # The datapath (cgroup programs) and the agent's socket iterators: two objects,
 # so that the datapath loads on kernels that lack what the iterators need.

@@ -361,7 +361,12 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	if (result != BACKEND_FOUND)
 		return result;
 	count(service_id, stickiness == PICK_ANY ? CONNECT_TRANSLATED : DATAGRAM_TRANSLATED);
-	if (key->protocol == IPPROTO_TCP)
+	/*
+	 * An MPTCP connection's first subflow is a kernel socket: no
+	 * sock_release runs for it, so an entry by its cookie would stay until
+	 * evicted. Its storage goes with it.
+	 */
+	if (key->protocol == IPPROTO_TCP && !bpf_skc_to_mptcp_sock(ctx->sk))
 		record_connection(ctx, key, &choice);
 	else
 		record_in_storage(ctx->sk, sock, key, &choice);
@@ -543,7 +548,11 @@ int socklb_recvmsg6(struct bpf_sock_addr *ctx)
 	return restore6(ctx);
 }
 
-/* A TCP socket's connection entry goes with it. */
+/*
+ * A TCP socket's connection entry goes with it. Looked up first: a delete
+ * takes the bucket's lock even for a socket that has no entry, as every
+ * accepted one.
+ */
 SEC("cgroup/sock_release")
 int socklb_sock_release(struct bpf_sock *ctx)
 {
@@ -552,7 +561,8 @@ int socklb_sock_release(struct bpf_sock *ctx)
 	if (ctx->protocol != IPPROTO_TCP)
 		return 1;
 	cookie = bpf_get_socket_cookie(ctx);
-	bpf_map_delete_elem(&socklb_conn_v1, &cookie);
+	if (bpf_map_lookup_elem(&socklb_conn_v1, &cookie))
+		bpf_map_delete_elem(&socklb_conn_v1, &cookie);
 	return 1;
 }
 

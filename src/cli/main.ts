@@ -219,16 +219,22 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
     for (const role of SOCKET_MAPS) {
       const path = `${pinLayout(options.pinDir).maps}/${MAP_NAMES[role]}`;
       const fd = libbpf.objGet(path);
+      if (fd < 0 && Object.keys(socketMaps).length > 0) {
+        throw new SocklbError('SOCKLB_ERR_MAP_LAYOUT', `${path}: not pinned (${errnoName(-fd)}) beside the other maps: an older build of socklb pinned them; restart \`socklb run\` with this build, which adds it`);
+      }
       if (fd < 0) throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(-fd)}); start one with \`socklb run\``);
       socketMaps[role] = fd;
     }
     const iterators = SocketIterators.load(iteratorObject(options.bpfObject), socketMaps);
-    const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)]);
     try {
-      const described = describeSockets(await iterators.dump(['UDP', 'TCP'], namespaces));
-      process.stdout.write(options.output === 'json' ? `${JSON.stringify(described, null, 2)}\n` : `${formatSocketTable(described)}\n`);
+      const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)]);
+      try {
+        const described = describeSockets(await iterators.dump(['UDP', 'TCP'], namespaces));
+        process.stdout.write(options.output === 'json' ? `${JSON.stringify(described, null, 2)}\n` : `${formatSocketTable(described)}\n`);
+      } finally {
+        closeNamespaces(namespaces);
+      }
     } finally {
-      closeNamespaces(namespaces);
       iterators.close();
     }
   } finally {

@@ -77,7 +77,7 @@ export class LoadedDatapath {
       if (rc < 0) {
         throw new SocklbError(
           'SOCKLB_ERR_KERNEL',
-          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs cgroup sock_addr hooks (connect, sendmsg, recvmsg, getpeername), socket-local storage and bpf_set_retval (Linux 5.18 or later); libbpf's log above says which part failed`,
+          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs cgroup sock_addr hooks (connect, sendmsg, recvmsg, getpeername) and sock_release, socket-local storage, bpf_set_retval and bpf_skc_to_mptcp_sock (Linux 5.19 or later, with BTF); libbpf's log above says which part failed`,
         );
       }
       const maps = {} as Record<MapRole, KernelMap>;

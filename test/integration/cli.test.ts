@@ -86,7 +86,7 @@ describe('map capacities', { skip: missingPrivileges() }, () => {
     }
   });
 
-  it('sizes the connection map with --max-connections, and refuses to resize it once pinned', async () => {
+  it('sizes the connection map with --max-connections, refuses to resize it once pinned, and says when an older build pinned the maps without it', async () => {
     const pinDir = testPinDirectory('connections');
     const manifests = await manifestDirectory();
     const cgroupRoot = await findCgroup2Root();
@@ -100,6 +100,12 @@ describe('map capacities', { skip: missingPrivileges() }, () => {
       const resized = await socklb(['run', ...args, '--max-connections', '8192', '--metrics-bind-address', '', '--healthz-bind-address', '']);
       assert.equal(resized.code, 1);
       assert.match(resized.stderr, /socklb_conn_v1 holds up to 4096 entries and --max-connections asks for 8192: a pinned map cannot be resized/);
+      // As a datapath pinned by a build before the map: `socklb sockets` says so.
+      await rm(join(pinDir, 'maps', MAP_NAMES.connections));
+      const older = await socklb(['sockets', '--pin-dir', pinDir]);
+      assert.equal(older.code, 1);
+      assert.match(older.stderr, /socklb_conn_v1: not pinned \(ENOENT\) beside the other maps: an older build of socklb pinned them; restart `socklb run` with this build/);
+      assertOneSentence(older.stderr);
     } finally {
       await socklb(['cleanup', '--pin-dir', pinDir]);
       await removeCgroup(cgroup, cgroupRoot);

@@ -79,8 +79,10 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     assert.deepEqual(report.peers, [`${CLUSTER_IPV4}:80`]);
   });
 
+  /** Entries of the connection map: the translated TCP connections open now. */
+  const connections = () => pinnedMaps(pinDir).find((map) => map.name === MAP_NAMES.connections)?.entries;
+
   it("keeps a connection's translation while its socket lives, and forgets it when the socket closes", async () => {
-    const connections = () => pinnedMaps(pinDir).find((map) => map.name === MAP_NAMES.connections)?.entries;
     // The 60 connections of the test before are closed: their entries went with them.
     assert.equal(connections(), 0);
     const inode = await netnsInode(sandbox);
@@ -101,6 +103,19 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
       await client.stop();
     }
     assert.equal(connections(), 0, 'cgroup/sock_release deleted the entry of the closed socket');
+  });
+
+  it("keeps an MPTCP connection's translation out of the connection map, where no sock_release would delete it", async (t) => {
+    const enabled = await lab.exec(sandbox, ['sysctl', '--values', 'net.mptcp.enabled'], { inCgroup: false });
+    if (enabled.stdout.trim() !== '1') {
+      t.skip(`SKIPPED LOUDLY: MPTCP is not enabled in the sandbox's namespace (net.mptcp.enabled=${enabled.stdout.trim()})`);
+      return;
+    }
+    // Python, as Node has no MPTCP sockets: IPPROTO_MPTCP is 262.
+    const script = `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)\ns.connect(('${CLUSTER_IPV4}', 80))\nprint('connected')\ns.close()`;
+    const result = await lab.exec(sandbox, ['/usr/bin/python3', '-c', script]);
+    assert.equal(result.stdout.trim(), 'connected', result.stderr);
+    assert.equal(connections(), 0, "the first subflow is a kernel socket: an entry by its cookie would stay until evicted");
   });
 
   it('spreads TCP connections to the IPv6 ClusterIP over every backend', async () => {
