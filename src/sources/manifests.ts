@@ -37,10 +37,6 @@ export class ManifestSource implements Source {
   private dirty = false;
   /** An event about the tree arrived during the scan under way: what it read may be half of a save. */
   private eventDuringScan = false;
-  /** The keys changed since the last state delivered, by held-back scans too. */
-  private undelivered: AssemblyChanges = { services: new Set(), slices: new Set() };
-  /** A scan's state was held back: the next scan's is delivered even if it finds nothing new. */
-  private heldBack = false;
   private delivered = false;
   private stopped = false;
   /** When the first change not yet scanned was noticed. */
@@ -85,26 +81,19 @@ export class ManifestSource implements Source {
     this.scanning = undefined;
     if (this.stopped) return;
     const changeSeenAt = this.changeSeenAt;
-    // Events during the scan mean the change is still being written (an editor's
-    // save is several writes, a file read between them is half of it): the scan
-    // they cause comes first, unless the burst has gone on for too long.
-    const holdBack = state !== undefined && this.delivered && this.eventDuringScan && changeSeenAt !== undefined && Date.now() - changeSeenAt < MAX_BURST_MS;
-    if (holdBack) this.heldBack = true;
-    else if (state) this.changeSeenAt = undefined;
+    if (state) this.changeSeenAt = undefined;
     if (this.dirty) {
       this.dirty = false;
       this.schedule();
     }
-    if (!state || holdBack) return;
-    this.heldBack = false;
-    this.undelivered = { services: new Set(), slices: new Set() };
+    if (!state) return;
     this.delivered = true;
     this.onState?.(changeSeenAt === undefined ? state : { ...state, changeSeenAt });
   }
 
   /**
    * Rescans the tree and re-reads the files that changed; the new state, or
-   * undefined when nothing changed. Beyond listing the tree, the work is in
+   * undefined when nothing changed or what was read is set aside. Beyond listing the tree, the work is in
    * proportion to the files that changed: one edited Service among thousands
    * costs one file's parse and comparison, and the state names what changed.
    *
@@ -133,19 +122,27 @@ export class ManifestSource implements Source {
       }
     }
     for (const [path, known] of this.files) if (!files.has(path) && !sameContents(known, NOTHING_READ)) changedFiles.set(path, undefined);
-    // The watchers' events about writes made while this thread read are handled here, so that
-    // runScan knows the scan may have read half of a save.
+    // The watchers' events about writes made while this thread read are handled here. Events
+    // during the scan mean the change is still being written (an editor's save is several
+    // writes, a file read between them is half of it): what it read is set aside, before it
+    // becomes what a broken file's previous objects are taken from, and the scan they cause
+    // reads again, unless the burst has gone on for too long.
     await setImmediate();
-    if (this.stopped) return undefined;
+    if (this.stopped || this.mayHaveReadHalfASave()) return undefined;
     this.files = files;
     const treeProblems = [...tree.problems, ...this.watchDirectories(tree.watch)];
     const treeProblemsText = JSON.stringify(treeProblems);
-    if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems && !this.heldBack) return undefined;
+    if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems) return undefined;
     this.deliveredTreeProblems = treeProblemsText;
-    for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, this.undelivered);
+    const changes: AssemblyChanges = { services: new Set(), slices: new Set() };
+    for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, changes);
     const problems = [...treeProblems];
     for (const [path, read] of files) problems.push(...read.problems, ...this.assembly.duplicateProblems(path));
-    return { services: this.assembly.services, slices: this.assembly.slices, problems, changes: this.undelivered };
+    return { services: this.assembly.services, slices: this.assembly.slices, problems, changes };
+  }
+
+  private mayHaveReadHalfASave(): boolean {
+    return this.delivered && this.eventDuringScan && this.changeSeenAt !== undefined && Date.now() - this.changeSeenAt < MAX_BURST_MS;
   }
 
   /** Brings the watchers in step with the tree; problems for the directories that cannot be watched. */
