@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // socklb's control plane alone, in one process and without privileges, for `node --cpu-prof`:
 // the benchmark's catalog written as its manifests, the manifest source and the agent on in-memory
-// maps, programming from nothing, then endpoint changes of bench-churn, each timed from the start
-// of its file write to the new backends being in the maps. The kernel's map writes are not in it
+// maps, programming from nothing, then endpoint changes of bench-churn, each timed from the rename
+// that puts its new file in place to the new backends being in the maps. The kernel's map writes are not in it
 // (the full benchmark has them); the code between a changed file and the writes is. Run without
 // V8 flags, as the agent reads and programs its first state (it sets --optimize-for-size after).
 //
@@ -18,7 +18,7 @@ import { memoryMaps } from '../../src/datapath/memory-maps.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
 import { ManifestSource } from '../../src/sources/manifests.js';
 import { buildCatalog, churnEndpoints } from '../catalog.js';
-import { writeCatalogManifests, writeServiceManifest } from '../manifests.js';
+import { stageServiceManifest, writeCatalogManifests } from '../manifests.js';
 import { percentile } from '../stats.js';
 
 const { values } = parseArgs({ options: { services: { type: 'string', default: '10000' }, changes: { type: 'string', default: '50' } } });
@@ -53,8 +53,9 @@ try {
   for (let k = 1; k <= changes; k++) {
     const endpoints = churnEndpoints(catalog.churn, k);
     const expected = endpoints.map((ip) => `${ip}:${port.targetPort}`).sort().join(',');
+    const publish = stageServiceManifest(manifests, { ...catalog.churn, endpoints });
     const begun = performance.now();
-    await writeServiceManifest(manifests, { ...catalog.churn, endpoints });
+    publish();
     while (backendsOf(id) !== expected) await setImmediate();
     latencies.push(performance.now() - begun);
   }

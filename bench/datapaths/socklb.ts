@@ -1,7 +1,8 @@
 // socklb: the agent (`socklb run`) reads the catalog's manifests and writes its maps; its programs,
 // attached to this client's cgroup only, translate the ClusterIP at connect(). Programming time is
 // measured from the moment the manifests appear (a directory renamed into place) to the agent's
-// "datapath synced"; an endpoint change, from the file write to the new backend being in the map.
+// "datapath synced"; an endpoint change, from the rename that puts the new file in place to the new
+// backend being in the map.
 import { readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,7 +11,7 @@ import { socklb, startAgent, type RunningAgent } from '../../test/integration/su
 import type { Sandbox } from '../../test/lab/lab.js';
 import { churnEndpoints, type BenchPort, type BenchService, type Catalog } from '../catalog.js';
 import { processCpuUs } from '../cpu.js';
-import { writeCatalogManifests, writeServiceManifest } from '../manifests.js';
+import { stageServiceManifest, writeCatalogManifests } from '../manifests.js';
 import { FrontendReader, pinnedMapMemory } from '../socklb-maps.js';
 import type { Datapath, EndpointChange, Footprint, Programming, Target } from './datapath.js';
 
@@ -82,9 +83,10 @@ export class SocklbDatapath implements Datapath {
     const expected = endpoints.map((ip) => `${ip}:${port.targetPort}`).sort().join(',');
     const key = { address: catalog.churn.clusterIP, port: port.port, protocol: port.protocol };
     const from = agent.logs.length;
+    const publish = stageServiceManifest(this.#manifests, { ...catalog.churn, endpoints });
     const writtenAt = Date.now();
     const started = performance.now();
-    await writeServiceManifest(this.#manifests, { ...catalog.churn, endpoints });
+    publish();
     // Polled every POLL_INTERVAL_MS by sleeping the thread: a timer's millisecond would blur a latency of a
     // few milliseconds, and a busy loop would take a core from the agent it measures (there are two).
     while (this.#reader?.backends(key)?.join(',') !== expected) {

@@ -95,7 +95,7 @@ function endpointChangeSection(results: BenchResults): string[] {
   const lines = [
     '## One EndpointSlice change to the datapath',
     '',
-    'Milliseconds, p50 / p99 (n changes). socklb: from the manifest file write to the new backend in the pinned maps (read by lookups); iptables and nftables: kube-proxy\'s partial sync (`iptables-restore --noflush` of KUBE-SERVICES and the changed chains; `nft` listing chains and sets, then the changed chains).',
+    'Milliseconds, p50 / p99 (n changes). socklb: from the rename that puts the new manifest file in place to the new backend in the pinned maps (read by lookups); iptables and nftables: kube-proxy\'s partial sync (`iptables-restore --noflush` of KUBE-SERVICES and the changed chains; `nft` listing chains and sets, then the changed chains).',
     '',
     `| Services | ${names.join(' | ')} |`,
     `|---:|${names.map(() => '---:|').join('')}`,

@@ -3,9 +3,9 @@
 // a file that stops parsing keeps the objects it had, an object that turns
 // invalid keeps its last valid version; only removing a file removes objects.
 
-import { statSync, watch, type FSWatcher, type Stats } from 'node:fs';
-import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { lstatSync, readdirSync, readFileSync, realpathSync, statSync, watch, type Dirent, type FSWatcher, type Stats } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { describeObject, namespacedName, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../model/kubernetes.js';
 import type { InputProblem } from '../model/types.js';
@@ -37,10 +37,6 @@ export class ManifestSource implements Source {
   private dirty = false;
   /** An event about the tree arrived during the scan under way: what it read may be half of a save. */
   private eventDuringScan = false;
-  /** The keys changed since the last state delivered, by held-back scans too. */
-  private undelivered: AssemblyChanges = { services: new Set(), slices: new Set() };
-  /** A scan's state was held back: the next scan's is delivered even if it finds nothing new. */
-  private heldBack = false;
   private delivered = false;
   private stopped = false;
   /** When the first change not yet scanned was noticed. */
@@ -85,31 +81,30 @@ export class ManifestSource implements Source {
     this.scanning = undefined;
     if (this.stopped) return;
     const changeSeenAt = this.changeSeenAt;
-    // Events during the scan mean the change is still being written (an editor's
-    // save is several writes, a file read between them is half of it): the scan
-    // they cause comes first, unless the burst has gone on for too long.
-    const holdBack = state !== undefined && this.delivered && this.eventDuringScan && changeSeenAt !== undefined && Date.now() - changeSeenAt < MAX_BURST_MS;
-    if (holdBack) this.heldBack = true;
-    else if (state) this.changeSeenAt = undefined;
+    if (state) this.changeSeenAt = undefined;
     if (this.dirty) {
       this.dirty = false;
       this.schedule();
     }
-    if (!state || holdBack) return;
-    this.heldBack = false;
-    this.undelivered = { services: new Set(), slices: new Set() };
+    if (!state) return;
     this.delivered = true;
     this.onState?.(changeSeenAt === undefined ? state : { ...state, changeSeenAt });
   }
 
   /**
    * Rescans the tree and re-reads the files that changed; the new state, or
-   * undefined when nothing changed. Beyond listing the tree, the work is in
+   * undefined when nothing changed or what was read is set aside. Beyond listing the tree, the work is in
    * proportion to the files that changed: one edited Service among thousands
    * costs one file's parse and comparison, and the state names what changed.
+   *
+   * The tree is listed and the files read synchronously: a change is a few
+   * stats and one small read, which the thread pool's round trips (four for a
+   * readFile, one per stat) made take milliseconds where they take tens of
+   * microseconds on this thread. Manifests are local files (a ConfigMap
+   * volume, a host directory), not a network file system that could hang.
    */
   private async scan(): Promise<SourceState | undefined> {
-    const tree = await scanTree(this.root);
+    const tree = scanTree(this.root);
     const files = new Map<string, FileRead>();
     const changedFiles = new Map<string, FileRead | undefined>();
     for (const [path, stats] of [...tree.files].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -118,7 +113,7 @@ export class ManifestSource implements Source {
         files.set(path, known);
         continue;
       }
-      const read = await readManifestFile(path, stats, known?.objects ?? new Map());
+      const read = readManifestFile(path, stats, known?.objects ?? new Map());
       // A save that changed nothing socklb reads (a comment, a touch, a Deployment) keeps the objects as they were.
       if (sameContents(known ?? NOTHING_READ, read)) files.set(path, { ...(known ?? read), signature: read.signature });
       else {
@@ -127,16 +122,27 @@ export class ManifestSource implements Source {
       }
     }
     for (const [path, known] of this.files) if (!files.has(path) && !sameContents(known, NOTHING_READ)) changedFiles.set(path, undefined);
-    if (this.stopped) return undefined;
+    // The watchers' events about writes made while this thread read are handled here. Events
+    // during the scan mean the change is still being written (an editor's save is several
+    // writes, a file read between them is half of it): what it read is set aside, before it
+    // becomes what a broken file's previous objects are taken from, and the scan they cause
+    // reads again, unless the burst has gone on for too long.
+    await setImmediate();
+    if (this.stopped || this.mayHaveReadHalfASave()) return undefined;
     this.files = files;
     const treeProblems = [...tree.problems, ...this.watchDirectories(tree.watch)];
     const treeProblemsText = JSON.stringify(treeProblems);
-    if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems && !this.heldBack) return undefined;
+    if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems) return undefined;
     this.deliveredTreeProblems = treeProblemsText;
-    for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, this.undelivered);
+    const changes: AssemblyChanges = { services: new Set(), slices: new Set() };
+    for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, changes);
     const problems = [...treeProblems];
     for (const [path, read] of files) problems.push(...read.problems, ...this.assembly.duplicateProblems(path));
-    return { services: this.assembly.services, slices: this.assembly.slices, problems, changes: this.undelivered };
+    return { services: this.assembly.services, slices: this.assembly.slices, problems, changes };
+  }
+
+  private mayHaveReadHalfASave(): boolean {
+    return this.delivered && this.eventDuringScan && this.changeSeenAt !== undefined && Date.now() - this.changeSeenAt < MAX_BURST_MS;
   }
 
   /** Brings the watchers in step with the tree; problems for the directories that cannot be watched. */
@@ -233,11 +239,11 @@ const MAX_ALIAS_COUNT = 100;
 // file would stall the agent for a minute. JSON of any size parses fast.
 const MAX_YAML_BYTES = 16 * 1024 * 1024;
 
-async function readManifestFile(path: string, stats: Stats, previous: ReadonlyMap<string, ManifestObject>): Promise<FileRead> {
+function readManifestFile(path: string, stats: Stats, previous: ReadonlyMap<string, ManifestObject>): FileRead {
   const readAt = Date.now();
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch (error) {
     const problem = { source: path, object: 'file', reason: withPrevious(`cannot be read: ${errorText(error)}`, previous) };
     return { signature: undefined, objects: previous, problems: [problem] };
@@ -381,12 +387,12 @@ interface Tree {
  * directory of the tree, and for the root itself (which may not exist yet,
  * or may be replaced) its nearest existing ancestor, for the name leading to it.
  */
-async function scanTree(root: string): Promise<Tree> {
+function scanTree(root: string): Tree {
   const tree: Tree = { files: new Map(), watch: new Map(), problems: [] };
-  const ancestor = await watchNearestAncestor(root, tree);
+  const ancestor = watchNearestAncestor(root, tree);
   let stats: Stats;
   try {
-    stats = await stat(root);
+    stats = statSync(root);
   } catch (error) {
     const reason = isMissing(error)
       ? `does not exist; socklb watches ${ancestor ?? 'nothing'} and reads it once it appears`
@@ -394,20 +400,20 @@ async function scanTree(root: string): Promise<Tree> {
     tree.problems.push({ source: root, object: 'path', reason });
     return tree;
   }
-  if (stats.isDirectory()) await walk(root, tree);
+  if (stats.isDirectory()) walk(root, tree);
   else if (stats.isFile()) {
     watchAll(tree, dirname(root));
-    const link = await lstat(root).catch(() => undefined);
-    await addFile(root, link?.isSymbolicLink() ?? false, tree);
+    const link = orUndefined(() => lstatSync(root));
+    addFile(root, link?.isSymbolicLink() ?? false, tree);
   } else tree.problems.push({ source: root, object: 'path', reason: 'is neither a file nor a directory' });
   // In a stable order whatever order the file system answered in: an unchanged tree compares equal.
   tree.problems.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
   return tree;
 }
 
-async function watchNearestAncestor(root: string, tree: Tree): Promise<string | undefined> {
+function watchNearestAncestor(root: string, tree: Tree): string | undefined {
   for (let child = root, directory = dirname(root); directory !== child; child = directory, directory = dirname(directory)) {
-    const stats = await stat(directory).catch(() => undefined);
+    const stats = orUndefined(() => statSync(directory));
     if (stats?.isDirectory()) {
       watchName(tree, directory, basename(child));
       return directory;
@@ -416,34 +422,29 @@ async function watchNearestAncestor(root: string, tree: Tree): Promise<string | 
   return undefined;
 }
 
-async function walk(directory: string, tree: Tree): Promise<void> {
+function walk(directory: string, tree: Tree): void {
   watchAll(tree, directory);
-  let entries;
+  let entries: Dirent[];
   try {
-    entries = await readdir(directory, { withFileTypes: true });
+    entries = readdirSync(directory, { withFileTypes: true });
   } catch (error) {
     if (!isMissing(error)) tree.problems.push({ source: directory, object: 'directory', reason: `cannot be read: ${errorText(error)}` });
     return;
   }
-  const files: Promise<void>[] = [];
   for (const entry of entries) {
     // Editor temp files, and the ..data directories of mounted ConfigMaps (their files are reached through symlinks).
     if (entry.name.startsWith('.')) continue;
     const path = join(directory, entry.name);
     // Symlinks to directories are not followed: a cycle would never end.
-    if (entry.isDirectory()) await walk(path, tree);
-    else if ((entry.isFile() || entry.isSymbolicLink()) && MANIFEST_EXTENSIONS.has(extname(entry.name))) {
-      files.push(addFile(path, entry.isSymbolicLink(), tree));
-    }
+    if (entry.isDirectory()) walk(path, tree);
+    else if ((entry.isFile() || entry.isSymbolicLink()) && MANIFEST_EXTENSIONS.has(extname(entry.name))) addFile(path, entry.isSymbolicLink(), tree);
   }
-  // A directory's files are looked at together: one wait for the thread pool, not one per file.
-  await Promise.all(files);
 }
 
-async function addFile(path: string, isSymlink: boolean, tree: Tree): Promise<void> {
+function addFile(path: string, isSymlink: boolean, tree: Tree): void {
   let stats: Stats;
   try {
-    stats = await stat(path);
+    stats = statSync(path);
   } catch (error) {
     const reason = isMissing(error) ? 'is a symbolic link to a file that does not exist' : `cannot be read: ${errorText(error)}`;
     tree.problems.push({ source: path, object: 'file', reason });
@@ -453,8 +454,17 @@ async function addFile(path: string, isSymlink: boolean, tree: Tree): Promise<vo
   tree.files.set(path, stats);
   if (!isSymlink) return;
   // A symlink's target may live outside the tree: its edits raise events only in its own directory.
-  const real = await realpath(path).catch(() => undefined);
+  const real = orUndefined(() => realpathSync(path));
   if (real !== undefined) watchName(tree, dirname(real), basename(real));
+}
+
+/** What `read` returns, or undefined if it throws: for looks whose failure the scan does not report. */
+function orUndefined<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
 }
 
 function watchAll(tree: Tree, directory: string): void {

@@ -150,9 +150,13 @@ export async function manifestDirectory(): Promise<string> {
  * multi-document YAML.
  */
 export async function writeManifest(path: string, documents: object[]): Promise<void> {
-  const text = path.endsWith('.json') ? JSON.stringify({ apiVersion: 'v1', kind: 'List', items: documents }) : documents.map((document) => stringify(document)).join('---\n');
-  await writeFile(`${path}.tmp`, text);
+  await writeFile(`${path}.tmp`, manifestText(path, documents));
   await rename(`${path}.tmp`, path);
+}
+
+/** The text writeManifest writes: JSON for a .json path, else YAML. */
+export function manifestText(path: string, documents: object[]): string {
+  return path.endsWith('.json') ? JSON.stringify({ apiVersion: 'v1', kind: 'List', items: documents }) : documents.map((document) => stringify(document)).join('---\n');
 }
 
 export interface ServicePortSpec {

@@ -1,6 +1,7 @@
 import { NODE } from './model-fixtures.js';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rename, rm, symlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
@@ -318,9 +319,13 @@ async function freshDir(): Promise<string> {
   return dir;
 }
 
+/**
+ * Writes in place in one go, as another process's save would: an asynchronous write would let the
+ * source, which shares this thread, scan between the file's truncation and its content.
+ */
 async function put(dir: string, path: string, text: string): Promise<void> {
   await mkdir(dirname(join(dir, path)), { recursive: true });
-  await writeFile(join(dir, path), text);
+  writeFileSync(join(dir, path), text);
 }
 
 const WAIT_MS = 2000;
