@@ -118,6 +118,28 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     assert.equal(connections(), 0, "the first subflow is a kernel socket: an entry by its cookie would stay until evicted");
   });
 
+  it("restores getpeername() of a TCP socket whose translation the previous build kept in the socket's storage", async () => {
+    // After an upgrade, connections opened under the build before keep their record in socklb_sock_v2.
+    // Written here as that build's connect4 wrote it, on a socket connected straight to the pod.
+    const pod = pods[0]!;
+    const module = (path: string) => JSON.stringify(new URL(`../../src/datapath/${path}`, import.meta.url).href);
+    const script = `
+      import net from 'node:net';
+      const { libbpf } = await import(${module('libbpf.js')});
+      const { KernelMap } = await import(${module('kernel-maps.js')});
+      const { sockCodec } = await import(${module('layout.js')});
+      const socket = net.connect(8080, '${pod.ipv4}', () => {
+        const storage = new KernelMap(libbpf.objGet(${JSON.stringify(join(pinDir, 'maps', MAP_NAMES.sockets))}));
+        const key = Buffer.alloc(4);
+        key.writeInt32LE(socket._handle.fd);
+        storage.update(key, sockCodec.encode([{ service: { address: '${CLUSTER_IPV4}', port: 80 }, backend: { address: '${pod.ipv4}', port: 8080 }, slot: 0 }]));
+        console.log(socket.remoteAddress + ':' + socket.remotePort);
+        socket.destroy();
+      });`;
+    const result = await lab.exec(sandbox, [process.execPath, '--input-type=module', '-e', script]);
+    assert.equal(result.stdout.trim(), `${CLUSTER_IPV4}:80`, result.stderr);
+  });
+
   it('spreads TCP connections to the IPv6 ClusterIP over every backend', async () => {
     const report = await lab.runClient(sandbox, { target: CLUSTER_IPV6, port: 80, count: 60 });
     assert.deepEqual(report.errors, {});
