@@ -19,7 +19,8 @@ import { agentRoutes } from '../agent/routes.js';
 import { AgentStatus } from '../agent/status.js';
 import { describeSockets, formatSocketTable } from '../datapath/dump.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from '../datapath/layout.js';
-import { libbpf, libcCalls, setLibbpfPrint } from '../datapath/libbpf.js';
+import { openPinnedMap } from '../datapath/kernel-maps.js';
+import { libcCalls, setLibbpfPrint } from '../datapath/libbpf.js';
 import { attachedCgroups, cleanupPins, DEFAULT_CAPACITIES, DEFAULT_PIN_DIRECTORY, LoadedDatapath, pinLayout } from '../datapath/loader.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../datapath/netns.js';
 import { SocketIterators } from '../datapath/socket-iterators.js';
@@ -28,7 +29,7 @@ import { cgroup2Root } from '../datapath/mounts.js';
 import { checkPrivileges } from '../datapath/system.js';
 import { sandboxCgroups } from '../sandbox/pins.js';
 import { adoptSandboxes, controlSocketOption, registerSandboxCommands } from './sandbox.js';
-import { errnoName, SocklbError } from '../errors.js';
+import { SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
@@ -216,15 +217,7 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
   checkPrivileges();
   const socketMaps = {} as SocketMapFds;
   try {
-    for (const role of SOCKET_MAPS) {
-      const path = `${pinLayout(options.pinDir).maps}/${MAP_NAMES[role]}`;
-      const fd = libbpf.objGet(path);
-      if (fd < 0 && Object.keys(socketMaps).length > 0) {
-        throw new SocklbError('SOCKLB_ERR_MAP_LAYOUT', `${path}: not pinned (${errnoName(-fd)}) beside the other maps: an older build of socklb pinned them; restart \`socklb run\` with this build, which adds it`);
-      }
-      if (fd < 0) throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(-fd)}); start one with \`socklb run\``);
-      socketMaps[role] = fd;
-    }
+    for (const role of SOCKET_MAPS) socketMaps[role] = openPinnedMap(`${pinLayout(options.pinDir).maps}/${MAP_NAMES[role]}`, Object.keys(socketMaps).length > 0);
     const iterators = SocketIterators.load(iteratorObject(options.bpfObject), socketMaps);
     try {
       const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)]);

@@ -2,7 +2,7 @@
 
 import { SocklbError, errnoName } from '../errors.js';
 import { MAP_CODECS, MAP_NAMES } from './layout.js';
-import { lastErrno, libbpf, libcCalls } from './libbpf.js';
+import { lastErrno, libbpf, libcCalls, type BpfMapHandle, type BpfObjectHandle } from './libbpf.js';
 import { mapWriteError, mapsByRole, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
 
 const ENOENT = 2;
@@ -184,19 +184,32 @@ export function checkLayout(role: keyof DatapathMaps, info: MapInfo, where: stri
   }
 }
 
+/** The map `name` of a libbpf object opened from `objectPath`. */
+export function declaredMap(object: BpfObjectHandle, objectPath: string, name: string): BpfMapHandle {
+  const map = libbpf.objectFindMap(object, name);
+  if (!map) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${name}`);
+  return map;
+}
+
+/**
+ * Opens one of a datapath's pinned maps. The first one missing means no datapath is pinned; once
+ * another was there (`othersOpened`), a missing map is one an older build did not have.
+ */
+export function openPinnedMap(path: string, othersOpened: boolean): number {
+  const fd = libbpf.objGet(path);
+  if (fd >= 0) return fd;
+  const errno = -fd || lastErrno();
+  if (othersOpened) throw new SocklbError('SOCKLB_ERR_MAP_LAYOUT', `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; \`socklb run\` of this build adds it`);
+  throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(errno)}); start one with \`socklb run\``);
+}
+
 /** Opens the maps pinned under `mapsDirectory` without loading anything. */
 export function openPinnedMaps(mapsDirectory: string): DatapathMaps & { close(): void } {
   const fds: number[] = [];
   try {
     const maps = mapsByRole((role) => {
       const path = `${mapsDirectory}/${MAP_NAMES[role]}`;
-      const fd = libbpf.objGet(path);
-      if (fd < 0) {
-        const errno = -fd || lastErrno();
-        // The frontend map comes first: once it was there, a missing map is one an older build did not have.
-        if (fds.length > 0) throw new SocklbError('SOCKLB_ERR_MAP_LAYOUT', `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; \`socklb run\` of this build adds it`);
-        throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(errno)}); start one with \`socklb run\``);
-      }
+      const fd = openPinnedMap(path, fds.length > 0);
       fds.push(fd);
       const info = mapInfo(fd);
       checkLayout(role, info, path);

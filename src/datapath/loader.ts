@@ -13,7 +13,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { relative } from 'node:path';
 import { SocklbError, errnoName } from '../errors.js';
-import { checkLayout, KernelMap, mapInfo } from './kernel-maps.js';
+import { checkLayout, declaredMap, KernelMap, mapInfo } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle, type BpfProgramHandle } from './libbpf.js';
 import { CAPACITY_FLAGS, roleOfMap, type DatapathMaps, type MapRole } from './maps.js';
@@ -90,11 +90,7 @@ export class LoadedDatapath {
         programs.set(libbpf.programName(program), program);
       }
       const socketMaps = {} as SocketMapFds;
-      for (const role of SOCKET_MAPS) {
-        const map = libbpf.objectFindMap(object, MAP_NAMES[role]);
-        if (!map) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES[role]}`);
-        socketMaps[role] = libbpf.mapFd(map);
-      }
+      for (const role of SOCKET_MAPS) socketMaps[role] = libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES[role]));
       return new LoadedDatapath(object, maps, socketMaps, programs, layout);
     } catch (error) {
       libbpf.objectClose(object);

@@ -12,7 +12,7 @@
 import { Worker } from 'node:worker_threads';
 import { SocklbError, errnoName } from '../errors.js';
 import type { Protocol } from '../model/types.js';
-import { KernelMap } from './kernel-maps.js';
+import { declaredMap, KernelMap } from './kernel-maps.js';
 import {
   decodeRecords,
   destroyedCodec,
@@ -91,9 +91,7 @@ export class SocketIterators {
     const links = new Map<string, BpfLinkHandle>();
     try {
       for (const role of SOCKET_MAPS) {
-        const map = libbpf.objectFindMap(object, MAP_NAMES[role]);
-        if (!map) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES[role]}`);
-        const reused = libbpf.mapReuseFd(map, socketMaps[role]);
+        const reused = libbpf.mapReuseFd(declaredMap(object, objectPath, MAP_NAMES[role]), socketMaps[role]);
         if (reused < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `reuse ${MAP_NAMES[role]} for ${objectPath}: ${errnoName(-reused)}`);
       }
       const rc = libbpf.objectLoad(object);
@@ -109,8 +107,7 @@ export class SocketIterators {
         if (!link) throw new SocklbError('SOCKLB_ERR_LIBBPF', `attach iterator ${name}: ${errnoName(lastErrno())}`);
         links.set(name, link);
       }
-      const stale = libbpf.objectFindMap(object, MAP_NAMES.stale);
-      if (!stale) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${MAP_NAMES.stale}`);
+      const stale = declaredMap(object, objectPath, MAP_NAMES.stale);
       return new SocketIterators(object, links, new KernelMap(libbpf.mapFd(stale)), idleStopMs);
     } catch (error) {
       for (const link of links.values()) libbpf.linkDestroy(link);

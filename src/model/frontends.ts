@@ -5,7 +5,6 @@
 
 import { categorizeEndpoints } from './endpoints.js';
 import { cidrContains, ipFamily, parseCidr, writeIP } from './ip.js';
-import { namespacedName } from './kubernetes.js';
 import type { Backend, DesiredFrontend, Endpoint, EndpointSlice, FrontendKey, IPAddress, IPFamily, NodeContext, Service, ServicePort } from './types.js';
 
 export interface ServiceFrontends {

@@ -57,43 +57,44 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
   });
 });
 
-describe('map capacities', { skip: missingPrivileges() }, () => {
-  it('reports a frontend that does not fit, serves the others, and refuses to resize a pinned map', async () => {
-    const pinDir = testPinDirectory('capacity');
-    const manifests = await manifestDirectory();
-    const cgroupRoot = await findCgroup2Root();
-    const cgroup = join(cgroupRoot, `socklb-test-capacity-${process.pid}`);
-    await mkdir(cgroup, { recursive: true });
-    let agent: RunningAgent | undefined;
-    try {
-      await writeManifest(join(manifests, 'services.yaml'), ['10.96.9.1', '10.96.9.2', '10.96.9.3'].map((ip, i) => service(`svc-${i}`, [ip], [{ name: 'http', port: 80 }])));
-      const args = ['--manifests', manifests, '--cgroup', cgroup, '--pin-dir', pinDir];
-      agent = await startAgent([...args, '--max-frontends', '2']);
-      const frontends = await services(pinDir);
-      assert.equal(frontends.length, 2, 'two frontends fit');
-      const failure = agent.logs.find((line) => typeof line.msg === 'string' && /update frontend 10\.96\.9\.3:80\/TCP: update socklb_(fe_v2|name_v1): E2BIG: map full \(2 entries\); raise --max-frontends/.test(line.msg));
-      assert.ok(failure, 'the frontend that does not fit is logged with the map and its size');
-      await agent.stop();
-      agent = undefined;
-      const resized = await socklb(['run', ...args, '--max-frontends', '4', '--metrics-bind-address', '', '--healthz-bind-address', '']);
-      assert.equal(resized.code, 1);
-      assert.match(resized.stderr, /holds up to 2 entries and --max-frontends asks for 4: a pinned map cannot be resized/);
-    } finally {
-      await agent?.stop();
-      await socklb(['cleanup', '--pin-dir', pinDir]);
-      await removeCgroup(cgroup, cgroupRoot);
-      await rm(manifests, { recursive: true, force: true });
-    }
-  });
+/** A pin directory, a manifest directory and a cgroup for `socklb run` (as `args`), removed after `body`. */
+async function withRunArgs(name: string, body: (bed: { args: string[]; manifests: string; pinDir: string }) => Promise<void>): Promise<void> {
+  const pinDir = testPinDirectory(name);
+  const manifests = await manifestDirectory();
+  const cgroupRoot = await findCgroup2Root();
+  const cgroup = join(cgroupRoot, `socklb-test-${name}-${process.pid}`);
+  await mkdir(cgroup, { recursive: true });
+  try {
+    await body({ args: ['--manifests', manifests, '--cgroup', cgroup, '--pin-dir', pinDir], manifests, pinDir });
+  } finally {
+    await socklb(['cleanup', '--pin-dir', pinDir]);
+    await removeCgroup(cgroup, cgroupRoot);
+    await rm(manifests, { recursive: true, force: true });
+  }
+}
 
-  it('sizes the connection map with --max-connections, refuses to resize it once pinned, and says when an older build pinned the maps without it', async () => {
-    const pinDir = testPinDirectory('connections');
-    const manifests = await manifestDirectory();
-    const cgroupRoot = await findCgroup2Root();
-    const cgroup = join(cgroupRoot, `socklb-test-connections-${process.pid}`);
-    await mkdir(cgroup, { recursive: true });
-    try {
-      const args = ['--manifests', manifests, '--cgroup', cgroup, '--pin-dir', pinDir];
+describe('map capacities', { skip: missingPrivileges() }, () => {
+  it('reports a frontend that does not fit, serves the others, and refuses to resize a pinned map', () =>
+    withRunArgs('capacity', async ({ args, manifests, pinDir }) => {
+      await writeManifest(join(manifests, 'services.yaml'), ['10.96.9.1', '10.96.9.2', '10.96.9.3'].map((ip, i) => service(`svc-${i}`, [ip], [{ name: 'http', port: 80 }])));
+      let agent: RunningAgent | undefined = await startAgent([...args, '--max-frontends', '2']);
+      try {
+        const frontends = await services(pinDir);
+        assert.equal(frontends.length, 2, 'two frontends fit');
+        const failure = agent.logs.find((line) => typeof line.msg === 'string' && /update frontend 10\.96\.9\.3:80\/TCP: update socklb_(fe_v2|name_v1): E2BIG: map full \(2 entries\); raise --max-frontends/.test(line.msg));
+        assert.ok(failure, 'the frontend that does not fit is logged with the map and its size');
+        await agent.stop();
+        agent = undefined;
+        const resized = await socklb(['run', ...args, '--max-frontends', '4', '--metrics-bind-address', '', '--healthz-bind-address', '']);
+        assert.equal(resized.code, 1);
+        assert.match(resized.stderr, /holds up to 2 entries and --max-frontends asks for 4: a pinned map cannot be resized/);
+      } finally {
+        await agent?.stop();
+      }
+    }));
+
+  it('sizes the connection map with --max-connections, refuses to resize it once pinned, and says when an older build pinned the maps without it', () =>
+    withRunArgs('connections', async ({ args, pinDir }) => {
       const agent = await startAgent([...args, '--max-connections', '4096']);
       await agent.stop();
       assert.equal(pinnedMaps(pinDir).find((map) => map.name === MAP_NAMES.connections)?.capacity, 4096);
@@ -104,12 +105,7 @@ describe('map capacities', { skip: missingPrivileges() }, () => {
       await rm(join(pinDir, 'maps', MAP_NAMES.connections));
       const older = await socklb(['sockets', '--pin-dir', pinDir]);
       assert.equal(older.code, 1);
-      assert.match(older.stderr, /socklb_conn_v1: not pinned \(ENOENT\) beside the other maps: an older build of socklb pinned them; restart `socklb run` with this build/);
+      assert.match(older.stderr, /socklb_conn_v1: not pinned \(ENOENT\) beside the other maps: they were pinned by another build of socklb; `socklb run` of this build adds it/);
       assertOneSentence(older.stderr);
-    } finally {
-      await socklb(['cleanup', '--pin-dir', pinDir]);
-      await removeCgroup(cgroup, cgroupRoot);
-      await rm(manifests, { recursive: true, force: true });
-    }
-  });
+    }));
 });
