@@ -28,9 +28,11 @@ export interface BenchOptions {
   nftMaxServices: number;
   /** Where the results go; undefined: bench/results/<timestamp>/, copied to bench/results/latest/ for a full run. */
   output: string | undefined;
+  /** Where `perf record` puts a recording of every measured run, and its report (perf.ts); undefined: none. */
+  perfDirectory: string | undefined;
 }
 
-const FULL: Omit<BenchOptions, 'output'> = {
+const FULL: Omit<BenchOptions, 'output' | 'perfDirectory'> = {
   quick: false,
   scales: [10, 1000, 5000, 10000, 50000],
   endpointsPerService: 2,
@@ -46,7 +48,7 @@ const FULL: Omit<BenchOptions, 'output'> = {
 };
 
 /** Under two minutes: a smoke test of the harness, not figures to quote. */
-const QUICK: Omit<BenchOptions, 'output'> = {
+const QUICK: Omit<BenchOptions, 'output' | 'perfDirectory'> = {
   ...FULL,
   quick: true,
   scales: [10, 1000],
@@ -71,11 +73,12 @@ export function parseOptions(argv: string[]): BenchOptions {
     .addOption(new Option('--iptables-backend <backend>', 'iptables flavour of the iptables datapath').choices(['legacy', 'nft']))
     .option('--nft-max-services <n>', 'measure nftables up to this many Services (its loading is quadratic)', positiveInteger)
     .option('--output <dir>', 'results directory (default: bench/results/<timestamp>/)')
+    .option('--perf <dir>', 'record every measured run with `perf record --all-cpus` into <dir>, and report each symbol\'s samples per 1000 operations against direct')
     .showHelpAfterError()
     .parse(argv, { from: 'user' });
   const flags = program.opts<{
     quick?: boolean; scales?: number[]; endpoints?: number; datapaths?: DatapathName[]; workloads?: WorkloadName[]; controlPlaneOnly?: boolean; rounds?: number; seconds?: number;
-    endpointChanges?: number; iptablesBackend?: IptablesBackend; nftMaxServices?: number; output?: string;
+    endpointChanges?: number; iptablesBackend?: IptablesBackend; nftMaxServices?: number; output?: string; perf?: string;
   }>();
   const base = flags.quick ? QUICK : FULL;
   const perWorkload = (value: number | undefined, fallback: Record<WorkloadName, number>) =>
@@ -92,6 +95,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     iptablesBackend: flags.iptablesBackend ?? base.iptablesBackend,
     nftMaxServices: flags.nftMaxServices ?? base.nftMaxServices,
     output: flags.output,
+    perfDirectory: flags.perf,
   };
   if (flags.controlPlaneOnly && flags.workloads) program.error('--control-plane-only runs no workloads: drop --workloads');
   if (!options.datapaths.includes('direct')) program.error('--datapaths: direct is required, every ratio is to it');

@@ -14,7 +14,7 @@ export interface BenchResults {
   /** A smoke test: its figures are not to be quoted. */
   quick: boolean;
   machine: MachineDescription;
-  options: Omit<BenchOptions, 'output'>;
+  options: Omit<BenchOptions, 'output' | 'perfDirectory'>;
   datapaths: { name: DatapathName; description: string }[];
   /** Datapaths that could not be measured on this machine, and why (IPVS without ip_vs). */
   unavailable: { name: string; reason: string }[];

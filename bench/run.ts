@@ -9,6 +9,7 @@ import { SERVICE_CIDR } from './catalog.js';
 import type { Datapath } from './datapaths/datapath.js';
 import { probeIpvs } from './datapaths/ipvs.js';
 import { describeMachine } from './machine.js';
+import { PerfRecorder } from './perf.js';
 import type { BenchOptions } from './options.js';
 import type { Progress } from './progress.js';
 import { copyToLatest, writeResults } from './report/write.js';
@@ -40,6 +41,7 @@ export async function runBenchmark(options: BenchOptions, target: RunTarget, pro
   progress.log(`machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}`);
   if (!ipvs.available) progress.log(`ipvs: unavailable: ${ipvs.reason}`);
 
+  const perf = options.perfDirectory === undefined ? undefined : await PerfRecorder.open(options.perfDirectory);
   const workdir = await mkdtemp(workdirPrefix());
   teardown.add(`remove ${workdir}`, () => rm(workdir, { recursive: true, force: true }));
   const lab = new Lab();
@@ -56,7 +58,7 @@ export async function runBenchmark(options: BenchOptions, target: RunTarget, pro
   const topology = await buildTopology(lab, workdir, options, (datapath) => datapaths.push(datapath));
   for (const datapath of topology.datapaths) await checkServiceRoute(lab, datapath);
 
-  const { output: _output, ...recordedOptions } = options;
+  const { output: _output, perfDirectory: _perfDirectory, ...recordedOptions } = options;
   const results: BenchResults = {
     format: RESULTS_FORMAT,
     startedAt: new Date().toISOString(),
@@ -78,6 +80,7 @@ export async function runBenchmark(options: BenchOptions, target: RunTarget, pro
     progress,
     onSample: (sample: BenchResults['samples'][number]) => results.samples.push(sample),
     signal,
+    perf,
   };
   for (const services of options.scales) {
     results.scales.push(await runScale(context, services));
@@ -86,6 +89,7 @@ export async function runBenchmark(options: BenchOptions, target: RunTarget, pro
     progress.log(`results so far: ${target.directory}`);
   }
   if (target.latest !== undefined) await copyToLatest(target.directory, target.latest);
+  if (perf) progress.log(`perf report: ${await perf.writeReport()}`);
   return results;
 }
 

@@ -8,6 +8,7 @@ import type { Lab } from '../test/lab/lab.js';
 import { buildCatalog, endpointCount, type Catalog } from './catalog.js';
 import { NotMeasured, type Datapath, type EndpointChange } from './datapaths/datapath.js';
 import type { BenchOptions } from './options.js';
+import type { PerfRecorder } from './perf.js';
 import type { Progress } from './progress.js';
 import type { ScaleResult, TrafficSample } from './results.js';
 import { median } from './stats.js';
@@ -27,6 +28,8 @@ export interface ScaleContext extends RunContext {
   onSample: (sample: TrafficSample) => void;
   /** Aborted on Ctrl-C: no new step starts, and what fails because of it is not reported. */
   signal: AbortSignal;
+  /** Records every measured run (--perf); undefined: none. */
+  perf: PerfRecorder | undefined;
 }
 
 export async function runScale(context: ScaleContext, services: number): Promise<ScaleResult> {
@@ -110,7 +113,8 @@ async function runRounds(context: ScaleContext, datapaths: Datapath[], catalog: 
       for (const datapath of rotated(datapaths, round - 1)) {
         context.signal.throwIfAborted();
         try {
-          const run = await runWorkload(context, WORKLOADS[workload], datapath, catalog, options.seconds[workload]);
+          const measure = () => runWorkload(context, WORKLOADS[workload], datapath, catalog, options.seconds[workload]);
+          const run = await (context.perf ? context.perf.record({ workload, datapath: datapath.name, services, round }, measure) : measure());
           context.onSample({ ...run, services, round });
           line.push(`${datapath.name} ${formatRate(run.rate)}${run.errors > 0 ? ` (${run.errors} errors)` : ''}`);
         } catch (error) {
