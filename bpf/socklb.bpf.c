@@ -149,22 +149,81 @@ read_slot(const struct socklb_frontend *frontend, __u32 slot, struct backend_cho
 	return true;
 }
 
+static __always_inline bool
+slot_names(const struct socklb_frontend *frontend, __u32 slot, const __be32 address[4],
+	   __be16 port, struct backend_choice *out)
+{
+	return slot < frontend->backend_count && read_slot(frontend, slot, out) &&
+	       same_address(out->backend.address, address) && out->backend.port == port;
+}
+
 /*
- * Whether the backend a socket was given still serves the frontend: its slot
- * is below the count and still names the same address and port. A backend
- * that leaves hands its slot to another one (or the slot goes), so the next
- * datagram after the agent's write picks again. So does one whose slot moved
- * when the list shrank: a needless but harmless new pick.
+ * Slots searched for a backend that is no longer where it was: a frontend
+ * whose list shrinks moves its last slot into the hole, so a backend that
+ * stays can change slot. The search runs only when the slot a socket or
+ * client remembers names another backend, once per change; past this many
+ * slots the moved backend's sockets and clients pick again.
+ */
+#define SOCKLB_SLOTS_SEARCHED 256
+
+struct slot_search {
+	struct socklb_slot_key key;
+	__be32 address[4];
+	__be16 port;
+	__u32 skip;
+	bool found;
+	struct backend_choice choice;
+};
+
+/* bpf_loop's body: whether slot `index` names the backend searched for (1 stops the loop). */
+static long search_slot(__u64 index, void *context)
+{
+	struct slot_search *search = context;
+	const struct socklb_backend *backend;
+	const struct socklb_slot *entry;
+
+	if (index == search->skip)
+		return 0;
+	search->key.slot = index;
+	entry = bpf_map_lookup_elem(&socklb_slot_v1, &search->key);
+	if (!entry)
+		return 0;
+	backend = bpf_map_lookup_elem(&socklb_be_v1, &entry->backend_id);
+	if (!backend || backend->port != search->port || !same_address(backend->address, search->address))
+		return 0;
+	search->choice.backend = *backend;
+	search->choice.slot = index;
+	search->found = true;
+	return 1;
+}
+
+/*
+ * Whether the backend a socket or client was given still serves the
+ * frontend: at its slot, or else at another one (it moved when the list
+ * shrank), which is then out->slot. A backend that left is found nowhere,
+ * and the caller picks again. The search is a bpf_loop, whose body the
+ * verifier checks once: an unrolled loop here made every program's load
+ * take seconds.
  */
 static __always_inline bool
 keep_backend(const struct socklb_frontend *frontend, __u32 slot, const __be32 address[4],
 	     __be16 port, struct backend_choice *out)
 {
-	if (slot >= frontend->backend_count)
+	struct slot_search search = {
+		.key = { .service_id = frontend->service_id },
+		.port = port,
+		.skip = slot,
+	};
+	__u32 slots = frontend->backend_count;
+
+	if (slot_names(frontend, slot, address, port, out))
+		return true;
+	copy_address(search.address, address);
+	bpf_loop(slots < SOCKLB_SLOTS_SEARCHED ? slots : SOCKLB_SLOTS_SEARCHED, search_slot, &search, 0);
+	if (!search.found)
 		return false;
-	if (!read_slot(frontend, slot, out))
-		return false;
-	return same_address(out->backend.address, address) && out->backend.port == port;
+	*out = search.choice;
+	return true;
 }
 
 /*
@@ -185,6 +244,7 @@ affine_backend(const struct socklb_affinity_key *client, const struct socklb_fro
 	if (!keep_backend(frontend, affinity->slot, affinity->backend_address, affinity->backend_port, out))
 		return false;
 	affinity->last_used_ns = now;
+	affinity->slot = out->slot;
 	return true;
 }
 
