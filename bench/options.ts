@@ -98,6 +98,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     perfDirectory: flags.perf,
   };
   if (flags.controlPlaneOnly && flags.workloads) program.error('--control-plane-only runs no workloads: drop --workloads');
+  if (flags.controlPlaneOnly && flags.perf !== undefined) program.error('--perf records the traffic runs, and --control-plane-only runs none: drop one');
   if (!options.datapaths.includes('direct')) program.error('--datapaths: direct is required, every ratio is to it');
   if (options.scales.some((scale) => scale < 3)) program.error('--scales: each at least 3 (the three measured Services)');
   return options;

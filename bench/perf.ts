@@ -20,8 +20,14 @@ const SAMPLE_HZ = 1999;
 const PERF_START_MS = 300;
 /** Symbols shown per datapath, the largest differences to direct first. */
 const SYMBOLS_SHOWN = 30;
-/** The idle task: the CPU doing nothing is not a cost. */
-const IDLE_COMMAND = 'swapper';
+/**
+ * The idle loop's functions: a CPU doing nothing is not a cost. Matched by symbol, not by the idle
+ * task's name: interrupts and softirqs taken on an idle CPU are charged to `swapper` too, and they
+ * are work (a packet's receive path, for one).
+ */
+const IDLE_SYMBOL = /^\[k\] \w*(idle|safe_halt|mwait)\w*$/;
+/** The report, beside the recordings (not README.md: `--perf` may name the results' own directory). */
+const REPORT_FILE = 'perf.md';
 
 export interface PerfRun {
   file: string;
@@ -45,29 +51,39 @@ export class PerfRecorder {
     return new PerfRecorder(directory);
   }
 
-  /** Runs `measure` while perf records every CPU; the recording ends with it. */
+  /** Runs `measure` while perf records every CPU; the recording ends with it. A perf that fails fails the run. */
   async record<T extends { operations: number }>(labels: Omit<PerfRun, 'file' | 'operations'>, measure: () => Promise<T>): Promise<T> {
-    const file = path.join(this.directory, `${labels.workload}-${labels.services}-${labels.datapath}-${labels.round}.data`);
-    const perf = spawn('perf', ['record', '--all-cpus', '--freq', String(SAMPLE_HZ), '--output', file, '--quiet'], { stdio: 'ignore' });
-    const exited = once(perf, 'exit');
+    const file = `${labels.workload}-${labels.services}-${labels.datapath}-${labels.round}.data`;
+    const perf = spawn('perf', ['record', '--all-cpus', '--freq', String(SAMPLE_HZ), '--output', path.join(this.directory, file), '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    perf.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+      perf.once('error', (error) => resolve({ code: null, signal: null, error }));
+      perf.once('close', (code, signal) => resolve({ code, signal }));
+    });
     await sleep(PERF_START_MS);
+    let result: T;
     try {
-      const result = await measure();
-      this.#runs.push({ ...labels, file, operations: result.operations });
-      return result;
+      if (perf.exitCode !== null || perf.signalCode !== null) throw new Error('perf record stopped before the run started');
+      result = await measure();
     } finally {
       perf.kill('SIGINT');
-      await exited;
+      const { code, signal, error } = await exited;
+      // perf writes its file on SIGINT, then ends by it (or exits 0 or 130).
+      const recorded = signal === 'SIGINT' || code === 0 || code === 130;
+      if (error || !recorded) throw new Error(`perf record ${file}: ${error?.message ?? `exit ${code ?? signal}`}: ${stderr.trim()}`);
     }
+    this.#runs.push({ ...labels, file, operations: result.operations });
+    await writeFile(path.join(this.directory, 'runs.json'), `${JSON.stringify(this.#runs, null, 2)}\n`);
+    return result;
   }
 
-  /** Reads every recording back and writes README.md beside them; its path. */
+  /** Reads every recording back and writes the report beside them; its path. */
   async writeReport(): Promise<string> {
     const recorded: RecordedRun[] = [];
-    for (const run of this.#runs) recorded.push({ ...run, symbols: parsePerfReport(await perfReport(run.file)) });
-    const report = path.join(this.directory, 'README.md');
+    for (const run of this.#runs) recorded.push({ ...run, symbols: parsePerfReport(await perfReport(path.join(this.directory, run.file))) });
+    const report = path.join(this.directory, REPORT_FILE);
     await writeFile(report, perfMarkdown(compareToDirect(recorded)));
-    await writeFile(path.join(this.directory, 'runs.json'), `${JSON.stringify(this.#runs, null, 2)}\n`);
     return report;
   }
 }
@@ -107,7 +123,7 @@ export interface PerfComparison {
   bySymbol: Map<string, Partial<Record<DatapathName, number>>>;
 }
 
-/** Pools the runs of each datapath (samples over operations: a long run weighs more), idle excluded. */
+/** Pools the runs of each datapath (samples over operations: a long run weighs more), the idle loop left out. */
 export function compareToDirect(runs: readonly RecordedRun[]): PerfComparison[] {
   const comparisons = new Map<string, PerfComparison & { samples: Map<DatapathName, Map<string, number>>; operations: Map<DatapathName, number> }>();
   for (const run of runs) {
@@ -119,8 +135,11 @@ export function compareToDirect(runs: readonly RecordedRun[]): PerfComparison[] 
     const samples = comparison.samples.get(run.datapath) ?? new Map<string, number>();
     comparison.samples.set(run.datapath, samples);
     for (const { command, symbol, samples: count } of run.symbols) {
-      if (command === IDLE_COMMAND) continue;
-      samples.set(symbol, (samples.get(symbol) ?? 0) + count);
+      if (IDLE_SYMBOL.test(symbol)) continue;
+      // A kernel function is the same code whoever runs it; a user-space symbol (often a bare
+      // address) means something only in its own program.
+      const row = symbol.startsWith('[k]') ? symbol : `${symbol} (${command})`;
+      samples.set(row, (samples.get(row) ?? 0) + count);
     }
   }
   return [...comparisons.values()].map(({ samples, operations, ...comparison }) => {
@@ -141,7 +160,7 @@ export function perfMarkdown(comparisons: readonly PerfComparison[]): string {
   const lines = [
     '# Where the CPU goes: perf samples per 1000 operations',
     '',
-    `\`perf record --all-cpus --freq ${SAMPLE_HZ}\` over every measured run (the idle task left out), pooled by datapath:`,
+    `\`perf record --all-cpus --freq ${SAMPLE_HZ}\` over every measured run (the idle loop left out), pooled by datapath:`,
     'samples per 1000 operations, so a datapath that spends more per connection shows more, whatever its rate.',
     'A sample taken while interrupts are disabled lands where they are enabled again',
     '(`_raw_spin_unlock_irqrestore`): the time inside irqsave locks (BPF hash buckets, LRU lists) shows there.',

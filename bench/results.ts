@@ -13,6 +13,8 @@ export interface BenchResults {
   finishedAt: string;
   /** A smoke test: its figures are not to be quoted. */
   quick: boolean;
+  /** Every traffic run was recorded by `perf record --all-cpus` (--perf), which takes CPU from it; absent: not. */
+  perfRecorded?: boolean;
   machine: MachineDescription;
   options: Omit<BenchOptions, 'output' | 'perfDirectory'>;
   datapaths: { name: DatapathName; description: string }[];

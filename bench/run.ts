@@ -64,6 +64,7 @@ export async function runBenchmark(options: BenchOptions, target: RunTarget, pro
     startedAt: new Date().toISOString(),
     finishedAt: '',
     quick: options.quick,
+    ...(perf && { perfRecorded: true }),
     machine,
     options: recordedOptions,
     datapaths: topology.datapaths.map(({ name, description }) => ({ name, description })),

@@ -161,8 +161,10 @@ slot_names(const struct socklb_frontend *frontend, __u32 slot, const __be32 addr
  * Slots searched for a backend that is no longer where it was: a frontend
  * whose list shrinks moves its last slot into the hole, so a backend that
  * stays can change slot. The search runs only when the slot a socket or
- * client remembers names another backend, once per change; past this many
- * slots the moved backend's sockets and clients pick again.
+ * client remembers no longer names its backend (another backend is there,
+ * or the slot is past the count), once per change for each; a backend that
+ * moved past this many slots is not found, and its sockets and clients pick
+ * again.
  */
 #define SOCKLB_SLOTS_SEARCHED 256
 
@@ -209,15 +211,17 @@ static __always_inline bool
 keep_backend(const struct socklb_frontend *frontend, __u32 slot, const __be32 address[4],
 	     __be16 port, struct backend_choice *out)
 {
-	struct slot_search search = {
+	__u32 slots = frontend->backend_count;
+	struct slot_search search;
+
+	if (slot_names(frontend, slot, address, port, out))
+		return true;
+	/* Built only now: every sendmsg() of a sticky socket comes through here. */
+	search = (struct slot_search){
 		.key = { .service_id = frontend->service_id },
 		.port = port,
 		.skip = slot,
 	};
-	__u32 slots = frontend->backend_count;
-
-	if (slot_names(frontend, slot, address, port, out))
-		return true;
 	copy_address(search.address, address);
 	bpf_loop(slots < SOCKLB_SLOTS_SEARCHED ? slots : SOCKLB_SLOTS_SEARCHED, search_slot, &search, 0);
 	if (!search.found)

@@ -80,7 +80,7 @@ struct socklb_affinity_key {
 	__u32 pad;
 };
 
-/* The backend a client was given, checked against its slot before reuse. */
+/* The backend a client was given, looked for at `slot` (else among the frontend's slots) before reuse. */
 struct socklb_affinity {
 	__u64 last_used_ns; /* bpf_ktime_get_ns() of the client's last connection */
 	__be32 backend_address[4];
@@ -133,8 +133,8 @@ struct socklb_stats {
  * One Service a socket reached, and the backend it was given (zero: unused).
  * A TCP connect() records it by the socket's cookie (socklb_conn_v1); a UDP
  * socket's connect() or sendmsg() records it in the socket's storage, and
- * sendmsg() keeps using the backend while `slot` of the Service still names
- * it; getpeername() and recvmsg() answer with the Service for a peer or
+ * sendmsg() keeps using the backend while it serves the Service (at `slot`,
+ * or at the slot it moved to); getpeername() and recvmsg() answer with the Service for a peer or
  * sender that is the backend.
  */
 struct socklb_translation {

@@ -19,7 +19,7 @@ export function renderMarkdown(results: BenchResults): string {
     `Machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}.`,
     `Tools: ${Object.entries(machine.tools).map(([tool, version]) => `${tool} (${version})`).join(', ')}.`,
     `Load average (1, 5, 15 min) when each scale started: ${results.scales.map((scale) => `${shortNumber(scale.services)}: ${scale.loadAverage}`).join('; ')} (other work on the machine shows here).`,
-    `Settings: ${options.endpointsPerService} endpoints per Service; rounds × seconds per run: ${options.workloads.map((w) => `${w} ${options.rounds[w]} × ${options.seconds[w]} s`).join(', ')}; iptables backend ${options.iptablesBackend}. Started ${results.startedAt}, finished ${results.finishedAt}.`,
+    `Settings: ${options.endpointsPerService} endpoints per Service; rounds × seconds per run: ${options.workloads.map((w) => `${w} ${options.rounds[w]} × ${options.seconds[w]} s`).join(', ')}; iptables backend ${options.iptablesBackend}${results.perfRecorded ? '; every run recorded by `perf record --all-cpus` (--perf), which takes some of the CPU the runs would have had' : ''}. Started ${results.startedAt}, finished ${results.finishedAt}.`,
     '',
   );
 

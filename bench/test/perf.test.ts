@@ -27,19 +27,25 @@ describe('perf report', () => {
     ]);
   });
 
-  it('pools runs per datapath into samples per 1000 operations, leaving the idle task out', () => {
+  it('pools runs per datapath into samples per 1000 operations, leaving the idle loop out but not the work done on an idle CPU', () => {
     const [comparison, ...others] = compareToDirect([
-      run('direct', 1000, [['wrk', '[k] tcp_v4_connect', 100], ['swapper', '[k] default_idle', 500]]),
+      run('direct', 1000, [['wrk', '[k] tcp_v4_connect', 100], ['swapper', '[k] default_idle', 500], ['swapper', '[k] pv_native_safe_halt', 70]]),
       run('direct', 3000, [['nginx', '[k] tcp_v4_connect', 300]]),
-      run('socklb', 2000, [['wrk', '[k] tcp_v4_connect', 200], ['wrk', '[k] bpf_lru_pop_free', 10]]),
+      run('socklb', 2000, [['wrk', '[k] tcp_v4_connect', 180], ['swapper', '[k] tcp_v4_connect', 20], ['wrk', '[k] bpf_lru_pop_free', 10]]),
     ]);
     assert.equal(others.length, 0);
     assert.deepEqual(comparison!.runs, { direct: 2, socklb: 1 });
     assert.deepEqual(comparison!.total, { direct: 100, socklb: 105 });
-    // The same symbol in two commands is one row: what a connection costs, wherever it runs.
+    // A kernel symbol in several commands is one row: what a connection costs, wherever it runs.
     assert.deepEqual(comparison!.bySymbol.get('[k] tcp_v4_connect'), { direct: 100, socklb: 100 });
     assert.deepEqual(comparison!.bySymbol.get('[k] bpf_lru_pop_free'), { socklb: 5 });
     assert.equal(comparison!.bySymbol.has('[k] default_idle'), false);
+    assert.equal(comparison!.bySymbol.has('[k] pv_native_safe_halt'), false);
+  });
+
+  it("keeps a user-space symbol with its program: an address means something only in its own", () => {
+    const [comparison] = compareToDirect([run('direct', 1000, [['wrk', '[.] 0x0000000000070e0f', 4], ['nginx', '[.] 0x0000000000070e0f', 6]])]);
+    assert.deepEqual([...comparison!.bySymbol.keys()], ['[.] 0x0000000000070e0f (wrk)', '[.] 0x0000000000070e0f (nginx)']);
   });
 
   it('shows, for each datapath, the symbols it spends most more on than direct', () => {
