@@ -5,7 +5,7 @@
 // per-socket reverse mapping bounded. Everything runs in test-created namespaces (LAB.md).
 
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +14,7 @@ import {
   endpointSlice,
   missingPrivileges,
   service,
+  services,
   waitForServices,
   writeManifest,
   type RunningAgent,
@@ -168,6 +169,56 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       assert.equal(reply.source, reply.target);
       assert.equal(reply.answer, reply.target.startsWith(DNS_A_ONLY) ? ANSWERS.a.ipv4 : ANSWERS.b.ipv4);
     }
+  });
+
+  // A frontend whose list shrinks moves its last slot into the hole. A socket whose backend is the
+  // moved one must keep it, as conntrack keeps a flow on its endpoint. Which backend a new socket
+  // gets is random: sockets are started until one lands in the last slot, and the check is made
+  // STICKY_CHECKS times (a datapath that picked again would pass each by chance one time in two).
+  it('keeps an unconnected socket on its backend when another backend leaves and its backend changes slot', async () => {
+    const STICKY_CHECKS = 4;
+    const MOVED = '10.96.0.40';
+    const frontend = `${MOVED}:80/UDP`;
+    const pods = await Promise.all(
+      ['slot-a', 'slot-b', 'slot-c'].map(async (name) => {
+        const pod = await lab.addPod(name);
+        await lab.startEchoServer(pod, { name, port: 8080, udp: true });
+        return pod;
+      }),
+    );
+    const backedBy = async (members: Pod[]) => {
+      await writeManifest(join(manifests, 'moved.yaml'), [
+        service('moved', [MOVED], [{ name: 'udp', port: 80, protocol: 'UDP', targetPort: 8080 }]),
+        endpointSlice('moved-1', 'moved', 'IPv4', [{ name: 'udp', port: 8080, protocol: 'UDP' }], members.map((pod) => ({ ip: pod.ipv4 }))),
+      ]);
+      const wanted = members.map((pod) => `${pod.ipv4}:8080`).sort().join();
+      await waitForServices(pinDir, (frontends) => [...(frontends.find((f) => f.frontend === frontend)?.backends ?? [])].sort().join() === wanted);
+    };
+    const slotOrder = async () => (await services(pinDir)).find((f) => f.frontend === frontend)?.backends.map((backend) => pods.find((pod) => backend === `${pod.ipv4}:8080`)?.name) ?? [];
+    let checked = 0;
+    for (let attempt = 0; attempt < 40 && checked < STICKY_CHECKS; attempt++) {
+      await backedBy(pods);
+      const slots = await slotOrder();
+      const client = EventStream.start(lab, sandbox, ['--target', MOVED, '--port', '80', '--interval-ms', '20']);
+      try {
+        const { name } = await client.waitFor((event) => event.event === 'reply', 5000);
+        if (name !== slots[2]) continue;
+        // The first slot's backend leaves: the last one moves into its slot.
+        await backedBy(pods.filter((pod) => pod.name !== slots[0]));
+        assert.equal((await slotOrder())[0], name, "the socket's backend moved to the first slot");
+        const from = client.events.length;
+        await sleep(500);
+        const replies = client.events.slice(from).filter((event) => event.event === 'reply');
+        assert.ok(replies.length >= 10, `${replies.length} replies in 500 ms`);
+        assert.deepEqual([...new Set(replies.map((event) => event.name))], [name], 'the socket stays with its backend');
+        checked++;
+      } finally {
+        await client.stop();
+      }
+    }
+    assert.equal(checked, STICKY_CHECKS, `a socket landed in the last slot ${checked} times in 40 attempts`);
+    await rm(join(manifests, 'moved.yaml'));
+    await waitForServices(pinDir, (frontends) => !frontends.some((f) => f.frontend === frontend));
   });
 
   it('the glibc resolver (getent) resolves through the ClusterIP named in the sandbox resolv.conf', async () => {
