@@ -149,6 +149,7 @@ read_slot(const struct socklb_frontend *frontend, __u32 slot, struct backend_cho
 	return true;
 }
 
+/* Whether `slot` is below the count and names the backend at address:port (read into *out). */
 static __always_inline bool
 slot_names(const struct socklb_frontend *frontend, __u32 slot, const __be32 address[4],
 	   __be16 port, struct backend_choice *out)
@@ -191,9 +192,12 @@ static long search_slot(__u64 index, void *context)
 	if (!entry)
 		return 0;
 	backend = bpf_map_lookup_elem(&socklb_be_v1, &entry->backend_id);
-	if (!backend || backend->port != search->port || !same_address(backend->address, search->address))
+	if (!backend)
 		return 0;
+	/* Copied before it is compared, as read_slot's: the element may be reused meanwhile. */
 	search->choice.backend = *backend;
+	if (search->choice.backend.port != search->port || !same_address(search->choice.backend.address, search->address))
+		return 0;
 	search->choice.slot = index;
 	search->found = true;
 	return 1;
