@@ -21,7 +21,7 @@ export async function writeCatalogManifests(directory: string, catalog: Catalog)
 }
 
 /** Writes (atomically, as editors do) the file that holds `benchService` alone. */
-export async function writeServiceManifest(directory: string, benchService: BenchService): Promise<void> {
+async function writeServiceManifest(directory: string, benchService: BenchService): Promise<void> {
   await writeManifest(serviceManifestPath(directory, benchService), serviceDocuments(benchService));
 }
 

@@ -4,7 +4,6 @@
 // and the report puts each symbol's samples per 1000 operations side by side, datapath against
 // direct: what socklb's programs, map operations and locks cost, and what they change elsewhere.
 import { execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -80,7 +80,8 @@ struct socklb_affinity_key {
 	__u32 pad;
 };
 
-/* The backend a client was given, looked for at `slot` (else among the frontend's slots) before reuse. */
+/* The backend a client was given, looked for at `slot` (else among the
+ * frontend's slots) before reuse. */
 struct socklb_affinity {
 	__u64 last_used_ns; /* bpf_ktime_get_ns() of the client's last connection */
 	__be32 backend_address[4];
@@ -134,8 +135,8 @@ struct socklb_stats {
  * A TCP connect() records it by the socket's cookie (socklb_conn_v1); a UDP
  * socket's connect() or sendmsg() records it in the socket's storage, and
  * sendmsg() keeps using the backend while it serves the Service (at `slot`,
- * or at the slot it moved to); getpeername() and recvmsg() answer with the Service for a peer or
- * sender that is the backend.
+ * or at the slot it moved to); getpeername() and recvmsg() answer with the
+ * Service for a peer or sender that is the backend.
  */
 struct socklb_translation {
 	__be32 service_address[4];
