@@ -27,7 +27,7 @@ const { metafile } = await build({
   outdir: DIST,
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target: 'node22',
   format: 'esm',
   minify: true,
   metafile: true,
