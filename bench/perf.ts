@@ -3,10 +3,11 @@
 // own kernel work all share two CPUs, and the difference between datapaths is spread over them),
 // and the report puts each symbol's samples per 1000 operations side by side, datapath against
 // direct: what socklb's programs, map operations and locks cost, and what they change elsewhere.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { DatapathName } from './datapaths/datapath.js';
 import type { WorkloadName } from './workloads.js';
@@ -15,8 +16,13 @@ const execFileAsync = promisify(execFile);
 
 /** Samples per second per CPU: enough for symbols of 0.1 % over a few seconds' run. */
 const SAMPLE_HZ = 1999;
-/** perf needs about this long to open its events: a run started earlier would lose its first part. */
-const PERF_START_MS = 300;
+/**
+ * perf's control descriptors in the child (`perf record --control fd:3,4`): it starts with its events
+ * disabled and enables them when told, so that a recording covers the measured run exactly (opening
+ * the events on every CPU takes perf about 250 ms here).
+ */
+const CONTROL_FD = 3;
+const ACK_FD = 4;
 /** Symbols shown per datapath, the largest differences to direct first. */
 const SYMBOLS_SHOWN = 30;
 /**
@@ -53,18 +59,19 @@ export class PerfRecorder {
   /** Runs `measure` while perf records every CPU; the recording ends with it. A perf that fails fails the run. */
   async record<T extends { operations: number }>(labels: Omit<PerfRun, 'file' | 'operations'>, measure: () => Promise<T>): Promise<T> {
     const file = `${labels.workload}-${labels.services}-${labels.datapath}-${labels.round}.data`;
-    const perf = spawn('perf', ['record', '--all-cpus', '--freq', String(SAMPLE_HZ), '--output', path.join(this.directory, file), '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const args = ['record', '--all-cpus', '--freq', String(SAMPLE_HZ), '--delay=-1', '--control', `fd:${CONTROL_FD},${ACK_FD}`, '--output', path.join(this.directory, file), '--quiet'];
+    const perf = spawn('perf', args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
     let stderr = '';
-    perf.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    perf.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
       perf.once('error', (error) => resolve({ code: null, signal: null, error }));
       perf.once('close', (code, signal) => resolve({ code, signal }));
     });
-    await sleep(PERF_START_MS);
     let result: T;
     try {
-      if (perf.exitCode !== null || perf.signalCode !== null) throw new Error('perf record stopped before the run started');
+      await perfCommand(perf, 'enable', exited);
       result = await measure();
+      await perfCommand(perf, 'disable', exited);
     } finally {
       perf.kill('SIGINT');
       const { code, signal, error } = await exited;
@@ -85,6 +92,13 @@ export class PerfRecorder {
     await writeFile(report, perfMarkdown(compareToDirect(recorded)));
     return report;
   }
+}
+
+/** Sends perf a control command and waits for its acknowledgement; perf ending first fails. */
+async function perfCommand(perf: ChildProcess, command: 'enable' | 'disable', exited: Promise<unknown>): Promise<void> {
+  const acknowledged = once(perf.stdio[ACK_FD]!, 'data').then(() => true);
+  (perf.stdio[CONTROL_FD] as Writable).write(`${command}\n`);
+  if (!(await Promise.race([acknowledged, exited.then(() => false)]))) throw new Error(`perf record stopped before it acknowledged "${command}"`);
 }
 
 async function perfReport(file: string): Promise<string> {
