@@ -130,11 +130,11 @@ struct backend_choice {
 	__u32 slot;
 };
 
-/* Reads the backend a frontend's slot names; false when either is gone. */
+/* Reads the backend a Service's slot names; false when either is gone. */
 static __always_inline bool
-read_slot(const struct socklb_frontend *frontend, __u32 slot, struct backend_choice *out)
+read_slot(__u32 service_id, __u32 slot, struct backend_choice *out)
 {
-	struct socklb_slot_key slot_key = { .service_id = frontend->service_id, .slot = slot };
+	struct socklb_slot_key slot_key = { .service_id = service_id, .slot = slot };
 	const struct socklb_slot *entry;
 	const struct socklb_backend *backend;
 
@@ -154,8 +154,8 @@ static __always_inline bool
 slot_names(const struct socklb_frontend *frontend, __u32 slot, const __be32 address[4],
 	   __be16 port, struct backend_choice *out)
 {
-	return slot < frontend->backend_count && read_slot(frontend, slot, out) &&
-	       same_address(out->backend.address, address) && out->backend.port == port;
+	return slot < frontend->backend_count && read_slot(frontend->service_id, slot, out) &&
+	       same_endpoint(out->backend.address, out->backend.port, address, port);
 }
 
 /*
@@ -170,7 +170,7 @@ slot_names(const struct socklb_frontend *frontend, __u32 slot, const __be32 addr
 #define SOCKLB_SLOTS_SEARCHED 256
 
 struct slot_search {
-	struct socklb_slot_key key;
+	__u32 service_id;
 	__be32 address[4];
 	__be16 port;
 	__u32 skip;
@@ -182,23 +182,10 @@ struct slot_search {
 static long search_slot(__u64 index, void *context)
 {
 	struct slot_search *search = context;
-	const struct socklb_backend *backend;
-	const struct socklb_slot *entry;
 
-	if (index == search->skip)
+	if (index == search->skip || !read_slot(search->service_id, index, &search->choice) ||
+	    !same_endpoint(search->choice.backend.address, search->choice.backend.port, search->address, search->port))
 		return 0;
-	search->key.slot = index;
-	entry = bpf_map_lookup_elem(&socklb_slot_v1, &search->key);
-	if (!entry)
-		return 0;
-	backend = bpf_map_lookup_elem(&socklb_be_v1, &entry->backend_id);
-	if (!backend)
-		return 0;
-	/* Copied before it is compared, as read_slot's: the element may be reused meanwhile. */
-	search->choice.backend = *backend;
-	if (search->choice.backend.port != search->port || !same_address(search->choice.backend.address, search->address))
-		return 0;
-	search->choice.slot = index;
 	search->found = true;
 	return 1;
 }
@@ -222,7 +209,7 @@ keep_backend(const struct socklb_frontend *frontend, __u32 slot, const __be32 ad
 		return true;
 	/* Built only now: every sendmsg() of a sticky socket comes through here. */
 	search = (struct slot_search){
-		.key = { .service_id = frontend->service_id },
+		.service_id = frontend->service_id,
 		.port = port,
 		.skip = slot,
 	};
@@ -315,7 +302,7 @@ lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 			if (affine_backend(&client, frontend, out))
 				return BACKEND_FOUND;
 		}
-		if (!read_slot(frontend, bpf_get_prandom_u32() % frontend->backend_count, out))
+		if (!read_slot(frontend->service_id, bpf_get_prandom_u32() % frontend->backend_count, out))
 			continue;
 		if (frontend->affinity_timeout)
 			remember_affinity(&client, out);
@@ -330,7 +317,7 @@ static __always_inline __u32 find_service(const struct socklb_sock *sock, const 
 	for (__u32 i = 0; i < SOCKLB_SOCK_TRANSLATIONS; i++) {
 		const struct socklb_translation *entry = &sock->translations[i];
 
-		if (entry->service_port == key->port && same_address(entry->service_address, key->address))
+		if (same_endpoint(entry->service_address, entry->service_port, key->address, key->port))
 			return i;
 	}
 	return SOCKLB_SOCK_TRANSLATIONS;

@@ -63,9 +63,15 @@ static __always_inline void copy_address(__be32 dst[4], const __be32 src[4])
 }
 
 static __always_inline bool
+same_endpoint(const __be32 address[4], __be16 port, const __be32 other_address[4], __be16 other_port)
+{
+	return port == other_port && same_address(address, other_address);
+}
+
+static __always_inline bool
 is_backend(const struct socklb_translation *entry, const __be32 address[4], __be16 port)
 {
-	return entry->backend_port == port && same_address(entry->backend_address, address);
+	return same_endpoint(entry->backend_address, entry->backend_port, address, port);
 }
 
 /*
