@@ -6,7 +6,6 @@ import type { Endpoint, NodeContext, TrafficPolicy } from './types.js';
 
 export interface EndpointPolicy {
   internalTrafficPolicy: TrafficPolicy;
-  topologyAware: boolean;
 }
 
 export interface CategorizedEndpoints<E extends Endpoint> {
@@ -19,14 +18,15 @@ export interface CategorizedEndpoints<E extends Endpoint> {
 /**
  * Ready endpoints are used; when none is ready anywhere, endpoints that are
  * serving and terminating are (KEP-1669); endpoints not serving never are.
- * Topology hints narrow the ready endpoints to this node's zone when every
- * ready endpoint has hints and one of them names this zone. Under
- * internalTrafficPolicy Local only endpoints on this node count, with the
- * same ready-then-terminating fallback; none is none (the connection fails).
+ * Topology hints narrow the ready endpoints to those hinted for this node
+ * (trafficDistribution PreferSameNode) or else for its zone (PreferClose,
+ * PreferSameZone), as kube-proxy's topologyModeFromHints decides: from the
+ * hints alone, whatever the Service says. Under internalTrafficPolicy Local
+ * only endpoints on this node count, with the same ready-then-terminating
+ * fallback; none is none (the connection fails).
  */
 export function categorizeEndpoints<E extends Endpoint>(endpoints: readonly E[], policy: EndpointPolicy, node: Pick<NodeContext, 'name' | 'zone'>): CategorizedEndpoints<E> {
-  const zone = policy.topologyAware ? usableZone(endpoints, node.zone) : undefined;
-  const cluster = withTerminatingFallback(endpoints, (endpoint) => zone === undefined || (endpoint.zoneHints ?? []).includes(zone));
+  const cluster = withTerminatingFallback(endpoints, topologyFilter(endpoints, node));
   if (policy.internalTrafficPolicy === 'Cluster') return { cluster, internal: cluster };
   const local = endpoints.filter((endpoint) => endpoint.nodeName === node.name);
   return { cluster, internal: withTerminatingFallback(local, () => true) };
@@ -39,15 +39,26 @@ function withTerminatingFallback<E extends Endpoint>(endpoints: readonly E[], el
   return endpoints.filter((endpoint) => endpoint.serving && endpoint.terminating);
 }
 
-/** This node's zone when hints can be trusted for it, as kube-proxy's canUseTopology decides. */
-function usableZone(endpoints: readonly Endpoint[], zone: string | undefined): string | undefined {
-  if (zone === undefined || zone === '') return undefined;
-  let hasEndpointForZone = false;
+/**
+ * The ready endpoints topology leaves to this node: those hinted for it when every ready endpoint
+ * has node hints and one names it, else those hinted for its zone likewise, else all. One ready
+ * endpoint without hints means they are being rolled out or withdrawn: they are all ignored.
+ */
+function topologyFilter(endpoints: readonly Endpoint[], node: Pick<NodeContext, 'name' | 'zone'>): (endpoint: Endpoint) => boolean {
+  if (hintsName(endpoints, (endpoint) => endpoint.nodeHints, node.name)) return (endpoint) => endpoint.nodeHints!.includes(node.name);
+  const { zone } = node;
+  if (zone !== undefined && zone !== '' && hintsName(endpoints, (endpoint) => endpoint.zoneHints, zone)) return (endpoint) => endpoint.zoneHints!.includes(zone);
+  return () => true;
+}
+
+/** Whether every ready endpoint has hints of this kind and one of them names `target`. */
+function hintsName(endpoints: readonly Endpoint[], hintsOf: (endpoint: Endpoint) => readonly string[] | undefined, target: string): boolean {
+  let named = false;
   for (const endpoint of endpoints) {
     if (!endpoint.ready) continue;
-    // One ready endpoint without hints: the hints are being rolled out or withdrawn; ignore them all.
-    if (endpoint.zoneHints === undefined || endpoint.zoneHints.length === 0) return undefined;
-    if (endpoint.zoneHints.includes(zone)) hasEndpointForZone = true;
+    const hints = hintsOf(endpoint);
+    if (hints === undefined || hints.length === 0) return false;
+    if (hints.includes(target)) named = true;
   }
-  return hasEndpointForZone ? zone : undefined;
+  return named;
 }

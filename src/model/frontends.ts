@@ -52,14 +52,23 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
     addFrontends(clusterIP, 'internal', (port) => port.port);
   }
   // Sandbox traffic to a Service's outside addresses short-circuits to its endpoints, as kube-proxy does for pods.
+  // Only in the families the Service has a cluster IP in: kube-proxy serves a Service per family
+  // of its cluster IPs, and leaves the outside addresses of another family to the network.
+  const served = (address: IPAddress) => service.clusterIPs.some((clusterIP) => familyOf(clusterIP) === familyOf(address));
+  const notServed = (field: string, address: IPAddress) =>
+    `${field}: ${address} is not translated: the Service has no ${familyOf(address)} cluster IP (spec.ipFamilies), so it has no ${familyOf(address)} endpoints to send it to`;
   const allowedCidrs = node.allowedExternalIPCidrs.map((text) => parseCidr(text)).filter((cidr) => cidr !== undefined);
   for (const externalIP of service.externalIPs) {
-    if (allowedCidrs.some((cidr) => cidrContains(cidr, externalIP))) addFrontends(externalIP, 'cluster', (port) => port.port);
+    if (!served(externalIP)) problems.push(notServed('spec.externalIPs', externalIP));
+    else if (allowedCidrs.some((cidr) => cidrContains(cidr, externalIP))) addFrontends(externalIP, 'cluster', (port) => port.port);
     else problems.push(`spec.externalIPs: ${externalIP} is outside --allowed-external-ip-cidrs (${node.allowedExternalIPCidrs.join(', ') || 'none'}); not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)`);
   }
-  for (const ip of service.loadBalancerIPs) addFrontends(ip, 'cluster', (port) => port.port);
+  for (const ip of service.loadBalancerIPs) {
+    if (served(ip)) addFrontends(ip, 'cluster', (port) => port.port);
+    else problems.push(notServed('status.loadBalancer.ingress', ip));
+  }
   if (service.type !== 'ClusterIP') {
-    for (const nodeAddress of node.addresses) addFrontends(nodeAddress, 'cluster', (port) => port.nodePort);
+    for (const nodeAddress of node.addresses.filter(served)) addFrontends(nodeAddress, 'cluster', (port) => port.nodePort);
   }
   if (service.sctpPorts.length > 0) problems.push(`SCTP ports ${service.sctpPorts.join(', ')} are not translated: socket hooks do not cover SCTP`);
   return { frontends: frontends.sort((a, b) => compareKeys(a.key, b.key)), problems };

@@ -17,8 +17,19 @@ export function canonicalIP(text: string): IPAddress | undefined {
   // isDottedQuad refuses leading zeros, so an IPv4 address it accepts is canonical already: the
   // bytes' round trip would cost a buffer per address read (40000 at 10000 Services).
   if (isDottedQuad(text)) return text;
-  if (!isIPv6(text)) return undefined;
-  return formatIP(ipToBytes(text), 'IPv6');
+  if (isIPv6(text)) return formatIP(ipToBytes(text), 'IPv6');
+  return withoutLeadingZeros(text);
+}
+
+/**
+ * A dotted quad whose octets have leading zeros (`010.001.002.003`), in canonical form, read as
+ * decimal: the API server's legacy validation lets such addresses into externalIPs and endpoints,
+ * and kube-proxy reads them so (netutils.ParseIPSloppy). Never octal, as inet_aton would.
+ */
+function withoutLeadingZeros(text: string): IPAddress | undefined {
+  const octets = text.split('.');
+  if (octets.length !== 4 || !octets.every((octet) => /^\d+$/.test(octet) && Number(octet) <= 255)) return undefined;
+  return octets.map(Number).join('.');
 }
 
 /**

@@ -26,8 +26,6 @@ const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 /** Labels by which kube-proxy leaves a Service to another proxy, or to DNS only. */
 export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
 export const HEADLESS_LABEL = 'service.kubernetes.io/headless';
-/** Annotations that turned topology hints on before spec.trafficDistribution. */
-const TOPOLOGY_ANNOTATIONS = ['service.kubernetes.io/topology-mode', 'service.kubernetes.io/topology-aware-hints'];
 /** Kubernetes' default for sessionAffinityConfig.clientIP.timeoutSeconds: three hours. */
 const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
@@ -58,7 +56,7 @@ export function sliceServiceKey(slice: { namespace: string; serviceName: string 
 
 export function parseService(raw: unknown): ParseResult<Service> {
   return validated(() => {
-    const { namespace, name, body, labels, annotations } = objectMeta(raw, 'v1', 'Service', SERVICE_NAME);
+    const { namespace, name, body, labels } = objectMeta(raw, 'v1', 'Service', SERVICE_NAME);
     const spec = record(body.spec, 'spec');
     const type = isAbsent(spec.type) ? 'ClusterIP' : spec.type;
     if (type === 'ExternalName') {
@@ -86,7 +84,6 @@ export function parseService(raw: unknown): ParseResult<Service> {
         loadBalancerIPs: sharedIfEmpty(type === 'LoadBalancer' ? loadBalancerIPs(body.status) : []),
         affinityTimeoutSeconds: affinityTimeout(spec),
         internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
-        topologyAware: topologyAware(spec, annotations),
         serviceProxyName: typeof proxyName === 'string' ? proxyName : undefined,
         headlessLabel: HEADLESS_LABEL in labels,
       },
@@ -111,8 +108,9 @@ export function parseEndpointSlice(raw: unknown): ParseResult<EndpointSlice> {
         `${show(serviceName)}; this label joins the slice to its Service: set it to the Service's name`,
       );
     }
-    const allPorts = list(body.ports, 'ports').map((port, i) => endpointPort(port, `ports[${i}]`));
-    rejectDuplicate(allPorts, 'ports', (port) => `name ${show(port.name)}`);
+    const listed = list(body.ports, 'ports').map((port, i) => endpointPort(port, `ports[${i}]`));
+    rejectDuplicate(listed, 'ports', (port) => `name ${show(port?.name ?? '')}`);
+    const allPorts = listed.filter((port) => port !== undefined);
     // SCTP ports serve SCTP Service ports, which socklb reports and skips.
     const ports = withoutSctp(allPorts);
     const endpoints = list(body.endpoints, 'endpoints').map((endpoint, i) => parseEndpoint(endpoint, `endpoints[${i}]`, addressType));
@@ -167,7 +165,6 @@ interface ObjectMeta {
   namespace: string;
   name: string;
   labels: Fields;
-  annotations: Fields;
   body: Fields;
 }
 
@@ -179,8 +176,7 @@ function objectMeta(raw: unknown, apiVersion: string, kind: string, nameRule: Na
   const name = validName(metadata.name, 'metadata.name', nameRule);
   const namespace = isAbsent(metadata.namespace) ? 'default' : validName(metadata.namespace, 'metadata.namespace', NAMESPACE);
   const labels = isAbsent(metadata.labels) ? {} : record(metadata.labels, 'metadata.labels');
-  const annotations = isAbsent(metadata.annotations) ? {} : record(metadata.annotations, 'metadata.annotations');
-  return { namespace, name, labels, annotations, body };
+  return { namespace, name, labels, body };
 }
 
 function validName(value: unknown, field: string, rule: NameRule): string {
@@ -235,13 +231,12 @@ function servicePorts(raw: unknown): AnyProtocolPort[] {
   return ports;
 }
 
-function endpointPort(raw: unknown, field: string): AnyProtocol<EndpointPort> {
+/** A slice port; one without a number (the API allows it for slices no Service owns) serves nothing, as kube-proxy skips it. */
+function endpointPort(raw: unknown, field: string): AnyProtocol<EndpointPort> | undefined {
   const port = record(raw, field);
-  return {
-    name: optionalString(port.name, `${field}.name`),
-    protocol: protocol(port.protocol, `${field}.protocol`, { sctp: true }),
-    port: portNumber(port.port, `${field}.port`),
-  };
+  const name = optionalString(port.name, `${field}.name`);
+  const slicePort = { name, protocol: protocol(port.protocol, `${field}.protocol`, { sctp: true }) };
+  return isAbsent(port.port) ? undefined : { ...slicePort, port: portNumber(port.port, `${field}.port`) };
 }
 
 function parseEndpoint(raw: unknown, field: string, family: IPFamily): Endpoint {
@@ -255,15 +250,14 @@ function parseEndpoint(raw: unknown, field: string, family: IPFamily): Endpoint 
   const [address] = addresses;
   if (address === undefined) fail(`${field}.addresses`, 'is empty; an endpoint needs an address');
   const conditions = isAbsent(endpoint.conditions) ? {} : record(endpoint.conditions, `${field}.conditions`);
-  // kube-proxy reads an unknown readiness as ready, an unknown serving as the readiness.
-  const ready = condition(conditions.ready, `${field}.conditions.ready`, true);
+  // kube-proxy reads an unknown readiness or serving as true (endpointslicecache.go).
   return {
     address,
-    ready,
-    serving: condition(conditions.serving, `${field}.conditions.serving`, ready),
+    ready: condition(conditions.ready, `${field}.conditions.ready`, true),
+    serving: condition(conditions.serving, `${field}.conditions.serving`, true),
     terminating: condition(conditions.terminating, `${field}.conditions.terminating`, false),
     nodeName: isAbsent(endpoint.nodeName) ? undefined : string(endpoint.nodeName, `${field}.nodeName`),
-    zoneHints: zoneHints(endpoint.hints, `${field}.hints`),
+    ...topologyHints(endpoint.hints, `${field}.hints`),
   };
 }
 
@@ -274,10 +268,15 @@ function condition(raw: unknown, field: string, unknown: boolean): boolean {
   return raw;
 }
 
-function zoneHints(raw: unknown, field: string): string[] | undefined {
+function topologyHints(raw: unknown, field: string): Pick<Endpoint, 'zoneHints' | 'nodeHints'> {
+  if (isAbsent(raw)) return { zoneHints: undefined, nodeHints: undefined };
+  const hints = record(raw, field);
+  return { zoneHints: hintNames(hints.forZones, `${field}.forZones`), nodeHints: hintNames(hints.forNodes, `${field}.forNodes`) };
+}
+
+function hintNames(raw: unknown, field: string): string[] | undefined {
   if (isAbsent(raw)) return undefined;
-  const forZones = list(record(raw, field).forZones, `${field}.forZones`);
-  return forZones.map((zone, i) => string(record(zone, `${field}.forZones[${i}]`).name, `${field}.forZones[${i}].name`));
+  return list(raw, field).map((hint, i) => string(record(hint, `${field}[${i}]`).name, `${field}[${i}].name`));
 }
 
 function protocol(raw: unknown, field: string): Protocol;
@@ -297,15 +296,20 @@ function addresses(raw: unknown, field: string): IPAddress[] {
   });
 }
 
-/** The IPs of status.loadBalancer.ingress; entries with only a hostname have none. */
+/**
+ * The IPs of status.loadBalancer.ingress that are virtual IPs (ipMode VIP or unset): entries with
+ * only a hostname have none, and traffic to an address of any other mode (Proxy) must reach the
+ * load balancer, which may terminate TLS or add a PROXY header: kube-proxy leaves it alone (KEP-1860).
+ */
 function loadBalancerIPs(status: unknown): IPAddress[] {
   if (isAbsent(status)) return [];
   const loadBalancer = record(status, 'status').loadBalancer;
   if (isAbsent(loadBalancer)) return [];
   const ingress = list(record(loadBalancer, 'status.loadBalancer').ingress, 'status.loadBalancer.ingress');
   return ingress.flatMap((entry, i) => {
-    const { ip } = record(entry, `status.loadBalancer.ingress[${i}]`);
-    return isAbsent(ip) ? [] : addresses([ip], `status.loadBalancer.ingress[${i}].ip`);
+    const field = `status.loadBalancer.ingress[${i}]`;
+    const { ip, ipMode } = record(entry, field);
+    return isAbsent(ip) || !(isAbsent(ipMode) || ipMode === 'VIP') ? [] : addresses([ip], `${field}.ip`);
   });
 }
 
@@ -327,18 +331,6 @@ function trafficPolicy(raw: unknown, field: string): TrafficPolicy {
   if (isAbsent(raw) || raw === 'Cluster') return 'Cluster';
   if (raw === 'Local') return 'Local';
   return fail(field, `${show(raw)} is not one of Cluster, Local`);
-}
-
-/**
- * Whether kube-proxy would consider topology hints: spec.trafficDistribution
- * set, or (before it existed) a topology annotation other than disabled.
- */
-function topologyAware(spec: Fields, annotations: Fields): boolean {
-  if (!isAbsent(spec.trafficDistribution)) return string(spec.trafficDistribution, 'spec.trafficDistribution') !== '';
-  return TOPOLOGY_ANNOTATIONS.some((key) => {
-    const value = annotations[key];
-    return typeof value === 'string' && value !== '' && value.toLowerCase() !== 'disabled';
-  });
 }
 
 function portNumber(raw: unknown, field: string): number {
@@ -416,6 +408,12 @@ function isNonEmptyString(value: unknown): value is string {
 /** A value as JSON, so that the string "80" and the number 80 read differently. */
 function show(value: unknown): string {
   if (value === undefined) return 'missing';
-  const text = JSON.stringify(value);
+  let text: string;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    // Nested deeper than the stack allows: named, not printed.
+    return `a ${Array.isArray(value) ? 'list' : typeof value} nested too deeply to print`;
+  }
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

@@ -35,8 +35,6 @@ export interface Service {
   /** ClientIP affinity's timeout; undefined for sessionAffinity None. */
   affinityTimeoutSeconds: number | undefined;
   internalTrafficPolicy: TrafficPolicy;
-  /** trafficDistribution is set, or the topology annotation asks for hints. */
-  topologyAware: boolean;
   /** The service.kubernetes.io/service-proxy-name label: another proxy's Service when set. */
   serviceProxyName: string | undefined;
   /** The service.kubernetes.io/headless label is present. */
@@ -55,13 +53,15 @@ export interface Endpoint {
   address: IPAddress;
   /** conditions.ready, with an absent value meaning ready (as kube-proxy reads it). */
   ready: boolean;
-  /** conditions.serving, absent meaning the same as ready. */
+  /** conditions.serving, absent meaning serving (as kube-proxy reads it). */
   serving: boolean;
   /** conditions.terminating, absent meaning false. */
   terminating: boolean;
   nodeName: string | undefined;
-  /** hints.forZones; undefined when the endpoint has no hints. */
+  /** hints.forZones; undefined when the endpoint has none. */
   zoneHints: string[] | undefined;
+  /** hints.forNodes (trafficDistribution PreferSameNode); undefined when the endpoint has none. */
+  nodeHints: string[] | undefined;
 }
 
 /** A discovery.k8s.io/v1 EndpointSlice of an IP address type. */

@@ -249,7 +249,15 @@ function readManifestFile(path: string, stats: Stats, previous: ReadonlyMap<stri
     return { signature: undefined, objects: previous, problems: [problem] };
   }
   const racy = stats.mtimeMs > readAt - RACY_WINDOW_MS;
-  return { signature: racy ? undefined : signatureOf(stats), ...decodeManifest(path, text, previous) };
+  let contents: FileContents;
+  try {
+    contents = decodeManifest(path, text, previous);
+  } catch (error) {
+    // A file this reader failed on, whatever the reason, is that file's problem, not the agent's end.
+    const problem = { source: path, object: 'file', reason: withPrevious(`cannot be decoded: ${errorText(error)}`, previous) };
+    contents = { objects: new Map(previous), problems: [problem] };
+  }
+  return { signature: racy ? undefined : signatureOf(stats), ...contents };
 }
 
 /**
@@ -315,8 +323,8 @@ function decodeManifest(path: string, text: string, previous: ReadonlyMap<string
   return contents;
 }
 
-/** Adds the Services and EndpointSlices of one document, or of one item of a List. */
-function collectObjects(value: unknown, where: string, path: string, previous: ReadonlyMap<string, ManifestObject>, into: FileContents): void {
+/** Adds the Services and EndpointSlices of one document, or of one item of a List (`inList`). */
+function collectObjects(value: unknown, where: string, path: string, previous: ReadonlyMap<string, ManifestObject>, into: FileContents, inList = false): void {
   const problem = (object: string, reason: string) => into.problems.push({ source: path, object, reason });
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     problem(where, 'is not a mapping, so not a Kubernetes object');
@@ -328,9 +336,11 @@ function collectObjects(value: unknown, where: string, path: string, previous: R
     return;
   }
   // List, ServiceList, EndpointSliceList...: what `kubectl get -o yaml` prints for several objects.
+  // Their items are objects, never Lists: reading Lists in Lists would recurse as deep as the file nests.
   if (kind.endsWith('List')) {
-    if (items !== undefined && items !== null && !Array.isArray(items)) problem(where, `${kind} has items that are not a list`);
-    else (items ?? []).forEach((item: unknown, i: number) => collectObjects(item, `${where} items[${i}]`, path, previous, into));
+    if (inList) problem(where, `is a ${kind} inside a List; a List's items are objects: list them in the outer List`);
+    else if (items !== undefined && items !== null && !Array.isArray(items)) problem(where, `${kind} has items that are not a list`);
+    else (items ?? []).forEach((item: unknown, i: number) => collectObjects(item, `${where} items[${i}]`, path, previous, into, true));
     return;
   }
   // A manifest directory may hold Deployments and ConfigMaps too: not ours, not a problem.

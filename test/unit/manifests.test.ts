@@ -449,6 +449,21 @@ describe('reading manifests', () => {
     ]);
   });
 
+  test('JSON nested deeper than the stack is reported, not followed: Lists in Lists, a field holding a deep value', async (t) => {
+    const dir = await freshDir();
+    const depth = 20_000;
+    await put(dir, 'lists.json', `${'{"kind":"List","items":['.repeat(depth)}${']}'.repeat(depth)}`);
+    const deepPorts = `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    await put(dir, 'ports.json', `{"apiVersion":"v1","kind":"Service","metadata":{"name":"deep"},"spec":{"clusterIP":"10.96.40.2","ports":${deepPorts}}}`);
+    await put(dir, 'good.yaml', simpleService('good', '10.96.40.1'));
+    const source = await watched(t, dir);
+    assert.deepEqual(dump(source.latest(), dir), [
+      '10.96.40.1:80/TCP default/good: ->',
+      'problem lists.json: document 1 items[0]: is a List inside a List; a List\'s items are objects: list them in the outer List',
+      'problem ports.json: Service default/deep: spec.ports[0]: a list nested too deeply to print is not a mapping',
+    ]);
+  });
+
   test('the same object in two files: the first file in path order wins, the other is reported', async (t) => {
     const dir = await freshDir();
     await put(dir, 'a.yaml', simpleService('web', '10.96.0.1'));

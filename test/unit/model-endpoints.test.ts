@@ -10,13 +10,14 @@ const ready = (address: string, fields: Partial<Endpoint> = {}) => modelEndpoint
 const notReady = (address: string, fields: Partial<Endpoint> = {}) => modelEndpoint(address, { ready: false, serving: false, ...fields });
 const terminating = (address: string, fields: Partial<Endpoint> = {}) => modelEndpoint(address, { ready: false, serving: true, terminating: true, ...fields });
 
-const CLUSTER: EndpointPolicy = { internalTrafficPolicy: 'Cluster', topologyAware: false };
-const LOCAL: EndpointPolicy = { internalTrafficPolicy: 'Local', topologyAware: false };
-const HINTS: EndpointPolicy = { internalTrafficPolicy: 'Cluster', topologyAware: true };
+const CLUSTER: EndpointPolicy = { internalTrafficPolicy: 'Cluster' };
+const LOCAL: EndpointPolicy = { internalTrafficPolicy: 'Local' };
 const here = { nodeName: NODE.name };
 const elsewhere = { nodeName: 'node-2' };
 const zoneA = { zoneHints: ['zone-a'] };
 const zoneB = { zoneHints: ['zone-b'] };
+const forThisNode = { nodeHints: [NODE.name] };
+const forNode2 = { nodeHints: ['node-2'] };
 
 const cases: { rule: string; endpoints: Endpoint[]; policy: EndpointPolicy; zone?: string; cluster: string[]; internal: string[] }[] = [
   { rule: 'ready endpoints receive traffic', endpoints: [ready('10.0.0.1'), ready('10.0.0.2')], policy: CLUSTER, cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
@@ -42,19 +43,48 @@ const cases: { rule: string; endpoints: Endpoint[]; policy: EndpointPolicy; zone
   {
     rule: 'topology hints keep traffic in this zone when every ready endpoint has hints and one names it',
     endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2', zoneB)],
-    policy: HINTS,
+    policy: CLUSTER,
     zone: 'zone-a',
     cluster: ['10.0.0.1'],
     internal: ['10.0.0.1'],
   },
-  { rule: 'topology hints are ignored when one ready endpoint has none', endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2')], policy: HINTS, zone: 'zone-a', cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
-  { rule: 'topology hints are ignored when none names this zone', endpoints: [ready('10.0.0.1', zoneB), ready('10.0.0.2', zoneB)], policy: HINTS, zone: 'zone-a', cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
-  { rule: 'topology hints are ignored when this node has no zone', endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2', zoneB)], policy: HINTS, cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
-  { rule: 'topology hints are ignored unless the Service asks for topology', endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2', zoneB)], policy: CLUSTER, zone: 'zone-a', cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
+  { rule: 'topology hints are ignored when one ready endpoint has none', endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2')], policy: CLUSTER, zone: 'zone-a', cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
+  { rule: 'topology hints are ignored when none names this zone', endpoints: [ready('10.0.0.1', zoneB), ready('10.0.0.2', zoneB)], policy: CLUSTER, zone: 'zone-a', cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
+  { rule: 'topology hints are ignored when this node has no zone', endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2', zoneB)], policy: CLUSTER, cluster: ['10.0.0.1', '10.0.0.2'], internal: ['10.0.0.1', '10.0.0.2'] },
+  {
+    rule: 'node hints (trafficDistribution PreferSameNode) keep traffic on this node, before zone hints',
+    endpoints: [ready('10.0.0.1', { ...forThisNode, ...zoneB }), ready('10.0.0.2', { ...forNode2, ...zoneA })],
+    policy: CLUSTER,
+    zone: 'zone-a',
+    cluster: ['10.0.0.1'],
+    internal: ['10.0.0.1'],
+  },
+  {
+    rule: 'node hints that do not name this node give way to zone hints',
+    endpoints: [ready('10.0.0.1', { ...forNode2, ...zoneA }), ready('10.0.0.2', { ...forNode2, ...zoneB })],
+    policy: CLUSTER,
+    zone: 'zone-a',
+    cluster: ['10.0.0.1'],
+    internal: ['10.0.0.1'],
+  },
+  {
+    rule: 'node hints are ignored when one ready endpoint has none',
+    endpoints: [ready('10.0.0.1', forThisNode), ready('10.0.0.2')],
+    policy: CLUSTER,
+    cluster: ['10.0.0.1', '10.0.0.2'],
+    internal: ['10.0.0.1', '10.0.0.2'],
+  },
+  {
+    rule: 'under internalTrafficPolicy Local, hints do not narrow the local endpoints',
+    endpoints: [ready('10.0.0.1', { ...here, ...forNode2 }), ready('10.0.0.2', { ...elsewhere, ...forThisNode })],
+    policy: LOCAL,
+    cluster: ['10.0.0.2'],
+    internal: ['10.0.0.1'],
+  },
   {
     rule: 'hints of endpoints that are not ready do not matter',
     endpoints: [ready('10.0.0.1', zoneA), ready('10.0.0.2', zoneB), terminating('10.0.0.3')],
-    policy: HINTS,
+    policy: CLUSTER,
     zone: 'zone-a',
     cluster: ['10.0.0.1'],
     internal: ['10.0.0.1'],

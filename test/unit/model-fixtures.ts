@@ -15,7 +15,6 @@ export function modelService(fields: Partial<Service> = {}): Service {
     loadBalancerIPs: [],
     affinityTimeoutSeconds: undefined,
     internalTrafficPolicy: 'Cluster',
-    topologyAware: false,
     serviceProxyName: undefined,
     headlessLabel: false,
     ...fields,
@@ -25,7 +24,7 @@ export function modelService(fields: Partial<Service> = {}): Service {
 /** A ready endpoint unless `fields` say otherwise. */
 export function modelEndpoint(address: string, fields: Partial<Endpoint> = {}): Endpoint {
   const ready = fields.ready ?? true;
-  return { address, ready, serving: ready, terminating: false, nodeName: undefined, zoneHints: undefined, ...fields };
+  return { address, ready, serving: ready, terminating: false, nodeName: undefined, zoneHints: undefined, nodeHints: undefined, ...fields };
 }
 
 export const NODE: NodeContext = { name: 'node-1', zone: undefined, addresses: [], allowedExternalIPCidrs: [], serviceProxyName: undefined };

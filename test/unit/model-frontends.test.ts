@@ -118,11 +118,34 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
     frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '198.51.100.9:80/TCP shop/web:http -> 10.0.0.1:8080'],
   },
   {
-    rule: 'a NodePort is a frontend at each node address of the family of its slices',
+    rule: 'a NodePort is a frontend at each node address of a family the Service has a cluster IP in',
     service: service(['10.96.0.10'], [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }], { type: 'NodePort' }),
     slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
     node: NODE_WITH_ADDRESSES,
-    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '192.168.1.5:30080/TCP shop/web:http -> 10.0.0.1:8080', '[fd00:1::5]:30080/TCP shop/web:http ->'],
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '192.168.1.5:30080/TCP shop/web:http -> 10.0.0.1:8080'],
+  },
+  {
+    rule: 'a dual-stack NodePort is a frontend at the node addresses of both families, each with its own family of endpoints',
+    service: service(['10.96.0.10', 'fd00::10'], [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }], { type: 'NodePort' }),
+    slices: [slice('IPv4', http8080, ready('10.0.0.1')), slice('IPv6', http8080, ready('fd00:2::1'))],
+    node: NODE_WITH_ADDRESSES,
+    frontends: [
+      '10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080',
+      '192.168.1.5:30080/TCP shop/web:http -> 10.0.0.1:8080',
+      '[fd00::10]:80/TCP shop/web:http -> [fd00:2::1]:8080',
+      '[fd00:1::5]:30080/TCP shop/web:http -> [fd00:2::1]:8080',
+    ],
+  },
+  {
+    rule: 'external and load-balancer IPs of a family the Service has no cluster IP in are reported and left alone, as kube-proxy leaves them',
+    service: service(['10.96.0.10'], undefined, { type: 'LoadBalancer', externalIPs: ['fd00:3::7'], loadBalancerIPs: ['2001:db8::7'] }),
+    slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
+    node: { ...NODE_WITH_ADDRESSES, allowedExternalIPCidrs: ['fd00:3::/64'] },
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080'],
+    problems: [
+      'spec.externalIPs: fd00:3::7 is not translated: the Service has no IPv6 cluster IP (spec.ipFamilies), so it has no IPv6 endpoints to send it to',
+      'status.loadBalancer.ingress: 2001:db8::7 is not translated: the Service has no IPv6 cluster IP (spec.ipFamilies), so it has no IPv6 endpoints to send it to',
+    ],
   },
   {
     rule: 'external frontends use the Cluster policy even when ClusterIP traffic is Local',

@@ -10,7 +10,8 @@ import { canonicalIP, ipFamily, ipToBytes, writeIP } from '../../src/model/ip.js
 describe('canonicalIP', () => {
   const cases: { rule: string; text: string; expected: string | undefined }[] = [
     { rule: 'an IPv4 address is its own canonical text', text: '10.96.0.10', expected: '10.96.0.10' },
-    { rule: 'an IPv4 octet with a leading zero is no address (it reads as octal elsewhere)', text: '10.96.0.010', expected: undefined },
+    { rule: 'an IPv4 octet with leading zeros reads as decimal, as kube-proxy reads it (never octal)', text: '10.96.0.010', expected: '10.96.0.10' },
+    { rule: 'leading zeros do not make an octet above 255 one', text: '10.96.0.0256', expected: undefined },
     { rule: 'an IPv4 octet above 255 is no address', text: '10.96.0.256', expected: undefined },
     { rule: 'IPv6 is lowercased, with its longest zero run as ::', text: 'FD00:0:0:0:0:0:0:A', expected: 'fd00::a' },
     { rule: 'IPv4-mapped IPv6 keeps its family', text: '::FFFF:10.0.0.1', expected: '::ffff:a00:1' },

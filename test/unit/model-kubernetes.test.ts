@@ -252,9 +252,9 @@ describe('parseEndpointSlice', () => {
         expected: invalid('addressType: "IPv5" is not one of IPv4, IPv6, FQDN'),
       },
       {
-        rule: 'a slice port needs a number',
-        raw: slice({ ports: [{ name: 'http', port: null }] }),
-        expected: invalid('ports[0].port: missing; a port number is required'),
+        rule: 'a slice port without a number (the API allows it) serves nothing; the other ports stay, as kube-proxy skips it',
+        raw: slice({ ports: [{ name: 'all', port: null }, { name: 'http', port: 8080 }] }),
+        expected: okSlice({ ports: [{ name: 'http', protocol: 'TCP', port: 8080 }] }),
       },
       {
         rule: 'a slice port is in 1-65535',
@@ -329,17 +329,17 @@ describe('parseService: kube-proxy semantics', () => {
       },
       { rule: 'internalTrafficPolicy Local is kept', raw: service({ ...base, internalTrafficPolicy: 'Local' }), expected: okService({ internalTrafficPolicy: 'Local' }) },
       { rule: 'an unknown internalTrafficPolicy is invalid', raw: service({ ...base, internalTrafficPolicy: 'Node' }), expected: invalid('spec.internalTrafficPolicy: "Node" is not one of Cluster, Local') },
-      { rule: 'trafficDistribution PreferClose turns topology hints on', raw: service({ ...base, trafficDistribution: 'PreferClose' }), expected: okService({ topologyAware: true }) },
       {
-        rule: 'the topology-mode annotation turns topology hints on unless disabled',
-        raw: service(base, { name: 'web', namespace: 'shop', annotations: { 'service.kubernetes.io/topology-mode': 'Auto' } }),
-        expected: okService({ topologyAware: true }),
+        rule: 'load-balancer addresses of ipMode Proxy are left to the load balancer; VIP and unset are kept',
+        raw: { ...service({ ...base, type: 'LoadBalancer' }), status: { loadBalancer: { ingress: [{ ip: '198.51.100.7', ipMode: 'Proxy' }, { ip: '198.51.100.8', ipMode: 'VIP' }, { ip: '198.51.100.9' }] } } },
+        expected: okService({ type: 'LoadBalancer', loadBalancerIPs: ['198.51.100.8', '198.51.100.9'] }),
       },
       {
-        rule: 'a disabled topology annotation leaves hints off',
-        raw: service(base, { name: 'web', namespace: 'shop', annotations: { 'service.kubernetes.io/topology-aware-hints': 'disabled' } }),
-        expected: okService({}),
+        rule: 'IPv4 addresses with leading zeros, which legacy validation admits, are read as decimal, as kube-proxy reads them',
+        raw: service({ ...base, externalIPs: ['010.001.002.003', '192.168.001.255'] }),
+        expected: okService({ externalIPs: ['10.1.2.3', '192.168.1.255'] }),
       },
+      { rule: 'an octet with leading zeros above 255 is still no address', raw: service({ ...base, externalIPs: ['10.0.0.0256'] }), expected: invalid('spec.externalIPs[0]: "10.0.0.0256" is not an IP address') },
       {
         rule: 'the service-proxy-name and headless labels are kept for the proxy to decide',
         raw: service(base, { name: 'web', namespace: 'shop', labels: { 'service.kubernetes.io/service-proxy-name': 'other', 'service.kubernetes.io/headless': '' } }),
@@ -354,18 +354,18 @@ describe('parseEndpointSlice: endpoint conditions and hints', () => {
   runCases<EndpointSlice>(
     [
       {
-        rule: 'serving defaults to ready, terminating to false; nodeName and zone hints are kept',
+        rule: 'ready and serving default to true, terminating to false; nodeName, zone and node hints are kept',
         raw: slice({
           endpoints: [
-            { addresses: ['10.0.0.1'], nodeName: 'node-1', hints: { forZones: [{ name: 'zone-a' }] } },
+            { addresses: ['10.0.0.1'], nodeName: 'node-1', hints: { forZones: [{ name: 'zone-a' }], forNodes: [{ name: 'node-1' }] } },
             { addresses: ['10.0.0.2'], conditions: { ready: false } },
             { addresses: ['10.0.0.3'], conditions: { ready: false, serving: true, terminating: true } },
           ],
         }),
         expected: okSlice({
           endpoints: [
-            modelEndpoint('10.0.0.1', { nodeName: 'node-1', zoneHints: ['zone-a'] }),
-            modelEndpoint('10.0.0.2', { ready: false, serving: false }),
+            modelEndpoint('10.0.0.1', { nodeName: 'node-1', zoneHints: ['zone-a'], nodeHints: ['node-1'] }),
+            modelEndpoint('10.0.0.2', { ready: false, serving: true }),
             modelEndpoint('10.0.0.3', { ready: false, serving: true, terminating: true }),
           ],
         }),
