@@ -128,15 +128,21 @@ export class Agent {
 
   private onSourceState(sourceState: SourceState): void {
     const { changed, serviceChanges, endpointChanges } = this.desired.update(sourceState);
-    const cause = { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt };
-    if (this.firstStateSeen) this.sync(new Set([...changed, ...this.failed.keys()]), cause);
-    else {
-      this.firstStateSeen = true;
-      this.resync(cause);
-      this.resyncTimer = setInterval(() => this.resync(NO_SOURCE_CHANGE), this.options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS);
-      this.resyncTimer.unref();
-    }
+    // A source that cannot see its input says nothing about the Services (its problems say why): the datapath stays as it is.
+    if (sourceState.complete !== false) this.apply(changed, { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt });
     this.reportProblems(this.desired.problems());
+  }
+
+  /** The changed frontends into the datapath; at the first state, everything, and the pruning of what is not wanted. */
+  private apply(changed: Iterable<string>, cause: SyncCause): void {
+    if (this.firstStateSeen) {
+      this.sync(new Set([...changed, ...this.failed.keys()]), cause);
+      return;
+    }
+    this.firstStateSeen = true;
+    this.resync(cause);
+    this.resyncTimer = setInterval(() => this.resync(NO_SOURCE_CHANGE), this.options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS);
+    this.resyncTimer.unref();
   }
 
   /** Every frontend either side knows of, and a cleanup of everything. */

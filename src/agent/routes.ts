@@ -10,15 +10,16 @@ import type { AgentMetrics } from './metrics.js';
 import type { AgentStatus } from './status.js';
 
 export function agentRoutes(metrics: AgentMetrics, health: ProxyHealth, status: AgentStatus): { metrics: Record<string, Route>; health: Record<string, Route> } {
-  const healthRoute: Route = async () => {
+  // The same body for both; /livez is 200 whenever the agent answers (health.ts says why).
+  const healthRoute = (live: boolean): Route => async () => {
     const verdict = health.status();
-    return { status: verdict.healthy ? 200 : 503, contentType: 'application/json', body: JSON.stringify({ lastUpdated: verdict.lastUpdated, currentTime: verdict.currentTime }) };
+    return { status: live || verdict.healthy ? 200 : 503, contentType: 'application/json', body: JSON.stringify({ lastUpdated: verdict.lastUpdated, currentTime: verdict.currentTime }) };
   };
   return {
     metrics: {
       '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.render() }),
       '/statusz': async () => ({ status: 200, contentType: 'application/json', body: JSON.stringify(status.report(health.status())) }),
     },
-    health: { '/healthz': healthRoute, '/livez': healthRoute },
+    health: { '/healthz': healthRoute(false), '/livez': healthRoute(true) },
   };
 }

@@ -82,12 +82,18 @@ export interface StatusReport {
   maps: PinnedMap[];
 }
 
+/** /healthz's verdict in words: before the first sync it is not a failure, only not ready. */
+function verdict(agent: { healthy: boolean; lastSync: string | null }): string {
+  if (agent.healthy) return 'healthy';
+  return agent.lastSync === null ? 'not ready: the first sync is not done' : 'UNHEALTHY: an update has waited too long';
+}
+
 export function formatStatus(report: StatusReport): string {
   const { agent } = report;
   const lines: string[] = [];
   if (agent.running) {
     lines.push(
-      `agent: running (pid ${agent.pid}), ${agent.healthy ? 'healthy' : 'UNHEALTHY: an update has waited too long'}; last sync ${agent.lastSync ?? 'not yet'}, all updates in by ${agent.lastUpdated}; ${agent.frontends} frontends, ${agent.backends} backends`,
+      `agent: running (pid ${agent.pid}), ${verdict(agent)}; last sync ${agent.lastSync ?? 'not yet'}${agent.lastSync === null ? '' : `, all updates in by ${agent.lastUpdated}`}; ${agent.frontends} frontends, ${agent.backends} backends`,
     );
     if (agent.failedFrontends.length === 0 && agent.inputProblems.length === 0) lines.push('problems: none');
     for (const { frontend, error } of agent.failedFrontends) lines.push(`problem: frontend ${frontend} is not in the datapath (retried): ${error}`);

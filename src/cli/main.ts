@@ -88,13 +88,10 @@ async function serveObservability(agent: Agent, options: RunOptions, logger: Log
   const metrics = new AgentMetrics(agent);
   const health = new ProxyHealth(HEALTHZ_TIMEOUT_MS);
   const status = new AgentStatus(agent);
-  // Unhealthy until the first sync, as kube-proxy is before its first.
-  health.updateQueued();
   agent.onSync((result) => {
     metrics.recordSync(result);
     status.recordSync();
-    if (result.failed > 0) health.updateQueued();
-    else health.updated();
+    health.recordSync(result.failed > 0);
   });
   const routes = agentRoutes(metrics, health, status);
   const servers: Server[] = [];

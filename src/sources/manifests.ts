@@ -129,9 +129,15 @@ export class ManifestSource implements Source {
     // reads again, unless the burst has gone on for too long.
     await setImmediate();
     if (this.stopped || this.mayHaveReadHalfASave()) return undefined;
-    this.files = files;
     const treeProblems = [...tree.problems, ...this.watchDirectories(tree.watch)];
     const treeProblemsText = JSON.stringify(treeProblems);
+    if (tree.rootMissing) {
+      // The files read before stay known: when the path is back, only what differs from them is news.
+      if (treeProblemsText === this.deliveredTreeProblems) return undefined;
+      this.deliveredTreeProblems = treeProblemsText;
+      return { services: this.assembly.services, slices: this.assembly.slices, problems: treeProblems, changes: { services: new Set(), slices: new Set() }, complete: false };
+    }
+    this.files = files;
     if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems) return undefined;
     this.deliveredTreeProblems = treeProblemsText;
     const changes: AssemblyChanges = { services: new Set(), slices: new Set() };
@@ -387,6 +393,8 @@ const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 type WatchFilter = 'all' | Set<string>;
 
 interface Tree {
+  /** The root path does not exist: nothing can be told of its files, not even that there are none. */
+  rootMissing: boolean;
   files: Map<string, Stats>;
   watch: Map<string, WatchFilter>;
   problems: InputProblem[];
@@ -398,14 +406,15 @@ interface Tree {
  * or may be replaced) its nearest existing ancestor, for the name leading to it.
  */
 function scanTree(root: string): Tree {
-  const tree: Tree = { files: new Map(), watch: new Map(), problems: [] };
+  const tree: Tree = { rootMissing: false, files: new Map(), watch: new Map(), problems: [] };
   const ancestor = watchNearestAncestor(root, tree);
   let stats: Stats;
   try {
     stats = statSync(root);
   } catch (error) {
-    const reason = isMissing(error)
-      ? `does not exist; socklb watches ${ancestor ?? 'nothing'} and reads it once it appears`
+    tree.rootMissing = isMissing(error);
+    const reason = tree.rootMissing
+      ? `does not exist; socklb watches ${ancestor ?? 'nothing'} and reads it once it appears, leaving the datapath as it is until then`
       : `cannot be read: ${errorText(error)}`;
     tree.problems.push({ source: root, object: 'path', reason });
     return tree;

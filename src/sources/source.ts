@@ -32,6 +32,14 @@ export interface SourceState {
   changeSeenAt?: number;
   /** This node as the source knows it (the API's Node object); undefined when it cannot tell. */
   node?: { name: string; zone?: string };
+  /**
+   * False when the source cannot see its input at all (a manifest path that does not exist): the
+   * state carries the problems, and the objects of the last state in which it could. The consumer
+   * keeps its datapath as it is, rather than take the emptiness for "no Services": a mistyped or
+   * not yet mounted path at a restart would otherwise remove every Service from the pinned maps.
+   * Undefined: true.
+   */
+  complete?: boolean;
 }
 
 export interface StateChanges {
@@ -40,7 +48,7 @@ export interface StateChanges {
 }
 
 export interface Source {
-  /** Delivers the first complete state, then every change; resolves once the first state was delivered. */
+  /** Delivers its first state, then every change; resolves once the first state was delivered. */
   start(onState: (state: SourceState) => void): Promise<void>;
   stop(): Promise<void>;
 }

@@ -41,3 +41,34 @@ describe('the agent cleaning up', () => {
     await agent.stop();
   });
 });
+
+describe('a source that cannot see its input', () => {
+  const blind: SourceState = {
+    services: new Map(),
+    slices: new Map(),
+    problems: [{ source: '/etc/socklb/manifests', object: 'path', reason: 'does not exist' }],
+    changes: { services: new Set(), slices: new Set() },
+    complete: false,
+  };
+
+  it('leaves the datapath a previous run pinned as it is, until it can', async () => {
+    const maps = memoryMaps();
+    const logger = pino({ level: 'silent' });
+    const frontends = () => [...DatapathState.read(maps).frontends.keys()];
+    const backends = () => [...DatapathState.read(maps).backends.values()].map(backendText).sort();
+    const previous = new Agent({ source: new ManualSource(dnsState(['10.244.0.1', '10.244.0.2'])), maps, logger, node: NODE });
+    await previous.start();
+    await previous.stop();
+
+    const source = new ManualSource(blind);
+    const restarted = new Agent({ source, maps, logger, node: NODE });
+    await restarted.start();
+    assert.deepEqual(frontends(), ['10.96.0.10:53/UDP'], 'a missing path at start is not "no Services"');
+    assert.deepEqual(restarted.problems(), blind.problems);
+    source.push(dnsState(['10.244.0.1']));
+    assert.deepEqual(backends(), ['10.244.0.1:5353'], 'the first state it can see is synced, and prunes');
+    source.push(blind);
+    assert.deepEqual(frontends(), ['10.96.0.10:53/UDP'], 'nor is a path gone later');
+    await restarted.stop();
+  });
+});

@@ -156,7 +156,9 @@ describe('the agent\'s HTTP routes', () => {
     const { maps, state } = programmed();
     const problem = { source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' };
     const status = new AgentStatus({ datapath: state, problems: () => [problem], failures: () => [] });
-    const routes = agentRoutes(new AgentMetrics({ datapath: state, maps, problemCount: () => 1 }), new ProxyHealth(60_000), status);
+    const health = new ProxyHealth(60_000);
+    health.recordSync(false);
+    const routes = agentRoutes(new AgentMetrics({ datapath: state, maps, problemCount: () => 1 }), health, status);
     assert.deepEqual(Object.keys(routes.health).sort(), ['/healthz', '/livez']);
     assert.deepEqual(Object.keys(routes.metrics).sort(), ['/metrics', '/statusz']);
     const statusz = await routes.metrics['/statusz']?.();

@@ -590,7 +590,8 @@ describe('watching', () => {
     const dir = await freshDir();
     const path = join(dir, 'later', 'manifests');
     const source = await watched(t, path);
-    assert.deepEqual(dump(source.latest(), dir), [`problem later/manifests: path: does not exist; socklb watches ${dir} and reads it once it appears`]);
+    assert.deepEqual(dump(source.latest(), dir), [`problem later/manifests: path: does not exist; socklb watches ${dir} and reads it once it appears, leaving the datapath as it is until then`]);
+    assert.equal(source.latest().complete, false, 'a path that does not exist tells nothing of the Services');
     const change = source.next(hasService('default/web'), 'the new directory is read');
     await put(path, 'web.yaml', simpleService('web', '10.96.0.1'));
     const { state, ms } = await change;
@@ -602,19 +603,25 @@ describe('watching', () => {
     const dir = await freshDir();
     const path = join(dir, 'web.yaml');
     const source = await watched(t, path);
-    assert.deepEqual(dump(source.latest(), dir), [`problem web.yaml: path: does not exist; socklb watches ${dir} and reads it once it appears`]);
+    assert.deepEqual(dump(source.latest(), dir), [`problem web.yaml: path: does not exist; socklb watches ${dir} and reads it once it appears, leaving the datapath as it is until then`]);
     let change = source.next(hasService('default/web'), 'the file is read once created');
     await put(dir, 'web.yaml', simpleService('web', '10.96.0.1'));
-    t.diagnostic(`file created: new state after ${(await change).ms} ms`);
+    const created = await change;
+    t.diagnostic(`file created: new state after ${created.ms} ms`);
+    assert.notEqual(created.state.complete, false);
     change = source.next((state) => servicePort(state, 'default/web') === 81, 'the replaced file is read');
     await put(dir, 'web.yaml.new', simpleService('web', '10.96.0.1', 81));
     await rename(join(dir, 'web.yaml.new'), path);
     t.diagnostic(`file replaced: new state after ${(await change).ms} ms`);
-    change = source.next(lacksService('default/web'), 'the deleted file takes its objects');
+    change = source.next((state) => state.complete === false, 'the deleted file is said to be missing');
     await rm(path);
     const deleted = await change;
     t.diagnostic(`file deleted: new state after ${deleted.ms} ms`);
     assert.equal(deleted.state.problems[0]?.object, 'path');
+    assert.equal(servicePort(deleted.state, 'default/web'), 81, 'a missing file is not read as an empty one: its objects stay');
+    change = source.next((state) => state.complete !== false && !state.services.has('default/web'), 'an emptied file takes its objects');
+    await put(dir, 'web.yaml', '');
+    t.diagnostic(`file emptied: new state after ${(await change).ms} ms`);
   });
 
   test('events about temporary files are passed over, but not a new directory whose name looks like one', async (t) => {
