@@ -156,10 +156,15 @@ export class Agent {
     const served = this.options.stuckSockets && servedBackends(this.state, frontendIds);
     const result = reconcile(this.options.maps, this.state, this.desired.frontends, frontendIds, cleanup);
     this.cleanupIncomplete = result.cleanupErrors.length > 0;
-    this.failed.clear();
-    for (const [frontend, error] of result.failed) {
-      this.failed.set(frontend, error);
-      this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
+    // Logged when a frontend starts failing or fails otherwise, and when it gets in: the retries of a
+    // full map, each sync and every backoff, would otherwise log the same line per frontend each time.
+    for (const frontend of frontendIds) {
+      const before = this.failed.get(frontend);
+      const error = result.failed.get(frontend);
+      if (error && error.message !== before?.message) this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
+      else if (before && !error) this.options.logger.info({ frontend }, `update frontend ${frontend}: in, after failing with ${before.message}`);
+      if (error) this.failed.set(frontend, error);
+      else this.failed.delete(frontend);
     }
     for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
     // Only the frontends that served something before can have stale pairs: a first sync has none to look at.

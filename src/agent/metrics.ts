@@ -83,7 +83,8 @@ export class AgentMetrics {
 
   recordSync(result: SyncResult): void {
     this.syncDuration.observe(result.durationMs / 1000);
-    this.lastSync.setToCurrentTime();
+    // As kube-proxy's: the last sync that got everything in.
+    if (result.failed === 0) this.lastSync.setToCurrentTime();
     this.serviceChanges.inc(result.serviceChanges);
     this.endpointChanges.inc(result.endpointChanges);
     this.failedFrontends.inc(result.failed);

@@ -71,6 +71,8 @@ export class KubernetesSource implements Source {
   private readonly sliceProblems = new Map<string, string>();
   /** Keys changed since the last state. */
   private pending = { services: new Set<string>(), slices: new Set<string>() };
+  /** When the first of the pending changes arrived, for the network programming latency. */
+  private changeSeenAt: number | undefined;
   private readonly reflectors: Reflector[];
   private readonly logger: Logger;
   private onState: ((state: SourceState) => void) | undefined;
@@ -127,6 +129,7 @@ export class KubernetesSource implements Source {
 
   private schedule(): void {
     if (!this.synced) return; // the first state is delivered by start(), whole
+    this.changeSeenAt ??= Date.now();
     this.delivery.schedule();
   }
 
@@ -134,6 +137,8 @@ export class KubernetesSource implements Source {
   private state(): SourceState {
     const changes = this.pending;
     this.pending = { services: new Set(), slices: new Set() };
+    const { changeSeenAt } = this;
+    this.changeSeenAt = undefined;
     for (const key of changes.services) {
       const entry = this.serviceObjects.entries.get(key);
       setOrDelete(this.serviceProblems, key, entry?.problem);
@@ -158,7 +163,7 @@ export class KubernetesSource implements Source {
     ];
     const { name, zone, exists } = this.node;
     if (!exists) problems.push({ source: SOURCE_NAME, object: `Node ${name}`, reason: 'does not exist: zone hints are not used; set --node-name to the name of the Node this agent runs on' });
-    return { services: this.services, slices: this.slices, problems, changes, node: zone === undefined ? { name } : { name, zone } };
+    return { services: this.services, slices: this.slices, problems, changes, node: zone === undefined ? { name } : { name, zone }, changeSeenAt };
   }
 
   /** Files the slice at `key` under the Service it names now (undefined: gone). */

@@ -72,3 +72,23 @@ describe('a source that cannot see its input', () => {
     await restarted.stop();
   });
 });
+
+describe('a frontend the kernel keeps refusing', () => {
+  it('is logged when it starts failing and when it gets in, not at every retry', async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
+    const maps = memoryMaps({ frontends: 1 });
+    const dns = dnsState(['10.244.0.1']);
+    const source = new ManualSource(withWeb(dns));
+    const agent = new Agent({ source, maps, logger, node: NODE, retryDelayMs: 60_000 });
+    await agent.start();
+    const failures = () => lines.filter((line) => line.msg.startsWith('update frontend 10.96.0.20:80/TCP: '));
+    assert.equal(agent.failures().length, 1, 'web does not fit beside dns');
+    for (let i = 2; i <= 4; i++) source.push(withWeb(dnsState(Array.from({ length: i }, (_, j) => `10.244.0.${j + 1}`))));
+    assert.deepEqual(failures().map((line) => line.level), [50], 'four syncs retried it; one error');
+    source.push({ ...withWeb(dns), services: new Map([...withWeb(dns).services].filter(([key]) => key !== 'default/dns')) });
+    assert.deepEqual(agent.failures(), []);
+    assert.deepEqual(failures().map((line) => line.level), [50, 30], 'and one line when it got in');
+    await agent.stop();
+  });
+});

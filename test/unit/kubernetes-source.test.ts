@@ -240,12 +240,14 @@ describe('KubernetesSource: changes', () => {
     assert.deepEqual([...headless.services.keys()], ['default/db']);
   });
 
-  test('a burst of events is one state', async () => {
+  test('a burst of events is one state, which says when its first event arrived', async () => {
     const { states } = await startedSource({ debounceMs: 50 });
+    const before = Date.now();
     for (let i = 0; i < 30; i++) server.apply('services', webService(`web-${i}`, `10.96.1.${i}`));
-    await states.until((state) => state.services.size === 30);
+    const burst = await states.until((state) => state.services.size === 30);
     await sleep(100);
     assert.equal(states.all.length, 2);
+    assert.ok(burst.changeSeenAt !== undefined && burst.changeSeenAt >= before && burst.changeSeenAt <= Date.now(), `changeSeenAt ${burst.changeSeenAt}, for the network programming latency`);
   });
 
   test('an update that changes nothing socklb reads delivers no state', async () => {
