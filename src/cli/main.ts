@@ -12,7 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import type { Server } from 'node:http';
 import { Agent } from '../agent/agent.js';
 import { ProxyHealth } from '../agent/health.js';
-import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRoutes } from '../agent/http-server.js';
+import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRoutes, type Route } from '../agent/http-server.js';
 import { optimizeForSizeWhenQuiet } from '../agent/heap-sizing.js';
 import { trimAfterCollections } from '../agent/malloc-trim.js';
 import { AgentMetrics } from '../agent/metrics.js';
@@ -95,16 +95,18 @@ async function serveObservability(agent: Agent, options: RunOptions, logger: Log
   });
   const routes = agentRoutes(metrics, health, status);
   const servers: Server[] = [];
-  const metricsBind = bindAddress('--metrics-bind-address', options.metricsBindAddress);
-  if (metricsBind) {
-    servers.push(await serveRoutes(metricsBind, routes.metrics));
-    logger.info({ address: metricsBind.host, port: listeningPort(servers[servers.length - 1] as Server) }, 'serving metrics');
-  }
-  const healthBind = bindAddress('--healthz-bind-address', options.healthzBindAddress);
-  if (healthBind) {
-    servers.push(await serveRoutes(healthBind, routes.health));
-    logger.info({ address: healthBind.host, port: listeningPort(servers[servers.length - 1] as Server) }, 'serving health');
-  }
+  const serve = async (flag: string, text: string, served: Record<string, Route>, what: string) => {
+    const bind = bindAddress(flag, text);
+    if (!bind) return;
+    const server = await serveRoutes(bind, served).catch((error: unknown) => {
+      const inUse = (error as { code?: string }).code === 'EADDRINUSE' ? ' (kube-proxy, or another agent, still running on this node?)' : '';
+      throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${text}: cannot listen: ${(error as Error).message}${inUse}`, { cause: error });
+    });
+    servers.push(server);
+    logger.info({ address: bind.host, port: listeningPort(server) }, `serving ${what}`);
+  };
+  await serve('--metrics-bind-address', options.metricsBindAddress, routes.metrics, 'metrics');
+  await serve('--healthz-bind-address', options.healthzBindAddress, routes.health, 'health');
   return servers;
 }
 
@@ -125,6 +127,11 @@ function nodeContext(options: RunOptions): NodeContext {
 }
 
 async function run(options: RunOptions): Promise<void> {
+  // Heard from the start: a first list that takes minutes (an API server out of reach) is still stopped cleanly.
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
   const stopTrimming = trimAfterCollections();
   const logger = createLogger(options.logLevel);
   const node = nodeContext(options);
@@ -149,17 +156,9 @@ async function run(options: RunOptions): Promise<void> {
   const servers = await serveObservability(agent, options, logger);
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
   await sandboxes.serve();
-  await agent.start();
-  logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
-
-  await new Promise<void>((resolve) => {
-    const shutdown = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, 'stopping; the pinned datapath keeps serving');
-      resolve();
-    };
-    process.once('SIGINT', shutdown);
-    process.once('SIGTERM', shutdown);
-  });
+  const first = await Promise.race([agent.start().then(() => 'started' as const), stopSignal]);
+  if (first === 'started') logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
+  logger.info({ signal: await stopSignal }, 'stopping; the pinned datapath keeps serving');
   await sandboxes.close();
   await agent.stop();
   for (const server of servers) server.close();

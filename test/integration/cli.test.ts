@@ -2,10 +2,12 @@
 // on stderr and a non-zero exit, never a stack trace.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { MAP_NAMES } from '../../src/datapath/layout.js';
 import { pinnedMaps } from '../../src/datapath/pinned.js';
@@ -107,5 +109,50 @@ describe('map capacities', { skip: missingPrivileges() }, () => {
       assert.equal(older.code, 1);
       assert.match(older.stderr, /socklb_conn_v1: not pinned \(ENOENT\) beside the other maps: they were pinned by another build of socklb; `socklb run` of this build adds it/);
       assertOneSentence(older.stderr);
+    }));
+});
+
+describe('starting and stopping', { skip: missingPrivileges() }, () => {
+  it('stops cleanly on SIGTERM while its first list waits for an API server out of reach', () =>
+    withRunArgs('sigterm', async ({ args, manifests }) => {
+      const kubeconfig = join(manifests, 'kubeconfig');
+      // Port 1 on loopback: refused at once, retried with backoff for as long as the agent runs.
+      await writeFile(
+        kubeconfig,
+        'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]\n' +
+          'users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
+      );
+      const runArgs = args.map((arg) => (arg === '--manifests' ? '--kubeconfig' : arg === manifests ? kubeconfig : arg));
+      const child = spawn(process.execPath, [SOCKLB, 'run', ...runArgs, '--control-socket', '', '--metrics-bind-address', '', '--healthz-bind-address', ''], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      try {
+        for (let waited = 0; !/LIST \/api\/v1\/services failed/.test(stderr); waited += 50) {
+          assert.ok(waited < 10_000, `no retried LIST within 10 s: ${stderr}`);
+          await sleep(50);
+        }
+        child.kill('SIGTERM');
+        assert.equal(await exited, 0, stderr);
+        assert.match(stderr, /"signal":"SIGTERM".*"msg":"stopping; the pinned datapath keeps serving"/);
+        assert.doesNotMatch(stderr, /"msg":"serving"/);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    }));
+
+  it('says which address cannot be listened on, and why, when the metrics port is taken', () =>
+    withRunArgs('port-taken', async ({ args }) => {
+      const taken = createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      try {
+        const address = `127.0.0.1:${(taken.address() as AddressInfo).port}`;
+        const result = await socklb(['run', ...args, '--control-socket', '', '--metrics-bind-address', address, '--healthz-bind-address', '']);
+        assert.equal(result.code, 1);
+        assertOneSentence(result.stderr.split('\n').filter((line) => !line.startsWith('{')).join('\n'));
+        assert.match(result.stderr, new RegExp(`--metrics-bind-address ${address}: cannot listen: .*EADDRINUSE.*kube-proxy, or another agent, still running on this node`));
+      } finally {
+        taken.close();
+      }
     }));
 });
