@@ -66,11 +66,13 @@ export class LoadedDatapath {
     const object = libbpf.objectOpenFile(objectPath, null);
     if (!object) throw new SocklbError('SOCKLB_ERR_LIBBPF', `cannot open BPF object ${objectPath}: ${errnoName(lastErrno())}`);
     try {
+      const pinnedBefore = readdirSync(layout.maps);
       for (let map = libbpf.objectNextMap(object, null); map; map = libbpf.objectNextMap(object, map)) {
         const name = libbpf.mapName(map);
         const size = sizeOf(name, capacities);
         if (size) libbpf.mapSetMaxEntries(map, size.capacity);
         checkPinnedLayout(layout, name, size);
+        checkNotReplacingState(layout, name, pinnedBefore);
         libbpf.mapSetPinPath(map, `${layout.maps}/${name}`);
       }
       const rc = libbpf.objectLoad(object);
@@ -276,6 +278,23 @@ function checkPinnedLayout(layout: PinLayout, mapName: string, size: MapSize | u
   } finally {
     closeSync(fd);
   }
+}
+
+/** The maps whose entries translate: a connect() finds nothing to translate when one is empty. */
+const TRANSLATING_MAPS: ReadonlySet<string> = new Set([MAP_NAMES.frontends, MAP_NAMES.slots, MAP_NAMES.backends]);
+
+/**
+ * Refuses to create a translating map beside the maps of another build (one whose layout, so
+ * whose map name, differs): the pinned links would run this build's programs on an empty map from
+ * the swap to the first sync, which can be seconds, or longer when the API server is out of
+ * reach; `socklb cleanup` first makes that pause explicit, and as short as this agent's start.
+ */
+function checkNotReplacingState(layout: PinLayout, mapName: string, pinnedBefore: readonly string[]): void {
+  if (!TRANSLATING_MAPS.has(mapName) || pinnedBefore.length === 0 || pinnedBefore.includes(mapName)) return;
+  throw new SocklbError(
+    'SOCKLB_ERR_MAP_LAYOUT',
+    `${layout.maps}/${mapName} is not pinned beside ${pinnedBefore.join(', ')}: they were pinned by a build whose layout differs, and starting with an empty ${mapName} would stop translation until the first sync; run \`socklb cleanup\` with the old build first (the datapath stops translating until this agent is up)`,
+  );
 }
 
 /** How many entries each sized map holds. */

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
@@ -109,6 +109,23 @@ describe('map capacities', { skip: missingPrivileges() }, () => {
       assert.equal(older.code, 1);
       assert.match(older.stderr, /socklb_conn_v1: not pinned \(ENOENT\) beside the other maps: they were pinned by another build of socklb; `socklb run` of this build adds it/);
       assertOneSentence(older.stderr);
+    }));
+});
+
+describe('an upgrade whose map layout differs', { skip: missingPrivileges() }, () => {
+  it('is refused before anything is touched when a translating map has another name beside the pinned ones', () =>
+    withRunArgs('layout-bump', async ({ args, pinDir }) => {
+      const agent = await startAgent(args);
+      await agent.stop();
+      // As an older build would have left it: the frontends under the name of another layout version.
+      await rename(join(pinDir, 'maps', MAP_NAMES.frontends), join(pinDir, 'maps', 'socklb_fe_v1'));
+      const links = await readdir(join(pinDir, 'links'), { recursive: true });
+      const result = await socklb(['run', ...args, '--control-socket', '', '--metrics-bind-address', '', '--healthz-bind-address', '']);
+      assert.equal(result.code, 1);
+      assertOneSentence(result.stderr.split('\n').filter((line) => !line.startsWith('{')).join('\n'));
+      assert.match(result.stderr, /socklb_fe_v2 is not pinned beside socklb_.*socklb_fe_v1.*: they were pinned by a build whose layout differs.*run `socklb cleanup` with the old build first/);
+      assert.deepEqual(await readdir(join(pinDir, 'links'), { recursive: true }), links, 'the links still run the old programs');
+      assert.ok(!(await readdir(join(pinDir, 'maps'))).includes(MAP_NAMES.frontends), 'no empty map was pinned');
     }));
 });
 
