@@ -17,8 +17,12 @@ import { SocklbError } from '../errors.js';
 
 type Output = 'table' | 'json' | 'wide';
 
-/** How long `status` waits for the agent: it answers from memory, so a second is plenty. */
-const AGENT_TIMEOUT_MS = 1_000;
+/**
+ * How long `status` waits for the agent. It answers from memory, but only between two pieces of
+ * work on its one thread: a first sync of 50000 Services holds it for seconds, a scrape of full
+ * maps for most of one. An agent that is down refuses at once, whatever this is.
+ */
+const AGENT_TIMEOUT_MS = 10_000;
 
 function print(text: string): void {
   process.stdout.write(`${text}\n`);
@@ -71,7 +75,8 @@ async function queryAgent(metricsBindAddress: string): Promise<AgentAnswer> {
     return { running: true, ...((await response.json()) as AgentStatusReport) };
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
-    return { running: false, reason: `no answer at ${metricsBindAddress} (${cause})` };
+    const hung = (error as Error).name === 'TimeoutError' ? `; something listens there but did not answer within ${AGENT_TIMEOUT_MS / 1000} s: a hung agent?` : '';
+    return { running: false, reason: `no answer at ${metricsBindAddress} (${cause})${hung}` };
   }
 }
 
