@@ -4,7 +4,7 @@
 // half-translated Service fails in ways that are harder to see than a
 // rejected one.
 
-import { canonicalIP, ipFamily } from './ip.js';
+import { canonicalIP, ipFamily, ipToBytes, isIPv4Mapped } from './ip.js';
 import type { Endpoint, EndpointPort, EndpointSlice, IPAddress, IPFamily, Protocol, Service, ServicePort, TrafficPolicy } from './types.js';
 
 export type ParseResult<T> =
@@ -204,7 +204,7 @@ function serviceClusterIPs(spec: Fields): IPAddress[] | 'None' {
     return 'None';
   }
   if (texts.length > 2) fail('spec.clusterIPs', `${show(texts)} has ${texts.length} addresses; at most 2, one per family`);
-  const ips = texts.map((text, i) => canonicalIP(text) ?? fail(fieldOf(i), `${show(text)} is not an IP address`));
+  const ips = texts.map((text, i) => ipAddress(text, fieldOf(i)));
   if (second !== undefined && ipFamily(first) === ipFamily(second)) {
     fail('spec.clusterIPs', `${show(texts)} are both ${ipFamily(first)}; a dual-stack Service has one address per family`);
   }
@@ -243,8 +243,8 @@ function parseEndpoint(raw: unknown, field: string, family: IPFamily): Endpoint 
   const endpoint = record(raw, field);
   const addresses = list(endpoint.addresses, `${field}.addresses`).map((address, i) => {
     const text = string(address, `${field}.addresses[${i}]`);
-    const ip = canonicalIP(text);
-    if (ip === undefined || ipFamily(ip) !== family) fail(`${field}.addresses[${i}]`, `${show(text)} is not an ${family} address (the slice's addressType)`);
+    const ip = ipAddress(text, `${field}.addresses[${i}]`);
+    if (ipFamily(ip) !== family) fail(`${field}.addresses[${i}]`, `${show(text)} is not an ${family} address (the slice's addressType)`);
     return ip;
   });
   const [address] = addresses;
@@ -288,11 +288,22 @@ function protocol(raw: unknown, field: string, accept?: { sctp: true }): Protoco
   return fail(field, `${show(raw)} is an unknown protocol; use TCP or UDP`);
 }
 
+/**
+ * An address in canonical form. IPv4-mapped IPv6 (::ffff:a.b.c.d) is refused, as the API server's
+ * validation refuses it: the datapath keys IPv4 as exactly that, so it would be the IPv4 address
+ * under another name, read back as IPv4 after a restart.
+ */
+function ipAddress(text: string, field: string): IPAddress {
+  const ip = canonicalIP(text) ?? fail(field, `${show(text)} is not an IP address`);
+  if (ipFamily(ip) === 'IPv6' && isIPv4Mapped(ipToBytes(ip))) fail(field, `${show(text)} is an IPv4-mapped IPv6 address; write it as IPv4`);
+  return ip;
+}
+
 /** A list of IP addresses, canonical. */
 function addresses(raw: unknown, field: string): IPAddress[] {
   return list(raw, field).map((entry, i) => {
     const text = string(entry, `${field}[${i}]`);
-    return canonicalIP(text) ?? fail(`${field}[${i}]`, `${show(text)} is not an IP address`);
+    return ipAddress(text, `${field}[${i}]`);
   });
 }
 

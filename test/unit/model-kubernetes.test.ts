@@ -341,6 +341,11 @@ describe('parseService: kube-proxy semantics', () => {
       },
       { rule: 'an octet with leading zeros above 255 is still no address', raw: service({ ...base, externalIPs: ['10.0.0.0256'] }), expected: invalid('spec.externalIPs[0]: "10.0.0.0256" is not an IP address') },
       {
+        rule: 'an IPv4-mapped IPv6 address is refused: it would be the IPv4 address under another name',
+        raw: service({ ...base, externalIPs: ['::ffff:10.1.2.3'] }),
+        expected: invalid('spec.externalIPs[0]: "::ffff:10.1.2.3" is an IPv4-mapped IPv6 address; write it as IPv4'),
+      },
+      {
         rule: 'the service-proxy-name and headless labels are kept for the proxy to decide',
         raw: service(base, { name: 'web', namespace: 'shop', labels: { 'service.kubernetes.io/service-proxy-name': 'other', 'service.kubernetes.io/headless': '' } }),
         expected: okService({ serviceProxyName: 'other', headlessLabel: true }),
