@@ -1,6 +1,6 @@
 // What the agent answers over HTTP, server by server. The health address is
-// for probes: the DaemonSet binds it to 0.0.0.0 for cloud load balancers, so
-// every pod can reach it, and it answers kube-proxy's /healthz and /livez only.
+// for probes: bound wider than loopback, every pod could reach it, so it
+// answers kube-proxy's /healthz and /livez only.
 // /statusz names rejected objects and kernel errors: it is served beside
 // /metrics, on loopback unless told otherwise.
 
