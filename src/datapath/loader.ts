@@ -72,9 +72,10 @@ export class LoadedDatapath {
         const size = sizeOf(name, capacities);
         if (size) libbpf.mapSetMaxEntries(map, size.capacity);
         checkPinnedLayout(layout, name, size);
-        checkNotReplacingState(layout, name, pinnedBefore);
         libbpf.mapSetPinPath(map, `${layout.maps}/${name}`);
       }
+      // After every pinned map's own check, which names the map and sizes that differ.
+      checkNotReplacingState(layout, pinnedBefore);
       const rc = libbpf.objectLoad(object);
       if (rc < 0) {
         throw new SocklbError(
@@ -281,7 +282,7 @@ function checkPinnedLayout(layout: PinLayout, mapName: string, size: MapSize | u
 }
 
 /** The maps whose entries translate: a connect() finds nothing to translate when one is empty. */
-const TRANSLATING_MAPS: ReadonlySet<string> = new Set([MAP_NAMES.frontends, MAP_NAMES.slots, MAP_NAMES.backends]);
+const TRANSLATING_MAPS: readonly string[] = [MAP_NAMES.frontends, MAP_NAMES.slots, MAP_NAMES.backends];
 
 /**
  * Refuses to create a translating map beside the maps of another build (one whose layout, so
@@ -289,8 +290,9 @@ const TRANSLATING_MAPS: ReadonlySet<string> = new Set([MAP_NAMES.frontends, MAP_
  * the swap to the first sync, which can be seconds, or longer when the API server is out of
  * reach; `socklb cleanup` first makes that pause explicit, and as short as this agent's start.
  */
-function checkNotReplacingState(layout: PinLayout, mapName: string, pinnedBefore: readonly string[]): void {
-  if (!TRANSLATING_MAPS.has(mapName) || pinnedBefore.length === 0 || pinnedBefore.includes(mapName)) return;
+function checkNotReplacingState(layout: PinLayout, pinnedBefore: readonly string[]): void {
+  const mapName = pinnedBefore.length === 0 ? undefined : TRANSLATING_MAPS.find((name) => !pinnedBefore.includes(name));
+  if (mapName === undefined) return;
   throw new SocklbError(
     'SOCKLB_ERR_MAP_LAYOUT',
     `${layout.maps}/${mapName} is not pinned beside ${pinnedBefore.join(', ')}: they were pinned by a build whose layout differs, and starting with an empty ${mapName} would stop translation until the first sync; run \`socklb cleanup\` with the old build first (the datapath stops translating until this agent is up)`,

@@ -39,7 +39,7 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
       frontends.push({
         key: { address, port: frontendPort, protocol: port.protocol },
         service: { namespace: service.namespace, name: service.name, portName: port.name },
-        backends: toBackends(categorizeEndpoints(portEndpoints(port, sameFamily), service, node)[traffic]),
+        backends: toBackends(categorizeEndpoints(portEndpoints(port, sameFamily, node.name), service, node)[traffic]),
         affinityTimeoutSeconds: service.affinityTimeoutSeconds ?? 0,
       });
     }
@@ -80,16 +80,17 @@ type PortEndpoint = Endpoint & { port: number };
  * The endpoints of the slice ports that carry `port`: same name (the
  * Service's targetPort, named or not, is resolved into the slice port's
  * number by whoever wrote the slice) and same protocol. Several slices may
- * list one endpoint: the first listing counts.
+ * list one endpoint: the first listing counts, unless a later one puts it on
+ * this node (`nodeName`), as kube-proxy keeps the local listing.
  */
-function portEndpoints(port: ServicePort, slices: readonly EndpointSlice[]): PortEndpoint[] {
+function portEndpoints(port: ServicePort, slices: readonly EndpointSlice[], nodeName: string): PortEndpoint[] {
   const unique = new Map<string, PortEndpoint>();
   for (const slice of slices) {
     for (const slicePort of slice.ports) {
       if (slicePort.name !== port.name || slicePort.protocol !== port.protocol) continue;
       for (const endpoint of slice.endpoints) {
         const key = `${endpoint.address} ${slicePort.port}`;
-        if (!unique.has(key)) unique.set(key, { ...endpoint, port: slicePort.port });
+        if (!unique.has(key) || endpoint.nodeName === nodeName) unique.set(key, { ...endpoint, port: slicePort.port });
       }
     }
   }

@@ -148,6 +148,12 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
     ],
   },
   {
+    rule: 'an endpoint listed by two slices counts once, as the listing that puts it on this node says (kube-proxy keeps the local one)',
+    service: service(['10.96.0.10'], undefined, { internalTrafficPolicy: 'Local' }),
+    slices: [slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: 'node-2' })]), slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: NODE.name })])],
+    frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080'],
+  },
+  {
     rule: 'external frontends use the Cluster policy even when ClusterIP traffic is Local',
     service: service(['10.96.0.10'], undefined, { externalIPs: ['203.0.113.7'], internalTrafficPolicy: 'Local' }),
     slices: [slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: 'node-2' })])],
