@@ -68,6 +68,7 @@ export class Agent {
   private readonly failed = new Map<string, Error>();
   private reportedProblems = new Map<string, InputProblem>();
   private firstStateSeen = false;
+  private stopped = false;
   private syncedOnce = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelayMs: number;
@@ -85,12 +86,16 @@ export class Agent {
     options.logger.info({ frontends: this.state.frontends.size, backends: this.state.backends.size }, 'adopted the datapath state found in the maps');
   }
 
-  /** Resolves once the source's first state is in the datapath. */
+  /**
+   * Resolves once the source's first state is handled: in the datapath or, from a source that
+   * cannot see its input, reported while the datapath stays as it was.
+   */
   async start(): Promise<void> {
     await this.options.source.start((state) => this.onSourceState(state));
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearTimeout(this.retryTimer);
     clearInterval(this.resyncTimer);
     await this.options.source.stop();
@@ -127,9 +132,16 @@ export class Agent {
   }
 
   private onSourceState(sourceState: SourceState): void {
+    // A source may still deliver while it stops (a first list that completes as the agent stops).
+    if (this.stopped) return;
+    // A source that cannot see its input says nothing about the Services (its problems say why):
+    // the model and the datapath stay as they are.
+    if (sourceState.complete === false) {
+      this.reportProblems(this.desired.problems(sourceState.problems));
+      return;
+    }
     const { changed, serviceChanges, endpointChanges } = this.desired.update(sourceState);
-    // A source that cannot see its input says nothing about the Services (its problems say why): the datapath stays as it is.
-    if (sourceState.complete !== false) this.apply(changed, { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt });
+    this.apply(changed, { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt });
     this.reportProblems(this.desired.problems());
   }
 
@@ -162,7 +174,10 @@ export class Agent {
       const before = this.failed.get(frontend);
       const error = result.failed.get(frontend);
       if (error && error.message !== before?.message) this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
-      else if (before && !error) this.options.logger.info({ frontend }, `update frontend ${frontend}: in, after failing with ${before.message}`);
+      else if (before && !error) {
+        const outcome = this.desired.frontends.has(frontend) ? 'in' : 'no longer wanted';
+        this.options.logger.info({ frontend }, `update frontend ${frontend}: ${outcome}, after failing with ${before.message}`);
+      }
       if (error) this.failed.set(frontend, error);
       else this.failed.delete(frontend);
     }

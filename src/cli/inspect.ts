@@ -75,7 +75,7 @@ async function queryAgent(metricsBindAddress: string): Promise<AgentAnswer> {
     return { running: true, ...((await response.json()) as AgentStatusReport) };
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
-    const hung = (error as Error).name === 'TimeoutError' ? `; something listens there but did not answer within ${AGENT_TIMEOUT_MS / 1000} s: a hung agent?` : '';
+    const hung = (error as Error).name === 'TimeoutError' ? `; no answer within ${AGENT_TIMEOUT_MS / 1000} s: a hung agent, or an address whose packets are dropped?` : '';
     return { running: false, reason: `no answer at ${metricsBindAddress} (${cause})${hung}` };
   }
 }

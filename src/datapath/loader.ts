@@ -293,9 +293,13 @@ const TRANSLATING_MAPS: readonly string[] = [MAP_NAMES.frontends, MAP_NAMES.slot
 function checkNotReplacingState(layout: PinLayout, pinnedBefore: readonly string[]): void {
   const mapName = pinnedBefore.length === 0 ? undefined : TRANSLATING_MAPS.find((name) => !pinnedBefore.includes(name));
   if (mapName === undefined) return;
+  const ours: readonly string[] = Object.values(MAP_NAMES);
+  const why = pinnedBefore.every((name) => ours.includes(name))
+    ? 'an incomplete set of this build\'s pins (a cleanup that stopped halfway?)'
+    : 'they were pinned by a build whose layout differs';
   throw new SocklbError(
     'SOCKLB_ERR_MAP_LAYOUT',
-    `${layout.maps}/${mapName} is not pinned beside ${pinnedBefore.join(', ')}: they were pinned by a build whose layout differs, and starting with an empty ${mapName} would stop translation until the first sync; run \`socklb cleanup\` with the old build first (the datapath stops translating until this agent is up)`,
+    `${layout.maps}/${mapName} is not pinned beside ${pinnedBefore.join(', ')}: ${why}, and starting with an empty ${mapName} would stop translation until the first sync; run \`socklb cleanup\` (with the old build, if another pinned them) first (the datapath stops translating until this agent is up)`,
   );
 }
 

@@ -81,9 +81,12 @@ export class DesiredFrontends {
     return { changed, serviceChanges, endpointChanges };
   }
 
-  /** Everything wrong with the input as it is now: the sources' findings, then the model's. */
-  problems(): InputProblem[] {
-    return [...this.sourceProblems, ...[...this.problemsByService.values()].flat(), ...this.conflictProblems(), ...this.orphanSliceProblems()];
+  /**
+   * Everything wrong with the input as it is now: the sources' findings (those of the last state,
+   * or `sourceProblems`, those of a state that was not taken in), then the model's.
+   */
+  problems(sourceProblems: readonly InputProblem[] = this.sourceProblems): InputProblem[] {
+    return [...sourceProblems, ...[...this.problemsByService.values()].flat(), ...this.conflictProblems(), ...this.orphanSliceProblems()];
   }
 
   /** Claims anew the frontends of one Service, from its object and its slices as they are now. */

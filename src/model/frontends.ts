@@ -53,20 +53,18 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
   }
   // Sandbox traffic to a Service's outside addresses short-circuits to its endpoints, as kube-proxy does for pods.
   // Only in the families the Service has a cluster IP in: kube-proxy serves a Service per family
-  // of its cluster IPs, and leaves the outside addresses of another family to the network.
+  // of its cluster IPs, and leaves the outside addresses of another family to the network. Only the
+  // external IPs, which the Service's author wrote, are reported: a cloud load balancer may give a
+  // single-stack Service addresses of both families, which nobody could fix.
   const served = (address: IPAddress) => service.clusterIPs.some((clusterIP) => familyOf(clusterIP) === familyOf(address));
-  const notServed = (field: string, address: IPAddress) =>
-    `${field}: ${address} is not translated: the Service has no ${familyOf(address)} cluster IP (spec.ipFamilies), so it has no ${familyOf(address)} endpoints to send it to`;
   const allowedCidrs = node.allowedExternalIPCidrs.map((text) => parseCidr(text)).filter((cidr) => cidr !== undefined);
   for (const externalIP of service.externalIPs) {
-    if (!served(externalIP)) problems.push(notServed('spec.externalIPs', externalIP));
+    const family = familyOf(externalIP);
+    if (!served(externalIP)) problems.push(`spec.externalIPs: ${externalIP} is not translated: the Service has no ${family} cluster IP (spec.ipFamilies), so it has no ${family} endpoints to send it to`);
     else if (allowedCidrs.some((cidr) => cidrContains(cidr, externalIP))) addFrontends(externalIP, 'cluster', (port) => port.port);
     else problems.push(`spec.externalIPs: ${externalIP} is outside --allowed-external-ip-cidrs (${node.allowedExternalIPCidrs.join(', ') || 'none'}); not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)`);
   }
-  for (const ip of service.loadBalancerIPs) {
-    if (served(ip)) addFrontends(ip, 'cluster', (port) => port.port);
-    else problems.push(notServed('status.loadBalancer.ingress', ip));
-  }
+  for (const ip of service.loadBalancerIPs.filter(served)) addFrontends(ip, 'cluster', (port) => port.port);
   if (service.type !== 'ClusterIP') {
     for (const nodeAddress of node.addresses.filter(served)) addFrontends(nodeAddress, 'cluster', (port) => port.nodePort);
   }

@@ -1,7 +1,7 @@
 import { isIPv6 } from 'node:net';
 import type { IPAddress, IPFamily } from './types.js';
 
-/** The family of a canonical or raw address, undefined when it is not one. */
+/** The family of a canonical address (or of raw text without leading zeros), undefined when it is not one. */
 export function ipFamily(text: string): IPFamily | undefined {
   if (isDottedQuad(text)) return 'IPv4';
   if (isIPv6(text)) return 'IPv6';

@@ -4,7 +4,7 @@
 // half-translated Service fails in ways that are harder to see than a
 // rejected one.
 
-import { canonicalIP, ipFamily, ipToBytes, isIPv4Mapped } from './ip.js';
+import { canonicalIP, formatIP, ipFamily, ipToBytes, isIPv4Mapped } from './ip.js';
 import type { Endpoint, EndpointPort, EndpointSlice, IPAddress, IPFamily, Protocol, Service, ServicePort, TrafficPolicy } from './types.js';
 
 export type ParseResult<T> =
@@ -109,8 +109,8 @@ export function parseEndpointSlice(raw: unknown): ParseResult<EndpointSlice> {
       );
     }
     const listed = list(body.ports, 'ports').map((port, i) => endpointPort(port, `ports[${i}]`));
-    rejectDuplicate(listed, 'ports', (port) => `name ${show(port?.name ?? '')}`);
-    const allPorts = listed.filter((port) => port !== undefined);
+    rejectDuplicate(listed, 'ports', (port) => `name ${show(port.name)}`);
+    const allPorts = listed.filter((port): port is AnyProtocol<EndpointPort> => port.port !== undefined);
     // SCTP ports serve SCTP Service ports, which socklb reports and skips.
     const ports = withoutSctp(allPorts);
     const endpoints = list(body.endpoints, 'endpoints').map((endpoint, i) => parseEndpoint(endpoint, `endpoints[${i}]`, addressType));
@@ -232,11 +232,13 @@ function servicePorts(raw: unknown): AnyProtocolPort[] {
 }
 
 /** A slice port; one without a number (the API allows it for slices no Service owns) serves nothing, as kube-proxy skips it. */
-function endpointPort(raw: unknown, field: string): AnyProtocol<EndpointPort> | undefined {
+function endpointPort(raw: unknown, field: string): Omit<AnyProtocol<EndpointPort>, 'port'> & { port: number | undefined } {
   const port = record(raw, field);
-  const name = optionalString(port.name, `${field}.name`);
-  const slicePort = { name, protocol: protocol(port.protocol, `${field}.protocol`, { sctp: true }) };
-  return isAbsent(port.port) ? undefined : { ...slicePort, port: portNumber(port.port, `${field}.port`) };
+  return {
+    name: optionalString(port.name, `${field}.name`),
+    protocol: protocol(port.protocol, `${field}.protocol`, { sctp: true }),
+    port: isAbsent(port.port) ? undefined : portNumber(port.port, `${field}.port`),
+  };
 }
 
 function parseEndpoint(raw: unknown, field: string, family: IPFamily): Endpoint {
@@ -289,14 +291,17 @@ function protocol(raw: unknown, field: string, accept?: { sctp: true }): Protoco
 }
 
 /**
- * An address in canonical form. IPv4-mapped IPv6 (::ffff:a.b.c.d) is refused, as the API server's
- * validation refuses it: the datapath keys IPv4 as exactly that, so it would be the IPv4 address
- * under another name, read back as IPv4 after a restart.
+ * An address in canonical form, an IPv4-mapped IPv6 one (::ffff:a.b.c.d, which the API server's
+ * legacy validation lets in) as the IPv4 address it maps, as kube-proxy reads it: the datapath keys
+ * IPv4 as exactly those bytes, so kept as IPv6 it would be the IPv4 address under another name, and
+ * read back as IPv4 after a restart.
  */
 function ipAddress(text: string, field: string): IPAddress {
   const ip = canonicalIP(text) ?? fail(field, `${show(text)} is not an IP address`);
-  if (ipFamily(ip) === 'IPv6' && isIPv4Mapped(ipToBytes(ip))) fail(field, `${show(text)} is an IPv4-mapped IPv6 address; write it as IPv4`);
-  return ip;
+  // Canonical text starts so for every mapped address: the bytes are looked at only then.
+  if (!ip.startsWith('::ffff:')) return ip;
+  const bytes = ipToBytes(ip);
+  return isIPv4Mapped(bytes) ? formatIP(bytes, 'IPv4') : ip;
 }
 
 /** A list of IP addresses, canonical. */

@@ -131,20 +131,21 @@ export class ManifestSource implements Source {
     if (this.stopped || this.mayHaveReadHalfASave()) return undefined;
     const treeProblems = [...tree.problems, ...this.watchDirectories(tree.watch)];
     const treeProblemsText = JSON.stringify(treeProblems);
-    if (tree.rootMissing) {
-      // The files read before stay known: when the path is back, only what differs from them is news.
-      if (treeProblemsText === this.deliveredTreeProblems) return undefined;
-      this.deliveredTreeProblems = treeProblemsText;
-      return { services: this.assembly.services, slices: this.assembly.slices, problems: treeProblems, changes: { services: new Set(), slices: new Set() }, complete: false };
-    }
-    this.files = files;
-    if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems) return undefined;
-    this.deliveredTreeProblems = treeProblemsText;
     const changes: AssemblyChanges = { services: new Set(), slices: new Set() };
-    for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, changes);
+    // A root that cannot be listed tells nothing of its files: those read before stay known, with
+    // their objects and problems, so that when it can be again only what differs from them is news.
+    if (!tree.rootListed) {
+      if (treeProblemsText === this.deliveredTreeProblems) return undefined;
+    } else {
+      this.files = files;
+      if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems) return undefined;
+      for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, changes);
+    }
+    this.deliveredTreeProblems = treeProblemsText;
     const problems = [...treeProblems];
-    for (const [path, read] of files) problems.push(...read.problems, ...this.assembly.duplicateProblems(path));
-    return { services: this.assembly.services, slices: this.assembly.slices, problems, changes };
+    for (const [path, read] of this.files) problems.push(...read.problems, ...this.assembly.duplicateProblems(path));
+    const state: SourceState = { services: this.assembly.services, slices: this.assembly.slices, problems, changes };
+    return tree.rootListed ? state : { ...state, complete: false };
   }
 
   private mayHaveReadHalfASave(): boolean {
@@ -393,8 +394,11 @@ const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 type WatchFilter = 'all' | Set<string>;
 
 interface Tree {
-  /** The root path does not exist: nothing can be told of its files, not even that there are none. */
-  rootMissing: boolean;
+  /**
+   * The root path was read: its files are these. False when it does not exist, or cannot be read,
+   * or went between its stat and its listing: nothing can be told of its files, not even that there are none.
+   */
+  rootListed: boolean;
   files: Map<string, Stats>;
   watch: Map<string, WatchFilter>;
   problems: InputProblem[];
@@ -406,25 +410,25 @@ interface Tree {
  * or may be replaced) its nearest existing ancestor, for the name leading to it.
  */
 function scanTree(root: string): Tree {
-  const tree: Tree = { rootMissing: false, files: new Map(), watch: new Map(), problems: [] };
+  const tree: Tree = { rootListed: false, files: new Map(), watch: new Map(), problems: [] };
   const ancestor = watchNearestAncestor(root, tree);
   let stats: Stats;
   try {
     stats = statSync(root);
   } catch (error) {
-    tree.rootMissing = isMissing(error);
-    const reason = tree.rootMissing
+    const reason = isMissing(error)
       ? `does not exist; socklb watches ${ancestor ?? 'nothing'} and reads it once it appears, leaving the datapath as it is until then`
-      : `cannot be read: ${errorText(error)}`;
+      : `cannot be read (${errorText(error)}); the datapath stays as it is until it can`;
     tree.problems.push({ source: root, object: 'path', reason });
     return tree;
   }
-  if (stats.isDirectory()) walk(root, tree);
+  if (stats.isDirectory()) tree.rootListed = walk(root, tree);
   else if (stats.isFile()) {
     watchAll(tree, dirname(root));
     const link = orUndefined(() => lstatSync(root));
     addFile(root, link?.isSymbolicLink() ?? false, tree);
-  } else tree.problems.push({ source: root, object: 'path', reason: 'is neither a file nor a directory' });
+    tree.rootListed = tree.files.has(root);
+  } else tree.problems.push({ source: root, object: 'path', reason: 'is neither a file nor a directory; the datapath stays as it is until it is one' });
   // In a stable order whatever order the file system answered in: an unchanged tree compares equal.
   tree.problems.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
   return tree;
@@ -441,14 +445,16 @@ function watchNearestAncestor(root: string, tree: Tree): string | undefined {
   return undefined;
 }
 
-function walk(directory: string, tree: Tree): void {
+/** Adds the files under `directory`; false when it cannot be listed. */
+function walk(directory: string, tree: Tree): boolean {
   watchAll(tree, directory);
   let entries: Dirent[];
   try {
     entries = readdirSync(directory, { withFileTypes: true });
   } catch (error) {
+    // Gone since its parent was listed: the parent's watcher saw that, and the next scan knows.
     if (!isMissing(error)) tree.problems.push({ source: directory, object: 'directory', reason: `cannot be read: ${errorText(error)}` });
-    return;
+    return false;
   }
   for (const entry of entries) {
     // Editor temp files, and the ..data directories of mounted ConfigMaps (their files are reached through symlinks).
@@ -458,6 +464,7 @@ function walk(directory: string, tree: Tree): void {
     if (entry.isDirectory()) walk(path, tree);
     else if ((entry.isFile() || entry.isSymbolicLink()) && MANIFEST_EXTENSIONS.has(extname(entry.name))) addFile(path, entry.isSymbolicLink(), tree);
   }
+  return true;
 }
 
 function addFile(path: string, isSymlink: boolean, tree: Tree): void {

@@ -47,7 +47,8 @@ describe('a source that cannot see its input', () => {
     services: new Map(),
     slices: new Map(),
     problems: [{ source: '/etc/socklb/manifests', object: 'path', reason: 'does not exist' }],
-    changes: { services: new Set(), slices: new Set() },
+    // Anything may have changed, as far as this state says: taken in, it would empty the model.
+    changes: undefined,
     complete: false,
   };
 
@@ -69,7 +70,20 @@ describe('a source that cannot see its input', () => {
     assert.deepEqual(backends(), ['10.244.0.1:5353'], 'the first state it can see is synced, and prunes');
     source.push(blind);
     assert.deepEqual(frontends(), ['10.96.0.10:53/UDP'], 'nor is a path gone later');
+    assert.deepEqual(restarted.problems(), blind.problems);
     await restarted.stop();
+  });
+});
+
+describe('an agent that stopped', () => {
+  it('takes no state in, as a first list that completes while it stops would deliver one', async () => {
+    const maps = memoryMaps();
+    const source = new ManualSource({ services: new Map(), slices: new Map(), problems: [], complete: false });
+    const agent = new Agent({ source, maps, logger: pino({ level: 'silent' }), node: NODE });
+    await agent.start();
+    await agent.stop();
+    source.push(dnsState(['10.244.0.1']));
+    assert.equal(DatapathState.read(maps).frontends.size, 0);
   });
 });
 

@@ -127,6 +127,12 @@ describe('`socklb status`', () => {
     );
   });
 
+  it('says an agent before its first sync is not ready, not unhealthy, and that no update is in yet', () => {
+    const agent = { running: true as const, pid: 42, startedAt: '2026-01-01T00:00:00.000Z', lastSync: null, healthy: false, lastUpdated: '2026-01-01T00:00:00.000Z', frontends: 3, backends: 2, failedFrontends: [], inputProblems: [] };
+    assert.match(formatStatus({ ...pinned, agent }), /^agent: running \(pid 42\), not ready: the first sync is not done; last sync not yet; 3 frontends, 2 backends\nproblems: none\n/);
+    assert.match(formatStatus({ ...pinned, agent: { ...agent, lastSync: '2026-01-01T00:01:00.000Z' } }), /^agent: running \(pid 42\), UNHEALTHY: an update has waited too long; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:00.000Z;/);
+  });
+
   it('says when no agent answers, and still shows the pinned state', () => {
     const text = formatStatus({ ...pinned, agent: { running: false, reason: 'no answer at 127.0.0.1:10256 (ECONNREFUSED)' } });
     assert.match(text, /^agent: not running: no answer at 127\.0\.0\.1:10256 \(ECONNREFUSED\); the pinned datapath keeps serving what it was last given\n\nattachments/);

@@ -253,8 +253,13 @@ describe('parseEndpointSlice', () => {
       },
       {
         rule: 'a slice port without a number (the API allows it) serves nothing; the other ports stay, as kube-proxy skips it',
-        raw: slice({ ports: [{ name: 'all', port: null }, { name: 'http', port: 8080 }] }),
+        raw: slice({ ports: [{ name: 'all', port: null }, { name: 'other' }, { name: 'http', port: 8080 }] }),
         expected: okSlice({ ports: [{ name: 'http', protocol: 'TCP', port: 8080 }] }),
+      },
+      {
+        rule: 'a slice port without a number still has a name, which no other port may repeat',
+        raw: slice({ ports: [{ name: 'http' }, { name: 'http', port: 8080 }] }),
+        expected: invalid('ports[1]: name "http" repeats ports[0]; each must appear once'),
       },
       {
         rule: 'a slice port is in 1-65535',
@@ -341,9 +346,9 @@ describe('parseService: kube-proxy semantics', () => {
       },
       { rule: 'an octet with leading zeros above 255 is still no address', raw: service({ ...base, externalIPs: ['10.0.0.0256'] }), expected: invalid('spec.externalIPs[0]: "10.0.0.0256" is not an IP address') },
       {
-        rule: 'an IPv4-mapped IPv6 address is refused: it would be the IPv4 address under another name',
-        raw: service({ ...base, externalIPs: ['::ffff:10.1.2.3'] }),
-        expected: invalid('spec.externalIPs[0]: "::ffff:10.1.2.3" is an IPv4-mapped IPv6 address; write it as IPv4'),
+        rule: 'an IPv4-mapped IPv6 address is the IPv4 address it maps, as kube-proxy reads it (the datapath keys IPv4 so)',
+        raw: service({ ...base, externalIPs: ['::FFFF:10.1.2.3', '::ffff:a01:204'] }),
+        expected: okService({ externalIPs: ['10.1.2.3', '10.1.2.4'] }),
       },
       {
         rule: 'the service-proxy-name and headless labels are kept for the proxy to decide',
