@@ -23,6 +23,7 @@ import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from '../datapath/layout.js
 import { openPinnedMap } from '../datapath/kernel-maps.js';
 import { libcCalls, setLibbpfPrint } from '../datapath/libbpf.js';
 import { attachedCgroups, cleanupPins, DEFAULT_CAPACITIES, DEFAULT_PIN_DIRECTORY, LoadedDatapath, pinLayout } from '../datapath/loader.js';
+import { mapHolders } from '../datapath/pinned.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../datapath/netns.js';
 import { SocketIterators } from '../datapath/socket-iterators.js';
 import { DEFAULT_STUCK_SOCKET_POLICY, policyProtocols, STUCK_SOCKET_POLICIES, StuckSocketDestroyer, type StuckSocketPolicy } from '../datapath/stuck-sockets.js';
@@ -214,6 +215,13 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
 
 function cleanup(options: { pinDir: string }): void {
   checkPrivileges();
+  // Under a running agent, cleanup would leave it writing maps nothing reads, healthy, while every
+  // sandbox it served lost translation.
+  const holders = mapHolders(options.pinDir);
+  if (holders.length > 0) {
+    const named = holders.map((holder) => `pid ${holder.pid} (${holder.command})`).join(', ');
+    throw new SocklbError('SOCKLB_ERR_USAGE', `${options.pinDir}: its maps are open in ${named}, a running agent or socklb command: stop it first`);
+  }
   const removed = cleanupPins(options.pinDir);
   process.stdout.write(`detached ${removed.links} links, removed ${removed.maps} maps from ${options.pinDir}\n`);
 }

@@ -2,7 +2,7 @@
 // loading anything: each attachment (cgroup, program, link and program ids)
 // and each map's fill and capacity. For `socklb status`.
 
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { SocklbError, errnoName } from '../errors.js';
 import { mapInfo, mapKeys, mapTypeName, objectInfo } from './kernel-maps.js';
 import { lastErrno, libbpf, libcCalls } from './libbpf.js';
@@ -108,4 +108,65 @@ function countKeys(fd: number, keySize: number): number {
   let count = 0;
   for (const _key of mapKeys(fd, keySize)) count++;
   return count;
+}
+
+export interface MapHolder {
+  pid: number;
+  /** /proc/<pid>/comm: `node` for an agent. */
+  command: string;
+}
+
+/**
+ * The processes, this one aside, that hold a map pinned under `pinDirectory` open: a running agent
+ * (its maps are open for as long as it runs), or another `socklb` command reading them. Found as
+ * bpftool finds them, through each process's file descriptors (/proc/<pid>/fdinfo: map_id).
+ */
+export function mapHolders(pinDirectory: string): MapHolder[] {
+  const { maps } = pinLayout(pinDirectory);
+  let names: string[];
+  try {
+    names = readdirSync(maps);
+  } catch {
+    return [];
+  }
+  const ids = new Set(
+    names.map((name) => {
+      const fd = openPin(`${maps}/${name}`);
+      try {
+        return mapInfo(fd).id;
+      } finally {
+        libcCalls.close(fd);
+      }
+    }),
+  );
+  const holders: MapHolder[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid || !holdsMap(pid, ids)) continue;
+    holders.push({ pid, command: orEmpty(() => readFileSync(`/proc/${pid}/comm`, 'utf8').trim()) });
+  }
+  return holders;
+}
+
+function holdsMap(pid: number, ids: ReadonlySet<number>): boolean {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false; // gone, or a kernel thread
+  }
+  return fds.some((fd) => {
+    if (orEmpty(() => readlinkSync(`/proc/${pid}/fd/${fd}`)) !== 'anon_inode:bpf-map') return false;
+    const id = /^map_id:\s+(\d+)$/m.exec(orEmpty(() => readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')))?.[1];
+    return id !== undefined && ids.has(Number(id));
+  });
+}
+
+/** What `read` returns, or '' when the file went meanwhile (a process exiting, a descriptor closed). */
+function orEmpty(read: () => string): string {
+  try {
+    return read();
+  } catch {
+    return '';
+  }
 }

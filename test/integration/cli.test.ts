@@ -130,6 +130,22 @@ describe('an upgrade whose map layout differs', { skip: missingPrivileges() }, (
 });
 
 describe('starting and stopping', { skip: missingPrivileges() }, () => {
+  it('`socklb cleanup` refuses while an agent holds the maps, and cleans up once it stopped', () =>
+    withRunArgs('cleanup-running', async ({ args, pinDir }) => {
+      const agent = await startAgent(args);
+      try {
+        const refused = await socklb(['cleanup', '--pin-dir', pinDir]);
+        assert.equal(refused.code, 1);
+        assertOneSentence(refused.stderr);
+        assert.match(refused.stderr, new RegExp(`its maps are open in pid ${agent.process.pid} \\(node\\), a running agent or socklb command: stop it first`));
+        assert.ok((await readdir(join(pinDir, 'maps'))).includes(MAP_NAMES.frontends), 'everything stays pinned');
+      } finally {
+        await agent.stop();
+      }
+      const cleaned = await socklb(['cleanup', '--pin-dir', pinDir]);
+      assert.equal(cleaned.code, 0, cleaned.stderr);
+    }));
+
   it('stops cleanly on SIGTERM while its first list waits for an API server out of reach', () =>
     withRunArgs('sigterm', async ({ args, manifests }) => {
       const kubeconfig = join(manifests, 'kubeconfig');
