@@ -129,16 +129,17 @@ export function mapHolders(pinDirectory: string): MapHolder[] {
   } catch {
     return [];
   }
-  const ids = new Set(
-    names.map((name) => {
-      const fd = openPin(`${maps}/${name}`);
-      try {
-        return mapInfo(fd).id;
-      } finally {
-        libcCalls.close(fd);
-      }
-    }),
-  );
+  const ids = new Set<number>();
+  for (const name of names) {
+    // A pin that cannot be opened is no map anyone holds: cleanup removes it all the same.
+    const fd = libbpf.objGet(`${maps}/${name}`);
+    if (fd < 0) continue;
+    try {
+      ids.add(mapInfo(fd).id);
+    } finally {
+      libcCalls.close(fd);
+    }
+  }
   const holders: MapHolder[] = [];
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
