@@ -1,7 +1,7 @@
 import { isIPv6 } from 'node:net';
 import type { IPAddress, IPFamily } from './types.js';
 
-/** The family of a canonical address (or of raw text without leading zeros), undefined when it is not one. */
+/** The family of a canonical or raw address, undefined when it is not one. */
 export function ipFamily(text: string): IPFamily | undefined {
   if (isDottedQuad(text)) return 'IPv4';
   if (isIPv6(text)) return 'IPv6';
@@ -17,16 +17,15 @@ export function canonicalIP(text: string): IPAddress | undefined {
   // isDottedQuad refuses leading zeros, so an IPv4 address it accepts is canonical already: the
   // bytes' round trip would cost a buffer per address read (40000 at 10000 Services).
   if (isDottedQuad(text)) return text;
-  if (isIPv6(text)) return formatIP(ipToBytes(text), 'IPv6');
-  return withoutLeadingZeros(text);
+  if (!isIPv6(text)) return undefined;
+  return formatIP(ipToBytes(text), 'IPv6');
 }
 
 /**
- * A dotted quad whose octets have leading zeros (`010.001.002.003`), in canonical form, read as
- * decimal: the API server's legacy validation lets such addresses into externalIPs and endpoints,
- * and kube-proxy reads them so (netutils.ParseIPSloppy). Never octal, as inet_aton would.
+ * The canonical form of a dotted quad written with leading zeros (`010.001.002.003`), read as
+ * decimal, never octal as inet_aton would read it; undefined when `text` is no such quad.
  */
-function withoutLeadingZeros(text: string): IPAddress | undefined {
+export function ipv4WithLeadingZeros(text: string): IPAddress | undefined {
   const octets = text.split('.');
   if (octets.length !== 4 || !octets.every((octet) => /^\d+$/.test(octet) && Number(octet) <= 255)) return undefined;
   return octets.map(Number).join('.');

@@ -4,7 +4,7 @@
 // half-translated Service fails in ways that are harder to see than a
 // rejected one.
 
-import { canonicalIP, formatIP, ipFamily, ipToBytes, isIPv4Mapped } from './ip.js';
+import { canonicalIP, formatIP, ipFamily, ipToBytes, ipv4WithLeadingZeros, isIPv4Mapped } from './ip.js';
 import type { Endpoint, EndpointPort, EndpointSlice, IPAddress, IPFamily, Protocol, Service, ServicePort, TrafficPolicy } from './types.js';
 
 export type ParseResult<T> =
@@ -291,13 +291,14 @@ function protocol(raw: unknown, field: string, accept?: { sctp: true }): Protoco
 }
 
 /**
- * An address in canonical form, an IPv4-mapped IPv6 one (::ffff:a.b.c.d, which the API server's
- * legacy validation lets in) as the IPv4 address it maps, as kube-proxy reads it: the datapath keys
- * IPv4 as exactly those bytes, so kept as IPv6 it would be the IPv4 address under another name, and
- * read back as IPv4 after a restart.
+ * An address in canonical form, read as kube-proxy reads the two spellings the API server's legacy
+ * validation lets into objects (netutils.ParseIPSloppy): IPv4 with leading zeros as decimal, and
+ * IPv4-mapped IPv6 (::ffff:a.b.c.d) as the IPv4 address it maps. The datapath keys IPv4 as exactly
+ * those bytes, so kept as IPv6 it would be the IPv4 address under another name, and read back as
+ * IPv4 after a restart. Flags (--node-ip) are not objects: they take canonicalIP's addresses only.
  */
 function ipAddress(text: string, field: string): IPAddress {
-  const ip = canonicalIP(text) ?? fail(field, `${show(text)} is not an IP address`);
+  const ip = canonicalIP(text) ?? ipv4WithLeadingZeros(text) ?? fail(field, `${show(text)} is not an IP address`);
   // Canonical text starts so for every mapped address: the bytes are looked at only then.
   if (!ip.startsWith('::ffff:')) return ip;
   const bytes = ipToBytes(ip);

@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { isIPv4, isIPv6 } from 'node:net';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { canonicalIP, ipFamily, ipToBytes, writeIP } from '../../src/model/ip.js';
+import { canonicalIP, ipFamily, ipToBytes, ipv4WithLeadingZeros, writeIP } from '../../src/model/ip.js';
 
 describe('canonicalIP', () => {
   const cases: { rule: string; text: string; expected: string | undefined }[] = [
     { rule: 'an IPv4 address is its own canonical text', text: '10.96.0.10', expected: '10.96.0.10' },
-    { rule: 'an IPv4 octet with leading zeros reads as decimal, as kube-proxy reads it (never octal)', text: '10.96.0.010', expected: '10.96.0.10' },
+    { rule: 'an IPv4 octet with a leading zero is no address (it reads as octal elsewhere)', text: '10.96.0.010', expected: undefined },
     { rule: 'leading zeros do not make an octet above 255 one', text: '10.96.0.0256', expected: undefined },
     { rule: 'an IPv4 octet above 255 is no address', text: '10.96.0.256', expected: undefined },
     { rule: 'IPv6 is lowercased, with its longest zero run as ::', text: 'FD00:0:0:0:0:0:0:A', expected: 'fd00::a' },
@@ -18,6 +18,15 @@ describe('canonicalIP', () => {
     { rule: 'text that is no address is undefined', text: 'web.default', expected: undefined },
   ];
   for (const { rule, text, expected } of cases) test(rule, () => assert.equal(canonicalIP(text), expected));
+});
+
+describe('ipv4WithLeadingZeros', () => {
+  const cases: { rule: string; text: string; expected: string | undefined }[] = [
+    { rule: 'octets with leading zeros read as decimal, never octal', text: '010.001.002.009', expected: '10.1.2.9' },
+    { rule: 'leading zeros do not make an octet above 255 one', text: '10.96.0.0256', expected: undefined },
+    { rule: 'four octets, no more', text: '010.1.2.3.4', expected: undefined },
+  ];
+  for (const { rule, text, expected } of cases) test(rule, () => assert.equal(ipv4WithLeadingZeros(text), expected));
 });
 
 describe('ipFamily', () => {
