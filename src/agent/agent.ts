@@ -170,7 +170,9 @@ export class Agent {
     this.cleanupIncomplete = result.cleanupErrors.length > 0;
     // Logged when a frontend starts failing or fails otherwise, and when it gets in: the retries of a
     // full map, each sync and every backoff, would otherwise log the same line per frontend each time.
-    for (const frontend of frontendIds) {
+    // Every sync's scope holds the frontends that failed before (they are retried), so these are all
+    // that can change here.
+    for (const frontend of new Set([...this.failed.keys(), ...result.failed.keys()])) {
       const before = this.failed.get(frontend);
       const error = result.failed.get(frontend);
       if (error && error.message !== before?.message) this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
