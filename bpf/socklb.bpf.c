@@ -621,4 +621,9 @@ int socklb_sock_release(struct bpf_sock *ctx)
 	return 1;
 }
 
+/*
+ * The code's licence, GPL-2.0-only OR BSD-2-Clause (bpf/LICENSE.*), as the
+ * kernel spells it. Nothing here needs a GPL-compatible licence, but
+ * socklb_iter.bpf.c does, and both are built from socklb_sock.h.
+ */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -219,4 +219,10 @@ int socklb_dump_tcp(struct bpf_iter__tcp *ctx)
 	return 0;
 }
 
+/*
+ * The code's licence, GPL-2.0-only OR BSD-2-Clause (bpf/LICENSE.*), as the
+ * kernel spells it: the kernel loads a program that calls bpf_seq_write (a
+ * GPL-only helper) or a kfunc (bpf_sock_destroy) only under a GPL-compatible
+ * licence, which "Dual BSD/GPL" is.
+ */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

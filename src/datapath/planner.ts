@@ -1,7 +1,7 @@
 // Desired frontends in, ordered map operations out. Pure: the same state and
 // desire always give the same operations, and nothing here touches a map.
 //
-// The order is what keeps a connect() that races with an update safe. The
+// The order is what a connect() that races with an update relies on. The
 // programs read a frontend's count, pick a slot below it, then read the
 // backend the slot names. So, for one frontend:
 //   1. backends it needs that the maps lack are written,
@@ -14,9 +14,14 @@
 //      whose size is the flag's, rather than at an id past the counters,
 //   5. the frontend's count changes (the single switch-over),
 //   6. slots past the new count are deleted.
-// A reader therefore never finds a count larger than the slots written, nor
-// a slot naming a backend that is not there. Backends no slot names any more
-// are deleted last, by planCleanup, once every frontend is done.
+// So no state the maps pass through has a count larger than the slots
+// written, nor a slot naming a backend that is not there. A reader's three
+// lookups are not one read, though: one that read the count just before a
+// shrink can find its slot deleted, or the slot's backend gone. The programs
+// retry such a miss against the frontend as it is then (lookup_backend in
+// bpf/socklb.bpf.c), and refuse the call if the retry misses too. Backends
+// no slot names any more are deleted last, by planCleanup, once every
+// frontend is done.
 //
 // The work is in proportion to the frontends planned: ids come from the
 // lowest unused one the state knows, and a cleanup may be limited to the ids
