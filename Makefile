@@ -15,7 +15,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_OBJECTS := build/bpf/socklb.bpf.o build/bpf/socklb_iter.bpf.o
 TS_SOURCES := $(shell find src test bench demo -name '*.ts' 2>/dev/null)
 
-.PHONY: setup build demo test test-unit test-integration bench-dns bench bench-quick bench-footprint bundle clean
+.PHONY: setup build demo test test-unit test-integration golden bench-dns bench bench-quick bench-footprint bundle clean
 
 # Installs only what is missing, so that a prepared machine does not touch apt;
 # checked again whenever this file (the list) changes.
@@ -75,6 +75,11 @@ test-unit: build
 
 test-integration: build bundle
 	node --test --test-concurrency=1 --test-reporter=spec $(INTEGRATION_TESTS)
+
+# The golden corpus of Service semantics (test/golden/README.md): rewrites its expected sections
+# from a run, for a change of behaviour that is intended; review the diff before committing it.
+golden: build
+	UPDATE_GOLDEN=1 node --test --test-reporter=spec build/test/unit/golden.test.js
 
 # DNS queries per second through a ClusterIP against straight to the backend
 # (dnsperf, interleaved rounds; needs root). Prints figures, asserts nothing.
