@@ -4,11 +4,11 @@
 // keys that changed (SourceState.changes) the work is in proportion to the
 // change; otherwise every key is compared. Pure: no I/O, no clock.
 
-import type { SourceState } from '../sources/source.js';
 import { serviceFrontends } from './frontends.js';
 import { GroupedKeys } from './grouped-keys.js';
 import { firstInOrder, frontendId } from './keys.js';
 import { sliceServiceKey } from './kubernetes.js';
+import type { SourceState } from './source-state.js';
 import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
 
 export interface DesiredUpdate {

@@ -17,10 +17,11 @@ import { pino } from 'pino';
 import type { Logger } from '../log.js';
 import { GroupedKeys } from '../model/grouped-keys.js';
 import { HEADLESS_LABEL, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LABEL, sliceServiceKey } from '../model/kubernetes.js';
+import type { SourceState } from '../model/source-state.js';
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 import { ApiClient, type KubeObject } from './api-client.js';
 import { Reflector, type ReflectorStore, type Resource, type RetryOptions } from './reflector.js';
-import { CoalescedTask, type Source, type SourceState } from './source.js';
+import { CoalescedTask, type Source } from './source.js';
 import { ValidatedObjects } from './validated-objects.js';
 
 export interface KubernetesSourceOptions {

@@ -8,9 +8,10 @@ import { basename, dirname, extname, join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { describeObject, namespacedName, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../model/kubernetes.js';
+import type { SourceState } from '../model/source-state.js';
 import type { InputProblem } from '../model/types.js';
 import { ManifestAssembly, type AssemblyChanges, type ManifestObject } from './manifest-assembly.js';
-import { CoalescedTask, type Source, type SourceState } from './source.js';
+import { CoalescedTask, type Source } from './source.js';
 
 export interface ManifestSourceOptions {
   /** A manifest file, or a directory read recursively. Need not exist yet. */

@@ -9,7 +9,7 @@ import { mapsByRole, type BpfMap } from '../../src/datapath/maps.js';
 import { FaultyMap, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { backendText } from '../../src/model/keys.js';
-import type { SourceState } from '../../src/sources/source.js';
+import type { SourceState } from '../../src/model/source-state.js';
 import { dnsState, ManualSource } from './agent-fixtures.js';
 import { modelService, NODE } from './model-fixtures.js';
 

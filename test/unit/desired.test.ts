@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { DesiredFrontends } from '../../src/model/desired.js';
+import type { SourceState, StateChanges } from '../../src/model/source-state.js';
 import type { EndpointSlice, Service } from '../../src/model/types.js';
-import type { SourceState, StateChanges } from '../../src/sources/source.js';
 import { modelEndpoint, modelService, NODE } from './model-fixtures.js';
 
 function web(name: string, clusterIP: string): Service {

@@ -6,7 +6,7 @@ import { SocklbError } from '../../src/errors.js';
 import { ApiClient, ApiError, type KubeObject, type WatchEventType } from '../../src/sources/api-client.js';
 import { loadKubeConfig } from '../../src/sources/kubeconfig.js';
 import { KubernetesSource, proxyLabelSelector, type KubernetesSourceOptions } from '../../src/sources/kubernetes.js';
-import type { SourceState } from '../../src/sources/source.js';
+import type { SourceState } from '../../src/model/source-state.js';
 import { ApiServer, type ResourceName } from '../fixtures/apiserver.js';
 import { endpointSlice, service } from '../integration/support.js';
 

@@ -8,7 +8,7 @@ import { after, describe, test, type TestContext } from 'node:test';
 import { serviceFrontends } from '../../src/model/frontends.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
 import { ManifestSource } from '../../src/sources/manifests.js';
-import type { SourceState } from '../../src/sources/source.js';
+import type { SourceState } from '../../src/model/source-state.js';
 
 // ---- Manifests as `kubectl get -o yaml` prints them ----
 
