@@ -9,6 +9,7 @@ import { GroupedKeys } from './grouped-keys.js';
 import { firstInOrder, frontendId } from './keys.js';
 import { sliceServiceKey } from './kubernetes.js';
 import type { SourceState } from './source-state.js';
+import { sameContent } from './versions.js';
 import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
 
 export interface DesiredUpdate {
@@ -47,10 +48,11 @@ export class DesiredFrontends {
   update(state: SourceState): DesiredUpdate {
     const dirty = new Set<string>();
     let serviceChanges = 0;
+    // Sources may hand over a fresh but equal object (a file re-read after a touch): equal content is no change.
     for (const key of state.changes?.services ?? allKeys(this.services, state.services)) {
       const before = this.services.get(key);
       const after = state.services.get(key);
-      if (sameObject(before, after)) continue;
+      if (sameContent(before, after)) continue;
       serviceChanges++;
       dirty.add(key);
       if (after) this.services.set(key, after);
@@ -60,7 +62,7 @@ export class DesiredFrontends {
     for (const key of state.changes?.slices ?? allKeys(this.slices, state.slices)) {
       const before = this.slices.get(key);
       const after = state.slices.get(key);
-      if (sameObject(before, after)) continue;
+      if (sameContent(before, after)) continue;
       endpointChanges++;
       if (before) dirty.add(this.unindexSlice(key, before));
       if (after) {
@@ -171,12 +173,4 @@ export class DesiredFrontends {
 
 function allKeys(before: ReadonlyMap<string, unknown>, after: ReadonlyMap<string, unknown>): Set<string> {
   return new Set([...before.keys(), ...after.keys()]);
-}
-
-// Sources may hand over a fresh but equal object (a file re-read after a
-// touch): equal content is no change.
-function sameObject(a: object | undefined, b: object | undefined): boolean {
-  if (a === b) return true;
-  if (a === undefined || b === undefined) return false;
-  return JSON.stringify(a) === JSON.stringify(b);
 }

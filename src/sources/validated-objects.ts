@@ -7,6 +7,7 @@
 // references before content).
 
 import { namespacedName, objectRef, type ParseResult } from '../model/kubernetes.js';
+import { sameContent } from '../model/versions.js';
 import type { KubeObject } from './api-client.js';
 import type { ReflectorStore } from './reflector.js';
 
@@ -71,8 +72,8 @@ export class ValidatedObjects<T extends object> implements ReflectorStore {
     const result = this.parse(object);
     switch (result.kind) {
       case 'ok': {
-        const unchanged = before?.value !== undefined && JSON.stringify(before.value) === JSON.stringify(result.value);
-        return { resourceVersion, value: unchanged ? before.value : result.value, ignored: false, problem: undefined };
+        const previous = before?.value;
+        return { resourceVersion, value: previous !== undefined && sameContent(previous, result.value) ? previous : result.value, ignored: false, problem: undefined };
       }
       case 'ignored':
         return { resourceVersion, value: undefined, ignored: true, problem: undefined };
