@@ -10,7 +10,7 @@ import { LineCounter, parseAllDocuments } from 'yaml';
 import { describeObject, namespacedName, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../model/kubernetes.js';
 import type { SourceState } from '../model/source-state.js';
 import type { InputProblem } from '../model/types.js';
-import { sameContent } from '../model/versions.js';
+import { keepLastValid, sameContent } from '../model/versions.js';
 import { ManifestAssembly, type AssemblyChanges, type ManifestObject } from './manifest-assembly.js';
 import { CoalescedTask, type Source } from './source.js';
 
@@ -360,8 +360,9 @@ function collectObjects(value: unknown, where: string, path: string, previous: R
   let object: ManifestObject | undefined;
   if (result.kind === 'ok') object = result.value;
   else if (result.kind === 'invalid') {
-    object = identity === undefined ? undefined : previous.get(identity);
-    problem(identity ?? where, object ? `${result.reason}; its previous valid version stays in effect` : result.reason);
+    const kept = keepLastValid(result.reason, identity === undefined ? undefined : previous.get(identity));
+    object = kept.value;
+    problem(identity ?? where, kept.problem);
   }
   if (object === undefined || identity === undefined) return;
   if (into.objects.has(identity)) problem(identity, 'is defined twice in this file; the first definition wins: remove one');

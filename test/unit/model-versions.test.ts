@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { sameContent } from '../../src/model/versions.js';
+import { keepLastValid, sameContent } from '../../src/model/versions.js';
 import { modelEndpoint, modelService } from './model-fixtures.js';
 
 describe('sameContent', () => {
@@ -18,4 +18,24 @@ describe('sameContent', () => {
     { rule: 'an object differs from nothing', a: web, b: undefined, expected: false },
   ];
   for (const { rule, a, b, expected } of cases) test(rule, () => assert.equal(sameContent(a, b), expected));
+});
+
+describe('keepLastValid', () => {
+  const reason = 'spec.ports[0].port: 70000 is out of range 1-65535';
+  const web = modelService();
+  const cases: { rule: string; lastValid: object | undefined; expected: { value: object | undefined; problem: string } }[] = [
+    {
+      rule: 'an object that had a valid version keeps it in effect, and the problem says so',
+      lastValid: web,
+      expected: { value: web, problem: `${reason}; its previous valid version stays in effect` },
+    },
+    { rule: 'an object that never had a valid version has nothing in effect, and the problem is the reason alone', lastValid: undefined, expected: { value: undefined, problem: reason } },
+  ];
+  for (const { rule, lastValid, expected } of cases) {
+    test(rule, () => {
+      const kept = keepLastValid(reason, lastValid);
+      assert.deepEqual(kept, expected);
+      assert.equal(kept.value, lastValid, 'the very object in effect before, not a copy');
+    });
+  }
 });
