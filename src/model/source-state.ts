@@ -12,18 +12,21 @@ import type { EndpointSlice, InputProblem, Service } from './types.js';
  * over time keeps copies.
  */
 export interface SourceState {
-  /** Keyed `${namespace}/${name}`. */
+  /** The Services socklb translates, keyed `${namespace}/${name}`. */
   services: ReadonlyMap<string, Service>;
   /**
-   * Keyed `${namespace}/${name}`. Slices of a Service that socklb ignores
-   * (headless, ExternalName) are left out: they are not orphans.
+   * The keys of the Services that exist but that socklb does not translate
+   * (headless, ExternalName): the model leaves their slices out, and does not
+   * report them as orphans.
    */
+  ignoredServices: ReadonlySet<string>;
+  /** Every EndpointSlice, those of ignored Services too, keyed `${namespace}/${name}`. */
   slices: ReadonlyMap<string, EndpointSlice>;
   /**
    * The keys of the Services and EndpointSlices that may differ from the
-   * previous state delivered (added, changed, removed); every other key maps
-   * to the same object as before. Undefined: anything may have changed, the
-   * consumer compares everything.
+   * previous state delivered (added, changed, removed, a Service turned
+   * ignored or back); every other key maps to the same object as before.
+   * Undefined: anything may have changed, the consumer compares everything.
    */
   changes?: StateChanges;
   /** Everything currently wrong with the input. */

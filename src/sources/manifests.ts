@@ -145,7 +145,8 @@ export class ManifestSource implements Source {
     this.deliveredTreeProblems = treeProblems;
     const problems = [...treeProblems];
     for (const [path, read] of this.files) problems.push(...read.problems, ...this.assembly.duplicateProblems(path));
-    const state: SourceState = { services: this.assembly.services, slices: this.assembly.slices, problems, changes };
+    const { services, ignoredServices, slices } = this.assembly;
+    const state: SourceState = { services, ignoredServices, slices, problems, changes };
     return tree.rootListed ? state : { ...state, complete: false };
   }
 
