@@ -41,7 +41,7 @@ try {
 }
 
 let heap = heapUsed();
-const state = { services: new Map<string, Service>(), slices: new Map<string, EndpointSlice>(), problems: [] };
+const state = { services: new Map<string, Service>(), ignoredServices: new Set<string>(), slices: new Map<string, EndpointSlice>(), problems: [] };
 const parsed = parseAll(text, state);
 heap = report(`${parsed.valid} of ${parsed.all} objects valid; the validated Services with their slices`, heap);
 

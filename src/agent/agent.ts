@@ -25,7 +25,8 @@ import { reconcile, type CleanupExtent } from '../datapath/reconcile.js';
 import { servedBackends, stalePairs, stillStale } from '../datapath/stale.js';
 import { DatapathState } from '../datapath/state.js';
 import type { StuckSocketHandler } from '../datapath/stuck-sockets.js';
-import type { Source, SourceState } from '../sources/source.js';
+import type { SourceState } from '../model/source-state.js';
+import type { Source } from '../sources/source.js';
 
 export interface AgentOptions {
   source: Source;

@@ -3,19 +3,25 @@
 // changed, and says which frontends that touched. When the source names the
 // keys that changed (SourceState.changes) the work is in proportion to the
 // change; otherwise every key is compared. Pure: no I/O, no clock.
+//
+// Whichever source feeds it, this is where the slices are filed by the Service
+// they name, as kube-proxy's EndpointSliceCache files those of its informer,
+// and where the slices of a Service socklb ignores are left out (inEffect).
 
-import type { SourceState } from '../sources/source.js';
 import { serviceFrontends } from './frontends.js';
 import { GroupedKeys } from './grouped-keys.js';
 import { firstInOrder, frontendId } from './keys.js';
 import { sliceServiceKey } from './kubernetes.js';
+import type { SourceState } from './source-state.js';
+import { sameContent } from './versions.js';
 import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
 
 export interface DesiredUpdate {
   /** Frontend ids whose desired content may differ from before. */
   changed: Set<string>;
-  /** Services and EndpointSlices added, changed or removed since the last update. */
+  /** Services added, changed or removed since the last update. */
   serviceChanges: number;
+  /** EndpointSlices added, changed or removed in effect since the last update (see inEffect). */
   endpointChanges: number;
 }
 
@@ -24,8 +30,9 @@ export class DesiredFrontends {
   readonly frontends = new Map<string, DesiredFrontend>();
   /** The objects as last seen: the model's own copies of the source's maps. */
   private readonly services = new Map<string, Service>();
+  private readonly ignoredServices = new Set<string>();
   private readonly slices = new Map<string, EndpointSlice>();
-  /** Service key -> the keys of its slices, for every Service named by a slice, whether it exists or not. */
+  /** Service key -> the keys of its slices, for every Service named by a slice, whether it exists, is ignored, or not. */
   private readonly slicesByService = new GroupedKeys();
   /** Service key -> the frontends it asks for, whether or not it won them. */
   private readonly claimsByService = new Map<string, DesiredFrontend[]>();
@@ -34,7 +41,7 @@ export class DesiredFrontends {
   /** Frontend ids that more than one Service claims. */
   private readonly contested = new Set<string>();
   private readonly problemsByService = new Map<string, InputProblem[]>();
-  /** Services that slices name but that do not exist: those slices are orphans. */
+  /** Services that slices in effect name but that do not exist: those slices are orphans. */
   private readonly missingServices = new Set<string>();
   private sourceProblems: readonly InputProblem[] = [];
   private node: NodeContext;
@@ -46,27 +53,39 @@ export class DesiredFrontends {
 
   update(state: SourceState): DesiredUpdate {
     const dirty = new Set<string>();
-    let serviceChanges = 0;
-    for (const key of state.changes?.services ?? allKeys(this.services, state.services)) {
-      const before = this.services.get(key);
-      const after = state.services.get(key);
-      if (sameObject(before, after)) continue;
-      serviceChanges++;
-      dirty.add(key);
-      if (after) this.services.set(key, after);
-      else this.services.delete(key);
-    }
+    // Sources may hand over a fresh but equal object (a file re-read after a touch): equal content is no change.
+    // Slices first, while the ignored Services are those of the last update.
     let endpointChanges = 0;
+    const changedSlices = new Set<string>();
     for (const key of state.changes?.slices ?? allKeys(this.slices, state.slices)) {
       const before = this.slices.get(key);
       const after = state.slices.get(key);
-      if (sameObject(before, after)) continue;
-      endpointChanges++;
+      if (sameContent(before, after)) continue;
+      changedSlices.add(key);
+      if (inEffect(before, this.ignoredServices) || inEffect(after, state.ignoredServices)) endpointChanges++;
       if (before) dirty.add(this.unindexSlice(key, before));
       if (after) {
         this.slices.set(key, after);
         dirty.add(this.indexSlice(key, after));
       } else this.slices.delete(key);
+    }
+    let serviceChanges = 0;
+    for (const key of state.changes?.services ?? allKeys(this.services, state.services, this.ignoredServices, state.ignoredServices)) {
+      const ignored = state.ignoredServices.has(key);
+      if (ignored !== this.ignoredServices.has(key)) {
+        if (ignored) this.ignoredServices.add(key);
+        else this.ignoredServices.delete(key);
+        dirty.add(key);
+        // Its slices that did not change come into effect, or leave it.
+        endpointChanges += this.slicesByService.keysOf(key).filter((sliceKey) => !changedSlices.has(sliceKey)).length;
+      }
+      const before = this.services.get(key);
+      const after = state.services.get(key);
+      if (sameContent(before, after)) continue;
+      serviceChanges++;
+      dirty.add(key);
+      if (after) this.services.set(key, after);
+      else this.services.delete(key);
     }
     const zone = state.node?.zone ?? this.configuredNode.zone;
     if (zone !== this.node.zone) {
@@ -96,7 +115,7 @@ export class DesiredFrontends {
     this.problemsByService.delete(serviceKey);
     const service = this.services.get(serviceKey);
     const sliceKeys = this.slicesByService.keysOf(serviceKey);
-    if (!service && sliceKeys.length > 0) this.missingServices.add(serviceKey);
+    if (!service && sliceKeys.some((key) => inEffect(this.slices.get(key), this.ignoredServices))) this.missingServices.add(serviceKey);
     else this.missingServices.delete(serviceKey);
     if (!service) return;
     // In key order, whatever order they arrived in: where two slices list one endpoint, the first one's conditions count.
@@ -169,14 +188,14 @@ export class DesiredFrontends {
   }
 }
 
-function allKeys(before: ReadonlyMap<string, unknown>, after: ReadonlyMap<string, unknown>): Set<string> {
-  return new Set([...before.keys(), ...after.keys()]);
+/**
+ * Whether a slice takes part. The slices of a Service socklb ignores (headless, ExternalName) are
+ * left out: unused, not reported as orphans, and their changes are no endpoint changes.
+ */
+function inEffect(slice: EndpointSlice | undefined, ignoredServices: ReadonlySet<string>): boolean {
+  return slice !== undefined && !ignoredServices.has(sliceServiceKey(slice));
 }
 
-// Sources may hand over a fresh but equal object (a file re-read after a
-// touch): equal content is no change.
-function sameObject(a: object | undefined, b: object | undefined): boolean {
-  if (a === b) return true;
-  if (a === undefined || b === undefined) return false;
-  return JSON.stringify(a) === JSON.stringify(b);
+function allKeys(...collections: { keys(): Iterable<string> }[]): Set<string> {
+  return new Set(collections.flatMap((collection) => [...collection.keys()]));
 }

@@ -15,12 +15,12 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import type { Logger } from '../log.js';
-import { GroupedKeys } from '../model/grouped-keys.js';
-import { HEADLESS_LABEL, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LABEL, sliceServiceKey } from '../model/kubernetes.js';
+import { HEADLESS_LABEL, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LABEL } from '../model/kubernetes.js';
+import type { SourceState } from '../model/source-state.js';
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 import { ApiClient, type KubeObject } from './api-client.js';
 import { Reflector, type ReflectorStore, type Resource, type RetryOptions } from './reflector.js';
-import { CoalescedTask, type Source, type SourceState } from './source.js';
+import { CoalescedTask, type Source } from './source.js';
 import { ValidatedObjects } from './validated-objects.js';
 
 export interface KubernetesSourceOptions {
@@ -62,11 +62,8 @@ export class KubernetesSource implements Source {
   private readonly node: NodeZone;
   /** The state as delivered, brought up to date key by key in state(). */
   private readonly services = new Map<string, Service>();
-  private readonly slices = new Map<string, EndpointSlice>();
   private readonly ignoredServices = new Set<string>();
-  /** Slice keys by the Service they name: a Service that turns ignored, or back, takes its slices out or back. */
-  private readonly sliceKeysByService = new GroupedKeys();
-  private readonly serviceOfSlice = new Map<string, string>();
+  private readonly slices = new Map<string, EndpointSlice>();
   private readonly serviceProblems = new Map<string, string>();
   private readonly sliceProblems = new Map<string, string>();
   /** Keys changed since the last state. */
@@ -143,19 +140,13 @@ export class KubernetesSource implements Source {
       const entry = this.serviceObjects.entries.get(key);
       setOrDelete(this.serviceProblems, key, entry?.problem);
       setOrDelete(this.services, key, entry?.value);
-      const ignored = entry?.ignored ?? false;
-      if (ignored === this.ignoredServices.has(key)) continue;
-      if (ignored) this.ignoredServices.add(key);
+      if (entry?.ignored) this.ignoredServices.add(key);
       else this.ignoredServices.delete(key);
-      for (const sliceKey of this.sliceKeysByService.keysOf(key)) changes.slices.add(sliceKey);
     }
     for (const key of changes.slices) {
       const entry = this.sliceObjects.entries.get(key);
       setOrDelete(this.sliceProblems, key, entry?.problem);
-      this.indexSlice(key, entry?.value);
-      // The slices of a Service socklb ignores are left out: they are not orphans.
-      const slice = entry?.value;
-      setOrDelete(this.slices, key, slice && !this.ignoredServices.has(sliceServiceKey(slice)) ? slice : undefined);
+      setOrDelete(this.slices, key, entry?.value);
     }
     const problems: InputProblem[] = [
       ...[...this.serviceProblems].map(([key, reason]) => ({ source: SOURCE_NAME, object: `Service ${key}`, reason })),
@@ -163,17 +154,8 @@ export class KubernetesSource implements Source {
     ];
     const { name, zone, exists } = this.node;
     if (!exists) problems.push({ source: SOURCE_NAME, object: `Node ${name}`, reason: 'does not exist: zone hints are not used; set --node-name to the name of the Node this agent runs on' });
-    return { services: this.services, slices: this.slices, problems, changes, node: zone === undefined ? { name } : { name, zone }, changeSeenAt };
-  }
-
-  /** Files the slice at `key` under the Service it names now (undefined: gone). */
-  private indexSlice(key: string, slice: EndpointSlice | undefined): void {
-    const serviceKey = slice && sliceServiceKey(slice);
-    const before = this.serviceOfSlice.get(key);
-    if (before === serviceKey) return;
-    if (before !== undefined) this.sliceKeysByService.delete(before, key);
-    setOrDelete(this.serviceOfSlice, key, serviceKey);
-    if (serviceKey !== undefined) this.sliceKeysByService.add(serviceKey, key);
+    const { services, ignoredServices, slices } = this;
+    return { services, ignoredServices, slices, problems, changes, node: zone === undefined ? { name } : { name, zone }, changeSeenAt };
   }
 }
 

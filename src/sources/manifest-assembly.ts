@@ -3,7 +3,7 @@
 // reported. Replacing a file costs in proportion to the objects it held and
 // holds, not to the whole tree, and says which keys that may have changed.
 
-import { namespacedName, sliceServiceKey } from '../model/kubernetes.js';
+import { namespacedName } from '../model/kubernetes.js';
 import { firstInOrder } from '../model/keys.js';
 import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
 import { GroupedKeys } from '../model/grouped-keys.js';
@@ -12,19 +12,19 @@ import { GroupedKeys } from '../model/grouped-keys.js';
 export type ManifestObject =
   | { kind: 'Service'; service: Service }
   | { kind: 'EndpointSlice'; slice: EndpointSlice }
-  /** A Service socklb does not translate (headless, ExternalName): its slices are left out too. */
+  /** A Service socklb does not translate (headless, ExternalName): it exists, so its slices are not orphans. */
   | { kind: 'IgnoredService'; key: string };
 
-/** Keys of Services and EndpointSlices whose delivered object may have changed. */
+/** Keys of Services and EndpointSlices whose delivered object (or a Service's being ignored) may have changed. */
 export interface AssemblyChanges {
   services: Set<string>;
   slices: Set<string>;
 }
 
 export class ManifestAssembly {
-  /** By `namespace/name`: what the state delivers. */
+  /** What the state delivers, by `namespace/name`: the translated Services, the ignored ones, every slice. */
   readonly services = new Map<string, Service>();
-  /** By `namespace/name`, without the slices of ignored Services (they are not orphans). */
+  readonly ignoredServices = new Set<string>();
   readonly slices = new Map<string, EndpointSlice>();
   /** What each file defines, by path, then by identity (`Service default/web`). */
   private readonly files = new Map<string, ReadonlyMap<string, ManifestObject>>();
@@ -34,10 +34,6 @@ export class ManifestAssembly {
   private readonly winners = new Map<string, ManifestObject>();
   /** Path -> the identities it defines that an earlier path wins. */
   private readonly shadowed = new Map<string, Set<string>>();
-  private readonly ignoredServices = new Set<string>();
-  /** Every winning slice, those of ignored Services too, by key; and their keys by the Service they name. */
-  private readonly allSlices = new Map<string, EndpointSlice>();
-  private readonly sliceKeysByService = new GroupedKeys();
 
   /** Replaces what the file at `path` defines; undefined: the file is gone. */
   setFile(path: string, objects: ReadonlyMap<string, ManifestObject> | undefined, changes: AssemblyChanges): void {
@@ -82,63 +78,32 @@ export class ManifestAssembly {
     if (before === after) return;
     if (after) this.winners.set(identity, after);
     else this.winners.delete(identity);
-    if (before) this.withdraw(before, changes);
-    if (after) this.put(after, changes);
+    if (before) this.deliver(before, false, changes);
+    if (after) this.deliver(after, true, changes);
   }
 
-  private put(object: ManifestObject, changes: AssemblyChanges): void {
+  /** Puts `object` in the state delivered, or takes it out (`present` false). */
+  private deliver(object: ManifestObject, present: boolean, changes: AssemblyChanges): void {
     switch (object.kind) {
       case 'Service': {
         const key = namespacedName(object.service);
-        this.services.set(key, object.service);
+        if (present) this.services.set(key, object.service);
+        else this.services.delete(key);
         changes.services.add(key);
         return;
       }
       case 'IgnoredService':
-        this.ignoredServices.add(object.key);
-        this.redeliverSlicesOf(object.key, changes);
+        if (present) this.ignoredServices.add(object.key);
+        else this.ignoredServices.delete(object.key);
+        changes.services.add(object.key);
         return;
       case 'EndpointSlice': {
         const key = namespacedName(object.slice);
-        this.allSlices.set(key, object.slice);
-        this.sliceKeysByService.add(sliceServiceKey(object.slice), key);
-        this.redeliverSlice(key, changes);
+        if (present) this.slices.set(key, object.slice);
+        else this.slices.delete(key);
+        changes.slices.add(key);
         return;
       }
     }
-  }
-
-  private withdraw(object: ManifestObject, changes: AssemblyChanges): void {
-    switch (object.kind) {
-      case 'Service': {
-        const key = namespacedName(object.service);
-        this.services.delete(key);
-        changes.services.add(key);
-        return;
-      }
-      case 'IgnoredService':
-        this.ignoredServices.delete(object.key);
-        this.redeliverSlicesOf(object.key, changes);
-        return;
-      case 'EndpointSlice': {
-        const key = namespacedName(object.slice);
-        this.allSlices.delete(key);
-        this.sliceKeysByService.delete(sliceServiceKey(object.slice), key);
-        this.redeliverSlice(key, changes);
-        return;
-      }
-    }
-  }
-
-  private redeliverSlicesOf(serviceKey: string, changes: AssemblyChanges): void {
-    for (const key of this.sliceKeysByService.keysOf(serviceKey)) this.redeliverSlice(key, changes);
-  }
-
-  /** Delivers the slice at `key` unless it is gone or its Service is ignored. */
-  private redeliverSlice(key: string, changes: AssemblyChanges): void {
-    const slice = this.allSlices.get(key);
-    if (slice && !this.ignoredServices.has(sliceServiceKey(slice))) this.slices.set(key, slice);
-    else this.slices.delete(key);
-    changes.slices.add(key);
   }
 }

@@ -8,9 +8,11 @@ import { basename, dirname, extname, join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { describeObject, namespacedName, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../model/kubernetes.js';
+import type { SourceState } from '../model/source-state.js';
 import type { InputProblem } from '../model/types.js';
+import { keepLastValid, sameContent } from '../model/versions.js';
 import { ManifestAssembly, type AssemblyChanges, type ManifestObject } from './manifest-assembly.js';
-import { CoalescedTask, type Source, type SourceState } from './source.js';
+import { CoalescedTask, type Source } from './source.js';
 
 export interface ManifestSourceOptions {
   /** A manifest file, or a directory read recursively. Need not exist yet. */
@@ -42,7 +44,7 @@ export class ManifestSource implements Source {
   /** When the first change not yet scanned was noticed. */
   private changeSeenAt: number | undefined;
   /** The tree's own problems (unreadable or unwatchable directories) as last delivered. */
-  private deliveredTreeProblems: string | undefined;
+  private deliveredTreeProblems: InputProblem[] | undefined;
 
   constructor(options: ManifestSourceOptions) {
     this.root = options.path;
@@ -130,21 +132,21 @@ export class ManifestSource implements Source {
     await setImmediate();
     if (this.stopped || this.mayHaveReadHalfASave()) return undefined;
     const treeProblems = [...tree.problems, ...this.watchDirectories(tree.watch)];
-    const treeProblemsText = JSON.stringify(treeProblems);
     const changes: AssemblyChanges = { services: new Set(), slices: new Set() };
     // A root that cannot be listed tells nothing of its files: those read before stay known, with
     // their objects and problems, so that when it can be again only what differs from them is news.
     if (!tree.rootListed) {
-      if (treeProblemsText === this.deliveredTreeProblems) return undefined;
+      if (sameContent(treeProblems, this.deliveredTreeProblems)) return undefined;
     } else {
       this.files = files;
-      if (changedFiles.size === 0 && treeProblemsText === this.deliveredTreeProblems) return undefined;
+      if (changedFiles.size === 0 && sameContent(treeProblems, this.deliveredTreeProblems)) return undefined;
       for (const [path, read] of changedFiles) this.assembly.setFile(path, read?.objects, changes);
     }
-    this.deliveredTreeProblems = treeProblemsText;
+    this.deliveredTreeProblems = treeProblems;
     const problems = [...treeProblems];
     for (const [path, read] of this.files) problems.push(...read.problems, ...this.assembly.duplicateProblems(path));
-    const state: SourceState = { services: this.assembly.services, slices: this.assembly.slices, problems, changes };
+    const { services, ignoredServices, slices } = this.assembly;
+    const state: SourceState = { services, ignoredServices, slices, problems, changes };
     return tree.rootListed ? state : { ...state, complete: false };
   }
 
@@ -219,7 +221,7 @@ const NOTHING_READ: FileRead = { signature: undefined, objects: new Map(), probl
 
 function sameContents(a: FileRead, b: FileRead): boolean {
   if (a.objects.size !== b.objects.size || a.problems.length !== b.problems.length) return false;
-  return JSON.stringify([[...a.objects], a.problems]) === JSON.stringify([[...b.objects], b.problems]);
+  return sameContent([[...a.objects], a.problems], [[...b.objects], b.problems]);
 }
 
 interface FileRead {
@@ -359,8 +361,9 @@ function collectObjects(value: unknown, where: string, path: string, previous: R
   let object: ManifestObject | undefined;
   if (result.kind === 'ok') object = result.value;
   else if (result.kind === 'invalid') {
-    object = identity === undefined ? undefined : previous.get(identity);
-    problem(identity ?? where, object ? `${result.reason}; its previous valid version stays in effect` : result.reason);
+    const kept = keepLastValid(result.reason, identity === undefined ? undefined : previous.get(identity));
+    object = kept.value;
+    problem(identity ?? where, kept.problem);
   }
   if (object === undefined || identity === undefined) return;
   if (into.objects.has(identity)) problem(identity, 'is defined twice in this file; the first definition wins: remove one');

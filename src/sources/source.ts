@@ -1,51 +1,8 @@
 // The contract every source of Services and EndpointSlices fulfils: manifest
-// files or the Kubernetes API. A source delivers whole states rather than
-// events, so that a consumer never has to replay history to know where it
-// stands; with each state it says which keys changed, so that a consumer can
-// do work in proportion to the change rather than to the whole state.
+// files or the Kubernetes API. What it delivers, a SourceState, is the model's
+// input, so its type lives in the model (src/model/source-state.ts).
 
-import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
-
-/**
- * The maps of a state are the source's own, kept up to date in place: they are
- * valid until the next state is delivered. A consumer that compares states
- * over time keeps copies.
- */
-export interface SourceState {
-  /** Keyed `${namespace}/${name}`. */
-  services: ReadonlyMap<string, Service>;
-  /**
-   * Keyed `${namespace}/${name}`. Slices of a Service that socklb ignores
-   * (headless, ExternalName) are left out: they are not orphans.
-   */
-  slices: ReadonlyMap<string, EndpointSlice>;
-  /**
-   * The keys of the Services and EndpointSlices that may differ from the
-   * previous state delivered (added, changed, removed); every other key maps
-   * to the same object as before. Undefined: anything may have changed, the
-   * consumer compares everything.
-   */
-  changes?: StateChanges;
-  /** Everything currently wrong with the input. */
-  problems: readonly InputProblem[];
-  /** When the source first noticed a change this state carries (ms since the epoch), for network programming latency. */
-  changeSeenAt?: number;
-  /** This node as the source knows it (the API's Node object); undefined when it cannot tell. */
-  node?: { name: string; zone?: string };
-  /**
-   * False when the source cannot see its input at all (a manifest path that does not exist): the
-   * state carries the problems, and the objects of the last state in which it could. The consumer
-   * keeps its datapath as it is, rather than take the emptiness for "no Services": a mistyped or
-   * not yet mounted path at a restart would otherwise remove every Service from the pinned maps.
-   * Undefined: true.
-   */
-  complete?: boolean;
-}
-
-export interface StateChanges {
-  services: ReadonlySet<string>;
-  slices: ReadonlySet<string>;
-}
+import type { SourceState } from '../model/source-state.js';
 
 export interface Source {
   /** Delivers its first state, then every change; resolves once the first state was delivered. */

@@ -1,12 +1,14 @@
-// One collection of API objects, validated as they arrive, with the manifest
-// source's rule: an object that turns invalid is reported and its last valid
-// version stays in effect; only deleting it removes it. It also decides what
+// One collection of API objects, validated as they arrive, with the rule of
+// every source (src/model/versions.ts): an object that turns invalid is
+// reported and its last valid version stays in effect; only deleting it
+// removes it. It also decides what
 // counts as a change, so that a relist or an update that leaves every
 // validated object as it was (a status write, a new resourceVersion) wakes
 // no one, and an unchanged object keeps its identity (the model compares
 // references before content).
 
 import { namespacedName, objectRef, type ParseResult } from '../model/kubernetes.js';
+import { keepLastValid, sameContent } from '../model/versions.js';
 import type { KubeObject } from './api-client.js';
 import type { ReflectorStore } from './reflector.js';
 
@@ -71,15 +73,13 @@ export class ValidatedObjects<T extends object> implements ReflectorStore {
     const result = this.parse(object);
     switch (result.kind) {
       case 'ok': {
-        const unchanged = before?.value !== undefined && JSON.stringify(before.value) === JSON.stringify(result.value);
-        return { resourceVersion, value: unchanged ? before.value : result.value, ignored: false, problem: undefined };
+        const previous = before?.value;
+        return { resourceVersion, value: previous !== undefined && sameContent(previous, result.value) ? previous : result.value, ignored: false, problem: undefined };
       }
       case 'ignored':
         return { resourceVersion, value: undefined, ignored: true, problem: undefined };
-      case 'invalid': {
-        const value = before?.value;
-        return { resourceVersion, value, ignored: false, problem: value ? `${result.reason}; its previous valid version stays in effect` : result.reason };
-      }
+      case 'invalid':
+        return { resourceVersion, ignored: false, ...keepLastValid(result.reason, before?.value) };
     }
   }
 }

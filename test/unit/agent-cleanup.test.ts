@@ -9,7 +9,7 @@ import { mapsByRole, type BpfMap } from '../../src/datapath/maps.js';
 import { FaultyMap, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { backendText } from '../../src/model/keys.js';
-import type { SourceState } from '../../src/sources/source.js';
+import type { SourceState } from '../../src/model/source-state.js';
 import { dnsState, ManualSource } from './agent-fixtures.js';
 import { modelService, NODE } from './model-fixtures.js';
 
@@ -45,6 +45,7 @@ describe('the agent cleaning up', () => {
 describe('a source that cannot see its input', () => {
   const blind: SourceState = {
     services: new Map(),
+    ignoredServices: new Set(),
     slices: new Map(),
     problems: [{ source: '/etc/socklb/manifests', object: 'path', reason: 'does not exist' }],
     // Anything may have changed, as far as this state says: taken in, it would empty the model.
@@ -78,7 +79,7 @@ describe('a source that cannot see its input', () => {
 describe('an agent that stopped', () => {
   it('takes no state in, as a first list that completes while it stops would deliver one', async () => {
     const maps = memoryMaps();
-    const source = new ManualSource({ services: new Map(), slices: new Map(), problems: [], complete: false });
+    const source = new ManualSource({ services: new Map(), ignoredServices: new Set(), slices: new Map(), problems: [], complete: false });
     const agent = new Agent({ source, maps, logger: pino({ level: 'silent' }), node: NODE });
     await agent.start();
     await agent.stop();

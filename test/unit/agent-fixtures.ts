@@ -1,7 +1,8 @@
 // A source a test drives by hand, and the states it hands the agent.
 
 import type { EndpointSlice } from '../../src/model/types.js';
-import type { Source, SourceState } from '../../src/sources/source.js';
+import type { SourceState } from '../../src/model/source-state.js';
+import type { Source } from '../../src/sources/source.js';
 import { modelEndpoint, modelService } from './model-fixtures.js';
 
 /** A source the test drives by hand. */
@@ -33,5 +34,5 @@ export function dnsState(addresses: string[]): SourceState {
     ports: [{ name: 'dns', protocol: 'UDP', port: 5353 }],
     endpoints: addresses.map((address) => modelEndpoint(address)),
   };
-  return { services: new Map([['default/dns', service]]), slices: new Map([['default/dns-1', slice]]), problems: [] };
+  return { services: new Map([['default/dns', service]]), ignoredServices: new Set(), slices: new Map([['default/dns-1', slice]]), problems: [] };
 }

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { DesiredFrontends } from '../../src/model/desired.js';
+import type { SourceState, StateChanges } from '../../src/model/source-state.js';
 import type { EndpointSlice, Service } from '../../src/model/types.js';
-import type { SourceState, StateChanges } from '../../src/sources/source.js';
 import { modelEndpoint, modelService, NODE } from './model-fixtures.js';
 
 function web(name: string, clusterIP: string): Service {
@@ -24,9 +24,10 @@ function slice(serviceName: string, addresses: string[]): EndpointSlice {
   };
 }
 
-function state(services: Service[], slices: EndpointSlice[]): SourceState {
+function state(services: Service[], slices: EndpointSlice[], ignoredServices: string[] = []): SourceState {
   return {
     services: new Map(services.map((service) => [`${service.namespace}/${service.name}`, service])),
+    ignoredServices: new Set(ignoredServices),
     slices: new Map(slices.map((item) => [`${item.namespace}/${item.name}`, item])),
     problems: [],
   };
@@ -89,6 +90,77 @@ describe('DesiredFrontends', () => {
   });
 });
 
+describe('DesiredFrontends: the slices of a Service socklb ignores are left out', () => {
+  const a = web('a', '10.96.0.1');
+  const b = web('b', '10.96.0.2');
+  const movedToB: EndpointSlice = { ...slice('b', ['10.244.0.1']), name: 'a-1' };
+  const cases: {
+    rule: string;
+    before: SourceState;
+    after: SourceState;
+    expected: { serviceChanges: number; endpointChanges: number; backends: Record<string, string[]>; orphans: string[] };
+  }[] = [
+    {
+      rule: 'the slices of an ignored Service are unused, and not orphans',
+      before: state([], []),
+      after: state([], [slice('a', ['10.244.0.1'])], ['default/a']),
+      expected: { serviceChanges: 0, endpointChanges: 0, backends: {}, orphans: [] },
+    },
+    {
+      rule: 'a Service turning ignored takes its unchanged slices out of effect, each an endpoint change',
+      before: state([a], [slice('a', ['10.244.0.1'])]),
+      after: state([], [slice('a', ['10.244.0.1'])], ['default/a']),
+      expected: { serviceChanges: 1, endpointChanges: 1, backends: {}, orphans: [] },
+    },
+    {
+      rule: 'a Service turning back from ignored brings its unchanged slices into effect, each an endpoint change',
+      before: state([], [slice('a', ['10.244.0.1'])], ['default/a']),
+      after: state([a], [slice('a', ['10.244.0.1'])]),
+      expected: { serviceChanges: 1, endpointChanges: 1, backends: { '10.96.0.1:80/TCP': ['10.244.0.1'] }, orphans: [] },
+    },
+    {
+      rule: 'a Service turning ignored while its slice changes counts that slice once',
+      before: state([a], [slice('a', ['10.244.0.1'])]),
+      after: state([], [slice('a', ['10.244.0.2'])], ['default/a']),
+      expected: { serviceChanges: 1, endpointChanges: 1, backends: {}, orphans: [] },
+    },
+    {
+      rule: 'a change to a slice of an ignored Service is no endpoint change',
+      before: state([], [slice('a', ['10.244.0.1'])], ['default/a']),
+      after: state([], [slice('a', ['10.244.0.1', '10.244.0.2'])], ['default/a']),
+      expected: { serviceChanges: 0, endpointChanges: 0, backends: {}, orphans: [] },
+    },
+    {
+      rule: 'an ignored Service deleted leaves its slices in effect, as orphans',
+      before: state([], [slice('a', ['10.244.0.1'])], ['default/a']),
+      after: state([], [slice('a', ['10.244.0.1'])]),
+      expected: { serviceChanges: 0, endpointChanges: 1, backends: {}, orphans: ['EndpointSlice default/a-1'] },
+    },
+    {
+      rule: 'a slice moving from an ignored Service to a translated one comes into effect',
+      before: state([b], [slice('a', ['10.244.0.1'])], ['default/a']),
+      after: state([b], [movedToB], ['default/a']),
+      expected: { serviceChanges: 0, endpointChanges: 1, backends: { '10.96.0.2:80/TCP': ['10.244.0.1'] }, orphans: [] },
+    },
+  ];
+  for (const { rule, before, after, expected } of cases) {
+    for (const named of [true, false]) {
+      it(`${rule} (${named ? 'the changed keys named' : 'everything compared'})`, () => {
+        const desired = new DesiredFrontends(NODE);
+        desired.update(before);
+        const changes: StateChanges = {
+          services: new Set([...before.services.keys(), ...after.services.keys(), ...before.ignoredServices, ...after.ignoredServices]),
+          slices: new Set([...before.slices.keys(), ...after.slices.keys()]),
+        };
+        const { serviceChanges, endpointChanges } = desired.update(named ? { ...after, changes } : after);
+        const backends = Object.fromEntries([...desired.frontends].map(([id, frontend]) => [id, frontend.backends.map((backend) => backend.address)]));
+        const orphans = desired.problems().flatMap((problem) => (problem.object.startsWith('EndpointSlice ') ? [problem.object] : []));
+        assert.deepEqual({ serviceChanges, endpointChanges, backends, orphans }, expected);
+      });
+    }
+  }
+});
+
 // A small universe, so that random states share keys, ClusterIPs and endpoints often.
 const serviceArbitrary = fc
   .record({ name: fc.constantFrom('a', 'b', 'c'), namespace: fc.constantFrom('default', 'shop'), clusterIP: fc.constantFrom('10.96.0.1', '10.96.0.2'), port: fc.constantFrom(80, 81) })
@@ -104,12 +176,24 @@ const sliceArbitrary = fc
   .map(({ name, namespace, serviceName, addresses, ready }) => ({ ...slice(serviceName, []), name, namespace, endpoints: addresses.map((address) => modelEndpoint(address, { ready })) }));
 const stateArbitrary = fc.record({
   services: fc.array(serviceArbitrary, { maxLength: 5 }),
+  // Those that are also translated Services are taken out: a source delivers a Service as one or the other.
+  ignoredServices: fc.subarray(['default/a', 'shop/b', 'default/ghost', 'shop/ghost']),
   slices: fc.array(sliceArbitrary, { maxLength: 5 }),
   zone: fc.constantFrom(undefined, 'zone-a'),
 });
 
 function keyed<T extends { namespace: string; name: string }>(objects: T[]): Map<string, T> {
   return new Map(objects.map((object) => [`${object.namespace}/${object.name}`, object]));
+}
+
+/** The slices the model takes into account: not those of ignored Services. */
+function inEffect(slices: ReadonlyMap<string, EndpointSlice>, ignoredServices: ReadonlySet<string>): Map<string, EndpointSlice> {
+  return new Map([...slices].filter(([, item]) => !ignoredServices.has(`${item.namespace}/${item.serviceName}`)));
+}
+
+/** Keys in one set and not the other. */
+function eitherNotBoth(a: ReadonlySet<string>, b: ReadonlySet<string>): string[] {
+  return [...new Set([...a, ...b])].filter((key) => a.has(key) !== b.has(key));
 }
 
 /** Keys whose object differs between the two maps. */
@@ -124,25 +208,36 @@ function outcome(desired: DesiredFrontends) {
 }
 
 describe('DesiredFrontends, incrementally', () => {
-  it('states naming their changed keys (or not) end exactly where one full recomputation of the last state does, and every changed frontend is reported', () => {
+  it('states naming their changed keys (or not) end exactly where one full recomputation of the last state does, every changed frontend is reported, and changes are counted in effect', () => {
     fc.assert(
       fc.property(
         fc.array(fc.tuple(stateArbitrary, fc.boolean(), fc.subarray(['default/a', 'shop/b', 'default/s1', 'shop/s3'])), { minLength: 1, maxLength: 8 }),
         (sequence) => {
           const incremental = new DesiredFrontends(NODE);
           let services = new Map<string, Service>();
+          let ignoredServices = new Set<string>();
           let slices = new Map<string, EndpointSlice>();
           let before = outcome(incremental).frontends;
           for (const [next, named, extra] of sequence) {
             const nextServices = keyed(next.services);
+            const nextIgnored = new Set(next.ignoredServices.filter((key) => !nextServices.has(key)));
             const nextSlices = keyed(next.slices);
             // The keys that differ, and a few that may not: a source may name more than changed.
             const changes: StateChanges = {
-              services: new Set([...differing(services, nextServices), ...extra]),
+              services: new Set([...differing(services, nextServices), ...eitherNotBoth(ignoredServices, nextIgnored), ...extra]),
               slices: new Set([...differing(slices, nextSlices), ...extra]),
             };
-            const state: SourceState = { services: nextServices, slices: nextSlices, problems: [], node: { name: 'node-1', zone: next.zone }, ...(named ? { changes } : {}) };
-            const { changed } = incremental.update(state);
+            const state: SourceState = {
+              services: nextServices,
+              ignoredServices: nextIgnored,
+              slices: nextSlices,
+              problems: [],
+              node: { name: 'node-1', zone: next.zone },
+              ...(named ? { changes } : {}),
+            };
+            const { changed, serviceChanges, endpointChanges } = incremental.update(state);
+            assert.equal(serviceChanges, differing(services, nextServices).size, 'Service changes');
+            assert.equal(endpointChanges, differing(inEffect(slices, ignoredServices), inEffect(nextSlices, nextIgnored)).size, 'EndpointSlice changes in effect');
             const after = outcome(incremental).frontends;
             const moved = differing(new Map(before), new Map(after));
             assert.deepEqual([...moved].filter((id) => !changed.has(id)), [], 'every frontend that changed is reported changed');
@@ -150,6 +245,7 @@ describe('DesiredFrontends, incrementally', () => {
             fresh.update({ ...state, changes: undefined });
             assert.deepEqual(outcome(incremental), outcome(fresh));
             services = nextServices;
+            ignoredServices = nextIgnored;
             slices = nextSlices;
             before = after;
           }

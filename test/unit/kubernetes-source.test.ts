@@ -6,7 +6,7 @@ import { SocklbError } from '../../src/errors.js';
 import { ApiClient, ApiError, type KubeObject, type WatchEventType } from '../../src/sources/api-client.js';
 import { loadKubeConfig } from '../../src/sources/kubeconfig.js';
 import { KubernetesSource, proxyLabelSelector, type KubernetesSourceOptions } from '../../src/sources/kubernetes.js';
-import type { SourceState } from '../../src/sources/source.js';
+import type { SourceState } from '../../src/model/source-state.js';
 import { ApiServer, type ResourceName } from '../fixtures/apiserver.js';
 import { endpointSlice, service } from '../integration/support.js';
 
@@ -223,7 +223,7 @@ describe('KubernetesSource: changes', () => {
     await states.until((state) => state.services.size === 0);
   });
 
-  test('each state names the keys that changed; a Service turning headless takes its slices out and names them', async () => {
+  test('each state names the keys that changed; a Service turning headless is delivered as ignored, and back', async () => {
     server.apply('services', webService());
     server.apply('services', webService('db', '10.96.0.11'));
     server.apply('endpointslices', webSlice());
@@ -235,9 +235,14 @@ describe('KubernetesSource: changes', () => {
     assert.deepEqual(changesOf(moved), { services: [], slices: ['default/web-abc12'] });
     server.apply('services', webService('web', 'None'));
     const headless = await states.until((state) => !state.services.has('default/web'));
-    assert.deepEqual(changesOf(headless), { services: ['default/web'], slices: ['default/web-abc12'] });
-    assert.deepEqual([...headless.slices.keys()], [], 'the slices of an ignored Service are left out, not orphaned');
+    assert.deepEqual(changesOf(headless), { services: ['default/web'], slices: [] });
     assert.deepEqual([...headless.services.keys()], ['default/db']);
+    assert.deepEqual([...headless.ignoredServices], ['default/web'], 'the model leaves its slices out, and does not report them as orphans');
+    assert.deepEqual([...headless.slices.keys()], ['default/web-abc12'], 'its slices are delivered as they are');
+    server.apply('services', webService());
+    const translated = await states.until((state) => state.services.has('default/web'));
+    assert.deepEqual(changesOf(translated), { services: ['default/web'], slices: [] });
+    assert.deepEqual([...translated.ignoredServices], []);
   });
 
   test('a burst of events is one state, which says when its first event arrived', async () => {

@@ -11,7 +11,7 @@ import { modelEndpoint, modelService } from './model-fixtures.js';
 
 const PATHS = ['/m/a.yaml', '/m/b.yaml', '/m/sub/c.yaml'];
 
-// A small universe: files often define the same objects, slices often name ignored Services.
+// A small universe: files often define the same objects, a Service often translated in one and ignored in another.
 const objectArbitrary: fc.Arbitrary<[string, ManifestObject]> = fc.oneof(
   fc.record({ name: fc.constantFrom('web', 'db'), port: fc.constantFrom(80, 81) }).map(({ name, port }): [string, ManifestObject] => [
     `Service default/${name}`,
@@ -31,7 +31,7 @@ const fileChangeArbitrary = fc.tuple(fc.constantFrom(...PATHS), fc.option(fc.arr
 
 function view(assembly: ManifestAssembly) {
   const sorted = <T>(map: ReadonlyMap<string, T>) => [...map].sort(([a], [b]) => (a < b ? -1 : 1));
-  return { services: sorted(assembly.services), slices: sorted(assembly.slices), duplicates: PATHS.flatMap((path) => assembly.duplicateProblems(path)).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))) };
+  return { services: sorted(assembly.services), ignoredServices: [...assembly.ignoredServices].sort(), slices: sorted(assembly.slices), duplicates: PATHS.flatMap((path) => assembly.duplicateProblems(path)).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))) };
 }
 
 describe('ManifestAssembly', () => {
@@ -53,6 +53,8 @@ describe('ManifestAssembly', () => {
             );
             assert.deepEqual(differing.filter((key) => !named.has(key)), [], `every changed ${kind} key is named`);
           }
+          const turned = [...new Set([...before.ignoredServices, ...after.ignoredServices])].filter((key) => before.ignoredServices.includes(key) !== after.ignoredServices.includes(key));
+          assert.deepEqual(turned.filter((key) => !changes.services.has(key)), [], 'every Service turned ignored or back is named');
           const whole = new ManifestAssembly();
           for (const [filePath, fileObjects] of files) whole.setFile(filePath, fileObjects, { services: new Set(), slices: new Set() });
           assert.deepEqual(after, view(whole));

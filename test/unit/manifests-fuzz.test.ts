@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { DesiredFrontends } from '../../src/model/desired.js';
 import { backendText } from '../../src/model/keys.js';
 import { ManifestSource } from '../../src/sources/manifests.js';
-import type { SourceState } from '../../src/sources/source.js';
+import type { SourceState } from '../../src/model/source-state.js';
 import { NODE } from './model-fixtures.js';
 
 function goodService(index: number): object[] {

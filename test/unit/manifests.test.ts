@@ -5,10 +5,11 @@ import { mkdir, mkdtemp, rename, rm, symlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
+import { DesiredFrontends } from '../../src/model/desired.js';
 import { serviceFrontends } from '../../src/model/frontends.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
 import { ManifestSource } from '../../src/sources/manifests.js';
-import type { SourceState } from '../../src/sources/source.js';
+import type { SourceState } from '../../src/model/source-state.js';
 
 // ---- Manifests as `kubectl get -o yaml` prints them ----
 
@@ -361,10 +362,12 @@ async function watched(t: TestContext, path: string) {
   };
 }
 
-/** The state as sorted text: frontends with their backends, orphan slices, then problems with paths relative to `dir`. */
+/** The state as sorted text: frontends with their backends, orphan slices as the model finds them, then problems with paths relative to `dir`. */
 function dump(state: SourceState, dir: string): string[] {
   const slicesOf = (key: string) => [...state.slices.values()].filter((slice) => `${slice.namespace}/${slice.serviceName}` === key);
-  const orphans = [...state.slices.values()].filter((slice) => !state.services.has(`${slice.namespace}/${slice.serviceName}`));
+  const model = new DesiredFrontends(NODE);
+  model.update(state);
+  const orphans = model.problems().filter((problem) => problem.source === 'model' && problem.object.startsWith('EndpointSlice '));
   const lines: string[] = [];
   for (const [key, service] of [...state.services].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const { frontends, problems } = serviceFrontends(service, slicesOf(key), NODE);
@@ -373,7 +376,7 @@ function dump(state: SourceState, dir: string): string[] {
     }
     for (const problem of problems) lines.push(`Service ${key}: ${problem}`);
   }
-  for (const slice of orphans) lines.push(`orphan EndpointSlice ${slice.namespace}/${slice.name} names ${slice.serviceName}`);
+  for (const { object, reason } of orphans) lines.push(`orphan ${object}: ${reason}`);
   for (const { source, object, reason } of state.problems) lines.push(`problem ${relative(dir, source) || '.'}: ${object}: ${reason}`);
   return lines;
 }
@@ -405,8 +408,9 @@ describe('reading manifests', () => {
       '10.96.12.34:443/TCP shop/web:https -> 10.244.1.5:8443 10.244.2.7:8443',
       '[fd00:10:96::1234]:80/TCP shop/web:http -> [fd00:10:244:1::5]:8080',
       '[fd00:10:96::1234]:443/TCP shop/web:https -> [fd00:10:244:1::5]:8443',
-      'orphan EndpointSlice shop/gone-1 names gone',
+      'orphan EndpointSlice shop/gone-1: names Service shop/gone, which does not exist; its endpoints are unused',
     ]);
+    assert.deepEqual([...source.latest().ignoredServices].sort(), ['shop/db', 'shop/payments'], 'headless and ExternalName: not translated, and their slices are no orphans');
     assert.equal(source.states.length, 1, 'one state for the initial read');
   });
 
