@@ -2,7 +2,8 @@
 
 import { SocklbError, errnoName } from '../errors.js';
 import { MAP_CODECS, MAP_NAMES } from './layout.js';
-import { lastErrno, libbpf, libcCalls, type BpfMapHandle, type BpfObjectHandle } from './libbpf.js';
+import { libbpf, type BpfMapHandle, type BpfObjectHandle } from '../kernel/libbpf.js';
+import { lastErrno, libcCalls } from '../kernel/libc.js';
 import { mapWriteError, mapsByRole, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
 
 const ENOENT = 2;

@@ -5,7 +5,8 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { SocklbError, errnoName } from '../errors.js';
 import { mapInfo, mapKeys, mapTypeName, objectInfo } from './kernel-maps.js';
-import { lastErrno, libbpf, libcCalls } from './libbpf.js';
+import { libbpf } from '../kernel/libbpf.js';
+import { lastErrno, libcCalls } from '../kernel/libc.js';
 import { pinLayout, pinnedLinkDirectories } from './loader.js';
 import { entriesOf, pinnedSandboxes } from '../sandbox/pins.js';
 

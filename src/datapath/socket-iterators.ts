@@ -26,7 +26,8 @@ import {
   type SocketRecord,
   type StalePair,
 } from './layout.js';
-import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle } from './libbpf.js';
+import { libbpf, type BpfLinkHandle, type BpfObjectHandle } from '../kernel/libbpf.js';
+import { lastErrno } from '../kernel/libc.js';
 import type { NetworkNamespace } from './netns.js';
 
 /** The iterator programs by job and protocol. */

@@ -4,7 +4,7 @@
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SocklbError, errnoName } from '../errors.js';
-import { lastErrno, libcCalls } from './libbpf.js';
+import { lastErrno, libcCalls } from '../kernel/libc.js';
 import { mountPoints } from './mounts.js';
 
 /** Checks that `path` is a directory of a cgroup v2 hierarchy; `subject` names it in the error. */

@@ -122,12 +122,12 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     // After an upgrade, connections opened under the build before keep their record in socklb_sock_v2.
     // Written here as that build's connect4 wrote it, on a socket connected straight to the pod.
     const pod = pods[0]!;
-    const module = (path: string) => JSON.stringify(new URL(`../../src/datapath/${path}`, import.meta.url).href);
+    const module = (path: string) => JSON.stringify(new URL(`../../src/${path}`, import.meta.url).href);
     const script = `
       import net from 'node:net';
-      const { libbpf } = await import(${module('libbpf.js')});
-      const { KernelMap } = await import(${module('kernel-maps.js')});
-      const { sockCodec } = await import(${module('layout.js')});
+      const { libbpf } = await import(${module('kernel/libbpf.js')});
+      const { KernelMap } = await import(${module('datapath/kernel-maps.js')});
+      const { sockCodec } = await import(${module('datapath/layout.js')});
       const socket = net.connect(8080, '${pod.ipv4}', () => {
         const storage = new KernelMap(libbpf.objGet(${JSON.stringify(join(pinDir, 'maps', MAP_NAMES.sockets))}));
         const key = Buffer.alloc(4);

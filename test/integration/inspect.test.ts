@@ -13,7 +13,8 @@ import { readCounters, type FrontendStats } from '../../src/datapath/counters.js
 import type { BackendDescription } from '../../src/datapath/dump.js';
 import { KernelMap } from '../../src/datapath/kernel-maps.js';
 import { MAP_CODECS, MAP_NAMES, statsCodec, ZERO_COUNTERS } from '../../src/datapath/layout.js';
-import { libbpf, libcCalls } from '../../src/datapath/libbpf.js';
+import { libbpf } from '../../src/kernel/libbpf.js';
+import { libcCalls } from '../../src/kernel/libc.js';
 import type { StatusReport } from '../../src/cli/inspect.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import {
