@@ -1,5 +1,5 @@
 // The only way the agent touches the datapath: raw map entries behind a small
-// interface, with a libbpf implementation (libbpf-maps.ts), an in-memory one
+// interface, with a libbpf implementation (kernel-maps.ts), an in-memory one
 // and a fault-injecting one (memory-maps.ts) for tests.
 
 import { SocklbError, errnoName } from '../errors.js';
