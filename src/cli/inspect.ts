@@ -12,7 +12,7 @@ import { pinLayout } from '../datapath/loader.js';
 import type { DatapathMaps } from '../datapath/maps.js';
 import { pinnedLinks, pinnedMaps, type PinnedLink, type PinnedMap } from '../datapath/pinned.js';
 import { DatapathState } from '../datapath/state.js';
-import { checkPrivileges } from '../datapath/system.js';
+import { checkPrivileges } from '../kernel/system.js';
 import { SocklbError } from '../errors.js';
 
 type Output = 'table' | 'json' | 'wide';

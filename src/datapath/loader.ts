@@ -18,8 +18,8 @@ import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import { libbpf, type BpfLinkHandle, type BpfObjectHandle, type BpfProgramHandle } from '../kernel/libbpf.js';
 import { lastErrno } from '../kernel/libc.js';
 import { CAPACITY_FLAGS, roleOfMap, type DatapathMaps, type MapRole } from './maps.js';
-import { cgroup2Root } from './mounts.js';
-import { checkCgroup, checkPrivileges, ensureBpffs } from './system.js';
+import { cgroup2Root } from '../kernel/mounts.js';
+import { checkCgroup, checkPrivileges, ensureBpffs } from '../kernel/system.js';
 
 export const DEFAULT_PIN_DIRECTORY = '/sys/fs/bpf/socklb';
 
@@ -113,7 +113,7 @@ export class LoadedDatapath {
     const wanted = new Map(cgroups.map((cgroup) => [linkDirectoryName(root, cgroup), cgroup]));
     const results: AttachResult[] = [];
     for (const [name, cgroup] of wanted) {
-      checkCgroup(cgroup);
+      checkCgroup(cgroup, `--cgroup ${cgroup}`);
       results.push({ cgroup, action: this.attachOne(cgroup, `${this.layout.links}/${name}`) });
     }
     for (const name of readdirSync(this.layout.links)) {

@@ -28,7 +28,7 @@ import {
 } from './layout.js';
 import { libbpf, type BpfLinkHandle, type BpfObjectHandle } from '../kernel/libbpf.js';
 import { lastErrno } from '../kernel/libc.js';
-import type { NetworkNamespace } from './netns.js';
+import type { NetworkNamespace } from '../kernel/netns.js';
 
 /** The iterator programs by job and protocol. */
 const PROGRAMS = {

@@ -8,8 +8,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { SocklbError } from '../errors.js';
 import { cgroupOfLinkDirectory, detachDirectory, linkDirectoryName, pinLayout, SANDBOX_LINK_DIRECTORY, type LoadedDatapath } from '../datapath/loader.js';
-import { cgroup2Root } from '../datapath/mounts.js';
-import { checkCgroup } from '../datapath/system.js';
+import { cgroup2Root } from '../kernel/mounts.js';
+import { checkCgroup } from '../kernel/system.js';
 import type { Sandbox, SandboxAttachments } from './registry.js';
 
 /** A bpffs name, like any other, holds at most 255 bytes. */
@@ -29,7 +29,7 @@ export class PinnedSandboxes implements SandboxAttachments {
   ) {}
 
   attach(sandbox: Sandbox): void {
-    checkCgroup(sandbox.cgroup, undefined, `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup}`);
+    checkCgroup(sandbox.cgroup, `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup}`);
     const name = linkDirectoryName(this.cgroupRoot, sandbox.cgroup);
     if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
       throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup} is too deep to name its pins (${Buffer.byteLength(name)} bytes encoded, at most ${MAX_NAME_BYTES})`);

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, renameSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cgroup2Root } from '../../src/datapath/mounts.js';
+import { cgroup2Root } from '../../src/kernel/mounts.js';
 import { cleanupPins, linkDirectoryName, LoadedDatapath, pinLayout } from '../../src/datapath/loader.js';
 import { Lab, type Sandbox } from '../lab/lab.js';
 import { missingPrivileges, testPinDirectory } from './support.js';

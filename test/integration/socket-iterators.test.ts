@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { cleanupPins, LoadedDatapath } from '../../src/datapath/loader.js';
-import type { NetworkNamespace } from '../../src/datapath/netns.js';
+import type { NetworkNamespace } from '../../src/kernel/netns.js';
 import { SocketIterators } from '../../src/datapath/socket-iterators.js';
 import { Lab, type Sandbox } from '../lab/lab.js';
 import { missingPrivileges, testPinDirectory } from './support.js';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { linkDirectoryName, type LoadedDatapath } from '../../src/datapath/loader.js';
-import { cgroup2Root } from '../../src/datapath/mounts.js';
+import { cgroup2Root } from '../../src/kernel/mounts.js';
 import { pinnedLinks } from '../../src/datapath/pinned.js';
 import { entriesOf, PinnedSandboxes, pinnedSandboxes } from '../../src/sandbox/pins.js';
 
