@@ -13,7 +13,8 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { relative } from 'node:path';
 import { SocklbError, errnoName } from '../errors.js';
-import { checkLayout, declaredMap, KernelMap, mapInfo } from './kernel-maps.js';
+import { declaredMap, mapInfo } from '../kernel/bpf-objects.js';
+import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import { libbpf, type BpfLinkHandle, type BpfObjectHandle, type BpfProgramHandle } from '../kernel/libbpf.js';
 import { lastErrno } from '../kernel/libc.js';

@@ -4,7 +4,7 @@
 
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { SocklbError, errnoName } from '../errors.js';
-import { mapInfo, mapKeys, mapTypeName, objectInfo } from './kernel-maps.js';
+import { mapInfo, mapKeys, mapTypeName, objectInfo } from '../kernel/bpf-objects.js';
 import { libbpf } from '../kernel/libbpf.js';
 import { lastErrno, libcCalls } from '../kernel/libc.js';
 import { pinLayout, pinnedLinkDirectories } from './loader.js';

@@ -12,7 +12,8 @@
 import { Worker } from 'node:worker_threads';
 import { SocklbError, errnoName } from '../errors.js';
 import type { Protocol } from '../model/types.js';
-import { declaredMap, KernelMap } from './kernel-maps.js';
+import { declaredMap } from '../kernel/bpf-objects.js';
+import { KernelMap } from './kernel-maps.js';
 import {
   decodeRecords,
   destroyedCodec,
