@@ -8,11 +8,10 @@ import type { AgentStatusReport } from '../agent/status.js';
 import { describeStats, formatStatsTable } from '../datapath/counters.js';
 import { describeBackends, describeFrontends, formatBackendTable, formatColumns, formatTable } from '../datapath/dump.js';
 import { openPinnedMaps } from '../datapath/kernel-maps.js';
-import { pinLayout } from '../datapath/loader.js';
 import type { DatapathMaps } from '../datapath/maps.js';
-import { pinnedLinks, pinnedMaps, type PinnedLink, type PinnedMap } from '../datapath/pinned.js';
 import { DatapathState } from '../datapath/state.js';
 import { checkPrivileges } from '../kernel/system.js';
+import { pinnedLinks, pinnedMaps, type PinnedLink, type PinnedMap } from '../pins/status.js';
 import { SocklbError } from '../errors.js';
 
 type Output = 'table' | 'json' | 'wide';
@@ -35,7 +34,7 @@ function printJson(value: unknown): void {
 /** Reads the pinned maps (refusing clearly when there are none), then closes them. */
 function withPinnedState<T>(pinDir: string, read: (state: DatapathState, maps: DatapathMaps) => T): T {
   checkPrivileges();
-  const maps = openPinnedMaps(pinLayout(pinDir).maps);
+  const maps = openPinnedMaps(pinDir);
   try {
     return read(DatapathState.read(maps), maps);
   } finally {

@@ -19,18 +19,17 @@ import { AgentMetrics } from '../agent/metrics.js';
 import { agentRoutes } from '../agent/routes.js';
 import { AgentStatus } from '../agent/status.js';
 import { describeSockets, formatSocketTable } from '../datapath/dump.js';
-import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from '../datapath/layout.js';
-import { openPinnedMap } from '../datapath/kernel-maps.js';
+import { openPinnedSocketMaps } from '../datapath/kernel-maps.js';
 import { setLibbpfPrint } from '../kernel/libbpf.js';
-import { libcCalls } from '../kernel/libc.js';
-import { attachedCgroups, cleanupPins, DEFAULT_CAPACITIES, DEFAULT_PIN_DIRECTORY, LoadedDatapath, pinLayout } from '../datapath/loader.js';
-import { mapHolders } from '../datapath/pinned.js';
+import { DEFAULT_CAPACITIES, LoadedDatapath } from '../datapath/loader.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
 import { SocketIterators } from '../datapath/socket-iterators.js';
 import { DEFAULT_STUCK_SOCKET_POLICY, policyProtocols, STUCK_SOCKET_POLICIES, StuckSocketDestroyer, type StuckSocketPolicy } from '../datapath/stuck-sockets.js';
 import { cgroup2Root } from '../kernel/mounts.js';
 import { checkPrivileges } from '../kernel/system.js';
-import { sandboxCgroups } from '../sandbox/pins.js';
+import { cleanupPins } from '../pins/cleanup.js';
+import { mapHolders } from '../pins/holders.js';
+import { attachedCgroups, DEFAULT_PIN_DIRECTORY, sandboxCgroups } from '../pins/layout.js';
 import { adoptSandboxes, controlSocketOption, registerSandboxCommands } from './sandbox.js';
 import { SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -194,10 +193,9 @@ function loadStuckSocketIterators(options: RunOptions, datapath: LoadedDatapath,
 /** Runs the dump iterators in every namespace of the attached cgroups, over the pinned socket maps. */
 async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfObject: string }): Promise<void> {
   checkPrivileges();
-  const socketMaps = {} as SocketMapFds;
+  const socketMaps = openPinnedSocketMaps(options.pinDir);
   try {
-    for (const role of SOCKET_MAPS) socketMaps[role] = openPinnedMap(`${pinLayout(options.pinDir).maps}/${MAP_NAMES[role]}`, Object.keys(socketMaps).length > 0);
-    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), socketMaps);
+    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), socketMaps.fds);
     try {
       const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)]);
       try {
@@ -210,7 +208,7 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
       iterators.close();
     }
   } finally {
-    for (const fd of Object.values(socketMaps)) libcCalls.close(fd);
+    socketMaps.close();
   }
 }
 

@@ -10,7 +10,7 @@ import type { LoadedDatapath } from '../datapath/loader.js';
 import type { Logger } from '../log.js';
 import { claimControlSocket, DEFAULT_CONTROL_SOCKET, requestControl } from '../sandbox/control-socket.js';
 import { cgroupOfProcess, HOOK_STAGES, hookAction, parseContainerState, type HookStage } from '../sandbox/oci-state.js';
-import { PinnedSandboxes } from '../sandbox/pins.js';
+import { PinnedSandboxes } from '../sandbox/attachments.js';
 import type { ControlRequest } from '../sandbox/protocol.js';
 import { SandboxRegistry, type Sandbox } from '../sandbox/registry.js';
 

@@ -3,8 +3,9 @@
 import { SocklbError, errnoName } from '../errors.js';
 import { isArrayType, mapInfo, mapKeys, valuesPerKey, type MapInfo } from '../kernel/bpf-objects.js';
 import { libbpf } from '../kernel/libbpf.js';
-import { lastErrno, libcCalls } from '../kernel/libc.js';
-import { MAP_CODECS, MAP_NAMES } from './layout.js';
+import { pinnedMapPath } from '../pins/layout.js';
+import { PinnedMapFds } from '../pins/maps.js';
+import { MAP_CODECS, MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import { mapWriteError, mapsByRole, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
 
 const ENOENT = 2;
@@ -131,33 +132,32 @@ export function checkLayout(role: keyof DatapathMaps, info: MapInfo, where: stri
   }
 }
 
-/**
- * Opens one of a datapath's pinned maps. The first one missing means no datapath is pinned; once
- * another was there (`othersOpened`), a missing map is one an older build did not have.
- */
-export function openPinnedMap(path: string, othersOpened: boolean): number {
-  const fd = libbpf.objGet(path);
-  if (fd >= 0) return fd;
-  const errno = -fd || lastErrno();
-  if (othersOpened) throw new SocklbError('SOCKLB_ERR_MAP_LAYOUT', `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; \`socklb run\` of this build adds it`);
-  throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(errno)}); start one with \`socklb run\``);
-}
-
-/** Opens the maps pinned under `mapsDirectory` without loading anything. */
-export function openPinnedMaps(mapsDirectory: string): DatapathMaps & { close(): void } {
-  const fds: number[] = [];
+/** Opens the maps pinned under `pinDirectory` without loading anything, each checked against this build's layout. */
+export function openPinnedMaps(pinDirectory: string): DatapathMaps & { close(): void } {
+  const pinned = new PinnedMapFds(pinDirectory);
   try {
     const maps = mapsByRole((role) => {
-      const path = `${mapsDirectory}/${MAP_NAMES[role]}`;
-      const fd = openPinnedMap(path, fds.length > 0);
-      fds.push(fd);
+      const fd = pinned.open(MAP_NAMES[role]);
       const info = mapInfo(fd);
-      checkLayout(role, info, path);
+      checkLayout(role, info, pinnedMapPath(pinDirectory, MAP_NAMES[role]));
       return new KernelMap(fd, info);
     });
-    return { ...maps, close: () => fds.forEach((fd) => libcCalls.close(fd)) };
+    return { ...maps, close: () => pinned.close() };
   } catch (error) {
-    fds.forEach((fd) => libcCalls.close(fd));
+    pinned.close();
+    throw error;
+  }
+}
+
+/** The socket maps pinned under `pinDirectory`, for the socket iterators of a command run beside the agent. */
+export function openPinnedSocketMaps(pinDirectory: string): { fds: SocketMapFds; close(): void } {
+  const pinned = new PinnedMapFds(pinDirectory);
+  try {
+    const fds = {} as SocketMapFds;
+    for (const role of SOCKET_MAPS) fds[role] = pinned.open(MAP_NAMES[role]);
+    return { fds, close: () => pinned.close() };
+  } catch (error) {
+    pinned.close();
     throw error;
   }
 }

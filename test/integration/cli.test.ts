@@ -10,7 +10,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { MAP_NAMES } from '../../src/datapath/layout.js';
-import { pinnedMaps } from '../../src/datapath/pinned.js';
+import { pinnedMaps } from '../../src/pins/status.js';
 import { findCgroup2Root, removeCgroup } from '../lab/cgroup.js';
 import { assertOneSentence, manifestDirectory, missingPrivileges, service, services, SOCKLB, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
 

@@ -10,7 +10,8 @@ import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MAP_NAMES } from '../../src/datapath/layout.js';
-import { pinnedMaps } from '../../src/datapath/pinned.js';
+import { pinnedMapPath } from '../../src/pins/layout.js';
+import { pinnedMaps } from '../../src/pins/status.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   endpointSlice,
@@ -129,7 +130,7 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
       const { KernelMap } = await import(${module('datapath/kernel-maps.js')});
       const { sockCodec } = await import(${module('datapath/layout.js')});
       const socket = net.connect(8080, '${pod.ipv4}', () => {
-        const storage = new KernelMap(libbpf.objGet(${JSON.stringify(join(pinDir, 'maps', MAP_NAMES.sockets))}));
+        const storage = new KernelMap(libbpf.objGet(${JSON.stringify(pinnedMapPath(pinDir, MAP_NAMES.sockets))}));
         const key = Buffer.alloc(4);
         key.writeInt32LE(socket._handle.fd);
         storage.update(key, sockCodec.encode([{ service: { address: '${CLUSTER_IPV4}', port: 80 }, backend: { address: '${pod.ipv4}', port: 8080 }, slot: 0 }]));
