@@ -13,7 +13,7 @@ import { cgroupLinkDirectory, pinnedLinkDirectories, pinnedMapNames, pinnedMapPa
 import { detachDirectory, pinProgramLinks } from '../pins/links.js';
 import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
-import { CAPACITY_FLAGS, roleOfMap, type DatapathMaps, type MapRole } from './maps.js';
+import { CAPACITY_FLAGS, DEFAULT_CAPACITIES, roleCapacity, roleOfMap, type DatapathMaps, type MapCapacities, type MapRole } from './maps.js';
 
 /** What happened to one cgroup's attachment. */
 export interface AttachResult {
@@ -158,29 +158,14 @@ function checkNotReplacingState(pinDirectory: string, pinnedBefore: readonly str
   );
 }
 
-/** How many entries each sized map holds. */
-export interface MapCapacities {
-  frontends: number;
-  backends: number;
-  slots: number;
-  /** TCP connections whose getpeername() is restored, open at once (socklb_conn_v1). */
-  connections: number;
-}
-
-export const DEFAULT_CAPACITIES: MapCapacities = { frontends: 65536, backends: 65536, slots: 262144, connections: 131072 };
-
 /** A map's entries, and the `socklb run` flag that sets them. */
 interface MapSize {
   capacity: number;
   flag: string;
 }
 
-// Every frontend has one service name, and one set of counters at the index
-// of its service id (ids start at 1).
 function sizeOf(mapName: string, capacities: MapCapacities): MapSize | undefined {
   if (mapName === MAP_NAMES.connections) return { capacity: capacities.connections, flag: '--max-connections' };
   const role = roleOfMap(mapName);
-  if (role === undefined) return undefined;
-  const capacity = role === 'stats' ? capacities.frontends + 1 : capacities[role === 'serviceNames' ? 'frontends' : role];
-  return { capacity, flag: CAPACITY_FLAGS[role] };
+  return role === undefined ? undefined : { capacity: roleCapacity(role, capacities), flag: CAPACITY_FLAGS[role] };
 }
