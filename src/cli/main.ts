@@ -18,7 +18,7 @@ import { trimAfterCollections } from '../agent/malloc-trim.js';
 import { AgentMetrics } from '../agent/metrics.js';
 import { agentRoutes } from '../agent/routes.js';
 import { AgentStatus } from '../agent/status.js';
-import { describeSockets, formatSocketTable } from '../datapath/dump.js';
+import { describeSockets } from '../datapath/dump.js';
 import { openPinnedSocketMaps } from '../datapath/kernel-maps.js';
 import { setLibbpfPrint } from '../kernel/libbpf.js';
 import { LoadedDatapath } from '../datapath/loader.js';
@@ -39,6 +39,7 @@ import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
 import { registerInspectCommands } from './inspect.js';
 import { runBench } from './bench.js';
+import { formatSocketTable } from './tables.js';
 
 const DEFAULT_BPF_OBJECT = join(bpfDirectory(), 'socklb.bpf.o');
 

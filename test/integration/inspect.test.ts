@@ -16,7 +16,7 @@ import { MAP_CODECS, MAP_NAMES, statsCodec, ZERO_COUNTERS } from '../../src/data
 import { DEFAULT_CAPACITIES, roleCapacity } from '../../src/datapath/maps.js';
 import { libbpf } from '../../src/kernel/libbpf.js';
 import { libcCalls } from '../../src/kernel/libc.js';
-import type { StatusReport } from '../../src/cli/inspect.js';
+import type { StatusReport } from '../../src/cli/tables.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   endpointSlice,
