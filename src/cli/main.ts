@@ -38,7 +38,7 @@ import { canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
 import { registerInspectCommands } from './inspect.js';
-import { runBench } from './bench.js';
+import { benchAvailable, runBench } from './bench.js';
 import { formatSocketTable } from './tables.js';
 
 const DEFAULT_BPF_OBJECT = join(bpfDirectory(), 'socklb.bpf.o');
@@ -293,8 +293,9 @@ registerSandboxCommands(program);
 
 program.command('cleanup').description('detach every program and remove everything socklb pinned').addOption(pinDirOption()).action(cleanup);
 
+// Listed only where it can run: not in the production bundle, where it says why when run.
 program
-  .command('bench')
+  .command('bench', { hidden: !benchAvailable() })
   .description('the benchmark against direct, kube-proxy iptables and nftables (docs/benchmarks.md; `socklb bench --help` for its flags); from a source build only')
   .helpOption(false)
   .allowUnknownOption()

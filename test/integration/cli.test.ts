@@ -34,7 +34,8 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
     assert.match(result.stderr, /--cgroup \/sys\/fs\/cgroup\/no-such-sandbox: (no such cgroup directory|not inside a cgroup v2 hierarchy)/);
   });
 
-  it('runs the benchmark beside it: bench passes its flags through, and its exit code back', async () => {
+  it('runs the benchmark beside it: bench is listed, passes its flags through, and its exit code back', async () => {
+    assert.match((await socklb(['--help'])).stdout, /^ {2}bench /m);
     const help = await socklb(['bench', '--help']);
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /Usage: socklb bench \[options\][\s\S]*--control-plane-only/);
