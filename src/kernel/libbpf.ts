@@ -1,5 +1,5 @@
-// The libbpf 1.x functions socklb calls (Debian's libbpf1), through koffi. Declared once here;
-// the datapath uses them through its typed wrappers (src/datapath/loader.ts, kernel-maps.ts).
+// The libbpf 1.x functions socklb calls (Debian's libbpf1), through koffi. Declared once here,
+// for the typed wrappers of src/kernel/bpf-objects.ts, src/pins/ and src/datapath/.
 //
 // libbpf 1.x returns NULL and sets errno from functions that return a
 // pointer, and -errno from functions that return an int.
