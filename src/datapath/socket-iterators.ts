@@ -11,8 +11,11 @@
 
 import { Worker } from 'node:worker_threads';
 import { SocklbError, errnoName } from '../errors.js';
-import type { Protocol } from '../model/types.js';
 import { declaredMap } from '../kernel/bpf-objects.js';
+import { libbpf, type BpfLinkHandle, type BpfObjectHandle } from '../kernel/libbpf.js';
+import { lastErrno } from '../kernel/libc.js';
+import type { NetworkNamespace } from '../kernel/netns.js';
+import type { Protocol } from '../model/types.js';
 import { KernelMap } from './kernel-maps.js';
 import {
   decodeRecords,
@@ -27,9 +30,6 @@ import {
   type SocketRecord,
   type StalePair,
 } from './layout.js';
-import { libbpf, type BpfLinkHandle, type BpfObjectHandle } from '../kernel/libbpf.js';
-import { lastErrno } from '../kernel/libc.js';
-import type { NetworkNamespace } from '../kernel/netns.js';
 
 /** The iterator programs by job and protocol. */
 const PROGRAMS = {
