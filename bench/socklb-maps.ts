@@ -7,10 +7,10 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { openPinnedMaps } from '../src/datapath/kernel-maps.js';
 import { MAP_CODECS } from '../src/datapath/layout.js';
-import { pinLayout } from '../src/datapath/loader.js';
 import type { DatapathMaps } from '../src/datapath/maps.js';
 import { backendText } from '../src/model/keys.js';
 import type { FrontendKey } from '../src/model/types.js';
+import { pinLayout } from '../src/pins/layout.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -18,7 +18,7 @@ export class FrontendReader {
   private constructor(private readonly maps: DatapathMaps & { close(): void }) {}
 
   static open(pinDirectory: string): FrontendReader {
-    return new FrontendReader(openPinnedMaps(pinLayout(pinDirectory).maps));
+    return new FrontendReader(openPinnedMaps(pinDirectory));
   }
 
   /** The frontend's backends ("ip:port", sorted) as the programs see them; undefined without a frontend. */

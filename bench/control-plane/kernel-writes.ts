@@ -7,11 +7,12 @@
 //   node build/bench/control-plane/kernel-writes.js --services 10000 --rounds 5
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CAPACITIES, LoadedDatapath, cleanupPins } from '../../src/datapath/loader.js';
-import { mapsByRole, updateEachInTurn, type DatapathMaps } from '../../src/datapath/maps.js';
+import { LoadedDatapath } from '../../src/datapath/loader.js';
+import { DEFAULT_CAPACITIES, mapsByRole, updateEachInTurn, type DatapathMaps } from '../../src/datapath/maps.js';
 import { reconcile } from '../../src/datapath/reconcile.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { frontendId } from '../../src/model/keys.js';
+import { cleanupPins } from '../../src/pins/cleanup.js';
 import type { DesiredFrontend } from '../../src/model/types.js';
 import { percentile } from '../stats.js';
 

@@ -29,7 +29,7 @@ const catalog = buildCatalog({ services, endpointsPerService: 2, backendIPs: ['1
 const workdir = await mkdtemp(path.join(tmpdir(), 'socklb-profile-'));
 const manifests = path.join(workdir, 'manifests');
 const capacity = services * 4;
-const maps = memoryMaps({ frontends: capacity, backends: capacity, slots: capacity, serviceNames: capacity });
+const maps = memoryMaps({ frontends: capacity, backends: capacity, slots: capacity });
 const agent = new Agent({
   source: new ManifestSource({ path: manifests }),
   maps,

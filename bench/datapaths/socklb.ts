@@ -6,7 +6,7 @@
 import { readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DEFAULT_CAPACITIES } from '../../src/datapath/loader.js';
+import { DEFAULT_CAPACITIES } from '../../src/datapath/maps.js';
 import { socklb, startAgent, type RunningAgent } from '../../test/integration/support.js';
 import type { Sandbox } from '../../test/lab/lab.js';
 import { churnEndpoints, type BenchPort, type BenchService, type Catalog } from '../catalog.js';

@@ -61,7 +61,7 @@ report(`DatapathState read back from the maps (${readBack.frontends.size} fronte
 /** In a function of its own, so that its state is garbage once it returns (a top-level await would keep it). */
 function programFirstSync(desired: DesiredFrontends) {
   const capacity = count * 4 + 16;
-  const maps = memoryMaps({ frontends: capacity, backends: capacity, slots: capacity, serviceNames: capacity });
+  const maps = memoryMaps({ frontends: capacity, backends: capacity, slots: capacity });
   const state = new DatapathState();
   reconcile(maps, state, desired.frontends, fullScope(state, desired.frontends));
   return { maps, withState: heapUsed(), frontends: state.frontends.size, backends: state.backends.size };

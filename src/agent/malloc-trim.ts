@@ -11,7 +11,7 @@
 // often, trims about once a second; an idle agent does not collect, so it never trims.
 
 import { constants, PerformanceObserver, type NodeGCPerformanceDetail, type PerformanceEntry } from 'node:perf_hooks';
-import { libcCalls } from '../datapath/libbpf.js';
+import { libcCalls } from '../kernel/libc.js';
 
 const TRIM_DELAY_MS = 1000;
 

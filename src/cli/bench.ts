@@ -1,7 +1,8 @@
 // `socklb bench`: the benchmark (bench/, docs/benchmarks.md) drives nginx, wrk, iptables and
 // nftables in namespaces of its own, so it is not part of the agent. A build from the source
 // tree has it beside the CLI (build/bench/main.js for build/src/cli/main.js), and this runs it;
-// the production bundle (dist/) does not carry it, and says so.
+// the production bundle (dist/) does not carry it: its help leaves the command out, and the
+// command says so when run all the same.
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,9 +11,14 @@ import { SocklbError } from '../errors.js';
 
 const BENCH_MAIN = fileURLToPath(new URL('../../bench/main.js', import.meta.url));
 
+/** Whether this build carries the benchmark: a build from the source tree does, the bundle not. */
+export function benchAvailable(): boolean {
+  return existsSync(BENCH_MAIN);
+}
+
 /** Runs the benchmark with `args` in a child process; its exit code. */
 export async function runBench(args: string[]): Promise<number> {
-  if (!existsSync(BENCH_MAIN)) {
+  if (!benchAvailable()) {
     throw new SocklbError(
       'SOCKLB_ERR_USAGE',
       `bench: the benchmark is not part of this build (no ${BENCH_MAIN}); it comes with the source tree: run \`make build\` there, then \`node build/src/cli/main.js bench\` (or \`npm run bench\`, \`make bench-quick\`)`,

@@ -5,15 +5,15 @@
 import { Command, Option } from 'commander';
 import { DEFAULT_METRICS_BIND_ADDRESS, parseBindAddress } from '../agent/http-server.js';
 import type { AgentStatusReport } from '../agent/status.js';
-import { describeStats, formatStatsTable } from '../datapath/counters.js';
-import { describeBackends, describeFrontends, formatBackendTable, formatColumns, formatTable } from '../datapath/dump.js';
+import { describeStats } from '../datapath/counters.js';
+import { describeBackends, describeFrontends } from '../datapath/dump.js';
 import { openPinnedMaps } from '../datapath/kernel-maps.js';
-import { pinLayout } from '../datapath/loader.js';
 import type { DatapathMaps } from '../datapath/maps.js';
-import { pinnedLinks, pinnedMaps, type PinnedLink, type PinnedMap } from '../datapath/pinned.js';
 import { DatapathState } from '../datapath/state.js';
-import { checkPrivileges } from '../datapath/system.js';
+import { checkPrivileges } from '../kernel/system.js';
+import { pinnedLinks, pinnedMaps } from '../pins/status.js';
 import { SocklbError } from '../errors.js';
+import { formatBackendTable, formatFrontendTable, formatStatsTable, formatStatus, type AgentAnswer, type StatusReport } from './tables.js';
 
 type Output = 'table' | 'json' | 'wide';
 
@@ -35,7 +35,7 @@ function printJson(value: unknown): void {
 /** Reads the pinned maps (refusing clearly when there are none), then closes them. */
 function withPinnedState<T>(pinDir: string, read: (state: DatapathState, maps: DatapathMaps) => T): T {
   checkPrivileges();
-  const maps = openPinnedMaps(pinLayout(pinDir).maps);
+  const maps = openPinnedMaps(pinDir);
   try {
     return read(DatapathState.read(maps), maps);
   } finally {
@@ -46,7 +46,7 @@ function withPinnedState<T>(pinDir: string, read: (state: DatapathState, maps: D
 function services(options: { pinDir: string; output: Output }): void {
   const frontends = withPinnedState(options.pinDir, (state) => describeFrontends(state));
   if (options.output === 'json') printJson(frontends);
-  else print(formatTable(frontends, options.output === 'wide'));
+  else print(formatFrontendTable(frontends, options.output === 'wide'));
 }
 
 function backends(options: { pinDir: string; output: Output }): void {
@@ -60,9 +60,6 @@ function stats(options: { pinDir: string; output: Output }): void {
   if (options.output === 'json') printJson(described);
   else print(formatStatsTable(described));
 }
-
-/** The agent as `status` found it. */
-export type AgentAnswer = ({ running: true } & AgentStatusReport) | { running: false; reason: string };
 
 /** Asks the agent's /statusz; an agent that does not answer is not running. */
 async function queryAgent(metricsBindAddress: string): Promise<AgentAnswer> {
@@ -78,44 +75,6 @@ async function queryAgent(metricsBindAddress: string): Promise<AgentAnswer> {
     const hung = (error as Error).name === 'TimeoutError' ? `; no answer within ${AGENT_TIMEOUT_MS / 1000} s: a hung agent, or an address whose packets are dropped?` : '';
     return { running: false, reason: `no answer at ${metricsBindAddress} (${cause})${hung}` };
   }
-}
-
-export interface StatusReport {
-  agent: AgentAnswer;
-  pinDir: string;
-  attachments: PinnedLink[];
-  maps: PinnedMap[];
-}
-
-/** /healthz's verdict in words: before the first sync it is not a failure, only not ready. */
-function verdict(agent: { healthy: boolean; lastSync: string | null }): string {
-  if (agent.healthy) return 'healthy';
-  return agent.lastSync === null ? 'not ready: the first sync is not done' : 'UNHEALTHY: an update has waited too long';
-}
-
-export function formatStatus(report: StatusReport): string {
-  const { agent } = report;
-  const lines: string[] = [];
-  if (agent.running) {
-    lines.push(
-      `agent: running (pid ${agent.pid}), ${verdict(agent)}; last sync ${agent.lastSync ?? 'not yet'}${agent.lastSync === null ? '' : `, all updates in by ${agent.lastUpdated}`}; ${agent.frontends} frontends, ${agent.backends} backends`,
-    );
-    if (agent.failedFrontends.length === 0 && agent.inputProblems.length === 0) lines.push('problems: none');
-    for (const { frontend, error } of agent.failedFrontends) lines.push(`problem: frontend ${frontend} is not in the datapath (retried): ${error}`);
-    for (const problem of agent.inputProblems) lines.push(`problem: ${problem.source}: ${problem.object}: ${problem.reason}`);
-  } else {
-    lines.push(`agent: not running: ${agent.reason}; the pinned datapath keeps serving what it was last given`);
-  }
-  lines.push('', `attachments (${report.pinDir}):`);
-  lines.push(
-    report.attachments.length === 0
-      ? '<none: no cgroup is translated>'
-      : formatColumns([['CGROUP', 'SANDBOX', 'PROGRAM', 'LINK', 'PROGRAM ID'], ...report.attachments.map((link) => [link.cgroup, link.sandbox ?? '-', link.program, link.error ? `<${link.error}>` : String(link.linkId), String(link.programId)])]),
-  );
-  lines.push('', 'maps:');
-  const fill = (map: PinnedMap) => (map.entries === null ? '-' : `${((100 * map.entries) / map.capacity).toFixed(1)}%`);
-  lines.push(formatColumns([['MAP', 'TYPE', 'ID', 'ENTRIES', 'CAPACITY', 'FILL'], ...report.maps.map((map) => [map.name, map.type, String(map.id), map.entries === null ? '-' : String(map.entries), String(map.capacity), fill(map)])]));
-  return lines.join('\n');
 }
 
 async function status(options: { pinDir: string; output: 'table' | 'json'; metricsBindAddress: string }): Promise<void> {

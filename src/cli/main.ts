@@ -18,18 +18,19 @@ import { trimAfterCollections } from '../agent/malloc-trim.js';
 import { AgentMetrics } from '../agent/metrics.js';
 import { agentRoutes } from '../agent/routes.js';
 import { AgentStatus } from '../agent/status.js';
-import { describeSockets, formatSocketTable } from '../datapath/dump.js';
-import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from '../datapath/layout.js';
-import { openPinnedMap } from '../datapath/kernel-maps.js';
-import { libcCalls, setLibbpfPrint } from '../datapath/libbpf.js';
-import { attachedCgroups, cleanupPins, DEFAULT_CAPACITIES, DEFAULT_PIN_DIRECTORY, LoadedDatapath, pinLayout } from '../datapath/loader.js';
-import { mapHolders } from '../datapath/pinned.js';
-import { closeNamespaces, openNamespacesOfCgroups } from '../datapath/netns.js';
+import { describeSockets } from '../datapath/dump.js';
+import { openPinnedSocketMaps } from '../datapath/kernel-maps.js';
+import { LoadedDatapath } from '../datapath/loader.js';
+import { DEFAULT_CAPACITIES } from '../datapath/maps.js';
 import { SocketIterators } from '../datapath/socket-iterators.js';
 import { DEFAULT_STUCK_SOCKET_POLICY, policyProtocols, STUCK_SOCKET_POLICIES, StuckSocketDestroyer, type StuckSocketPolicy } from '../datapath/stuck-sockets.js';
-import { cgroup2Root } from '../datapath/mounts.js';
-import { checkPrivileges } from '../datapath/system.js';
-import { sandboxCgroups } from '../sandbox/pins.js';
+import { setLibbpfPrint } from '../kernel/libbpf.js';
+import { cgroup2Root } from '../kernel/mounts.js';
+import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
+import { checkPrivileges } from '../kernel/system.js';
+import { cleanupPins } from '../pins/cleanup.js';
+import { mapHolders } from '../pins/holders.js';
+import { attachedCgroups, DEFAULT_PIN_DIRECTORY, sandboxCgroups } from '../pins/layout.js';
 import { adoptSandboxes, controlSocketOption, registerSandboxCommands } from './sandbox.js';
 import { SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -37,7 +38,8 @@ import { canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
 import { registerInspectCommands } from './inspect.js';
-import { runBench } from './bench.js';
+import { benchAvailable, runBench } from './bench.js';
+import { formatSocketTable } from './tables.js';
 
 const DEFAULT_BPF_OBJECT = join(bpfDirectory(), 'socklb.bpf.o');
 
@@ -193,10 +195,9 @@ function loadStuckSocketIterators(options: RunOptions, datapath: LoadedDatapath,
 /** Runs the dump iterators in every namespace of the attached cgroups, over the pinned socket maps. */
 async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfObject: string }): Promise<void> {
   checkPrivileges();
-  const socketMaps = {} as SocketMapFds;
+  const socketMaps = openPinnedSocketMaps(options.pinDir);
   try {
-    for (const role of SOCKET_MAPS) socketMaps[role] = openPinnedMap(`${pinLayout(options.pinDir).maps}/${MAP_NAMES[role]}`, Object.keys(socketMaps).length > 0);
-    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), socketMaps);
+    const iterators = SocketIterators.load(iteratorObject(options.bpfObject), socketMaps.fds);
     try {
       const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)]);
       try {
@@ -209,7 +210,7 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
       iterators.close();
     }
   } finally {
-    for (const fd of Object.values(socketMaps)) libcCalls.close(fd);
+    socketMaps.close();
   }
 }
 
@@ -292,8 +293,9 @@ registerSandboxCommands(program);
 
 program.command('cleanup').description('detach every program and remove everything socklb pinned').addOption(pinDirOption()).action(cleanup);
 
+// Listed only where it can run: not in the production bundle, where it says why when run.
 program
-  .command('bench')
+  .command('bench', { hidden: !benchAvailable() })
   .description('the benchmark against direct, kube-proxy iptables and nftables (docs/benchmarks.md; `socklb bench --help` for its flags); from a source build only')
   .helpOption(false)
   .allowUnknownOption()

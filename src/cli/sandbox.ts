@@ -10,9 +10,10 @@ import type { LoadedDatapath } from '../datapath/loader.js';
 import type { Logger } from '../log.js';
 import { claimControlSocket, DEFAULT_CONTROL_SOCKET, requestControl } from '../sandbox/control-socket.js';
 import { cgroupOfProcess, HOOK_STAGES, hookAction, parseContainerState, type HookStage } from '../sandbox/oci-state.js';
-import { PinnedSandboxes } from '../sandbox/pins.js';
+import { PinnedSandboxes } from '../sandbox/attachments.js';
 import type { ControlRequest } from '../sandbox/protocol.js';
 import { SandboxRegistry, type Sandbox } from '../sandbox/registry.js';
+import { formatSandboxTable } from './tables.js';
 
 /** Long enough for an agent busy with a large sync, short enough not to stall a container start. */
 const DEFAULT_TIMEOUT_SECONDS = 5;
@@ -72,11 +73,6 @@ function send(options: ClientOptions, request: ControlRequest) {
 
 function describe(sandbox: Sandbox, outcome: string): string {
   return `sandbox ${sandbox.id} ${outcome} (cgroup ${sandbox.cgroup})\n`;
-}
-
-function formatSandboxes(sandboxes: Sandbox[]): string {
-  const width = Math.max(2, ...sandboxes.map((sandbox) => sandbox.id.length));
-  return [`${'ID'.padEnd(width)}  CGROUP`, ...sandboxes.map((sandbox) => `${sandbox.id.padEnd(width)}  ${sandbox.cgroup}`)].join('\n');
 }
 
 /** Reads all of stdin, or fails after `timeoutMs`: a runtime that keeps stdin open must not hang the hook. */
@@ -159,7 +155,7 @@ export function registerSandboxCommands(program: Command): void {
     .action(async (options: ClientOptions & { output: 'table' | 'json' }) => {
       const response = await send(options, { op: 'list' });
       const sandboxes = 'sandboxes' in response ? response.sandboxes : [];
-      process.stdout.write(options.output === 'json' ? `${JSON.stringify(sandboxes, null, 2)}\n` : `${formatSandboxes(sandboxes)}\n`);
+      process.stdout.write(options.output === 'json' ? `${JSON.stringify(sandboxes, null, 2)}\n` : `${formatSandboxTable(sandboxes)}\n`);
     });
 
   program

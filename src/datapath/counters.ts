@@ -2,7 +2,7 @@
 // them: for `socklb stats`, for /metrics and for tests.
 
 import type { Protocol, ServicePortRef } from '../model/types.js';
-import { formatColumns, serviceText } from './dump.js';
+import { serviceText } from './dump.js';
 import { MAP_CODECS, sumPerCpu, ZERO_COUNTERS, type FrontendCounters } from './layout.js';
 import type { BpfMap } from './maps.js';
 import type { DatapathState, FrontendEntry } from './state.js';
@@ -57,13 +57,6 @@ export function describeStats(state: DatapathState, stats: BpfMap): FrontendStat
   return countedFrontends(state, stats)
     .map(({ frontend, entry, name, counters }) => ({ frontend, service: name ? serviceText(name) : '', serviceId: entry.serviceId, ...counters }))
     .sort((a, b) => a.service.localeCompare(b.service) || a.frontend.localeCompare(b.frontend));
-}
-
-export function formatStatsTable(stats: readonly FrontendStats[]): string {
-  return formatColumns([
-    ['SERVICE', 'FRONTEND', 'CONNECTS', 'REFUSED', 'DATAGRAMS', 'REVERSE-NAT'],
-    ...stats.map((s) => [s.service || '<unnamed>', s.frontend, String(s.connects), String(s.refused), String(s.datagrams), String(s.reverseNat)]),
-  ]);
 }
 
 /**

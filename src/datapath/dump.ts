@@ -1,5 +1,5 @@
 // One description of the datapath, read from its maps, for `socklb services`,
-// for tests and for bug reports.
+// for tests and for bug reports (as JSON, or as the tables of src/cli/tables.ts).
 
 import { backendText, frontendId, hostPort } from '../model/keys.js';
 import type { Protocol, ServicePortRef } from '../model/types.js';
@@ -50,16 +50,6 @@ export function serviceText(ref: ServicePortRef): string {
   return `${ref.namespace}/${ref.name}${ref.portName ? `:${ref.portName}` : ''}`;
 }
 
-/** `wide` adds the service id, flags, affinity timeout and slot count. */
-export function formatTable(frontends: FrontendDescription[], wide = false): string {
-  const backends = (f: FrontendDescription) => (f.backends.length > 0 ? f.backends.join(',') : '<none: refuses connections>');
-  if (!wide) return formatColumns([['FRONTEND', 'SERVICE', 'BACKENDS'], ...frontends.map((f) => [f.frontend, f.service, backends(f)])]);
-  return formatColumns([
-    ['FRONTEND', 'SERVICE', 'ID', 'FLAGS', 'AFFINITY', 'SLOTS', 'BACKENDS'],
-    ...frontends.map((f) => [f.frontend, f.service, String(f.serviceId), `0x${f.flags.toString(16)}`, f.affinityTimeoutSeconds > 0 ? `ClientIP ${f.affinityTimeoutSeconds}s` : 'None', String(f.backends.length), backends(f)]),
-  ]);
-}
-
 /** A backend and the frontend slots that name it, as `socklb backends` shows it. */
 export interface BackendDescription {
   id: number;
@@ -86,28 +76,6 @@ export function describeBackends(state: DatapathState): BackendDescription[] {
   return [...state.backends]
     .map(([id, backend]) => ({ id, backend: backendText(backend), frontends: (usersByBackend.get(id) ?? []).sort((a, b) => a.frontend.localeCompare(b.frontend)) }))
     .sort((a, b) => a.id - b.id);
-}
-
-/** `wide` adds the Services and each frontend's slots. */
-export function formatBackendTable(backends: readonly BackendDescription[], wide = false): string {
-  const frontends = (b: BackendDescription) => (b.frontends.length > 0 ? b.frontends.map((f) => f.frontend).join(',') : '<unused>');
-  if (!wide) return formatColumns([['ID', 'BACKEND', 'FRONTENDS'], ...backends.map((b) => [String(b.id), b.backend, frontends(b)])]);
-  return formatColumns([
-    ['ID', 'BACKEND', 'SERVICES', 'FRONTENDS (SLOTS)'],
-    ...backends.map((b) => [
-      String(b.id),
-      b.backend,
-      [...new Set(b.frontends.map((f) => f.service))].join(',') || '<none>',
-      b.frontends.map((f) => `${f.frontend}[${f.slots.join(',')}]`).join(' ') || '<unused>',
-    ]),
-  ]);
-}
-
-/** Aligned text columns; the last one is not padded. */
-export function formatColumns(rows: readonly string[][]): string {
-  const columns = Math.max(...rows.map((row) => row.length));
-  const widths = Array.from({ length: columns - 1 }, (_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
-  return rows.map((row) => row.map((cell, column) => (column < widths.length ? cell.padEnd(widths[column] ?? 0) : cell)).join('  ')).join('\n');
 }
 
 /** A socket socklb translated, as `socklb sockets` shows it. */
@@ -139,11 +107,4 @@ export function describeSockets(namespaces: readonly NamespaceSockets[]): Socket
       })),
     )
     .sort((a, b) => a.netns - b.netns || a.cookie.localeCompare(b.cookie));
-}
-
-export function formatSocketTable(sockets: readonly SocketDescription[]): string {
-  return formatColumns([
-    ['NETNS', 'COOKIE', 'PROTO', 'STATE', 'TRANSLATIONS'],
-    ...sockets.map((socket) => [String(socket.netns), socket.cookie, `${socket.protocol}/${socket.family}`, socket.state, socket.translations.join(', ')]),
-  ]);
 }

@@ -9,7 +9,8 @@
 import { openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { errnoName } from '../errors.js';
-import { lastErrno, libbpf, libcCalls } from './libbpf.js';
+import { libbpf } from '../kernel/libbpf.js';
+import { lastErrno, libcCalls } from '../kernel/libc.js';
 import type { IteratorJob, IteratorResult, NamespaceOutput } from './socket-iterators.js';
 
 const CLONE_NEWNET = 0x40000000;

@@ -1,68 +1,17 @@
 // BpfMap over a kernel map file descriptor, through libbpf's low-level calls.
 
 import { SocklbError, errnoName } from '../errors.js';
-import { MAP_CODECS, MAP_NAMES } from './layout.js';
-import { lastErrno, libbpf, libcCalls, type BpfMapHandle, type BpfObjectHandle } from './libbpf.js';
+import { isArrayType, mapInfo, mapKeys, valuesPerKey, type MapInfo } from '../kernel/bpf-objects.js';
+import { libbpf } from '../kernel/libbpf.js';
+import { pinnedMapPath } from '../pins/layout.js';
+import { PinnedMapFds } from '../pins/maps.js';
+import { MAP_CODECS, MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import { mapWriteError, mapsByRole, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
 
 const ENOENT = 2;
 
-// enum bpf_map_type (linux/bpf.h), the types whose values are read differently.
-const BPF_MAP_TYPE_ARRAY = 2;
-const BPF_MAP_TYPE_PERCPU_HASH = 5;
-const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
-const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
-const PER_CPU_TYPES = new Set([BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH]);
-const ARRAY_TYPES = new Set([BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY]);
-
 /** Entries per bpf_map_lookup_batch call: 4096 counters of 2 CPUs are 256 KiB. */
 const BATCH_ENTRIES = 4096;
-
-/** The map's type name as bpftool prints it, for the types socklb pins. */
-export function mapTypeName(type: number): string {
-  const names: Record<number, string> = { 1: 'hash', 2: 'array', 5: 'percpu_hash', 6: 'percpu_array', 9: 'lru_hash', 10: 'lru_percpu_hash', 24: 'sk_storage' };
-  return names[type] ?? `type ${type}`;
-}
-
-/** How many copies of a value a map of this type keeps per key. */
-export function valuesPerKey(type: number): number {
-  return PER_CPU_TYPES.has(type) ? libbpf.numPossibleCpus() : 1;
-}
-
-/** What the kernel says of a map (struct bpf_map_info, the fields socklb reads). */
-export interface MapInfo {
-  type: number;
-  id: number;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags: number;
-  name: string;
-}
-
-/** bpf_obj_get_info_by_fd: the kernel's description of a map, program or link, by its fd. */
-export function objectInfo(fd: number, what = `fd ${fd}`): Buffer {
-  const info = Buffer.alloc(256);
-  const rc = libbpf.objGetInfoByFd(fd, info, [info.length]);
-  if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_obj_get_info_by_fd of ${what}: ${errnoName(-rc)}`);
-  return info;
-}
-
-export function mapInfo(fd: number): MapInfo {
-  // struct bpf_map_info
-  const info = objectInfo(fd, `map fd ${fd}`);
-  const nameBytes = info.subarray(24, 40);
-  const end = nameBytes.indexOf(0);
-  return {
-    type: info.readUInt32LE(0),
-    id: info.readUInt32LE(4),
-    keySize: info.readUInt32LE(8),
-    valueSize: info.readUInt32LE(12),
-    maxEntries: info.readUInt32LE(16),
-    flags: info.readUInt32LE(20),
-    name: nameBytes.subarray(0, end < 0 ? 16 : end).toString('utf8'),
-  };
-}
 
 export class KernelMap implements BpfMap {
   readonly name: string;
@@ -85,7 +34,7 @@ export class KernelMap implements BpfMap {
     this.keySize = info.keySize;
     this.valuesPerKey = valuesPerKey(info.type);
     this.valueSize = this.valuesPerKey === 1 ? info.valueSize : Math.ceil(info.valueSize / 8) * 8 * this.valuesPerKey;
-    this.isArray = ARRAY_TYPES.has(info.type);
+    this.isArray = isArrayType(info.type);
   }
 
   update(key: Buffer, value: Buffer): void {
@@ -167,7 +116,6 @@ export class KernelMap implements BpfMap {
       if (value) yield [key, value];
     }
   }
-
 }
 
 /**
@@ -184,51 +132,32 @@ export function checkLayout(role: keyof DatapathMaps, info: MapInfo, where: stri
   }
 }
 
-/** The map `name` of a libbpf object opened from `objectPath`. */
-export function declaredMap(object: BpfObjectHandle, objectPath: string, name: string): BpfMapHandle {
-  const map = libbpf.objectFindMap(object, name);
-  if (!map) throw new SocklbError('SOCKLB_ERR_LIBBPF', `${objectPath} declares no map ${name}`);
-  return map;
-}
-
-/**
- * Opens one of a datapath's pinned maps. The first one missing means no datapath is pinned; once
- * another was there (`othersOpened`), a missing map is one an older build did not have.
- */
-export function openPinnedMap(path: string, othersOpened: boolean): number {
-  const fd = libbpf.objGet(path);
-  if (fd >= 0) return fd;
-  const errno = -fd || lastErrno();
-  if (othersOpened) throw new SocklbError('SOCKLB_ERR_MAP_LAYOUT', `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; \`socklb run\` of this build adds it`);
-  throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(errno)}); start one with \`socklb run\``);
-}
-
-/** Opens the maps pinned under `mapsDirectory` without loading anything. */
-export function openPinnedMaps(mapsDirectory: string): DatapathMaps & { close(): void } {
-  const fds: number[] = [];
+/** Opens the maps pinned under `pinDirectory` without loading anything, each checked against this build's layout. */
+export function openPinnedMaps(pinDirectory: string): DatapathMaps & { close(): void } {
+  const pinned = new PinnedMapFds(pinDirectory);
   try {
     const maps = mapsByRole((role) => {
-      const path = `${mapsDirectory}/${MAP_NAMES[role]}`;
-      const fd = openPinnedMap(path, fds.length > 0);
-      fds.push(fd);
+      const fd = pinned.open(MAP_NAMES[role]);
       const info = mapInfo(fd);
-      checkLayout(role, info, path);
+      checkLayout(role, info, pinnedMapPath(pinDirectory, MAP_NAMES[role]));
       return new KernelMap(fd, info);
     });
-    return { ...maps, close: () => fds.forEach((fd) => libcCalls.close(fd)) };
+    return { ...maps, close: () => pinned.close() };
   } catch (error) {
-    fds.forEach((fd) => libcCalls.close(fd));
+    pinned.close();
     throw error;
   }
 }
 
-/** A hash map's keys, one system call each. */
-export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
-  let key: Buffer | null = null;
-  for (;;) {
-    const next = Buffer.alloc(keySize);
-    if (libbpf.mapGetNextKey(fd, key, next) < 0) return;
-    yield next;
-    key = next;
+/** The socket maps pinned under `pinDirectory`, for the socket iterators of a command run beside the agent. */
+export function openPinnedSocketMaps(pinDirectory: string): { fds: SocketMapFds; close(): void } {
+  const pinned = new PinnedMapFds(pinDirectory);
+  try {
+    const fds = {} as SocketMapFds;
+    for (const role of SOCKET_MAPS) fds[role] = pinned.open(MAP_NAMES[role]);
+    return { fds, close: () => pinned.close() };
+  } catch (error) {
+    pinned.close();
+    throw error;
   }
 }

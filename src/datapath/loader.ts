@@ -1,40 +1,19 @@
-// Loads the BPF object, pins its maps and cgroup links under one bpffs
-// directory, and adopts what a previous agent pinned there:
-//
-//   <pin dir>/maps/socklb_fe_v2 ...          the maps (reused across restarts)
-//   <pin dir>/links/<cgroup>/socklb_connect4  one link per program and cgroup
-//   <pin dir>/links/sandboxes/...             the sandbox registry's (src/sandbox/pins.ts)
-//
-// Pinned links keep the programs attached while no agent runs. A new agent
-// swaps its freshly loaded programs into the pinned links (an atomic
-// replacement: no connect() ever runs without a program), so restarts and
-// upgrades leave no gap.
+// Loads the BPF object with its maps pinned under a pin directory (src/pins/layout.ts), reusing
+// the maps a previous agent pinned there, and attaches its programs to cgroups by pinned links
+// (src/pins/links.ts), swapping them into the links a previous agent pinned.
 
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
-import { relative } from 'node:path';
+import { closeSync, existsSync } from 'node:fs';
 import { SocklbError, errnoName } from '../errors.js';
-import { checkLayout, declaredMap, KernelMap, mapInfo } from './kernel-maps.js';
+import { declaredMap, mapInfo } from '../kernel/bpf-objects.js';
+import { libbpf, type BpfObjectHandle, type BpfProgramHandle } from '../kernel/libbpf.js';
+import { lastErrno } from '../kernel/libc.js';
+import { cgroup2Root } from '../kernel/mounts.js';
+import { checkCgroup, checkPrivileges } from '../kernel/system.js';
+import { cgroupLinkDirectory, pinnedLinkDirectories, pinnedMapNames, pinnedMapPath, preparePinDirectory } from '../pins/layout.js';
+import { detachDirectory, pinProgramLinks } from '../pins/links.js';
+import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
-import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle, type BpfProgramHandle } from './libbpf.js';
-import { CAPACITY_FLAGS, roleOfMap, type DatapathMaps, type MapRole } from './maps.js';
-import { cgroup2Root } from './mounts.js';
-import { checkCgroup, checkPrivileges, ensureBpffs } from './system.js';
-
-export const DEFAULT_PIN_DIRECTORY = '/sys/fs/bpf/socklb';
-
-export interface PinLayout {
-  maps: string;
-  links: string;
-}
-
-/** Under <pin dir>/links, the sandboxes' links; never a cgroup's (those names start with %2F). */
-export const SANDBOX_LINK_DIRECTORY = 'sandboxes';
-/** A new link's pin before it replaces the old one (bpffs names take no dot); a crash can leave one, which the next attach removes. */
-const STAGED_PIN_SUFFIX = '-staged';
-
-export function pinLayout(pinDirectory: string): PinLayout {
-  return { maps: `${pinDirectory}/maps`, links: `${pinDirectory}/links` };
-}
+import { CAPACITY_FLAGS, DEFAULT_CAPACITIES, roleCapacity, roleOfMap, type DatapathMaps, type MapCapacities, type MapRole } from './maps.js';
 
 /** What happened to one cgroup's attachment. */
 export interface AttachResult {
@@ -49,7 +28,7 @@ export class LoadedDatapath {
     /** The maps the socket iterators read; owned by the object. */
     readonly socketMaps: SocketMapFds,
     private readonly programs: ReadonlyMap<string, BpfProgramHandle>,
-    private readonly layout: PinLayout,
+    private readonly pinDirectory: string,
   ) {}
 
   /**
@@ -58,24 +37,21 @@ export class LoadedDatapath {
    */
   static load(objectPath: string, pinDirectory: string, capacities: MapCapacities = DEFAULT_CAPACITIES): LoadedDatapath {
     checkPrivileges();
-    ensureBpffs(pinDirectory);
-    const layout = pinLayout(pinDirectory);
-    mkdirSync(layout.maps, { recursive: true, mode: 0o700 });
-    mkdirSync(layout.links, { recursive: true, mode: 0o700 });
+    preparePinDirectory(pinDirectory);
 
     const object = libbpf.objectOpenFile(objectPath, null);
     if (!object) throw new SocklbError('SOCKLB_ERR_LIBBPF', `cannot open BPF object ${objectPath}: ${errnoName(lastErrno())}`);
     try {
-      const pinnedBefore = readdirSync(layout.maps);
+      const pinnedBefore = pinnedMapNames(pinDirectory);
       for (let map = libbpf.objectNextMap(object, null); map; map = libbpf.objectNextMap(object, map)) {
         const name = libbpf.mapName(map);
         const size = sizeOf(name, capacities);
         if (size) libbpf.mapSetMaxEntries(map, size.capacity);
-        checkPinnedLayout(layout, name, size);
-        libbpf.mapSetPinPath(map, `${layout.maps}/${name}`);
+        checkPinnedLayout(pinnedMapPath(pinDirectory, name), name, size);
+        libbpf.mapSetPinPath(map, pinnedMapPath(pinDirectory, name));
       }
       // After every pinned map's own check, which names the map and sizes that differ.
-      checkNotReplacingState(layout, pinnedBefore);
+      checkNotReplacingState(pinDirectory, pinnedBefore);
       const rc = libbpf.objectLoad(object);
       if (rc < 0) {
         throw new SocklbError(
@@ -94,7 +70,7 @@ export class LoadedDatapath {
       }
       const socketMaps = {} as SocketMapFds;
       for (const role of SOCKET_MAPS) socketMaps[role] = libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES[role]));
-      return new LoadedDatapath(object, maps, socketMaps, programs, layout);
+      return new LoadedDatapath(object, maps, socketMaps, programs, pinDirectory);
     } catch (error) {
       libbpf.objectClose(object);
       throw error;
@@ -109,16 +85,16 @@ export class LoadedDatapath {
    */
   attach(cgroups: readonly string[]): AttachResult[] {
     const root = cgroup2Root();
-    const wanted = new Map(cgroups.map((cgroup) => [linkDirectoryName(root, cgroup), cgroup]));
+    const wanted = new Map(cgroups.map((cgroup) => [cgroupLinkDirectory(this.pinDirectory, root, cgroup), cgroup]));
     const results: AttachResult[] = [];
-    for (const [name, cgroup] of wanted) {
-      checkCgroup(cgroup);
-      results.push({ cgroup, action: this.attachOne(cgroup, `${this.layout.links}/${name}`) });
+    for (const [directory, cgroup] of wanted) {
+      checkCgroup(cgroup, `--cgroup ${cgroup}`);
+      results.push({ cgroup, action: this.attachOne(cgroup, directory) });
     }
-    for (const name of readdirSync(this.layout.links)) {
-      if (wanted.has(name) || name === SANDBOX_LINK_DIRECTORY) continue;
-      detachDirectory(`${this.layout.links}/${name}`);
-      results.push({ cgroup: cgroupOfLinkDirectory(root, name), action: 'detached' });
+    for (const { cgroup, directory } of pinnedLinkDirectories(this.pinDirectory, root)) {
+      if (wanted.has(directory)) continue;
+      detachDirectory(directory);
+      results.push({ cgroup, action: 'detached' });
     }
     return results;
   }
@@ -129,141 +105,20 @@ export class LoadedDatapath {
   }
 
   /**
-   * Attaches every program to `cgroup`, pinning the links in `directory` (or replacing theirs),
-   * and detaches the links of programs this build no longer has. Whatever fails, each program
-   * stays attached by its old link or by its new one: a cgroup is never left without it.
+   * Attaches every program to `cgroup` by links pinned in `directory` (src/pins/layout.ts says
+   * where), replacing the programs of links pinned there before.
    */
   attachOne(cgroup: string, directory: string): 'attached' | 'replaced' {
-    mkdirSync(directory, { recursive: true, mode: 0o700 });
-    let replaced = true;
-    const cgroupFd = openSync(cgroup, 'r');
-    try {
-      for (const [name, program] of this.programs) {
-        const pinPath = `${directory}/${name}`;
-        if (existsSync(pinPath) && replaceProgram(pinPath, program)) continue;
-        replaced = false;
-        attachAndPin(program, cgroupFd, pinPath, `attach ${name} to cgroup ${cgroup}`);
-      }
-      for (const name of readdirSync(directory)) {
-        if (!this.programs.has(name)) detachPin(`${directory}/${name}`);
-      }
-    } finally {
-      closeSync(cgroupFd);
-    }
-    return replaced ? 'replaced' : 'attached';
+    return pinProgramLinks(cgroup, directory, this.programs);
   }
-}
-
-/** Detaches every pinned link and removes every pin under `pinDirectory`. */
-export function cleanupPins(pinDirectory: string): { links: number; maps: number } {
-  const layout = pinLayout(pinDirectory);
-  let links = 0;
-  let maps = 0;
-  if (existsSync(layout.links)) {
-    for (const name of readdirSync(layout.links)) links += detachDirectory(`${layout.links}/${name}`);
-  }
-  if (existsSync(layout.maps)) {
-    for (const name of readdirSync(layout.maps)) {
-      rmSync(`${layout.maps}/${name}`);
-      maps++;
-    }
-  }
-  for (const directory of [layout.links, layout.maps, pinDirectory]) {
-    if (existsSync(directory)) rmdirSync(directory);
-  }
-  return { links, maps };
-}
-
-/** The cgroups the pinned --cgroup links are attached to (sandboxes: src/sandbox/pins.ts). */
-export function attachedCgroups(pinDirectory: string): string[] {
-  return pinnedLinkDirectories(pinDirectory).map(({ cgroup }) => cgroup);
-}
-
-/** Each attached cgroup with the directory of its links (one pin per program, named after it). */
-export function pinnedLinkDirectories(pinDirectory: string): { cgroup: string; directory: string }[] {
-  const { links } = pinLayout(pinDirectory);
-  if (!existsSync(links)) return [];
-  const root = cgroup2Root();
-  return readdirSync(links)
-    .filter((name) => name !== SANDBOX_LINK_DIRECTORY)
-    .map((name) => ({ cgroup: cgroupOfLinkDirectory(root, name), directory: `${links}/${name}` }));
-}
-
-// Link directories are named after the cgroup's path below the cgroup v2 root,
-// so that the pins say what they attach even to someone without socklb.
-export function linkDirectoryName(root: string, cgroup: string): string {
-  return encodeURIComponent(`/${relative(root, cgroup)}`);
-}
-
-export function cgroupOfLinkDirectory(root: string, name: string): string {
-  const below = decodeURIComponent(name);
-  return below === '/' ? root : `${root}${below}`;
-}
-
-/**
- * Attaches `program` by a new link pinned under a temporary name, then renamed over `pinPath`:
- * an old link pinned there (dead, or one whose update failed) is let go only once the new one is
- * in place. While both are attached the second program finds a backend's address, which is no
- * Service's, and leaves it alone.
- */
-function attachAndPin(program: BpfProgramHandle, cgroupFd: number, pinPath: string, what: string): void {
-  const staged = `${pinPath}${STAGED_PIN_SUFFIX}`;
-  rmSync(staged, { force: true });
-  const link = libbpf.programAttachCgroup(program, cgroupFd);
-  if (!link) throw new SocklbError('SOCKLB_ERR_CGROUP', `${what}: ${errnoName(lastErrno())}`);
-  const rc = libbpf.linkPin(link, staged);
-  libbpf.linkDestroy(link);
-  if (rc < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `pin link ${staged}: ${errnoName(-rc)}`);
-  try {
-    renameSync(staged, pinPath);
-  } catch (error) {
-    rmSync(staged, { force: true });
-    throw new SocklbError('SOCKLB_ERR_LIBBPF', `pin link ${pinPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-  }
-}
-
-/** Swaps `program` into the pinned link; false when the link is gone or dead (its cgroup was removed), or the swap failed. */
-function replaceProgram(pinPath: string, program: BpfProgramHandle): boolean {
-  const link = libbpf.linkOpen(pinPath);
-  if (!link) return false;
-  const rc = libbpf.linkUpdateProgram(link, program);
-  libbpf.linkDestroy(link);
-  return rc === 0;
-}
-
-/** Detaches and unpins every link in `directory` and below, then removes it; returns how many. */
-export function detachDirectory(directory: string): number {
-  let detached = 0;
-  for (const entry of readdirSync(directory, { withFileTypes: true })) {
-    const pinPath = `${directory}/${entry.name}`;
-    if (entry.isDirectory()) {
-      detached += detachDirectory(pinPath);
-      continue;
-    }
-    detachPin(pinPath);
-    detached++;
-  }
-  rmdirSync(directory);
-  return detached;
-}
-
-function detachPin(pinPath: string): void {
-  const link: BpfLinkHandle | null = libbpf.linkOpen(pinPath);
-  if (link) {
-    // Detach even if some other process still holds the link open.
-    libbpf.linkDetach(link);
-    libbpf.linkDestroy(link);
-  }
-  rmSync(pinPath);
 }
 
 /**
  * Refuses a pinned map of another layout, or of another size than asked,
  * before libbpf would try to reuse it (and fail without saying why).
  */
-function checkPinnedLayout(layout: PinLayout, mapName: string, size: MapSize | undefined): void {
+function checkPinnedLayout(path: string, mapName: string, size: MapSize | undefined): void {
   const role = roleOfMap(mapName);
-  const path = `${layout.maps}/${mapName}`;
   if ((!role && !size) || !existsSync(path)) return;
   const fd = libbpf.objGet(path);
   if (fd < 0) return;
@@ -290,7 +145,7 @@ const TRANSLATING_MAPS: readonly string[] = [MAP_NAMES.frontends, MAP_NAMES.slot
  * the swap to the first sync, which can be seconds, or longer when the API server is out of
  * reach; `socklb cleanup` first makes that pause explicit, and as short as this agent's start.
  */
-function checkNotReplacingState(layout: PinLayout, pinnedBefore: readonly string[]): void {
+function checkNotReplacingState(pinDirectory: string, pinnedBefore: readonly string[]): void {
   const mapName = pinnedBefore.length === 0 ? undefined : TRANSLATING_MAPS.find((name) => !pinnedBefore.includes(name));
   if (mapName === undefined) return;
   const ours: readonly string[] = Object.values(MAP_NAMES);
@@ -299,20 +154,9 @@ function checkNotReplacingState(layout: PinLayout, pinnedBefore: readonly string
     : 'they were pinned by a build whose layout differs';
   throw new SocklbError(
     'SOCKLB_ERR_MAP_LAYOUT',
-    `${layout.maps}/${mapName} is not pinned beside ${pinnedBefore.join(', ')}: ${why}, and starting with an empty ${mapName} would stop translation until the first sync; run \`socklb cleanup\` (with the old build, if another pinned them) first (the datapath stops translating until this agent is up)`,
+    `${pinnedMapPath(pinDirectory, mapName)} is not pinned beside ${pinnedBefore.join(', ')}: ${why}, and starting with an empty ${mapName} would stop translation until the first sync; run \`socklb cleanup\` (with the old build, if another pinned them) first (the datapath stops translating until this agent is up)`,
   );
 }
-
-/** How many entries each sized map holds. */
-export interface MapCapacities {
-  frontends: number;
-  backends: number;
-  slots: number;
-  /** TCP connections whose getpeername() is restored, open at once (socklb_conn_v1). */
-  connections: number;
-}
-
-export const DEFAULT_CAPACITIES: MapCapacities = { frontends: 65536, backends: 65536, slots: 262144, connections: 131072 };
 
 /** A map's entries, and the `socklb run` flag that sets them. */
 interface MapSize {
@@ -320,12 +164,8 @@ interface MapSize {
   flag: string;
 }
 
-// Every frontend has one service name, and one set of counters at the index
-// of its service id (ids start at 1).
 function sizeOf(mapName: string, capacities: MapCapacities): MapSize | undefined {
   if (mapName === MAP_NAMES.connections) return { capacity: capacities.connections, flag: '--max-connections' };
   const role = roleOfMap(mapName);
-  if (role === undefined) return undefined;
-  const capacity = role === 'stats' ? capacities.frontends + 1 : capacities[role === 'serviceNames' ? 'frontends' : role];
-  return { capacity, flag: CAPACITY_FLAGS[role] };
+  return role === undefined ? undefined : { capacity: roleCapacity(role, capacities), flag: CAPACITY_FLAGS[role] };
 }

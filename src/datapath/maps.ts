@@ -1,5 +1,5 @@
 // The only way the agent touches the datapath: raw map entries behind a small
-// interface, with a libbpf implementation (libbpf-maps.ts), an in-memory one
+// interface, with a libbpf implementation (kernel-maps.ts), an in-memory one
 // and a fault-injecting one (memory-maps.ts) for tests.
 
 import { SocklbError, errnoName } from '../errors.js';
@@ -65,6 +65,27 @@ export const MAP_ROLES: readonly MapRole[] = ['frontends', 'slots', 'backends', 
 /** Builds one map per role. */
 export function mapsByRole(make: (role: MapRole) => BpfMap): DatapathMaps {
   return { frontends: make('frontends'), slots: make('slots'), backends: make('backends'), serviceNames: make('serviceNames'), stats: make('stats') };
+}
+
+/** How many entries each sized map holds. */
+export interface MapCapacities {
+  frontends: number;
+  backends: number;
+  slots: number;
+  /** TCP connections whose getpeername() is restored, open at once (socklb_conn_v1). */
+  connections: number;
+}
+
+export const DEFAULT_CAPACITIES: MapCapacities = { frontends: 65536, backends: 65536, slots: 262144, connections: 131072 };
+
+/**
+ * The entries of the map of `role`, the one sizing rule of the kernel's maps and the in-memory
+ * ones. Every frontend has one service name, and one set of counters at the index of its service
+ * id; ids start at 1 (0 is never handed out), so the counters' array holds one more.
+ */
+export function roleCapacity(role: MapRole, capacities: MapCapacities): number {
+  if (role === 'stats') return capacities.frontends + 1;
+  return capacities[role === 'serviceNames' ? 'frontends' : role];
 }
 
 /** The `socklb run` flag that sizes each map (a frontend has one service name and one set of counters). */

@@ -4,7 +4,7 @@
 // failed write never leaves the datapath inconsistent.
 
 import { MAP_NAMES } from './layout.js';
-import { mapWriteError, mapsByRole, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
+import { DEFAULT_CAPACITIES, mapWriteError, mapsByRole, roleCapacity, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapCapacities, type MapEntry } from './maps.js';
 
 const E2BIG = 7;
 const EAGAIN = 11;
@@ -45,9 +45,10 @@ export class MemoryMap implements BpfMap {
   }
 }
 
-/** `cpus`: the copies of each per-CPU value (the stats map's). */
-export function memoryMaps(maxEntries: Partial<Record<keyof DatapathMaps, number>> = {}, cpus = 1): DatapathMaps {
-  return mapsByRole((role) => (role === 'stats' ? new MemoryMap(MAP_NAMES[role], maxEntries[role] ?? 65537, cpus) : new MemoryMap(MAP_NAMES[role], maxEntries[role] ?? 65536)));
+/** Sized as the loader sizes the kernel's (DEFAULT_CAPACITIES where not given); `cpus`: the copies of each per-CPU value (the stats map's). */
+export function memoryMaps(capacities: Partial<MapCapacities> = {}, cpus = 1): DatapathMaps {
+  const sized = { ...DEFAULT_CAPACITIES, ...capacities };
+  return mapsByRole((role) => new MemoryMap(MAP_NAMES[role], roleCapacity(role, sized), role === 'stats' ? cpus : 1));
 }
 
 /** Fails each write with EAGAIN when `shouldFail(operation)` says so; reads always work. */

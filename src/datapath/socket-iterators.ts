@@ -11,8 +11,12 @@
 
 import { Worker } from 'node:worker_threads';
 import { SocklbError, errnoName } from '../errors.js';
+import { declaredMap } from '../kernel/bpf-objects.js';
+import { libbpf, type BpfLinkHandle, type BpfObjectHandle } from '../kernel/libbpf.js';
+import { lastErrno } from '../kernel/libc.js';
+import type { NetworkNamespace } from '../kernel/netns.js';
 import type { Protocol } from '../model/types.js';
-import { declaredMap, KernelMap } from './kernel-maps.js';
+import { KernelMap } from './kernel-maps.js';
 import {
   decodeRecords,
   destroyedCodec,
@@ -26,8 +30,6 @@ import {
   type SocketRecord,
   type StalePair,
 } from './layout.js';
-import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle } from './libbpf.js';
-import type { NetworkNamespace } from './netns.js';
 
 /** The iterator programs by job and protocol. */
 const PROGRAMS = {

@@ -12,11 +12,11 @@
 //
 // Unconnected UDP sockets are never destroyed: their next datagram finds a live backend.
 
+import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
 import type { Logger } from '../log.js';
 import type { Protocol } from '../model/types.js';
 import { backendText, frontendId } from '../model/keys.js';
 import type { StalePair } from './layout.js';
-import { closeNamespaces, openNamespacesOfCgroups } from './netns.js';
 import type { DestroyRun, SocketIterators } from './socket-iterators.js';
 
 export const STUCK_SOCKET_POLICIES = ['udp', 'all', 'none'] as const;

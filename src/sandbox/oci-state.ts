@@ -3,7 +3,7 @@
 // Pure, for the unit tests; the hook's I/O is in src/cli/sandbox.ts.
 
 import { SocklbError } from '../errors.js';
-import { cgroup2Root } from '../datapath/mounts.js';
+import { cgroup2Root } from '../kernel/mounts.js';
 
 export interface ContainerState {
   ociVersion: string;

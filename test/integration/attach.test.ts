@@ -7,8 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, renameSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cgroup2Root } from '../../src/datapath/mounts.js';
-import { cleanupPins, linkDirectoryName, LoadedDatapath, pinLayout } from '../../src/datapath/loader.js';
+import { cgroup2Root } from '../../src/kernel/mounts.js';
+import { LoadedDatapath } from '../../src/datapath/loader.js';
+import { cleanupPins } from '../../src/pins/cleanup.js';
+import { cgroupLinkDirectory } from '../../src/pins/layout.js';
 import { Lab, type Sandbox } from '../lab/lab.js';
 import { missingPrivileges, testPinDirectory } from './support.js';
 
@@ -48,7 +50,7 @@ describe('attaching the programs to a cgroup', { skip: missingPrivileges() }, ()
 
     // What an older build leaves: a link pinned under a name this build has no program for, and
     // no link under the name of this build's program (still attached, through the old name).
-    const links = `${pinLayout(pinDir).links}/${linkDirectoryName(cgroup2Root(), sandbox.cgroupPath)}`;
+    const links = cgroupLinkDirectory(pinDir, cgroup2Root(), sandbox.cgroupPath);
     const programs = readdirSync(links).sort();
     renameSync(`${links}/socklb_getpeername4`, `${links}/socklb_retired_program`);
     assert.equal(attachedPrograms(sandbox.cgroupPath).cgroup_inet4_getpeername?.length, 1, 'renaming a pin keeps its link attached');

@@ -84,7 +84,11 @@ describe('the bundle (dist/) on its own', { skip: skipReason(), concurrency: fal
     assert.ok(help.stdout.replace(/\s+/g, '').includes(`(default:"${join(copy, 'bpf', 'socklb.bpf.o')}")`), help.stdout);
   });
 
-  it('says that the benchmark is not part of it', async () => {
+  it('does not list the benchmark, and says that it is not part of it', async () => {
+    const help = await run(['--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^ {2}cleanup /m);
+    assert.doesNotMatch(help.stdout, /bench/);
     const result = await run(['bench', '--quick']);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /^socklb: bench: the benchmark is not part of this build \(no [^)]*\); it comes with the source tree: run `make build` there/);

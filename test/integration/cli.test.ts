@@ -10,7 +10,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { MAP_NAMES } from '../../src/datapath/layout.js';
-import { pinnedMaps } from '../../src/datapath/pinned.js';
+import { pinnedMaps } from '../../src/pins/status.js';
 import { findCgroup2Root, removeCgroup } from '../lab/cgroup.js';
 import { assertOneSentence, manifestDirectory, missingPrivileges, service, services, SOCKLB, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
 
@@ -34,7 +34,8 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
     assert.match(result.stderr, /--cgroup \/sys\/fs\/cgroup\/no-such-sandbox: (no such cgroup directory|not inside a cgroup v2 hierarchy)/);
   });
 
-  it('runs the benchmark beside it: bench passes its flags through, and its exit code back', async () => {
+  it('runs the benchmark beside it: bench is listed, passes its flags through, and its exit code back', async () => {
+    assert.match((await socklb(['--help'])).stdout, /^ {2}bench /m);
     const help = await socklb(['bench', '--help']);
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /Usage: socklb bench \[options\][\s\S]*--control-plane-only/);

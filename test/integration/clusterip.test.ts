@@ -10,7 +10,8 @@ import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MAP_NAMES } from '../../src/datapath/layout.js';
-import { pinnedMaps } from '../../src/datapath/pinned.js';
+import { pinnedMapPath } from '../../src/pins/layout.js';
+import { pinnedMaps } from '../../src/pins/status.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   endpointSlice,
@@ -122,14 +123,14 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     // After an upgrade, connections opened under the build before keep their record in socklb_sock_v2.
     // Written here as that build's connect4 wrote it, on a socket connected straight to the pod.
     const pod = pods[0]!;
-    const module = (path: string) => JSON.stringify(new URL(`../../src/datapath/${path}`, import.meta.url).href);
+    const module = (path: string) => JSON.stringify(new URL(`../../src/${path}`, import.meta.url).href);
     const script = `
       import net from 'node:net';
-      const { libbpf } = await import(${module('libbpf.js')});
-      const { KernelMap } = await import(${module('kernel-maps.js')});
-      const { sockCodec } = await import(${module('layout.js')});
+      const { libbpf } = await import(${module('kernel/libbpf.js')});
+      const { KernelMap } = await import(${module('datapath/kernel-maps.js')});
+      const { sockCodec } = await import(${module('datapath/layout.js')});
       const socket = net.connect(8080, '${pod.ipv4}', () => {
-        const storage = new KernelMap(libbpf.objGet(${JSON.stringify(join(pinDir, 'maps', MAP_NAMES.sockets))}));
+        const storage = new KernelMap(libbpf.objGet(${JSON.stringify(pinnedMapPath(pinDir, MAP_NAMES.sockets))}));
         const key = Buffer.alloc(4);
         key.writeInt32LE(socket._handle.fd);
         storage.update(key, sockCodec.encode([{ service: { address: '${CLUSTER_IPV4}', port: 80 }, backend: { address: '${pod.ipv4}', port: 8080 }, slot: 0 }]));

@@ -13,8 +13,10 @@ import { readCounters, type FrontendStats } from '../../src/datapath/counters.js
 import type { BackendDescription } from '../../src/datapath/dump.js';
 import { KernelMap } from '../../src/datapath/kernel-maps.js';
 import { MAP_CODECS, MAP_NAMES, statsCodec, ZERO_COUNTERS } from '../../src/datapath/layout.js';
-import { libbpf, libcCalls } from '../../src/datapath/libbpf.js';
-import type { StatusReport } from '../../src/cli/inspect.js';
+import { DEFAULT_CAPACITIES, roleCapacity } from '../../src/datapath/maps.js';
+import { libbpf } from '../../src/kernel/libbpf.js';
+import { libcCalls } from '../../src/kernel/libc.js';
+import type { StatusReport } from '../../src/cli/tables.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import {
   endpointSlice,
@@ -148,7 +150,7 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     const maps = Object.fromEntries(report.maps.map((map) => [map.name, [map.entries, map.capacity]]));
     assert.deepEqual(maps.socklb_fe_v2, [MAX_FRONTENDS, MAX_FRONTENDS]);
     assert.deepEqual(maps.socklb_be_v1, [2, 65536]);
-    assert.deepEqual(maps.socklb_stats_v1, [null, MAX_FRONTENDS + 1]);
+    assert.deepEqual(maps.socklb_stats_v1, [null, roleCapacity('stats', { ...DEFAULT_CAPACITIES, frontends: MAX_FRONTENDS })]);
 
     const text = await socklb(['status', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${agent?.metricsPort}`]);
     assert.match(text.stdout, /^agent: running \(pid \d+\), healthy/m);

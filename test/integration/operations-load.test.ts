@@ -14,8 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { openPinnedMaps } from '../../src/datapath/kernel-maps.js';
 import { MAP_CODECS, MAP_NAMES } from '../../src/datapath/layout.js';
-import { pinLayout } from '../../src/datapath/loader.js';
 import { DatapathState } from '../../src/datapath/state.js';
+import { pinLayout } from '../../src/pins/layout.js';
 import { NGINX_POD_SYSCTLS, readAccessLog, startNginx, type Nginx } from '../lab/backends.js';
 import type { Pod, Sandbox } from '../lab/lab.js';
 import { runWrk, WRK_CLIENT_SYSCTLS, WRK_SCRIPT, WRK_TIMEOUT_S, type WrkOptions, type WrkReport } from '../lab/wrk.js';
@@ -240,7 +240,7 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
         ...active.map((backend) => endpointSlice(`churn-${backend.index}`, 'churn', 'IPv4', [{ name: 'http', port: backend.port }], [{ ip: backend.address }])),
       ]);
 
-    const maps = openPinnedMaps(pinLayout(pinDir).maps);
+    const maps = openPinnedMaps(pinDir);
     try {
       const initial = backends.slice(0, MIN_BACKENDS);
       const writtenAt = Date.now();

@@ -3,7 +3,7 @@
 import { readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cgroup2Root, mountPoints } from '../../src/datapath/mounts.js';
+import { cgroup2Root, mountPoints } from '../../src/kernel/mounts.js';
 import { errorCode } from './errno.js';
 
 /** The cgroup v2 root, read as the agent reads it. */

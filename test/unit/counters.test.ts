@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AgentMetrics } from '../../src/agent/metrics.js';
-import { countersByFrontend, describeStats, formatStatsTable, readCounters } from '../../src/datapath/counters.js';
+import { formatStatsTable } from '../../src/cli/tables.js';
+import { countersByFrontend, describeStats, readCounters } from '../../src/datapath/counters.js';
 import { MAP_CODECS, statsCodec, sumPerCpu, ZERO_COUNTERS, type FrontendCounters } from '../../src/datapath/layout.js';
 import type { BpfMap } from '../../src/datapath/maps.js';
 import { memoryMaps } from '../../src/datapath/memory-maps.js';

@@ -8,8 +8,8 @@ import { ProxyHealth } from '../../src/agent/health.js';
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { agentRoutes } from '../../src/agent/routes.js';
 import { AgentStatus } from '../../src/agent/status.js';
-import { formatStatus, type StatusReport } from '../../src/cli/inspect.js';
-import { describeBackends, describeFrontends, formatBackendTable, formatTable } from '../../src/datapath/dump.js';
+import { formatBackendTable, formatFrontendTable, formatStatus, type StatusReport } from '../../src/cli/tables.js';
+import { describeBackends, describeFrontends } from '../../src/datapath/dump.js';
 import { memoryMaps } from '../../src/datapath/memory-maps.js';
 import { reconcile } from '../../src/datapath/reconcile.js';
 import { DatapathState } from '../../src/datapath/state.js';
@@ -39,7 +39,7 @@ function datapath(): DatapathState {
 describe('`socklb services`', () => {
   it('-o wide adds the service id, flags, affinity and slot count', () => {
     assert.equal(
-      formatTable(describeFrontends(datapath()), true),
+      formatFrontendTable(describeFrontends(datapath()), true),
       [
         'FRONTEND           SERVICE           ID  FLAGS  AFFINITY         SLOTS  BACKENDS',
         '10.96.0.10:80/TCP  default/web:http  1   0x0    ClientIP 10800s  2      10.244.0.2:8080,10.244.0.3:8080',

@@ -6,10 +6,10 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { linkDirectoryName, type LoadedDatapath } from '../../src/datapath/loader.js';
-import { cgroup2Root } from '../../src/datapath/mounts.js';
-import { pinnedLinks } from '../../src/datapath/pinned.js';
-import { entriesOf, PinnedSandboxes, pinnedSandboxes } from '../../src/sandbox/pins.js';
+import { cgroup2Root } from '../../src/kernel/mounts.js';
+import { entriesOf, linkDirectoryName, pinnedSandboxes } from '../../src/pins/layout.js';
+import { pinnedLinks } from '../../src/pins/status.js';
+import { PinnedSandboxes, type ProgramAttacher } from '../../src/sandbox/attachments.js';
 
 const root = cgroup2Root();
 
@@ -40,12 +40,12 @@ describe('sandbox pins', () => {
   it('keeps a sandbox whose programs cannot be swapped registered with its links, reports it, and adopts the others', async () => {
     await pinSandbox('good');
     await pinSandbox('broken');
-    const datapath = {
+    const datapath: ProgramAttacher = {
       attachOne(cgroup: string) {
         if (cgroup.endsWith('cgroup-broken')) throw new Error('attach socklb_connect4: EPERM');
         return 'replaced';
       },
-    } as unknown as LoadedDatapath;
+    };
     const { adopted, stale, notUpgraded } = new PinnedSandboxes(datapath, pins).adopt();
     assert.deepEqual(adopted.map((sandbox) => sandbox.id).sort(), ['broken', 'good']);
     assert.deepEqual(stale, []);
@@ -59,7 +59,7 @@ describe('sandbox pins', () => {
     await pinSandbox('kept');
     const gone = await pinSandbox('gone');
     await rm(gone, { recursive: true });
-    const datapath = { attachOne: () => 'replaced' } as unknown as LoadedDatapath;
+    const datapath: ProgramAttacher = { attachOne: () => 'replaced' };
     const { adopted, stale } = new PinnedSandboxes(datapath, pins).adopt();
     assert.deepEqual(adopted.map((sandbox) => sandbox.id), ['kept']);
     assert.deepEqual(stale.map(({ id, reason }) => ({ id, reason })), [{ id: 'gone', reason: 'its cgroup is gone' }]);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cgroup2Root, mountPoints } from '../../src/datapath/mounts.js';
-import { checkPrivileges, effectiveCapabilities } from '../../src/datapath/system.js';
+import { cgroup2Root, mountPoints } from '../../src/kernel/mounts.js';
+import { checkPrivileges, effectiveCapabilities } from '../../src/kernel/system.js';
 
 const HYBRID = `25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

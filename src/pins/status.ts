@@ -2,16 +2,15 @@
 // loading anything: each attachment (cgroup, program, link and program ids)
 // and each map's fill and capacity. For `socklb status`.
 
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { SocklbError, errnoName } from '../errors.js';
-import { mapInfo, mapKeys, mapTypeName, objectInfo } from './kernel-maps.js';
-import { lastErrno, libbpf, libcCalls } from './libbpf.js';
-import { pinLayout, pinnedLinkDirectories } from './loader.js';
-import { entriesOf, pinnedSandboxes } from '../sandbox/pins.js';
+import { mapInfo, mapKeys, mapTypeName, objectInfo } from '../kernel/bpf-objects.js';
+import { libbpf } from '../kernel/libbpf.js';
+import { lastErrno, libcCalls } from '../kernel/libc.js';
+import { entriesOf, pinLayout, pinnedLinkDirectories, pinnedMapNames, pinnedMapPath, pinnedSandboxes } from './layout.js';
 
 export interface PinnedLink {
   cgroup: string;
-  /** The sandbox whose link this is (src/sandbox/pins.ts); none for a --cgroup attachment. */
+  /** The sandbox whose link this is (src/sandbox/attachments.ts); none for a --cgroup attachment. */
   sandbox?: string;
   program: string;
   /** 0 when the pin could not be read (its error says why). */
@@ -83,16 +82,15 @@ const COUNTED_TYPES = new Set(['hash', 'lru_hash', 'percpu_hash', 'lru_percpu_ha
 
 /** Every pinned map with its fill, sorted by name. */
 export function pinnedMaps(pinDirectory: string): PinnedMap[] {
-  const { maps } = pinLayout(pinDirectory);
   let names: string[];
   try {
-    names = readdirSync(maps);
+    names = pinnedMapNames(pinDirectory);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'ENOENT';
-    throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${maps} (${code}); start one with \`socklb run\``);
+    throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${pinLayout(pinDirectory).maps} (${code}); start one with \`socklb run\``);
   }
   return names.sort().map((name) => {
-    const fd = openPin(`${maps}/${name}`);
+    const fd = openPin(pinnedMapPath(pinDirectory, name));
     try {
       const info = mapInfo(fd);
       const type = mapTypeName(info.type);
@@ -108,66 +106,4 @@ function countKeys(fd: number, keySize: number): number {
   let count = 0;
   for (const _key of mapKeys(fd, keySize)) count++;
   return count;
-}
-
-export interface MapHolder {
-  pid: number;
-  /** /proc/<pid>/comm: `node` for an agent. */
-  command: string;
-}
-
-/**
- * The processes, this one aside, that hold a map pinned under `pinDirectory` open: a running agent
- * (its maps are open for as long as it runs), or another `socklb` command reading them. Found as
- * bpftool finds them, through each process's file descriptors (/proc/<pid>/fdinfo: map_id).
- */
-export function mapHolders(pinDirectory: string): MapHolder[] {
-  const { maps } = pinLayout(pinDirectory);
-  let names: string[];
-  try {
-    names = readdirSync(maps);
-  } catch {
-    return [];
-  }
-  const ids = new Set<number>();
-  for (const name of names) {
-    // A pin that cannot be opened is no map anyone holds: cleanup removes it all the same.
-    const fd = libbpf.objGet(`${maps}/${name}`);
-    if (fd < 0) continue;
-    try {
-      ids.add(mapInfo(fd).id);
-    } finally {
-      libcCalls.close(fd);
-    }
-  }
-  const holders: MapHolder[] = [];
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid === process.pid || !holdsMap(pid, ids)) continue;
-    holders.push({ pid, command: orEmpty(() => readFileSync(`/proc/${pid}/comm`, 'utf8').trim()) });
-  }
-  return holders;
-}
-
-function holdsMap(pid: number, ids: ReadonlySet<number>): boolean {
-  let fds: string[];
-  try {
-    fds = readdirSync(`/proc/${pid}/fd`);
-  } catch {
-    return false; // gone, or a kernel thread
-  }
-  return fds.some((fd) => {
-    if (orEmpty(() => readlinkSync(`/proc/${pid}/fd/${fd}`)) !== 'anon_inode:bpf-map') return false;
-    const id = /^map_id:\s+(\d+)$/m.exec(orEmpty(() => readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')))?.[1];
-    return id !== undefined && ids.has(Number(id));
-  });
-}
-
-/** What `read` returns, or '' when the file went meanwhile (a process exiting, a descriptor closed). */
-function orEmpty(read: () => string): string {
-  try {
-    return read();
-  } catch {
-    return '';
-  }
 }

@@ -1,11 +1,11 @@
-// The C functions socklb calls: libbpf 1.x (Debian's libbpf1) and a few of
-// libc's, through koffi. Declared once here; everything else uses the typed
-// wrappers of loader.ts and libbpf-maps.ts.
+// The libbpf 1.x functions socklb calls (Debian's libbpf1), through koffi. Declared once here,
+// for the typed wrappers of src/kernel/bpf-objects.ts, src/pins/ and src/datapath/.
 //
 // libbpf 1.x returns NULL and sets errno from functions that return a
 // pointer, and -errno from functions that return an int.
 
 import koffi from 'koffi';
+import { vsnprintf } from './libc.js';
 
 // Declared by name so that the C prototypes below can use them.
 for (const opaqueType of ['bpf_object', 'bpf_map', 'bpf_program', 'bpf_link']) koffi.opaque(opaqueType);
@@ -15,11 +15,9 @@ export type BpfProgramHandle = { readonly __brand: 'bpf_program' };
 export type BpfLinkHandle = { readonly __brand: 'bpf_link' };
 
 const libbpfLibrary = koffi.load('libbpf.so.1');
-const libc = koffi.load('libc.so.6');
 
 // libbpf hands its messages to a printf-like callback; vsnprintf renders them.
 const printCallback = koffi.proto('int socklb_libbpf_print(int level, const char *format, void *args)');
-const vsnprintf = libc.func('int vsnprintf(_Out_ uint8_t *buffer, size_t size, const char *format, void *args)');
 const libbpfSetPrint = libbpfLibrary.func('void *libbpf_set_print(void *fn)');
 
 const f = (declaration: string) => libbpfLibrary.func(declaration);
@@ -76,26 +74,6 @@ export const libbpf = {
   mapGetNextKey: f('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next_key)') as (fd: number, key: Buffer | null, next: Buffer) => number,
 };
 
-export const libcCalls = {
-  mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as (
-    source: string,
-    target: string,
-    fstype: string,
-    flags: number,
-    data: string | null,
-  ) => number,
-  close: libc.func('int close(int fd)') as (fd: number) => number,
-  /** Moves the calling thread (only) into the namespace of `fd`. */
-  setns: libc.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number,
-  /** Returns the free pages of every malloc arena to the kernel (src/agent/malloc-trim.ts). */
-  mallocTrim: libc.func('int malloc_trim(size_t pad)') as (pad: number) => number,
-};
-
-/** errno of the last call made through koffi on this thread. */
-export function lastErrno(): number {
-  return koffi.errno();
-}
-
 export type LibbpfLevel = 'warn' | 'info' | 'debug';
 const LEVELS: LibbpfLevel[] = ['warn', 'info', 'debug'];
 
@@ -106,7 +84,7 @@ const LEVELS: LibbpfLevel[] = ['warn', 'info', 'debug'];
 export function setLibbpfPrint(sink: (level: LibbpfLevel, message: string) => void): void {
   const buffer = Buffer.alloc(16384);
   const callback = koffi.register((level: number, format: string, args: unknown) => {
-    const length = vsnprintf(buffer, buffer.length, format, args) as number;
+    const length = vsnprintf(buffer, buffer.length, format, args);
     sink(LEVELS[level] ?? 'debug', buffer.toString('utf8', 0, Math.max(0, Math.min(length, buffer.length - 1))).trimEnd());
     return 0;
   }, koffi.pointer(printCallback));

@@ -4,11 +4,11 @@
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SocklbError, errnoName } from '../errors.js';
-import { lastErrno, libcCalls } from './libbpf.js';
+import { lastErrno, libcCalls } from './libc.js';
 import { mountPoints } from './mounts.js';
 
 /** Checks that `path` is a directory of a cgroup v2 hierarchy; `subject` names it in the error. */
-export function checkCgroup(path: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'), subject = `--cgroup ${path}`): void {
+export function checkCgroup(path: string, subject: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): void {
   const roots = mountPoints(mountinfo, 'cgroup2');
   if (!roots.some((root) => path === root || path.startsWith(`${root}/`))) {
     throw new SocklbError('SOCKLB_ERR_CGROUP', `${subject}: not inside a cgroup v2 hierarchy (mounted at ${roots.join(', ') || 'nowhere'})`);
@@ -31,7 +31,7 @@ export function ensureBpffs(pinDirectory: string, mountinfo = readFileSync('/pro
   mkdirSync(mountPoint, { recursive: true });
   if (libcCalls.mount('bpf', mountPoint, 'bpf', 0, 'mode=0700') !== 0) {
     const errno = lastErrno();
-    throw new SocklbError('SOCKLB_ERR_KERNEL', `cannot mount a BPF filesystem at ${mountPoint} for --pin-dir ${pinDirectory}: ${errnoName(errno)}`);
+    throw new SocklbError('SOCKLB_ERR_KERNEL', `cannot mount a BPF filesystem at ${mountPoint} for the pins under ${pinDirectory}: ${errnoName(errno)}`);
   }
 }
 

@@ -1,0 +1,100 @@
+// The text tables of the inspection commands, made from the descriptions the datapath reads
+// (src/datapath/dump.ts, counters.ts) and printed as they are; `-o json` prints the descriptions.
+
+import type { AgentStatusReport } from '../agent/status.js';
+import type { FrontendStats } from '../datapath/counters.js';
+import type { BackendDescription, FrontendDescription, SocketDescription } from '../datapath/dump.js';
+import type { PinnedLink, PinnedMap } from '../pins/status.js';
+import type { Sandbox } from '../sandbox/registry.js';
+
+/** Aligned text columns; the last one is not padded. */
+export function formatColumns(rows: readonly string[][]): string {
+  const columns = Math.max(...rows.map((row) => row.length));
+  const widths = Array.from({ length: columns - 1 }, (_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
+  return rows.map((row) => row.map((cell, column) => (column < widths.length ? cell.padEnd(widths[column] ?? 0) : cell)).join('  ')).join('\n');
+}
+
+/** `wide` adds the service id, flags, affinity timeout and slot count. */
+export function formatFrontendTable(frontends: FrontendDescription[], wide = false): string {
+  const backends = (f: FrontendDescription) => (f.backends.length > 0 ? f.backends.join(',') : '<none: refuses connections>');
+  if (!wide) return formatColumns([['FRONTEND', 'SERVICE', 'BACKENDS'], ...frontends.map((f) => [f.frontend, f.service, backends(f)])]);
+  return formatColumns([
+    ['FRONTEND', 'SERVICE', 'ID', 'FLAGS', 'AFFINITY', 'SLOTS', 'BACKENDS'],
+    ...frontends.map((f) => [f.frontend, f.service, String(f.serviceId), `0x${f.flags.toString(16)}`, f.affinityTimeoutSeconds > 0 ? `ClientIP ${f.affinityTimeoutSeconds}s` : 'None', String(f.backends.length), backends(f)]),
+  ]);
+}
+
+/** `wide` adds the Services and each frontend's slots. */
+export function formatBackendTable(backends: readonly BackendDescription[], wide = false): string {
+  const frontends = (b: BackendDescription) => (b.frontends.length > 0 ? b.frontends.map((f) => f.frontend).join(',') : '<unused>');
+  if (!wide) return formatColumns([['ID', 'BACKEND', 'FRONTENDS'], ...backends.map((b) => [String(b.id), b.backend, frontends(b)])]);
+  return formatColumns([
+    ['ID', 'BACKEND', 'SERVICES', 'FRONTENDS (SLOTS)'],
+    ...backends.map((b) => [
+      String(b.id),
+      b.backend,
+      [...new Set(b.frontends.map((f) => f.service))].join(',') || '<none>',
+      b.frontends.map((f) => `${f.frontend}[${f.slots.join(',')}]`).join(' ') || '<unused>',
+    ]),
+  ]);
+}
+
+export function formatStatsTable(stats: readonly FrontendStats[]): string {
+  return formatColumns([
+    ['SERVICE', 'FRONTEND', 'CONNECTS', 'REFUSED', 'DATAGRAMS', 'REVERSE-NAT'],
+    ...stats.map((s) => [s.service || '<unnamed>', s.frontend, String(s.connects), String(s.refused), String(s.datagrams), String(s.reverseNat)]),
+  ]);
+}
+
+export function formatSocketTable(sockets: readonly SocketDescription[]): string {
+  return formatColumns([
+    ['NETNS', 'COOKIE', 'PROTO', 'STATE', 'TRANSLATIONS'],
+    ...sockets.map((socket) => [String(socket.netns), socket.cookie, `${socket.protocol}/${socket.family}`, socket.state, socket.translations.join(', ')]),
+  ]);
+}
+
+/** The registered sandboxes, as `socklb sandbox list` shows them. */
+export function formatSandboxTable(sandboxes: readonly Sandbox[]): string {
+  return formatColumns([['ID', 'CGROUP'], ...sandboxes.map((sandbox) => [sandbox.id, sandbox.cgroup])]);
+}
+
+/** The agent as `status` found it. */
+export type AgentAnswer = ({ running: true } & AgentStatusReport) | { running: false; reason: string };
+
+export interface StatusReport {
+  agent: AgentAnswer;
+  pinDir: string;
+  attachments: PinnedLink[];
+  maps: PinnedMap[];
+}
+
+/** /healthz's verdict in words: before the first sync it is not a failure, only not ready. */
+function verdict(agent: { healthy: boolean; lastSync: string | null }): string {
+  if (agent.healthy) return 'healthy';
+  return agent.lastSync === null ? 'not ready: the first sync is not done' : 'UNHEALTHY: an update has waited too long';
+}
+
+export function formatStatus(report: StatusReport): string {
+  const { agent } = report;
+  const lines: string[] = [];
+  if (agent.running) {
+    lines.push(
+      `agent: running (pid ${agent.pid}), ${verdict(agent)}; last sync ${agent.lastSync ?? 'not yet'}${agent.lastSync === null ? '' : `, all updates in by ${agent.lastUpdated}`}; ${agent.frontends} frontends, ${agent.backends} backends`,
+    );
+    if (agent.failedFrontends.length === 0 && agent.inputProblems.length === 0) lines.push('problems: none');
+    for (const { frontend, error } of agent.failedFrontends) lines.push(`problem: frontend ${frontend} is not in the datapath (retried): ${error}`);
+    for (const problem of agent.inputProblems) lines.push(`problem: ${problem.source}: ${problem.object}: ${problem.reason}`);
+  } else {
+    lines.push(`agent: not running: ${agent.reason}; the pinned datapath keeps serving what it was last given`);
+  }
+  lines.push('', `attachments (${report.pinDir}):`);
+  lines.push(
+    report.attachments.length === 0
+      ? '<none: no cgroup is translated>'
+      : formatColumns([['CGROUP', 'SANDBOX', 'PROGRAM', 'LINK', 'PROGRAM ID'], ...report.attachments.map((link) => [link.cgroup, link.sandbox ?? '-', link.program, link.error ? `<${link.error}>` : String(link.linkId), String(link.programId)])]),
+  );
+  lines.push('', 'maps:');
+  const fill = (map: PinnedMap) => (map.entries === null ? '-' : `${((100 * map.entries) / map.capacity).toFixed(1)}%`);
+  lines.push(formatColumns([['MAP', 'TYPE', 'ID', 'ENTRIES', 'CAPACITY', 'FILL'], ...report.maps.map((map) => [map.name, map.type, String(map.id), map.entries === null ? '-' : String(map.entries), String(map.capacity), fill(map)])]));
+  return lines.join('\n');
+}

@@ -1,0 +1,25 @@
+// `socklb cleanup`: every pinned link detached, every pin and the pin directory removed.
+
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { pinLayout } from './layout.js';
+import { detachDirectory } from './links.js';
+
+/** Detaches every pinned link and removes every pin under `pinDirectory`. */
+export function cleanupPins(pinDirectory: string): { links: number; maps: number } {
+  const layout = pinLayout(pinDirectory);
+  let links = 0;
+  let maps = 0;
+  if (existsSync(layout.links)) {
+    for (const name of readdirSync(layout.links)) links += detachDirectory(`${layout.links}/${name}`);
+  }
+  if (existsSync(layout.maps)) {
+    for (const name of readdirSync(layout.maps)) {
+      rmSync(`${layout.maps}/${name}`);
+      maps++;
+    }
+  }
+  for (const directory of [layout.links, layout.maps, pinDirectory]) {
+    if (existsSync(directory)) rmdirSync(directory);
+  }
+  return { links, maps };
+}

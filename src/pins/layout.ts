@@ -1,0 +1,122 @@
+// The layout of a socklb pin directory on bpffs, the one place that names its paths:
+//
+//   <pin dir>/maps/socklb_fe_v2 ...                          the maps (reused across restarts)
+//   <pin dir>/links/<cgroup>/socklb_connect4 ...              one link per program and --cgroup
+//   <pin dir>/links/sandboxes/<id>/<cgroup>/socklb_connect4   a sandbox's (src/sandbox/attachments.ts)
+//
+// <cgroup> is the cgroup's path below the cgroup v2 root, URL-encoded (so starting with %2F, never
+// `sandboxes`), so that the pins say what they attach even to someone without socklb. The
+// sandboxes' pins are their registry's only record: what is pinned is what is registered.
+
+import { mkdirSync, readdirSync } from 'node:fs';
+import { relative } from 'node:path';
+import { cgroup2Root } from '../kernel/mounts.js';
+import { ensureBpffs } from '../kernel/system.js';
+
+export const DEFAULT_PIN_DIRECTORY = '/sys/fs/bpf/socklb';
+
+/** A bpffs name, like any other, holds at most 255 bytes. */
+export const MAX_PIN_NAME_BYTES = 255;
+
+const SANDBOX_LINK_DIRECTORY = 'sandboxes';
+
+export interface PinLayout {
+  maps: string;
+  links: string;
+}
+
+export function pinLayout(pinDirectory: string): PinLayout {
+  return { maps: `${pinDirectory}/maps`, links: `${pinDirectory}/links` };
+}
+
+/** Mounts bpffs when none is there and makes the directories of the maps and the links. */
+export function preparePinDirectory(pinDirectory: string): void {
+  ensureBpffs(pinDirectory);
+  const layout = pinLayout(pinDirectory);
+  mkdirSync(layout.maps, { recursive: true, mode: 0o700 });
+  mkdirSync(layout.links, { recursive: true, mode: 0o700 });
+}
+
+export function pinnedMapPath(pinDirectory: string, mapName: string): string {
+  return `${pinLayout(pinDirectory).maps}/${mapName}`;
+}
+
+/** The names of the maps pinned under `pinDirectory`; throws (ENOENT) when none is pinned there. */
+export function pinnedMapNames(pinDirectory: string): string[] {
+  return readdirSync(pinLayout(pinDirectory).maps);
+}
+
+/** The name of a cgroup's link directory: the encoded path of `cgroup` below the cgroup v2 `root`. */
+export function linkDirectoryName(root: string, cgroup: string): string {
+  return encodeURIComponent(`/${relative(root, cgroup)}`);
+}
+
+function cgroupOfLinkDirectory(root: string, name: string): string {
+  const below = decodeURIComponent(name);
+  return below === '/' ? root : `${root}${below}`;
+}
+
+/** Where the links of a --cgroup attachment are pinned, one per program, named after it. */
+export function cgroupLinkDirectory(pinDirectory: string, root: string, cgroup: string): string {
+  return `${pinLayout(pinDirectory).links}/${linkDirectoryName(root, cgroup)}`;
+}
+
+/** Each --cgroup attachment pinned under `pinDirectory` with the directory of its links (sandboxes: pinnedSandboxes). */
+export function pinnedLinkDirectories(pinDirectory: string, root = cgroup2Root()): { cgroup: string; directory: string }[] {
+  const { links } = pinLayout(pinDirectory);
+  return (entriesOf(links) ?? [])
+    .filter((name) => name !== SANDBOX_LINK_DIRECTORY)
+    .map((name) => ({ cgroup: cgroupOfLinkDirectory(root, name), directory: `${links}/${name}` }));
+}
+
+/** The cgroups the pinned --cgroup links are attached to. */
+export function attachedCgroups(pinDirectory: string): string[] {
+  return pinnedLinkDirectories(pinDirectory).map(({ cgroup }) => cgroup);
+}
+
+function sandboxesDirectory(pinDirectory: string): string {
+  return `${pinLayout(pinDirectory).links}/${SANDBOX_LINK_DIRECTORY}`;
+}
+
+/** Everything pinned for sandbox `id`: the directory of its cgroup's link directory. */
+export function sandboxDirectory(pinDirectory: string, id: string): string {
+  return `${sandboxesDirectory(pinDirectory)}/${id}`;
+}
+
+/** Where the links of sandbox `id`, attached to `cgroup`, are pinned. */
+export function sandboxLinkDirectory(pinDirectory: string, id: string, root: string, cgroup: string): string {
+  return `${sandboxDirectory(pinDirectory, id)}/${linkDirectoryName(root, cgroup)}`;
+}
+
+/**
+ * The sandboxes pinned under `pinDirectory`, with the directory of their links; cgroup undefined
+ * for a directory left half made.
+ */
+export function pinnedSandboxes(pinDirectory: string, root = cgroup2Root()): { id: string; cgroup: string | undefined; directory: string }[] {
+  const sandboxes = sandboxesDirectory(pinDirectory);
+  return (entriesOf(sandboxes) ?? []).flatMap((id) => {
+    const entries = entriesOf(`${sandboxes}/${id}`);
+    if (entries === undefined) return [];
+    const [name, ...others] = entries;
+    const whole = name !== undefined && others.length === 0;
+    return [{ id, cgroup: whole ? cgroupOfLinkDirectory(root, name) : undefined, directory: whole ? `${sandboxes}/${id}/${name}` : `${sandboxes}/${id}` }];
+  });
+}
+
+/** The cgroups of the pinned sandboxes, for `socklb sockets`. */
+export function sandboxCgroups(pinDirectory: string): string[] {
+  return pinnedSandboxes(pinDirectory).flatMap((sandbox) => (sandbox.cgroup === undefined ? [] : [sandbox.cgroup]));
+}
+
+/**
+ * The names in a pin directory; undefined when it does not exist, which includes one removed
+ * while it is read (a sandbox removed during `socklb status`).
+ */
+export function entriesOf(directory: string): string[] | undefined {
+  try {
+    return readdirSync(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}

@@ -1,0 +1,78 @@
+// The registry's kernel part: each sandbox's links pinned where a restarted agent finds them
+// (src/pins/layout.ts says where). The pins are the registry's only record: what is pinned is
+// what is registered.
+
+import { existsSync } from 'node:fs';
+import { SocklbError } from '../errors.js';
+import { cgroup2Root } from '../kernel/mounts.js';
+import { checkCgroup } from '../kernel/system.js';
+import { linkDirectoryName, MAX_PIN_NAME_BYTES, pinnedSandboxes, sandboxDirectory, sandboxLinkDirectory } from '../pins/layout.js';
+import { detachDirectory } from '../pins/links.js';
+import type { Sandbox, SandboxAttachments } from './registry.js';
+
+/** What attaches the loaded programs by links pinned in a directory: the datapath (LoadedDatapath). */
+export interface ProgramAttacher {
+  attachOne(cgroup: string, directory: string): unknown;
+}
+
+/** Attaches through the loaded datapath; one instance per agent. */
+export class PinnedSandboxes implements SandboxAttachments {
+  readonly cgroupRoot = cgroup2Root();
+
+  constructor(
+    private readonly datapath: ProgramAttacher,
+    private readonly pinDirectory: string,
+  ) {}
+
+  attach(sandbox: Sandbox): void {
+    checkCgroup(sandbox.cgroup, `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup}`);
+    const name = linkDirectoryName(this.cgroupRoot, sandbox.cgroup);
+    if (Buffer.byteLength(name) > MAX_PIN_NAME_BYTES) {
+      throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup} is too deep to name its pins (${Buffer.byteLength(name)} bytes encoded, at most ${MAX_PIN_NAME_BYTES})`);
+    }
+    const directory = sandboxDirectory(this.pinDirectory, sandbox.id);
+    try {
+      this.datapath.attachOne(sandbox.cgroup, sandboxLinkDirectory(this.pinDirectory, sandbox.id, this.cgroupRoot, sandbox.cgroup));
+    } catch (error) {
+      // All or nothing: a half-attached sandbox would be adopted as registered by the next run.
+      if (existsSync(directory)) detachDirectory(directory);
+      throw error;
+    }
+  }
+
+  detach(sandbox: Sandbox): void {
+    const directory = sandboxDirectory(this.pinDirectory, sandbox.id);
+    if (existsSync(directory)) detachDirectory(directory);
+  }
+
+  /**
+   * Rebuilds the registry from the pins of an earlier run: the programs just loaded are swapped
+   * into each sandbox's links. A sandbox whose cgroup is gone (its container was deleted while no
+   * agent ran, so its poststop hook failed) is detached and unpinned. One whose programs cannot be
+   * swapped stays registered with the links it has (a running container must not lose its
+   * Services because of an upgrade), and is reported: one sandbox must not keep the agent, and so
+   * every other, from starting.
+   */
+  adopt(): { adopted: Sandbox[]; stale: (Sandbox & { reason: string })[]; notUpgraded: (Sandbox & { reason: string })[] } {
+    const adopted: Sandbox[] = [];
+    const stale: (Sandbox & { reason: string })[] = [];
+    const notUpgraded: (Sandbox & { reason: string })[] = [];
+    for (const sandbox of pinnedSandboxes(this.pinDirectory, this.cgroupRoot)) {
+      if (sandbox.cgroup === undefined) {
+        detachDirectory(sandboxDirectory(this.pinDirectory, sandbox.id));
+      } else if (!existsSync(sandbox.cgroup)) {
+        detachDirectory(sandboxDirectory(this.pinDirectory, sandbox.id));
+        stale.push({ id: sandbox.id, cgroup: sandbox.cgroup, reason: 'its cgroup is gone' });
+      } else {
+        const adoptedSandbox = { id: sandbox.id, cgroup: sandbox.cgroup };
+        adopted.push(adoptedSandbox);
+        try {
+          this.datapath.attachOne(sandbox.cgroup, sandboxLinkDirectory(this.pinDirectory, sandbox.id, this.cgroupRoot, sandbox.cgroup));
+        } catch (error) {
+          notUpgraded.push({ ...adoptedSandbox, reason: `attaching this build's programs failed, its links are kept as they were: ${error instanceof Error ? error.message : String(error)}` });
+        }
+      }
+    }
+    return { adopted, stale, notUpgraded };
+  }
+}
