@@ -14,14 +14,16 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { parseAllDocuments } from 'yaml';
 import { Agent } from '../../src/agent/agent.js';
-import { describeFrontends, formatTable } from '../../src/datapath/dump.js';
+import { formatFrontendTable } from '../../src/cli/tables.js';
+import { describeFrontends } from '../../src/datapath/dump.js';
 import type { BpfMap, DatapathMaps } from '../../src/datapath/maps.js';
 import { memoryMaps } from '../../src/datapath/memory-maps.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { canonicalIP, parseCidr } from '../../src/model/ip.js';
 import type { InputProblem, NodeContext } from '../../src/model/types.js';
 import { chooseSource, type SourceFlags } from '../../src/sources/choose.js';
-import type { Source, SourceState } from '../../src/sources/source.js';
+import type { SourceState } from '../../src/model/source-state.js';
+import type { Source } from '../../src/sources/source.js';
 import { ApiServer, type ResourceName } from '../fixtures/apiserver.js';
 import type { Change, GoldenCase } from './golden-format.js';
 
@@ -73,7 +75,7 @@ export async function runCase(golden: GoldenCase, kind: SourceKind): Promise<str
 function dump(maps: DatapathMaps, problems: readonly InputProblem[]): string {
   const count = (map: BpfMap) => [...map.entries()].length;
   const lines = [
-    formatTable(describeFrontends(DatapathState.read(maps)), true),
+    formatFrontendTable(describeFrontends(DatapathState.read(maps)), true),
     `maps: frontends ${count(maps.frontends)}, slots ${count(maps.slots)}, backends ${count(maps.backends)}, service names ${count(maps.serviceNames)}`,
     // Without their source (a path, 'kubernetes' or 'model'): both sources must agree.
     ...problems.map((problem) => `problem: ${problem.object}: ${problem.reason}`).sort(),
