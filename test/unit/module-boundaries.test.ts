@@ -25,9 +25,6 @@ const ALLOWED: Record<string, readonly string[]> = {
 /** Files at the top of src/: every module may import them, and they import nothing of ours. */
 const SHARED = ['errors.ts', 'log.ts'];
 
-/** Imports that break the table today, each to go with the change that removes it. */
-const KNOWN_EXCEPTIONS = ['model/desired.ts imports sources/source.ts'];
-
 interface Module {
   /** Below src/, with its .ts ending: `datapath/loader.ts`. */
   path: string;
@@ -87,14 +84,7 @@ describe('module boundaries', () => {
   const modules = sourceModules();
 
   it('lets every module of src/ import only what its folder may', () => {
-    const found = forbiddenImports(modules);
-    const unexpected = found.filter((line) => !KNOWN_EXCEPTIONS.some((exception) => line.startsWith(`${exception}:`)));
-    assert.deepEqual(unexpected, []);
-  });
-
-  it('keeps no exception that is no longer needed', () => {
-    const found = forbiddenImports(modules);
-    assert.deepEqual(KNOWN_EXCEPTIONS.filter((exception) => !found.some((line) => line.startsWith(`${exception}:`))), []);
+    assert.deepEqual(forbiddenImports(modules), []);
   });
 
   it('has a rule for every folder of src/', () => {
