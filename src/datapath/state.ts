@@ -7,7 +7,7 @@ import { GroupedKeys } from '../model/grouped-keys.js';
 import { backendText, frontendId } from '../model/keys.js';
 import type { Backend, FrontendKey, ServicePortRef } from '../model/types.js';
 import { IdMap } from './id-map.js';
-import { MAP_CODECS } from './layout.js';
+import { isSealed, MAP_CODECS } from './layout.js';
 import type { DatapathMaps } from './maps.js';
 
 export interface FrontendEntry {
@@ -50,21 +50,29 @@ export class DatapathState {
   readonly #serviceIds = new IdUsage();
   readonly #backendIds = new IdUsage();
 
-  /** Reads every map; entries a crashed agent left half-done are kept as they are. */
+  /**
+   * Reads every map; entries a crashed agent left half-done are kept as they are. A value that
+   * does not name its key, or whose check fails, was not written whole by an agent: the programs
+   * refuse it, and so the state leaves it out (a plan writes that key anew).
+   */
   static read(maps: DatapathMaps): DatapathState {
     const state = new DatapathState();
     for (const [key, value] of maps.backends.entries()) {
-      state.apply({ kind: 'upsert-backend', backendId: MAP_CODECS.backends.key.decode(key), backend: MAP_CODECS.backends.value.decode(value) });
+      const backendId = MAP_CODECS.backends.key.decode(key);
+      const { backendId: owner, ...backend } = MAP_CODECS.backends.value.decode(value);
+      if (owner === backendId && isSealed(value)) state.apply({ kind: 'upsert-backend', backendId, backend });
     }
     for (const [key, value] of maps.slots.entries()) {
       const { serviceId, slot } = MAP_CODECS.slots.key.decode(key);
-      state.apply({ kind: 'upsert-slot', serviceId, slot, backendId: MAP_CODECS.slots.value.decode(value) });
+      const written = MAP_CODECS.slots.value.decode(value);
+      if (written.serviceId === serviceId && written.slot === slot && isSealed(value)) state.apply({ kind: 'upsert-slot', ...written });
     }
     for (const [key, value] of maps.serviceNames.entries()) {
       state.apply({ kind: 'upsert-service-name', serviceId: MAP_CODECS.serviceNames.key.decode(key), service: MAP_CODECS.serviceNames.value.decode(value) });
     }
     for (const [key, value] of maps.frontends.entries()) {
-      state.apply({ kind: 'upsert-frontend', frontend: { key: MAP_CODECS.frontends.key.decode(key), ...MAP_CODECS.frontends.value.decode(value) } });
+      const frontend = MAP_CODECS.frontends.value.decode(value);
+      if (frontendId(frontend.key) === frontendId(MAP_CODECS.frontends.key.decode(key)) && isSealed(value)) state.apply({ kind: 'upsert-frontend', frontend });
     }
     return state;
   }

@@ -278,7 +278,7 @@ describe('reconcile on in-memory maps', () => {
     }
     const result = reconcile(maps, state, desired, desired.keys());
     assert.deepEqual([...result.failed.keys()], ['10.96.0.2:80/TCP']);
-    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /socklb_fe_v2: E2BIG: map full \(1 entries\)/);
+    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /socklb_fe_v3: E2BIG: map full \(1 entries\)/);
     assert.deepEqual(invariantViolations(maps), []);
     assert.deepEqual(described(maps), [{ frontend: '10.96.0.1:80/TCP', service: 'default/10.96.0.1', backends: ['10.244.0.9:80'] }]);
   });
@@ -320,7 +320,7 @@ describe('reconcile on in-memory maps', () => {
     }
     const result = reconcile(maps, state, desired, desired.keys());
     assert.deepEqual([...result.failed.keys()], ['10.96.0.2:80/TCP']);
-    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /update socklb_slot_v1: EAGAIN/);
+    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /update socklb_slot_v2: EAGAIN/);
     assert.deepEqual(invariantViolations(raw), []);
     assert.deepEqual(DatapathState.read(raw), state, 'the tracked state holds the accepted writes only');
     assert.deepEqual(
