@@ -1,7 +1,7 @@
 // Loads the BPF object, pins its maps and cgroup links under one bpffs
 // directory, and adopts what a previous agent pinned there:
 //
-//   <pin dir>/maps/socklb_fe_v2 ...          the maps (reused across restarts)
+//   <pin dir>/maps/socklb_fe_v3 ...          the maps (reused across restarts)
 //   <pin dir>/links/<cgroup>/socklb_connect4  one link per program and cgroup
 //   <pin dir>/links/sandboxes/...             the sandbox registry's (src/sandbox/pins.ts)
 //
@@ -18,6 +18,7 @@ import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import { lastErrno, libbpf, type BpfLinkHandle, type BpfObjectHandle, type BpfProgramHandle } from './libbpf.js';
 import { CAPACITY_FLAGS, roleOfMap, type DatapathMaps, type MapRole } from './maps.js';
 import { cgroup2Root } from './mounts.js';
+import { KernelReaderFence } from './readers.js';
 import { checkCgroup, checkPrivileges, ensureBpffs } from './system.js';
 
 export const DEFAULT_PIN_DIRECTORY = '/sys/fs/bpf/socklb';
@@ -50,6 +51,8 @@ export class LoadedDatapath {
     readonly socketMaps: SocketMapFds,
     private readonly programs: ReadonlyMap<string, BpfProgramHandle>,
     private readonly layout: PinLayout,
+    /** What the agent waits on before it hands out an id a sync freed. */
+    readonly readers: KernelReaderFence,
   ) {}
 
   /**
@@ -94,7 +97,7 @@ export class LoadedDatapath {
       }
       const socketMaps = {} as SocketMapFds;
       for (const role of SOCKET_MAPS) socketMaps[role] = libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES[role]));
-      return new LoadedDatapath(object, maps, socketMaps, programs, layout);
+      return new LoadedDatapath(object, maps, socketMaps, programs, layout, new KernelReaderFence());
     } catch (error) {
       libbpf.objectClose(object);
       throw error;
@@ -125,6 +128,7 @@ export class LoadedDatapath {
 
   /** Closes this process's handles; pinned maps and links stay. */
   close(): void {
+    this.readers.close();
     libbpf.objectClose(this.object);
   }
 

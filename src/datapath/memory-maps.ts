@@ -4,6 +4,7 @@
 // failed write never leaves the datapath inconsistent.
 
 import { MAP_NAMES } from './layout.js';
+import type { ReaderFence } from './readers.js';
 import { mapWriteError, mapsByRole, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapEntry } from './maps.js';
 
 const E2BIG = 7;
@@ -95,4 +96,13 @@ export class FaultyMap implements BpfMap {
 
 export function faultyMaps(inner: DatapathMaps, shouldFail: () => boolean): DatapathMaps {
   return mapsByRole((role) => new FaultyMap(inner[role], shouldFail));
+}
+
+/** The fence of maps no program reads: returns at once, and counts its calls for tests. */
+export class InstantReaderFence implements ReaderFence {
+  waits = 0;
+
+  waitForReaders(): void {
+    this.waits++;
+  }
 }
