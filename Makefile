@@ -48,12 +48,23 @@ build/bpf/%.bpf.o: bpf/%.bpf.c bpf/socklb.h bpf/socklb_sock.h build/.debian-pack
 build/bpf-upgrade-test/%.bpf.o: bpf/%.bpf.c bpf/socklb.h bpf/socklb_sock.h build/.debian-packages
 	$(call compile_bpf,-DSOCKLB_LOOKUP_ATTEMPTS=3)
 
+# The race test's builds (test/integration/misroute.test.ts): a window held open between each map
+# lookup and its copy, with the copies checked as always, and without the checks.
+RACE_WINDOW_LOOPS := 2000
+RACE_TEST_BPF_OBJECTS := build/bpf-race-checked/socklb.bpf.o build/bpf-race-unchecked/socklb.bpf.o
+
+build/bpf-race-checked/%.bpf.o: bpf/%.bpf.c bpf/socklb.h bpf/socklb_sock.h build/.debian-packages
+	$(call compile_bpf,-DSOCKLB_RACE_WINDOW_LOOPS=$(RACE_WINDOW_LOOPS))
+
+build/bpf-race-unchecked/%.bpf.o: bpf/%.bpf.c bpf/socklb.h bpf/socklb_sock.h build/.debian-packages
+	$(call compile_bpf,-DSOCKLB_RACE_WINDOW_LOOPS=$(RACE_WINDOW_LOOPS) -DSOCKLB_UNCHECKED_READS)
+
 build/.tsc: $(TS_SOURCES) tsconfig.json node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 	@touch $@
 
 setup: build/.debian-packages node_modules/.package-lock.json
-build: setup $(BPF_OBJECTS) $(UPGRADE_TEST_BPF_OBJECTS) build/.tsc
+build: setup $(BPF_OBJECTS) $(UPGRADE_TEST_BPF_OBJECTS) $(RACE_TEST_BPF_OBJECTS) build/.tsc
 
 demo: build
 	node build/demo/demo.js

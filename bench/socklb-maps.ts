@@ -28,8 +28,8 @@ export class FrontendReader {
     const { serviceId, backendCount } = MAP_CODECS.frontends.value.decode(value);
     const backends: string[] = [];
     for (let slot = 0; slot < backendCount; slot++) {
-      const backendId = this.maps.slots.lookup(MAP_CODECS.slots.key.encode({ serviceId, slot }));
-      const backend = backendId && this.maps.backends.lookup(MAP_CODECS.backends.key.encode(MAP_CODECS.slots.value.decode(backendId)));
+      const slotValue = this.maps.slots.lookup(MAP_CODECS.slots.key.encode({ serviceId, slot }));
+      const backend = slotValue && this.maps.backends.lookup(MAP_CODECS.backends.key.encode(MAP_CODECS.slots.value.decode(slotValue).backendId));
       backends.push(backend ? backendText(MAP_CODECS.backends.value.decode(backend)) : '<missing>');
     }
     return backends.sort();

@@ -25,21 +25,21 @@ struct {
 	__uint(max_entries, SOCKLB_DEFAULT_MAX_FRONTENDS);
 	__type(key, struct socklb_frontend_key);
 	__type(value, struct socklb_frontend);
-} socklb_fe_v2 SEC(".maps");
+} socklb_fe_v3 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SOCKLB_DEFAULT_MAX_SLOTS);
 	__type(key, struct socklb_slot_key);
 	__type(value, struct socklb_slot);
-} socklb_slot_v1 SEC(".maps");
+} socklb_slot_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SOCKLB_DEFAULT_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct socklb_backend);
-} socklb_be_v1 SEC(".maps");
+} socklb_be_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -130,23 +130,117 @@ struct backend_choice {
 	__u32 slot;
 };
 
-/* Reads the backend a Service's slot names; false when either is gone. */
+/*
+ * Test builds widen the window between a lookup and its copy, in which a
+ * concurrent write can recycle the element (an interrupt or a preemption
+ * does the same in production, rarely): -DSOCKLB_RACE_WINDOW_LOOPS=N idles
+ * N bpf_loop rounds there. -DSOCKLB_UNCHECKED_READS uses every copy as the
+ * layouts before the checks did, so that the race test can show it misroutes.
+ */
+#ifdef SOCKLB_RACE_WINDOW_LOOPS
+static long idle_round(__u64 index, void *context)
+{
+	bpf_ktime_get_ns();
+	return 0;
+}
+#define race_window() bpf_loop(SOCKLB_RACE_WINDOW_LOOPS, idle_round, NULL, 0)
+#else
+#define race_window() ((void)0)
+#endif
+#ifdef SOCKLB_UNCHECKED_READS
+#define checked(condition) ((void)(condition), true)
+#else
+#define checked(condition) (condition)
+#endif
+
+/*
+ * Zero when the check, the last of `words` 32-bit words of a value, matches
+ * the others (socklb.h). The checks below fold every comparison into one
+ * word with bitwise ors and test it once: a branch per field multiplied the
+ * paths the verifier walks (the load took five times as long).
+ */
+static __always_inline __u32 check_mismatch(const void *value, const __u32 words)
+{
+	const __u32 *word = value;
+	__u32 hash = SOCKLB_CHECK_BASIS;
+
+#pragma unroll
+	for (__u32 i = 0; i < words - 1; i++) {
+		hash ^= word[i];
+		hash *= SOCKLB_CHECK_PRIME;
+	}
+	return hash ^ word[words - 1];
+}
+
 static __always_inline bool
-read_slot(__u32 service_id, __u32 slot, struct backend_choice *out)
+belongs_to_frontend(const struct socklb_frontend *copy, const struct socklb_frontend_key *key)
+{
+	__u32 mismatch = check_mismatch(copy, sizeof(*copy) / 4);
+
+	mismatch |= copy->key.address[0] ^ key->address[0];
+	mismatch |= copy->key.address[1] ^ key->address[1];
+	mismatch |= copy->key.address[2] ^ key->address[2];
+	mismatch |= copy->key.address[3] ^ key->address[3];
+	mismatch |= (__u32)(copy->key.port ^ key->port) | (__u32)(copy->key.protocol ^ key->protocol);
+	return checked(mismatch == 0);
+}
+
+static __always_inline bool belongs_to_slot(const struct socklb_slot *copy, const struct socklb_slot_key *key)
+{
+	__u32 mismatch = check_mismatch(copy, sizeof(*copy) / 4);
+
+	mismatch |= (copy->service_id ^ key->service_id) | (copy->slot ^ key->slot);
+	return checked(mismatch == 0);
+}
+
+static __always_inline bool belongs_to_backend(const struct socklb_backend *copy, __u32 backend_id)
+{
+	return checked((check_mismatch(copy, sizeof(*copy) / 4) | (copy->backend_id ^ backend_id)) == 0);
+}
+
+/*
+ * Copies the frontend at key: 0, -ENOENT when there is none, or -ESTALE when
+ * the copy is not its (the element was recycled under this read).
+ */
+static __always_inline int read_frontend(const struct socklb_frontend_key *key, struct socklb_frontend *out)
+{
+	const struct socklb_frontend *entry = bpf_map_lookup_elem(&socklb_fe_v3, key);
+
+	if (!entry)
+		return -ENOENT;
+	race_window();
+	*out = *entry;
+	return belongs_to_frontend(out, key) ? 0 : -ESTALE;
+}
+
+/*
+ * Reads the backend a Service's slot names; false when either is gone, or
+ * when a copy is not the entry looked up. A global function: the verifier
+ * checks it once, not at each of its callers' paths.
+ */
+__noinline bool read_slot(__u32 service_id, __u32 slot, struct backend_choice *out)
 {
 	struct socklb_slot_key slot_key = { .service_id = service_id, .slot = slot };
 	const struct socklb_slot *entry;
 	const struct socklb_backend *backend;
+	struct socklb_slot copy;
 
-	entry = bpf_map_lookup_elem(&socklb_slot_v1, &slot_key);
+	if (!out)
+		return false;
+	entry = bpf_map_lookup_elem(&socklb_slot_v2, &slot_key);
 	if (!entry)
 		return false;
-	backend = bpf_map_lookup_elem(&socklb_be_v1, &entry->backend_id);
+	race_window();
+	copy = *entry;
+	if (!belongs_to_slot(&copy, &slot_key))
+		return false;
+	backend = bpf_map_lookup_elem(&socklb_be_v2, &copy.backend_id);
 	if (!backend)
 		return false;
+	race_window();
 	out->backend = *backend;
 	out->slot = slot;
-	return true;
+	return belongs_to_backend(&out->backend, copy.backend_id);
 }
 
 /* Whether `slot` is below the count and names the backend at address:port (read into *out). */
@@ -258,11 +352,13 @@ remember_affinity(const struct socklb_affinity_key *client, const struct backend
 
 /*
  * The agent writes a growing frontend's slots before its count and shrinks
- * the count before deleting slots, so a slot below the count always exists.
- * A lookup that read the count just before a shrink can still miss its slot
- * (or the backend behind it): such a lookup is retried against the frontend
- * as it is now. Two attempts suffice for one write racing the lookup; the
- * load tests build a variant with -DSOCKLB_LOOKUP_ATTEMPTS=3 as the "new
+ * the count before deleting slots, so a slot below the count exists when the
+ * count is read. A lookup that read the count just before a shrink can still
+ * miss its slot (or the backend behind it), and one whose element was
+ * recycled under it copies a value that is not its: either is retried
+ * against the frontend as it is now. Two attempts suffice for one write
+ * racing the lookup; after them the call is refused, never sent elsewhere.
+ * The load tests build a variant with -DSOCKLB_LOOKUP_ATTEMPTS=3 as the "new
  * build" of an upgrade (other instructions, the same maps).
  */
 #ifndef SOCKLB_LOOKUP_ATTEMPTS
@@ -276,20 +372,14 @@ lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 {
 	for (int attempt = 0; attempt < SOCKLB_LOOKUP_ATTEMPTS; attempt++) {
 		struct socklb_affinity_key client = {};
-		const struct socklb_frontend *entry;
 		struct socklb_frontend copy;
 		const struct socklb_frontend *frontend = &copy;
+		int error = read_frontend(key, &copy);
 
-		/*
-		 * Copied at once: the map is a preallocated hash, whose element a
-		 * concurrent update may recycle for another key without waiting for
-		 * readers, so fields read after the helper calls below could belong to
-		 * another frontend (one id with another's count).
-		 */
-		entry = bpf_map_lookup_elem(&socklb_fe_v2, key);
-		if (!entry)
+		if (error == -ENOENT)
 			return NOT_A_SERVICE;
-		copy = *entry;
+		if (error)
+			continue;
 		*service_id = frontend->service_id;
 		if (frontend->backend_count == 0)
 			return NO_BACKEND;
@@ -492,10 +582,10 @@ static __always_inline void count_reverse_nat(const struct bpf_sock_addr *ctx, c
 		.port = entry->service_port,
 		.protocol = (__u8)ctx->protocol,
 	};
-	const struct socklb_frontend *frontend = bpf_map_lookup_elem(&socklb_fe_v2, &key);
+	struct socklb_frontend frontend;
 
-	if (frontend)
-		count(frontend->service_id, REVERSE_NAT);
+	if (!read_frontend(&key, &frontend))
+		count(frontend.service_id, REVERSE_NAT);
 }
 
 /*

@@ -13,9 +13,9 @@
  * BTF and in TypeScript.
  *
  * Maps (declared in socklb.bpf.c) carry their layout version in their name:
- *   socklb_fe_v2    struct socklb_frontend_key -> struct socklb_frontend
- *   socklb_slot_v1  struct socklb_slot_key     -> struct socklb_slot
- *   socklb_be_v1    __u32 backend id           -> struct socklb_backend
+ *   socklb_fe_v3    struct socklb_frontend_key -> struct socklb_frontend
+ *   socklb_slot_v2  struct socklb_slot_key     -> struct socklb_slot
+ *   socklb_be_v2    __u32 backend id           -> struct socklb_backend
  *   socklb_name_v1  __u32 service id           -> struct socklb_service_name
  *   socklb_conn_v1  __u64 socket cookie        -> struct socklb_translation (LRU)
  *   socklb_sock_v2  socket-local storage       -> struct socklb_sock
@@ -45,6 +45,19 @@
 #define SOCKLB_MAX_STALE 16384
 
 /*
+ * The values the programs follow from map to map (frontend -> slot ->
+ * backend) name the key they were written for and end with a check. The
+ * kernel recycles a preallocated hash element for another key without
+ * waiting for its readers, so a program that copies an element it looked up
+ * can get another key's value (another Service's backend), or, when the copy
+ * overlaps the rewrite, a mix of two values. A copy is used only if it names
+ * the key looked up and its check holds: FNV-1a over the value's other
+ * 32-bit words, in memory order (src/datapath/layout.ts computes the same).
+ */
+#define SOCKLB_CHECK_BASIS 2166136261u
+#define SOCKLB_CHECK_PRIME 16777619u
+
+/*
  * A frontend is one address, port and protocol of a Service. IPv4 addresses
  * are stored IPv4-mapped (::ffff:a.b.c.d) so that an AF_INET socket and an
  * AF_INET6 socket connecting to ::ffff:a.b.c.d find the same entry.
@@ -62,11 +75,13 @@ struct socklb_frontend_key {
  * A frontend with backend_count 0 refuses connections.
  */
 struct socklb_frontend {
+	struct socklb_frontend_key key; /* the key it was written for */
 	__u32 service_id;
 	__u16 backend_count;
 	__u16 flags; /* reserved, always 0 in this layout version */
 	/* sessionAffinity ClientIP: seconds a client keeps its backend; 0 for none. */
 	__u32 affinity_timeout;
+	__u32 check;
 };
 
 /*
@@ -97,14 +112,19 @@ struct socklb_slot_key {
 };
 
 struct socklb_slot {
+	__u32 service_id; /* the key it was written for */
+	__u32 slot;
 	__u32 backend_id;
+	__u32 check;
 };
 
 /* Backends are keyed by a __u32 backend id. IPv4 is stored IPv4-mapped. */
 struct socklb_backend {
+	__u32 backend_id; /* the key it was written for */
 	__be32 address[4];
 	__be16 port;
 	__u16 pad;
+	__u32 check;
 };
 
 /*

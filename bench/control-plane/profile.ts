@@ -14,7 +14,7 @@ import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Agent, type SyncResult } from '../../src/agent/agent.js';
-import { memoryMaps } from '../../src/datapath/memory-maps.js';
+import { InstantReaderFence, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
 import { ManifestSource } from '../../src/sources/manifests.js';
 import { buildCatalog, churnEndpoints } from '../catalog.js';
@@ -33,6 +33,7 @@ const maps = memoryMaps({ frontends: capacity, backends: capacity, slots: capaci
 const agent = new Agent({
   source: new ManifestSource({ path: manifests }),
   maps,
+  readers: new InstantReaderFence(),
   logger: pino({ enabled: false }),
   node: { name: 'node-1', zone: undefined, addresses: [], allowedExternalIPCidrs: [], serviceProxyName: undefined },
 });

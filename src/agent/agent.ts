@@ -21,6 +21,7 @@ import type { InputProblem, NodeContext } from '../model/types.js';
 import type { StalePair } from '../datapath/layout.js';
 import type { DatapathMaps } from '../datapath/maps.js';
 import { fullScope } from '../datapath/planner.js';
+import type { ReaderFence } from '../datapath/readers.js';
 import { reconcile, type CleanupExtent } from '../datapath/reconcile.js';
 import { servedBackends, stalePairs, stillStale } from '../datapath/stale.js';
 import { DatapathState } from '../datapath/state.js';
@@ -31,6 +32,8 @@ import type { Source } from '../sources/source.js';
 export interface AgentOptions {
   source: Source;
   maps: DatapathMaps;
+  /** Waited on before ids that syncs freed are handed out again. */
+  readers: ReaderFence;
   logger: Logger;
   node: NodeContext;
   /** First delay before frontends whose writes failed are tried again; doubles up to a minute. */
@@ -167,6 +170,7 @@ export class Agent {
     const started = performance.now();
     const frontendIds = [...scope];
     const served = this.options.stuckSockets && servedBackends(this.state, frontendIds);
+    this.releaseFreedIds();
     const result = reconcile(this.options.maps, this.state, this.desired.frontends, frontendIds, cleanup);
     this.cleanupIncomplete = result.cleanupErrors.length > 0;
     // Logged when a frontend starts failing or fails otherwise, and when it gets in: the retries of a
@@ -196,6 +200,20 @@ export class Agent {
     if (stale) this.destroyStuckSockets(stale);
     this.scheduleRetry();
     for (const listener of this.syncListeners) listener(summary);
+  }
+
+  /**
+   * Makes the ids earlier syncs freed available to this one, once no program run can still hold
+   * them; if the kernel will not say so, the plan takes fresh ids and the freed ones wait.
+   */
+  private releaseFreedIds(): void {
+    if (!this.state.idsAwaitReaders) return;
+    try {
+      this.options.readers.waitForReaders();
+      this.state.readersGone();
+    } catch (error) {
+      this.options.logger.warn({ code: (error as { code?: string }).code }, `ids freed by earlier syncs stay unused: ${(error as Error).message}`);
+    }
   }
 
   /** Runs after the maps stopped handing the pairs out, so a socket that reconnects finds a live backend. */

@@ -154,7 +154,7 @@ async function run(options: RunOptions): Promise<void> {
   const iterators = loadStuckSocketIterators(options, datapath, logger);
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
   const stuckSockets = iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
-  const agent = new Agent({ source, maps: datapath.maps, logger, node, stuckSockets });
+  const agent = new Agent({ source, maps: datapath.maps, readers: datapath.readers, logger, node, stuckSockets });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
   const servers = await serveObservability(agent, options, logger);
   // Before the first sync, which may take a while: a container created meanwhile is not refused.

@@ -27,9 +27,9 @@ export interface Codec<T> extends StructLayout {
 
 /** Map names as the object declares them: versioned with their layout. */
 export const MAP_NAMES = {
-  frontends: 'socklb_fe_v2',
-  slots: 'socklb_slot_v1',
-  backends: 'socklb_be_v1',
+  frontends: 'socklb_fe_v3',
+  slots: 'socklb_slot_v2',
+  backends: 'socklb_be_v2',
   serviceNames: 'socklb_name_v1',
   /** Unconnected sockets' datagram translations: socket-local storage, written by the programs only. */
   sockets: 'socklb_sock_v2',
@@ -94,7 +94,31 @@ export const frontendKeyCodec: Codec<FrontendKey> = {
   },
 };
 
+const CHECK_BASIS = 2166136261;
+const CHECK_PRIME = 16777619;
+
+/** SOCKLB_CHECK_* of bpf/socklb.h: FNV-1a over the 32-bit words (host order) before the last. */
+function checkOf(bytes: Buffer): number {
+  let hash = CHECK_BASIS;
+  for (let offset = 0; offset < bytes.length - 4; offset += 4) hash = Math.imul(hash ^ bytes.readUInt32LE(offset), CHECK_PRIME) >>> 0;
+  return hash;
+}
+
+/** Ends an encoded value with its check, which the programs verify on every copy (bpf/socklb.h). */
+function sealed(bytes: Buffer): Buffer {
+  bytes.writeUInt32LE(checkOf(bytes), bytes.length - 4);
+  return bytes;
+}
+
+/** Whether a value read back ends with the check of the rest: one the agent wrote whole. */
+export function isSealed(value: Uint8Array): boolean {
+  const bytes = view(value);
+  return bytes.length >= 8 && bytes.readUInt32LE(bytes.length - 4) === checkOf(bytes);
+}
+
+/** A frontend's value, which names its key (bpf/socklb.h). */
 export interface FrontendValue {
+  key: FrontendKey;
   serviceId: number;
   backendCount: number;
   flags: number;
@@ -105,19 +129,33 @@ export interface FrontendValue {
 // struct socklb_frontend
 export const frontendCodec: Codec<FrontendValue> = {
   cType: 'struct socklb_frontend',
-  size: 12,
-  fields: { service_id: { offset: 0, size: 4 }, backend_count: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, affinity_timeout: { offset: 8, size: 4 } },
+  size: 36,
+  fields: {
+    key: { offset: 0, size: 20 },
+    service_id: { offset: 20, size: 4 },
+    backend_count: { offset: 24, size: 2 },
+    flags: { offset: 26, size: 2 },
+    affinity_timeout: { offset: 28, size: 4 },
+    check: { offset: 32, size: 4 },
+  },
   encode(value) {
-    const bytes = zeroed(12);
-    bytes.writeUInt32LE(value.serviceId, 0);
-    bytes.writeUInt16LE(value.backendCount, 4);
-    bytes.writeUInt16LE(value.flags, 6);
-    bytes.writeUInt32LE(value.affinityTimeout, 8);
-    return bytes;
+    const bytes = zeroed(36);
+    frontendKeyCodec.encode(value.key).copy(bytes, 0);
+    bytes.writeUInt32LE(value.serviceId, 20);
+    bytes.writeUInt16LE(value.backendCount, 24);
+    bytes.writeUInt16LE(value.flags, 26);
+    bytes.writeUInt32LE(value.affinityTimeout, 28);
+    return sealed(bytes);
   },
   decode(raw) {
     const bytes = view(raw);
-    return { serviceId: bytes.readUInt32LE(0), backendCount: bytes.readUInt16LE(4), flags: bytes.readUInt16LE(6), affinityTimeout: bytes.readUInt32LE(8) };
+    return {
+      key: frontendKeyCodec.decode(bytes.subarray(0, 20)),
+      serviceId: bytes.readUInt32LE(20),
+      backendCount: bytes.readUInt16LE(24),
+      flags: bytes.readUInt16LE(26),
+      affinityTimeout: bytes.readUInt32LE(28),
+    };
   },
 };
 
@@ -156,13 +194,27 @@ export const slotKeyCodec: Codec<SlotKey> = {
   },
 };
 
-// struct socklb_slot: a backend id.
-export const slotCodec: Codec<number> = {
+/** A slot's value: the backend it names, and the slot it was written for. */
+export interface SlotValue extends SlotKey {
+  backendId: number;
+}
+
+// struct socklb_slot
+export const slotCodec: Codec<SlotValue> = {
   cType: 'struct socklb_slot',
-  size: 4,
-  fields: { backend_id: { offset: 0, size: 4 } },
-  encode: (backendId) => u32Codec.encode(backendId),
-  decode: (raw) => u32Codec.decode(raw),
+  size: 16,
+  fields: { service_id: { offset: 0, size: 4 }, slot: { offset: 4, size: 4 }, backend_id: { offset: 8, size: 4 }, check: { offset: 12, size: 4 } },
+  encode(value) {
+    const bytes = zeroed(16);
+    bytes.writeUInt32LE(value.serviceId, 0);
+    bytes.writeUInt32LE(value.slot, 4);
+    bytes.writeUInt32LE(value.backendId, 8);
+    return sealed(bytes);
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    return { serviceId: bytes.readUInt32LE(0), slot: bytes.readUInt32LE(4), backendId: bytes.readUInt32LE(8) };
+  },
 };
 
 // __u32 keys of the backend and service name maps (host order).
@@ -178,20 +230,26 @@ export const u32Codec: Codec<number> = {
   decode: (raw) => view(raw).readUInt32LE(0),
 };
 
+/** A backend's value: its address, and the backend id it was written for. */
+export interface BackendValue extends Backend {
+  backendId: number;
+}
+
 // struct socklb_backend
-export const backendCodec: Codec<Backend> = {
+export const backendCodec: Codec<BackendValue> = {
   cType: 'struct socklb_backend',
-  size: 20,
-  fields: { address: { offset: 0, size: 16 }, port: { offset: 16, size: 2 }, pad: { offset: 18, size: 2 } },
-  encode(backend) {
-    const bytes = zeroed(20);
-    writeIP(backend.address, bytes, 0);
-    bytes.writeUInt16BE(backend.port, 16);
-    return bytes;
+  size: 28,
+  fields: { backend_id: { offset: 0, size: 4 }, address: { offset: 4, size: 16 }, port: { offset: 20, size: 2 }, pad: { offset: 22, size: 2 }, check: { offset: 24, size: 4 } },
+  encode(value) {
+    const bytes = zeroed(28);
+    bytes.writeUInt32LE(value.backendId, 0);
+    writeIP(value.address, bytes, 4);
+    bytes.writeUInt16BE(value.port, 20);
+    return sealed(bytes);
   },
   decode(raw) {
     const bytes = view(raw);
-    return { address: decodeAddress(bytes, 0), port: bytes.readUInt16BE(16) };
+    return { backendId: bytes.readUInt32LE(0), address: decodeAddress(bytes, 4), port: bytes.readUInt16BE(20) };
   },
 };
 

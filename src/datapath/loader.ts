@@ -14,6 +14,7 @@ import { detachDirectory, pinProgramLinks } from '../pins/links.js';
 import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import { CAPACITY_FLAGS, DEFAULT_CAPACITIES, roleCapacity, roleOfMap, type DatapathMaps, type MapCapacities, type MapRole } from './maps.js';
+import { KernelReaderFence } from './readers.js';
 
 /** What happened to one cgroup's attachment. */
 export interface AttachResult {
@@ -29,6 +30,8 @@ export class LoadedDatapath {
     readonly socketMaps: SocketMapFds,
     private readonly programs: ReadonlyMap<string, BpfProgramHandle>,
     private readonly pinDirectory: string,
+    /** What the agent waits on before it hands out an id a sync freed. */
+    readonly readers: KernelReaderFence,
   ) {}
 
   /**
@@ -70,7 +73,7 @@ export class LoadedDatapath {
       }
       const socketMaps = {} as SocketMapFds;
       for (const role of SOCKET_MAPS) socketMaps[role] = libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES[role]));
-      return new LoadedDatapath(object, maps, socketMaps, programs, pinDirectory);
+      return new LoadedDatapath(object, maps, socketMaps, programs, pinDirectory, new KernelReaderFence());
     } catch (error) {
       libbpf.objectClose(object);
       throw error;
@@ -101,6 +104,7 @@ export class LoadedDatapath {
 
   /** Closes this process's handles; pinned maps and links stay. */
   close(): void {
+    this.readers.close();
     libbpf.objectClose(this.object);
   }
 

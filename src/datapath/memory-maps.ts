@@ -5,6 +5,7 @@
 
 import { MAP_NAMES } from './layout.js';
 import { DEFAULT_CAPACITIES, mapWriteError, mapsByRole, roleCapacity, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapCapacities, type MapEntry } from './maps.js';
+import type { ReaderFence } from './readers.js';
 
 const E2BIG = 7;
 const EAGAIN = 11;
@@ -96,4 +97,13 @@ export class FaultyMap implements BpfMap {
 
 export function faultyMaps(inner: DatapathMaps, shouldFail: () => boolean): DatapathMaps {
   return mapsByRole((role) => new FaultyMap(inner[role], shouldFail));
+}
+
+/** The fence of maps no program reads: returns at once, and counts its calls for tests. */
+export class InstantReaderFence implements ReaderFence {
+  waits = 0;
+
+  waitForReaders(): void {
+    this.waits++;
+  }
 }

@@ -215,9 +215,10 @@ function sameService(a: ServicePortRef | undefined, b: ServicePortRef): boolean 
 }
 
 /**
- * Hands out the lowest ids the maps do not use. Ids freed by this plan are not
- * handed out again in it: a connect may still be reading them (the state
- * still holds them while the plan is made).
+ * Hands out the lowest ids the maps do not use and no program can still hold
+ * (DatapathState keeps a freed id back until its readers are gone). Ids freed
+ * by this plan are not handed out again in it: the state still holds them
+ * while the plan is made.
  */
 class IdAllocator {
   private readonly plannedBackends = new Map<string, number>();

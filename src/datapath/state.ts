@@ -7,7 +7,7 @@ import { GroupedKeys } from '../model/grouped-keys.js';
 import { backendText, frontendId } from '../model/keys.js';
 import type { Backend, FrontendKey, ServicePortRef } from '../model/types.js';
 import { IdMap } from './id-map.js';
-import { MAP_CODECS } from './layout.js';
+import { isSealed, MAP_CODECS } from './layout.js';
 import type { DatapathMaps } from './maps.js';
 
 export interface FrontendEntry {
@@ -50,21 +50,29 @@ export class DatapathState {
   readonly #serviceIds = new IdUsage();
   readonly #backendIds = new IdUsage();
 
-  /** Reads every map; entries a crashed agent left half-done are kept as they are. */
+  /**
+   * Reads every map; entries a crashed agent left half-done are kept as they are. A value that
+   * does not name its key, or whose check fails, was not written whole by an agent: the programs
+   * refuse it, and so the state leaves it out (a plan writes that key anew).
+   */
   static read(maps: DatapathMaps): DatapathState {
     const state = new DatapathState();
     for (const [key, value] of maps.backends.entries()) {
-      state.apply({ kind: 'upsert-backend', backendId: MAP_CODECS.backends.key.decode(key), backend: MAP_CODECS.backends.value.decode(value) });
+      const backendId = MAP_CODECS.backends.key.decode(key);
+      const { backendId: owner, ...backend } = MAP_CODECS.backends.value.decode(value);
+      if (owner === backendId && isSealed(value)) state.apply({ kind: 'upsert-backend', backendId, backend });
     }
     for (const [key, value] of maps.slots.entries()) {
       const { serviceId, slot } = MAP_CODECS.slots.key.decode(key);
-      state.apply({ kind: 'upsert-slot', serviceId, slot, backendId: MAP_CODECS.slots.value.decode(value) });
+      const written = MAP_CODECS.slots.value.decode(value);
+      if (written.serviceId === serviceId && written.slot === slot && isSealed(value)) state.apply({ kind: 'upsert-slot', ...written });
     }
     for (const [key, value] of maps.serviceNames.entries()) {
       state.apply({ kind: 'upsert-service-name', serviceId: MAP_CODECS.serviceNames.key.decode(key), service: MAP_CODECS.serviceNames.value.decode(value) });
     }
     for (const [key, value] of maps.frontends.entries()) {
-      state.apply({ kind: 'upsert-frontend', frontend: { key: MAP_CODECS.frontends.key.decode(key), ...MAP_CODECS.frontends.value.decode(value) } });
+      const frontend = MAP_CODECS.frontends.value.decode(value);
+      if (frontendId(frontend.key) === frontendId(MAP_CODECS.frontends.key.decode(key)) && isSealed(value)) state.apply({ kind: 'upsert-frontend', frontend });
     }
     return state;
   }
@@ -131,12 +139,26 @@ export class DatapathState {
     }
   }
 
-  /** The service ids nothing uses, lowest first, without end. */
+  /**
+   * Whether ids were released since the readers were last known gone: until then they are not
+   * handed out again (IdUsage).
+   */
+  get idsAwaitReaders(): boolean {
+    return this.#serviceIds.cooling || this.#backendIds.cooling;
+  }
+
+  /** Says that every program run that started before this call has finished (a ReaderFence waited). */
+  readersGone(): void {
+    this.#serviceIds.readersGone();
+    this.#backendIds.readersGone();
+  }
+
+  /** The service ids nothing uses and no reader can hold, lowest first, without end. */
   unusedServiceIds(): Iterator<number> {
     return this.#serviceIds.unused();
   }
 
-  /** The backend ids the backend map does not hold, lowest first, without end. */
+  /** The backend ids the backend map does not hold and no reader can hold, lowest first, without end. */
   unusedBackendIds(): Iterator<number> {
     return this.#backendIds.unused();
   }
@@ -200,26 +222,41 @@ const MAX_GAP_REMEMBERED = 1 << 20;
 /**
  * The ids handed out so far (all below a high-water mark) and those among
  * them released since: the lowest unused id is the lowest released one, or the
- * mark. Ids a map read back skips over count as released: a restart must not
- * lose them, since the counter map is an array indexed by service id and sized
- * with the frontends' capacity (an id past it could never be counted).
+ * mark. A released id first cools: a program that read it before it was
+ * released may still be following it, so it is handed out again only after
+ * the owner of the state has waited for every such reader (readersGone). Ids
+ * a map read back skips over cool too (the agent that freed them may have
+ * just stopped), and are not lost: the counter map is an array indexed by
+ * service id and sized with the frontends' capacity, so an id past it could
+ * never be counted.
  */
 class IdUsage {
   readonly #released = new Set<number>();
+  readonly #cooling = new Set<number>();
   #highWater = 1;
 
   used(id: number): void {
     // Our own ids stay below the maps' capacity; a wilder one (a map written by
     // something else) is not worth a set of every id below it.
     if (id - this.#highWater <= MAX_GAP_REMEMBERED) {
-      for (let skipped = this.#highWater; skipped < id; skipped++) this.#released.add(skipped);
+      for (let skipped = this.#highWater; skipped < id; skipped++) this.#cooling.add(skipped);
     }
     this.#released.delete(id);
+    this.#cooling.delete(id);
     if (id >= this.#highWater) this.#highWater = id + 1;
   }
 
   released(id: number): void {
-    if (id < this.#highWater) this.#released.add(id);
+    if (id < this.#highWater) this.#cooling.add(id);
+  }
+
+  get cooling(): boolean {
+    return this.#cooling.size > 0;
+  }
+
+  readersGone(): void {
+    for (const id of this.#cooling) this.#released.add(id);
+    this.#cooling.clear();
   }
 
   *unused(): Generator<number, never> {

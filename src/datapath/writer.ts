@@ -31,9 +31,9 @@ export function upsertMap(maps: DatapathMaps, kind: Upsert['kind']): BpfMap {
 export function upsertEntry(maps: DatapathMaps, operation: Upsert): MapEntry {
   switch (operation.kind) {
     case 'upsert-backend':
-      return [MAP_CODECS.backends.key.encode(operation.backendId), MAP_CODECS.backends.value.encode(operation.backend)];
+      return [MAP_CODECS.backends.key.encode(operation.backendId), MAP_CODECS.backends.value.encode({ backendId: operation.backendId, ...operation.backend })];
     case 'upsert-slot':
-      return [MAP_CODECS.slots.key.encode(operation), MAP_CODECS.slots.value.encode(operation.backendId)];
+      return [MAP_CODECS.slots.key.encode(operation), MAP_CODECS.slots.value.encode(operation)];
     case 'upsert-service-name':
       return [MAP_CODECS.serviceNames.key.encode(operation.serviceId), MAP_CODECS.serviceNames.value.encode(operation.service)];
     case 'upsert-frontend':

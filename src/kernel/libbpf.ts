@@ -70,6 +70,15 @@ export const libbpf = {
     count: number[],
     opts: null,
   ) => number,
+  /** opts: a struct bpf_map_create_opts, or NULL. */
+  mapCreate: f('int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const uint8_t *opts)') as (
+    type: number,
+    name: string,
+    keySize: number,
+    valueSize: number,
+    maxEntries: number,
+    opts: Buffer | null,
+  ) => number,
   numPossibleCpus: f('int libbpf_num_possible_cpus(void)') as () => number,
   mapGetNextKey: f('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next_key)') as (fd: number, key: Buffer | null, next: Buffer) => number,
 };

@@ -124,7 +124,7 @@ describe('an upgrade whose map layout differs', { skip: missingPrivileges() }, (
       const result = await socklb(['run', ...args, '--control-socket', '', '--metrics-bind-address', '', '--healthz-bind-address', '']);
       assert.equal(result.code, 1);
       assertOneSentence(result.stderr.split('\n').filter((line) => !line.startsWith('{')).join('\n'));
-      assert.match(result.stderr, /socklb_fe_v2 is not pinned beside socklb_.*socklb_fe_v1.*: they were pinned by a build whose layout differs.*run `socklb cleanup` \(with the old build, if another pinned them\) first/);
+      assert.match(result.stderr, /socklb_fe_v3 is not pinned beside socklb_.*socklb_fe_v1.*: they were pinned by a build whose layout differs.*run `socklb cleanup` \(with the old build, if another pinned them\) first/);
       assert.deepEqual(await readdir(join(pinDir, 'links'), { recursive: true }), links, 'the links still run the old programs');
       assert.ok(!(await readdir(join(pinDir, 'maps'))).includes(MAP_NAMES.frontends), 'no empty map was pinned');
     }));

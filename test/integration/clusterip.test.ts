@@ -265,8 +265,8 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     ]) {
       assert.match(metrics, new RegExp(`^${name}`, 'm'), `${name} is exported`);
     }
-    assert.match(metrics, /^socklb_map_entries\{map="socklb_fe_v2"\} 3$/m, 'three frontends: web over two families, dns');
-    assert.match(metrics, /^socklb_map_capacity\{map="socklb_fe_v2"\} 65536$/m);
+    assert.match(metrics, /^socklb_map_entries\{map="socklb_fe_v3"\} 3$/m, 'three frontends: web over two families, dns');
+    assert.match(metrics, /^socklb_map_capacity\{map="socklb_fe_v3"\} 65536$/m);
     for (const path of ['/healthz', '/livez']) {
       const response = await fetch(`http://127.0.0.1:${agent?.healthzPort}${path}`);
       assert.equal(response.status, 200, path);

@@ -148,14 +148,14 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     assert.equal(report.attachments.length, 9);
     for (const link of report.attachments) assert.ok(link.linkId > 0 && link.programId > 0, `${link.program} has a link and a program id`);
     const maps = Object.fromEntries(report.maps.map((map) => [map.name, [map.entries, map.capacity]]));
-    assert.deepEqual(maps.socklb_fe_v2, [MAX_FRONTENDS, MAX_FRONTENDS]);
-    assert.deepEqual(maps.socklb_be_v1, [2, 65536]);
+    assert.deepEqual(maps.socklb_fe_v3, [MAX_FRONTENDS, MAX_FRONTENDS]);
+    assert.deepEqual(maps.socklb_be_v2, [2, 65536]);
     assert.deepEqual(maps.socklb_stats_v1, [null, roleCapacity('stats', { ...DEFAULT_CAPACITIES, frontends: MAX_FRONTENDS })]);
 
     const text = await socklb(['status', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${agent?.metricsPort}`]);
     assert.match(text.stdout, /^agent: running \(pid \d+\), healthy/m);
     assert.match(text.stdout, /^problem: frontend 10\.96\.0\.3[01]:80\/TCP is not in the datapath \(retried\): .*map full/m);
-    assert.match(text.stdout, /^socklb_fe_v2\s+hash\s+\d+\s+4\s+4\s+100\.0%$/m);
+    assert.match(text.stdout, /^socklb_fe_v3\s+hash\s+\d+\s+4\s+4\s+100\.0%$/m);
     await rm(extra);
     await waitForServices(pinDir, (frontends) => frontends.length === 3);
   });
@@ -187,7 +187,7 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     const report = await status(metricsPort);
     assert.equal(report.agent.running, false);
     assert.equal(report.attachments.length, 9);
-    assert.equal(report.maps.find((map) => map.name === 'socklb_fe_v2')?.entries, 3);
+    assert.equal(report.maps.find((map) => map.name === 'socklb_fe_v3')?.entries, 3);
     const text = await socklb(['status', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${metricsPort}`]);
     assert.equal(text.code, 0);
     assert.match(text.stdout, /^agent: not running: no answer at 127\.0\.0\.1:\d+ \(ECONNREFUSED\); the pinned datapath keeps serving/m);

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Agent } from '../../src/agent/agent.js';
 import { mapsByRole, type BpfMap } from '../../src/datapath/maps.js';
-import { FaultyMap, memoryMaps } from '../../src/datapath/memory-maps.js';
+import { FaultyMap, InstantReaderFence, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { backendText } from '../../src/model/keys.js';
 import type { SourceState } from '../../src/model/source-state.js';
@@ -30,7 +30,7 @@ describe('the agent cleaning up', () => {
     const maps = mapsByRole((role): BpfMap => (role === 'backends' ? new FaultyMap(raw[role], failingDelete) : raw[role]));
     const backends = () => [...DatapathState.read(raw).backends.values()].map(backendText).sort();
     const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
-    const agent = new Agent({ source, maps, logger: pino({ level: 'silent' }), node: NODE });
+    const agent = new Agent({ source, readers: new InstantReaderFence(), maps, logger: pino({ level: 'silent' }), node: NODE });
     await agent.start();
 
     failNextBackendDelete = true;
@@ -58,12 +58,12 @@ describe('a source that cannot see its input', () => {
     const logger = pino({ level: 'silent' });
     const frontends = () => [...DatapathState.read(maps).frontends.keys()];
     const backends = () => [...DatapathState.read(maps).backends.values()].map(backendText).sort();
-    const previous = new Agent({ source: new ManualSource(dnsState(['10.244.0.1', '10.244.0.2'])), maps, logger, node: NODE });
+    const previous = new Agent({ source: new ManualSource(dnsState(['10.244.0.1', '10.244.0.2'])), readers: new InstantReaderFence(), maps, logger, node: NODE });
     await previous.start();
     await previous.stop();
 
     const source = new ManualSource(blind);
-    const restarted = new Agent({ source, maps, logger, node: NODE });
+    const restarted = new Agent({ source, readers: new InstantReaderFence(), maps, logger, node: NODE });
     await restarted.start();
     assert.deepEqual(frontends(), ['10.96.0.10:53/UDP'], 'a missing path at start is not "no Services"');
     assert.deepEqual(restarted.problems(), blind.problems);
@@ -80,7 +80,7 @@ describe('an agent that stopped', () => {
   it('takes no state in, as a first list that completes while it stops would deliver one', async () => {
     const maps = memoryMaps();
     const source = new ManualSource({ services: new Map(), ignoredServices: new Set(), slices: new Map(), problems: [], complete: false });
-    const agent = new Agent({ source, maps, logger: pino({ level: 'silent' }), node: NODE });
+    const agent = new Agent({ source, readers: new InstantReaderFence(), maps, logger: pino({ level: 'silent' }), node: NODE });
     await agent.start();
     await agent.stop();
     source.push(dnsState(['10.244.0.1']));
@@ -95,7 +95,7 @@ describe('a frontend the kernel keeps refusing', () => {
     const maps = memoryMaps({ frontends: 1 });
     const dns = dnsState(['10.244.0.1']);
     const source = new ManualSource(withWeb(dns));
-    const agent = new Agent({ source, maps, logger, node: NODE, retryDelayMs: 60_000 });
+    const agent = new Agent({ source, readers: new InstantReaderFence(), maps, logger, node: NODE, retryDelayMs: 60_000 });
     await agent.start();
     const failures = () => lines.filter((line) => line.msg.startsWith('update frontend 10.96.0.20:80/TCP: '));
     assert.equal(agent.failures().length, 1, 'web does not fit beside dns');

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Agent } from '../../src/agent/agent.js';
 import type { StalePair } from '../../src/datapath/layout.js';
-import { memoryMaps } from '../../src/datapath/memory-maps.js';
+import { InstantReaderFence, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import type { StuckSocketHandler } from '../../src/datapath/stuck-sockets.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
@@ -26,7 +26,7 @@ describe('the agent and stuck sockets', () => {
       },
     };
     const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
-    const agent = new Agent({ source, maps, logger: pino({ level: 'silent' }), node: NODE, stuckSockets: handler });
+    const agent = new Agent({ source, readers: new InstantReaderFence(), maps, logger: pino({ level: 'silent' }), node: NODE, stuckSockets: handler });
     const settle = () => new Promise((resolve) => setImmediate(resolve));
     await agent.start();
     source.push(dnsState(['10.244.0.1', '10.244.0.2', '10.244.0.3']));
@@ -52,7 +52,7 @@ describe('the agent and stuck sockets', () => {
       },
     };
     const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2', '10.244.0.3']));
-    const agent = new Agent({ source, maps: memoryMaps(), logger: pino({ level: 'silent' }), node: NODE, stuckSockets: handler });
+    const agent = new Agent({ source, readers: new InstantReaderFence(), maps: memoryMaps(), logger: pino({ level: 'silent' }), node: NODE, stuckSockets: handler });
     const settle = () => new Promise((resolve) => setImmediate(resolve));
     await agent.start();
     source.push(dnsState(['10.244.0.1', '10.244.0.2']));
@@ -78,7 +78,7 @@ describe('the agent and stuck sockets', () => {
       },
     };
     const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
-    const agent = new Agent({ source, maps: memoryMaps(), logger, node: NODE, stuckSockets: handler });
+    const agent = new Agent({ source, readers: new InstantReaderFence(), maps: memoryMaps(), logger, node: NODE, stuckSockets: handler });
     await agent.start();
     source.push(dnsState(['10.244.0.1']));
     source.push(dnsState([]));

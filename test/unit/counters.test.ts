@@ -130,6 +130,8 @@ describe('a reused service id', () => {
     // web leaves in one sync; a new Service comes in the next and gets the lowest free id.
     const withoutWeb = desiredOf(DNS);
     reconcile(maps, state, withoutWeb, [frontendId(WEB_V4.key)]);
+    // As the agent does before a sync once ids were freed: no program still holds web's id.
+    state.readersGone();
     const api = frontend('10.96.0.40', 80, 'TCP', 'api', 'http');
     reconcile(maps, state, desiredOf(DNS, api), [frontendId(api.key)]);
     assert.equal(idOf('10.96.0.40', 80, 'TCP'), webId);

@@ -17,7 +17,7 @@ import { Agent } from '../../src/agent/agent.js';
 import { formatFrontendTable } from '../../src/cli/tables.js';
 import { describeFrontends } from '../../src/datapath/dump.js';
 import type { BpfMap, DatapathMaps } from '../../src/datapath/maps.js';
-import { memoryMaps } from '../../src/datapath/memory-maps.js';
+import { InstantReaderFence, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { canonicalIP, parseCidr } from '../../src/model/ip.js';
 import type { InputProblem, NodeContext } from '../../src/model/types.js';
@@ -44,7 +44,7 @@ export async function runCase(golden: GoldenCase, kind: SourceKind): Promise<str
     const { source } = await chooseSource(sourceFlags, logger);
     const observed = new ObservedSource(source);
     const maps = memoryMaps();
-    const agent = new Agent({ source: observed, maps, logger, node: { ...flags.node, zone: input.zoneFromFlags ? flags.node.zone : undefined } });
+    const agent = new Agent({ source: observed, maps, readers: new InstantReaderFence(), logger, node: { ...flags.node, zone: input.zoneFromFlags ? flags.node.zone : undefined } });
     await agent.start();
     try {
       const printed: string[] = [];

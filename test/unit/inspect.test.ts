@@ -85,7 +85,7 @@ describe('`socklb status`', () => {
       { cgroup: '/sys/fs/cgroup/pod-c1', sandbox: 'c1', program: 'socklb_connect4', linkId: 13, programId: 40, programTag: '0123456789abcdef' },
     ],
     maps: [
-      { name: 'socklb_fe_v2', type: 'hash', id: 7, entries: 3, capacity: 4 },
+      { name: 'socklb_fe_v3', type: 'hash', id: 7, entries: 3, capacity: 4 },
       { name: 'socklb_stats_v1', type: 'percpu_array', id: 9, entries: null, capacity: 5 },
     ],
   };
@@ -102,7 +102,7 @@ describe('`socklb status`', () => {
         lastUpdated: '2026-01-01T00:00:30.000Z',
         frontends: 3,
         backends: 2,
-        failedFrontends: [{ frontend: '10.96.0.31:80/TCP', error: 'update socklb_fe_v2: E2BIG: map full (4 entries); raise --max-frontends' }],
+        failedFrontends: [{ frontend: '10.96.0.31:80/TCP', error: 'update socklb_fe_v3: E2BIG: map full (4 entries); raise --max-frontends' }],
         inputProblems: [{ source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' }],
       },
     });
@@ -110,7 +110,7 @@ describe('`socklb status`', () => {
       text,
       [
         'agent: running (pid 42), healthy; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:30.000Z; 3 frontends, 2 backends',
-        'problem: frontend 10.96.0.31:80/TCP is not in the datapath (retried): update socklb_fe_v2: E2BIG: map full (4 entries); raise --max-frontends',
+        'problem: frontend 10.96.0.31:80/TCP is not in the datapath (retried): update socklb_fe_v3: E2BIG: map full (4 entries); raise --max-frontends',
         'problem: /etc/socklb/bad.yaml: Service default/bad: spec.clusterIP: not an IP',
         '',
         'attachments (/sys/fs/bpf/socklb):',
@@ -121,7 +121,7 @@ describe('`socklb status`', () => {
         '',
         'maps:',
         'MAP              TYPE          ID  ENTRIES  CAPACITY  FILL',
-        'socklb_fe_v2     hash          7   3        4         75.0%',
+        'socklb_fe_v3     hash          7   3        4         75.0%',
         'socklb_stats_v1  percpu_array  9   -        5         -',
       ].join('\n'),
     );
@@ -136,7 +136,7 @@ describe('`socklb status`', () => {
   it('says when no agent answers, and still shows the pinned state', () => {
     const text = formatStatus({ ...pinned, agent: { running: false, reason: 'no answer at 127.0.0.1:10256 (ECONNREFUSED)' } });
     assert.match(text, /^agent: not running: no answer at 127\.0\.0\.1:10256 \(ECONNREFUSED\); the pinned datapath keeps serving what it was last given\n\nattachments/);
-    assert.match(text, /^socklb_fe_v2 {5}hash/m);
+    assert.match(text, /^socklb_fe_v3 {5}hash/m);
   });
 });
 

@@ -168,8 +168,11 @@ describe('reconcile on in-memory maps', () => {
         // handed out in another order are other ids, which later removals free differently.
         const inOrder = (state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>) => [...fullScope(state, desired)].sort();
         for (const desired of sequence) {
+          // Both wait for the programs' readers before a sync, as the agent does when ids were freed.
+          kept.readersGone();
           reconcile(keptMaps, kept, desired, inOrder(kept, desired));
           const restarted = DatapathState.read(restartedMaps);
+          restarted.readersGone();
           reconcile(restartedMaps, restarted, desired, inOrder(restarted, desired));
           // A restart reuses the ids freed before it, as the agent that kept running does.
           const ids = (maps: DatapathMaps) => {
@@ -321,7 +324,7 @@ describe('reconcile on in-memory maps', () => {
     }
     const result = reconcile(maps, state, desired, desired.keys());
     assert.deepEqual([...result.failed.keys()], ['10.96.0.2:80/TCP']);
-    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /update socklb_slot_v1: EAGAIN/);
+    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /update socklb_slot_v2: EAGAIN/);
     assert.deepEqual(invariantViolations(raw), []);
     assert.deepEqual(DatapathState.read(raw), state, 'the tracked state holds the accepted writes only');
     assert.deepEqual(
