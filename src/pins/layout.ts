@@ -1,6 +1,6 @@
 // The layout of a socklb pin directory on bpffs, the one place that names its paths:
 //
-//   <pin dir>/maps/socklb_fe_v2 ...                          the maps (reused across restarts)
+//   <pin dir>/maps/socklb_fe_v3 ...                          the maps (reused across restarts)
 //   <pin dir>/links/<cgroup>/socklb_connect4 ...              one link per program and --cgroup
 //   <pin dir>/links/sandboxes/<id>/<cgroup>/socklb_connect4   a sandbox's (src/sandbox/attachments.ts)
 //
