@@ -98,13 +98,18 @@ export class GuestRig {
     return new GuestRig(guest, await GuestHost.listen(join(directory, `${name}.sock`)));
   }
 
-  /** Starts an applier (the previous one must be gone) and takes its connection. */
-  async connect(options: ConnectOptions = {}): Promise<{ connection: GuestConnection; hello: Hello }> {
+  /** Starts an applier in the guest; the previous one must be gone. */
+  start(options: ConnectOptions = {}): RunningApplier {
     const env: Record<string, string> = { ASAN_OPTIONS: 'detect_leaks=0' };
     if (options.exitAt) env['SOCKLB_APPLIER_EXIT_AT'] = options.exitAt;
     const argv = [options.binary ?? APPLIER_TEST, '--connect', `unix:${this.host.path}`, ...(options.args ?? [])];
-    const applier = new RunningApplier(this.guest.spawn(argv, { env }));
-    this.applier = applier;
+    this.applier = new RunningApplier(this.guest.spawn(argv, { env }));
+    return this.applier;
+  }
+
+  /** Starts an applier and takes its connection. */
+  async connect(options: ConnectOptions = {}): Promise<{ connection: GuestConnection; hello: Hello }> {
+    const applier = this.start(options);
     try {
       return await this.host.accept();
     } catch (error) {
