@@ -17,7 +17,7 @@ static uint32_t payload_limit(uint8_t type)
 	case FRAME_COMMIT:
 		return WIRE_COMMIT_SIZE;
 	case FRAME_RESYNC:
-		return WIRE_RESYNC_TOKEN_SIZE;
+		return WIRE_RESYNC_SIZE;
 	default:
 		return 0;
 	}
@@ -73,13 +73,14 @@ int frame_write(struct stream *stream, uint8_t type, uint8_t *frame, size_t payl
 	return stream_write(stream, frame, WIRE_FRAME_HEADER_SIZE + payload_size);
 }
 
-int frame_resync(struct stream *stream)
+int frame_resync(struct stream *stream, uint64_t *nonce)
 {
-	static const uint8_t token_frame[WIRE_RESYNC_FRAME_SIZE] = {
-		WIRE_RESYNC_TOKEN_SIZE, 0, 0, 0, FRAME_RESYNC, 'S', 'L', 'B', 'R', 'S', 'Y', 'N', 'C',
+	static const uint8_t token_frame[WIRE_FRAME_HEADER_SIZE + WIRE_RESYNC_TOKEN_SIZE] = {
+		WIRE_RESYNC_SIZE, 0, 0, 0, FRAME_RESYNC, 'S', 'L', 'B', 'R', 'S', 'Y', 'N', 'C',
 	};
+	uint8_t byte, nonce_bytes[8];
+	struct wire_reader reader = { .at = nonce_bytes, .left = sizeof(nonce_bytes) };
 	size_t matched = 0;
-	uint8_t byte;
 	int err;
 
 	while (matched < sizeof(token_frame)) {
@@ -96,5 +97,9 @@ int frame_resync(struct stream *stream)
 			/* The token's first byte occurs nowhere else in it: no partial match survives a mismatch. */
 			matched = byte == token_frame[0];
 	}
+	err = stream_read(stream, nonce_bytes, sizeof(nonce_bytes), monotonic_ms() + FRAME_DEADLINE_MS);
+	if (err)
+		return err;
+	wire_get_u64(&reader, nonce);
 	return 0;
 }

@@ -37,8 +37,8 @@ int frame_write(struct stream *stream, uint8_t type, uint8_t *frame, size_t payl
 
 /*
  * Serial only: discards input until a whole RESYNC frame has gone by, waiting
- * while no host is connected. 0 or -errno.
+ * while no host is connected, and gives its nonce. 0 or -errno.
  */
-int frame_resync(struct stream *stream);
+int frame_resync(struct stream *stream, uint64_t *nonce);
 
 #endif /* SOCKLB_APPLIER_FRAME_H */

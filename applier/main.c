@@ -140,6 +140,7 @@ static void serve_forever(const struct settings *settings, const struct endpoint
 	struct stream stream = { .fd = -1 };
 	int64_t backoff = BACKOFF_MIN_MS;
 	bool awaiting_resync = true;
+	uint64_t nonce = 0;
 	bool served;
 	int err;
 
@@ -161,7 +162,7 @@ static void serve_forever(const struct settings *settings, const struct endpoint
 		}
 		/* A serial port has no connect: the host says when it is there. */
 		if (stream.transport == TRANSPORT_SERIAL && awaiting_resync) {
-			err = frame_resync(&stream);
+			err = frame_resync(&stream, &nonce);
 			if (err) {
 				log_line("%s: %s", endpoint->path, strerror(-err));
 				stream_close(&stream);
@@ -169,7 +170,7 @@ static void serve_forever(const struct settings *settings, const struct endpoint
 				continue;
 			}
 		}
-		err = session_run(settings, &stream, &served);
+		err = session_run(settings, &stream, &nonce, &served);
 		if (served)
 			backoff = BACKOFF_MIN_MS;
 		/* 0 is a RESYNC read: the serial host is back, and hears HELLO at once. */

@@ -26,6 +26,8 @@ enum target_choice {
 struct session {
 	const struct settings *settings;
 	struct stream *stream;
+	/* The RESYNC nonce HELLO echoes; a new RESYNC's, once one ends the session. */
+	uint64_t nonce;
 	struct target live;
 	struct staged staged;
 	enum target_choice choice;
@@ -74,6 +76,7 @@ static int send_hello(struct session *session)
 	wire_put_u32(&writer, (uint32_t)(possible_cpus() > 0 ? possible_cpus() : 0));
 	wire_put_u64(&writer, epoch);
 	wire_put_u64(&writer, seq);
+	wire_put_u64(&writer, session->nonce);
 	wire_put_u16(&writer, (uint16_t)session->live.count);
 	wire_put_u16(&writer, 0);
 	target_describe(&session->live, &writer);
@@ -199,6 +202,19 @@ static int serve_commit(struct session *session, const struct frame *frame)
 	return send_outcome(session, epoch, seq, err);
 }
 
+/* A RESYNC between frames: the serial host reopened its end. 1, with its nonce kept, or -EPROTO. */
+static int serve_resync(struct session *session, const struct frame *frame)
+{
+	struct wire_reader reader = { .at = frame->payload, .left = frame->size };
+	const uint8_t *token = wire_get_bytes(&reader, WIRE_RESYNC_TOKEN_SIZE);
+
+	if (session->stream->transport != TRANSPORT_SERIAL || !token ||
+	    memcmp(token, WIRE_RESYNC_TOKEN, WIRE_RESYNC_TOKEN_SIZE) != 0 || !wire_get_u64(&reader, &session->nonce) ||
+	    reader.left != 0)
+		return -EPROTO;
+	return 1;
+}
+
 /* 1: RESYNC on a serial port; 0: another frame served; -errno: the session ends. */
 static int serve(struct session *session, const struct frame *frame)
 {
@@ -210,18 +226,15 @@ static int serve(struct session *session, const struct frame *frame)
 	case FRAME_COMMIT:
 		return serve_commit(session, frame);
 	case FRAME_RESYNC:
-		if (session->stream->transport != TRANSPORT_SERIAL || frame->size != WIRE_RESYNC_TOKEN_SIZE ||
-		    memcmp(frame->payload, WIRE_RESYNC_TOKEN, WIRE_RESYNC_TOKEN_SIZE) != 0)
-			return -EPROTO;
-		return 1;
+		return serve_resync(session, frame);
 	default:
 		return -EPROTO;
 	}
 }
 
-int session_run(const struct settings *settings, struct stream *stream, bool *served)
+int session_run(const struct settings *settings, struct stream *stream, uint64_t *nonce, bool *served)
 {
-	struct session session = { .settings = settings, .stream = stream };
+	struct session session = { .settings = settings, .stream = stream, .nonce = *nonce };
 	struct frame frame;
 	int err;
 
@@ -251,5 +264,6 @@ int session_run(const struct settings *settings, struct stream *stream, bool *se
 	}
 	staged_close(&session.staged);
 	target_close(&session.live);
+	*nonce = session.nonce;
 	return err > 0 ? 0 : err;
 }

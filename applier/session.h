@@ -19,11 +19,13 @@ struct settings {
 };
 
 /*
- * Says HELLO and serves the host's frames. 0 when a serial host sent RESYNC
- * (a new session starts at once); otherwise the -errno that ended it:
- * -EPROTO for a malformed frame, -ECONNRESET when the host closed. `served`
- * tells whether any frame was served.
+ * Says HELLO, echoing `*nonce` (the RESYNC's that started the session; 0 on
+ * a socket), and serves the host's frames. 0 when a serial host sent RESYNC
+ * again (a new session starts at once, with the new nonce in `*nonce`);
+ * otherwise the -errno that ended it: -EPROTO for a malformed frame,
+ * -ECONNRESET when the host closed. `served` tells whether any frame was
+ * served.
  */
-int session_run(const struct settings *settings, struct stream *stream, bool *served);
+int session_run(const struct settings *settings, struct stream *stream, uint64_t *nonce, bool *served);
 
 #endif /* SOCKLB_APPLIER_SESSION_H */

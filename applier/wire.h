@@ -41,8 +41,8 @@ enum frame_type {
 
 /* name, type, key size, value size, max entries, flags. */
 #define WIRE_DESCRIPTOR_SIZE (WIRE_NAME_SIZE + 5 * 4)
-/* magic, version, reserved, release, possible CPUs, marker, map count, reserved. */
-#define WIRE_HELLO_FIXED_SIZE (4 + 2 + 2 + WIRE_RELEASE_SIZE + 4 + 16 + 2 + 2)
+/* magic, version, reserved, release, possible CPUs, marker, resync nonce, map count, reserved. */
+#define WIRE_HELLO_FIXED_SIZE (4 + 2 + 2 + WIRE_RELEASE_SIZE + 4 + 16 + 8 + 2 + 2)
 /* error, message, map count, reserved. */
 #define WIRE_LOADED_FIXED_SIZE (4 + WIRE_MESSAGE_SIZE + 2 + 2)
 /* epoch, seq, error, failed group, failed write. */
@@ -65,10 +65,13 @@ enum write_op {
 /* failed_group and failed_write of an ACK that names no write. */
 #define WIRE_NO_WRITE 0xffffffffu
 
-/* The whole RESYNC frame, which a serial reader looks for byte by byte. */
+/*
+ * RESYNC: the token, then the host's u64 nonce, which the HELLO it causes
+ * echoes. A serial reader looks for the header and the token byte by byte.
+ */
 #define WIRE_RESYNC_TOKEN "SLBRSYNC"
 #define WIRE_RESYNC_TOKEN_SIZE 8
-#define WIRE_RESYNC_FRAME_SIZE (WIRE_FRAME_HEADER_SIZE + WIRE_RESYNC_TOKEN_SIZE)
+#define WIRE_RESYNC_SIZE (WIRE_RESYNC_TOKEN_SIZE + 8)
 
 /* A frame's payload being read: no get ever reads past `left`. */
 struct wire_reader {

@@ -36,7 +36,7 @@ const NAME_SIZE = 16;
 const RELEASE_SIZE = 64;
 const MESSAGE_SIZE = 128;
 const DESCRIPTOR_SIZE = NAME_SIZE + 5 * 4;
-const HELLO_FIXED_SIZE = 4 + 2 + 2 + RELEASE_SIZE + 4 + 16 + 2 + 2;
+const HELLO_FIXED_SIZE = 4 + 2 + 2 + RELEASE_SIZE + 4 + 16 + 8 + 2 + 2;
 const LOADED_FIXED_SIZE = 4 + MESSAGE_SIZE + 2 + 2;
 const ACK_SIZE = 8 + 8 + 4 + 4 + 4;
 const OBJECT_MAP_SIZE = NAME_SIZE + 4 + 4;
@@ -78,6 +78,8 @@ export interface Hello {
   possibleCpus: number;
   /** 0/0 when nothing is pinned. */
   marker: Marker;
+  /** The nonce of the RESYNC this HELLO answers (serial ports); 0 on a socket. */
+  resyncNonce: bigint;
   /** The live maps, in the order BATCHes index them; empty when none. */
   maps: MapDescriptor[];
 }
@@ -302,10 +304,15 @@ export function encodeCommit(marker: Marker): Buffer {
   return bytes;
 }
 
-/** RESYNC: on a serial port, what the host sends when it (re)opens its end, until a HELLO comes. */
-export function encodeResync(): Buffer {
-  const bytes = frame(FRAME_TYPES.resync, RESYNC_TOKEN.length);
+/**
+ * RESYNC: on a serial port, what the host sends when it (re)opens its end, and again each second
+ * until the HELLO echoing its latest `nonce` comes (HELLOs that echo older ones are stale).
+ */
+export function encodeResync(nonce: bigint): Buffer {
+  checkU64(nonce, 'RESYNC nonce');
+  const bytes = frame(FRAME_TYPES.resync, RESYNC_TOKEN.length + 8);
   RESYNC_TOKEN.copy(bytes, FRAME_HEADER_SIZE);
+  bytes.writeBigUInt64LE(nonce, FRAME_HEADER_SIZE + RESYNC_TOKEN.length);
   return bytes;
 }
 
@@ -402,9 +409,10 @@ function decodeHello(payload: Buffer): Hello {
   const possibleCpus = reader.u32('possible_cpus');
   if (possibleCpus < 1 || possibleCpus > MAX_POSSIBLE_CPUS) throw wireError(`HELLO possible_cpus ${possibleCpus}: not 1 to ${MAX_POSSIBLE_CPUS}`);
   const marker = { epoch: reader.u64('marker_epoch'), seq: reader.u64('marker_seq') };
+  const resyncNonce = reader.u64('resync_nonce');
   const mapCount = reader.u16('map_count');
   reader.zero16('reserved after map_count');
-  return { kind: 'hello', version, kernelRelease, possibleCpus, marker, maps: readDescriptors(reader, mapCount, 'HELLO') };
+  return { kind: 'hello', version, kernelRelease, possibleCpus, marker, resyncNonce, maps: readDescriptors(reader, mapCount, 'HELLO') };
 }
 
 function decodeLoaded(payload: Buffer): Loaded {

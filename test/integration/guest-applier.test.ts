@@ -103,7 +103,7 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
       const accepted = await rig.connect({ binary: APPLIER });
       connection = accepted.connection;
       hello = accepted.hello;
-      assert.deepEqual(accepted.hello, { kind: 'hello', version: 1, kernelRelease: release(), possibleCpus: possibleCpus(), marker: marker(0, 0), maps: [] });
+      assert.deepEqual(accepted.hello, { kind: 'hello', version: 1, kernelRelease: release(), possibleCpus: possibleCpus(), marker: marker(0, 0), resyncNonce: 0n, maps: [] });
       const mountinfo = readFileSync(`/proc/${rig.applier?.child.pid}/mountinfo`, 'utf8');
       assert.match(mountinfo, / \/ \/sys\/fs\/bpf [^\n]* - bpf /);
       // The root of the guest's cgroup2 mount, as the host's cgroup namespace sees it: the sandbox's cgroup.
@@ -282,7 +282,7 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
         { frame: batch, mutable: batch.length },
         { frame: object, mutable: object.length - ELF.length },
         { frame: encodeCommit(marker(1, 1)), mutable: 21 },
-        { frame: encodeResync(), mutable: 13 },
+        { frame: encodeResync(5n), mutable: 21 },
       ];
     }
 

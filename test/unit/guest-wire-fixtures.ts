@@ -30,16 +30,17 @@ function descriptors(maps: readonly MapDescriptor[]): Buffer {
   );
 }
 
-export function helloPayload(options: { marker?: Marker; maps?: readonly MapDescriptor[]; cpus?: number } = {}): Buffer {
+export function helloPayload(options: { marker?: Marker; maps?: readonly MapDescriptor[]; cpus?: number; resyncNonce?: bigint } = {}): Buffer {
   const maps = options.maps ?? DESCRIPTORS;
-  const fixed = Buffer.alloc(96);
+  const fixed = Buffer.alloc(104);
   fixed.writeUInt32LE(0x41424c53, 0);
   fixed.writeUInt16LE(1, 4);
   text('6.1.0-57-cloud-amd64', 64).copy(fixed, 8);
   fixed.writeUInt32LE(options.cpus ?? 2, 72);
   fixed.writeBigUInt64LE(options.marker?.epoch ?? 0n, 76);
   fixed.writeBigUInt64LE(options.marker?.seq ?? 0n, 84);
-  fixed.writeUInt16LE(maps.length, 92);
+  fixed.writeBigUInt64LE(options.resyncNonce ?? 0n, 92);
+  fixed.writeUInt16LE(maps.length, 100);
   return Buffer.concat([fixed, descriptors(maps)]);
 }
 

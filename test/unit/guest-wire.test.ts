@@ -69,7 +69,7 @@ describe('host frames, byte for byte', () => {
 
   it('COMMIT and RESYNC', () => {
     assert.equal(hex(encodeCommit({ epoch: 1n, seq: 2n ** 64n - 1n })), `1000000004${'0100000000000000'}${'ff'.repeat(8)}`);
-    assert.equal(hex(encodeResync()), `0800000005${hex(Buffer.from('SLBRSYNC'))}`);
+    assert.equal(hex(encodeResync(0x0102n)), `1000000005${hex(Buffer.from('SLBRSYNC'))}0201000000000000`);
   });
 });
 
@@ -110,13 +110,14 @@ describe('packGroups', () => {
 
 describe('guest frames decoded', () => {
   it('HELLO', () => {
-    const payload = helloPayload({ marker: { epoch: 3n, seq: 2n ** 63n }, maps: DESCRIPTORS });
+    const payload = helloPayload({ marker: { epoch: 3n, seq: 2n ** 63n }, resyncNonce: 77n, maps: DESCRIPTORS });
     assert.deepEqual(decodeGuestMessage({ type: FRAME_TYPES.hello, payload }), {
       kind: 'hello',
       version: 1,
       kernelRelease: '6.1.0-57-cloud-amd64',
       possibleCpus: 2,
       marker: { epoch: 3n, seq: 2n ** 63n },
+      resyncNonce: 77n,
       maps: DESCRIPTORS,
     });
   });
@@ -146,17 +147,17 @@ describe('malformed guest frames are refused, naming the field', () => {
   const cases: [string, () => unknown, RegExp][] = [
     ['an unknown type', () => decodeGuestMessage({ type: 0x02, payload: Buffer.alloc(0) }), /frame type 0x02: not a guest's/],
     ['a payload over 64 KiB', () => decodeGuestMessage({ type: FRAME_TYPES.ack, payload: Buffer.alloc(65537) }), /guest frame of 65537 bytes: over its limit of 65536/],
-    ['a short HELLO', () => decodeGuestMessage({ type: FRAME_TYPES.hello, payload: Buffer.alloc(20) }), /HELLO of 20 bytes: shorter than its 96 fixed bytes/],
+    ['a short HELLO', () => decodeGuestMessage({ type: FRAME_TYPES.hello, payload: Buffer.alloc(20) }), /HELLO of 20 bytes: shorter than its 104 fixed bytes/],
     ['another magic', hello((p) => void p.writeUInt32LE(0x41424c54, 0)), /HELLO magic 0x41424c54: not 0x41424c53/],
     ['another version', hello((p) => void p.writeUInt16LE(2, 4)), /HELLO version 2: this host speaks version 1/],
     ['a reserved field set', hello((p) => void p.writeUInt16LE(1, 6)), /HELLO reserved: 1, not 0/],
     ['a release without NUL', hello((p) => void p.fill(0x41, 8, 72)), /HELLO kernel_release: no NUL within its 64 bytes/],
     ['bytes after a NUL', hello((p) => void p.writeUInt8(0x41, 70)), /HELLO kernel_release: bytes after its NUL/],
     ['no CPU', hello((p) => void p.writeUInt32LE(0, 72)), /HELLO possible_cpus 0: not 1 to 8192/],
-    ['a map count past the payload', hello((p) => void p.writeUInt16LE(7, 92)), /HELLO map_count 7: 252 bytes of 36 each, but 216 left/],
-    ['a map count of 65535', hello((p) => void p.writeUInt16LE(65535, 92)), /HELLO map_count 65535: over 64/],
+    ['a map count past the payload', hello((p) => void p.writeUInt16LE(7, 100)), /HELLO map_count 7: 252 bytes of 36 each, but 216 left/],
+    ['a map count of 65535', hello((p) => void p.writeUInt16LE(65535, 100)), /HELLO map_count 65535: over 64/],
     ['trailing bytes', hello((p) => Buffer.concat([p, Buffer.alloc(1)])), /HELLO map_count 6: 216 bytes of 36 each, but 217 left/],
-    ['an empty map name', hello((p) => void p.fill(0, 96, 112)), /HELLO map 0 name: empty/],
+    ['an empty map name', hello((p) => void p.fill(0, 104, 120)), /HELLO map 0 name: empty/],
     ['a map listed twice', hello(() => undefined, [DESCRIPTORS[0] as MapDescriptor, DESCRIPTORS[0] as MapDescriptor]), /HELLO map 1 name socklb_be_v1: listed twice/],
     ['a positive LOADED error', () => decodeGuestMessage({ type: FRAME_TYPES.loaded, payload: loadedPayload(5, '', []) }), /LOADED error 5: not 0 or a negative errno/],
     ['a failed LOADED with maps', () => decodeGuestMessage({ type: FRAME_TYPES.loaded, payload: loadedPayload(-1, 'x', DESCRIPTORS) }), /LOADED error -1 with map_count 6: a failed load stages no maps/],
