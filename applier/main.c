@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include "commit.h"
 #include "faults.h"
 #include "frame.h"
@@ -90,6 +92,7 @@ static int parse_arguments(int argc, char **argv, struct settings *settings, str
 static int prepare(struct settings *settings, const char *cgroup)
 {
 	char root[4096], path[4096];
+	struct statfs filesystem;
 	int err;
 
 	err = mounts_ensure_bpffs(settings->pin_dir);
@@ -119,6 +122,11 @@ static int prepare(struct settings *settings, const char *cgroup)
 		err = -errno;
 		log_line("cgroup %s: %s", cgroup, strerror(-err));
 		return err;
+	}
+	/* Now, not after a commit point: a link to anything else would fail there, again and again. */
+	if (fstatfs(settings->cgroup_fd, &filesystem) < 0 || filesystem.f_type != CGROUP2_SUPER_MAGIC) {
+		log_line("cgroup %s: not a directory of a cgroup v2 hierarchy", cgroup);
+		return -ENOTDIR;
 	}
 	return 0;
 }

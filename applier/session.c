@@ -120,7 +120,9 @@ static int serve_object(struct session *session, const struct frame *frame)
 	if (err == -EPROTO)
 		return err;
 	session->choice = err ? TARGET_NONE : TARGET_STAGED;
-	if (!err)
+	if (err)
+		log_line("OBJECT refused: %s", message);
+	else
 		log_line("OBJECT loaded, staged: %zu maps", session->staged.target.count);
 	wire_put_u32(&writer, (uint32_t)err);
 	wire_put_text(&writer, message, WIRE_MESSAGE_SIZE);

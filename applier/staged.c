@@ -54,7 +54,6 @@ static int failed(int err, char *message, size_t message_size, const char *step)
 	const char *warning = log_libbpf_warning();
 
 	snprintf(message, message_size, "%s: %s%s%s", step, strerror(-err), *warning ? ": " : "", warning);
-	log_line("OBJECT refused: %s", message);
 	return err;
 }
 
