@@ -8,7 +8,7 @@ SHELL := /bin/bash
 # node, npm script and test below runs it.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils dnsperf socat wrk iptables nftables iperf3 runc crun busybox-static python3-minimal
+DEBIAN_PACKAGES := clang llvm libbpf-dev bpftool iproute2 nginx-light dnsmasq-base dnsutils dnsperf socat wrk iptables nftables iperf3 runc crun busybox-static python3-minimal musl-tools libelf-dev zlib1g-dev
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 # The datapath (cgroup programs) and the agent's socket iterators: two objects,
 # so that the datapath loads on kernels that lack what the iterators need.
@@ -64,14 +64,40 @@ build/.tsc: $(TS_SOURCES) tsconfig.json node_modules/.package-lock.json
 	@touch $@
 
 setup: build/.debian-packages node_modules/.package-lock.json
-build: setup $(BPF_OBJECTS) $(UPGRADE_TEST_BPF_OBJECTS) $(RACE_TEST_BPF_OBJECTS) build/.tsc
+# The guest applier (applier/, docs/guest-mode.md): a static program on musl, linked with
+# Debian's libbpf, libelf and zlib archives (applier/glibc-compat.c supplies the glibc symbols they
+# reference). musl-gcc searches musl's headers only; build/applier/include adds the kernel's and
+# libbpf's, and nothing of glibc's.
+APPLIER_SOURCES := $(wildcard applier/*.c)
+APPLIER_HEADERS := $(wildcard applier/*.h) bpf/socklb.h
+APPLIER_ARCHIVES := $(addprefix /usr/lib/$(MULTIARCH)/,libbpf.a libelf.a libz.a)
+APPLIER_CFLAGS := -std=gnu11 -Wall -Wextra -Werror
+
+build/applier/include/.linked: build/.debian-packages
+	@mkdir -p $(dir $@)
+	for header in bpf linux asm-generic; do ln -sfn /usr/include/$$header $(dir $@)$$header; done
+	ln -sfn /usr/include/$(MULTIARCH)/asm $(dir $@)asm
+	@touch $@
+
+build/socklb-applier: $(APPLIER_SOURCES) $(APPLIER_HEADERS) build/applier/include/.linked
+	musl-gcc -static -Os $(APPLIER_CFLAGS) -Ibuild/applier/include -o $@ $(APPLIER_SOURCES) $(APPLIER_ARCHIVES)
+	strip $@
+
+# For the tests only: fault injection (applier/faults.h), and AddressSanitizer and UBSan, which
+# turn an out-of-bounds access or undefined behaviour into a crash the tests see. glibc and the
+# system's libbpf.so, which the sanitizers need.
+build/socklb-applier-test: $(APPLIER_SOURCES) $(APPLIER_HEADERS) build/.debian-packages
+	gcc -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+	  -DSOCKLB_APPLIER_FAULTS $(APPLIER_CFLAGS) -o $@ $(filter-out applier/glibc-compat.c,$(APPLIER_SOURCES)) -lbpf
+
+build: setup $(BPF_OBJECTS) $(UPGRADE_TEST_BPF_OBJECTS) $(RACE_TEST_BPF_OBJECTS) build/.tsc build/socklb-applier build/socklb-applier-test
 
 demo: build
 	node build/demo/demo.js
 
 # The production build in dist/: node dist/socklb.js (what it holds: scripts/bundle.mjs).
-bundle: $(BPF_OBJECTS) node_modules/.package-lock.json
-	node scripts/bundle.mjs $(BPF_OBJECTS)
+bundle: $(BPF_OBJECTS) build/socklb-applier node_modules/.package-lock.json
+	node scripts/bundle.mjs --applier build/socklb-applier $(BPF_OBJECTS)
 
 # Quoted: node --test expands the globs itself.
 UNIT_TESTS := 'build/test/unit/**/*.test.js' 'build/bench/test/**/*.test.js'

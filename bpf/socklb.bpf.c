@@ -79,6 +79,14 @@ struct {
 	__type(value, struct socklb_service_name);
 } socklb_name_v1 SEC(".maps");
 
+/* Written by a guest's host only (struct socklb_marker), never read here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct socklb_marker);
+} socklb_mark_v1 SEC(".maps");
+
 enum lookup_result {
 	NOT_A_SERVICE,
 	NO_BACKEND,

@@ -21,6 +21,7 @@
  *   socklb_sock_v2  socket-local storage       -> struct socklb_sock
  *   socklb_aff_v1   struct socklb_affinity_key -> struct socklb_affinity (LRU)
  *   socklb_stats_v1 __u32 service id           -> struct socklb_stats (per CPU)
+ *   socklb_mark_v1  __u32 0                    -> struct socklb_marker (one entry)
  * and the socket iterators' (socklb_iter.bpf.c):
  *   socklb_stale_v1 struct socklb_stale_key    -> __u32 (reserved, 0)
  * The kernel keeps 15 characters of a map name.
@@ -148,6 +149,18 @@ struct socklb_stats {
 	__u64 refused; /* connect() or sendmsg() refused: no backend (ECONNREFUSED) */
 	__u64 datagrams; /* sendmsg() of an unconnected UDP socket sent to a backend */
 	__u64 reverse_nat; /* getpeername() or recvmsg() answered with the Service */
+};
+
+/*
+ * The last batch of map writes a guest applied whole (docs/guest-mode.md):
+ * the host writes it after every other write of a batch, so a guest whose
+ * marker is (epoch, seq) holds that batch and every earlier one. The
+ * programs never read it; it lives in the object so that it is created,
+ * swapped and pinned with the maps it describes.
+ */
+struct socklb_marker {
+	__u64 epoch; /* the host agent's run that wrote it */
+	__u64 seq; /* the batch within that run */
 };
 
 /*

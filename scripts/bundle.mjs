@@ -8,9 +8,11 @@
 //   dist/node_modules/@koromix/koffi-<platform>-<arch>/   koffi's native addon, which no bundler
 //                               can inline; koffi's own JavaScript is in socklb.js and requires it
 //   dist/package.json           "type": "module", so that the .js files load as ESM anywhere
-//   dist/THIRD-PARTY-LICENSES   the licenses of the packages bundled
+//   dist/socklb-applier         the guest applier (applier/: static, for microVM images)
+//   dist/THIRD-PARTY-LICENSES   the licenses of the packages bundled, and of the libraries the
+//                               applier links statically (from their Debian packages)
 //
-// Usage: node scripts/bundle.mjs BPF_OBJECT...
+// Usage: node scripts/bundle.mjs --applier APPLIER BPF_OBJECT...
 
 import { build } from 'esbuild';
 import { chmodSync, copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -18,8 +20,11 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 
 const DIST = 'dist';
-const bpfObjects = process.argv.slice(2);
-if (bpfObjects.length === 0) throw new Error('usage: node scripts/bundle.mjs BPF_OBJECT...');
+const USAGE = 'usage: node scripts/bundle.mjs --applier APPLIER BPF_OBJECT...';
+const [applierFlag, applier, ...bpfObjects] = process.argv.slice(2);
+if (applierFlag !== '--applier' || !applier || bpfObjects.length === 0) throw new Error(USAGE);
+/** The Debian packages of what socklb-applier links statically: libbpf, libelf, zlib, musl. */
+const APPLIER_LIBRARY_PACKAGES = ['libbpf1', 'libelf1', 'zlib1g', 'musl'];
 
 rmSync(DIST, { recursive: true, force: true });
 const { metafile } = await build({
@@ -39,6 +44,8 @@ chmodSync(join(DIST, 'socklb.js'), 0o755);
 
 mkdirSync(join(DIST, 'bpf'));
 for (const object of bpfObjects) copyFileSync(object, join(DIST, 'bpf', basename(object)));
+copyFileSync(applier, join(DIST, 'socklb-applier'));
+chmodSync(join(DIST, 'socklb-applier'), 0o755);
 
 // koffi finds its addon with require('@koromix/koffi-<platform>-<arch>') relative to the bundle.
 // Only this host's C library's build is shipped (glibc: the Node.js and libbpf of Debian).
@@ -50,7 +57,10 @@ for (const file of ['package.json', 'index.js', `${process.platform}_${process.a
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
 writeFileSync(join(DIST, 'package.json'), `${JSON.stringify({ name: 'socklb', version, private: true, type: 'module', bin: { socklb: 'socklb.js' } }, null, 2)}\n`);
-writeFileSync(join(DIST, 'THIRD-PARTY-LICENSES'), thirdPartyLicenses([...bundledPackages(metafile), join('node_modules', 'koffi'), join('node_modules', addonPackage)]));
+writeFileSync(
+  join(DIST, 'THIRD-PARTY-LICENSES'),
+  [thirdPartyLicenses([...bundledPackages(metafile), join('node_modules', 'koffi'), join('node_modules', addonPackage)]), applierLicenses()].join(`\n${'-'.repeat(72)}\n\n`),
+);
 
 for (const file of listFiles(DIST)) console.log(`${String(statSync(file).size).padStart(10)}  ${file}`);
 console.log(`${String(listFiles(DIST).reduce((sum, file) => sum + statSync(file).size, 0)).padStart(10)}  in all`);
@@ -73,6 +83,13 @@ function thirdPartyLicenses(packageDirectories) {
       return `${name}@${packageVersion} (${license ?? 'see its package'})\n\n${file ? readFileSync(join(directory, file), 'utf8').trim() : 'No license file in the package.'}\n`;
     })
     .join(`\n${'-'.repeat(72)}\n\n`);
+}
+
+/** The Debian copyright files of the libraries in socklb-applier. */
+function applierLicenses() {
+  return APPLIER_LIBRARY_PACKAGES.map((name) => `socklb-applier links ${name} statically (Debian's copyright file):\n\n${readFileSync(`/usr/share/doc/${name}/copyright`, 'utf8').trim()}\n`).join(
+    `\n${'-'.repeat(72)}\n\n`,
+  );
 }
 
 function listFiles(directory) {

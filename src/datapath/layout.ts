@@ -39,6 +39,8 @@ export const MAP_NAMES = {
   stats: 'socklb_stats_v1',
   /** ClientIP affinity: written by the programs only. */
   affinity: 'socklb_aff_v1',
+  /** The last batch a guest applied whole (guest mode): written by the host, never read by the programs. */
+  marker: 'socklb_mark_v1',
   /** The socket iterators' object (socklb_iter.bpf.c). */
   stale: 'socklb_stale_v1',
 } as const;
@@ -340,6 +342,29 @@ export function sumPerCpu(value: Buffer): FrontendCounters {
   return sum;
 }
 
+/** A guest's position in its host's stream of batches: `seq` of the host agent's run `epoch`. */
+export interface Marker {
+  epoch: bigint;
+  seq: bigint;
+}
+
+// struct socklb_marker: the one value of socklb_mark_v1, at key 0.
+export const markerCodec: Codec<Marker> = {
+  cType: 'struct socklb_marker',
+  size: 16,
+  fields: { epoch: { offset: 0, size: 8 }, seq: { offset: 8, size: 8 } },
+  encode(marker) {
+    const bytes = zeroed(16);
+    bytes.writeBigUInt64LE(marker.epoch, 0);
+    bytes.writeBigUInt64LE(marker.seq, 8);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    return { epoch: bytes.readBigUInt64LE(0), seq: bytes.readBigUInt64LE(8) };
+  },
+};
+
 /** An address and port, as a socket sees it. */
 export interface SocketAddress {
   address: string;
@@ -553,4 +578,5 @@ export const MAP_CODECS = {
   backends: { key: u32Codec, value: backendCodec },
   serviceNames: { key: u32Codec, value: serviceNameCodec },
   stats: { key: u32Codec, value: statsCodec },
+  marker: { key: u32Codec, value: markerCodec },
 } as const;

@@ -11,6 +11,7 @@ import {
   affinityLayout,
   destroyedCodec,
   MAP_CODECS,
+  markerCodec,
   MAP_NAMES,
   sockCodec,
   sockRecordCodec,
@@ -93,7 +94,7 @@ const maps = [
   { name: MAP_NAMES.affinity, key: affinityKeyLayout, value: affinityLayout, objects: [datapath] },
 ];
 
-describe('codecs of the socket iterators decode what they encode', () => {
+describe('codecs of the socket iterators and the guest marker decode what they encode', () => {
   const translation = { service: { address: '10.96.0.10', port: 53 }, backend: { address: 'fd00:244::5', port: 8053 }, slot: 3 };
   const pair = { frontend: { address: 'fd00:96::a', port: 53, protocol: 'UDP' as const }, backend: { address: 'fd00:244::5', port: 8053 } };
   const cases: [string, { encode(value: never): Buffer; decode(bytes: Uint8Array): unknown }, unknown][] = [
@@ -103,6 +104,7 @@ describe('codecs of the socket iterators decode what they encode', () => {
     ['struct socklb_destroyed', destroyedCodec, { cookie: 0x1234_5678_9abcn, pair, error: -95 }],
     ['struct socklb_sock_record', sockRecordCodec, { cookie: 42n, family: 'IPv6', protocol: 'UDP', state: 'ESTABLISHED', connection: translation, datagrams: [translation] }],
     ['struct socklb_sock_record without a connection', sockRecordCodec, { cookie: 7n, family: 'IPv4', protocol: 'TCP', state: 'CLOSE', connection: undefined, datagrams: [] }],
+    ['struct socklb_marker', markerCodec, { epoch: 0xfedc_ba98_7654_3210n, seq: 2n ** 64n - 1n }],
   ];
   for (const [name, codec, value] of cases) {
     it(name, () => assert.deepEqual(codec.decode(codec.encode(value as never)), value));
