@@ -15,7 +15,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_OBJECTS := build/bpf/socklb.bpf.o build/bpf/socklb_iter.bpf.o
 TS_SOURCES := $(shell find src test bench demo -name '*.ts' 2>/dev/null)
 
-.PHONY: setup build demo test test-unit test-integration golden bench-dns bench bench-quick bench-footprint bundle clean
+.PHONY: setup build lint format demo test test-unit test-integration golden bench-dns bench bench-quick bench-footprint bundle clean
 
 # Installs only what is missing, so that a prepared machine does not touch apt;
 # checked again whenever this file (the list) changes.
@@ -65,6 +65,17 @@ build/.tsc: $(TS_SOURCES) tsconfig.json node_modules/.package-lock.json
 
 setup: build/.debian-packages node_modules/.package-lock.json
 build: setup $(BPF_OBJECTS) $(UPGRADE_TEST_BPF_OBJECTS) $(RACE_TEST_BPF_OBJECTS) build/.tsc
+
+# Prettier (.prettierrc.json) and ESLint with typescript-eslint (eslint.config.js) over the
+# TypeScript and JavaScript (.prettierignore and the config name what is left out); format rewrites.
+FORMATTED := '**/*.{ts,js,mjs}'
+
+lint: node_modules/.package-lock.json
+	prettier --check $(FORMATTED)
+	eslint --max-warnings=0 .
+
+format: node_modules/.package-lock.json
+	prettier --write $(FORMATTED)
 
 demo: build
 	node build/demo/demo.js
