@@ -46,11 +46,18 @@ const require = createRequire(import.meta.url);
 const addonPackage = `@koromix/koffi-${process.platform}-${process.arch}`;
 const addonSource = dirname(require.resolve(`${addonPackage}/package.json`));
 const addonTarget = join(DIST, 'node_modules', addonPackage);
-for (const file of ['package.json', 'index.js', `${process.platform}_${process.arch}`]) cpSync(join(addonSource, file), join(addonTarget, file), { recursive: true });
+for (const file of ['package.json', 'index.js', `${process.platform}_${process.arch}`])
+  cpSync(join(addonSource, file), join(addonTarget, file), { recursive: true });
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
-writeFileSync(join(DIST, 'package.json'), `${JSON.stringify({ name: 'socklb', version, private: true, type: 'module', bin: { socklb: 'socklb.js' } }, null, 2)}\n`);
-writeFileSync(join(DIST, 'THIRD-PARTY-LICENSES'), thirdPartyLicenses([...bundledPackages(metafile), join('node_modules', 'koffi'), join('node_modules', addonPackage)]));
+writeFileSync(
+  join(DIST, 'package.json'),
+  `${JSON.stringify({ name: 'socklb', version, private: true, type: 'module', bin: { socklb: 'socklb.js' } }, null, 2)}\n`,
+);
+writeFileSync(
+  join(DIST, 'THIRD-PARTY-LICENSES'),
+  thirdPartyLicenses([...bundledPackages(metafile), join('node_modules', 'koffi'), join('node_modules', addonPackage)]),
+);
 
 for (const file of listFiles(DIST)) console.log(`${String(statSync(file).size).padStart(10)}  ${file}`);
 console.log(`${String(listFiles(DIST).reduce((sum, file) => sum + statSync(file).size, 0)).padStart(10)}  in all`);

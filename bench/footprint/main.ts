@@ -97,7 +97,9 @@ try {
       // Alternated, so that neither way always runs on a machine the other just warmed or loaded.
       for (const way of round % 2 === 1 ? ways : [...ways].reverse()) {
         const sample = await measure(way, scale, manifests.get(scale)!);
-        console.error(`round ${round}/${repeat}, ${scale} Services, ${way}: serving in ${seconds(sample.servingMs)} s, RSS ${sample.rssMiB.toFixed(1)} MiB, ${sample.idleCpuMs.toFixed(0)} ms CPU idle`);
+        console.error(
+          `round ${round}/${repeat}, ${scale} Services, ${way}: serving in ${seconds(sample.servingMs)} s, RSS ${sample.rssMiB.toFixed(1)} MiB, ${sample.idleCpuMs.toFixed(0)} ms CPU idle`,
+        );
         const key = `${scale} ${way}`;
         samples.set(key, [...(samples.get(key) ?? []), sample]);
       }
@@ -119,7 +121,10 @@ async function measure(way: Way, scale: number, manifestDirectory: string): Prom
   }
   const source = server ? ['--kubeconfig', server.kubeconfigPath, '--node-name', 'node-1'] : ['--manifests', manifestDirectory];
   const started = performance.now();
-  const agent = await startAgent([...source, '--cgroup', cgroup, '--pin-dir', pinDir], { entry: way.startsWith('build') ? ENTRIES.build : ENTRIES.bundle, timeoutMs: START_TIMEOUT_MS });
+  const agent = await startAgent([...source, '--cgroup', cgroup, '--pin-dir', pinDir], {
+    entry: way.startsWith('build') ? ENTRIES.build : ENTRIES.bundle,
+    timeoutMs: START_TIMEOUT_MS,
+  });
   try {
     const servingMs = performance.now() - started;
     const pid = agent.process.pid!;
@@ -178,10 +183,19 @@ async function report(samples: Map<string, Sample[]>): Promise<void> {
     }
   }
   const names = [...new Set([...samples.values()].flatMap((runs) => runs.flatMap((run) => Object.keys(run.maps))))].sort();
-  lines.push('', '### Kernel memory of the pinned maps (bytes_memlock, KiB)', '', `| map | ${scales.join(' | ')} |`, `|---|${scales.map(() => '---:').join('|')}|`);
-  const mapMemory = (scale: number, name: string) => median([...samples].filter(([key]) => key.startsWith(`${scale} `)).flatMap(([, runs]) => runs.map((run) => run.maps[name] ?? 0)));
+  lines.push(
+    '',
+    '### Kernel memory of the pinned maps (bytes_memlock, KiB)',
+    '',
+    `| map | ${scales.join(' | ')} |`,
+    `|---|${scales.map(() => '---:').join('|')}|`,
+  );
+  const mapMemory = (scale: number, name: string) =>
+    median([...samples].filter(([key]) => key.startsWith(`${scale} `)).flatMap(([, runs]) => runs.map((run) => run.maps[name] ?? 0)));
   for (const name of names) lines.push(`| ${name} | ${scales.map((scale) => kib(mapMemory(scale, name))).join(' | ')} |`);
-  lines.push(`| **in all** | ${scales.map((scale) => kib(names.reduce((total, name) => total + mapMemory(scale, name), 0))).join(' | ')} |`);
+  lines.push(
+    `| **in all** | ${scales.map((scale) => kib(names.reduce((total, name) => total + mapMemory(scale, name), 0))).join(' | ')} |`,
+  );
   console.log(lines.join('\n'));
 }
 

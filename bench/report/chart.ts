@@ -75,10 +75,14 @@ export function renderChart(spec: ChartSpec): string {
       parts.push(`<polyline points="${path}" fill="none" stroke="${series.color}" stroke-width="2.5"${dash}/>`);
     }
     for (const [services, ratio] of points) {
-      parts.push(`<circle cx="${fmt(x(services))}" cy="${fmt(y(ratio))}" r="4" fill="${series.color}"><title>${escape(`${series.name}, ${services} Services: ${ratio.toFixed(3)}`)}</title></circle>`);
+      parts.push(
+        `<circle cx="${fmt(x(services))}" cy="${fmt(y(ratio))}" r="4" fill="${series.color}"><title>${escape(`${series.name}, ${services} Services: ${ratio.toFixed(3)}`)}</title></circle>`,
+      );
     }
     const legendY = PLOT.top + 10 + i * 22;
-    parts.push(`<line x1="${PLOT.right + 16}" x2="${PLOT.right + 44}" y1="${legendY}" y2="${legendY}" stroke="${series.color}" stroke-width="2.5"${dash}/>`);
+    parts.push(
+      `<line x1="${PLOT.right + 16}" x2="${PLOT.right + 44}" y1="${legendY}" y2="${legendY}" stroke="${series.color}" stroke-width="2.5"${dash}/>`,
+    );
     parts.push(`<text x="${PLOT.right + 52}" y="${legendY + 4}">${escape(series.name)}</text>`);
   });
   parts.push('</svg>');

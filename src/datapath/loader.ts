@@ -13,7 +13,15 @@ import { cgroupLinkDirectory, pinnedLinkDirectories, pinnedMapNames, pinnedMapPa
 import { detachDirectory, pinProgramLinks } from '../pins/links.js';
 import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
-import { CAPACITY_FLAGS, DEFAULT_CAPACITIES, roleCapacity, roleOfMap, type DatapathMaps, type MapCapacities, type MapRole } from './maps.js';
+import {
+  CAPACITY_FLAGS,
+  DEFAULT_CAPACITIES,
+  roleCapacity,
+  roleOfMap,
+  type DatapathMaps,
+  type MapCapacities,
+  type MapRole,
+} from './maps.js';
 import { KernelReaderFence } from './readers.js';
 
 /** What happened to one cgroup's attachment. */
@@ -154,7 +162,7 @@ function checkNotReplacingState(pinDirectory: string, pinnedBefore: readonly str
   if (mapName === undefined) return;
   const ours: readonly string[] = Object.values(MAP_NAMES);
   const why = pinnedBefore.every((name) => ours.includes(name))
-    ? 'an incomplete set of this build\'s pins (a cleanup that stopped halfway?)'
+    ? "an incomplete set of this build's pins (a cleanup that stopped halfway?)"
     : 'they were pinned by a build whose layout differs';
   throw new SocklbError(
     'SOCKLB_ERR_MAP_LAYOUT',

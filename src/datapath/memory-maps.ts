@@ -4,7 +4,18 @@
 // failed write never leaves the datapath inconsistent.
 
 import { MAP_NAMES } from './layout.js';
-import { DEFAULT_CAPACITIES, mapWriteError, mapsByRole, roleCapacity, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapCapacities, type MapEntry } from './maps.js';
+import {
+  DEFAULT_CAPACITIES,
+  mapWriteError,
+  mapsByRole,
+  roleCapacity,
+  updateEachInTurn,
+  type BatchResult,
+  type BpfMap,
+  type DatapathMaps,
+  type MapCapacities,
+  type MapEntry,
+} from './maps.js';
 import type { ReaderFence } from './readers.js';
 
 const E2BIG = 7;

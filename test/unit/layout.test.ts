@@ -86,7 +86,11 @@ const layouts: StructLayout[] = [
 
 /** Each map with the codecs of its key and value, and the objects that declare it. */
 const maps = [
-  ...Object.entries(MAP_CODECS).map(([role, codecs]) => ({ name: MAP_NAMES[role as keyof typeof MAP_CODECS], ...codecs, objects: [datapath] })),
+  ...Object.entries(MAP_CODECS).map(([role, codecs]) => ({
+    name: MAP_NAMES[role as keyof typeof MAP_CODECS],
+    ...codecs,
+    objects: [datapath],
+  })),
   { name: MAP_NAMES.sockets, key: { cType: 'int' }, value: sockCodec, objects: [datapath, iterators] },
   { name: MAP_NAMES.connections, key: { cType: '__u64' }, value: translationCodec, objects: [datapath, iterators] },
   { name: MAP_NAMES.stale, key: staleKeyCodec, value: u32Codec, objects: [iterators] },
@@ -101,8 +105,16 @@ describe('codecs of the socket iterators decode what they encode', () => {
     ['struct socklb_sock (the entries in use)', sockCodec, [translation, { ...translation, slot: 0 }]],
     ['struct socklb_stale_key', staleKeyCodec, pair],
     ['struct socklb_destroyed', destroyedCodec, { cookie: 0x1234_5678_9abcn, pair, error: -95 }],
-    ['struct socklb_sock_record', sockRecordCodec, { cookie: 42n, family: 'IPv6', protocol: 'UDP', state: 'ESTABLISHED', connection: translation, datagrams: [translation] }],
-    ['struct socklb_sock_record without a connection', sockRecordCodec, { cookie: 7n, family: 'IPv4', protocol: 'TCP', state: 'CLOSE', connection: undefined, datagrams: [] }],
+    [
+      'struct socklb_sock_record',
+      sockRecordCodec,
+      { cookie: 42n, family: 'IPv6', protocol: 'UDP', state: 'ESTABLISHED', connection: translation, datagrams: [translation] },
+    ],
+    [
+      'struct socklb_sock_record without a connection',
+      sockRecordCodec,
+      { cookie: 7n, family: 'IPv4', protocol: 'TCP', state: 'CLOSE', connection: undefined, datagrams: [] },
+    ],
   ];
   for (const [name, codec, value] of cases) {
     it(name, () => assert.deepEqual(codec.decode(codec.encode(value as never)), value));
@@ -118,7 +130,10 @@ describe('map layouts match the BTF of bpf/socklb.bpf.o and bpf/socklb_iter.bpf.
         const type = object.find(layout.cType)!;
         assert.equal(object.sizeOf(type), layout.size, `size in ${object.file}`);
         const btfFields = Object.fromEntries(
-          (type.members ?? []).map((member) => [member.name, { offset: member.bits_offset / 8, size: object.sizeOf(object.byId(member.type_id)) }]),
+          (type.members ?? []).map((member) => [
+            member.name,
+            { offset: member.bits_offset / 8, size: object.sizeOf(object.byId(member.type_id)) },
+          ]),
         );
         assert.deepEqual(btfFields, layout.fields, `fields in ${object.file}`);
       }

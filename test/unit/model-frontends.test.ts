@@ -5,7 +5,11 @@ import { backendText, frontendId } from '../../src/model/keys.js';
 import type { DesiredFrontend, Endpoint, EndpointPort, EndpointSlice, IPFamily, NodeContext, Service } from '../../src/model/types.js';
 import { modelEndpoint, modelService, NODE } from './model-fixtures.js';
 
-function service(clusterIPs: string[], ports: Service['ports'] = [{ name: 'http', protocol: 'TCP', port: 80 }], fields: Partial<Service> = {}): Service {
+function service(
+  clusterIPs: string[],
+  ports: Service['ports'] = [{ name: 'http', protocol: 'TCP', port: 80 }],
+  fields: Partial<Service> = {},
+): Service {
   return modelService({ namespace: 'shop', clusterIPs, ports, ...fields });
 }
 
@@ -86,11 +90,14 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
   },
   {
     rule: 'frontends are sorted by address, then port, then protocol',
-    service: service(['10.96.0.10'], [
-      { name: 'https', protocol: 'TCP', port: 443 },
-      { name: 'dns', protocol: 'UDP', port: 53 },
-      { name: 'dns-tcp', protocol: 'TCP', port: 53 },
-    ]),
+    service: service(
+      ['10.96.0.10'],
+      [
+        { name: 'https', protocol: 'TCP', port: 443 },
+        { name: 'dns', protocol: 'UDP', port: 53 },
+        { name: 'dns-tcp', protocol: 'TCP', port: 53 },
+      ],
+    ),
     slices: [],
     frontends: ['10.96.0.10:53/TCP shop/web:dns-tcp ->', '10.96.0.10:53/UDP shop/web:dns ->', '10.96.0.10:443/TCP shop/web:https ->'],
   },
@@ -113,7 +120,10 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
   },
   {
     rule: 'load-balancer ingress IPs are frontends like the cluster IP',
-    service: service(['10.96.0.10'], [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }], { type: 'LoadBalancer', loadBalancerIPs: ['198.51.100.9'] }),
+    service: service(['10.96.0.10'], [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }], {
+      type: 'LoadBalancer',
+      loadBalancerIPs: ['198.51.100.9'],
+    }),
     slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
     frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '198.51.100.9:80/TCP shop/web:http -> 10.0.0.1:8080'],
   },
@@ -149,7 +159,10 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
   {
     rule: 'an endpoint listed by two slices counts once, as the listing that puts it on this node says (kube-proxy keeps the local one)',
     service: service(['10.96.0.10'], undefined, { internalTrafficPolicy: 'Local' }),
-    slices: [slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: 'node-2' })]), slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: NODE.name })])],
+    slices: [
+      slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: 'node-2' })]),
+      slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: NODE.name })]),
+    ],
     frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080'],
   },
   {
