@@ -77,7 +77,8 @@ export function parseOptions(argv: string[]): BenchOptions {
     .option('--output <dir>', 'results directory (default: bench/results/<timestamp>/)')
     .option(
       '--perf <dir>',
-      "record every measured run with `perf record --all-cpus` into <dir>, and report each symbol's samples per 1000 operations against direct",
+      'record every measured run with `perf record --all-cpus` into <dir>, ' +
+        "and report each symbol's samples per 1000 operations against direct",
     )
     .showHelpAfterError()
     .parse(argv, { from: 'user' });

@@ -211,9 +211,10 @@ export function perfMarkdown(comparisons: readonly PerfComparison[]): string {
       a === 'direct' ? -1 : b === 'direct' ? 1 : a.localeCompare(b),
     );
     lines.push('', `## ${comparison.workload}, ${comparison.services} Services`, '');
-    lines.push(
-      `Busy samples per 1000 operations: ${datapaths.map((datapath) => `${datapath} ${format(comparison.total[datapath])} (${plural(comparison.runs[datapath] ?? 0, 'run')})`).join(', ')}.`,
+    const busy = datapaths.map(
+      (datapath) => `${datapath} ${format(comparison.total[datapath])} (${plural(comparison.runs[datapath] ?? 0, 'run')})`,
     );
+    lines.push(`Busy samples per 1000 operations: ${busy.join(', ')}.`);
     for (const datapath of datapaths.filter((name) => name !== 'direct')) {
       const rows = [...comparison.bySymbol]
         .map(([symbol, row]) => ({ symbol, direct: row.direct ?? 0, other: row[datapath] ?? 0 }))

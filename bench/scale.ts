@@ -100,14 +100,16 @@ async function programAndMeasure(context: ScaleContext, datapath: Datapath, cata
     result.endpointChanges.push({ datapath: datapath.name, changes });
     const latencies = changes.map((change) => change.latencyMs);
     progress.log(
-      `  ${datapath.name}: ${changes.length} endpoint changes, median ${median(latencies).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms`,
+      `  ${datapath.name}: ${changes.length} endpoint changes, median ${median(latencies).toFixed(1)} ms, ` +
+        `max ${Math.max(...latencies).toFixed(1)} ms`,
     );
   }
   if (datapath.finishControlPlane !== undefined) {
     const footprint = await datapath.finishControlPlane();
     result.footprints.push({ datapath: datapath.name, footprint });
     progress.log(
-      `  ${datapath.name}: ${JSON.stringify(footprint, (_key, value: unknown) => (typeof value === 'number' ? Number(value.toFixed(2)) : value))}`,
+      `  ${datapath.name}: ` +
+        `${JSON.stringify(footprint, (_key, value: unknown) => (typeof value === 'number' ? Number(value.toFixed(2)) : value))}`,
     );
   }
 }

@@ -58,7 +58,10 @@ export interface RunResult {
   rate: number;
   operations: number;
   durationS: number;
-  /** Failed operations: wrk's socket errors and non-2xx answers. (A UDP sender at full speed outruns its receiver: lost datagrams are not errors, they are in errorDetail.) */
+  /**
+   * Failed operations: wrk's socket errors and non-2xx answers. (A UDP sender at full speed outruns its
+   * receiver: lost datagrams are not errors, they are in errorDetail.)
+   */
   errors: number;
   errorDetail: Record<string, number>;
   latencyUs?: { mean: number; p50: number; p90: number; p99: number; max: number };

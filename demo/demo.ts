@@ -230,10 +230,12 @@ async function resolveThroughClusterIP({ sandbox, pods, manifest }: Scene): Prom
     const { stdout, stderr } = await lab.exec(sandbox, ['dig', `@${DNS_CLUSTER_IP}`, DNS_NAME, transport, '+tries=1', '+timeout=2']);
     const answer = stdout.split('\n').find((line) => line.startsWith(DNS_NAME));
     say(
-      `$ dig @${DNS_CLUSTER_IP} ${DNS_NAME} ${transport}   (in the sandbox)\n${answer ?? '(no answer)'}\n${stdout.split('\n').find((line) => line.startsWith(';; SERVER')) ?? ''}`,
+      `$ dig @${DNS_CLUSTER_IP} ${DNS_NAME} ${transport}   (in the sandbox)\n` +
+        `${answer ?? '(no answer)'}\n${stdout.split('\n').find((line) => line.startsWith(';; SERVER')) ?? ''}`,
     );
     check(
-      `dig over ${transport === '+tcp' ? 'TCP' : 'UDP'} gets ${CLUSTER_IPV4}, from ${DNS_CLUSTER_IP}#53, with no "reply from unexpected source"`,
+      `dig over ${transport === '+tcp' ? 'TCP' : 'UDP'} gets ${CLUSTER_IPV4}, from ${DNS_CLUSTER_IP}#53, ` +
+        `with no "reply from unexpected source"`,
       [answer?.split(/\s+/).pop(), /unexpected source/.test(stdout + stderr)],
       [CLUSTER_IPV4, false],
     );

@@ -77,7 +77,10 @@ function thirdPartyLicenses(packageDirectories) {
     .map((directory) => {
       const { name, version: packageVersion, license } = JSON.parse(readFileSync(join(directory, 'package.json'), 'utf8'));
       const file = readdirSync(directory).find((entry) => /^(licen[sc]e|copying)/i.test(entry));
-      return `${name}@${packageVersion} (${license ?? 'see its package'})\n\n${file ? readFileSync(join(directory, file), 'utf8').trim() : 'No license file in the package.'}\n`;
+      return (
+        `${name}@${packageVersion} (${license ?? 'see its package'})\n\n` +
+        `${file ? readFileSync(join(directory, file), 'utf8').trim() : 'No license file in the package.'}\n`
+      );
     })
     .join(`\n${'-'.repeat(72)}\n\n`);
 }

@@ -69,6 +69,7 @@ for (let round = 0; round < rounds; round++) {
 }
 for (const [mode, samples] of Object.entries(milliseconds)) {
   console.log(
-    `${mode}: reconcile of ${services} new frontends p50 ${percentile(samples, 50).toFixed(0)} ms (${samples.map((sample) => sample.toFixed(0)).join(', ')})`,
+    `${mode}: reconcile of ${services} new frontends p50 ${percentile(samples, 50).toFixed(0)} ms ` +
+      `(${samples.map((sample) => sample.toFixed(0)).join(', ')})`,
   );
 }

@@ -47,7 +47,8 @@ try {
   await rename(`${manifests}.staged`, manifests);
   const { durationMs } = await synced;
   console.log(
-    `programmed ${agent.datapath.frontends.size} frontends in ${(performance.now() - started).toFixed(0)} ms, of which the agent's sync ${durationMs.toFixed(0)} ms`,
+    `programmed ${agent.datapath.frontends.size} frontends in ${(performance.now() - started).toFixed(0)} ms, ` +
+      `of which the agent's sync ${durationMs.toFixed(0)} ms`,
   );
 
   const port = catalog.churn.ports[0]!;

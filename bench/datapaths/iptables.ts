@@ -25,7 +25,9 @@ export class IptablesDatapath implements Datapath {
     private readonly backend: IptablesBackend,
   ) {
     this.#restore = `iptables-${backend}-restore`;
-    this.description = `kube-proxy's iptables-mode rules (KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP DNAT), loaded with ${this.#restore} --noflush in this client's namespace`;
+    this.description =
+      `kube-proxy's iptables-mode rules (KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP DNAT), ` +
+      `loaded with ${this.#restore} --noflush in this client's namespace`;
   }
 
   static async create(lab: Lab, client: Sandbox, workdir: string, backend: IptablesBackend): Promise<IptablesDatapath> {

@@ -27,7 +27,9 @@ export async function probeIpvs(): Promise<Availability> {
     const modules = (await exists(`/lib/modules/${os.release()}`)) ? '' : `; /lib/modules/${os.release()} does not exist`;
     return {
       available: false,
-      reason: `/proc/net/ip_vs is missing (ip_vs is not built into kernel ${os.release()}) and the module cannot be loaded: ${why}${modules}`,
+      reason:
+        `/proc/net/ip_vs is missing (ip_vs is not built into kernel ${os.release()}) and the module cannot be loaded: ` +
+        `${why}${modules}`,
     };
   }
   return (await exists('/proc/net/ip_vs'))

@@ -21,7 +21,8 @@ import { routeServiceRange, timedLoad, writeRuleset } from './netfilter.js';
 export class NftablesDatapath implements Datapath {
   readonly name = 'nftables';
   readonly description =
-    "kube-proxy's nftables-mode table (service-ips verdict map -> service chain with numgen random -> endpoint chain with dnat), loaded with nft -f in this client's namespace";
+    "kube-proxy's nftables-mode table (service-ips verdict map -> service chain with numgen random -> endpoint chain with dnat), " +
+    "loaded with nft -f in this client's namespace";
 
   private constructor(
     private readonly lab: Lab,
@@ -38,7 +39,9 @@ export class NftablesDatapath implements Datapath {
   async program(catalog: Catalog): Promise<Programming> {
     if (catalog.services.length > this.maxServices) {
       throw new NotMeasured(
-        `above ${this.maxServices} Services (--nft-max-services): loading kube-proxy's nftables ruleset grows quadratically on this kernel (over a minute at 10000 Services), see docs/benchmarks.md`,
+        `above ${this.maxServices} Services (--nft-max-services): ` +
+          `loading kube-proxy's nftables ruleset grows quadratically on this kernel (over a minute at 10000 Services), ` +
+          `see docs/benchmarks.md`,
       );
     }
     const rules = renderNftablesSync(catalog);

@@ -37,7 +37,8 @@ const IDLE_WINDOW_MS = 5_000;
 export class SocklbDatapath implements Datapath {
   readonly name = 'socklb';
   readonly description =
-    "socklb's agent programs its maps from the manifests; its cgroup programs translate the ClusterIP at connect() for this client's cgroup only";
+    "socklb's agent programs its maps from the manifests; its cgroup programs translate the ClusterIP at connect() " +
+    "for this client's cgroup only";
   readonly #manifests: string;
   #agent: RunningAgent | undefined;
   #reader: FrontendReader | undefined;

@@ -136,7 +136,8 @@ try {
       results.get(placement.name)!.push(result);
       const hook = result.hookNs === undefined ? '' : `  sendmsg4 ${result.hookNs.toFixed(0)} ns/datagram`;
       process.stdout.write(
-        `  round ${round + 1} ${placement.name.padEnd(9)} ${result.qps.toFixed(0).padStart(8)} q/s  ${result.cpuUsPerQuery.toFixed(2)} us CPU/query${hook}  lost ${result.lost}\n`,
+        `  round ${round + 1} ${placement.name.padEnd(9)} ${result.qps.toFixed(0).padStart(8)} q/s  ` +
+          `${result.cpuUsPerQuery.toFixed(2)} us CPU/query${hook}  lost ${result.lost}\n`,
       );
     }
   }
@@ -150,7 +151,8 @@ try {
     const cpuPerQuery = cpu.get(placement.name)!;
     const lost = results.get(placement.name)!.reduce((sum, run) => sum + run.lost, 0);
     process.stdout.write(
-      `  ${placement.name.padEnd(9)} ${qps.toFixed(0).padStart(8)} q/s (${(qps / direct).toFixed(3)})  ${cpuPerQuery.toFixed(2)} us (${(cpuPerQuery / cpu.get('direct')!).toFixed(3)})  lost ${lost}\n`,
+      `  ${placement.name.padEnd(9)} ${qps.toFixed(0).padStart(8)} q/s (${(qps / direct).toFixed(3)})  ` +
+        `${cpuPerQuery.toFixed(2)} us (${(cpuPerQuery / cpu.get('direct')!).toFixed(3)})  lost ${lost}\n`,
     );
   }
   for (const name of ['missed', 'clusterip'] as const) {
@@ -158,12 +160,15 @@ try {
     if (hookNs.length === 0) continue;
     const share = median(hookNs) / 1000 / cpu.get(name)!;
     process.stdout.write(
-      `  ${name}: socklb's sendmsg4 takes ${median(hookNs).toFixed(0)} ns per datagram (median), ${(share * 100).toFixed(2)}% of dnsperf's CPU per query\n`,
+      `  ${name}: socklb's sendmsg4 takes ${median(hookNs).toFixed(0)} ns per datagram (median), ` +
+        `${(share * 100).toFixed(2)}% of dnsperf's CPU per query\n`,
     );
   }
   const roundRatios = results.get('clusterip')!.map((run, round) => run.qps / results.get('direct')![round]!.qps);
   process.stdout.write(
-    `\nClusterIP / direct: ${(medians.get('clusterip')! / direct).toFixed(3)} (ratio of medians), ${median(roundRatios).toFixed(3)} (median of the rounds' ratios: ${roundRatios.map((ratio) => ratio.toFixed(2)).join(' ')}); target >= 0.97\n`,
+    `\nClusterIP / direct: ${(medians.get('clusterip')! / direct).toFixed(3)} (ratio of medians), ` +
+      `${median(roundRatios).toFixed(3)} (median of the rounds' ratios: ${roundRatios.map((ratio) => ratio.toFixed(2)).join(' ')}); ` +
+      `target >= 0.97\n`,
   );
 } finally {
   if (statsFd >= 0) closeSync(statsFd);

@@ -98,7 +98,8 @@ try {
       for (const way of round % 2 === 1 ? ways : [...ways].reverse()) {
         const sample = await measure(way, scale, manifests.get(scale)!);
         console.error(
-          `round ${round}/${repeat}, ${scale} Services, ${way}: serving in ${seconds(sample.servingMs)} s, RSS ${sample.rssMiB.toFixed(1)} MiB, ${sample.idleCpuMs.toFixed(0)} ms CPU idle`,
+          `round ${round}/${repeat}, ${scale} Services, ${way}: serving in ${seconds(sample.servingMs)} s, ` +
+            `RSS ${sample.rssMiB.toFixed(1)} MiB, ${sample.idleCpuMs.toFixed(0)} ms CPU idle`,
         );
         const key = `${scale} ${way}`;
         samples.set(key, [...(samples.get(key) ?? []), sample]);
@@ -164,11 +165,13 @@ async function report(samples: Map<string, Sample[]>): Promise<void> {
     ...shipped.files.map((file) => `| ${file.path} | ${file.bytes.toLocaleString('en')} |`),
     `| **in all** | **${shipped.bytes.toLocaleString('en')}** (${(shipped.bytes / MIB).toFixed(2)} MiB) |`,
     `| gzipped tarball | ${shipped.gzippedBytes.toLocaleString('en')} (${(shipped.gzippedBytes / MIB).toFixed(2)} MiB) |`,
-    `| unbundled, for comparison: build/ + production node_modules/ | ${shipped.unbundledBytes.toLocaleString('en')} (${(shipped.unbundledBytes / MIB).toFixed(1)} MiB) |`,
+    `| unbundled, for comparison: build/ + production node_modules/ | ${shipped.unbundledBytes.toLocaleString('en')} ` +
+      `(${(shipped.unbundledBytes / MIB).toFixed(1)} MiB) |`,
     '',
     '### Agent',
     '',
-    '| Services | way | start to serving (s) | first sync (s) | RSS idle (MiB) | of which anonymous | peak RSS (MiB) | CPU idle (ms per 10 s) |',
+    '| Services | way | start to serving (s) | first sync (s) | RSS idle (MiB) | of which anonymous | peak RSS (MiB) ' +
+      '| CPU idle (ms per 10 s) |',
     '|---:|---|---:|---:|---:|---:|---:|---:|',
   ];
   const perTenSeconds = 10_000 / idleMs;
@@ -178,7 +181,9 @@ async function report(samples: Map<string, Sample[]>): Promise<void> {
       const syncs = runs.flatMap((run) => (run.syncMs === undefined ? [] : [run.syncMs]));
       const m = (pick: (run: Sample) => number) => median(runs.map(pick));
       lines.push(
-        `| ${scale} | ${way} | ${seconds(m((run) => run.servingMs))} | ${syncs.length > 0 ? seconds(median(syncs)) : '-'} | ${m((run) => run.rssMiB).toFixed(1)} | ${m((run) => run.anonMiB).toFixed(1)} | ${m((run) => run.peakMiB).toFixed(1)} | ${(m((run) => run.idleCpuMs) * perTenSeconds).toFixed(1)} |`,
+        `| ${scale} | ${way} | ${seconds(m((run) => run.servingMs))} | ${syncs.length > 0 ? seconds(median(syncs)) : '-'} | ` +
+          `${m((run) => run.rssMiB).toFixed(1)} | ${m((run) => run.anonMiB).toFixed(1)} | ${m((run) => run.peakMiB).toFixed(1)} | ` +
+          `${(m((run) => run.idleCpuMs) * perTenSeconds).toFixed(1)} |`,
       );
     }
   }

@@ -36,7 +36,8 @@ try {
   text = await readFile(join(directory, 'services.json'), 'utf8');
   const bytes = await manifestSourceBytes(directory);
   console.log(
-    `the manifest source, as it holds its first state (the validated objects and its indexes): ${(bytes / 2 ** 20).toFixed(2)} MiB, ${Math.round(bytes / count)} bytes per Service`,
+    `the manifest source, as it holds its first state (the validated objects and its indexes): ` +
+      `${(bytes / 2 ** 20).toFixed(2)} MiB, ${Math.round(bytes / count)} bytes per Service`,
   );
 } finally {
   await rm(directory, { recursive: true, force: true });
@@ -68,7 +69,8 @@ heap = report(`DesiredFrontends (${desired.frontends.size} frontends)`, heap);
 const { maps, withState, frontends, backends } = programFirstSync(desired);
 heap = heapUsed();
 console.log(
-  `DatapathState after the first sync (${frontends} frontends, ${backends} backends): ${((withState - heap) / 2 ** 20).toFixed(2)} MiB, ${Math.round((withState - heap) / count)} bytes per Service`,
+  `DatapathState after the first sync (${frontends} frontends, ${backends} backends): ` +
+    `${((withState - heap) / 2 ** 20).toFixed(2)} MiB, ${Math.round((withState - heap) / count)} bytes per Service`,
 );
 const readBack = DatapathState.read(maps);
 report(`DatapathState read back from the maps (${readBack.frontends.size} frontends)`, heap);

@@ -152,7 +152,8 @@ const FRONTEND_COUNTERS: readonly { name: string; help: string; counter: keyof F
 function formatFrontendCounters(rows: readonly { labels: FrontendSeriesLabels; counters: FrontendCounters }[]): string {
   const labelText = rows.map(
     ({ labels }) =>
-      `{namespace="${escapeLabel(labels.namespace)}",service="${escapeLabel(labels.service)}",port="${escapeLabel(labels.port)}",protocol="${labels.protocol}",frontend="${labels.frontend}"}`,
+      `{namespace="${escapeLabel(labels.namespace)}",service="${escapeLabel(labels.service)}",port="${escapeLabel(labels.port)}",` +
+      `protocol="${labels.protocol}",frontend="${labels.frontend}"}`,
   );
   const lines: string[] = [];
   for (const { name, help, counter } of FRONTEND_COUNTERS) {

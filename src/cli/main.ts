@@ -200,7 +200,8 @@ function loadStuckSocketIterators(options: RunOptions, datapath: LoadedDatapath,
     if (!(error instanceof SocklbError)) throw error;
     logger.warn(
       { code: error.code },
-      `--destroy-stuck-sockets ${options.destroyStuckSockets}: ${error.message}; connected sockets stay on removed backends until they reconnect`,
+      `--destroy-stuck-sockets ${options.destroyStuckSockets}: ${error.message}; ` +
+        `connected sockets stay on removed backends until they reconnect`,
     );
     return undefined;
   }
@@ -294,7 +295,8 @@ program
   .addOption(
     new Option(
       '--destroy-stuck-sockets <protocols>',
-      'destroy connected sockets whose backend was removed, so that they reconnect to a live one: udp, all (UDP and TCP) or none (see docs/udp.md)',
+      'destroy connected sockets whose backend was removed, so that they reconnect to a live one: ' +
+        'udp, all (UDP and TCP) or none (see docs/udp.md)',
     )
       .choices(STUCK_SOCKET_POLICIES)
       .default(DEFAULT_STUCK_SOCKET_POLICY),
@@ -371,7 +373,8 @@ program
 program
   .command('bench', { hidden: !benchAvailable() })
   .description(
-    'the benchmark against direct, kube-proxy iptables and nftables (docs/benchmarks.md; `socklb bench --help` for its flags); from a source build only',
+    'the benchmark against direct, kube-proxy iptables and nftables (docs/benchmarks.md; `socklb bench --help` for its flags); ' +
+      'from a source build only',
   )
   .helpOption(false)
   .allowUnknownOption()

@@ -110,7 +110,8 @@ function readProcCgroup(pid: number): string {
   } catch (error) {
     throw new SocklbError(
       'SOCKLB_ERR_OCI_STATE',
-      `process ${pid} is gone (${(error as NodeJS.ErrnoException).code}): the hook must run while the container exists (createRuntime or poststart), in the host's pid namespace`,
+      `process ${pid} is gone (${(error as NodeJS.ErrnoException).code}): ` +
+        `the hook must run while the container exists (createRuntime or poststart), in the host's pid namespace`,
     );
   }
 }
@@ -177,7 +178,8 @@ export function registerSandboxCommands(program: Command): void {
   program
     .command('oci-hook')
     .description(
-      'an OCI runtime hook: registers the container (state on stdin) with the agent at createRuntime or poststart, unregisters it at poststop',
+      'an OCI runtime hook: registers the container (state on stdin) with the agent at createRuntime or poststart, ' +
+        'unregisters it at poststop',
     )
     .addArgument(new Argument('[stage]', "the hook it is configured as (default: from the state's status)").choices(HOOK_STAGES))
     .addOption(controlSocketOption())

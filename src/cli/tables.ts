@@ -102,7 +102,9 @@ export function formatStatus(report: StatusReport): string {
   const lines: string[] = [];
   if (agent.running) {
     lines.push(
-      `agent: running (pid ${agent.pid}), ${verdict(agent)}; last sync ${agent.lastSync ?? 'not yet'}${agent.lastSync === null ? '' : `, all updates in by ${agent.lastUpdated}`}; ${agent.frontends} frontends, ${agent.backends} backends`,
+      `agent: running (pid ${agent.pid}), ${verdict(agent)}; ` +
+        `last sync ${agent.lastSync ?? 'not yet'}${agent.lastSync === null ? '' : `, all updates in by ${agent.lastUpdated}`}; ` +
+        `${agent.frontends} frontends, ${agent.backends} backends`,
     );
     if (agent.failedFrontends.length === 0 && agent.inputProblems.length === 0) lines.push('problems: none');
     for (const { frontend, error } of agent.failedFrontends)

@@ -132,7 +132,9 @@ export function checkLayout(role: keyof DatapathMaps, info: MapInfo, where: stri
   if (info.name !== MAP_NAMES[role] || info.keySize !== codecs.key.size || info.valueSize !== codecs.value.size) {
     throw new SocklbError(
       'SOCKLB_ERR_MAP_LAYOUT',
-      `${where}: map ${info.name} has key/value sizes ${info.keySize}/${info.valueSize}, this build expects ${MAP_NAMES[role]} with ${codecs.key.size}/${codecs.value.size}; run \`socklb cleanup\` with the build that pinned it`,
+      `${where}: map ${info.name} has key/value sizes ${info.keySize}/${info.valueSize}, ` +
+        `this build expects ${MAP_NAMES[role]} with ${codecs.key.size}/${codecs.value.size}; ` +
+        `run \`socklb cleanup\` with the build that pinned it`,
     );
   }
 }

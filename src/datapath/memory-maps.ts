@@ -57,7 +57,10 @@ export class MemoryMap implements BpfMap {
   }
 }
 
-/** Sized as the loader sizes the kernel's (DEFAULT_CAPACITIES where not given); `cpus`: the copies of each per-CPU value (the stats map's). */
+/**
+ * Sized as the loader sizes the kernel's (DEFAULT_CAPACITIES where not given); `cpus`: the copies of
+ * each per-CPU value (the stats map's).
+ */
 export function memoryMaps(capacities: Partial<MapCapacities> = {}, cpus = 1): DatapathMaps {
   const sized = { ...DEFAULT_CAPACITIES, ...capacities };
   return mapsByRole((role) => new MemoryMap(MAP_NAMES[role], roleCapacity(role, sized), role === 'stats' ? cpus : 1));

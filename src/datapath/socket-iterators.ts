@@ -101,7 +101,9 @@ export class SocketIterators {
       if (rc < 0) {
         throw new SocklbError(
           'SOCKLB_ERR_KERNEL',
-          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs BTF, the tcp and udp BPF socket iterators and the bpf_sock_destroy kfunc (Linux 6.5 or later); libbpf's log above says which part failed`,
+          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs BTF, ` +
+            `the tcp and udp BPF socket iterators and the bpf_sock_destroy kfunc (Linux 6.5 or later); ` +
+            `libbpf's log above says which part failed`,
         );
       }
       for (const name of Object.values(PROGRAMS).flatMap((byProtocol) => Object.values(byProtocol))) {

@@ -74,12 +74,15 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
     const family = familyOf(externalIP);
     if (!served(externalIP))
       problems.push(
-        `spec.externalIPs: ${externalIP} is not translated: the Service has no ${family} cluster IP (spec.ipFamilies), so it has no ${family} endpoints to send it to`,
+        `spec.externalIPs: ${externalIP} is not translated: the Service has no ${family} cluster IP (spec.ipFamilies), ` +
+          `so it has no ${family} endpoints to send it to`,
       );
     else if (allowedCidrs.some((cidr) => cidrContains(cidr, externalIP))) addFrontends(externalIP, 'cluster', (port) => port.port);
     else
       problems.push(
-        `spec.externalIPs: ${externalIP} is outside --allowed-external-ip-cidrs (${node.allowedExternalIPCidrs.join(', ') || 'none'}); not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)`,
+        `spec.externalIPs: ${externalIP} is outside --allowed-external-ip-cidrs ` +
+          `(${node.allowedExternalIPCidrs.join(', ') || 'none'}); not translated, ` +
+          `so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)`,
       );
   }
   for (const ip of service.loadBalancerIPs.filter(served)) addFrontends(ip, 'cluster', (port) => port.port);

@@ -23,7 +23,8 @@ export class PinnedMapFds {
       if (this.fds.length > 0) {
         throw new SocklbError(
           'SOCKLB_ERR_MAP_LAYOUT',
-          `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; \`socklb run\` of this build adds it`,
+          `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; ` +
+            `\`socklb run\` of this build adds it`,
         );
       }
       throw new SocklbError(

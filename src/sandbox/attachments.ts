@@ -30,7 +30,8 @@ export class PinnedSandboxes implements SandboxAttachments {
     if (Buffer.byteLength(name) > MAX_PIN_NAME_BYTES) {
       throw new SocklbError(
         'SOCKLB_ERR_SANDBOX',
-        `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup} is too deep to name its pins (${Buffer.byteLength(name)} bytes encoded, at most ${MAX_PIN_NAME_BYTES})`,
+        `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup} ` +
+          `is too deep to name its pins (${Buffer.byteLength(name)} bytes encoded, at most ${MAX_PIN_NAME_BYTES})`,
       );
     }
     const directory = sandboxDirectory(this.pinDirectory, sandbox.id);
@@ -74,7 +75,9 @@ export class PinnedSandboxes implements SandboxAttachments {
         } catch (error) {
           notUpgraded.push({
             ...adoptedSandbox,
-            reason: `attaching this build's programs failed, its links are kept as they were: ${error instanceof Error ? error.message : String(error)}`,
+            reason:
+              `attaching this build's programs failed, its links are kept as they were: ` +
+              `${error instanceof Error ? error.message : String(error)}`,
           });
         }
       }

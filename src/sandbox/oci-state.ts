@@ -71,7 +71,8 @@ export function hookAction(stage: HookStage | undefined, state: ContainerState):
       return 'unregister';
     default:
       throw stateError(
-        `container ${state.id} has status ${JSON.stringify(state.status)}; give the stage (\`socklb oci-hook createRuntime\` or \`poststop\`)`,
+        `container ${state.id} has status ${JSON.stringify(state.status)}; ` +
+          `give the stage (\`socklb oci-hook createRuntime\` or \`poststop\`)`,
       );
   }
 }

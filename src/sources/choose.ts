@@ -43,7 +43,8 @@ export async function chooseSource(flags: SourceFlags, logger: Logger, env: Node
   if (serviceProxyName !== undefined && !LABEL_VALUE.test(serviceProxyName)) {
     throw new SocklbError(
       'SOCKLB_ERR_USAGE',
-      `--service-proxy-name ${JSON.stringify(serviceProxyName)}: not a label value (up to 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)`,
+      `--service-proxy-name ${JSON.stringify(serviceProxyName)}: ` +
+        `not a label value (up to 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)`,
     );
   }
   return { source: new KubernetesSource({ kubeConfig: loaded.config, nodeName, serviceProxyName, logger }), origin: loaded.origin };

@@ -42,7 +42,8 @@ export async function loadKubeConfig(
     if (!existsSync(SERVICE_ACCOUNT_TOKEN)) {
       throw new SocklbError(
         'SOCKLB_ERR_USAGE',
-        `in-cluster configuration: ${SERVICE_ACCOUNT_TOKEN} does not exist; give the pod a service account token (automountServiceAccountToken: true) or pass --kubeconfig`,
+        `in-cluster configuration: ${SERVICE_ACCOUNT_TOKEN} does not exist; ` +
+          `give the pod a service account token (automountServiceAccountToken: true) or pass --kubeconfig`,
       );
     }
     return checked('in-cluster service account', (config) => config.loadFromCluster());

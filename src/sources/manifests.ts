@@ -179,7 +179,9 @@ export class ManifestSource implements Source {
         problems.push({
           source: directory,
           object: 'directory',
-          reason: `cannot be watched (${errorText(error)}): its changes wait for another change to be seen; on Linux, raise fs.inotify.max_user_watches`,
+          reason:
+            `cannot be watched (${errorText(error)}): its changes wait for another change to be seen; ` +
+            `on Linux, raise fs.inotify.max_user_watches`,
         });
       }
     }

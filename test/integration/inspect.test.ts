@@ -122,7 +122,8 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     const metrics = await (await fetch(`http://127.0.0.1:${agent?.metricsPort}/metrics`)).text();
     const series = (name: string, service: string, port: string, protocol: string, frontend: string) =>
       new RegExp(
-        `^${name}\\{namespace="default",service="${service}",port="${port}",protocol="${protocol}",frontend="${frontend.replace(/\./g, '\\.')}"\\} (\\d+)$`,
+        `^${name}\\{namespace="default",service="${service}",port="${port}",protocol="${protocol}",` +
+          `frontend="${frontend.replace(/\./g, '\\.')}"\\} (\\d+)$`,
         'm',
       ).exec(metrics)?.[1];
     assert.equal(series('socklb_connections_translated_total', 'web', 'http', 'TCP', `${WEB_IP}:80/TCP`), '20');

@@ -220,7 +220,8 @@ for (const runtimeName of ['runc', 'crun']) {
           assert.match(
             error.message,
             new RegExp(
-              `socklb: container ${id}: no socklb agent is serving the control socket ${absent} \\(ENOENT\\); start one with \`socklb run\``,
+              `socklb: container ${id}: no socklb agent is serving the control socket ${absent} \\(ENOENT\\); ` +
+                `start one with \`socklb run\``,
             ),
           );
           return true;

@@ -98,7 +98,8 @@ function describeLoad(report: WrkReport): string {
   return (
     `${report.requests} requests in ${report.durationS.toFixed(1)} s (${Math.round(report.requestsPerSecond)}/s); ` +
     `errors: connect ${errors.connect}, read ${errors.read}, write ${errors.write}, timeout ${errors.timeout}, non-2xx ${errors.status}; ` +
-    `latency p50 ${(latencyUs.p50 / 1000).toFixed(1)} ms, p99 ${(latencyUs.p99 / 1000).toFixed(1)} ms, max ${(latencyUs.max / 1000).toFixed(0)} ms`
+    `latency p50 ${(latencyUs.p50 / 1000).toFixed(1)} ms, p99 ${(latencyUs.p99 / 1000).toFixed(1)} ms, ` +
+    `max ${(latencyUs.max / 1000).toFixed(0)} ms`
   );
 }
 
@@ -163,7 +164,8 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
     const endedAt = performance.now();
     const seconds = (at: number) => ((at - started) / 1000).toFixed(1);
     t.diagnostic(
-      `agent stopped (${signal}) at ${seconds(stoppedAt)} s, the new one serving at ${seconds(servingAt)} s, load ended at ${seconds(endedAt)} s`,
+      `agent stopped (${signal}) at ${seconds(stoppedAt)} s, the new one serving at ${seconds(servingAt)} s, ` +
+        `load ended at ${seconds(endedAt)} s`,
     );
     t.diagnostic(describeLoad(report));
 
@@ -220,7 +222,8 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       );
     }
     t.diagnostic(
-      `program ids before: ${links.before.map((link) => link.programId).join(' ')}; after: ${links.after.map((link) => link.programId).join(' ')}`,
+      `program ids before: ${links.before.map((link) => link.programId).join(' ')}; ` +
+        `after: ${links.after.map((link) => link.programId).join(' ')}`,
     );
   });
 
@@ -259,7 +262,10 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       '',
     ]);
     assert.equal(result.code, 1);
-    const expected = `${maps}/${name}: map ${name} has key/value sizes ${MAP_CODECS.backends.key.size}/${valueSize}, this build expects ${name} with ${MAP_CODECS.backends.key.size}/${MAP_CODECS.backends.value.size}; run \`socklb cleanup\` with the build that pinned it`;
+    const expected =
+      `${maps}/${name}: map ${name} has key/value sizes ${MAP_CODECS.backends.key.size}/${valueSize}, ` +
+      `this build expects ${name} with ${MAP_CODECS.backends.key.size}/${MAP_CODECS.backends.value.size}; ` +
+      `run \`socklb cleanup\` with the build that pinned it`;
     assert.ok(result.stderr.includes(`socklb: ${expected}\n`), `stderr: ${result.stderr}`);
     assert.deepEqual(pinnedMapIds(layoutPinDir), before, 'the same map stays pinned, and nothing else was pinned');
     assert.deepEqual(readdirSync(pinLayout(layoutPinDir).links), [], 'nothing was attached');
@@ -375,17 +381,23 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       const removalMs = removed.map((backend) => backend.goneAt! - backend.removedAt!);
       const syncs = agent!.logs.slice(syncsBefore).filter((line) => line.msg === 'datapath synced');
       t.diagnostic(
-        `churn: ${ticks} manifest writes in ${churnSeconds.toFixed(1)} s (${(ticks / churnSeconds).toFixed(1)}/s), each one endpoint out and two or none in: ` +
-          `${total - MIN_BACKENDS} additions and ${removed.length} removals (${((total - MIN_BACKENDS + removed.length) / churnSeconds).toFixed(0)} endpoint changes a second), ` +
-          `${MIN_BACKENDS} to ${largest} endpoints at a time, ${backends.length} backends on ${pods.length} pods, ${stopped.length} pods stopped after their backends left`,
+        `churn: ${ticks} manifest writes in ${churnSeconds.toFixed(1)} s (${(ticks / churnSeconds).toFixed(1)}/s), ` +
+          `each one endpoint out and two or none in: ` +
+          `${total - MIN_BACKENDS} additions and ${removed.length} removals ` +
+          `(${((total - MIN_BACKENDS + removed.length) / churnSeconds).toFixed(0)} endpoint changes a second), ` +
+          `${MIN_BACKENDS} to ${largest} endpoints at a time, ${backends.length} backends on ${pods.length} pods, ` +
+          `${stopped.length} pods stopped after their backends left`,
       );
       t.diagnostic(
-        `agent: ${syncs.length} syncs (${(syncs.length / churnSeconds).toFixed(1)}/s), ${syncs.reduce((sum, line) => sum + Number(line.operations), 0)} map writes; ` +
-          `a removal out of the maps after p50 ${percentile(removalMs, 50)} ms, p99 ${percentile(removalMs, 99)} ms, max ${Math.max(...removalMs)} ms (manifest write to the test seeing it)`,
+        `agent: ${syncs.length} syncs (${(syncs.length / churnSeconds).toFixed(1)}/s), ` +
+          `${syncs.reduce((sum, line) => sum + Number(line.operations), 0)} map writes; ` +
+          `a removal out of the maps after p50 ${percentile(removalMs, 50)} ms, p99 ${percentile(removalMs, 99)} ms, ` +
+          `max ${Math.max(...removalMs)} ms (manifest write to the test seeing it)`,
       );
       t.diagnostic(describeLoad(report));
       t.diagnostic(
-        `nginx logged ${logged} requests; ${lagsAfterGone.length} accepted after their backend left the maps (connects already in flight), ` +
+        `nginx logged ${logged} requests; ${lagsAfterGone.length} accepted after their backend left the maps ` +
+          `(connects already in flight), ` +
           `at most ${lagsAfterGone.length > 0 ? Math.max(...lagsAfterGone) : 0} ms after (bound ${IN_FLIGHT_BOUND_MS} ms)`,
       );
 

@@ -41,7 +41,10 @@ export async function missingRuntime(runtime: string): Promise<string | undefine
     const controllers = (await readFile(path.join(await findCgroup2Root(), 'cgroup.controllers'), 'utf8')).trim();
     // crun 1.8 refuses such a host whatever the cgroup manager: "cgroups in hybrid mode not supported".
     if (controllers !== '')
-      return `SKIPPED: crun does not run on a hybrid cgroup host whose cgroup v2 root has controllers (${controllers}); runc covers the hook here`;
+      return (
+        `SKIPPED: crun does not run on a hybrid cgroup host whose cgroup v2 root has controllers (${controllers}); ` +
+        `runc covers the hook here`
+      );
   }
   return undefined;
 }

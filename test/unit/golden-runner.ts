@@ -82,7 +82,8 @@ function dump(maps: DatapathMaps, problems: readonly InputProblem[]): string {
   const count = (map: BpfMap) => [...map.entries()].length;
   const lines = [
     formatFrontendTable(describeFrontends(DatapathState.read(maps)), true),
-    `maps: frontends ${count(maps.frontends)}, slots ${count(maps.slots)}, backends ${count(maps.backends)}, service names ${count(maps.serviceNames)}`,
+    `maps: frontends ${count(maps.frontends)}, slots ${count(maps.slots)}, backends ${count(maps.backends)}, ` +
+      `service names ${count(maps.serviceNames)}`,
     // Without their source (a path, 'kubernetes' or 'model'): both sources must agree.
     ...problems.map((problem) => `problem: ${problem.object}: ${problem.reason}`).sort(),
   ];

@@ -140,8 +140,10 @@ describe('`socklb status`', () => {
     assert.equal(
       text,
       [
-        'agent: running (pid 42), healthy; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:30.000Z; 3 frontends, 2 backends',
-        'problem: frontend 10.96.0.31:80/TCP is not in the datapath (retried): update socklb_fe_v3: E2BIG: map full (4 entries); raise --max-frontends',
+        'agent: running (pid 42), healthy; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:30.000Z; ' +
+          '3 frontends, 2 backends',
+        'problem: frontend 10.96.0.31:80/TCP is not in the datapath (retried): update socklb_fe_v3: E2BIG: map full (4 entries); ' +
+          'raise --max-frontends',
         'problem: /etc/socklb/bad.yaml: Service default/bad: spec.clusterIP: not an IP',
         '',
         'attachments (/sys/fs/bpf/socklb):',

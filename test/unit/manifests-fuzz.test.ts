@@ -155,7 +155,8 @@ describe('manifest source under hostile input', () => {
     const reportedFiles = new Set(problems.map((problem) => problem.source));
     const badFilesReported = bad.filter((_, i) => reportedFiles.has(join(directory, `bad-${i}.yaml`))).length;
     t.diagnostic(
-      `${problems.length} problems reported; ${badFilesReported} of ${bad.length} bad files named in them (the rest parsed into objects that are valid, or of other kinds)`,
+      `${problems.length} problems reported; ${badFilesReported} of ${bad.length} bad files named in them ` +
+        `(the rest parsed into objects that are valid, or of other kinds)`,
     );
     assert.ok(badFilesReported > bad.length / 2, 'most bad files are reported by name');
     for (const problem of problems) {

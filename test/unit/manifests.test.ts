@@ -362,7 +362,10 @@ async function watched(t: TestContext, path: string) {
   };
 }
 
-/** The state as sorted text: frontends with their backends, orphan slices as the model finds them, then problems with paths relative to `dir`. */
+/**
+ * The state as sorted text: frontends with their backends, orphan slices as the model finds them, then
+ * problems with paths relative to `dir`.
+ */
 function dump(state: SourceState, dir: string): string[] {
   const slicesOf = (key: string) => [...state.slices.values()].filter((slice) => `${slice.namespace}/${slice.serviceName}` === key);
   const model = new DesiredFrontends(NODE);
@@ -443,7 +446,8 @@ describe('reading manifests', () => {
     await put(dir, 'broken.yaml', `${simpleService('one', '10.96.0.1')}---\nkind: Service\nmetadata: {name: [x}\n`);
     const source = await watched(t, dir);
     assert.deepEqual(dump(source.latest(), dir), [
-      'problem broken.yaml: document 2: line 12, column 20: Flow sequence in block collection must be sufficiently indented and end with a ]',
+      'problem broken.yaml: document 2: line 12, column 20: ' +
+        'Flow sequence in block collection must be sufficiently indented and end with a ]',
       'problem broken.yaml: document 2: line 12, column 21: Flow map in block collection must be sufficiently indented and end with a }',
     ]);
   });
@@ -535,7 +539,8 @@ describe('a failed update leaves the previous state', () => {
     await put(dir, 'web.yaml', simpleService('web', '10.96.0.1', 70000));
     assert.deepEqual(dump((await change).state, dir), [
       ...good,
-      'problem web.yaml: Service default/web: spec.ports[0].port: 70000 is out of range 1-65535; its previous valid version stays in effect',
+      'problem web.yaml: Service default/web: spec.ports[0].port: 70000 is out of range 1-65535; ' +
+        'its previous valid version stays in effect',
     ]);
 
     change = source.next((state) => servicePort(state, 'default/web') === 81, 'the fix takes effect');
@@ -622,7 +627,8 @@ describe('watching', () => {
     const path = join(dir, 'later', 'manifests');
     const source = await watched(t, path);
     assert.deepEqual(dump(source.latest(), dir), [
-      `problem later/manifests: path: does not exist; socklb watches ${dir} and reads it once it appears, leaving the datapath as it is until then`,
+      `problem later/manifests: path: does not exist; socklb watches ${dir} and reads it once it appears, ` +
+        `leaving the datapath as it is until then`,
     ]);
     assert.equal(source.latest().complete, false, 'a path that does not exist tells nothing of the Services');
     const change = source.next(hasService('default/web'), 'the new directory is read');
@@ -637,7 +643,8 @@ describe('watching', () => {
     const path = join(dir, 'web.yaml');
     const source = await watched(t, path);
     assert.deepEqual(dump(source.latest(), dir), [
-      `problem web.yaml: path: does not exist; socklb watches ${dir} and reads it once it appears, leaving the datapath as it is until then`,
+      `problem web.yaml: path: does not exist; socklb watches ${dir} and reads it once it appears, ` +
+        `leaving the datapath as it is until then`,
     ]);
     let change = source.next(hasService('default/web'), 'the file is read once created');
     await put(dir, 'web.yaml', simpleService('web', '10.96.0.1'));

@@ -115,7 +115,8 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
     node: NODE_WITH_ADDRESSES,
     frontends: ['10.96.0.10:80/TCP shop/web:http ->'],
     problems: [
-      'spec.externalIPs: 198.51.100.7 is outside --allowed-external-ip-cidrs (203.0.113.0/24); not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)',
+      'spec.externalIPs: 198.51.100.7 is outside --allowed-external-ip-cidrs (203.0.113.0/24); ' +
+        'not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)',
     ],
   },
   {
@@ -147,13 +148,16 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
     ],
   },
   {
-    rule: 'external and load-balancer IPs of a family the Service has no cluster IP in are left alone, as kube-proxy leaves them; the external ones reported',
+    rule:
+      'external and load-balancer IPs of a family the Service has no cluster IP in are left alone, as kube-proxy leaves them; ' +
+      'the external ones reported',
     service: service(['10.96.0.10'], undefined, { type: 'LoadBalancer', externalIPs: ['fd00:3::7'], loadBalancerIPs: ['2001:db8::7'] }),
     slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
     node: { ...NODE_WITH_ADDRESSES, allowedExternalIPCidrs: ['fd00:3::/64'] },
     frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080'],
     problems: [
-      'spec.externalIPs: fd00:3::7 is not translated: the Service has no IPv6 cluster IP (spec.ipFamilies), so it has no IPv6 endpoints to send it to',
+      'spec.externalIPs: fd00:3::7 is not translated: the Service has no IPv6 cluster IP (spec.ipFamilies), ' +
+        'so it has no IPv6 endpoints to send it to',
     ],
   },
   {

@@ -121,7 +121,8 @@ describe('parseService', () => {
         rule: 'metadata.name must be a DNS-1035 label',
         raw: service({ clusterIP: '10.96.0.10', ports: httpPort }, { name: 'Web_1' }),
         expected: invalid(
-          'metadata.name: "Web_1" is not a DNS-1035 label: lowercase letters, digits and "-", starting with a letter, of at most 63 characters',
+          'metadata.name: "Web_1" is not a DNS-1035 label: lowercase letters, digits and "-", starting with a letter, ' +
+            'of at most 63 characters',
         ),
       },
       {
@@ -293,7 +294,8 @@ describe('parseEndpointSlice', () => {
         rule: 'the service-name label is required: it joins the slice to its Service',
         raw: slice({}, { name: 'web-x1' }),
         expected: invalid(
-          'metadata.labels["kubernetes.io/service-name"]: missing; this label joins the slice to its Service: set it to the Service\'s name',
+          'metadata.labels["kubernetes.io/service-name"]: missing; ' +
+            "this label joins the slice to its Service: set it to the Service's name",
         ),
       },
       {
