@@ -11,6 +11,15 @@ export default defineConfig(
   // template strings, `!` after a checked index under noUncheckedIndexedAccess, `() => void` arrows).
   tseslint.configs.recommendedTypeChecked,
   { languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } } },
+  {
+    rules: {
+      // node:test runs describe/it/test itself and reports their failures: their promises are not the caller's.
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test'] }] },
+      ],
+    },
+  },
   // Outside tsconfig.json: no types to check them with.
   { files: ['**/*.js', '**/*.mjs'], extends: [tseslint.configs.disableTypeChecked] },
 );
