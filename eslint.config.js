@@ -18,6 +18,8 @@ export default defineConfig(
         'error',
         { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test'] }] },
       ],
+      // Properties left out of a rest object, and a loop that only counts, are unused on purpose.
+      '@typescript-eslint/no-unused-vars': ['error', { ignoreRestSiblings: true, varsIgnorePattern: '^_' }],
     },
   },
   // Outside tsconfig.json: no types to check them with.
