@@ -22,6 +22,8 @@ export default defineConfig(
       '@typescript-eslint/no-unused-vars': ['error', { ignoreRestSiblings: true, varsIgnorePattern: '^_' }],
       // Off: an async function without await implements a Promise-returning interface, and turns a throw into a rejection.
       '@typescript-eslint/require-await': 'off',
+      // A caught error or an abort reason is passed on as it came, as only-throw-error allows for throw.
+      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }],
     },
   },
   // Outside tsconfig.json: no types to check them with.
