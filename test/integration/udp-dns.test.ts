@@ -402,7 +402,7 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       }
       const report = agent!.logs.slice(logged).find((line) => line.msg === 'stuck sockets destroyed');
       assert.ok(report, 'the agent reports the run');
-      t.diagnostic(`destroy run: ${report.durationMs} ms in ${report.namespaces} namespace(s)`);
+      t.diagnostic(`destroy run: ${String(report.durationMs)} ms in ${String(report.namespaces)} namespace(s)`);
       const udpPairs = [
         `${ECHO}:80/UDP -> ${oldPod.ipv4}:8080`,
         `[${ECHO6}]:80/UDP -> [${oldPod.ipv6}]:8080`,

@@ -98,8 +98,10 @@ function assertBackoff(requests: { at: number }[], expected: number[]): void {
   const gaps = requests.slice(1).map((request, i) => Math.round(request.at - (requests[i]?.at ?? 0)));
   const slack = 40;
   assert.ok(gaps.length >= expected.length, `${gaps.length} gaps`);
-  expected.forEach((delay, i) => assert.ok((gaps[i] ?? 0) >= delay - slack, `gaps ${gaps} ms, expected ${expected} ms`));
-  gaps.slice(1, expected.length).forEach((gap, i) => assert.ok(gap > (gaps[i] ?? 0), `gaps ${gaps} ms grow`));
+  expected.forEach((delay, i) =>
+    assert.ok((gaps[i] ?? 0) >= delay - slack, `gaps ${gaps.join(',')} ms, expected ${expected.join(',')} ms`),
+  );
+  gaps.slice(1, expected.length).forEach((gap, i) => assert.ok(gap > (gaps[i] ?? 0), `gaps ${gaps.join(',')} ms grow`));
 }
 
 let server: ApiServer;
