@@ -184,7 +184,7 @@ describe('control socket claim', () => {
     try {
       assert.equal(won.length, 1, 'exactly one claim succeeds');
       const lost = claims.find((claim) => claim.status === 'rejected');
-      assert.match((lost as PromiseRejectedResult).reason.message, /another socklb agent is serving it/);
+      assert.match(((lost as PromiseRejectedResult).reason as Error).message, /another socklb agent is serving it/);
     } finally {
       for (const socket of won) await socket.close();
     }
