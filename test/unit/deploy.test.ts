@@ -9,6 +9,9 @@ import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { ENDPOINT_SLICES, NODES, SERVICES } from '../../src/sources/kubernetes.js';
 
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access --
+   these tests walk the parsed YAML of deploy/ freely: a field that is missing fails them, which is the check */
+
 const root = new URL('../../../', import.meta.url);
 const documents = (file: string) =>
   parseAllDocuments(readFileSync(new URL(file, root), 'utf8')).map((document) => document.toJS() as Record<string, any>);
