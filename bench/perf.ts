@@ -88,6 +88,7 @@ export class PerfRecorder {
       const { code, signal, error } = await exited;
       // perf writes its file on SIGINT, then ends by it (or exits 0 or 130).
       const recorded = signal === 'SIGINT' || code === 0 || code === 130;
+      // eslint-disable-next-line no-unsafe-finally -- a failed perf is reported even over the run's own error, often its cause
       if (error || !recorded) throw new Error(`perf record ${file}: ${error?.message ?? `exit ${code ?? signal}`}: ${stderr.trim()}`);
     }
     this.#runs.push({ ...labels, file, operations: result.operations });
