@@ -356,6 +356,7 @@ function exit(code: number, reason?: string): Promise<never> {
 
 function explain(error: unknown): string {
   if (error instanceof DemoFailure) return error.message;
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a cause is any caught value, shown as String() shows it
   const cause = error instanceof Error && error.cause !== undefined ? `\n   cause: ${String(error.cause)}` : '';
   return `${error instanceof Error ? error.message : String(error)}${cause}`;
 }
