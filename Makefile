@@ -1,6 +1,6 @@
 # Everything a fresh Debian machine needs, then the two jobs of the README:
 #   make demo   the agent on the embedded default (manifests, no cluster)
-#   make test   unit and integration tests (integration needs root)
+#   make test   lint, then unit and integration tests (integration needs root)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 # Node.js 22 (an LTS; this machine's Node.js 20 is past its end of life) comes from the
@@ -88,8 +88,9 @@ bundle: $(BPF_OBJECTS) node_modules/.package-lock.json
 UNIT_TESTS := 'build/test/unit/**/*.test.js' 'build/bench/test/**/*.test.js'
 INTEGRATION_TESTS := 'build/test/integration/**/*.test.js'
 
-# The integration tests run the bundle too (test/integration/bundle.test.ts).
-test: build bundle
+# The integration tests run the bundle too (test/integration/bundle.test.ts). Lint first, so
+# that CI (.ci/run) checks it.
+test: lint build bundle
 	node --test --test-concurrency=1 --test-reporter=spec $(UNIT_TESTS) $(INTEGRATION_TESTS)
 
 test-unit: build
