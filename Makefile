@@ -1,6 +1,6 @@
 # Everything a fresh Debian machine needs, then the two jobs of the README:
 #   make demo   the agent on the embedded default (manifests, no cluster)
-#   make test   unit and integration tests (integration needs root)
+#   make test   lint, then unit and integration tests (integration needs root)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 # Node.js 22 (an LTS; this machine's Node.js 20 is past its end of life) comes from the
@@ -15,7 +15,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_OBJECTS := build/bpf/socklb.bpf.o build/bpf/socklb_iter.bpf.o
 TS_SOURCES := $(shell find src test bench demo -name '*.ts' 2>/dev/null)
 
-.PHONY: setup build demo test test-unit test-integration golden bench-dns bench bench-quick bench-footprint bundle clean
+.PHONY: setup build lint format demo test test-unit test-integration golden bench-dns bench bench-quick bench-footprint bundle clean
 
 # Installs only what is missing, so that a prepared machine does not touch apt;
 # checked again whenever this file (the list) changes.
@@ -92,6 +92,17 @@ build/socklb-applier-test: $(APPLIER_SOURCES) $(APPLIER_HEADERS) build/.debian-p
 
 build: setup $(BPF_OBJECTS) $(UPGRADE_TEST_BPF_OBJECTS) $(RACE_TEST_BPF_OBJECTS) build/.tsc build/socklb-applier build/socklb-applier-test
 
+# Prettier (.prettierrc.json) and ESLint with typescript-eslint (eslint.config.js) over the
+# TypeScript and JavaScript (.prettierignore and the config name what is left out); format rewrites.
+FORMATTED := '**/*.{ts,js,mjs}'
+
+lint: node_modules/.package-lock.json
+	prettier --check $(FORMATTED)
+	eslint --max-warnings=0 .
+
+format: node_modules/.package-lock.json
+	prettier --write $(FORMATTED)
+
 demo: build
 	node build/demo/demo.js
 
@@ -103,8 +114,9 @@ bundle: $(BPF_OBJECTS) build/socklb-applier node_modules/.package-lock.json
 UNIT_TESTS := 'build/test/unit/**/*.test.js' 'build/bench/test/**/*.test.js'
 INTEGRATION_TESTS := 'build/test/integration/**/*.test.js'
 
-# The integration tests run the bundle too (test/integration/bundle.test.ts).
-test: build bundle
+# The integration tests run the bundle too (test/integration/bundle.test.ts). Lint first, so
+# that CI (.ci/run) checks it.
+test: lint build bundle
 	node --test --test-concurrency=1 --test-reporter=spec $(UNIT_TESTS) $(INTEGRATION_TESTS)
 
 test-unit: build

@@ -19,7 +19,10 @@ async function main(): Promise<number> {
   const progress = new Progress();
   const report = (line: string) => progress.log(line);
   const teardown = new Teardown();
-  const stamp = new Date().toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
+  const stamp = new Date()
+    .toISOString()
+    .replace(/:/g, '-')
+    .replace(/\.\d+Z$/, 'Z');
   const directory = options.output ?? path.join(RESULTS_ROOT, stamp);
   // A quick run never replaces the figures docs/benchmarks.md shows.
   const latest = options.output === undefined && !options.quick ? path.join(RESULTS_ROOT, 'latest') : undefined;

@@ -41,10 +41,21 @@ function serviceManifestPath(directory: string, benchService: BenchService): str
 }
 
 function serviceDocuments(benchService: BenchService): object[] {
-  const ports = benchService.ports.map((port) => ({ name: port.name, port: port.port, protocol: port.protocol, targetPort: port.targetPort }));
+  const ports = benchService.ports.map((port) => ({
+    name: port.name,
+    port: port.port,
+    protocol: port.protocol,
+    targetPort: port.targetPort,
+  }));
   const slicePorts = benchService.ports.map((port) => ({ name: port.name, port: port.targetPort, protocol: port.protocol }));
   return [
     service(benchService.name, [benchService.clusterIP], ports),
-    endpointSlice(`${benchService.name}-1`, benchService.name, 'IPv4', slicePorts, benchService.endpoints.map((ip) => ({ ip }))),
+    endpointSlice(
+      `${benchService.name}-1`,
+      benchService.name,
+      'IPv4',
+      slicePorts,
+      benchService.endpoints.map((ip) => ({ ip })),
+    ),
   ];
 }

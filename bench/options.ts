@@ -60,7 +60,9 @@ const QUICK: Omit<BenchOptions, 'output' | 'perfDirectory'> = {
 
 export function parseOptions(argv: string[]): BenchOptions {
   const program = new Command('socklb bench')
-    .description('socklb against direct, kube-proxy iptables and nftables datapaths (see docs/benchmarks.md); also `npm run bench --`, `make bench`')
+    .description(
+      'socklb against direct, kube-proxy iptables and nftables datapaths (see docs/benchmarks.md); also `npm run bench --`, `make bench`',
+    )
     .option('--quick', 'a smoke test under two minutes: 10 and 1000 Services, one short round each')
     .option('--scales <list>', 'numbers of Services, comma-separated (each at least 3)', list(positiveInteger))
     .option('--endpoints <n>', 'endpoints per Service (and backend pods)', positiveInteger)
@@ -73,12 +75,27 @@ export function parseOptions(argv: string[]): BenchOptions {
     .addOption(new Option('--iptables-backend <backend>', 'iptables flavour of the iptables datapath').choices(['legacy', 'nft']))
     .option('--nft-max-services <n>', 'measure nftables up to this many Services (its loading is quadratic)', positiveInteger)
     .option('--output <dir>', 'results directory (default: bench/results/<timestamp>/)')
-    .option('--perf <dir>', 'record every measured run with `perf record --all-cpus` into <dir>, and report each symbol\'s samples per 1000 operations against direct')
+    .option(
+      '--perf <dir>',
+      'record every measured run with `perf record --all-cpus` into <dir>, ' +
+        "and report each symbol's samples per 1000 operations against direct",
+    )
     .showHelpAfterError()
     .parse(argv, { from: 'user' });
   const flags = program.opts<{
-    quick?: boolean; scales?: number[]; endpoints?: number; datapaths?: DatapathName[]; workloads?: WorkloadName[]; controlPlaneOnly?: boolean; rounds?: number; seconds?: number;
-    endpointChanges?: number; iptablesBackend?: IptablesBackend; nftMaxServices?: number; output?: string; perf?: string;
+    quick?: boolean;
+    scales?: number[];
+    endpoints?: number;
+    datapaths?: DatapathName[];
+    workloads?: WorkloadName[];
+    controlPlaneOnly?: boolean;
+    rounds?: number;
+    seconds?: number;
+    endpointChanges?: number;
+    iptablesBackend?: IptablesBackend;
+    nftMaxServices?: number;
+    output?: string;
+    perf?: string;
   }>();
   const base = flags.quick ? QUICK : FULL;
   const perWorkload = (value: number | undefined, fallback: Record<WorkloadName, number>) =>
@@ -98,7 +115,8 @@ export function parseOptions(argv: string[]): BenchOptions {
     perfDirectory: flags.perf,
   };
   if (flags.controlPlaneOnly && flags.workloads) program.error('--control-plane-only runs no workloads: drop --workloads');
-  if (flags.controlPlaneOnly && flags.perf !== undefined) program.error('--perf records the traffic runs, and --control-plane-only runs none: drop one');
+  if (flags.controlPlaneOnly && flags.perf !== undefined)
+    program.error('--perf records the traffic runs, and --control-plane-only runs none: drop one');
   if (!options.datapaths.includes('direct')) program.error('--datapaths: direct is required, every ratio is to it');
   if (options.scales.some((scale) => scale < 3)) program.error('--scales: each at least 3 (the three measured Services)');
   return options;
@@ -112,7 +130,8 @@ function positiveInteger(text: string): number {
 
 function choice<T extends string>(allowed: readonly T[]): (text: string) => T {
   return (text) => {
-    if (!(allowed as readonly string[]).includes(text)) throw new InvalidArgumentError(`${JSON.stringify(text)} is not one of ${allowed.join(', ')}`);
+    if (!(allowed as readonly string[]).includes(text))
+      throw new InvalidArgumentError(`${JSON.stringify(text)} is not one of ${allowed.join(', ')}`);
     return text as T;
   };
 }

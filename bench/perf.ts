@@ -59,7 +59,18 @@ export class PerfRecorder {
   /** Runs `measure` while perf records every CPU; the recording ends with it. A perf that fails fails the run. */
   async record<T extends { operations: number }>(labels: Omit<PerfRun, 'file' | 'operations'>, measure: () => Promise<T>): Promise<T> {
     const file = `${labels.workload}-${labels.services}-${labels.datapath}-${labels.round}.data`;
-    const args = ['record', '--all-cpus', '--freq', String(SAMPLE_HZ), '--delay=-1', '--control', `fd:${CONTROL_FD},${ACK_FD}`, '--output', path.join(this.directory, file), '--quiet'];
+    const args = [
+      'record',
+      '--all-cpus',
+      '--freq',
+      String(SAMPLE_HZ),
+      '--delay=-1',
+      '--control',
+      `fd:${CONTROL_FD},${ACK_FD}`,
+      '--output',
+      path.join(this.directory, file),
+      '--quiet',
+    ];
     const perf = spawn('perf', args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
     let stderr = '';
     perf.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -77,6 +88,7 @@ export class PerfRecorder {
       const { code, signal, error } = await exited;
       // perf writes its file on SIGINT, then ends by it (or exits 0 or 130).
       const recorded = signal === 'SIGINT' || code === 0 || code === 130;
+      // eslint-disable-next-line no-unsafe-finally -- a failed perf is reported even over the run's own error, often its cause
       if (error || !recorded) throw new Error(`perf record ${file}: ${error?.message ?? `exit ${code ?? signal}`}: ${stderr.trim()}`);
     }
     this.#runs.push({ ...labels, file, operations: result.operations });
@@ -87,7 +99,8 @@ export class PerfRecorder {
   /** Reads every recording back and writes the report beside them; its path. */
   async writeReport(): Promise<string> {
     const recorded: RecordedRun[] = [];
-    for (const run of this.#runs) recorded.push({ ...run, symbols: parsePerfReport(await perfReport(path.join(this.directory, run.file))) });
+    for (const run of this.#runs)
+      recorded.push({ ...run, symbols: parsePerfReport(await perfReport(path.join(this.directory, run.file))) });
     const report = path.join(this.directory, REPORT_FILE);
     await writeFile(report, perfMarkdown(compareToDirect(recorded)));
     return report;
@@ -98,7 +111,8 @@ export class PerfRecorder {
 async function perfCommand(perf: ChildProcess, command: 'enable' | 'disable', exited: Promise<unknown>): Promise<void> {
   const acknowledged = once(perf.stdio[ACK_FD]!, 'data').then(() => true);
   (perf.stdio[CONTROL_FD] as Writable).write(`${command}\n`);
-  if (!(await Promise.race([acknowledged, exited.then(() => false)]))) throw new Error(`perf record stopped before it acknowledged "${command}"`);
+  if (!(await Promise.race([acknowledged, exited.then(() => false)])))
+    throw new Error(`perf record stopped before it acknowledged "${command}"`);
 }
 
 async function perfReport(file: string): Promise<string> {
@@ -138,11 +152,26 @@ export interface PerfComparison {
 
 /** Pools the runs of each datapath (samples over operations: a long run weighs more), the idle loop left out. */
 export function compareToDirect(runs: readonly RecordedRun[]): PerfComparison[] {
-  const comparisons = new Map<string, PerfComparison & { samples: Map<DatapathName, Map<string, number>>; operations: Map<DatapathName, number> }>();
+  const comparisons = new Map<
+    string,
+    PerfComparison & { samples: Map<DatapathName, Map<string, number>>; operations: Map<DatapathName, number> }
+  >();
   for (const run of runs) {
     const id = `${run.workload} ${run.services}`;
     let comparison = comparisons.get(id);
-    if (!comparison) comparisons.set(id, (comparison = { workload: run.workload, services: run.services, runs: {}, total: {}, bySymbol: new Map(), samples: new Map(), operations: new Map() }));
+    if (!comparison)
+      comparisons.set(
+        id,
+        (comparison = {
+          workload: run.workload,
+          services: run.services,
+          runs: {},
+          total: {},
+          bySymbol: new Map(),
+          samples: new Map(),
+          operations: new Map(),
+        }),
+      );
     comparison.runs[run.datapath] = (comparison.runs[run.datapath] ?? 0) + 1;
     comparison.operations.set(run.datapath, (comparison.operations.get(run.datapath) ?? 0) + run.operations);
     const samples = comparison.samples.get(run.datapath) ?? new Map<string, number>();
@@ -179,16 +208,28 @@ export function perfMarkdown(comparisons: readonly PerfComparison[]): string {
     '(`_raw_spin_unlock_irqrestore`): the time inside irqsave locks (BPF hash buckets, LRU lists) shows there.',
   ];
   for (const comparison of comparisons) {
-    const datapaths = (Object.keys(comparison.total) as DatapathName[]).sort((a, b) => (a === 'direct' ? -1 : b === 'direct' ? 1 : a.localeCompare(b)));
+    const datapaths = (Object.keys(comparison.total) as DatapathName[]).sort((a, b) =>
+      a === 'direct' ? -1 : b === 'direct' ? 1 : a.localeCompare(b),
+    );
     lines.push('', `## ${comparison.workload}, ${comparison.services} Services`, '');
-    lines.push(`Busy samples per 1000 operations: ${datapaths.map((datapath) => `${datapath} ${format(comparison.total[datapath])} (${plural(comparison.runs[datapath] ?? 0, 'run')})`).join(', ')}.`);
+    const busy = datapaths.map(
+      (datapath) => `${datapath} ${format(comparison.total[datapath])} (${plural(comparison.runs[datapath] ?? 0, 'run')})`,
+    );
+    lines.push(`Busy samples per 1000 operations: ${busy.join(', ')}.`);
     for (const datapath of datapaths.filter((name) => name !== 'direct')) {
       const rows = [...comparison.bySymbol]
         .map(([symbol, row]) => ({ symbol, direct: row.direct ?? 0, other: row[datapath] ?? 0 }))
         .sort((a, b) => b.other - b.direct - (a.other - a.direct))
         .slice(0, SYMBOLS_SHOWN);
-      lines.push('', `${datapath} against direct, the ${SYMBOLS_SHOWN} symbols it spends most more on:`, '', `| symbol | direct | ${datapath} | difference |`, '|---|---:|---:|---:|');
-      for (const row of rows) lines.push(`| \`${row.symbol}\` | ${format(row.direct)} | ${format(row.other)} | ${format(row.other - row.direct)} |`);
+      lines.push(
+        '',
+        `${datapath} against direct, the ${SYMBOLS_SHOWN} symbols it spends most more on:`,
+        '',
+        `| symbol | direct | ${datapath} | difference |`,
+        '|---|---:|---:|---:|',
+      );
+      for (const row of rows)
+        lines.push(`| \`${row.symbol}\` | ${format(row.direct)} | ${format(row.other)} | ${format(row.other - row.direct)} |`);
     }
   }
   return `${lines.join('\n')}\n`;

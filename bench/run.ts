@@ -22,7 +22,18 @@ import { WRK_SCRIPT } from '../test/lab/wrk.js';
 const execFileAsync = promisify(execFile);
 
 /** What the run executes; `make setup` installs them (the Makefile's DEBIAN_PACKAGES). */
-const REQUIRED_TOOLS = ['wrk', 'nginx', 'iperf3', 'iptables-legacy-restore', 'iptables-nft-restore', 'nft', 'bpftool', 'ss', 'nsenter', 'sysctl'];
+const REQUIRED_TOOLS = [
+  'wrk',
+  'nginx',
+  'iperf3',
+  'iptables-legacy-restore',
+  'iptables-nft-restore',
+  'nft',
+  'bpftool',
+  'ss',
+  'nsenter',
+  'sysctl',
+];
 
 export interface RunTarget {
   /** Where results.json and the report go. */
@@ -31,11 +42,18 @@ export interface RunTarget {
   latest: string | undefined;
 }
 
-export async function runBenchmark(options: BenchOptions, target: RunTarget, progress: Progress, teardown: Teardown, signal: AbortSignal): Promise<BenchResults> {
+export async function runBenchmark(
+  options: BenchOptions,
+  target: RunTarget,
+  progress: Progress,
+  teardown: Teardown,
+  signal: AbortSignal,
+): Promise<BenchResults> {
   await checkTools();
   const swept = await sweepStaleRuns();
   if (swept.length > 0) progress.log(`removed leftovers of killed runs: ${swept.join(', ')}`);
-  if (options.quick) progress.log('QUICK MODE: a smoke test of the harness. Its figures are NOT measurements; run the full benchmark for those.');
+  if (options.quick)
+    progress.log('QUICK MODE: a smoke test of the harness. Its figures are NOT measurements; run the full benchmark for those.');
 
   const [machine, ipvs] = await Promise.all([describeMachine(), probeIpvs()]);
   progress.log(`machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}`);
@@ -54,7 +72,9 @@ export async function runBenchmark(options: BenchOptions, target: RunTarget, pro
   const wrkScript = path.join(workdir, 'wrk-report.lua');
   await writeFile(wrkScript, WRK_SCRIPT);
 
-  progress.log(`building the topology: ${options.endpointsPerService} nginx backends, a client per datapath (${options.datapaths.join(', ')})`);
+  progress.log(
+    `building the topology: ${options.endpointsPerService} nginx backends, a client per datapath (${options.datapaths.join(', ')})`,
+  );
   const topology = await buildTopology(lab, workdir, options, (datapath) => datapaths.push(datapath));
   for (const datapath of topology.datapaths) await checkServiceRoute(lab, datapath);
 
@@ -99,7 +119,8 @@ async function checkTools(): Promise<void> {
   for (const tool of REQUIRED_TOOLS) {
     await execFileAsync('sh', ['-c', 'command -v "$1"', 'check', tool]).catch(() => missing.push(tool));
   }
-  if (missing.length > 0) throw new Error(`missing tools: ${missing.join(', ')}; run \`make setup\` (it installs the Makefile's DEBIAN_PACKAGES)`);
+  if (missing.length > 0)
+    throw new Error(`missing tools: ${missing.join(', ')}; run \`make setup\` (it installs the Makefile's DEBIAN_PACKAGES)`);
 }
 
 /**
@@ -109,7 +130,10 @@ async function checkTools(): Promise<void> {
 async function checkServiceRoute(lab: Lab, datapath: Datapath): Promise<void> {
   const mayRoute = datapath.name === 'iptables' || datapath.name === 'nftables';
   const routed = await hasRoute(lab, datapath.client, SERVICE_CIDR.split('/')[0]!);
-  if (routed !== mayRoute) throw new Error(`client of ${datapath.name}: ${routed ? 'routes' : 'does not route'} ${SERVICE_CIDR}, which it must ${mayRoute ? '' : 'not '}do`);
+  if (routed !== mayRoute)
+    throw new Error(
+      `client of ${datapath.name}: ${routed ? 'routes' : 'does not route'} ${SERVICE_CIDR}, which it must ${mayRoute ? '' : 'not '}do`,
+    );
 }
 
 async function hasRoute(lab: Lab, client: Sandbox, address: string): Promise<boolean> {

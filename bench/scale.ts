@@ -39,7 +39,16 @@ export async function runScale(context: ScaleContext, services: number): Promise
   const { options, progress } = context;
   const catalog = buildCatalog({ services, endpointsPerService: options.endpointsPerService, backendIPs: context.backendIPs });
   const loadAverage = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
-  const result: ScaleResult = { services, endpoints: endpointCount(catalog), loadAverage, programming: [], endpointChanges: [], footprints: [], notMeasured: [], failures: [] };
+  const result: ScaleResult = {
+    services,
+    endpoints: endpointCount(catalog),
+    loadAverage,
+    programming: [],
+    endpointChanges: [],
+    footprints: [],
+    notMeasured: [],
+    failures: [],
+  };
   const fail = (datapath: Datapath, stage: string, error: unknown) => {
     context.signal.throwIfAborted();
     const reason = error instanceof Error ? error.message : String(error);
@@ -90,12 +99,18 @@ async function programAndMeasure(context: ScaleContext, datapath: Datapath, cata
     }
     result.endpointChanges.push({ datapath: datapath.name, changes });
     const latencies = changes.map((change) => change.latencyMs);
-    progress.log(`  ${datapath.name}: ${changes.length} endpoint changes, median ${median(latencies).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms`);
+    progress.log(
+      `  ${datapath.name}: ${changes.length} endpoint changes, median ${median(latencies).toFixed(1)} ms, ` +
+        `max ${Math.max(...latencies).toFixed(1)} ms`,
+    );
   }
   if (datapath.finishControlPlane !== undefined) {
     const footprint = await datapath.finishControlPlane();
     result.footprints.push({ datapath: datapath.name, footprint });
-    progress.log(`  ${datapath.name}: ${JSON.stringify(footprint, (_key, value: unknown) => (typeof value === 'number' ? Number(value.toFixed(2)) : value))}`);
+    progress.log(
+      `  ${datapath.name}: ` +
+        `${JSON.stringify(footprint, (_key, value: unknown) => (typeof value === 'number' ? Number(value.toFixed(2)) : value))}`,
+    );
   }
 }
 
@@ -110,7 +125,13 @@ async function verify(context: ScaleContext, datapath: Datapath, catalog: Catalo
   throw new Error(`verification runs: ${failures.join('; ')}`);
 }
 
-async function runRounds(context: ScaleContext, datapaths: Datapath[], catalog: Catalog, services: number, fail: (datapath: Datapath, stage: string, error: unknown) => void): Promise<void> {
+async function runRounds(
+  context: ScaleContext,
+  datapaths: Datapath[],
+  catalog: Catalog,
+  services: number,
+  fail: (datapath: Datapath, stage: string, error: unknown) => void,
+): Promise<void> {
   const { options, progress } = context;
   const rounds = Math.max(...options.workloads.map((workload) => options.rounds[workload]));
   for (let round = 1; round <= rounds; round++) {
@@ -120,7 +141,9 @@ async function runRounds(context: ScaleContext, datapaths: Datapath[], catalog: 
         context.signal.throwIfAborted();
         try {
           const measure = () => runWorkload(context, WORKLOADS[workload], datapath, catalog, options.seconds[workload]);
-          const run = await (context.perf ? context.perf.record({ workload, datapath: datapath.name, services, round }, measure) : measure());
+          const run = await (context.perf
+            ? context.perf.record({ workload, datapath: datapath.name, services, round }, measure)
+            : measure());
           context.onSample({ ...run, services, round });
           line.push(`${datapath.name} ${formatRate(run.rate)}${run.errors > 0 ? ` (${run.errors} errors)` : ''}`);
         } catch (error) {

@@ -29,7 +29,8 @@ export class FrontendReader {
     const backends: string[] = [];
     for (let slot = 0; slot < backendCount; slot++) {
       const slotValue = this.maps.slots.lookup(MAP_CODECS.slots.key.encode({ serviceId, slot }));
-      const backend = slotValue && this.maps.backends.lookup(MAP_CODECS.backends.key.encode(MAP_CODECS.slots.value.decode(slotValue).backendId));
+      const backend =
+        slotValue && this.maps.backends.lookup(MAP_CODECS.backends.key.encode(MAP_CODECS.slots.value.decode(slotValue).backendId));
       backends.push(backend ? backendText(MAP_CODECS.backends.value.decode(backend)) : '<missing>');
     }
     return backends.sort();

@@ -27,7 +27,12 @@ export interface Topology {
 }
 
 /** `onDatapath` hears of each datapath as soon as it exists, so that an abort can clear it. */
-export async function buildTopology(lab: Lab, workdir: string, options: BenchOptions, onDatapath: (datapath: Datapath) => void): Promise<Topology> {
+export async function buildTopology(
+  lab: Lab,
+  workdir: string,
+  options: BenchOptions,
+  onDatapath: (datapath: Datapath) => void,
+): Promise<Topology> {
   const backends = await Promise.all(Array.from({ length: options.endpointsPerService }, (_, i) => lab.addPod(`backend-${i + 1}`)));
   for (const backend of backends) {
     await lab.sysctl(backend, NGINX_POD_SYSCTLS);
@@ -46,7 +51,13 @@ export async function buildTopology(lab: Lab, workdir: string, options: BenchOpt
   return { backends, datapaths };
 }
 
-function createDatapath(name: DatapathName, lab: Lab, client: Sandbox, workdir: string, options: BenchOptions): Promise<Datapath> | Datapath {
+function createDatapath(
+  name: DatapathName,
+  lab: Lab,
+  client: Sandbox,
+  workdir: string,
+  options: BenchOptions,
+): Promise<Datapath> | Datapath {
   switch (name) {
     case 'direct':
       return new DirectDatapath(client);

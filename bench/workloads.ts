@@ -20,12 +20,27 @@ export interface Workload {
 
 export const WORKLOADS: Record<WorkloadName, Workload> = {
   // The seed's test: every request on a connection of its own, 2000 at a time.
-  short: { name: 'short', title: 'short connections: wrk -t2 -c2000, Connection: close', unit: 'connection', wrk: { threads: 2, connections: 2000, closeEachConnection: true } },
+  short: {
+    name: 'short',
+    title: 'short connections: wrk -t2 -c2000, Connection: close',
+    unit: 'connection',
+    wrk: { threads: 2, connections: 2000, closeEachConnection: true },
+  },
   // Translation happens once per connection: this shows what a datapath costs per packet afterwards.
-  keepalive: { name: 'keepalive', title: 'keep-alive: wrk -t2 -c200', unit: 'request', wrk: { threads: 2, connections: 200, closeEachConnection: false } },
+  keepalive: {
+    name: 'keepalive',
+    title: 'keep-alive: wrk -t2 -c200',
+    unit: 'request',
+    wrk: { threads: 2, connections: 200, closeEachConnection: false },
+  },
   // One connection after the other: each connect's translation is on the critical path, nothing
   // queues, and the CPU per connection isolates what the datapath adds to a connection.
-  connect: { name: 'connect', title: 'connect probe: wrk -t1 -c1, Connection: close', unit: 'connection', wrk: { threads: 1, connections: 1, closeEachConnection: true } },
+  connect: {
+    name: 'connect',
+    title: 'connect probe: wrk -t1 -c1, Connection: close',
+    unit: 'connection',
+    wrk: { threads: 1, connections: 1, closeEachConnection: true },
+  },
   udp: { name: 'udp', title: 'UDP: iperf3 -u -b 0 -l 64, one connected socket', unit: 'datagram' },
 };
 
@@ -43,7 +58,10 @@ export interface RunResult {
   rate: number;
   operations: number;
   durationS: number;
-  /** Failed operations: wrk's socket errors and non-2xx answers. (A UDP sender at full speed outruns its receiver: lost datagrams are not errors, they are in errorDetail.) */
+  /**
+   * Failed operations: wrk's socket errors and non-2xx answers. (A UDP sender at full speed outruns its
+   * receiver: lost datagrams are not errors, they are in errorDetail.)
+   */
   errors: number;
   errorDetail: Record<string, number>;
   latencyUs?: { mean: number; p50: number; p90: number; p99: number; max: number };
@@ -58,9 +76,18 @@ export interface RunContext {
   wrkScript: string;
 }
 
-export async function runWorkload(context: RunContext, workload: Workload, datapath: Datapath, catalog: Catalog, seconds: number): Promise<RunResult> {
+export async function runWorkload(
+  context: RunContext,
+  workload: Workload,
+  datapath: Datapath,
+  catalog: Catalog,
+  seconds: number,
+): Promise<RunResult> {
   const before = await readCpuTimes(datapath.client.cgroupPath);
-  const measured = workload.wrk === undefined ? await runUdp(context, datapath, catalog, seconds) : await runHttp(context, workload.wrk, datapath, catalog, seconds);
+  const measured =
+    workload.wrk === undefined
+      ? await runUdp(context, datapath, catalog, seconds)
+      : await runHttp(context, workload.wrk, datapath, catalog, seconds);
   const cpuUs = cpuTimesSince(before, await readCpuTimes(datapath.client.cgroupPath));
   const perOperation = (us: number) => (measured.operations > 0 ? us / measured.operations : Number.NaN);
   return {
@@ -75,9 +102,20 @@ export async function runWorkload(context: RunContext, workload: Workload, datap
 
 type Measured = Pick<RunResult, 'operations' | 'durationS' | 'errors' | 'errorDetail' | 'latencyUs'>;
 
-async function runHttp(context: RunContext, wrk: NonNullable<Workload['wrk']>, datapath: Datapath, catalog: Catalog, seconds: number): Promise<Measured> {
+async function runHttp(
+  context: RunContext,
+  wrk: NonNullable<Workload['wrk']>,
+  datapath: Datapath,
+  catalog: Catalog,
+  seconds: number,
+): Promise<Measured> {
   const target = datapath.target(catalog.http, catalog.http.ports[0]!);
-  const report = await runWrk(context.lab, datapath.client, { url: `http://${target.host}:${target.port}/`, seconds, ...wrk, ...(target.spreadOver && { spreadOver: target.spreadOver }) }, context.wrkScript);
+  const report = await runWrk(
+    context.lab,
+    datapath.client,
+    { url: `http://${target.host}:${target.port}/`, seconds, ...wrk, ...(target.spreadOver && { spreadOver: target.spreadOver }) },
+    context.wrkScript,
+  );
   const errors = Object.values(report.errors).reduce((sum, count) => sum + count, 0);
   return { operations: report.requests, durationS: report.durationS, errors, errorDetail: report.errors, latencyUs: report.latencyUs };
 }
@@ -89,5 +127,10 @@ async function runUdp(context: RunContext, datapath: Datapath, catalog: Catalog,
   const { stdout } = await context.lab.exec(datapath.client, argv, { timeoutMs: seconds * 1000 + RUN_GRACE_MS });
   const report = parseIperfReport(stdout);
   const lost = report.sentDatagrams - report.receivedDatagrams;
-  return { operations: report.receivedDatagrams, durationS: report.durationS, errors: 0, errorDetail: { sent: report.sentDatagrams, lost } };
+  return {
+    operations: report.receivedDatagrams,
+    durationS: report.durationS,
+    errors: 0,
+    errorDetail: { sent: report.sentDatagrams, lost },
+  };
 }

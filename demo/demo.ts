@@ -123,10 +123,14 @@ function webManifest(pods: readonly Pod[], notReady: readonly Pod[] = []): objec
 
 /** Polls `socklb services` until both web frontends list `count` backends; resolves to the ms it took. */
 function waitForWebBackends(count: number): Promise<number> {
-  return waitForServices(PIN_DIR, (frontends) => {
-    const web = frontends.filter((frontend) => frontend.service === 'default/web:http');
-    return web.length === 2 && web.every((frontend) => frontend.backends.length === count);
-  }, SYNC_TIMEOUT_MS);
+  return waitForServices(
+    PIN_DIR,
+    (frontends) => {
+      const web = frontends.filter((frontend) => frontend.service === 'default/web:http');
+      return web.length === 2 && web.every((frontend) => frontend.backends.length === count);
+    },
+    SYNC_TIMEOUT_MS,
+  );
 }
 
 // ── the steps ─────────────────────────────────────────────────────────────────────────────────
@@ -159,7 +163,18 @@ async function writeExampleManifests(pods: Pod[]): Promise<string> {
 async function startAgentAndBalance({ sandbox, manifest }: Scene): Promise<void> {
   section('3. The agent, attached to the sandbox cgroup only; requests to the ClusterIP');
   // No metrics or health ports: the demo must not collide with an agent already running here.
-  const args = ['--manifests', dirname(manifest), '--cgroup', sandbox.cgroupPath, '--pin-dir', PIN_DIR, '--metrics-bind-address', '', '--healthz-bind-address', ''];
+  const args = [
+    '--manifests',
+    dirname(manifest),
+    '--cgroup',
+    sandbox.cgroupPath,
+    '--pin-dir',
+    PIN_DIR,
+    '--metrics-bind-address',
+    '',
+    '--healthz-bind-address',
+    '',
+  ];
   const started = performance.now();
   agent = startAgent(args);
   const { logs } = await agent;
@@ -203,13 +218,27 @@ async function resolveThroughClusterIP({ sandbox, pods, manifest }: Scene): Prom
     service('kube-dns', [DNS_CLUSTER_IP], ports),
     endpointSlice('kube-dns-1', 'kube-dns', 'IPv4', ports, [{ ip: dnsPod.ipv4 }]),
   ]);
-  await waitForServices(PIN_DIR, (frontends) => frontends.filter((frontend) => frontend.service.startsWith('default/kube-dns')).every((f) => f.backends.length === 1) && frontends.some((f) => f.frontend === `${DNS_CLUSTER_IP}:53/UDP`), SYNC_TIMEOUT_MS);
+  await waitForServices(
+    PIN_DIR,
+    (frontends) =>
+      frontends.filter((frontend) => frontend.service.startsWith('default/kube-dns')).every((f) => f.backends.length === 1) &&
+      frontends.some((f) => f.frontend === `${DNS_CLUSTER_IP}:53/UDP`),
+    SYNC_TIMEOUT_MS,
+  );
   say(`dnsmasq runs in ${dnsPod.name}; Service kube-dns has ClusterIP ${DNS_CLUSTER_IP}, port 53 over UDP and TCP.`);
   for (const transport of ['+notcp', '+tcp']) {
     const { stdout, stderr } = await lab.exec(sandbox, ['dig', `@${DNS_CLUSTER_IP}`, DNS_NAME, transport, '+tries=1', '+timeout=2']);
     const answer = stdout.split('\n').find((line) => line.startsWith(DNS_NAME));
-    say(`$ dig @${DNS_CLUSTER_IP} ${DNS_NAME} ${transport}   (in the sandbox)\n${answer ?? '(no answer)'}\n${stdout.split('\n').find((line) => line.startsWith(';; SERVER')) ?? ''}`);
-    check(`dig over ${transport === '+tcp' ? 'TCP' : 'UDP'} gets ${CLUSTER_IPV4}, from ${DNS_CLUSTER_IP}#53, with no "reply from unexpected source"`, [answer?.split(/\s+/).pop(), /unexpected source/.test(stdout + stderr)], [CLUSTER_IPV4, false]);
+    say(
+      `$ dig @${DNS_CLUSTER_IP} ${DNS_NAME} ${transport}   (in the sandbox)\n` +
+        `${answer ?? '(no answer)'}\n${stdout.split('\n').find((line) => line.startsWith(';; SERVER')) ?? ''}`,
+    );
+    check(
+      `dig over ${transport === '+tcp' ? 'TCP' : 'UDP'} gets ${CLUSTER_IPV4}, from ${DNS_CLUSTER_IP}#53, ` +
+        `with no "reply from unexpected source"`,
+      [answer?.split(/\s+/).pop(), /unexpected source/.test(stdout + stderr)],
+      [CLUSTER_IPV4, false],
+    );
   }
 }
 
@@ -240,7 +269,11 @@ async function showNoEndpoints({ sandbox, pods, manifest }: Scene): Promise<void
   say(`${manifest} now lists no endpoints at all; the datapath follows in ${(await waitForWebBackends(0)).toFixed(0)} ms.`);
   for (const clusterIP of [CLUSTER_IPV4, CLUSTER_IPV6]) {
     const report = await request(sandbox, clusterIP, 5);
-    check(`5 × GET ${url(clusterIP)}: ECONNREFUSED in ${report.elapsedMs} ms, no timeout (under 1 s)`, [report.errors, report.elapsedMs < 1000], [{ ECONNREFUSED: 5 }, true]);
+    check(
+      `5 × GET ${url(clusterIP)}: ECONNREFUSED in ${report.elapsedMs} ms, no timeout (under 1 s)`,
+      [report.errors, report.elapsedMs < 1000],
+      [{ ECONNREFUSED: 5 }, true],
+    );
   }
   await writeManifest(manifest, webManifest(pods));
   say(`The three pods are back in ${(await waitForWebBackends(3)).toFixed(0)} ms.`);
@@ -253,7 +286,11 @@ async function stopAndCleanUp({ sandbox, manifest }: Scene): Promise<void> {
   say(`SIGTERM: the agent says "${String(running?.logs.at(-1)?.msg)}"`);
   check('the agent exits with 0', running?.process.exitCode, 0);
   const unattended = await request(sandbox, CLUSTER_IPV4, 10);
-  check('with no agent running, 10 × GET still answered: the pinned programs keep serving', [unattended.errors, unattended.attempts], [{}, 10]);
+  check(
+    'with no agent running, 10 × GET still answered: the pinned programs keep serving',
+    [unattended.errors, unattended.attempts],
+    [{}, 10],
+  );
 
   const cleanup = await socklb(['cleanup', '--pin-dir', PIN_DIR]);
   say(`\n$ socklb cleanup --pin-dir ${PIN_DIR}\n${cleanup.stdout.trimEnd()}`);
@@ -264,7 +301,11 @@ async function stopAndCleanUp({ sandbox, manifest }: Scene): Promise<void> {
   await lab.close();
   await rm(dirname(manifest), { recursive: true, force: true });
   say('\nThe lab is closed (processes killed, namespaces deleted, cgroups removed), the manifests deleted.');
-  check(`no namespace of the lab in \`ip netns list\``, (await listNetns()).filter((name) => name.startsWith(lab.prefix)), []);
+  check(
+    `no namespace of the lab in \`ip netns list\``,
+    (await listNetns()).filter((name) => name.startsWith(lab.prefix)),
+    [],
+  );
   check(`no cgroup ${dirname(sandbox.cgroupPath)}`, existsSync(dirname(sandbox.cgroupPath)), false);
   check(`no pin directory ${PIN_DIR}`, existsSync(PIN_DIR), false);
   check(`no manifest directory ${dirname(manifest)}`, existsSync(dirname(manifest)), false);
@@ -315,6 +356,7 @@ function exit(code: number, reason?: string): Promise<never> {
 
 function explain(error: unknown): string {
   if (error instanceof DemoFailure) return error.message;
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a cause is any caught value, shown as String() shows it
   const cause = error instanceof Error && error.cause !== undefined ? `\n   cause: ${String(error.cause)}` : '';
   return `${error instanceof Error ? error.message : String(error)}${cause}`;
 }

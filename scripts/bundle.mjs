@@ -53,13 +53,20 @@ const require = createRequire(import.meta.url);
 const addonPackage = `@koromix/koffi-${process.platform}-${process.arch}`;
 const addonSource = dirname(require.resolve(`${addonPackage}/package.json`));
 const addonTarget = join(DIST, 'node_modules', addonPackage);
-for (const file of ['package.json', 'index.js', `${process.platform}_${process.arch}`]) cpSync(join(addonSource, file), join(addonTarget, file), { recursive: true });
+for (const file of ['package.json', 'index.js', `${process.platform}_${process.arch}`])
+  cpSync(join(addonSource, file), join(addonTarget, file), { recursive: true });
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
-writeFileSync(join(DIST, 'package.json'), `${JSON.stringify({ name: 'socklb', version, private: true, type: 'module', bin: { socklb: 'socklb.js' } }, null, 2)}\n`);
+writeFileSync(
+  join(DIST, 'package.json'),
+  `${JSON.stringify({ name: 'socklb', version, private: true, type: 'module', bin: { socklb: 'socklb.js' } }, null, 2)}\n`,
+);
 writeFileSync(
   join(DIST, 'THIRD-PARTY-LICENSES'),
-  [thirdPartyLicenses([...bundledPackages(metafile), join('node_modules', 'koffi'), join('node_modules', addonPackage)]), applierLicenses()].join(`\n${'-'.repeat(72)}\n\n`),
+  [
+    thirdPartyLicenses([...bundledPackages(metafile), join('node_modules', 'koffi'), join('node_modules', addonPackage)]),
+    applierLicenses(),
+  ].join(`\n${'-'.repeat(72)}\n\n`),
 );
 
 for (const file of listFiles(DIST)) console.log(`${String(statSync(file).size).padStart(10)}  ${file}`);
@@ -80,16 +87,20 @@ function thirdPartyLicenses(packageDirectories) {
     .map((directory) => {
       const { name, version: packageVersion, license } = JSON.parse(readFileSync(join(directory, 'package.json'), 'utf8'));
       const file = readdirSync(directory).find((entry) => /^(licen[sc]e|copying)/i.test(entry));
-      return `${name}@${packageVersion} (${license ?? 'see its package'})\n\n${file ? readFileSync(join(directory, file), 'utf8').trim() : 'No license file in the package.'}\n`;
+      return (
+        `${name}@${packageVersion} (${license ?? 'see its package'})\n\n` +
+        `${file ? readFileSync(join(directory, file), 'utf8').trim() : 'No license file in the package.'}\n`
+      );
     })
     .join(`\n${'-'.repeat(72)}\n\n`);
 }
 
 /** The Debian copyright files of the libraries in socklb-applier. */
 function applierLicenses() {
-  return APPLIER_LIBRARY_PACKAGES.map((name) => `socklb-applier links ${name} statically (Debian's copyright file):\n\n${readFileSync(`/usr/share/doc/${name}/copyright`, 'utf8').trim()}\n`).join(
-    `\n${'-'.repeat(72)}\n\n`,
-  );
+  return APPLIER_LIBRARY_PACKAGES.map(
+    (name) =>
+      `socklb-applier links ${name} statically (Debian's copyright file):\n\n${readFileSync(`/usr/share/doc/${name}/copyright`, 'utf8').trim()}\n`,
+  ).join(`\n${'-'.repeat(72)}\n\n`);
 }
 
 function listFiles(directory) {

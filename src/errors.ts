@@ -15,7 +15,7 @@ export const ERROR_CODES = {
   SOCKLB_ERR_USAGE: 'the command line is wrong',
   SOCKLB_ERR_SANDBOX: 'a sandbox request names an invalid or conflicting sandbox',
   SOCKLB_ERR_NO_SANDBOX: 'no sandbox of that id is registered',
-  SOCKLB_ERR_CONTROL: 'the agent\'s control socket cannot be reached, or answered out of protocol',
+  SOCKLB_ERR_CONTROL: "the agent's control socket cannot be reached, or answered out of protocol",
   SOCKLB_ERR_OCI_STATE: 'the container state an OCI runtime gave the hook is unusable',
   SOCKLB_ERR_GUEST_WIRE: 'a guest stream frame is malformed, or does not fit the maps it names',
 } as const;

@@ -27,14 +27,21 @@ for (let i = 0; i < services; i++) {
   const [high, low] = [i >> 8, i & 255];
   const key = { address: `10.96.${high}.${low}`, port: 80, protocol: 'TCP' as const };
   const backends = [10, 11].map((network) => ({ address: `10.${network}.${high}.${low}`, port: 8080 }));
-  desired.set(frontendId(key), { key, service: { namespace: 'default', name: `service-${i}`, portName: '' }, backends, affinityTimeoutSeconds: 0 });
+  desired.set(frontendId(key), {
+    key,
+    service: { namespace: 'default', name: `service-${i}`, portName: '' },
+    backends,
+    affinityTimeoutSeconds: 0,
+  });
 }
 
 /** The same maps, each batch written as one bpf_map_update_elem per entry. */
 function oneByOne(maps: DatapathMaps): DatapathMaps {
   return mapsByRole((role) => {
     const map = maps[role];
-    return Object.assign(Object.create(map) as typeof map, { updateBatch: (entries: Parameters<typeof map.updateBatch>[0]) => updateEachInTurn(map, entries) });
+    return Object.assign(Object.create(map) as typeof map, {
+      updateBatch: (entries: Parameters<typeof map.updateBatch>[0]) => updateEachInTurn(map, entries),
+    });
   });
 }
 
@@ -42,7 +49,12 @@ const capacity = Math.max(65536, services * 2);
 const milliseconds: Record<'batched' | 'oneByOne', number[]> = { batched: [], oneByOne: [] };
 for (let round = 0; round < rounds; round++) {
   for (const mode of round % 2 === 0 ? (['batched', 'oneByOne'] as const) : (['oneByOne', 'batched'] as const)) {
-    const datapath = LoadedDatapath.load(bpfObject, pinDirectory, { ...DEFAULT_CAPACITIES, frontends: capacity, backends: capacity, slots: capacity });
+    const datapath = LoadedDatapath.load(bpfObject, pinDirectory, {
+      ...DEFAULT_CAPACITIES,
+      frontends: capacity,
+      backends: capacity,
+      slots: capacity,
+    });
     try {
       const state = DatapathState.read(datapath.maps);
       const started = performance.now();
@@ -56,5 +68,8 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 for (const [mode, samples] of Object.entries(milliseconds)) {
-  console.log(`${mode}: reconcile of ${services} new frontends p50 ${percentile(samples, 50).toFixed(0)} ms (${samples.map((sample) => sample.toFixed(0)).join(', ')})`);
+  console.log(
+    `${mode}: reconcile of ${services} new frontends p50 ${percentile(samples, 50).toFixed(0)} ms ` +
+      `(${samples.map((sample) => sample.toFixed(0)).join(', ')})`,
+  );
 }

@@ -46,21 +46,29 @@ try {
   const synced = new Promise<SyncResult>((resolve) => agent.onSync(resolve));
   await rename(`${manifests}.staged`, manifests);
   const { durationMs } = await synced;
-  console.log(`programmed ${agent.datapath.frontends.size} frontends in ${(performance.now() - started).toFixed(0)} ms, of which the agent's sync ${durationMs.toFixed(0)} ms`);
+  console.log(
+    `programmed ${agent.datapath.frontends.size} frontends in ${(performance.now() - started).toFixed(0)} ms, ` +
+      `of which the agent's sync ${durationMs.toFixed(0)} ms`,
+  );
 
   const port = catalog.churn.ports[0]!;
   const id = frontendId({ address: catalog.churn.clusterIP, port: port.port, protocol: port.protocol });
   const latencies: number[] = [];
   for (let k = 1; k <= changes; k++) {
     const endpoints = churnEndpoints(catalog.churn, k);
-    const expected = endpoints.map((ip) => `${ip}:${port.targetPort}`).sort().join(',');
+    const expected = endpoints
+      .map((ip) => `${ip}:${port.targetPort}`)
+      .sort()
+      .join(',');
     const publish = stageServiceManifest(manifests, { ...catalog.churn, endpoints });
     const begun = performance.now();
     publish();
     while (backendsOf(id) !== expected) await setImmediate();
     latencies.push(performance.now() - begun);
   }
-  console.log(`${changes} endpoint changes: p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms`);
+  console.log(
+    `${changes} endpoint changes: p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms`,
+  );
 } finally {
   await agent.stop();
   await rm(workdir, { recursive: true, force: true });

@@ -25,7 +25,9 @@ export class IptablesDatapath implements Datapath {
     private readonly backend: IptablesBackend,
   ) {
     this.#restore = `iptables-${backend}-restore`;
-    this.description = `kube-proxy's iptables-mode rules (KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP DNAT), loaded with ${this.#restore} --noflush in this client's namespace`;
+    this.description =
+      `kube-proxy's iptables-mode rules (KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP DNAT), ` +
+      `loaded with ${this.#restore} --noflush in this client's namespace`;
   }
 
   static async create(lab: Lab, client: Sandbox, workdir: string, backend: IptablesBackend): Promise<IptablesDatapath> {
@@ -35,16 +37,27 @@ export class IptablesDatapath implements Datapath {
 
   async program(catalog: Catalog): Promise<Programming> {
     // The jumps from the built-in chains come first and untimed: kube-proxy makes them once, with iptables -I.
-    await timedLoad(this.lab, this.client, [this.#restore, '--noflush', await writeRuleset(this.workdir, 'iptables-jumps.txt', renderIptablesJumps())]);
+    await timedLoad(this.lab, this.client, [
+      this.#restore,
+      '--noflush',
+      await writeRuleset(this.workdir, 'iptables-jumps.txt', renderIptablesJumps()),
+    ]);
     const rules = renderIptablesSync(catalog);
     const file = await writeRuleset(this.workdir, 'iptables-sync.txt', rules);
     const seconds = await timedLoad(this.lab, this.client, [this.#restore, '--noflush', file]);
-    return { seconds, detail: { backend: this.backend, rules: countLines(rules, '-A '), chains: countLines(rules, ':'), bytes: rules.length } };
+    return {
+      seconds,
+      detail: { backend: this.backend, rules: countLines(rules, '-A '), chains: countLines(rules, ':'), bytes: rules.length },
+    };
   }
 
   async changeEndpoints(catalog: Catalog, k: number): Promise<EndpointChange> {
     const changed = withEndpoints(catalog, catalog.churn, churnEndpoints(catalog.churn, k));
-    const file = await writeRuleset(this.workdir, 'iptables-partial.txt', renderIptablesSync(changed, { changed: new Set([catalog.churn.name]) }));
+    const file = await writeRuleset(
+      this.workdir,
+      'iptables-partial.txt',
+      renderIptablesSync(changed, { changed: new Set([catalog.churn.name]) }),
+    );
     return { latencyMs: (await timedLoad(this.lab, this.client, [this.#restore, '--noflush', file])) * 1000, detail: {} };
   }
 

@@ -9,13 +9,20 @@
 // datapath is therefore reported as not measured, with that reason, rather than loaded for an hour.
 import type { Lab, Sandbox } from '../../test/lab/lab.js';
 import { churnEndpoints, withEndpoints, type BenchPort, type BenchService, type Catalog } from '../catalog.js';
-import { nftablesEndpointChains, renderNftablesDelete, renderNftablesPartialSync, renderNftablesSync } from '../kube-proxy/nftables-rules.js';
+import {
+  nftablesEndpointChains,
+  renderNftablesDelete,
+  renderNftablesPartialSync,
+  renderNftablesSync,
+} from '../kube-proxy/nftables-rules.js';
 import { NotMeasured, type Datapath, type EndpointChange, type Programming, type Target } from './datapath.js';
 import { routeServiceRange, timedLoad, writeRuleset } from './netfilter.js';
 
 export class NftablesDatapath implements Datapath {
   readonly name = 'nftables';
-  readonly description = "kube-proxy's nftables-mode table (service-ips verdict map -> service chain with numgen random -> endpoint chain with dnat), loaded with nft -f in this client's namespace";
+  readonly description =
+    "kube-proxy's nftables-mode table (service-ips verdict map -> service chain with numgen random -> endpoint chain with dnat), " +
+    "loaded with nft -f in this client's namespace";
 
   private constructor(
     private readonly lab: Lab,
@@ -32,7 +39,9 @@ export class NftablesDatapath implements Datapath {
   async program(catalog: Catalog): Promise<Programming> {
     if (catalog.services.length > this.maxServices) {
       throw new NotMeasured(
-        `above ${this.maxServices} Services (--nft-max-services): loading kube-proxy's nftables ruleset grows quadratically on this kernel (over a minute at 10000 Services), see docs/benchmarks.md`,
+        `above ${this.maxServices} Services (--nft-max-services): ` +
+          `loading kube-proxy's nftables ruleset grows quadratically on this kernel (over a minute at 10000 Services), ` +
+          `see docs/benchmarks.md`,
       );
     }
     const rules = renderNftablesSync(catalog);
@@ -45,12 +54,19 @@ export class NftablesDatapath implements Datapath {
     const changed = withEndpoints(catalog, catalog.churn, churnEndpoints(catalog.churn, k));
     const kept = new Set(nftablesEndpointChains(changed.churn));
     const stale = nftablesEndpointChains(before).filter((chain) => !kept.has(chain));
-    const file = await writeRuleset(this.workdir, 'nft-partial.txt', renderNftablesPartialSync(changed, new Set([catalog.churn.name]), stale));
+    const file = await writeRuleset(
+      this.workdir,
+      'nft-partial.txt',
+      renderNftablesPartialSync(changed, new Set([catalog.churn.name]), stale),
+    );
     // knftables' List: every chain (set) of the family, filtered to its table afterwards.
     const listChains = await timedLoad(this.lab, this.client, ['nft', '--json', 'list', 'chains', 'ip']);
     const listSets = await timedLoad(this.lab, this.client, ['nft', '--json', 'list', 'sets', 'ip']);
     const transaction = await timedLoad(this.lab, this.client, ['nft', '-f', file]);
-    return { latencyMs: (listChains + listSets + transaction) * 1000, detail: { listMs: (listChains + listSets) * 1000, transactionMs: transaction * 1000 } };
+    return {
+      latencyMs: (listChains + listSets + transaction) * 1000,
+      detail: { listMs: (listChains + listSets) * 1000, transactionMs: transaction * 1000 },
+    };
   }
 
   target(service: BenchService, port: BenchPort): Target {

@@ -36,7 +36,9 @@ const IDLE_WINDOW_MS = 5_000;
 
 export class SocklbDatapath implements Datapath {
   readonly name = 'socklb';
-  readonly description = "socklb's agent programs its maps from the manifests; its cgroup programs translate the ClusterIP at connect() for this client's cgroup only";
+  readonly description =
+    "socklb's agent programs its maps from the manifests; its cgroup programs translate the ClusterIP at connect() " +
+    "for this client's cgroup only";
   readonly #manifests: string;
   #agent: RunningAgent | undefined;
   #reader: FrontendReader | undefined;
@@ -55,7 +57,15 @@ export class SocklbDatapath implements Datapath {
     await writeCatalogManifests(staged, catalog);
     await sleep(MANIFEST_SETTLE_MS);
     // The agent starts on a path that does not exist yet: it serves nothing and watches for it.
-    const agent = await startAgent(['--manifests', this.#manifests, '--cgroup', this.client.cgroupPath, '--pin-dir', this.pinDirectory, ...capacityFlags(catalog)]);
+    const agent = await startAgent([
+      '--manifests',
+      this.#manifests,
+      '--cgroup',
+      this.client.cgroupPath,
+      '--pin-dir',
+      this.pinDirectory,
+      ...capacityFlags(catalog),
+    ]);
     this.#agent = agent;
     const from = agent.logs.length;
     const started = performance.now();
@@ -80,7 +90,10 @@ export class SocklbDatapath implements Datapath {
     const agent = this.#running();
     const port = catalog.churn.ports[0]!;
     const endpoints = churnEndpoints(catalog.churn, k);
-    const expected = endpoints.map((ip) => `${ip}:${port.targetPort}`).sort().join(',');
+    const expected = endpoints
+      .map((ip) => `${ip}:${port.targetPort}`)
+      .sort()
+      .join(',');
     const key = { address: catalog.churn.clusterIP, port: port.port, protocol: port.protocol };
     const from = agent.logs.length;
     const publish = stageServiceManifest(this.#manifests, { ...catalog.churn, endpoints });
@@ -90,7 +103,8 @@ export class SocklbDatapath implements Datapath {
     // Polled every POLL_INTERVAL_MS by sleeping the thread: a timer's millisecond would blur a latency of a
     // few milliseconds, and a busy loop would take a core from the agent it measures (there are two).
     while (this.#reader?.backends(key)?.join(',') !== expected) {
-      if (performance.now() - started > CHANGE_TIMEOUT_MS) throw new Error(`socklb: endpoint change ${k} not in the maps after ${CHANGE_TIMEOUT_MS} ms`);
+      if (performance.now() - started > CHANGE_TIMEOUT_MS)
+        throw new Error(`socklb: endpoint change ${k} not in the maps after ${CHANGE_TIMEOUT_MS} ms`);
       Atomics.wait(POLL_SLEEPER, 0, 0, POLL_INTERVAL_MS);
     }
     const latencyMs = performance.now() - started;

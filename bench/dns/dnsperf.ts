@@ -28,7 +28,17 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import koffi from 'koffi';
 import { Lab, type Sandbox } from '../../test/lab/lab.js';
-import { endpointSlice, manifestDirectory, service, socklb, startAgent, testPinDirectory, waitForServices, writeManifest, type RunningAgent } from '../../test/integration/support.js';
+import {
+  endpointSlice,
+  manifestDirectory,
+  service,
+  socklb,
+  startAgent,
+  testPinDirectory,
+  waitForServices,
+  writeManifest,
+  type RunningAgent,
+} from '../../test/integration/support.js';
 import { startDnsmasq } from '../../test/integration/udp-support.js';
 
 const CLUSTER_IP = '10.96.0.10';
@@ -84,8 +94,22 @@ try {
   const [pod, sandbox, plain] = await Promise.all([lab.addPod('dns'), lab.addSandbox('client'), lab.addSandbox('plain')]);
   await startDnsmasq(lab, pod, NAME, { ipv4: '192.0.2.1', ipv6: '2001:db8::1' });
   const ports = [{ name: 'dns', port: 53, protocol: 'UDP' as const }];
-  await writeManifest(join(manifests, 'dns.yaml'), [service('kube-dns', [CLUSTER_IP], ports), endpointSlice('kube-dns-1', 'kube-dns', 'IPv4', ports, [{ ip: pod.ipv4 }])]);
-  agent = await startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir, '--metrics-bind-address', '', '--healthz-bind-address', '']);
+  await writeManifest(join(manifests, 'dns.yaml'), [
+    service('kube-dns', [CLUSTER_IP], ports),
+    endpointSlice('kube-dns-1', 'kube-dns', 'IPv4', ports, [{ ip: pod.ipv4 }]),
+  ]);
+  agent = await startAgent([
+    '--manifests',
+    manifests,
+    '--cgroup',
+    sandbox.cgroupPath,
+    '--pin-dir',
+    pinDir,
+    '--metrics-bind-address',
+    '',
+    '--healthz-bind-address',
+    '',
+  ]);
   await waitForServices(pinDir, (frontends) => frontends.some((f) => f.frontend === `${CLUSTER_IP}:53/UDP` && f.backends.length === 1));
   const queries = join(scratch, 'queries');
   await writeFile(queries, `${NAME} A\n`);
@@ -111,7 +135,10 @@ try {
       if (after.runs > before.runs) result.hookNs = (after.ns - before.ns) / (after.runs - before.runs);
       results.get(placement.name)!.push(result);
       const hook = result.hookNs === undefined ? '' : `  sendmsg4 ${result.hookNs.toFixed(0)} ns/datagram`;
-      process.stdout.write(`  round ${round + 1} ${placement.name.padEnd(9)} ${result.qps.toFixed(0).padStart(8)} q/s  ${result.cpuUsPerQuery.toFixed(2)} us CPU/query${hook}  lost ${result.lost}\n`);
+      process.stdout.write(
+        `  round ${round + 1} ${placement.name.padEnd(9)} ${result.qps.toFixed(0).padStart(8)} q/s  ` +
+          `${result.cpuUsPerQuery.toFixed(2)} us CPU/query${hook}  lost ${result.lost}\n`,
+      );
     }
   }
 
@@ -124,17 +151,25 @@ try {
     const cpuPerQuery = cpu.get(placement.name)!;
     const lost = results.get(placement.name)!.reduce((sum, run) => sum + run.lost, 0);
     process.stdout.write(
-      `  ${placement.name.padEnd(9)} ${qps.toFixed(0).padStart(8)} q/s (${(qps / direct).toFixed(3)})  ${cpuPerQuery.toFixed(2)} us (${(cpuPerQuery / cpu.get('direct')!).toFixed(3)})  lost ${lost}\n`,
+      `  ${placement.name.padEnd(9)} ${qps.toFixed(0).padStart(8)} q/s (${(qps / direct).toFixed(3)})  ` +
+        `${cpuPerQuery.toFixed(2)} us (${(cpuPerQuery / cpu.get('direct')!).toFixed(3)})  lost ${lost}\n`,
     );
   }
   for (const name of ['missed', 'clusterip'] as const) {
     const hookNs = results.get(name)!.flatMap((run) => (run.hookNs === undefined ? [] : [run.hookNs]));
     if (hookNs.length === 0) continue;
     const share = median(hookNs) / 1000 / cpu.get(name)!;
-    process.stdout.write(`  ${name}: socklb's sendmsg4 takes ${median(hookNs).toFixed(0)} ns per datagram (median), ${(share * 100).toFixed(2)}% of dnsperf's CPU per query\n`);
+    process.stdout.write(
+      `  ${name}: socklb's sendmsg4 takes ${median(hookNs).toFixed(0)} ns per datagram (median), ` +
+        `${(share * 100).toFixed(2)}% of dnsperf's CPU per query\n`,
+    );
   }
   const roundRatios = results.get('clusterip')!.map((run, round) => run.qps / results.get('direct')![round]!.qps);
-  process.stdout.write(`\nClusterIP / direct: ${(medians.get('clusterip')! / direct).toFixed(3)} (ratio of medians), ${median(roundRatios).toFixed(3)} (median of the rounds' ratios: ${roundRatios.map((ratio) => ratio.toFixed(2)).join(' ')}); target >= 0.97\n`);
+  process.stdout.write(
+    `\nClusterIP / direct: ${(medians.get('clusterip')! / direct).toFixed(3)} (ratio of medians), ` +
+      `${median(roundRatios).toFixed(3)} (median of the rounds' ratios: ${roundRatios.map((ratio) => ratio.toFixed(2)).join(' ')}); ` +
+      `target >= 0.97\n`,
+  );
 } finally {
   if (statsFd >= 0) closeSync(statsFd);
   await agent?.stop();
@@ -147,12 +182,17 @@ try {
 /** The id of the program a pinned cgroup link of this datapath runs. */
 async function programId(pinDir: string, program: string): Promise<number> {
   const [cgroup] = await readdir(join(pinDir, 'links'));
-  const link = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show', 'pinned', join(pinDir, 'links', cgroup ?? '', program)], { encoding: 'utf8' })) as { prog_id: number };
+  const link = JSON.parse(
+    execFileSync('bpftool', ['-j', 'link', 'show', 'pinned', join(pinDir, 'links', cgroup ?? '', program)], { encoding: 'utf8' }),
+  ) as { prog_id: number };
   return link.prog_id;
 }
 
 function programStats(id: number): ProgramStats {
-  const info = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(id)], { encoding: 'utf8' })) as { run_cnt?: number; run_time_ns?: number };
+  const info = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(id)], { encoding: 'utf8' })) as {
+    run_cnt?: number;
+    run_time_ns?: number;
+  };
   return { runs: info.run_cnt ?? 0, ns: info.run_time_ns ?? 0 };
 }
 
@@ -166,7 +206,8 @@ async function dnsperf(lab: Lab, placement: Placement, queries: string): Promise
   const completed = /Queries completed:\s+(\d+)/.exec(stdout)?.[1];
   const lost = /Queries lost:\s+(\d+)/.exec(stdout)?.[1];
   const time = /^cpu ([\d.]+) ([\d.]+)$/m.exec(stderr);
-  if (qps === undefined || completed === undefined || lost === undefined || !time) throw new Error(`dnsperf printed no summary: ${stdout}${stderr}`);
+  if (qps === undefined || completed === undefined || lost === undefined || !time)
+    throw new Error(`dnsperf printed no summary: ${stdout}${stderr}`);
   const cpuUsPerQuery = ((Number(time[1]) + Number(time[2])) * 1e6) / Number(completed);
   return { qps: Number(qps), completed: Number(completed), lost: Number(lost), cpuUsPerQuery };
 }

@@ -97,7 +97,10 @@ try {
       // Alternated, so that neither way always runs on a machine the other just warmed or loaded.
       for (const way of round % 2 === 1 ? ways : [...ways].reverse()) {
         const sample = await measure(way, scale, manifests.get(scale)!);
-        console.error(`round ${round}/${repeat}, ${scale} Services, ${way}: serving in ${seconds(sample.servingMs)} s, RSS ${sample.rssMiB.toFixed(1)} MiB, ${sample.idleCpuMs.toFixed(0)} ms CPU idle`);
+        console.error(
+          `round ${round}/${repeat}, ${scale} Services, ${way}: serving in ${seconds(sample.servingMs)} s, ` +
+            `RSS ${sample.rssMiB.toFixed(1)} MiB, ${sample.idleCpuMs.toFixed(0)} ms CPU idle`,
+        );
         const key = `${scale} ${way}`;
         samples.set(key, [...(samples.get(key) ?? []), sample]);
       }
@@ -119,7 +122,10 @@ async function measure(way: Way, scale: number, manifestDirectory: string): Prom
   }
   const source = server ? ['--kubeconfig', server.kubeconfigPath, '--node-name', 'node-1'] : ['--manifests', manifestDirectory];
   const started = performance.now();
-  const agent = await startAgent([...source, '--cgroup', cgroup, '--pin-dir', pinDir], { entry: way.startsWith('build') ? ENTRIES.build : ENTRIES.bundle, timeoutMs: START_TIMEOUT_MS });
+  const agent = await startAgent([...source, '--cgroup', cgroup, '--pin-dir', pinDir], {
+    entry: way.startsWith('build') ? ENTRIES.build : ENTRIES.bundle,
+    timeoutMs: START_TIMEOUT_MS,
+  });
   try {
     const servingMs = performance.now() - started;
     const pid = agent.process.pid!;
@@ -159,11 +165,13 @@ async function report(samples: Map<string, Sample[]>): Promise<void> {
     ...shipped.files.map((file) => `| ${file.path} | ${file.bytes.toLocaleString('en')} |`),
     `| **in all** | **${shipped.bytes.toLocaleString('en')}** (${(shipped.bytes / MIB).toFixed(2)} MiB) |`,
     `| gzipped tarball | ${shipped.gzippedBytes.toLocaleString('en')} (${(shipped.gzippedBytes / MIB).toFixed(2)} MiB) |`,
-    `| unbundled, for comparison: build/ + production node_modules/ | ${shipped.unbundledBytes.toLocaleString('en')} (${(shipped.unbundledBytes / MIB).toFixed(1)} MiB) |`,
+    `| unbundled, for comparison: build/ + production node_modules/ | ${shipped.unbundledBytes.toLocaleString('en')} ` +
+      `(${(shipped.unbundledBytes / MIB).toFixed(1)} MiB) |`,
     '',
     '### Agent',
     '',
-    '| Services | way | start to serving (s) | first sync (s) | RSS idle (MiB) | of which anonymous | peak RSS (MiB) | CPU idle (ms per 10 s) |',
+    '| Services | way | start to serving (s) | first sync (s) | RSS idle (MiB) | of which anonymous | peak RSS (MiB) ' +
+      '| CPU idle (ms per 10 s) |',
     '|---:|---|---:|---:|---:|---:|---:|---:|',
   ];
   const perTenSeconds = 10_000 / idleMs;
@@ -173,15 +181,26 @@ async function report(samples: Map<string, Sample[]>): Promise<void> {
       const syncs = runs.flatMap((run) => (run.syncMs === undefined ? [] : [run.syncMs]));
       const m = (pick: (run: Sample) => number) => median(runs.map(pick));
       lines.push(
-        `| ${scale} | ${way} | ${seconds(m((run) => run.servingMs))} | ${syncs.length > 0 ? seconds(median(syncs)) : '-'} | ${m((run) => run.rssMiB).toFixed(1)} | ${m((run) => run.anonMiB).toFixed(1)} | ${m((run) => run.peakMiB).toFixed(1)} | ${(m((run) => run.idleCpuMs) * perTenSeconds).toFixed(1)} |`,
+        `| ${scale} | ${way} | ${seconds(m((run) => run.servingMs))} | ${syncs.length > 0 ? seconds(median(syncs)) : '-'} | ` +
+          `${m((run) => run.rssMiB).toFixed(1)} | ${m((run) => run.anonMiB).toFixed(1)} | ${m((run) => run.peakMiB).toFixed(1)} | ` +
+          `${(m((run) => run.idleCpuMs) * perTenSeconds).toFixed(1)} |`,
       );
     }
   }
   const names = [...new Set([...samples.values()].flatMap((runs) => runs.flatMap((run) => Object.keys(run.maps))))].sort();
-  lines.push('', '### Kernel memory of the pinned maps (bytes_memlock, KiB)', '', `| map | ${scales.join(' | ')} |`, `|---|${scales.map(() => '---:').join('|')}|`);
-  const mapMemory = (scale: number, name: string) => median([...samples].filter(([key]) => key.startsWith(`${scale} `)).flatMap(([, runs]) => runs.map((run) => run.maps[name] ?? 0)));
+  lines.push(
+    '',
+    '### Kernel memory of the pinned maps (bytes_memlock, KiB)',
+    '',
+    `| map | ${scales.join(' | ')} |`,
+    `|---|${scales.map(() => '---:').join('|')}|`,
+  );
+  const mapMemory = (scale: number, name: string) =>
+    median([...samples].filter(([key]) => key.startsWith(`${scale} `)).flatMap(([, runs]) => runs.map((run) => run.maps[name] ?? 0)));
   for (const name of names) lines.push(`| ${name} | ${scales.map((scale) => kib(mapMemory(scale, name))).join(' | ')} |`);
-  lines.push(`| **in all** | ${scales.map((scale) => kib(names.reduce((total, name) => total + mapMemory(scale, name), 0))).join(' | ')} |`);
+  lines.push(
+    `| **in all** | ${scales.map((scale) => kib(names.reduce((total, name) => total + mapMemory(scale, name), 0))).join(' | ')} |`,
+  );
   console.log(lines.join('\n'));
 }
 

@@ -35,17 +35,31 @@ try {
   await writeServicesFile(directory, count);
   text = await readFile(join(directory, 'services.json'), 'utf8');
   const bytes = await manifestSourceBytes(directory);
-  console.log(`the manifest source, as it holds its first state (the validated objects and its indexes): ${(bytes / 2 ** 20).toFixed(2)} MiB, ${Math.round(bytes / count)} bytes per Service`);
+  console.log(
+    `the manifest source, as it holds its first state (the validated objects and its indexes): ` +
+      `${(bytes / 2 ** 20).toFixed(2)} MiB, ${Math.round(bytes / count)} bytes per Service`,
+  );
 } finally {
   await rm(directory, { recursive: true, force: true });
 }
 
 let heap = heapUsed();
-const state = { services: new Map<string, Service>(), ignoredServices: new Set<string>(), slices: new Map<string, EndpointSlice>(), problems: [] };
+const state = {
+  services: new Map<string, Service>(),
+  ignoredServices: new Set<string>(),
+  slices: new Map<string, EndpointSlice>(),
+  problems: [],
+};
 const parsed = parseAll(text, state);
 heap = report(`${parsed.valid} of ${parsed.all} objects valid; the validated Services with their slices`, heap);
 
-const desired = new DesiredFrontends({ name: 'node-1', zone: undefined, addresses: [], allowedExternalIPCidrs: [], serviceProxyName: undefined });
+const desired = new DesiredFrontends({
+  name: 'node-1',
+  zone: undefined,
+  addresses: [],
+  allowedExternalIPCidrs: [],
+  serviceProxyName: undefined,
+});
 desired.update(state);
 heap = report(`DesiredFrontends (${desired.frontends.size} frontends)`, heap);
 
@@ -54,7 +68,10 @@ heap = report(`DesiredFrontends (${desired.frontends.size} frontends)`, heap);
 // as a restart finds it.
 const { maps, withState, frontends, backends } = programFirstSync(desired);
 heap = heapUsed();
-console.log(`DatapathState after the first sync (${frontends} frontends, ${backends} backends): ${((withState - heap) / 2 ** 20).toFixed(2)} MiB, ${Math.round((withState - heap) / count)} bytes per Service`);
+console.log(
+  `DatapathState after the first sync (${frontends} frontends, ${backends} backends): ` +
+    `${((withState - heap) / 2 ** 20).toFixed(2)} MiB, ${Math.round((withState - heap) / count)} bytes per Service`,
+);
 const readBack = DatapathState.read(maps);
 report(`DatapathState read back from the maps (${readBack.frontends.size} frontends)`, heap);
 
@@ -91,7 +108,10 @@ function report(part: string, before: number): number {
 }
 
 /** In a function of its own, so that the decoded JSON is garbage once it returns. */
-function parseAll(json: string, into: { services: Map<string, Service>; slices: Map<string, EndpointSlice> }): { valid: number; all: number } {
+function parseAll(
+  json: string,
+  into: { services: Map<string, Service>; slices: Map<string, EndpointSlice> },
+): { valid: number; all: number } {
   const { items } = JSON.parse(json) as { items: { kind: string }[] };
   let valid = 0;
   for (const item of items) {

@@ -21,8 +21,13 @@ interface ServiceObjects {
 function* serviceObjects(count: number): Generator<ServiceObjects> {
   for (let i = 0; i < count; i++) {
     const name = `svc-${String(i).padStart(6, '0')}`;
-    const pods = Array.from({ length: ENDPOINTS_PER_SERVICE }, (_, k) => ({ ip: ipv4Text(FIRST_POD_IP + ((i * ENDPOINTS_PER_SERVICE + k) % POD_POOL)) }));
-    yield { service: service(name, [ipv4Text(FIRST_CLUSTER_IP + i)], [PORT]), slice: endpointSlice(`${name}-1`, name, 'IPv4', [SLICE_PORT], pods) };
+    const pods = Array.from({ length: ENDPOINTS_PER_SERVICE }, (_, k) => ({
+      ip: ipv4Text(FIRST_POD_IP + ((i * ENDPOINTS_PER_SERVICE + k) % POD_POOL)),
+    }));
+    yield {
+      service: service(name, [ipv4Text(FIRST_CLUSTER_IP + i)], [PORT]),
+      slice: endpointSlice(`${name}-1`, name, 'IPv4', [SLICE_PORT], pods),
+    };
   }
 }
 

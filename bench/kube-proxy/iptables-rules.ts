@@ -19,15 +19,51 @@ const LARGE_CLUSTER_ENDPOINTS = 1000;
 
 /** The jumps from the built-in chains, which kube-proxy makes with `iptables -I` before its first sync. */
 const JUMPS: { table: 'filter' | 'nat'; chain: string; target: string; comment?: string; match?: string }[] = [
-  { table: 'filter', chain: 'INPUT', target: 'KUBE-EXTERNAL-SERVICES', comment: 'kubernetes externally-visible service portals', match: '-m conntrack --ctstate NEW' },
-  { table: 'filter', chain: 'FORWARD', target: 'KUBE-EXTERNAL-SERVICES', comment: 'kubernetes externally-visible service portals', match: '-m conntrack --ctstate NEW' },
+  {
+    table: 'filter',
+    chain: 'INPUT',
+    target: 'KUBE-EXTERNAL-SERVICES',
+    comment: 'kubernetes externally-visible service portals',
+    match: '-m conntrack --ctstate NEW',
+  },
+  {
+    table: 'filter',
+    chain: 'FORWARD',
+    target: 'KUBE-EXTERNAL-SERVICES',
+    comment: 'kubernetes externally-visible service portals',
+    match: '-m conntrack --ctstate NEW',
+  },
   { table: 'filter', chain: 'INPUT', target: 'KUBE-NODEPORTS', comment: 'kubernetes health check service ports' },
-  { table: 'filter', chain: 'FORWARD', target: 'KUBE-SERVICES', comment: 'kubernetes service portals', match: '-m conntrack --ctstate NEW' },
+  {
+    table: 'filter',
+    chain: 'FORWARD',
+    target: 'KUBE-SERVICES',
+    comment: 'kubernetes service portals',
+    match: '-m conntrack --ctstate NEW',
+  },
   { table: 'filter', chain: 'OUTPUT', target: 'KUBE-SERVICES', comment: 'kubernetes service portals', match: '-m conntrack --ctstate NEW' },
   { table: 'filter', chain: 'FORWARD', target: 'KUBE-FORWARD', comment: 'kubernetes forwarding rules' },
-  { table: 'filter', chain: 'INPUT', target: 'KUBE-PROXY-FIREWALL', comment: 'kubernetes load balancer firewall', match: '-m conntrack --ctstate NEW' },
-  { table: 'filter', chain: 'OUTPUT', target: 'KUBE-PROXY-FIREWALL', comment: 'kubernetes load balancer firewall', match: '-m conntrack --ctstate NEW' },
-  { table: 'filter', chain: 'FORWARD', target: 'KUBE-PROXY-FIREWALL', comment: 'kubernetes load balancer firewall', match: '-m conntrack --ctstate NEW' },
+  {
+    table: 'filter',
+    chain: 'INPUT',
+    target: 'KUBE-PROXY-FIREWALL',
+    comment: 'kubernetes load balancer firewall',
+    match: '-m conntrack --ctstate NEW',
+  },
+  {
+    table: 'filter',
+    chain: 'OUTPUT',
+    target: 'KUBE-PROXY-FIREWALL',
+    comment: 'kubernetes load balancer firewall',
+    match: '-m conntrack --ctstate NEW',
+  },
+  {
+    table: 'filter',
+    chain: 'FORWARD',
+    target: 'KUBE-PROXY-FIREWALL',
+    comment: 'kubernetes load balancer firewall',
+    match: '-m conntrack --ctstate NEW',
+  },
   { table: 'nat', chain: 'OUTPUT', target: 'KUBE-SERVICES', comment: 'kubernetes service portals' },
   { table: 'nat', chain: 'PREROUTING', target: 'KUBE-SERVICES', comment: 'kubernetes service portals' },
   { table: 'nat', chain: 'POSTROUTING', target: 'KUBE-POSTROUTING', comment: 'kubernetes postrouting rules' },
@@ -87,7 +123,9 @@ export function renderIptablesSync(catalog: Catalog, options: IptablesSyncOption
       natRules.push(...rendered.rules);
     }
   }
-  natRules.push('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS');
+  natRules.push(
+    '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS',
+  );
   const filterRules = [
     '-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
     '-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP',
@@ -98,13 +136,21 @@ export function renderIptablesSync(catalog: Catalog, options: IptablesSyncOption
 }
 
 /** One service port's KUBE-SERVICES rule, and its own chains and their rules. */
-function servicePortRules(service: BenchService, port: BenchPort, largeCluster: boolean): { capture: string; chains: string[]; rules: string[] } {
+function servicePortRules(
+  service: BenchService,
+  port: BenchPort,
+  largeCluster: boolean,
+): { capture: string; chains: string[]; rules: string[] } {
   const spn = servicePortName(service, port);
   const name = servicePortNameString(spn);
   const protocol = spn.protocol;
   const svcChain = iptablesServiceChain(spn);
   const match = `-m comment --comment ${quote(`${name} cluster IP`)} -m ${protocol} -p ${protocol} -d ${service.clusterIP} --dport ${port.port}`;
-  const endpoints = service.endpoints.map((ip) => ({ ip, text: `${ip}:${port.targetPort}`, chain: iptablesEndpointChain(spn, `${ip}:${port.targetPort}`) }));
+  const endpoints = service.endpoints.map((ip) => ({
+    ip,
+    text: `${ip}:${port.targetPort}`,
+    chain: iptablesEndpointChain(spn, `${ip}:${port.targetPort}`),
+  }));
   const comment = (text: string) => (largeCluster ? '' : ` -m comment --comment ${quote(text)}`);
 
   const rules = [`-A ${svcChain} ${match} ! -s ${CLUSTER_CIDR} -j KUBE-MARK-MASQ`];

@@ -75,7 +75,10 @@ export function nftServiceChain(spn: ServicePortName): string {
 /** `endpoint` is "ip:port"; an IPv6 address has its colons turned into dots, as kube-proxy does. */
 export function nftEndpointChain(spn: ServicePortName, endpoint: string): string {
   const separator = endpoint.lastIndexOf(':');
-  const ip = endpoint.slice(0, separator).replace(/^\[|\]$/g, '').replaceAll(':', '.');
+  const ip = endpoint
+    .slice(0, separator)
+    .replace(/^\[|\]$/g, '')
+    .replaceAll(':', '.');
   const port = endpoint.slice(separator + 1);
   return `endpoint-${hashAndTruncate(`${spn.namespace}/${spn.name}/${spn.protocol}/${spn.port}__${ip}/${port}`)}`;
 }

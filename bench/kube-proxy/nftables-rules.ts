@@ -71,7 +71,9 @@ export function renderNftablesServices(services: readonly BenchService[]): strin
  * (kube-proxy deletes them a second later, in another transaction).
  */
 export function renderNftablesPartialSync(catalog: Catalog, changed: ReadonlySet<string>, staleChains: readonly string[]): string {
-  const lines = catalog.services.filter((service) => changed.has(service.name)).flatMap((service) => service.ports.flatMap((port) => servicePortLines(service, port, false)));
+  const lines = catalog.services
+    .filter((service) => changed.has(service.name))
+    .flatMap((service) => service.ports.flatMap((port) => servicePortLines(service, port, false)));
   for (const chain of staleChains) lines.push(`flush chain ${TABLE} ${chain}`);
   return `${lines.join('\n')}\n`;
 }
@@ -83,7 +85,9 @@ export function renderNftablesDelete(): string {
 
 /** The endpoint chains of one Service port, for telling which a change leaves stale. */
 export function nftablesEndpointChains(service: BenchService): string[] {
-  return service.ports.flatMap((port) => service.endpoints.map((ip) => nftEndpointChain(servicePortName(service, port), `${ip}:${port.targetPort}`)));
+  return service.ports.flatMap((port) =>
+    service.endpoints.map((ip) => nftEndpointChain(servicePortName(service, port), `${ip}:${port.targetPort}`)),
+  );
 }
 
 /** setupNFTables on the first sync (an empty table: nothing to flush or delete first). */
@@ -92,10 +96,19 @@ function setupLines(): string[] {
   for (const chain of BASE_CHAINS) {
     lines.push(`add chain ${TABLE} ${chain.name} { type ${chain.type} hook ${chain.hook} priority ${chain.priority} ; }`);
   }
-  for (const chain of ['nodeport-endpoints-check', 'service-endpoints-check', 'firewall-check', 'services', 'masquerading', 'cluster-ips-check', 'mark-for-masquerade']) {
+  for (const chain of [
+    'nodeport-endpoints-check',
+    'service-endpoints-check',
+    'firewall-check',
+    'services',
+    'masquerading',
+    'cluster-ips-check',
+    'mark-for-masquerade',
+  ]) {
     lines.push(`add chain ${TABLE} ${chain}`);
   }
-  for (const [target, from, condition] of JUMPS) lines.push(`add rule ${TABLE} ${from} ${condition === '' ? '' : `${condition} `}jump ${target}`);
+  for (const [target, from, condition] of JUMPS)
+    lines.push(`add rule ${TABLE} ${from} ${condition === '' ? '' : `${condition} `}jump ${target}`);
   lines.push(
     `add rule ${TABLE} mark-for-masquerade mark set mark or ${MASQUERADE_MARK}`,
     `add rule ${TABLE} masquerading mark and ${MASQUERADE_MARK} == 0 return`,
@@ -128,14 +141,17 @@ function servicePortLines(service: BenchService, port: BenchPort, withElements: 
   const endpoints = service.endpoints.map((ip) => ({ ip, chain: nftEndpointChain(spn, `${ip}:${port.targetPort}`) }));
   const lines: string[] = [];
   // ensureChain: add, then flush whatever an earlier sync left in it.
-  for (const chain of [...endpoints.map((endpoint) => endpoint.chain), serviceChain]) lines.push(`add chain ${TABLE} ${chain}`, `flush chain ${TABLE} ${chain}`);
+  for (const chain of [...endpoints.map((endpoint) => endpoint.chain), serviceChain])
+    lines.push(`add chain ${TABLE} ${chain}`, `flush chain ${TABLE} ${chain}`);
   if (withElements) {
     lines.push(
       `add element ${TABLE} cluster-ips { ${service.clusterIP} }`,
       `add element ${TABLE} service-ips { ${service.clusterIP} . ${protocol} . ${port.port} : goto ${serviceChain} }`,
     );
   }
-  lines.push(`add rule ${TABLE} ${serviceChain} ip daddr ${service.clusterIP} ${protocol} dport ${port.port} ip saddr != ${CLUSTER_CIDR} jump mark-for-masquerade`);
+  lines.push(
+    `add rule ${TABLE} ${serviceChain} ip daddr ${service.clusterIP} ${protocol} dport ${port.port} ip saddr != ${CLUSTER_CIDR} jump mark-for-masquerade`,
+  );
   const vmap = endpoints.map((endpoint, i) => `${i} : goto ${endpoint.chain}`).join(' , ');
   lines.push(`add rule ${TABLE} ${serviceChain} numgen random mod ${endpoints.length} vmap { ${vmap} }`);
   for (const endpoint of endpoints) {

@@ -35,7 +35,9 @@ export function ratioChart(results: BenchResults, workload: WorkloadName): strin
     dashed: name === 'direct',
     points: scales.map((services): [number, number] => [services, cell(results, services, workload, name)?.ratio ?? Number.NaN]),
   }));
-  const subtitle = `${results.quick ? 'QUICK SMOKE TEST, not a measurement. ' : ''}${results.machine.cpus} × ${results.machine.cpuModel}, Linux ${results.machine.kernel}`;
+  const subtitle =
+    `${results.quick ? 'QUICK SMOKE TEST, not a measurement. ' : ''}${results.machine.cpus} × ${results.machine.cpuModel}, ` +
+    `Linux ${results.machine.kernel}`;
   return renderChart({ title: `Throughput relative to direct. ${WORKLOADS[workload].title}`, subtitle, scales, series });
 }
 
@@ -47,7 +49,8 @@ export function renderChart(spec: ChartSpec): string {
   const y = (ratio: number) => PLOT.bottom - (ratio / yMax) * (PLOT.bottom - PLOT.top);
 
   const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" ` +
+      `font-family="sans-serif" font-size="12">`,
     `<title>${escape(spec.title)}</title>`,
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="#ffffff"/>`,
     `<text x="${PLOT.left}" y="24" font-size="14" font-weight="bold">${escape(spec.title)}</text>`,
@@ -75,10 +78,16 @@ export function renderChart(spec: ChartSpec): string {
       parts.push(`<polyline points="${path}" fill="none" stroke="${series.color}" stroke-width="2.5"${dash}/>`);
     }
     for (const [services, ratio] of points) {
-      parts.push(`<circle cx="${fmt(x(services))}" cy="${fmt(y(ratio))}" r="4" fill="${series.color}"><title>${escape(`${series.name}, ${services} Services: ${ratio.toFixed(3)}`)}</title></circle>`);
+      parts.push(
+        `<circle cx="${fmt(x(services))}" cy="${fmt(y(ratio))}" r="4" ` +
+          `fill="${series.color}"><title>${escape(`${series.name}, ${services} Services: ${ratio.toFixed(3)}`)}</title></circle>`,
+      );
     }
     const legendY = PLOT.top + 10 + i * 22;
-    parts.push(`<line x1="${PLOT.right + 16}" x2="${PLOT.right + 44}" y1="${legendY}" y2="${legendY}" stroke="${series.color}" stroke-width="2.5"${dash}/>`);
+    parts.push(
+      `<line x1="${PLOT.right + 16}" x2="${PLOT.right + 44}" y1="${legendY}" y2="${legendY}" stroke="${series.color}" ` +
+        `stroke-width="2.5"${dash}/>`,
+    );
     parts.push(`<text x="${PLOT.right + 52}" y="${legendY + 4}">${escape(series.name)}</text>`);
   });
   parts.push('</svg>');

@@ -13,13 +13,27 @@ export function renderMarkdown(results: BenchResults): string {
   const { machine, options } = results;
   const lines: string[] = [`# socklb benchmark, ${results.startedAt.slice(0, 10)}`, ''];
   if (results.quick) {
-    lines.push('> **QUICK MODE: a smoke test of the harness.** One short round per workload: these figures say the benchmark runs, not how fast anything is.', '');
+    lines.push(
+      '> **QUICK MODE: a smoke test of the harness.** One short round per workload: ' +
+        'these figures say the benchmark runs, not how fast anything is.',
+      '',
+    );
   }
   lines.push(
     `Machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}.`,
-    `Tools: ${Object.entries(machine.tools).map(([tool, version]) => `${tool} (${version})`).join(', ')}.`,
-    `Load average (1, 5, 15 min) when each scale started: ${results.scales.map((scale) => `${shortNumber(scale.services)}: ${scale.loadAverage}`).join('; ')} (other work on the machine shows here).`,
-    `Settings: ${options.endpointsPerService} endpoints per Service; rounds × seconds per run: ${options.workloads.map((w) => `${w} ${options.rounds[w]} × ${options.seconds[w]} s`).join(', ')}; iptables backend ${options.iptablesBackend}${results.perfRecorded ? '; every run recorded by `perf record --all-cpus` (--perf), which takes some of the CPU the runs would have had' : ''}. Started ${results.startedAt}, finished ${results.finishedAt}.`,
+    `Tools: ${Object.entries(machine.tools)
+      .map(([tool, version]) => `${tool} (${version})`)
+      .join(', ')}.`,
+    `Load average (1, 5, 15 min) when each scale started: ` +
+      `${results.scales.map((scale) => `${shortNumber(scale.services)}: ${scale.loadAverage}`).join('; ')} ` +
+      `(other work on the machine shows here).`,
+    `Settings: ${options.endpointsPerService} endpoints per Service; ` +
+      `rounds × seconds per run: ${options.workloads.map((w) => `${w} ${options.rounds[w]} × ${options.seconds[w]} s`).join(', ')}; ` +
+      `iptables backend ${options.iptablesBackend}` +
+      (results.perfRecorded
+        ? '; every run recorded by `perf record --all-cpus` (--perf), which takes some of the CPU the runs would have had'
+        : '') +
+      `. Started ${results.startedAt}, finished ${results.finishedAt}.`,
     '',
   );
 
@@ -28,8 +42,14 @@ export function renderMarkdown(results: BenchResults): string {
 
   const notes = [
     ...results.unavailable.map(({ name, reason }) => `- **${name}**: not measured: ${reason}.`),
-    ...results.scales.flatMap((scale) => scale.notMeasured.map((entry) => `- ${shortNumber(scale.services)} Services, **${entry.datapath}**: not measured: ${entry.reason}.`)),
-    ...results.scales.flatMap((scale) => scale.failures.map((failure) => `- ${shortNumber(scale.services)} Services, ${failure.datapath}, ${failure.stage} FAILED: ${failure.reason}`)),
+    ...results.scales.flatMap((scale) =>
+      scale.notMeasured.map((entry) => `- ${shortNumber(scale.services)} Services, **${entry.datapath}**: not measured: ${entry.reason}.`),
+    ),
+    ...results.scales.flatMap((scale) =>
+      scale.failures.map(
+        (failure) => `- ${shortNumber(scale.services)} Services, ${failure.datapath}, ${failure.stage} FAILED: ${failure.reason}`,
+      ),
+    ),
   ];
   if (notes.length > 0) lines.push('## Not measured, and failures', '', ...notes, '');
   return `${lines.join('\n').trimEnd()}\n`;
@@ -41,7 +61,8 @@ function workloadSection(results: BenchResults, workload: WorkloadName): string[
   const lines = [
     `## ${title}`,
     '',
-    `Each cell: ${unit}s per second relative to direct (median of per-round ratios; direct: its own rate), then CPU µs per ${unit}, whole machine / client cgroup (medians).`,
+    `Each cell: ${unit}s per second relative to direct (median of per-round ratios; ` +
+      `direct: its own rate), then CPU µs per ${unit}, whole machine / client cgroup (medians).`,
     '',
     `| Services | ${names.join(' | ')} |`,
     `|---:|${names.map(() => '---:|').join('')}`,
@@ -69,7 +90,10 @@ function programmingSection(results: BenchResults): string[] {
   const lines = [
     '## Programming N Services from nothing',
     '',
-    'Seconds from the first write to a datapath that translates every Service. socklb: manifests renamed into place until the agent logs "datapath synced" (in brackets: the part of it the agent spent planning and writing its maps, the rest is reading the manifests); iptables: `iptables-restore --noflush`; nftables: `nft -f`.',
+    'Seconds from the first write to a datapath that translates every Service. socklb: ' +
+      'manifests renamed into place until the agent logs "datapath synced" (in brackets: ' +
+      'the part of it the agent spent planning and writing its maps, the rest is reading the manifests); ' +
+      'iptables: `iptables-restore --noflush`; nftables: `nft -f`.',
     '',
     `| Services | ${names.join(' | ')} |`,
     `|---:|${names.map(() => '---:|').join('')}`,
@@ -95,7 +119,10 @@ function endpointChangeSection(results: BenchResults): string[] {
   const lines = [
     '## One EndpointSlice change to the datapath',
     '',
-    'Milliseconds, p50 / p99 (n changes). socklb: from the rename that puts the new manifest file in place to the new backend in the pinned maps (read by lookups); iptables and nftables: kube-proxy\'s partial sync (`iptables-restore --noflush` of KUBE-SERVICES and the changed chains; `nft` listing chains and sets, then the changed chains).',
+    'Milliseconds, p50 / p99 (n changes). socklb: from the rename that puts the new manifest file in place to the new backend in ' +
+      'the pinned maps (read by lookups); iptables and nftables: ' +
+      "kube-proxy's partial sync (`iptables-restore --noflush` of KUBE-SERVICES and the changed chains; " +
+      '`nft` listing chains and sets, then the changed chains).',
     '',
     `| Services | ${names.join(' | ')} |`,
     `|---:|${names.map(() => '---:|').join('')}`,
@@ -108,7 +135,10 @@ function endpointChangeSection(results: BenchResults): string[] {
       const parts = [...new Set(changes.flatMap((change) => Object.keys(change.detail)))].map(
         (part) => `${part} ${milliseconds(median(changes.map((change) => change.detail[part] ?? Number.NaN)))}`,
       );
-      return `${milliseconds(median(latencies))} / ${milliseconds(percentile(latencies, 99))} (${changes.length})${parts.length > 0 ? `<br>p50 ${parts.join(', ')}` : ''}`;
+      return (
+        `${milliseconds(median(latencies))} / ${milliseconds(percentile(latencies, 99))} ` +
+        `(${changes.length})${parts.length > 0 ? `<br>p50 ${parts.join(', ')}` : ''}`
+      );
     });
     lines.push(`| ${shortNumber(scale.services)} | ${row.join(' | ')} |`);
   }
@@ -120,13 +150,19 @@ function footprintSection(results: BenchResults): string[] {
     const footprint = scale.footprints.find((entry) => entry.datapath === 'socklb')?.footprint;
     if (footprint === undefined) return [];
     const number = (key: string) => Number(footprint[key]);
-    return [`| ${shortNumber(scale.services)} | ${number('agentRssMiB').toFixed(0)} (${number('agentPeakRssMiB').toFixed(0)}) | ${number('agentIdleCpuPercent').toFixed(1)} | ${number('mapMemlockMiB').toFixed(1)} | ${group(number('programmedFrontends'))} |`];
+    return [
+      `| ${shortNumber(scale.services)} | ${number('agentRssMiB').toFixed(0)} (${number('agentPeakRssMiB').toFixed(0)}) ` +
+        `| ${number('agentIdleCpuPercent').toFixed(1)} | ${number('mapMemlockMiB').toFixed(1)} | ` +
+        `${group(number('programmedFrontends'))} |`,
+    ];
   });
   if (rows.length === 0) return [];
   return [
     "## socklb's footprint",
     '',
-    'Agent resident memory after programming and the endpoint changes (peak in brackets), its CPU while idle for 5 s, and the memory the kernel charges for socklb\'s maps (`bpftool map show`, bytes_memlock; the hash maps are preallocated to their capacity).',
+    'Agent resident memory after programming and the endpoint changes (peak in brackets), its CPU while idle for 5 s, ' +
+      "and the memory the kernel charges for socklb's maps (`bpftool map show`, bytes_memlock; " +
+      'the hash maps are preallocated to their capacity).',
     '',
     '| Services | agent RSS MiB (peak) | agent idle CPU % | BPF maps MiB | frontends in the maps |',
     '|---:|---:|---:|---:|---:|',

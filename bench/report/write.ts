@@ -10,7 +10,10 @@ import { CHART_FILE, renderMarkdown } from './markdown.js';
 export async function writeResults(directory: string, results: BenchResults): Promise<void> {
   await mkdir(directory, { recursive: true });
   // NaN (a median of nothing) is not JSON: null says "no figure".
-  await writeFile(path.join(directory, 'results.json'), `${JSON.stringify(results, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), 2)}\n`);
+  await writeFile(
+    path.join(directory, 'results.json'),
+    `${JSON.stringify(results, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), 2)}\n`,
+  );
   await writeFile(path.join(directory, 'README.md'), renderMarkdown(results));
   if (results.options.workloads.includes('short')) await writeFile(path.join(directory, CHART_FILE), ratioChart(results, 'short'));
 }

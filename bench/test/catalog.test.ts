@@ -19,7 +19,9 @@ describe('benchmark catalog', () => {
     const catalog = buildCatalog({ services: 10, endpointsPerService: 2, backendIPs: BACKENDS });
     assert.deepEqual(catalog.http.endpoints, BACKENDS);
     assert.deepEqual(catalog.udp.endpoints, ['10.244.0.2']);
-    const unserved = catalog.services.filter((service) => service !== catalog.http && service !== catalog.udp).flatMap((service) => service.endpoints);
+    const unserved = catalog.services
+      .filter((service) => service !== catalog.http && service !== catalog.udp)
+      .flatMap((service) => service.endpoints);
     assert.equal(new Set(unserved).size, unserved.length);
     assert.ok(unserved.every((ip) => ip.startsWith('10.128.')));
     assert.equal(endpointCount(catalog), 8 * 2 + 2 + 2);

@@ -12,8 +12,14 @@ describe('kube-proxy chain names', () => {
 
   it('iptables: KUBE-SVC hashes are the ones every cluster has', () => {
     assert.equal(portProtoHash('default/kubernetes:https', 'tcp'), 'NPX46M4PTMTKRN6Y');
-    assert.equal(iptablesServiceChain({ namespace: 'kube-system', name: 'kube-dns', port: 'dns', protocol: 'udp' }), 'KUBE-SVC-TCOU7JCQXEZGVUNU');
-    assert.equal(iptablesServiceChain({ namespace: 'kube-system', name: 'kube-dns', port: 'dns-tcp', protocol: 'tcp' }), 'KUBE-SVC-ERIFXISQEP7F7OF4');
+    assert.equal(
+      iptablesServiceChain({ namespace: 'kube-system', name: 'kube-dns', port: 'dns', protocol: 'udp' }),
+      'KUBE-SVC-TCOU7JCQXEZGVUNU',
+    );
+    assert.equal(
+      iptablesServiceChain({ namespace: 'kube-system', name: 'kube-dns', port: 'dns-tcp', protocol: 'tcp' }),
+      'KUBE-SVC-ERIFXISQEP7F7OF4',
+    );
   });
 
   it('nftables: service and endpoint chains match proxier.go examples', () => {

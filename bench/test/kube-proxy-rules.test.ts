@@ -26,7 +26,9 @@ describe('kube-proxy iptables ruleset', () => {
     assert.match(svc[1] ?? '', /-m statistic --mode random --probability 0\.5000000000 -j KUBE-SEP-[A-Z2-7]{16}$/);
     assert.match(svc[2] ?? '', /-j KUBE-SEP-[A-Z2-7]{16}$/);
     const sep = svc[2]?.split(' ').at(-1);
-    assert.ok(rules.includes(`-A ${sep} -m comment --comment "default/bench-http:http" -m tcp -p tcp -j DNAT --to-destination 10.244.0.3:8080`));
+    assert.ok(
+      rules.includes(`-A ${sep} -m comment --comment "default/bench-http:http" -m tcp -p tcp -j DNAT --to-destination 10.244.0.3:8080`),
+    );
   });
 
   it('drops the endpoint comments above 1000 endpoints, as kube-proxy does', () => {
@@ -47,9 +49,18 @@ describe('kube-proxy nftables ruleset', () => {
   const rules = renderNftablesSync(catalog);
 
   it('dispatches through the service-ips verdict map to per-service chains with numgen', () => {
-    assert.match(rules, /add element ip kube-proxy service-ips \{ 10\.96\.\d+\.\d+ \. tcp \. 80 : goto service-[A-Z2-7]{8}-default\/bench-http\/tcp\/http \}/);
-    assert.match(rules, /add rule ip kube-proxy service-[A-Z2-7]{8}-default\/bench-http\/tcp\/http numgen random mod 2 vmap \{ 0 : goto endpoint-\S+ , 1 : goto endpoint-\S+ \}/);
-    assert.match(rules, /add rule ip kube-proxy endpoint-[A-Z2-7]{8}-default\/bench-http\/tcp\/http__10\.244\.0\.2\/8080 meta l4proto tcp dnat to 10\.244\.0\.2:8080/);
+    assert.match(
+      rules,
+      /add element ip kube-proxy service-ips \{ 10\.96\.\d+\.\d+ \. tcp \. 80 : goto service-[A-Z2-7]{8}-default\/bench-http\/tcp\/http \}/,
+    );
+    assert.match(
+      rules,
+      /add rule ip kube-proxy service-[A-Z2-7]{8}-default\/bench-http\/tcp\/http numgen random mod 2 vmap \{ 0 : goto endpoint-\S+ , 1 : goto endpoint-\S+ \}/,
+    );
+    assert.match(
+      rules,
+      /add rule ip kube-proxy endpoint-[A-Z2-7]{8}-default\/bench-http\/tcp\/http__10\.244\.0\.2\/8080 meta l4proto tcp dnat to 10\.244\.0\.2:8080/,
+    );
   });
 
   it('a partial sync writes only the changed Service and flushes the stale endpoint chain', () => {

@@ -14,7 +14,15 @@ const REPORT = `# Samples: 15K of event 'cpu-clock:ppp'
 `;
 
 function run(datapath: RecordedRun['datapath'], operations: number, symbols: [string, string, number][]): RecordedRun {
-  return { file: `${datapath}.data`, workload: 'short', datapath, services: 10, round: 1, operations, symbols: symbols.map(([command, symbol, samples]) => ({ command, symbol, samples })) };
+  return {
+    file: `${datapath}.data`,
+    workload: 'short',
+    datapath,
+    services: 10,
+    round: 1,
+    operations,
+    symbols: symbols.map(([command, symbol, samples]) => ({ command, symbol, samples })),
+  };
 }
 
 describe('perf report', () => {
@@ -29,9 +37,17 @@ describe('perf report', () => {
 
   it('pools runs per datapath into samples per 1000 operations, leaving the idle loop out but not the work done on an idle CPU', () => {
     const [comparison, ...others] = compareToDirect([
-      run('direct', 1000, [['wrk', '[k] tcp_v4_connect', 100], ['swapper', '[k] default_idle', 500], ['swapper', '[k] pv_native_safe_halt', 70]]),
+      run('direct', 1000, [
+        ['wrk', '[k] tcp_v4_connect', 100],
+        ['swapper', '[k] default_idle', 500],
+        ['swapper', '[k] pv_native_safe_halt', 70],
+      ]),
       run('direct', 3000, [['nginx', '[k] tcp_v4_connect', 300]]),
-      run('socklb', 2000, [['wrk', '[k] tcp_v4_connect', 180], ['swapper', '[k] tcp_v4_connect', 20], ['wrk', '[k] bpf_lru_pop_free', 10]]),
+      run('socklb', 2000, [
+        ['wrk', '[k] tcp_v4_connect', 180],
+        ['swapper', '[k] tcp_v4_connect', 20],
+        ['wrk', '[k] bpf_lru_pop_free', 10],
+      ]),
     ]);
     assert.equal(others.length, 0);
     assert.deepEqual(comparison!.runs, { direct: 2, socklb: 1 });
@@ -43,21 +59,37 @@ describe('perf report', () => {
     assert.equal(comparison!.bySymbol.has('[k] pv_native_safe_halt'), false);
   });
 
-  it("keeps a user-space symbol with its program: an address means something only in its own", () => {
-    const [comparison] = compareToDirect([run('direct', 1000, [['wrk', '[.] 0x0000000000070e0f', 4], ['nginx', '[.] 0x0000000000070e0f', 6]])]);
+  it('keeps a user-space symbol with its program: an address means something only in its own', () => {
+    const [comparison] = compareToDirect([
+      run('direct', 1000, [
+        ['wrk', '[.] 0x0000000000070e0f', 4],
+        ['nginx', '[.] 0x0000000000070e0f', 6],
+      ]),
+    ]);
     assert.deepEqual([...comparison!.bySymbol.keys()], ['[.] 0x0000000000070e0f (wrk)', '[.] 0x0000000000070e0f (nginx)']);
   });
 
   it('shows, for each datapath, the symbols it spends most more on than direct', () => {
     const markdown = perfMarkdown(
       compareToDirect([
-        run('direct', 1000, [['wrk', '[k] tcp_v4_connect', 100], ['nginx', '[k] tcp_ack', 50]]),
-        run('socklb', 1000, [['wrk', '[k] tcp_v4_connect', 101], ['wrk', '[k] bpf_lru_pop_free', 9], ['nginx', '[k] tcp_ack', 40]]),
+        run('direct', 1000, [
+          ['wrk', '[k] tcp_v4_connect', 100],
+          ['nginx', '[k] tcp_ack', 50],
+        ]),
+        run('socklb', 1000, [
+          ['wrk', '[k] tcp_v4_connect', 101],
+          ['wrk', '[k] bpf_lru_pop_free', 9],
+          ['nginx', '[k] tcp_ack', 40],
+        ]),
       ]),
     );
     assert.match(markdown, /## short, 10 Services/);
     assert.match(markdown, /direct 150\.00 \(1 run\), socklb 150\.00 \(1 run\)/);
     const rows = markdown.split('\n').filter((line) => line.startsWith('| `'));
-    assert.deepEqual(rows, ['| `[k] bpf_lru_pop_free` | 0.00 | 9.00 | 9.00 |', '| `[k] tcp_v4_connect` | 100.00 | 101.00 | 1.00 |', '| `[k] tcp_ack` | 50.00 | 40.00 | -10.00 |']);
+    assert.deepEqual(rows, [
+      '| `[k] bpf_lru_pop_free` | 0.00 | 9.00 | 9.00 |',
+      '| `[k] tcp_v4_connect` | 100.00 | 101.00 | 1.00 |',
+      '| `[k] tcp_ack` | 50.00 | 40.00 | -10.00 |',
+    ]);
   });
 });

@@ -11,30 +11,73 @@ import type { DatapathName } from '../datapaths/datapath.js';
 
 function sample(datapath: DatapathName, services: number, round: number, rate: number): TrafficSample {
   return {
-    workload: 'short', datapath, services, round, rate, operations: rate * 5, durationS: 5, errors: 0, errorDetail: {},
-    latencyUs: { mean: 1, p50: 1, p90: 1, p99: 2, max: 3 }, cpuUs: { machine: rate * 50, client: rate * 10 }, cpuPerOperationUs: { machine: 10, client: 2 },
+    workload: 'short',
+    datapath,
+    services,
+    round,
+    rate,
+    operations: rate * 5,
+    durationS: 5,
+    errors: 0,
+    errorDetail: {},
+    latencyUs: { mean: 1, p50: 1, p90: 1, p99: 2, max: 3 },
+    cpuUs: { machine: rate * 50, client: rate * 10 },
+    cpuPerOperationUs: { machine: 10, client: 2 },
   };
 }
 
 function results(quick: boolean): BenchResults {
   const scales = [10, 1000];
-  const samples = scales.flatMap((services) => [1, 2, 3].flatMap((round) => [
-    // direct drifts from round to round; socklb follows it at 0.98, iptables at 0.5.
-    sample('direct', services, round, 1000 * round),
-    sample('socklb', services, round, 980 * round),
-    sample('iptables', services, round, 500 * round),
-  ]));
+  const samples = scales.flatMap((services) =>
+    [1, 2, 3].flatMap((round) => [
+      // direct drifts from round to round; socklb follows it at 0.98, iptables at 0.5.
+      sample('direct', services, round, 1000 * round),
+      sample('socklb', services, round, 980 * round),
+      sample('iptables', services, round, 500 * round),
+    ]),
+  );
   return {
-    format: RESULTS_FORMAT, startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:30:00.000Z', quick,
+    format: RESULTS_FORMAT,
+    startedAt: '2026-01-01T00:00:00.000Z',
+    finishedAt: '2026-01-01T00:30:00.000Z',
+    quick,
     machine: { cpus: 2, cpuModel: 'Test CPU', memoryGiB: 24, kernel: '6.18', node: 'v20', tools: { wrk: 'wrk 4.1.0' } },
-    options: { quick, scales, endpointsPerService: 2, datapaths: ['direct', 'socklb', 'iptables'], workloads: ['short'], rounds: { short: 3, keepalive: 1, connect: 1, udp: 1 }, seconds: { short: 5, keepalive: 1, connect: 1, udp: 1 }, endpointChanges: 3, endpointChangeBudgetSeconds: 10, iptablesBackend: 'legacy', nftMaxServices: 10000 },
-    datapaths: [{ name: 'direct', description: '' }, { name: 'socklb', description: '' }, { name: 'iptables', description: '' }],
+    options: {
+      quick,
+      scales,
+      endpointsPerService: 2,
+      datapaths: ['direct', 'socklb', 'iptables'],
+      workloads: ['short'],
+      rounds: { short: 3, keepalive: 1, connect: 1, udp: 1 },
+      seconds: { short: 5, keepalive: 1, connect: 1, udp: 1 },
+      endpointChanges: 3,
+      endpointChangeBudgetSeconds: 10,
+      iptablesBackend: 'legacy',
+      nftMaxServices: 10000,
+    },
+    datapaths: [
+      { name: 'direct', description: '' },
+      { name: 'socklb', description: '' },
+      { name: 'iptables', description: '' },
+    ],
     unavailable: [{ name: 'ipvs', reason: 'no ip_vs' }],
     scales: scales.map((services) => ({
-      services, endpoints: services * 2, loadAverage: '0.1 0.1 0.1',
+      services,
+      endpoints: services * 2,
+      loadAverage: '0.1 0.1 0.1',
       programming: [{ datapath: 'socklb', seconds: 0.5, detail: { agentSyncMs: 100, failedFrontends: 0 } }],
-      endpointChanges: [{ datapath: 'socklb', changes: [{ latencyMs: 30, detail: { agentSyncMs: 1 } }, { latencyMs: 40, detail: { agentSyncMs: 2 } }] }],
-      footprints: [], notMeasured: [], failures: [],
+      endpointChanges: [
+        {
+          datapath: 'socklb',
+          changes: [
+            { latencyMs: 30, detail: { agentSyncMs: 1 } },
+            { latencyMs: 40, detail: { agentSyncMs: 2 } },
+          ],
+        },
+      ],
+      footprints: [],
+      notMeasured: [],
+      failures: [],
     })),
     samples,
   };
@@ -73,7 +116,12 @@ describe('benchmark report', () => {
   });
 
   it('leaves out points without a figure and escapes text', () => {
-    const svg = renderChart({ title: 'a < b', subtitle: '', scales: [10], series: [{ name: 'x', color: '#000', points: [[10, Number.NaN]] }] });
+    const svg = renderChart({
+      title: 'a < b',
+      subtitle: '',
+      scales: [10],
+      series: [{ name: 'x', color: '#000', points: [[10, Number.NaN]] }],
+    });
     assert.match(svg, /a &lt; b/);
     assert.doesNotMatch(svg, /<circle/);
   });

@@ -87,7 +87,10 @@ export class Agent {
     this.state = DatapathState.read(options.maps);
     this.desired = new DesiredFrontends(options.node);
     this.retryDelayMs = options.retryDelayMs ?? 1000;
-    options.logger.info({ frontends: this.state.frontends.size, backends: this.state.backends.size }, 'adopted the datapath state found in the maps');
+    options.logger.info(
+      { frontends: this.state.frontends.size, backends: this.state.backends.size },
+      'adopted the datapath state found in the maps',
+    );
   }
 
   /**
@@ -166,7 +169,11 @@ export class Agent {
     this.sync(fullScope(this.state, this.desired.frontends), cause, 'everything');
   }
 
-  private sync(scope: Iterable<string>, cause: SyncCause, cleanup: CleanupExtent = this.cleanupIncomplete ? 'everything' : 'touched'): void {
+  private sync(
+    scope: Iterable<string>,
+    cause: SyncCause,
+    cleanup: CleanupExtent = this.cleanupIncomplete ? 'everything' : 'touched',
+  ): void {
     const started = performance.now();
     const frontendIds = [...scope];
     const served = this.options.stuckSockets && servedBackends(this.state, frontendIds);
@@ -180,7 +187,8 @@ export class Agent {
     for (const frontend of new Set([...this.failed.keys(), ...result.failed.keys()])) {
       const before = this.failed.get(frontend);
       const error = result.failed.get(frontend);
-      if (error && error.message !== before?.message) this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
+      if (error && error.message !== before?.message)
+        this.options.logger.error({ frontend, code: (error as { code?: string }).code }, `update frontend ${frontend}: ${error.message}`);
       else if (before && !error) {
         const outcome = this.desired.frontends.has(frontend) ? 'in' : 'no longer wanted';
         this.options.logger.info({ frontend }, `update frontend ${frontend}: ${outcome}, after failing with ${before.message}`);
@@ -188,11 +196,18 @@ export class Agent {
       if (error) this.failed.set(frontend, error);
       else this.failed.delete(frontend);
     }
-    for (const error of result.cleanupErrors) this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
+    for (const error of result.cleanupErrors)
+      this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
     // Only the frontends that served something before can have stale pairs: a first sync has none to look at.
     const stale = served && stalePairs(served, servedBackends(this.state, served.keys()));
     // Logged once the sync's own work is done: "datapath synced" means the agent is free for the next change.
-    const summary: SyncResult = { ...cause, frontends: result.frontends, operations: result.operations, failed: result.failed.size, durationMs: performance.now() - started };
+    const summary: SyncResult = {
+      ...cause,
+      frontends: result.frontends,
+      operations: result.operations,
+      failed: result.failed.size,
+      durationMs: performance.now() - started,
+    };
     // The first sync is logged even when it wrote nothing: that is how a restart shows that it
     // adopted the maps as they were, without rewriting an entry.
     if (summary.frontends > 0 || summary.failed > 0 || !this.syncedOnce) this.options.logger.info(summary, 'datapath synced');
@@ -212,7 +227,10 @@ export class Agent {
       this.options.readers.waitForReaders();
       this.state.readersGone();
     } catch (error) {
-      this.options.logger.warn({ code: (error as { code?: string }).code }, `ids freed by earlier syncs stay unused: ${(error as Error).message}`);
+      this.options.logger.warn(
+        { code: (error as { code?: string }).code },
+        `ids freed by earlier syncs stay unused: ${(error as Error).message}`,
+      );
     }
   }
 

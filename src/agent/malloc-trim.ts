@@ -19,7 +19,11 @@ const TRIM_DELAY_MS = 1000;
 export function trimAfterCollections(): () => void {
   let trim: NodeJS.Timeout | undefined;
   const observer = new PerformanceObserver((list) => {
-    const full = list.getEntries().some((entry) => (entry as PerformanceEntry & { detail: NodeGCPerformanceDetail }).detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR);
+    const full = list
+      .getEntries()
+      .some(
+        (entry) => (entry as PerformanceEntry & { detail: NodeGCPerformanceDetail }).detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR,
+      );
     if (!full || trim) return;
     trim = setTimeout(() => {
       trim = undefined;

@@ -31,17 +31,38 @@ export class AgentMetrics {
     // The event loop lag is sampled once a second, not every 10 ms (prom-client's default): that
     // timer alone woke the idle agent 100 times a second (docs/footprint.md).
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
-    this.syncDuration = new Histogram({ name: 'kubeproxy_sync_proxy_rules_duration_seconds', help: 'Time to bring the datapath in step with a change', buckets: SYNC_BUCKETS, registers });
-    this.lastSync = new Gauge({ name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds', help: 'When the datapath was last brought in step', registers });
+    this.syncDuration = new Histogram({
+      name: 'kubeproxy_sync_proxy_rules_duration_seconds',
+      help: 'Time to bring the datapath in step with a change',
+      buckets: SYNC_BUCKETS,
+      registers,
+    });
+    this.lastSync = new Gauge({
+      name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
+      help: 'When the datapath was last brought in step',
+      registers,
+    });
     this.programmingDuration = new Histogram({
       name: 'kubeproxy_network_programming_duration_seconds',
       help: 'Time from a change being seen by the source to the datapath reflecting it',
       buckets: SYNC_BUCKETS,
       registers,
     });
-    this.serviceChanges = new Counter({ name: 'kubeproxy_sync_proxy_rules_service_changes_total', help: 'Service changes seen', registers });
-    this.endpointChanges = new Counter({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total', help: 'EndpointSlice changes seen', registers });
-    this.failedFrontends = new Counter({ name: 'socklb_frontend_update_failures_total', help: 'Frontend updates the kernel refused (retried with backoff)', registers });
+    this.serviceChanges = new Counter({
+      name: 'kubeproxy_sync_proxy_rules_service_changes_total',
+      help: 'Service changes seen',
+      registers,
+    });
+    this.endpointChanges = new Counter({
+      name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total',
+      help: 'EndpointSlice changes seen',
+      registers,
+    });
+    this.failedFrontends = new Counter({
+      name: 'socklb_frontend_update_failures_total',
+      help: 'Frontend updates the kernel refused (retried with backoff)',
+      registers,
+    });
 
     // The counters' array has every entry from the start: its fill says nothing.
     const roles = ['frontends', 'slots', 'backends', 'serviceNames'] as const satisfies readonly MapRole[];
@@ -53,7 +74,12 @@ export class AgentMetrics {
       collect() {
         const state = source.datapath;
         const slots = [...state.slots.values()].reduce((sum, bySlot) => sum + bySlot.size, 0);
-        const counts: Record<(typeof roles)[number], number> = { frontends: state.frontends.size, slots, backends: state.backends.size, serviceNames: state.serviceNames.size };
+        const counts: Record<(typeof roles)[number], number> = {
+          frontends: state.frontends.size,
+          slots,
+          backends: state.backends.size,
+          serviceNames: state.serviceNames.size,
+        };
         for (const role of roles) this.set({ map: source.maps[role].name }, counts[role]);
       },
     });
@@ -88,16 +114,33 @@ export class AgentMetrics {
     this.serviceChanges.inc(result.serviceChanges);
     this.endpointChanges.inc(result.endpointChanges);
     this.failedFrontends.inc(result.failed);
-    if (result.changeSeenAt !== undefined && result.failed === 0) this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
+    if (result.changeSeenAt !== undefined && result.failed === 0)
+      this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
   }
 }
 
 /** The per-frontend counter families, with their help: see README.md, Operations. */
 const FRONTEND_COUNTERS: readonly { name: string; help: string; counter: keyof FrontendCounters }[] = [
-  { name: 'socklb_connections_translated_total', help: 'connect() calls to the frontend sent to an endpoint of its Service port', counter: 'connects' },
-  { name: 'socklb_connections_refused_total', help: 'connect() and sendmsg() calls to the frontend refused at once (ECONNREFUSED) because its Service port has no endpoint', counter: 'refused' },
-  { name: 'socklb_datagrams_translated_total', help: 'Datagrams of unconnected UDP sockets to the frontend sent to an endpoint of its Service port', counter: 'datagrams' },
-  { name: 'socklb_reverse_nat_total', help: 'getpeername() and recvmsg() answers rewritten from the endpoint to the frontend', counter: 'reverseNat' },
+  {
+    name: 'socklb_connections_translated_total',
+    help: 'connect() calls to the frontend sent to an endpoint of its Service port',
+    counter: 'connects',
+  },
+  {
+    name: 'socklb_connections_refused_total',
+    help: 'connect() and sendmsg() calls to the frontend refused at once (ECONNREFUSED) because its Service port has no endpoint',
+    counter: 'refused',
+  },
+  {
+    name: 'socklb_datagrams_translated_total',
+    help: 'Datagrams of unconnected UDP sockets to the frontend sent to an endpoint of its Service port',
+    counter: 'datagrams',
+  },
+  {
+    name: 'socklb_reverse_nat_total',
+    help: 'getpeername() and recvmsg() answers rewritten from the endpoint to the frontend',
+    counter: 'reverseNat',
+  },
 ];
 
 /**
@@ -108,7 +151,9 @@ const FRONTEND_COUNTERS: readonly { name: string; help: string; counter: keyof F
  */
 function formatFrontendCounters(rows: readonly { labels: FrontendSeriesLabels; counters: FrontendCounters }[]): string {
   const labelText = rows.map(
-    ({ labels }) => `{namespace="${escapeLabel(labels.namespace)}",service="${escapeLabel(labels.service)}",port="${escapeLabel(labels.port)}",protocol="${labels.protocol}",frontend="${labels.frontend}"}`,
+    ({ labels }) =>
+      `{namespace="${escapeLabel(labels.namespace)}",service="${escapeLabel(labels.service)}",port="${escapeLabel(labels.port)}",` +
+      `protocol="${labels.protocol}",frontend="${labels.frontend}"}`,
   );
   const lines: string[] = [];
   for (const { name, help, counter } of FRONTEND_COUNTERS) {

@@ -9,12 +9,22 @@ import type { Route } from './http-server.js';
 import type { AgentMetrics } from './metrics.js';
 import type { AgentStatus } from './status.js';
 
-export function agentRoutes(metrics: AgentMetrics, health: ProxyHealth, status: AgentStatus): { metrics: Record<string, Route>; health: Record<string, Route> } {
+export function agentRoutes(
+  metrics: AgentMetrics,
+  health: ProxyHealth,
+  status: AgentStatus,
+): { metrics: Record<string, Route>; health: Record<string, Route> } {
   // The same body for both; /livez is 200 whenever the agent answers (health.ts says why).
-  const healthRoute = (live: boolean): Route => async () => {
-    const verdict = health.status();
-    return { status: live || verdict.healthy ? 200 : 503, contentType: 'application/json', body: JSON.stringify({ lastUpdated: verdict.lastUpdated, currentTime: verdict.currentTime }) };
-  };
+  const healthRoute =
+    (live: boolean): Route =>
+    async () => {
+      const verdict = health.status();
+      return {
+        status: live || verdict.healthy ? 200 : 503,
+        contentType: 'application/json',
+        body: JSON.stringify({ lastUpdated: verdict.lastUpdated, currentTime: verdict.currentTime }),
+      };
+    };
   return {
     metrics: {
       '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.render() }),

@@ -21,7 +21,9 @@ export async function runBench(args: string[]): Promise<number> {
   if (!benchAvailable()) {
     throw new SocklbError(
       'SOCKLB_ERR_USAGE',
-      `bench: the benchmark is not part of this build (no ${BENCH_MAIN}); it comes with the source tree: run \`make build\` there, then \`node build/src/cli/main.js bench\` (or \`npm run bench\`, \`make bench-quick\`)`,
+      `bench: the benchmark is not part of this build (no ${BENCH_MAIN}); ` +
+        `it comes with the source tree: run \`make build\` there, then \`node build/src/cli/main.js bench\` ` +
+        `(or \`npm run bench\`, \`make bench-quick\`)`,
     );
   }
   const child = spawn(process.execPath, [BENCH_MAIN, ...args], { stdio: 'inherit' });

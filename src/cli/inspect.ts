@@ -64,15 +64,26 @@ function stats(options: { pinDir: string; output: Output }): void {
 /** Asks the agent's /statusz; an agent that does not answer is not running. */
 async function queryAgent(metricsBindAddress: string): Promise<AgentAnswer> {
   const bind = parseBindAddress(metricsBindAddress);
-  if (!bind) throw new SocklbError('SOCKLB_ERR_USAGE', `--metrics-bind-address ${metricsBindAddress}: not an address and port such as ${DEFAULT_METRICS_BIND_ADDRESS}`);
+  if (!bind)
+    throw new SocklbError(
+      'SOCKLB_ERR_USAGE',
+      `--metrics-bind-address ${metricsBindAddress}: not an address and port such as ${DEFAULT_METRICS_BIND_ADDRESS}`,
+    );
   const host = bind.host.includes(':') ? `[${bind.host}]` : bind.host;
   try {
     const response = await fetch(`http://${host}:${bind.port}/statusz`, { signal: AbortSignal.timeout(AGENT_TIMEOUT_MS) });
-    if (!response.ok) return { running: false, reason: `${metricsBindAddress}/statusz answered ${response.status}; is this a socklb agent of this version?` };
+    if (!response.ok)
+      return {
+        running: false,
+        reason: `${metricsBindAddress}/statusz answered ${response.status}; is this a socklb agent of this version?`,
+      };
     return { running: true, ...((await response.json()) as AgentStatusReport) };
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
-    const hung = (error as Error).name === 'TimeoutError' ? `; no answer within ${AGENT_TIMEOUT_MS / 1000} s: a hung agent, or an address whose packets are dropped?` : '';
+    const hung =
+      (error as Error).name === 'TimeoutError'
+        ? `; no answer within ${AGENT_TIMEOUT_MS / 1000} s: a hung agent, or an address whose packets are dropped?`
+        : '';
     return { running: false, reason: `no answer at ${metricsBindAddress} (${cause})${hung}` };
   }
 }
@@ -80,7 +91,12 @@ async function queryAgent(metricsBindAddress: string): Promise<AgentAnswer> {
 async function status(options: { pinDir: string; output: 'table' | 'json'; metricsBindAddress: string }): Promise<void> {
   checkPrivileges();
   const maps = pinnedMaps(options.pinDir);
-  const report: StatusReport = { agent: await queryAgent(options.metricsBindAddress), pinDir: options.pinDir, attachments: pinnedLinks(options.pinDir), maps };
+  const report: StatusReport = {
+    agent: await queryAgent(options.metricsBindAddress),
+    pinDir: options.pinDir,
+    attachments: pinnedLinks(options.pinDir),
+    maps,
+  };
   if (options.output === 'json') printJson(report);
   else print(formatStatus(report));
 }
@@ -91,7 +107,7 @@ const outputOption = (formats: Output[]) => new Option('-o, --output <format>', 
 export function registerInspectCommands(program: Command, pinDirOption: () => Option): void {
   program
     .command('status')
-    .description('print the agent (asked at its metrics address), the attachments and every pinned map\'s fill and capacity')
+    .description("print the agent (asked at its metrics address), the attachments and every pinned map's fill and capacity")
     .addOption(outputOption(['table', 'json']))
     .addOption(pinDirOption())
     .option('--metrics-bind-address <address:port>', 'where the agent serves /metrics and /statusz', DEFAULT_METRICS_BIND_ADDRESS)

@@ -23,7 +23,13 @@ import { openPinnedSocketMaps } from '../datapath/kernel-maps.js';
 import { LoadedDatapath } from '../datapath/loader.js';
 import { DEFAULT_CAPACITIES } from '../datapath/maps.js';
 import { SocketIterators } from '../datapath/socket-iterators.js';
-import { DEFAULT_STUCK_SOCKET_POLICY, policyProtocols, STUCK_SOCKET_POLICIES, StuckSocketDestroyer, type StuckSocketPolicy } from '../datapath/stuck-sockets.js';
+import {
+  DEFAULT_STUCK_SOCKET_POLICY,
+  policyProtocols,
+  STUCK_SOCKET_POLICIES,
+  StuckSocketDestroyer,
+  type StuckSocketPolicy,
+} from '../datapath/stuck-sockets.js';
 import { setLibbpfPrint } from '../kernel/libbpf.js';
 import { cgroup2Root } from '../kernel/mounts.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
@@ -82,7 +88,8 @@ const HEALTHZ_TIMEOUT_MS = 60_000;
 function bindAddress(flag: string, text: string): { host: string; port: number } | undefined {
   if (text === '') return undefined;
   const bind = parseBindAddress(text);
-  if (!bind) throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${text}: not an address and port such as 127.0.0.1:10249 (or '' to turn it off)`);
+  if (!bind)
+    throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${text}: not an address and port such as 127.0.0.1:10249 (or '' to turn it off)`);
   return bind;
 }
 
@@ -102,7 +109,8 @@ async function serveObservability(agent: Agent, options: RunOptions, logger: Log
     const bind = bindAddress(flag, text);
     if (!bind) return;
     const server = await serveRoutes(bind, served).catch((error: unknown) => {
-      const inUse = (error as { code?: string }).code === 'EADDRINUSE' ? ' (kube-proxy, or another agent, still running on this node?)' : '';
+      const inUse =
+        (error as { code?: string }).code === 'EADDRINUSE' ? ' (kube-proxy, or another agent, still running on this node?)' : '';
       throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${text}: cannot listen: ${(error as Error).message}${inUse}`, { cause: error });
     });
     servers.push(server);
@@ -118,7 +126,8 @@ function nodeContext(options: RunOptions): NodeContext {
     if (canonicalIP(address) === undefined) throw new SocklbError('SOCKLB_ERR_USAGE', `--node-ip ${address}: not an IP address`);
   }
   for (const cidr of options.allowedExternalIpCidrs) {
-    if (parseCidr(cidr) === undefined) throw new SocklbError('SOCKLB_ERR_USAGE', `--allowed-external-ip-cidrs ${cidr}: not a CIDR such as 203.0.113.0/24`);
+    if (parseCidr(cidr) === undefined)
+      throw new SocklbError('SOCKLB_ERR_USAGE', `--allowed-external-ip-cidrs ${cidr}: not a CIDR such as 203.0.113.0/24`);
   }
   return {
     name: options.nodeName,
@@ -138,7 +147,8 @@ async function run(options: RunOptions): Promise<void> {
   const stopTrimming = trimAfterCollections();
   const logger = createLogger(options.logLevel);
   const node = nodeContext(options);
-  if (options.sandboxesOnly && options.cgroup.length > 0) throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
+  if (options.sandboxesOnly && options.cgroup.length > 0)
+    throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
   const { source, origin } = await chooseSource(options, logger);
   routeLibbpfLog(logger);
   const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir, {
@@ -153,7 +163,8 @@ async function run(options: RunOptions): Promise<void> {
 
   const iterators = loadStuckSocketIterators(options, datapath, logger);
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
-  const stuckSockets = iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
+  const stuckSockets =
+    iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
   const agent = new Agent({ source, maps: datapath.maps, readers: datapath.readers, logger, node, stuckSockets });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
   const servers = await serveObservability(agent, options, logger);
@@ -187,7 +198,11 @@ function loadStuckSocketIterators(options: RunOptions, datapath: LoadedDatapath,
     return iterators;
   } catch (error) {
     if (!(error instanceof SocklbError)) throw error;
-    logger.warn({ code: error.code }, `--destroy-stuck-sockets ${options.destroyStuckSockets}: ${error.message}; connected sockets stay on removed backends until they reconnect`);
+    logger.warn(
+      { code: error.code },
+      `--destroy-stuck-sockets ${options.destroyStuckSockets}: ${error.message}; ` +
+        `connected sockets stay on removed backends until they reconnect`,
+    );
     return undefined;
   }
 }
@@ -221,7 +236,10 @@ function cleanup(options: { pinDir: string }): void {
   const holders = mapHolders(options.pinDir);
   if (holders.length > 0) {
     const named = holders.map((holder) => `pid ${holder.pid} (${holder.command})`).join(', ');
-    throw new SocklbError('SOCKLB_ERR_USAGE', `${options.pinDir}: its maps are open in ${named}, a running agent or socklb command: stop it first`);
+    throw new SocklbError(
+      'SOCKLB_ERR_USAGE',
+      `${options.pinDir}: its maps are open in ${named}, a running agent or socklb command: stop it first`,
+    );
   }
   const removed = cleanupPins(options.pinDir);
   process.stdout.write(`detached ${removed.links} links, removed ${removed.maps} maps from ${options.pinDir}\n`);
@@ -237,13 +255,18 @@ function routeLibbpfLog(logger: Logger): void {
 const collect = (value: string, previous: string[]) => [...previous, value];
 const positiveInteger = (flag: string) => (value: string) => {
   const count = Number(value);
-  if (!Number.isInteger(count) || count < 1 || count > 2 ** 31) throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${value}: not a whole number of entries`);
+  if (!Number.isInteger(count) || count < 1 || count > 2 ** 31)
+    throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${value}: not a whole number of entries`);
   return count;
 };
 const collectCommaSeparated = (value: string, previous: string[]) => [...previous, ...value.split(',').filter((item) => item !== '')];
 
 const pinDirOption = () => new Option('--pin-dir <dir>', 'bpffs directory of the pinned maps and links').default(DEFAULT_PIN_DIRECTORY);
-const bpfObjectOption = () => new Option('--bpf-object <path>', 'compiled BPF datapath object; the socket iterators (socklb_iter.bpf.o) are read from its directory').default(DEFAULT_BPF_OBJECT);
+const bpfObjectOption = () =>
+  new Option(
+    '--bpf-object <path>',
+    'compiled BPF datapath object; the socket iterators (socklb_iter.bpf.o) are read from its directory',
+  ).default(DEFAULT_BPF_OBJECT);
 
 const program = new Command('socklb')
   .description('Kubernetes Services for sandboxes, translated at the socket by eBPF')
@@ -255,26 +278,75 @@ program
   .description('run the agent in the foreground; the pinned datapath stays when it stops')
   .option('--manifests <path>', 'file or directory of Service and EndpointSlice manifests (watched), instead of the Kubernetes API')
   .option('--kubeconfig <path>', 'watch the Kubernetes API of this kubeconfig (default: $KUBECONFIG, or the service account when in a pod)')
-  .option('--cgroup <path>', 'cgroup v2 directory whose processes are translated (repeatable; default: the cgroup v2 root)', collect, [] as string[])
-  .option('--sandboxes-only', 'attach to no cgroup at start, not even the root: serve only the sandboxes registered (docs/sandboxes.md)', false)
+  .option(
+    '--cgroup <path>',
+    'cgroup v2 directory whose processes are translated (repeatable; default: the cgroup v2 root)',
+    collect,
+    [] as string[],
+  )
+  .option(
+    '--sandboxes-only',
+    'attach to no cgroup at start, not even the root: serve only the sandboxes registered (docs/sandboxes.md)',
+    false,
+  )
   .addOption(controlSocketOption())
   .addOption(pinDirOption())
   .addOption(bpfObjectOption())
   .addOption(
-    new Option('--destroy-stuck-sockets <protocols>', 'destroy connected sockets whose backend was removed, so that they reconnect to a live one: udp, all (UDP and TCP) or none (see docs/udp.md)')
+    new Option(
+      '--destroy-stuck-sockets <protocols>',
+      'destroy connected sockets whose backend was removed, so that they reconnect to a live one: ' +
+        'udp, all (UDP and TCP) or none (see docs/udp.md)',
+    )
       .choices(STUCK_SOCKET_POLICIES)
       .default(DEFAULT_STUCK_SOCKET_POLICY),
   )
-  .option('--node-name <name>', 'this node, for internalTrafficPolicy Local (endpoints whose nodeName it is); default the host name, lowercased as kube-proxy does', hostname().toLowerCase())
-  .option('--node-zone <zone>', 'this node\'s topology.kubernetes.io/zone, for topology hints')
+  .option(
+    '--node-name <name>',
+    'this node, for internalTrafficPolicy Local (endpoints whose nodeName it is); default the host name, lowercased as kube-proxy does',
+    hostname().toLowerCase(),
+  )
+  .option('--node-zone <zone>', "this node's topology.kubernetes.io/zone, for topology hints")
   .option('--node-ip <address>', 'an address of this node where NodePorts are reached (repeatable)', collect, [] as string[])
-  .option('--allowed-external-ip-cidrs <cidrs>', 'comma-separated CIDRs inside which spec.externalIPs are translated (default: none, see CVE-2020-8554)', collectCommaSeparated, [] as string[])
-  .option('--service-proxy-name <name>', 'serve only Services whose service.kubernetes.io/service-proxy-name label is this (default: only unlabelled ones)')
-  .option('--max-frontends <count>', 'capacity of the frontend map (Service addresses x ports)', positiveInteger('--max-frontends'), DEFAULT_CAPACITIES.frontends)
-  .option('--max-backends <count>', 'capacity of the backend map (distinct endpoint addresses and ports)', positiveInteger('--max-backends'), DEFAULT_CAPACITIES.backends)
-  .option('--max-slots <count>', 'capacity of the slot map (backends summed over frontends)', positiveInteger('--max-slots'), DEFAULT_CAPACITIES.slots)
-  .option('--max-connections <count>', 'translated TCP connections open at once whose getpeername() shows the Service (the least recently used beyond)', positiveInteger('--max-connections'), DEFAULT_CAPACITIES.connections)
-  .option('--metrics-bind-address <address:port>', "Prometheus metrics at /metrics and the agent's status at /statusz ('' turns it off)", DEFAULT_METRICS_BIND_ADDRESS)
+  .option(
+    '--allowed-external-ip-cidrs <cidrs>',
+    'comma-separated CIDRs inside which spec.externalIPs are translated (default: none, see CVE-2020-8554)',
+    collectCommaSeparated,
+    [] as string[],
+  )
+  .option(
+    '--service-proxy-name <name>',
+    'serve only Services whose service.kubernetes.io/service-proxy-name label is this (default: only unlabelled ones)',
+  )
+  .option(
+    '--max-frontends <count>',
+    'capacity of the frontend map (Service addresses x ports)',
+    positiveInteger('--max-frontends'),
+    DEFAULT_CAPACITIES.frontends,
+  )
+  .option(
+    '--max-backends <count>',
+    'capacity of the backend map (distinct endpoint addresses and ports)',
+    positiveInteger('--max-backends'),
+    DEFAULT_CAPACITIES.backends,
+  )
+  .option(
+    '--max-slots <count>',
+    'capacity of the slot map (backends summed over frontends)',
+    positiveInteger('--max-slots'),
+    DEFAULT_CAPACITIES.slots,
+  )
+  .option(
+    '--max-connections <count>',
+    'translated TCP connections open at once whose getpeername() shows the Service (the least recently used beyond)',
+    positiveInteger('--max-connections'),
+    DEFAULT_CAPACITIES.connections,
+  )
+  .option(
+    '--metrics-bind-address <address:port>',
+    "Prometheus metrics at /metrics and the agent's status at /statusz ('' turns it off)",
+    DEFAULT_METRICS_BIND_ADDRESS,
+  )
   .option('--healthz-bind-address <address:port>', "kube-proxy's /healthz and /livez ('' turns it off)", '127.0.0.1:10256')
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')
   .action((options: RunOptions) => run(options));
@@ -291,12 +363,19 @@ program
 
 registerSandboxCommands(program);
 
-program.command('cleanup').description('detach every program and remove everything socklb pinned').addOption(pinDirOption()).action(cleanup);
+program
+  .command('cleanup')
+  .description('detach every program and remove everything socklb pinned')
+  .addOption(pinDirOption())
+  .action(cleanup);
 
 // Listed only where it can run: not in the production bundle, where it says why when run.
 program
   .command('bench', { hidden: !benchAvailable() })
-  .description('the benchmark against direct, kube-proxy iptables and nftables (docs/benchmarks.md; `socklb bench --help` for its flags); from a source build only')
+  .description(
+    'the benchmark against direct, kube-proxy iptables and nftables (docs/benchmarks.md; `socklb bench --help` for its flags); ' +
+      'from a source build only',
+  )
   .helpOption(false)
   .allowUnknownOption()
   .allowExcessArguments()

@@ -18,7 +18,10 @@ import { formatSandboxTable } from './tables.js';
 /** Long enough for an agent busy with a large sync, short enough not to stall a container start. */
 const DEFAULT_TIMEOUT_SECONDS = 5;
 
-export const controlSocketOption = () => new Option('--control-socket <path>', "the agent's root-only control socket for sandboxes (run: '' serves none)").default(DEFAULT_CONTROL_SOCKET);
+export const controlSocketOption = () =>
+  new Option('--control-socket <path>', "the agent's root-only control socket for sandboxes (run: '' serves none)").default(
+    DEFAULT_CONTROL_SOCKET,
+  );
 
 export interface SandboxService {
   readonly registry: SandboxRegistry;
@@ -34,7 +37,12 @@ export interface SandboxService {
  * held from then on and answered once `serve()` is called, when everything that may still fail
  * at start has been done.
  */
-export async function adoptSandboxes(datapath: LoadedDatapath, pinDirectory: string, controlSocket: string, logger: Logger): Promise<SandboxService> {
+export async function adoptSandboxes(
+  datapath: LoadedDatapath,
+  pinDirectory: string,
+  controlSocket: string,
+  logger: Logger,
+): Promise<SandboxService> {
   const socket = controlSocket === '' ? undefined : await claimControlSocket(controlSocket, logger);
   const attachments = new PinnedSandboxes(datapath, pinDirectory);
   const { adopted, stale, notUpgraded } = attachments.adopt();
@@ -59,13 +67,12 @@ interface ClientOptions {
 }
 
 const timeoutOption = () =>
-  new Option('--timeout <seconds>', 'how long to wait for the agent')
-    .default(DEFAULT_TIMEOUT_SECONDS)
-    .argParser((value) => {
-      const seconds = Number(value);
-      if (!(seconds > 0 && seconds <= 600)) throw new SocklbError('SOCKLB_ERR_USAGE', `--timeout ${value}: not a number of seconds between 0 and 600`);
-      return seconds;
-    });
+  new Option('--timeout <seconds>', 'how long to wait for the agent').default(DEFAULT_TIMEOUT_SECONDS).argParser((value) => {
+    const seconds = Number(value);
+    if (!(seconds > 0 && seconds <= 600))
+      throw new SocklbError('SOCKLB_ERR_USAGE', `--timeout ${value}: not a number of seconds between 0 and 600`);
+    return seconds;
+  });
 
 function send(options: ClientOptions, request: ControlRequest) {
   return requestControl(options.controlSocket, request, options.timeout * 1000);
@@ -84,7 +91,10 @@ async function readStdin(timeoutMs: number): Promise<string> {
   })();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new SocklbError('SOCKLB_ERR_OCI_STATE', `OCI container state on stdin: not complete within ${timeoutMs / 1000} s`)), timeoutMs);
+    timer = setTimeout(
+      () => reject(new SocklbError('SOCKLB_ERR_OCI_STATE', `OCI container state on stdin: not complete within ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
   });
   try {
     return await Promise.race([reading, timeout]);
@@ -98,7 +108,11 @@ function readProcCgroup(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/cgroup`, 'utf8');
   } catch (error) {
-    throw new SocklbError('SOCKLB_ERR_OCI_STATE', `process ${pid} is gone (${(error as NodeJS.ErrnoException).code}): the hook must run while the container exists (createRuntime or poststart), in the host's pid namespace`);
+    throw new SocklbError(
+      'SOCKLB_ERR_OCI_STATE',
+      `process ${pid} is gone (${(error as NodeJS.ErrnoException).code}): ` +
+        `the hook must run while the container exists (createRuntime or poststart), in the host's pid namespace`,
+    );
   }
 }
 
@@ -107,7 +121,8 @@ async function ociHook(stage: HookStage | undefined, options: ClientOptions): Pr
   const action = hookAction(stage, state);
   try {
     if (action === 'register') {
-      if (state.pid === undefined) throw new SocklbError('SOCKLB_ERR_OCI_STATE', `OCI container state on stdin: no pid for status ${state.status}`);
+      if (state.pid === undefined)
+        throw new SocklbError('SOCKLB_ERR_OCI_STATE', `OCI container state on stdin: no pid for status ${state.status}`);
       const cgroup = cgroupOfProcess(state.pid, readProcCgroup(state.pid), readFileSync('/proc/self/mountinfo', 'utf8'));
       await send(options, { op: 'add', id: state.id, cgroup });
       return;
@@ -124,12 +139,14 @@ async function ociHook(stage: HookStage | undefined, options: ClientOptions): Pr
 
 /** Adds `sandbox` and `oci-hook` to the command line. */
 export function registerSandboxCommands(program: Command): void {
-  const sandbox = program.command('sandbox').description("add, remove and list the sandboxes a running agent serves (through its control socket)");
+  const sandbox = program
+    .command('sandbox')
+    .description('add, remove and list the sandboxes a running agent serves (through its control socket)');
   sandbox
     .command('add')
-    .description('attach the datapath to a sandbox\'s cgroup; adding the same id and cgroup again changes nothing')
-    .requiredOption('--id <id>', 'the sandbox\'s id (a container id, for instance)')
-    .requiredOption('--cgroup <path>', 'the sandbox\'s cgroup v2 directory')
+    .description("attach the datapath to a sandbox's cgroup; adding the same id and cgroup again changes nothing")
+    .requiredOption('--id <id>', "the sandbox's id (a container id, for instance)")
+    .requiredOption('--cgroup <path>', "the sandbox's cgroup v2 directory")
     .addOption(controlSocketOption())
     .addOption(timeoutOption())
     .action(async (options: ClientOptions & { id: string; cgroup: string }) => {
@@ -139,7 +156,7 @@ export function registerSandboxCommands(program: Command): void {
   sandbox
     .command('remove')
     .description('detach the datapath from a sandbox and forget it')
-    .requiredOption('--id <id>', 'the sandbox\'s id')
+    .requiredOption('--id <id>', "the sandbox's id")
     .addOption(controlSocketOption())
     .addOption(timeoutOption())
     .action(async (options: ClientOptions & { id: string }) => {
@@ -160,8 +177,11 @@ export function registerSandboxCommands(program: Command): void {
 
   program
     .command('oci-hook')
-    .description('an OCI runtime hook: registers the container (state on stdin) with the agent at createRuntime or poststart, unregisters it at poststop')
-    .addArgument(new Argument('[stage]', 'the hook it is configured as (default: from the state\'s status)').choices(HOOK_STAGES))
+    .description(
+      'an OCI runtime hook: registers the container (state on stdin) with the agent at createRuntime or poststart, ' +
+        'unregisters it at poststop',
+    )
+    .addArgument(new Argument('[stage]', "the hook it is configured as (default: from the state's status)").choices(HOOK_STAGES))
     .addOption(controlSocketOption())
     .addOption(timeoutOption())
     .action((stage: HookStage | undefined, options: ClientOptions) => ociHook(stage, options));

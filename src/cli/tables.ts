@@ -11,7 +11,9 @@ import type { Sandbox } from '../sandbox/registry.js';
 export function formatColumns(rows: readonly string[][]): string {
   const columns = Math.max(...rows.map((row) => row.length));
   const widths = Array.from({ length: columns - 1 }, (_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
-  return rows.map((row) => row.map((cell, column) => (column < widths.length ? cell.padEnd(widths[column] ?? 0) : cell)).join('  ')).join('\n');
+  return rows
+    .map((row) => row.map((cell, column) => (column < widths.length ? cell.padEnd(widths[column] ?? 0) : cell)).join('  '))
+    .join('\n');
 }
 
 /** `wide` adds the service id, flags, affinity timeout and slot count. */
@@ -20,7 +22,15 @@ export function formatFrontendTable(frontends: FrontendDescription[], wide = fal
   if (!wide) return formatColumns([['FRONTEND', 'SERVICE', 'BACKENDS'], ...frontends.map((f) => [f.frontend, f.service, backends(f)])]);
   return formatColumns([
     ['FRONTEND', 'SERVICE', 'ID', 'FLAGS', 'AFFINITY', 'SLOTS', 'BACKENDS'],
-    ...frontends.map((f) => [f.frontend, f.service, String(f.serviceId), `0x${f.flags.toString(16)}`, f.affinityTimeoutSeconds > 0 ? `ClientIP ${f.affinityTimeoutSeconds}s` : 'None', String(f.backends.length), backends(f)]),
+    ...frontends.map((f) => [
+      f.frontend,
+      f.service,
+      String(f.serviceId),
+      `0x${f.flags.toString(16)}`,
+      f.affinityTimeoutSeconds > 0 ? `ClientIP ${f.affinityTimeoutSeconds}s` : 'None',
+      String(f.backends.length),
+      backends(f),
+    ]),
   ]);
 }
 
@@ -42,14 +52,27 @@ export function formatBackendTable(backends: readonly BackendDescription[], wide
 export function formatStatsTable(stats: readonly FrontendStats[]): string {
   return formatColumns([
     ['SERVICE', 'FRONTEND', 'CONNECTS', 'REFUSED', 'DATAGRAMS', 'REVERSE-NAT'],
-    ...stats.map((s) => [s.service || '<unnamed>', s.frontend, String(s.connects), String(s.refused), String(s.datagrams), String(s.reverseNat)]),
+    ...stats.map((s) => [
+      s.service || '<unnamed>',
+      s.frontend,
+      String(s.connects),
+      String(s.refused),
+      String(s.datagrams),
+      String(s.reverseNat),
+    ]),
   ]);
 }
 
 export function formatSocketTable(sockets: readonly SocketDescription[]): string {
   return formatColumns([
     ['NETNS', 'COOKIE', 'PROTO', 'STATE', 'TRANSLATIONS'],
-    ...sockets.map((socket) => [String(socket.netns), socket.cookie, `${socket.protocol}/${socket.family}`, socket.state, socket.translations.join(', ')]),
+    ...sockets.map((socket) => [
+      String(socket.netns),
+      socket.cookie,
+      `${socket.protocol}/${socket.family}`,
+      socket.state,
+      socket.translations.join(', '),
+    ]),
   ]);
 }
 
@@ -79,10 +102,13 @@ export function formatStatus(report: StatusReport): string {
   const lines: string[] = [];
   if (agent.running) {
     lines.push(
-      `agent: running (pid ${agent.pid}), ${verdict(agent)}; last sync ${agent.lastSync ?? 'not yet'}${agent.lastSync === null ? '' : `, all updates in by ${agent.lastUpdated}`}; ${agent.frontends} frontends, ${agent.backends} backends`,
+      `agent: running (pid ${agent.pid}), ${verdict(agent)}; ` +
+        `last sync ${agent.lastSync ?? 'not yet'}${agent.lastSync === null ? '' : `, all updates in by ${agent.lastUpdated}`}; ` +
+        `${agent.frontends} frontends, ${agent.backends} backends`,
     );
     if (agent.failedFrontends.length === 0 && agent.inputProblems.length === 0) lines.push('problems: none');
-    for (const { frontend, error } of agent.failedFrontends) lines.push(`problem: frontend ${frontend} is not in the datapath (retried): ${error}`);
+    for (const { frontend, error } of agent.failedFrontends)
+      lines.push(`problem: frontend ${frontend} is not in the datapath (retried): ${error}`);
     for (const problem of agent.inputProblems) lines.push(`problem: ${problem.source}: ${problem.object}: ${problem.reason}`);
   } else {
     lines.push(`agent: not running: ${agent.reason}; the pinned datapath keeps serving what it was last given`);
@@ -91,10 +117,31 @@ export function formatStatus(report: StatusReport): string {
   lines.push(
     report.attachments.length === 0
       ? '<none: no cgroup is translated>'
-      : formatColumns([['CGROUP', 'SANDBOX', 'PROGRAM', 'LINK', 'PROGRAM ID'], ...report.attachments.map((link) => [link.cgroup, link.sandbox ?? '-', link.program, link.error ? `<${link.error}>` : String(link.linkId), String(link.programId)])]),
+      : formatColumns([
+          ['CGROUP', 'SANDBOX', 'PROGRAM', 'LINK', 'PROGRAM ID'],
+          ...report.attachments.map((link) => [
+            link.cgroup,
+            link.sandbox ?? '-',
+            link.program,
+            link.error ? `<${link.error}>` : String(link.linkId),
+            String(link.programId),
+          ]),
+        ]),
   );
   lines.push('', 'maps:');
   const fill = (map: PinnedMap) => (map.entries === null ? '-' : `${((100 * map.entries) / map.capacity).toFixed(1)}%`);
-  lines.push(formatColumns([['MAP', 'TYPE', 'ID', 'ENTRIES', 'CAPACITY', 'FILL'], ...report.maps.map((map) => [map.name, map.type, String(map.id), map.entries === null ? '-' : String(map.entries), String(map.capacity), fill(map)])]));
+  lines.push(
+    formatColumns([
+      ['MAP', 'TYPE', 'ID', 'ENTRIES', 'CAPACITY', 'FILL'],
+      ...report.maps.map((map) => [
+        map.name,
+        map.type,
+        String(map.id),
+        map.entries === null ? '-' : String(map.entries),
+        String(map.capacity),
+        fill(map),
+      ]),
+    ]),
+  );
   return lines.join('\n');
 }

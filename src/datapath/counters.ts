@@ -36,12 +36,20 @@ export function readCounters(stats: BpfMap, serviceIds: Iterable<number>): Map<n
 }
 
 /** Each frontend (by its key), its entry, its Service port's name (undefined when the maps hold none) and its counters. */
-function countedFrontends(state: DatapathState, stats: BpfMap): { frontend: string; entry: FrontendEntry; name: ServicePortRef | undefined; counters: FrontendCounters }[] {
+function countedFrontends(
+  state: DatapathState,
+  stats: BpfMap,
+): { frontend: string; entry: FrontendEntry; name: ServicePortRef | undefined; counters: FrontendCounters }[] {
   const counters = readCounters(
     stats,
     [...state.frontends.values()].map((entry) => entry.serviceId),
   );
-  return [...state.frontends].map(([frontend, entry]) => ({ frontend, entry, name: state.serviceNames.get(entry.serviceId), counters: counters.get(entry.serviceId) ?? ZERO_COUNTERS }));
+  return [...state.frontends].map(([frontend, entry]) => ({
+    frontend,
+    entry,
+    name: state.serviceNames.get(entry.serviceId),
+    counters: counters.get(entry.serviceId) ?? ZERO_COUNTERS,
+  }));
 }
 
 /** One frontend's counters, as `socklb stats` shows them. */
@@ -55,7 +63,12 @@ export interface FrontendStats extends FrontendCounters {
 /** Every frontend's counters, sorted by service, then frontend. */
 export function describeStats(state: DatapathState, stats: BpfMap): FrontendStats[] {
   return countedFrontends(state, stats)
-    .map(({ frontend, entry, name, counters }) => ({ frontend, service: name ? serviceText(name) : '', serviceId: entry.serviceId, ...counters }))
+    .map(({ frontend, entry, name, counters }) => ({
+      frontend,
+      service: name ? serviceText(name) : '',
+      serviceId: entry.serviceId,
+      ...counters,
+    }))
     .sort((a, b) => a.service.localeCompare(b.service) || a.frontend.localeCompare(b.frontend));
 }
 
@@ -80,6 +93,13 @@ export interface FrontendSeriesLabels {
  */
 export function countersByFrontend(state: DatapathState, stats: BpfMap): { labels: FrontendSeriesLabels; counters: FrontendCounters }[] {
   return countedFrontends(state, stats).flatMap(({ frontend, entry, name, counters }) =>
-    name ? [{ labels: { namespace: name.namespace, service: name.name, port: name.portName, protocol: entry.key.protocol, frontend }, counters }] : [],
+    name
+      ? [
+          {
+            labels: { namespace: name.namespace, service: name.name, port: name.portName, protocol: entry.key.protocol, frontend },
+            counters,
+          },
+        ]
+      : [],
   );
 }

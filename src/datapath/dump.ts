@@ -74,7 +74,11 @@ export function describeBackends(state: DatapathState): BackendDescription[] {
     }
   }
   return [...state.backends]
-    .map(([id, backend]) => ({ id, backend: backendText(backend), frontends: (usersByBackend.get(id) ?? []).sort((a, b) => a.frontend.localeCompare(b.frontend)) }))
+    .map(([id, backend]) => ({
+      id,
+      backend: backendText(backend),
+      frontends: (usersByBackend.get(id) ?? []).sort((a, b) => a.frontend.localeCompare(b.frontend)),
+    }))
     .sort((a, b) => a.id - b.id);
 }
 

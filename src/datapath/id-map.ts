@@ -44,6 +44,7 @@ export class IdMap<V> implements ReadonlyMap<number, V> {
       if (this.wild!.size === 0) this.wild = undefined;
       return true;
     }
+    // eslint-disable-next-line @typescript-eslint/no-array-delete -- a hole, the canonical form of an absent key (see dense)
     delete this.dense[key];
     let end = this.dense.length;
     while (end > 0 && !(end - 1 in this.dense)) end--;

@@ -55,7 +55,9 @@ export class KernelMap implements BpfMap {
     entries.forEach(([key, value], entry) => {
       // A short entry would shift every later one onto its neighbour's bytes.
       if (key.length !== this.keySize || value.length !== this.valueSize) {
-        throw new Error(`${this.name}: a batch entry of ${key.length}/${value.length} bytes, the map's are ${this.keySize}/${this.valueSize}`);
+        throw new Error(
+          `${this.name}: a batch entry of ${key.length}/${value.length} bytes, the map's are ${this.keySize}/${this.valueSize}`,
+        );
       }
       key.copy(keys, entry * this.keySize);
       value.copy(values, entry * this.valueSize);
@@ -101,7 +103,10 @@ export class KernelMap implements BpfMap {
       const rc = libbpf.mapLookupBatch(this.fd, position, next, keys, values, count, null);
       if (rc < 0 && -rc !== ENOENT) throw new SocklbError('SOCKLB_ERR_LIBBPF', `bpf_map_lookup_batch(${this.name}): ${errnoName(-rc)}`);
       for (let entry = 0; entry < (count[0] ?? 0); entry++) {
-        yield [keys.subarray(entry * this.keySize, (entry + 1) * this.keySize), values.subarray(entry * this.valueSize, (entry + 1) * this.valueSize)];
+        yield [
+          keys.subarray(entry * this.keySize, (entry + 1) * this.keySize),
+          values.subarray(entry * this.valueSize, (entry + 1) * this.valueSize),
+        ];
       }
       if (rc < 0) return;
       position ??= Buffer.alloc(4);
@@ -127,7 +132,9 @@ export function checkLayout(role: keyof DatapathMaps, info: MapInfo, where: stri
   if (info.name !== MAP_NAMES[role] || info.keySize !== codecs.key.size || info.valueSize !== codecs.value.size) {
     throw new SocklbError(
       'SOCKLB_ERR_MAP_LAYOUT',
-      `${where}: map ${info.name} has key/value sizes ${info.keySize}/${info.valueSize}, this build expects ${MAP_NAMES[role]} with ${codecs.key.size}/${codecs.value.size}; run \`socklb cleanup\` with the build that pinned it`,
+      `${where}: map ${info.name} has key/value sizes ${info.keySize}/${info.valueSize}, ` +
+        `this build expects ${MAP_NAMES[role]} with ${codecs.key.size}/${codecs.value.size}; ` +
+        `run \`socklb cleanup\` with the build that pinned it`,
     );
   }
 }

@@ -82,7 +82,12 @@ function decodeAddress(bytes: Buffer, offset: number): string {
 export const frontendKeyCodec: Codec<FrontendKey> = {
   cType: 'struct socklb_frontend_key',
   size: 20,
-  fields: { address: { offset: 0, size: 16 }, port: { offset: 16, size: 2 }, protocol: { offset: 18, size: 1 }, pad: { offset: 19, size: 1 } },
+  fields: {
+    address: { offset: 0, size: 16 },
+    port: { offset: 16, size: 2 },
+    protocol: { offset: 18, size: 1 },
+    pad: { offset: 19, size: 1 },
+  },
   encode(key) {
     const bytes = zeroed(20);
     writeIP(key.address, bytes, 0);
@@ -171,7 +176,13 @@ export const affinityKeyLayout: StructLayout = {
 export const affinityLayout: StructLayout = {
   cType: 'struct socklb_affinity',
   size: 32,
-  fields: { last_used_ns: { offset: 0, size: 8 }, backend_address: { offset: 8, size: 16 }, backend_port: { offset: 24, size: 2 }, pad: { offset: 26, size: 2 }, slot: { offset: 28, size: 4 } },
+  fields: {
+    last_used_ns: { offset: 0, size: 8 },
+    backend_address: { offset: 8, size: 16 },
+    backend_port: { offset: 24, size: 2 },
+    pad: { offset: 26, size: 2 },
+    slot: { offset: 28, size: 4 },
+  },
 };
 
 export interface SlotKey {
@@ -205,7 +216,12 @@ export interface SlotValue extends SlotKey {
 export const slotCodec: Codec<SlotValue> = {
   cType: 'struct socklb_slot',
   size: 16,
-  fields: { service_id: { offset: 0, size: 4 }, slot: { offset: 4, size: 4 }, backend_id: { offset: 8, size: 4 }, check: { offset: 12, size: 4 } },
+  fields: {
+    service_id: { offset: 0, size: 4 },
+    slot: { offset: 4, size: 4 },
+    backend_id: { offset: 8, size: 4 },
+    check: { offset: 12, size: 4 },
+  },
   encode(value) {
     const bytes = zeroed(16);
     bytes.writeUInt32LE(value.serviceId, 0);
@@ -241,7 +257,13 @@ export interface BackendValue extends Backend {
 export const backendCodec: Codec<BackendValue> = {
   cType: 'struct socklb_backend',
   size: 28,
-  fields: { backend_id: { offset: 0, size: 4 }, address: { offset: 4, size: 16 }, port: { offset: 20, size: 2 }, pad: { offset: 22, size: 2 }, check: { offset: 24, size: 4 } },
+  fields: {
+    backend_id: { offset: 0, size: 4 },
+    address: { offset: 4, size: 16 },
+    port: { offset: 20, size: 2 },
+    pad: { offset: 22, size: 2 },
+    check: { offset: 24, size: 4 },
+  },
   encode(value) {
     const bytes = zeroed(28);
     bytes.writeUInt32LE(value.backendId, 0);
@@ -318,7 +340,12 @@ function readU64(bytes: Buffer, offset: number): number {
 export const statsCodec: Codec<FrontendCounters> = {
   cType: 'struct socklb_stats',
   size: 32,
-  fields: { connects: { offset: 0, size: 8 }, refused: { offset: 8, size: 8 }, datagrams: { offset: 16, size: 8 }, reverse_nat: { offset: 24, size: 8 } },
+  fields: {
+    connects: { offset: 0, size: 8 },
+    refused: { offset: 8, size: 8 },
+    datagrams: { offset: 16, size: 8 },
+    reverse_nat: { offset: 24, size: 8 },
+  },
   encode(counters) {
     const bytes = zeroed(32);
     bytes.writeBigUInt64LE(BigInt(counters.connects), 0);
@@ -422,7 +449,8 @@ export const sockCodec: Codec<Translation[]> = {
   size: 168,
   fields: { translations: { offset: 0, size: 160 }, next: { offset: 160, size: 4 }, last: { offset: 164, size: 4 } },
   encode(translations) {
-    if (translations.length > SOCK_TRANSLATIONS) throw new Error(`struct socklb_sock holds ${SOCK_TRANSLATIONS} translations, not ${translations.length}`);
+    if (translations.length > SOCK_TRANSLATIONS)
+      throw new Error(`struct socklb_sock holds ${SOCK_TRANSLATIONS} translations, not ${translations.length}`);
     const bytes = zeroed(168);
     translations.forEach((translation, index) => translationCodec.encode(translation).copy(bytes, index * translationCodec.size));
     bytes.writeUInt32LE(translations.length, 160);
@@ -506,7 +534,21 @@ export const destroyedCodec: Codec<DestroyedSocket> = {
 const AF_INET = 2;
 const AF_INET6 = 10;
 /** BPF_TCP_* of linux/bpf.h, the values of struct sock_common's skc_state. */
-const SOCKET_STATES = ['', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING', 'NEW_SYN_RECV'];
+const SOCKET_STATES = [
+  '',
+  'ESTABLISHED',
+  'SYN_SENT',
+  'SYN_RECV',
+  'FIN_WAIT1',
+  'FIN_WAIT2',
+  'TIME_WAIT',
+  'CLOSE',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'LISTEN',
+  'CLOSING',
+  'NEW_SYN_RECV',
+];
 
 /** A socket socklb translated, as the dump iterators see it. */
 export interface SocketRecord {

@@ -13,7 +13,15 @@ import { cgroupLinkDirectory, pinnedLinkDirectories, pinnedMapNames, pinnedMapPa
 import { detachDirectory, pinProgramLinks } from '../pins/links.js';
 import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
-import { CAPACITY_FLAGS, DEFAULT_CAPACITIES, roleCapacity, roleOfMap, type DatapathMaps, type MapCapacities, type MapRole } from './maps.js';
+import {
+  CAPACITY_FLAGS,
+  DEFAULT_CAPACITIES,
+  roleCapacity,
+  roleOfMap,
+  type DatapathMaps,
+  type MapCapacities,
+  type MapRole,
+} from './maps.js';
 import { KernelReaderFence } from './readers.js';
 
 /** What happened to one cgroup's attachment. */
@@ -59,7 +67,9 @@ export class LoadedDatapath {
       if (rc < 0) {
         throw new SocklbError(
           'SOCKLB_ERR_KERNEL',
-          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs cgroup sock_addr hooks (connect, sendmsg, recvmsg, getpeername) and sock_release, socket-local storage, bpf_set_retval and bpf_skc_to_mptcp_sock (Linux 5.19 or later, with BTF); libbpf's log above says which part failed`,
+          `cannot load ${objectPath}: ${errnoName(-rc)}; ` +
+            `the kernel needs cgroup sock_addr hooks (connect, sendmsg, recvmsg, getpeername) and sock_release, socket-local storage, ` +
+            `bpf_set_retval and bpf_skc_to_mptcp_sock (Linux 5.19 or later, with BTF); libbpf's log above says which part failed`,
         );
       }
       const maps = {} as Record<MapRole, KernelMap>;
@@ -132,7 +142,9 @@ function checkPinnedLayout(path: string, mapName: string, size: MapSize | undefi
     if (size && info.maxEntries !== size.capacity) {
       throw new SocklbError(
         'SOCKLB_ERR_MAP_LAYOUT',
-        `${path} holds up to ${info.maxEntries} entries and ${size.flag} asks for ${size.capacity}: a pinned map cannot be resized; run with ${size.flag} ${info.maxEntries}, or \`socklb cleanup\` first (the datapath stops translating until the agent is back)`,
+        `${path} holds up to ${info.maxEntries} entries and ${size.flag} asks for ${size.capacity}: ` +
+          `a pinned map cannot be resized; run with ${size.flag} ${info.maxEntries}, ` +
+          `or \`socklb cleanup\` first (the datapath stops translating until the agent is back)`,
       );
     }
   } finally {
@@ -154,11 +166,14 @@ function checkNotReplacingState(pinDirectory: string, pinnedBefore: readonly str
   if (mapName === undefined) return;
   const ours: readonly string[] = Object.values(MAP_NAMES);
   const why = pinnedBefore.every((name) => ours.includes(name))
-    ? 'an incomplete set of this build\'s pins (a cleanup that stopped halfway?)'
+    ? "an incomplete set of this build's pins (a cleanup that stopped halfway?)"
     : 'they were pinned by a build whose layout differs';
   throw new SocklbError(
     'SOCKLB_ERR_MAP_LAYOUT',
-    `${pinnedMapPath(pinDirectory, mapName)} is not pinned beside ${pinnedBefore.join(', ')}: ${why}, and starting with an empty ${mapName} would stop translation until the first sync; run \`socklb cleanup\` (with the old build, if another pinned them) first (the datapath stops translating until this agent is up)`,
+    `${pinnedMapPath(pinDirectory, mapName)} is not pinned beside ${pinnedBefore.join(', ')}: ` +
+      `${why}, and starting with an empty ${mapName} would stop translation until the first sync; ` +
+      `run \`socklb cleanup\` (with the old build, if another pinned them) first ` +
+      `(the datapath stops translating until this agent is up)`,
   );
 }
 

@@ -64,7 +64,13 @@ export const MAP_ROLES: readonly MapRole[] = ['frontends', 'slots', 'backends', 
 
 /** Builds one map per role. */
 export function mapsByRole(make: (role: MapRole) => BpfMap): DatapathMaps {
-  return { frontends: make('frontends'), slots: make('slots'), backends: make('backends'), serviceNames: make('serviceNames'), stats: make('stats') };
+  return {
+    frontends: make('frontends'),
+    slots: make('slots'),
+    backends: make('backends'),
+    serviceNames: make('serviceNames'),
+    stats: make('stats'),
+  };
 }
 
 /** How many entries each sized map holds. */
@@ -89,7 +95,13 @@ export function roleCapacity(role: MapRole, capacities: MapCapacities): number {
 }
 
 /** The `socklb run` flag that sizes each map (a frontend has one service name and one set of counters). */
-export const CAPACITY_FLAGS: Record<MapRole, string> = { frontends: '--max-frontends', serviceNames: '--max-frontends', stats: '--max-frontends', backends: '--max-backends', slots: '--max-slots' };
+export const CAPACITY_FLAGS: Record<MapRole, string> = {
+  frontends: '--max-frontends',
+  serviceNames: '--max-frontends',
+  stats: '--max-frontends',
+  backends: '--max-backends',
+  slots: '--max-slots',
+};
 
 const ROLE_BY_MAP_NAME = new Map<string, MapRole>(MAP_ROLES.map((role) => [MAP_NAMES[role], role]));
 
@@ -102,7 +114,10 @@ export function roleOfMap(mapName: string): MapRole | undefined {
 export function mapWriteError(map: BpfMap, action: 'update' | 'delete', errno: number): SocklbError {
   const name = errnoName(errno);
   const role = roleOfMap(map.name);
-  const hint = name === 'E2BIG' || name === 'ENOSPC' || name === 'ENOMEM' ? `: map full (${map.maxEntries} entries); raise ${role ? CAPACITY_FLAGS[role] : 'its size'}` : '';
+  const hint =
+    name === 'E2BIG' || name === 'ENOSPC' || name === 'ENOMEM'
+      ? `: map full (${map.maxEntries} entries); raise ${role ? CAPACITY_FLAGS[role] : 'its size'}`
+      : '';
   const error = new SocklbError('SOCKLB_ERR_MAP_UPDATE', `${action} ${map.name}: ${name}${hint}`);
   return Object.assign(error, { errno });
 }

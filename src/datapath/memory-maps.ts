@@ -4,7 +4,18 @@
 // failed write never leaves the datapath inconsistent.
 
 import { MAP_NAMES } from './layout.js';
-import { DEFAULT_CAPACITIES, mapWriteError, mapsByRole, roleCapacity, updateEachInTurn, type BatchResult, type BpfMap, type DatapathMaps, type MapCapacities, type MapEntry } from './maps.js';
+import {
+  DEFAULT_CAPACITIES,
+  mapWriteError,
+  mapsByRole,
+  roleCapacity,
+  updateEachInTurn,
+  type BatchResult,
+  type BpfMap,
+  type DatapathMaps,
+  type MapCapacities,
+  type MapEntry,
+} from './maps.js';
 import type { ReaderFence } from './readers.js';
 
 const E2BIG = 7;
@@ -46,7 +57,10 @@ export class MemoryMap implements BpfMap {
   }
 }
 
-/** Sized as the loader sizes the kernel's (DEFAULT_CAPACITIES where not given); `cpus`: the copies of each per-CPU value (the stats map's). */
+/**
+ * Sized as the loader sizes the kernel's (DEFAULT_CAPACITIES where not given); `cpus`: the copies of
+ * each per-CPU value (the stats map's).
+ */
 export function memoryMaps(capacities: Partial<MapCapacities> = {}, cpus = 1): DatapathMaps {
   const sized = { ...DEFAULT_CAPACITIES, ...capacities };
   return mapsByRole((role) => new MemoryMap(MAP_NAMES[role], roleCapacity(role, sized), role === 'stats' ? cpus : 1));

@@ -49,7 +49,11 @@ export interface FrontendPlan {
  * to what is desired; a frontend in scope but not desired is deleted.
  * Deletions come first so that they free room for additions.
  */
-export function planFrontends(state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>, scope: Iterable<string>): FrontendPlan[] {
+export function planFrontends(
+  state: DatapathState,
+  desired: ReadonlyMap<string, DesiredFrontend>,
+  scope: Iterable<string>,
+): FrontendPlan[] {
   const ids = new IdAllocator(state);
   const deletions: FrontendPlan[] = [];
   const updates: FrontendPlan[] = [];
@@ -125,7 +129,8 @@ export function planCleanup(state: DatapathState, scope?: CleanupScope): Operati
       slotDeletions.push({ kind: 'delete-slot', serviceId, slot });
       releasedReferences.set(backendId, (releasedReferences.get(backendId) ?? 0) + 1);
     }
-    if (state.serviceNames.has(serviceId) && !state.frontendNames(serviceId)) nameDeletions.push({ kind: 'delete-service-name', serviceId });
+    if (state.serviceNames.has(serviceId) && !state.frontendNames(serviceId))
+      nameDeletions.push({ kind: 'delete-service-name', serviceId });
   }
   const backendDeletions: Operation[] = [];
   for (const backendId of backendIds) {
@@ -166,8 +171,16 @@ function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEnt
   });
 
   if (!current) operations.push({ kind: 'reset-stats', serviceId });
-  if (!current || current.backendCount !== slots.length || current.flags !== 0 || current.affinityTimeout !== wanted.affinityTimeoutSeconds) {
-    operations.push({ kind: 'upsert-frontend', frontend: { key: wanted.key, serviceId, backendCount: slots.length, flags: 0, affinityTimeout: wanted.affinityTimeoutSeconds } });
+  if (
+    !current ||
+    current.backendCount !== slots.length ||
+    current.flags !== 0 ||
+    current.affinityTimeout !== wanted.affinityTimeoutSeconds
+  ) {
+    operations.push({
+      kind: 'upsert-frontend',
+      frontend: { key: wanted.key, serviceId, backendCount: slots.length, flags: 0, affinityTimeout: wanted.affinityTimeoutSeconds },
+    });
   }
 
   for (const slot of sortedSlots(state, serviceId)) {
@@ -243,4 +256,3 @@ class IdAllocator {
     return id;
   }
 }
-

@@ -48,7 +48,8 @@ export class KernelReaderFence implements ReaderFence {
 
   waitForReaders(): void {
     const rc = libbpf.mapUpdateElem(this.outer, this.key, this.value, 0);
-    if (rc < 0) throw new SocklbError('SOCKLB_ERR_KERNEL', `waiting for the programs' readers (update of a map-of-maps): ${errnoName(-rc)}`);
+    if (rc < 0)
+      throw new SocklbError('SOCKLB_ERR_KERNEL', `waiting for the programs' readers (update of a map-of-maps): ${errnoName(-rc)}`);
   }
 
   close(): void {

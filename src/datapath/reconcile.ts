@@ -26,13 +26,23 @@ export interface ReconcileResult {
 export type CleanupExtent = 'everything' | 'touched';
 
 /** Brings the frontends in `scope` to `desired`, then removes what nothing uses any more. */
-export function reconcile(maps: DatapathMaps, state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>, scope: Iterable<string>, cleanup: CleanupExtent = 'everything'): ReconcileResult {
+export function reconcile(
+  maps: DatapathMaps,
+  state: DatapathState,
+  desired: ReadonlyMap<string, DesiredFrontend>,
+  scope: Iterable<string>,
+  cleanup: CleanupExtent = 'everything',
+): ReconcileResult {
   const frontendIds = [...new Set(scope)];
   const plans = planFrontends(state, desired, frontendIds);
   const touched = cleanup === 'touched' ? cleanupScope(state, frontendIds) : undefined;
   const result: ReconcileResult = { frontends: plans.length, operations: 0, failed: new Map(), cleanupErrors: [] };
   writePlans(maps, state, plans, result);
-  if (touched && result.failed.size > 0) addWrittenIds(touched, plans.filter((plan) => result.failed.has(plan.frontend)));
+  if (touched && result.failed.size > 0)
+    addWrittenIds(
+      touched,
+      plans.filter((plan) => result.failed.has(plan.frontend)),
+    );
   for (const operation of planCleanup(state, touched)) {
     const error = write(maps, state, operation);
     if (error) result.cleanupErrors.push(error);
@@ -82,14 +92,17 @@ function writePlans(maps: DatapathMaps, state: DatapathState, plans: readonly Fr
         const plan = plans[index]!;
         if (result.failed.has(plan.frontend)) continue;
         let position = positions[index]!;
-        while (position < plan.operations.length && plan.operations[position]!.kind === kind) steps.push({ plan, operation: plan.operations[position++]! });
+        while (position < plan.operations.length && plan.operations[position]!.kind === kind)
+          steps.push({ plan, operation: plan.operations[position++]! });
         positions[index] = position;
       }
       if (steps.length === 0) continue;
       if (isUpsert(steps[0]!.operation)) writeBatches(maps, state, steps as (Step & { operation: Upsert })[], result);
       else writeEach(maps, state, steps, result);
     }
-    unfinished = unfinished.filter((index) => positions[index]! < plans[index]!.operations.length && !result.failed.has(plans[index]!.frontend));
+    unfinished = unfinished.filter(
+      (index) => positions[index]! < plans[index]!.operations.length && !result.failed.has(plans[index]!.frontend),
+    );
   }
 }
 
@@ -103,15 +116,22 @@ const BATCH_ENTRIES = 1024;
 /** Updates of one kind, so of one map, in batches. */
 function writeBatches(maps: DatapathMaps, state: DatapathState, steps: (Step & { operation: Upsert })[], result: ReconcileResult): void {
   const map = upsertMap(maps, steps[0]!.operation.kind);
-  for (let next = 0; next < steps.length; ) {
+  for (let next = 0; next < steps.length;) {
     const batch: (Step & { operation: Upsert })[] = [];
-    for (; next < steps.length && batch.length < BATCH_ENTRIES; next++) if (!result.failed.has(steps[next]!.plan.frontend)) batch.push(steps[next]!);
+    for (; next < steps.length && batch.length < BATCH_ENTRIES; next++)
+      if (!result.failed.has(steps[next]!.plan.frontend)) batch.push(steps[next]!);
     writeBatch(maps, map, state, batch, result);
   }
 }
 
 /** One batch, and after a refusal, a batch of the rest but the refused frontend's. */
-function writeBatch(maps: DatapathMaps, map: BpfMap, state: DatapathState, batch: (Step & { operation: Upsert })[], result: ReconcileResult): void {
+function writeBatch(
+  maps: DatapathMaps,
+  map: BpfMap,
+  state: DatapathState,
+  batch: (Step & { operation: Upsert })[],
+  result: ReconcileResult,
+): void {
   let pending = batch;
   while (pending.length > 0) {
     const { written, error } = map.updateBatch(pending.map((step) => upsertEntry(maps, step.operation)));

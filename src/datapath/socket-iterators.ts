@@ -53,7 +53,8 @@ export interface IteratorResult {
 }
 
 /** What the worker found in one namespace: one output per link, in order, or why it could not. */
-export type NamespaceOutput = { inode: number; outputs: Uint8Array[]; error?: undefined } | { inode: number; error: string; outputs?: undefined };
+export type NamespaceOutput =
+  { inode: number; outputs: Uint8Array[]; error?: undefined } | { inode: number; error: string; outputs?: undefined };
 
 export interface DestroyRun {
   destroyed: (DestroyedSocket & { netns: number })[];
@@ -100,7 +101,9 @@ export class SocketIterators {
       if (rc < 0) {
         throw new SocklbError(
           'SOCKLB_ERR_KERNEL',
-          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs BTF, the tcp and udp BPF socket iterators and the bpf_sock_destroy kfunc (Linux 6.5 or later); libbpf's log above says which part failed`,
+          `cannot load ${objectPath}: ${errnoName(-rc)}; the kernel needs BTF, ` +
+            `the tcp and udp BPF socket iterators and the bpf_sock_destroy kfunc (Linux 6.5 or later); ` +
+            `libbpf's log above says which part failed`,
         );
       }
       for (const name of Object.values(PROGRAMS).flatMap((byProtocol) => Object.values(byProtocol))) {
@@ -132,7 +135,11 @@ export class SocketIterators {
         for (const key of keys) this.stale.update(key, u32Codec.encode(0));
         for (const output of await this.run('destroy', protocols, namespaces)) {
           if (output.error !== undefined) run.failures.push(output.error);
-          else for (const bytes of output.outputs) run.destroyed.push(...decodeRecords(destroyedCodec, Buffer.from(bytes)).map((socket) => ({ ...socket, netns: output.inode })));
+          else
+            for (const bytes of output.outputs)
+              run.destroyed.push(
+                ...decodeRecords(destroyedCodec, Buffer.from(bytes)).map((socket) => ({ ...socket, netns: output.inode })),
+              );
         }
       } finally {
         for (const key of keys) this.stale.delete(key);
@@ -196,7 +203,9 @@ export class SocketIterators {
       this.pending.clear();
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => fail(new SocklbError('SOCKLB_ERR_KERNEL', `the socket iterator thread exited (${code}); the next run starts a new one`)));
+    worker.on('exit', (code) =>
+      fail(new SocklbError('SOCKLB_ERR_KERNEL', `the socket iterator thread exited (${code}); the next run starts a new one`)),
+    );
     this.worker = worker;
     return worker;
   }
@@ -207,7 +216,8 @@ export class SocketIterators {
     const worker = this.worker;
     this.worker = undefined;
     void worker?.terminate();
-    for (const job of this.pending.values()) job.reject(new SocklbError('SOCKLB_ERR_KERNEL', 'the socket iterators were closed during a run'));
+    for (const job of this.pending.values())
+      job.reject(new SocklbError('SOCKLB_ERR_KERNEL', 'the socket iterators were closed during a run'));
     this.pending.clear();
   }
 }

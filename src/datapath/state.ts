@@ -68,11 +68,16 @@ export class DatapathState {
       if (written.serviceId === serviceId && written.slot === slot && isSealed(value)) state.apply({ kind: 'upsert-slot', ...written });
     }
     for (const [key, value] of maps.serviceNames.entries()) {
-      state.apply({ kind: 'upsert-service-name', serviceId: MAP_CODECS.serviceNames.key.decode(key), service: MAP_CODECS.serviceNames.value.decode(value) });
+      state.apply({
+        kind: 'upsert-service-name',
+        serviceId: MAP_CODECS.serviceNames.key.decode(key),
+        service: MAP_CODECS.serviceNames.value.decode(value),
+      });
     }
     for (const [key, value] of maps.frontends.entries()) {
       const frontend = MAP_CODECS.frontends.value.decode(value);
-      if (frontendId(frontend.key) === frontendId(MAP_CODECS.frontends.key.decode(key)) && isSealed(value)) state.apply({ kind: 'upsert-frontend', frontend });
+      if (frontendId(frontend.key) === frontendId(MAP_CODECS.frontends.key.decode(key)) && isSealed(value))
+        state.apply({ kind: 'upsert-frontend', frontend });
     }
     return state;
   }
@@ -89,7 +94,8 @@ export class DatapathState {
       }
       case 'delete-backend': {
         const backend = this.backends.get(operation.backendId);
-        if (backend && this.backendIdByAddress.get(backendText(backend)) === operation.backendId) this.backendIdByAddress.delete(backendText(backend));
+        if (backend && this.backendIdByAddress.get(backendText(backend)) === operation.backendId)
+          this.backendIdByAddress.delete(backendText(backend));
         this.backends.delete(operation.backendId);
         this.#backendIds.released(operation.backendId);
         return;

@@ -67,7 +67,9 @@ export class StuckSocketDestroyer implements StuckSocketHandler {
         pairs: wanted.map((pair) => `${frontendId(pair.frontend)} -> ${backendText(pair.backend)}`),
         namespaces: namespaces.length,
         destroyed: run.destroyed.filter((socket) => socket.error === 0).length,
-        failed: run.destroyed.filter((socket) => socket.error !== 0).map((socket) => ({ cookie: String(socket.cookie), error: socket.error })),
+        failed: run.destroyed
+          .filter((socket) => socket.error !== 0)
+          .map((socket) => ({ cookie: String(socket.cookie), error: socket.error })),
         durationMs: Math.round(performance.now() - started),
       },
       'stuck sockets destroyed',

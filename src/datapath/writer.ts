@@ -3,9 +3,18 @@ import type { BpfMap, DatapathMaps, MapEntry } from './maps.js';
 import type { Operation } from './state.js';
 
 /** The operations that create or replace an entry: they can be written in batches. */
-export type Upsert = Extract<Operation, { kind: 'upsert-backend' | 'upsert-slot' | 'upsert-service-name' | 'upsert-frontend' | 'reset-stats' }>;
+export type Upsert = Extract<
+  Operation,
+  { kind: 'upsert-backend' | 'upsert-slot' | 'upsert-service-name' | 'upsert-frontend' | 'reset-stats' }
+>;
 
-const UPSERT_KINDS: ReadonlySet<Operation['kind']> = new Set<Upsert['kind']>(['upsert-backend', 'upsert-slot', 'upsert-service-name', 'upsert-frontend', 'reset-stats']);
+const UPSERT_KINDS: ReadonlySet<Operation['kind']> = new Set<Upsert['kind']>([
+  'upsert-backend',
+  'upsert-slot',
+  'upsert-service-name',
+  'upsert-frontend',
+  'reset-stats',
+]);
 
 export function isUpsert(operation: Operation): operation is Upsert {
   return UPSERT_KINDS.has(operation.kind);
@@ -31,7 +40,10 @@ export function upsertMap(maps: DatapathMaps, kind: Upsert['kind']): BpfMap {
 export function upsertEntry(maps: DatapathMaps, operation: Upsert): MapEntry {
   switch (operation.kind) {
     case 'upsert-backend':
-      return [MAP_CODECS.backends.key.encode(operation.backendId), MAP_CODECS.backends.value.encode({ backendId: operation.backendId, ...operation.backend })];
+      return [
+        MAP_CODECS.backends.key.encode(operation.backendId),
+        MAP_CODECS.backends.value.encode({ backendId: operation.backendId, ...operation.backend }),
+      ];
     case 'upsert-slot':
       return [MAP_CODECS.slots.key.encode(operation), MAP_CODECS.slots.value.encode(operation)];
     case 'upsert-service-name':

@@ -14,7 +14,15 @@ const ARRAY_TYPES = new Set([BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY]);
 
 /** The map's type name as bpftool prints it, for the types socklb pins. */
 export function mapTypeName(type: number): string {
-  const names: Record<number, string> = { 1: 'hash', 2: 'array', 5: 'percpu_hash', 6: 'percpu_array', 9: 'lru_hash', 10: 'lru_percpu_hash', 24: 'sk_storage' };
+  const names: Record<number, string> = {
+    1: 'hash',
+    2: 'array',
+    5: 'percpu_hash',
+    6: 'percpu_array',
+    9: 'lru_hash',
+    10: 'lru_percpu_hash',
+    24: 'sk_storage',
+  };
   return names[type] ?? `type ${type}`;
 }
 

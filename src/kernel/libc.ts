@@ -21,7 +21,12 @@ export const libcCalls = {
 };
 
 /** Renders a printf-like message with its va_list: libbpf's print callback gets one (libbpf.ts). */
-export const vsnprintf = libc.func('int vsnprintf(_Out_ uint8_t *buffer, size_t size, const char *format, void *args)') as (buffer: Buffer, size: number, format: string, args: unknown) => number;
+export const vsnprintf = libc.func('int vsnprintf(_Out_ uint8_t *buffer, size_t size, const char *format, void *args)') as (
+  buffer: Buffer,
+  size: number,
+  format: string,
+  args: unknown,
+) => number;
 
 /** errno of the last call made through koffi on this thread. */
 export function lastErrno(): number {

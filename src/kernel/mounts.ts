@@ -31,8 +31,11 @@ function unescapeMountPath(path: string): string {
 export function cgroup2Root(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string {
   const [root] = mountPoints(mountinfo, 'cgroup2');
   if (root === undefined) {
-    throw new SocklbError('SOCKLB_ERR_NO_CGROUP2', 'no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo): socklb attaches to cgroup v2; mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`');
+    throw new SocklbError(
+      'SOCKLB_ERR_NO_CGROUP2',
+      'no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo): socklb attaches to cgroup v2; ' +
+        'mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`',
+    );
   }
   return root;
 }
-

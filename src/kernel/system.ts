@@ -11,7 +11,10 @@ import { mountPoints } from './mounts.js';
 export function checkCgroup(path: string, subject: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): void {
   const roots = mountPoints(mountinfo, 'cgroup2');
   if (!roots.some((root) => path === root || path.startsWith(`${root}/`))) {
-    throw new SocklbError('SOCKLB_ERR_CGROUP', `${subject}: not inside a cgroup v2 hierarchy (mounted at ${roots.join(', ') || 'nowhere'})`);
+    throw new SocklbError(
+      'SOCKLB_ERR_CGROUP',
+      `${subject}: not inside a cgroup v2 hierarchy (mounted at ${roots.join(', ') || 'nowhere'})`,
+    );
   }
   let isDirectory = false;
   try {
@@ -31,7 +34,10 @@ export function ensureBpffs(pinDirectory: string, mountinfo = readFileSync('/pro
   mkdirSync(mountPoint, { recursive: true });
   if (libcCalls.mount('bpf', mountPoint, 'bpf', 0, 'mode=0700') !== 0) {
     const errno = lastErrno();
-    throw new SocklbError('SOCKLB_ERR_KERNEL', `cannot mount a BPF filesystem at ${mountPoint} for the pins under ${pinDirectory}: ${errnoName(errno)}`);
+    throw new SocklbError(
+      'SOCKLB_ERR_KERNEL',
+      `cannot mount a BPF filesystem at ${mountPoint} for the pins under ${pinDirectory}: ${errnoName(errno)}`,
+    );
   }
 }
 
@@ -58,5 +64,8 @@ export function checkPrivileges(capabilities = effectiveCapabilities()): void {
     .map(([, name]) => name);
   // CAP_SYS_ADMIN alone covers BPF on kernels that predate CAP_BPF.
   if (missing.length === 0 || (missing.length === 1 && missing[0] === 'CAP_BPF')) return;
-  throw new SocklbError('SOCKLB_ERR_PRIVILEGES', `socklb needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, to load and attach BPF programs; missing: ${missing.join(', ')}`);
+  throw new SocklbError(
+    'SOCKLB_ERR_PRIVILEGES',
+    `socklb needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, to load and attach BPF programs; missing: ${missing.join(', ')}`,
+  );
 }

@@ -122,7 +122,11 @@ export class DesiredFrontends {
     const ordered = sliceKeys.map((key) => this.slices.get(key)!);
     const { frontends, problems } = serviceFrontends(service, ordered, this.node);
     this.claimsByService.set(serviceKey, frontends);
-    if (problems.length > 0) this.problemsByService.set(serviceKey, problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })));
+    if (problems.length > 0)
+      this.problemsByService.set(
+        serviceKey,
+        problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })),
+      );
     for (const frontend of frontends) this.claim(serviceKey, frontend, changed);
   }
 
@@ -159,7 +163,8 @@ export class DesiredFrontends {
     if (!wasServing) return;
     changed.add(id);
     const next = firstInOrder(claimants);
-    const nextFrontend = next === undefined ? undefined : this.claimsByService.get(next)?.find((frontend) => frontendId(frontend.key) === id);
+    const nextFrontend =
+      next === undefined ? undefined : this.claimsByService.get(next)?.find((frontend) => frontendId(frontend.key) === id);
     if (nextFrontend) this.frontends.set(id, nextFrontend);
     else this.frontends.delete(id);
   }
@@ -169,7 +174,11 @@ export class DesiredFrontends {
     for (const id of this.contested) {
       const [winner, ...losers] = this.claimants.keysOf(id);
       for (const loser of losers) {
-        problems.push({ source: 'model', object: `Service ${loser}`, reason: `frontend ${id} is already served by Service ${winner}; this port is skipped` });
+        problems.push({
+          source: 'model',
+          object: `Service ${loser}`,
+          reason: `frontend ${id} is already served by Service ${winner}; this port is skipped`,
+        });
       }
     }
     return problems;

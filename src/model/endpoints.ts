@@ -25,7 +25,11 @@ export interface CategorizedEndpoints<E extends Endpoint> {
  * only endpoints on this node count, with the same ready-then-terminating
  * fallback; none is none (the connection fails).
  */
-export function categorizeEndpoints<E extends Endpoint>(endpoints: readonly E[], policy: EndpointPolicy, node: Pick<NodeContext, 'name' | 'zone'>): CategorizedEndpoints<E> {
+export function categorizeEndpoints<E extends Endpoint>(
+  endpoints: readonly E[],
+  policy: EndpointPolicy,
+  node: Pick<NodeContext, 'name' | 'zone'>,
+): CategorizedEndpoints<E> {
   const cluster = withTerminatingFallback(endpoints, topologyFilter(endpoints, node));
   if (policy.internalTrafficPolicy === 'Cluster') return { cluster, internal: cluster };
   const local = endpoints.filter((endpoint) => endpoint.nodeName === node.name);
@@ -47,12 +51,17 @@ function withTerminatingFallback<E extends Endpoint>(endpoints: readonly E[], el
 function topologyFilter(endpoints: readonly Endpoint[], node: Pick<NodeContext, 'name' | 'zone'>): (endpoint: Endpoint) => boolean {
   if (hintsName(endpoints, (endpoint) => endpoint.nodeHints, node.name)) return (endpoint) => endpoint.nodeHints!.includes(node.name);
   const { zone } = node;
-  if (zone !== undefined && zone !== '' && hintsName(endpoints, (endpoint) => endpoint.zoneHints, zone)) return (endpoint) => endpoint.zoneHints!.includes(zone);
+  if (zone !== undefined && zone !== '' && hintsName(endpoints, (endpoint) => endpoint.zoneHints, zone))
+    return (endpoint) => endpoint.zoneHints!.includes(zone);
   return () => true;
 }
 
 /** Whether every ready endpoint has hints of this kind and one of them names `target`. */
-function hintsName(endpoints: readonly Endpoint[], hintsOf: (endpoint: Endpoint) => readonly string[] | undefined, target: string): boolean {
+function hintsName(
+  endpoints: readonly Endpoint[],
+  hintsOf: (endpoint: Endpoint) => readonly string[] | undefined,
+  target: string,
+): boolean {
   let named = false;
   for (const endpoint of endpoints) {
     if (!endpoint.ready) continue;

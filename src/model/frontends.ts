@@ -5,7 +5,18 @@
 
 import { categorizeEndpoints } from './endpoints.js';
 import { cidrContains, ipFamily, parseCidr, writeIP } from './ip.js';
-import type { Backend, DesiredFrontend, Endpoint, EndpointSlice, FrontendKey, IPAddress, IPFamily, NodeContext, Service, ServicePort } from './types.js';
+import type {
+  Backend,
+  DesiredFrontend,
+  Endpoint,
+  EndpointSlice,
+  FrontendKey,
+  IPAddress,
+  IPFamily,
+  NodeContext,
+  Service,
+  ServicePort,
+} from './types.js';
 
 export interface ServiceFrontends {
   /** Sorted by address (IPv4 first), port, protocol. */
@@ -48,7 +59,8 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
   for (const clusterIP of service.clusterIPs) {
     const family = familyOf(clusterIP);
     // No slice at all is an ordinary state (no pods yet); slices of the other family only is a mistake.
-    if (slices.length > 0 && !slices.some((slice) => slice.addressType === family)) problems.push(`clusterIP ${clusterIP} (${family}) has no ${family} EndpointSlice`);
+    if (slices.length > 0 && !slices.some((slice) => slice.addressType === family))
+      problems.push(`clusterIP ${clusterIP} (${family}) has no ${family} EndpointSlice`);
     addFrontends(clusterIP, 'internal', (port) => port.port);
   }
   // Sandbox traffic to a Service's outside addresses short-circuits to its endpoints, as kube-proxy does for pods.
@@ -60,15 +72,25 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
   const allowedCidrs = node.allowedExternalIPCidrs.map((text) => parseCidr(text)).filter((cidr) => cidr !== undefined);
   for (const externalIP of service.externalIPs) {
     const family = familyOf(externalIP);
-    if (!served(externalIP)) problems.push(`spec.externalIPs: ${externalIP} is not translated: the Service has no ${family} cluster IP (spec.ipFamilies), so it has no ${family} endpoints to send it to`);
+    if (!served(externalIP))
+      problems.push(
+        `spec.externalIPs: ${externalIP} is not translated: the Service has no ${family} cluster IP (spec.ipFamilies), ` +
+          `so it has no ${family} endpoints to send it to`,
+      );
     else if (allowedCidrs.some((cidr) => cidrContains(cidr, externalIP))) addFrontends(externalIP, 'cluster', (port) => port.port);
-    else problems.push(`spec.externalIPs: ${externalIP} is outside --allowed-external-ip-cidrs (${node.allowedExternalIPCidrs.join(', ') || 'none'}); not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)`);
+    else
+      problems.push(
+        `spec.externalIPs: ${externalIP} is outside --allowed-external-ip-cidrs ` +
+          `(${node.allowedExternalIPCidrs.join(', ') || 'none'}); not translated, ` +
+          `so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)`,
+      );
   }
   for (const ip of service.loadBalancerIPs.filter(served)) addFrontends(ip, 'cluster', (port) => port.port);
   if (service.type !== 'ClusterIP') {
     for (const nodeAddress of node.addresses.filter(served)) addFrontends(nodeAddress, 'cluster', (port) => port.nodePort);
   }
-  if (service.sctpPorts.length > 0) problems.push(`SCTP ports ${service.sctpPorts.join(', ')} are not translated: socket hooks do not cover SCTP`);
+  if (service.sctpPorts.length > 0)
+    problems.push(`SCTP ports ${service.sctpPorts.join(', ')} are not translated: socket hooks do not cover SCTP`);
   return { frontends: frontends.sort((a, b) => compareKeys(a.key, b.key)), problems };
 }
 
@@ -96,12 +118,15 @@ function portEndpoints(port: ServicePort, slices: readonly EndpointSlice[], node
 }
 
 function toBackends(endpoints: readonly PortEndpoint[]): Backend[] {
-  return endpoints.map((endpoint) => ({ address: endpoint.address, port: endpoint.port })).sort((a, b) => compareIPs(a.address, b.address) || a.port - b.port);
+  return endpoints
+    .map((endpoint) => ({ address: endpoint.address, port: endpoint.port }))
+    .sort((a, b) => compareIPs(a.address, b.address) || a.port - b.port);
 }
 
 function familyOf(address: IPAddress): IPFamily {
   const family = ipFamily(address);
-  if (family === undefined) throw new Error(`${address} is not an IP address: model objects must come from parseService and parseEndpointSlice`);
+  if (family === undefined)
+    throw new Error(`${address} is not an IP address: model objects must come from parseService and parseEndpointSlice`);
   return family;
 }
 
@@ -112,7 +137,10 @@ function compareKeys(a: FrontendKey, b: FrontendKey): number {
 /** IPv4 before IPv6, then numerically, so that 10.0.0.9 comes before 10.0.0.10. */
 function compareIPs(a: IPAddress, b: IPAddress): number {
   if (a === b) return 0;
-  return FAMILY_ORDER[familyOf(a)] - FAMILY_ORDER[familyOf(b)] || Buffer.compare(writeIP(a, COMPARED_A.fill(0), 0), writeIP(b, COMPARED_B.fill(0), 0));
+  return (
+    FAMILY_ORDER[familyOf(a)] - FAMILY_ORDER[familyOf(b)] ||
+    Buffer.compare(writeIP(a, COMPARED_A.fill(0), 0), writeIP(b, COMPARED_B.fill(0), 0))
+  );
 }
 
 // Reused by every comparison: sorting 10000 Services' frontends and backends allocated two buffers per comparison.

@@ -78,7 +78,7 @@ export function formatIP(bytes: Uint8Array, family: IPFamily): IPAddress {
   // RFC 5952: the longest run of two or more zero groups, the first one on a tie, becomes '::'.
   let bestStart = -1;
   let bestLength = 1;
-  for (let start = 0; start < 8; ) {
+  for (let start = 0; start < 8;) {
     if (groups[start] !== 0) {
       start++;
       continue;

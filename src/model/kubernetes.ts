@@ -222,7 +222,11 @@ function servicePorts(raw: unknown): AnyProtocolPort[] {
     const port = record(entry, field);
     const name = optionalString(port.name, `${field}.name`);
     if (name === '' && entries.length > 1) fail(`${field}.name`, 'missing; every port of a multi-port Service needs a name');
-    const parsed: AnyProtocolPort = { name, protocol: protocol(port.protocol, `${field}.protocol`, { sctp: true }), port: portNumber(port.port, `${field}.port`) };
+    const parsed: AnyProtocolPort = {
+      name,
+      protocol: protocol(port.protocol, `${field}.protocol`, { sctp: true }),
+      port: portNumber(port.port, `${field}.port`),
+    };
     if (!isAbsent(port.nodePort)) parsed.nodePort = portNumber(port.nodePort, `${field}.nodePort`);
     return parsed;
   });

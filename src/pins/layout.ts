@@ -92,14 +92,23 @@ export function sandboxLinkDirectory(pinDirectory: string, id: string, root: str
  * The sandboxes pinned under `pinDirectory`, with the directory of their links; cgroup undefined
  * for a directory left half made.
  */
-export function pinnedSandboxes(pinDirectory: string, root = cgroup2Root()): { id: string; cgroup: string | undefined; directory: string }[] {
+export function pinnedSandboxes(
+  pinDirectory: string,
+  root = cgroup2Root(),
+): { id: string; cgroup: string | undefined; directory: string }[] {
   const sandboxes = sandboxesDirectory(pinDirectory);
   return (entriesOf(sandboxes) ?? []).flatMap((id) => {
     const entries = entriesOf(`${sandboxes}/${id}`);
     if (entries === undefined) return [];
     const [name, ...others] = entries;
     const whole = name !== undefined && others.length === 0;
-    return [{ id, cgroup: whole ? cgroupOfLinkDirectory(root, name) : undefined, directory: whole ? `${sandboxes}/${id}/${name}` : `${sandboxes}/${id}` }];
+    return [
+      {
+        id,
+        cgroup: whole ? cgroupOfLinkDirectory(root, name) : undefined,
+        directory: whole ? `${sandboxes}/${id}/${name}` : `${sandboxes}/${id}`,
+      },
+    ];
   });
 }
 

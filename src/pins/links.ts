@@ -16,7 +16,11 @@ const STAGED_PIN_SUFFIX = '-staged';
  * replacing theirs), and detaches the links of programs no longer among them. Whatever fails, each
  * program stays attached by its old link or by its new one: a cgroup is never left without it.
  */
-export function pinProgramLinks(cgroup: string, directory: string, programs: ReadonlyMap<string, BpfProgramHandle>): 'attached' | 'replaced' {
+export function pinProgramLinks(
+  cgroup: string,
+  directory: string,
+  programs: ReadonlyMap<string, BpfProgramHandle>,
+): 'attached' | 'replaced' {
   mkdirSync(directory, { recursive: true, mode: 0o700 });
   let replaced = true;
   const cgroupFd = openSync(cgroup, 'r');

@@ -21,9 +21,16 @@ export class PinnedMapFds {
     if (fd < 0) {
       const errno = -fd || lastErrno();
       if (this.fds.length > 0) {
-        throw new SocklbError('SOCKLB_ERR_MAP_LAYOUT', `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; \`socklb run\` of this build adds it`);
+        throw new SocklbError(
+          'SOCKLB_ERR_MAP_LAYOUT',
+          `${path}: not pinned (${errnoName(errno)}) beside the other maps: they were pinned by another build of socklb; ` +
+            `\`socklb run\` of this build adds it`,
+        );
       }
-      throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${path} (${errnoName(errno)}); start one with \`socklb run\``);
+      throw new SocklbError(
+        'SOCKLB_ERR_NOT_RUNNING',
+        `no socklb datapath pinned at ${path} (${errnoName(errno)}); start one with \`socklb run\``,
+      );
     }
     this.fds.push(fd);
     return fd;

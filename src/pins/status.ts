@@ -54,7 +54,9 @@ function infoOfOpened(fd: number, what: string): Buffer {
 export function pinnedLinks(pinDirectory: string): PinnedLink[] {
   const directories: { cgroup: string; sandbox?: string; directory: string }[] = [
     ...pinnedLinkDirectories(pinDirectory),
-    ...pinnedSandboxes(pinDirectory).flatMap(({ id, cgroup, directory }) => (cgroup === undefined ? [] : [{ cgroup, sandbox: id, directory }])),
+    ...pinnedSandboxes(pinDirectory).flatMap(({ id, cgroup, directory }) =>
+      cgroup === undefined ? [] : [{ cgroup, sandbox: id, directory }],
+    ),
   ];
   const links: PinnedLink[] = [];
   for (const { cgroup, sandbox, directory } of directories) {
@@ -65,13 +67,22 @@ export function pinnedLinks(pinDirectory: string): PinnedLink[] {
         const link = infoOfOpened(openPin(path), `link ${path}`);
         const programId = link.readUInt32LE(8);
         const programFd = libbpf.progGetFdById(programId);
-        if (programFd < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `open program ${programId} of link ${path}: ${errnoName(-programFd || lastErrno())}`);
+        if (programFd < 0)
+          throw new SocklbError('SOCKLB_ERR_LIBBPF', `open program ${programId} of link ${path}: ${errnoName(-programFd || lastErrno())}`);
         // struct bpf_prog_info: type, id (u32 each), tag[8].
         const programTag = infoOfOpened(programFd, `program ${programId}`).subarray(8, 16).toString('hex');
         links.push({ cgroup, ...(sandbox !== undefined && { sandbox }), program, linkId: link.readUInt32LE(4), programId, programTag });
       } catch (error) {
         if (!(error instanceof SocklbError)) throw error;
-        links.push({ cgroup, ...(sandbox !== undefined && { sandbox }), program, linkId: 0, programId: 0, programTag: '', error: error.message });
+        links.push({
+          cgroup,
+          ...(sandbox !== undefined && { sandbox }),
+          program,
+          linkId: 0,
+          programId: 0,
+          programTag: '',
+          error: error.message,
+        });
       }
     }
   }
@@ -87,14 +98,23 @@ export function pinnedMaps(pinDirectory: string): PinnedMap[] {
     names = pinnedMapNames(pinDirectory);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'ENOENT';
-    throw new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb datapath pinned at ${pinLayout(pinDirectory).maps} (${code}); start one with \`socklb run\``);
+    throw new SocklbError(
+      'SOCKLB_ERR_NOT_RUNNING',
+      `no socklb datapath pinned at ${pinLayout(pinDirectory).maps} (${code}); start one with \`socklb run\``,
+    );
   }
   return names.sort().map((name) => {
     const fd = openPin(pinnedMapPath(pinDirectory, name));
     try {
       const info = mapInfo(fd);
       const type = mapTypeName(info.type);
-      return { name: info.name, type, id: info.id, entries: COUNTED_TYPES.has(type) ? countKeys(fd, info.keySize) : null, capacity: info.maxEntries };
+      return {
+        name: info.name,
+        type,
+        id: info.id,
+        entries: COUNTED_TYPES.has(type) ? countKeys(fd, info.keySize) : null,
+        capacity: info.maxEntries,
+      };
     } finally {
       libcCalls.close(fd);
     }

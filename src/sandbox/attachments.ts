@@ -28,7 +28,11 @@ export class PinnedSandboxes implements SandboxAttachments {
     checkCgroup(sandbox.cgroup, `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup}`);
     const name = linkDirectoryName(this.cgroupRoot, sandbox.cgroup);
     if (Buffer.byteLength(name) > MAX_PIN_NAME_BYTES) {
-      throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup} is too deep to name its pins (${Buffer.byteLength(name)} bytes encoded, at most ${MAX_PIN_NAME_BYTES})`);
+      throw new SocklbError(
+        'SOCKLB_ERR_SANDBOX',
+        `sandbox ${sandbox.id}: cgroup ${sandbox.cgroup} ` +
+          `is too deep to name its pins (${Buffer.byteLength(name)} bytes encoded, at most ${MAX_PIN_NAME_BYTES})`,
+      );
     }
     const directory = sandboxDirectory(this.pinDirectory, sandbox.id);
     try {
@@ -69,7 +73,12 @@ export class PinnedSandboxes implements SandboxAttachments {
         try {
           this.datapath.attachOne(sandbox.cgroup, sandboxLinkDirectory(this.pinDirectory, sandbox.id, this.cgroupRoot, sandbox.cgroup));
         } catch (error) {
-          notUpgraded.push({ ...adoptedSandbox, reason: `attaching this build's programs failed, its links are kept as they were: ${error instanceof Error ? error.message : String(error)}` });
+          notUpgraded.push({
+            ...adoptedSandbox,
+            reason:
+              `attaching this build's programs failed, its links are kept as they were: ` +
+              `${error instanceof Error ? error.message : String(error)}`,
+          });
         }
       }
     }

@@ -7,7 +7,15 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { dirname } from 'node:path';
 import { SocklbError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { encodeMessage, errorResponse, MAX_REQUEST_BYTES, parseRequest, parseResponse, type ControlRequest, type ControlResponse } from './protocol.js';
+import {
+  encodeMessage,
+  errorResponse,
+  MAX_REQUEST_BYTES,
+  parseRequest,
+  parseResponse,
+  type ControlRequest,
+  type ControlResponse,
+} from './protocol.js';
 import type { SandboxRegistry } from './registry.js';
 
 export const DEFAULT_CONTROL_SOCKET = '/run/socklb/control.sock';
@@ -62,10 +70,16 @@ export async function claimControlSocket(path: string, logger: Logger): Promise<
     }
   } catch (error) {
     if (error instanceof SocklbError) throw error;
-    throw new SocklbError('SOCKLB_ERR_CONTROL', `cannot serve the control socket ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
+    throw new SocklbError(
+      'SOCKLB_ERR_CONTROL',
+      `cannot serve the control socket ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      { cause: error },
+    );
   }
   // An accept that fails (EMFILE) is reported here; without a listener it would end the agent.
-  server.on('error', (error: NodeJS.ErrnoException) => logger.error({ path, code: error.code }, `control socket ${path}: ${error.message}`));
+  server.on('error', (error: NodeJS.ErrnoException) =>
+    logger.error({ path, code: error.code }, `control socket ${path}: ${error.message}`),
+  );
   return {
     serve,
     close: () => {
@@ -103,7 +117,8 @@ function listen(server: Server, path: string): Promise<boolean> {
 function secureDirectory(directory: string): void {
   mkdirSync(directory, { recursive: true, mode: 0o700 });
   const status = lstatSync(directory);
-  const refuse = (reason: string) => new SocklbError('SOCKLB_ERR_CONTROL', `control socket directory ${directory}: ${reason}; fix it or choose another --control-socket`);
+  const refuse = (reason: string) =>
+    new SocklbError('SOCKLB_ERR_CONTROL', `control socket directory ${directory}: ${reason}; fix it or choose another --control-socket`);
   if (status.isSymbolicLink()) throw refuse('is a symbolic link');
   if (!status.isDirectory()) throw refuse('is not a directory');
   if (status.uid !== 0 && status.uid !== process.geteuid?.()) throw refuse(`is owned by uid ${status.uid}, not root`);
@@ -122,7 +137,10 @@ function serveConnection(connection: Socket, ready: Promise<SandboxRegistry>, lo
     // The request is in: from here on the client's own timeout applies, also while it is held.
     connection.setTimeout(0);
     if (line === undefined) {
-      reply(connection, errorResponse(new SocklbError('SOCKLB_ERR_CONTROL', `control socket: request longer than ${MAX_REQUEST_BYTES} bytes`)));
+      reply(
+        connection,
+        errorResponse(new SocklbError('SOCKLB_ERR_CONTROL', `control socket: request longer than ${MAX_REQUEST_BYTES} bytes`)),
+      );
       return;
     }
     void ready.then((registry) => {
@@ -165,7 +183,8 @@ function reply(connection: Socket, response: ControlResponse): void {
 
 function logRequest(logger: Logger, request: ControlRequest, response: ControlResponse): void {
   if (!response.ok) logger.warn({ op: request.op, code: response.code }, `sandbox ${request.op} refused: ${response.message}`);
-  else if ('sandbox' in response) logger.info({ ...response.sandbox, outcome: response.outcome }, `sandbox ${response.sandbox.id} ${response.outcome}`);
+  else if ('sandbox' in response)
+    logger.info({ ...response.sandbox, outcome: response.outcome }, `sandbox ${response.sandbox.id} ${response.outcome}`);
 }
 
 /**
@@ -175,7 +194,11 @@ function logRequest(logger: Logger, request: ControlRequest, response: ControlRe
 async function removeDeadSocket(path: string): Promise<void> {
   const probed = statOrUndefined(path);
   if (probed === undefined) return;
-  if (!probed.isSocket()) throw new SocklbError('SOCKLB_ERR_CONTROL', `control socket ${path}: the path exists and is not a socket; remove it or choose another --control-socket`);
+  if (!probed.isSocket())
+    throw new SocklbError(
+      'SOCKLB_ERR_CONTROL',
+      `control socket ${path}: the path exists and is not a socket; remove it or choose another --control-socket`,
+    );
   const live = await new Promise<boolean>((resolve) => {
     const probe = createConnection(path);
     probe.once('connect', () => {
@@ -194,7 +217,10 @@ function statOrUndefined(path: string): Stats | undefined {
 }
 
 function anotherAgent(path: string): SocklbError {
-  return new SocklbError('SOCKLB_ERR_CONTROL', `control socket ${path}: another socklb agent is serving it; stop that one or choose another --control-socket`);
+  return new SocklbError(
+    'SOCKLB_ERR_CONTROL',
+    `control socket ${path}: another socklb agent is serving it; stop that one or choose another --control-socket`,
+  );
 }
 
 function closeServer(server: Server): Promise<void> {
@@ -206,7 +232,11 @@ function closeServer(server: Server): Promise<void> {
  * Sends one request to the agent and resolves to its answer; a refusal becomes the agent's
  * SocklbError, a dead or absent agent one sentence, and nothing waits longer than `timeoutMs`.
  */
-export async function requestControl(path: string, request: ControlRequest, timeoutMs: number): Promise<Exclude<ControlResponse, { ok: false }>> {
+export async function requestControl(
+  path: string,
+  request: ControlRequest,
+  timeoutMs: number,
+): Promise<Exclude<ControlResponse, { ok: false }>> {
   const line = await new Promise<string>((resolve, reject) => {
     const connection = createConnection(path);
     let received = '';
@@ -237,7 +267,10 @@ function connectError(path: string, error: NodeJS.ErrnoException): SocklbError {
   switch (error.code) {
     case 'ENOENT':
     case 'ECONNREFUSED':
-      return new SocklbError('SOCKLB_ERR_NOT_RUNNING', `no socklb agent is serving the control socket ${path} (${error.code}); start one with \`socklb run\``);
+      return new SocklbError(
+        'SOCKLB_ERR_NOT_RUNNING',
+        `no socklb agent is serving the control socket ${path} (${error.code}); start one with \`socklb run\``,
+      );
     case 'EACCES':
     case 'EPERM':
       return new SocklbError('SOCKLB_ERR_PRIVILEGES', `cannot use the control socket ${path} (${error.code}): it is root-only`);

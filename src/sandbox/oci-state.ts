@@ -39,9 +39,11 @@ export function parseContainerState(text: string): ContainerState {
     if (typeof fields[name] !== 'string' || fields[name] === '') throw stateError(`field "${name}" is missing or not a string`);
   }
   const pid = fields['pid'];
-  if (pid !== undefined && (!Number.isInteger(pid) || (pid as number) < 0)) throw stateError(`field "pid" ${JSON.stringify(pid)} is not a process id`);
+  if (pid !== undefined && (!Number.isInteger(pid) || (pid as number) < 0))
+    throw stateError(`field "pid" ${JSON.stringify(pid)} is not a process id`);
   const annotations = fields['annotations'] ?? {};
-  if (typeof annotations !== 'object' || annotations === null || Array.isArray(annotations)) throw stateError('field "annotations" is not an object');
+  if (typeof annotations !== 'object' || annotations === null || Array.isArray(annotations))
+    throw stateError('field "annotations" is not an object');
   return {
     ociVersion: fields['ociVersion'] as string,
     id: fields['id'] as string,
@@ -68,7 +70,10 @@ export function hookAction(stage: HookStage | undefined, state: ContainerState):
     case 'stopped':
       return 'unregister';
     default:
-      throw stateError(`container ${state.id} has status ${JSON.stringify(state.status)}; give the stage (\`socklb oci-hook createRuntime\` or \`poststop\`)`);
+      throw stateError(
+        `container ${state.id} has status ${JSON.stringify(state.status)}; ` +
+          `give the stage (\`socklb oci-hook createRuntime\` or \`poststop\`)`,
+      );
   }
 }
 
@@ -79,11 +84,20 @@ export function hookAction(stage: HookStage | undefined, state: ContainerState):
  */
 export function cgroupOfProcess(pid: number, procCgroup: string, mountinfo: string): string {
   const line = procCgroup.split('\n').find((entry) => entry.startsWith('0::'));
-  if (line === undefined) throw new SocklbError('SOCKLB_ERR_CGROUP', `process ${pid} is in no cgroup v2 (no "0::" line in /proc/${pid}/cgroup); socklb attaches to cgroup v2 only`);
+  if (line === undefined)
+    throw new SocklbError(
+      'SOCKLB_ERR_CGROUP',
+      `process ${pid} is in no cgroup v2 (no "0::" line in /proc/${pid}/cgroup); socklb attaches to cgroup v2 only`,
+    );
   const path = line.slice(3);
-  if (!path.startsWith('/') || path.endsWith(' (deleted)')) throw new SocklbError('SOCKLB_ERR_CGROUP', `process ${pid}: cgroup ${JSON.stringify(path)} in /proc/${pid}/cgroup is not a live path`);
+  if (!path.startsWith('/') || path.endsWith(' (deleted)'))
+    throw new SocklbError('SOCKLB_ERR_CGROUP', `process ${pid}: cgroup ${JSON.stringify(path)} in /proc/${pid}/cgroup is not a live path`);
   // Attaching to the root would translate every process of the host.
-  if (path === '/') throw new SocklbError('SOCKLB_ERR_CGROUP', `process ${pid} is in the cgroup v2 root: its container has no cgroup of its own to attach to (set linux.cgroupsPath)`);
+  if (path === '/')
+    throw new SocklbError(
+      'SOCKLB_ERR_CGROUP',
+      `process ${pid} is in the cgroup v2 root: its container has no cgroup of its own to attach to (set linux.cgroupsPath)`,
+    );
   return `${cgroup2Root(mountinfo)}${path}`;
 }
 

@@ -42,20 +42,26 @@ export function parseResponse(line: string): ControlResponse {
   if (fields['ok'] === false) {
     const code = fields['code'];
     const message = stringField(fields, 'message', 'response');
-    if (typeof code !== 'string' || !(code in ERROR_CODES)) throw protocolError(`response code ${JSON.stringify(code)}: not a socklb error code`);
+    if (typeof code !== 'string' || !(code in ERROR_CODES))
+      throw protocolError(`response code ${JSON.stringify(code)}: not a socklb error code`);
     return { ok: false, code: code as ErrorCode, message };
   }
   if (fields['ok'] !== true) throw protocolError('response without "ok": true or false');
   if (Array.isArray(fields['sandboxes'])) return { ok: true, sandboxes: fields['sandboxes'].map((item) => sandboxOf(item)) };
   const outcome = fields['outcome'];
-  if (outcome !== 'added' && outcome !== 'unchanged' && outcome !== 'removed') throw protocolError(`response outcome ${JSON.stringify(outcome)}: not added, unchanged or removed`);
+  if (outcome !== 'added' && outcome !== 'unchanged' && outcome !== 'removed')
+    throw protocolError(`response outcome ${JSON.stringify(outcome)}: not added, unchanged or removed`);
   return { ok: true, outcome, sandbox: sandboxOf(fields['sandbox']) };
 }
 
 /** What the server answers for an error thrown while serving a request. */
 export function errorResponse(error: unknown): ControlResponse {
   if (error instanceof SocklbError) return { ok: false, code: error.code, message: error.message };
-  return { ok: false, code: 'SOCKLB_ERR_CONTROL', message: `the agent failed to serve the request: ${error instanceof Error ? error.message : String(error)}` };
+  return {
+    ok: false,
+    code: 'SOCKLB_ERR_CONTROL',
+    message: `the agent failed to serve the request: ${error instanceof Error ? error.message : String(error)}`,
+  };
 }
 
 function sandboxOf(value: unknown): Sandbox {

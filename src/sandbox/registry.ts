@@ -37,7 +37,10 @@ const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$/;
 /** Refuses an id that cannot name a sandbox, in one sentence. */
 export function checkSandboxId(id: string): void {
   if (!SANDBOX_ID.test(id)) {
-    throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox id ${JSON.stringify(id)}: use 1-128 letters, digits, '_', '.', '+' or '-', starting with a letter or digit`);
+    throw new SocklbError(
+      'SOCKLB_ERR_SANDBOX',
+      `sandbox id ${JSON.stringify(id)}: use 1-128 letters, digits, '_', '.', '+' or '-', starting with a letter or digit`,
+    );
   }
 }
 
@@ -59,7 +62,10 @@ export class SandboxRegistry {
     // One spelling per directory: /cg/c1/ or /cg/x/../c1 is the cgroup /cg/c1 already registered.
     const cgroup = resolve(path);
     if (cgroup === resolve(this.attachments.cgroupRoot)) {
-      throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${id}: cgroup ${cgroup} is the cgroup v2 root, which holds every process of the host; give the sandbox's own cgroup`);
+      throw new SocklbError(
+        'SOCKLB_ERR_SANDBOX',
+        `sandbox ${id}: cgroup ${cgroup} is the cgroup v2 root, which holds every process of the host; give the sandbox's own cgroup`,
+      );
     }
     const existing = this.sandboxes.get(id);
     if (existing?.cgroup === cgroup) {
@@ -67,7 +73,10 @@ export class SandboxRegistry {
       return { outcome: 'unchanged', sandbox: { ...existing } };
     }
     if (existing) {
-      throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${id} is already registered with cgroup ${existing.cgroup}; remove it first to register ${cgroup}`);
+      throw new SocklbError(
+        'SOCKLB_ERR_SANDBOX',
+        `sandbox ${id} is already registered with cgroup ${existing.cgroup}; remove it first to register ${cgroup}`,
+      );
     }
     const holder = [...this.sandboxes.values()].find((sandbox) => sandbox.cgroup === cgroup);
     if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `cgroup ${cgroup} is already registered as sandbox ${holder.id}`);

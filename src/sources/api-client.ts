@@ -75,7 +75,13 @@ export class ApiClient {
    * connection fails, when nothing arrived for `idleTimeoutMs`, or with an
    * ApiError for an ERROR event (the server ends the watch after one).
    */
-  async watch(path: string, query: Query, onEvent: (type: WatchEventType, object: KubeObject) => void, signal: AbortSignal, idleTimeoutMs: number): Promise<void> {
+  async watch(
+    path: string,
+    query: Query,
+    onEvent: (type: WatchEventType, object: KubeObject) => void,
+    signal: AbortSignal,
+    idleTimeoutMs: number,
+  ): Promise<void> {
     const response = await this.get(path, { ...query, watch: true }, signal, idleTimeoutMs);
     response.setEncoding('utf8');
     await new Promise<void>((resolve, reject) => {
@@ -150,7 +156,7 @@ export class ApiClient {
 function statusError(status: unknown, fallbackCode: number, request: string): ApiError {
   const fields = typeof status === 'object' && status !== null ? (status as Record<string, unknown>) : {};
   const code = typeof fields.code === 'number' ? fields.code : fallbackCode;
-  const reason = typeof fields.reason === 'string' ? fields.reason : http.STATUS_CODES[code] ?? 'Unknown';
+  const reason = typeof fields.reason === 'string' ? fields.reason : (http.STATUS_CODES[code] ?? 'Unknown');
   const message = typeof fields.message === 'string' ? fields.message : reason;
   return new ApiError(code, reason, `${request}: ${code} ${reason}: ${message}`);
 }

@@ -29,15 +29,23 @@ export async function chooseSource(flags: SourceFlags, logger: Logger, env: Node
   if (flags.manifests !== undefined && flags.kubeconfig !== undefined) {
     throw new SocklbError('SOCKLB_ERR_USAGE', '--manifests and --kubeconfig are both given: socklb reads one source; drop one of them');
   }
-  if (flags.manifests !== undefined) return { source: new ManifestSource({ path: flags.manifests }), origin: `--manifests ${flags.manifests}` };
+  if (flags.manifests !== undefined)
+    return { source: new ManifestSource({ path: flags.manifests }), origin: `--manifests ${flags.manifests}` };
   const loaded = await loadKubeConfig(flags.kubeconfig, env);
   if (!loaded) {
-    throw new SocklbError('SOCKLB_ERR_USAGE', 'no source of Services: give --manifests PATH, or --kubeconfig PATH (or set KUBECONFIG, or run in a pod with a service account)');
+    throw new SocklbError(
+      'SOCKLB_ERR_USAGE',
+      'no source of Services: give --manifests PATH, or --kubeconfig PATH (or set KUBECONFIG, or run in a pod with a service account)',
+    );
   }
   const { nodeName, serviceProxyName } = flags;
   if (nodeName === '') throw new SocklbError('SOCKLB_ERR_USAGE', '--node-name is empty: give the name of the Node this agent runs on');
   if (serviceProxyName !== undefined && !LABEL_VALUE.test(serviceProxyName)) {
-    throw new SocklbError('SOCKLB_ERR_USAGE', `--service-proxy-name ${JSON.stringify(serviceProxyName)}: not a label value (up to 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)`);
+    throw new SocklbError(
+      'SOCKLB_ERR_USAGE',
+      `--service-proxy-name ${JSON.stringify(serviceProxyName)}: ` +
+        `not a label value (up to 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit)`,
+    );
   }
   return { source: new KubernetesSource({ kubeConfig: loaded.config, nodeName, serviceProxyName, logger }), origin: loaded.origin };
 }

@@ -21,7 +21,10 @@ export interface LoadedKubeConfig {
 }
 
 /** The API configuration to use, or undefined when none is given (no path, no $KUBECONFIG, not in a pod). */
-export async function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<LoadedKubeConfig | undefined> {
+export async function loadKubeConfig(
+  path: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<LoadedKubeConfig | undefined> {
   if (path !== undefined) return checked(`--kubeconfig ${path}`, (config) => config.loadFromFile(path));
   const files = (env.KUBECONFIG ?? '').split(delimiter).filter((file) => file !== '');
   if (files.length > 0) {
@@ -37,7 +40,11 @@ export async function loadKubeConfig(path: string | undefined, env: NodeJS.Proce
   }
   if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT) {
     if (!existsSync(SERVICE_ACCOUNT_TOKEN)) {
-      throw new SocklbError('SOCKLB_ERR_USAGE', `in-cluster configuration: ${SERVICE_ACCOUNT_TOKEN} does not exist; give the pod a service account token (automountServiceAccountToken: true) or pass --kubeconfig`);
+      throw new SocklbError(
+        'SOCKLB_ERR_USAGE',
+        `in-cluster configuration: ${SERVICE_ACCOUNT_TOKEN} does not exist; ` +
+          `give the pod a service account token (automountServiceAccountToken: true) or pass --kubeconfig`,
+      );
     }
     return checked('in-cluster service account', (config) => config.loadFromCluster());
   }

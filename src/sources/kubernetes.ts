@@ -42,7 +42,11 @@ export const SOURCE_NAME = 'kubernetes';
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
 export const SERVICES: Resource = { path: '/api/v1/services', apiVersion: 'v1', kind: 'Service' };
-export const ENDPOINT_SLICES: Resource = { path: '/apis/discovery.k8s.io/v1/endpointslices', apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' };
+export const ENDPOINT_SLICES: Resource = {
+  path: '/apis/discovery.k8s.io/v1/endpointslices',
+  apiVersion: 'discovery.k8s.io/v1',
+  kind: 'EndpointSlice',
+};
 export const NODES: Resource = { path: '/api/v1/nodes', apiVersion: 'v1', kind: 'Node' };
 
 /**
@@ -95,7 +99,15 @@ export class KubernetesSource implements Source {
     const client = new ApiClient(options.kubeConfig);
     const labelSelector = proxyLabelSelector(options.serviceProxyName);
     const reflector = (resource: Resource, store: ReflectorStore, selectors: { labelSelector?: string; fieldSelector?: string }) =>
-      new Reflector({ client, resource, store, logger: this.logger, retry: options.retry, watchTimeoutSeconds: options.watchTimeoutSeconds, ...selectors });
+      new Reflector({
+        client,
+        resource,
+        store,
+        logger: this.logger,
+        retry: options.retry,
+        watchTimeoutSeconds: options.watchTimeoutSeconds,
+        ...selectors,
+      });
     this.reflectors = [
       reflector(SERVICES, this.serviceObjects, { labelSelector }),
       reflector(ENDPOINT_SLICES, this.sliceObjects, { labelSelector }),
@@ -113,7 +125,10 @@ export class KubernetesSource implements Source {
     if (!(await Promise.race([listed, this.stopped.then(() => false)]))) return;
     this.synced = true;
     const state = this.state();
-    this.logger.info({ services: state.services.size, slices: state.slices.size, node: state.node }, 'Kubernetes API: first lists complete');
+    this.logger.info(
+      { services: state.services.size, slices: state.slices.size, node: state.node },
+      'Kubernetes API: first lists complete',
+    );
     onState(state);
   }
 
@@ -153,7 +168,12 @@ export class KubernetesSource implements Source {
       ...[...this.sliceProblems].map(([key, reason]) => ({ source: SOURCE_NAME, object: `EndpointSlice ${key}`, reason })),
     ];
     const { name, zone, exists } = this.node;
-    if (!exists) problems.push({ source: SOURCE_NAME, object: `Node ${name}`, reason: 'does not exist: zone hints are not used; set --node-name to the name of the Node this agent runs on' });
+    if (!exists)
+      problems.push({
+        source: SOURCE_NAME,
+        object: `Node ${name}`,
+        reason: 'does not exist: zone hints are not used; set --node-name to the name of the Node this agent runs on',
+      });
     const { services, ignoredServices, slices } = this;
     return { services, ignoredServices, slices, problems, changes, node: zone === undefined ? { name } : { name, zone }, changeSeenAt };
   }

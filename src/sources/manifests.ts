@@ -179,7 +179,9 @@ export class ManifestSource implements Source {
         problems.push({
           source: directory,
           object: 'directory',
-          reason: `cannot be watched (${errorText(error)}): its changes wait for another change to be seen; on Linux, raise fs.inotify.max_user_watches`,
+          reason:
+            `cannot be watched (${errorText(error)}): its changes wait for another change to be seen; ` +
+            `on Linux, raise fs.inotify.max_user_watches`,
         });
       }
     }
@@ -316,7 +318,8 @@ function parseYaml(path: string, text: string): DecodedDocuments {
 /** The objects of one file's text; `previous`, what it held before, stands in for what no longer reads. */
 function decodeManifest(path: string, text: string, previous: ReadonlyMap<string, ManifestObject>): FileContents {
   const json = parseJson(text);
-  const { values, syntaxProblems } = json === undefined ? parseYaml(path, text) : { values: [{ where: 'document 1', value: json }], syntaxProblems: [] };
+  const { values, syntaxProblems } =
+    json === undefined ? parseYaml(path, text) : { values: [{ where: 'document 1', value: json }], syntaxProblems: [] };
   if (syntaxProblems.length > 0) {
     // Half a file is not what anyone meant: keep all of what it held.
     return {
@@ -333,7 +336,14 @@ function decodeManifest(path: string, text: string, previous: ReadonlyMap<string
 }
 
 /** Adds the Services and EndpointSlices of one document, or of one item of a List (`inList`). */
-function collectObjects(value: unknown, where: string, path: string, previous: ReadonlyMap<string, ManifestObject>, into: FileContents, inList = false): void {
+function collectObjects(
+  value: unknown,
+  where: string,
+  path: string,
+  previous: ReadonlyMap<string, ManifestObject>,
+  into: FileContents,
+  inList = false,
+): void {
   const problem = (object: string, reason: string) => into.problems.push({ source: path, object, reason });
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     problem(where, 'is not a mapping, so not a Kubernetes object');
@@ -431,7 +441,12 @@ function scanTree(root: string): Tree {
     const link = orUndefined(() => lstatSync(root));
     addFile(root, link?.isSymbolicLink() ?? false, tree);
     tree.rootListed = tree.files.has(root);
-  } else tree.problems.push({ source: root, object: 'path', reason: 'is neither a file nor a directory; the datapath stays as it is until it is one' });
+  } else
+    tree.problems.push({
+      source: root,
+      object: 'path',
+      reason: 'is neither a file nor a directory; the datapath stays as it is until it is one',
+    });
   // In a stable order whatever order the file system answered in: an unchanged tree compares equal.
   tree.problems.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
   return tree;
@@ -465,7 +480,8 @@ function walk(directory: string, tree: Tree): boolean {
     const path = join(directory, entry.name);
     // Symlinks to directories are not followed: a cycle would never end.
     if (entry.isDirectory()) walk(path, tree);
-    else if ((entry.isFile() || entry.isSymbolicLink()) && MANIFEST_EXTENSIONS.has(extname(entry.name))) addFile(path, entry.isSymbolicLink(), tree);
+    else if ((entry.isFile() || entry.isSymbolicLink()) && MANIFEST_EXTENSIONS.has(extname(entry.name)))
+      addFile(path, entry.isSymbolicLink(), tree);
   }
   return true;
 }

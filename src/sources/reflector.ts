@@ -172,7 +172,10 @@ export class Reflector {
     const failed = this.needsList ? 'LIST' : 'WATCH';
     if (error instanceof ApiError) this.needsList = true;
     if (error instanceof ApiError && error.expired && this.expiredInARow++ === 0) {
-      logger.debug({ resource: resource.path, resourceVersion: this.resourceVersion }, `${resource.path}: history compacted past our version; listing again`);
+      logger.debug(
+        { resource: resource.path, resourceVersion: this.resourceVersion },
+        `${resource.path}: history compacted past our version; listing again`,
+      );
       return;
     }
     const delayMs = Math.round(this.nextDelay());

@@ -74,7 +74,12 @@ export class ValidatedObjects<T extends object> implements ReflectorStore {
     switch (result.kind) {
       case 'ok': {
         const previous = before?.value;
-        return { resourceVersion, value: previous !== undefined && sameContent(previous, result.value) ? previous : result.value, ignored: false, problem: undefined };
+        return {
+          resourceVersion,
+          value: previous !== undefined && sameContent(previous, result.value) ? previous : result.value,
+          ignored: false,
+          problem: undefined,
+        };
       }
       case 'ignored':
         return { resourceVersion, value: undefined, ignored: true, problem: undefined };

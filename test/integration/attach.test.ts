@@ -18,7 +18,10 @@ const BPF_OBJECT = fileURLToPath(new URL('../../bpf/socklb.bpf.o', import.meta.u
 
 /** The socklb programs attached to `cgroup` itself, by attach type, as the kernel lists them. */
 function attachedPrograms(cgroup: string): Record<string, string[]> {
-  const programs = JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroup], { encoding: 'utf8' }) || '[]') as { attach_type: string; name: string }[];
+  const programs = JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroup], { encoding: 'utf8' }) || '[]') as {
+    attach_type: string;
+    name: string;
+  }[];
   const byType: Record<string, string[]> = {};
   for (const { attach_type: type, name } of programs) (byType[type] ??= []).push(name);
   return byType;
@@ -41,12 +44,15 @@ describe('attaching the programs to a cgroup', { skip: missingPrivileges() }, ()
     await lab.close();
   });
 
-  it('leaves one program per hook after re-attaching over a missing link and a retired program\'s link', () => {
+  it("leaves one program per hook after re-attaching over a missing link and a retired program's link", () => {
     assert.deepEqual(datapath!.attach([sandbox.cgroupPath]), [{ cgroup: sandbox.cgroupPath, action: 'attached' }]);
     const first = attachedPrograms(sandbox.cgroupPath);
     const hooks = Object.keys(first).sort();
     assert.ok(hooks.includes('cgroup_inet4_connect') && hooks.includes('cgroup_inet6_getpeername'), `hooks: ${hooks.join(', ')}`);
-    assert.ok(Object.values(first).every((names) => names.length === 1), JSON.stringify(first));
+    assert.ok(
+      Object.values(first).every((names) => names.length === 1),
+      JSON.stringify(first),
+    );
 
     // What an older build leaves: a link pinned under a name this build has no program for, and
     // no link under the name of this build's program (still attached, through the old name).
@@ -59,6 +65,9 @@ describe('attaching the programs to a cgroup', { skip: missingPrivileges() }, ()
     assert.deepEqual(readdirSync(links).sort(), programs, 'one pin per program of this build, nothing else');
     const second = attachedPrograms(sandbox.cgroupPath);
     assert.deepEqual(Object.keys(second).sort(), hooks);
-    assert.ok(Object.values(second).every((names) => names.length === 1), `one program per hook: ${JSON.stringify(second)}`);
+    assert.ok(
+      Object.values(second).every((names) => names.length === 1),
+      `one program per hook: ${JSON.stringify(second)}`,
+    );
   });
 });

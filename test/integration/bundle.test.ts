@@ -15,7 +15,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FrontendDescription } from '../../src/datapath/dump.js';
 import { ApiServer } from '../fixtures/apiserver.js';
 import { Lab, type Pod, type Sandbox } from '../lab/lab.js';
-import { endpointSlice, manifestDirectory, missingPrivileges, service, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
+import {
+  endpointSlice,
+  manifestDirectory,
+  missingPrivileges,
+  service,
+  socklb,
+  startAgent,
+  testPinDirectory,
+  writeManifest,
+  type RunningAgent,
+} from './support.js';
 
 const DIST = fileURLToPath(new URL('../../../dist/', import.meta.url));
 const HTTP = { name: 'http', port: 80 };
@@ -24,7 +34,10 @@ const FROM_MANIFESTS = '10.96.0.10';
 const FROM_API = '10.96.0.11';
 
 function skipReason(): string | undefined {
-  return missingPrivileges() ?? (existsSync(join(DIST, 'socklb.js')) ? undefined : 'SKIPPED: no bundle in dist/; run `make bundle` (make test does)');
+  return (
+    missingPrivileges() ??
+    (existsSync(join(DIST, 'socklb.js')) ? undefined : 'SKIPPED: no bundle in dist/; run `make bundle` (make test does)')
+  );
 }
 
 describe('the bundle (dist/) on its own', { skip: skipReason(), concurrency: false }, () => {
@@ -46,7 +59,7 @@ describe('the bundle (dist/) on its own', { skip: skipReason(), concurrency: fal
     return JSON.parse(result.stdout) as FrontendDescription[];
   }
   async function waitForFrontend(address: string): Promise<FrontendDescription> {
-    for (const deadline = Date.now() + 5_000; Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 5_000; Date.now() < deadline;) {
       const found = (await services()).find((frontend) => frontend.frontend === `${address}:80/TCP`);
       if (found) return found;
       await sleep(50);
@@ -59,7 +72,10 @@ describe('the bundle (dist/) on its own', { skip: skipReason(), concurrency: fal
     await cp(DIST, copy, { recursive: true });
     entry = join(copy, 'socklb.js');
     for (let directory = dirname(copy); ; directory = dirname(directory)) {
-      assert.ok(!existsSync(join(directory, 'node_modules')), `${directory}/node_modules would let the copy resolve packages outside itself`);
+      assert.ok(
+        !existsSync(join(directory, 'node_modules')),
+        `${directory}/node_modules would let the copy resolve packages outside itself`,
+      );
       if (directory === dirname(directory)) break;
     }
     await Lab.sweepStale();
@@ -91,7 +107,10 @@ describe('the bundle (dist/) on its own', { skip: skipReason(), concurrency: fal
     assert.doesNotMatch(help.stdout, /bench/);
     const result = await run(['bench', '--quick']);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /^socklb: bench: the benchmark is not part of this build \(no [^)]*\); it comes with the source tree: run `make build` there/);
+    assert.match(
+      result.stderr,
+      /^socklb: bench: the benchmark is not part of this build \(no [^)]*\); it comes with the source tree: run `make build` there/,
+    );
   });
 
   it('runs from manifests: attaches, programs the maps, translates a connect, dumps sockets', async () => {

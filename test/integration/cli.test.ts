@@ -12,14 +12,34 @@ import { join } from 'node:path';
 import { MAP_NAMES } from '../../src/datapath/layout.js';
 import { pinnedMaps } from '../../src/pins/status.js';
 import { findCgroup2Root, removeCgroup } from '../lab/cgroup.js';
-import { assertOneSentence, manifestDirectory, missingPrivileges, service, services, SOCKLB, socklb, startAgent, testPinDirectory, writeManifest, type RunningAgent } from './support.js';
+import {
+  assertOneSentence,
+  manifestDirectory,
+  missingPrivileges,
+  service,
+  services,
+  SOCKLB,
+  socklb,
+  startAgent,
+  testPinDirectory,
+  writeManifest,
+  type RunningAgent,
+} from './support.js';
 
 const execFileAsync = promisify(execFile);
 
 describe('command line errors', { skip: missingPrivileges() }, () => {
   it('refuses to run without privileges', async () => {
     // setpriv drops to nobody with no capabilities, as an unprivileged user would run it.
-    const result = await execFileAsync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, SOCKLB, 'services']).catch((error: { code: number; stderr: string }) => error);
+    const result = await execFileAsync('setpriv', [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      '--inh-caps=-all',
+      process.execPath,
+      SOCKLB,
+      'services',
+    ]).catch((error: { code: number; stderr: string }) => error);
     assert.equal((result as { code?: number }).code, 1);
     assertOneSentence((result as { stderr: string }).stderr);
     assert.match((result as { stderr: string }).stderr, /needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN/);
@@ -27,10 +47,25 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
 
   it('names a --cgroup that does not exist', async () => {
     const pinDir = testPinDirectory('cli');
-    const result = await socklb(['run', '--manifests', '/nonexistent', '--cgroup', '/sys/fs/cgroup/no-such-sandbox', '--pin-dir', pinDir, '--control-socket', '']);
+    const result = await socklb([
+      'run',
+      '--manifests',
+      '/nonexistent',
+      '--cgroup',
+      '/sys/fs/cgroup/no-such-sandbox',
+      '--pin-dir',
+      pinDir,
+      '--control-socket',
+      '',
+    ]);
     await socklb(['cleanup', '--pin-dir', pinDir]);
     assert.equal(result.code, 1);
-    assertOneSentence(result.stderr.split('\n').filter((line) => !line.startsWith('{')).join('\n'));
+    assertOneSentence(
+      result.stderr
+        .split('\n')
+        .filter((line) => !line.startsWith('{'))
+        .join('\n'),
+    );
     assert.match(result.stderr, /--cgroup \/sys\/fs\/cgroup\/no-such-sandbox: (no such cgroup directory|not inside a cgroup v2 hierarchy)/);
   });
 
@@ -61,7 +96,10 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
 });
 
 /** A pin directory, a manifest directory and a cgroup for `socklb run` (as `args`), removed after `body`. */
-async function withRunArgs(name: string, body: (bed: { args: string[]; manifests: string; pinDir: string }) => Promise<void>): Promise<void> {
+async function withRunArgs(
+  name: string,
+  body: (bed: { args: string[]; manifests: string; pinDir: string }) => Promise<void>,
+): Promise<void> {
   const pinDir = testPinDirectory(name);
   const manifests = await manifestDirectory();
   const cgroupRoot = await findCgroup2Root();
@@ -79,12 +117,21 @@ async function withRunArgs(name: string, body: (bed: { args: string[]; manifests
 describe('map capacities', { skip: missingPrivileges() }, () => {
   it('reports a frontend that does not fit, serves the others, and refuses to resize a pinned map', () =>
     withRunArgs('capacity', async ({ args, manifests, pinDir }) => {
-      await writeManifest(join(manifests, 'services.yaml'), ['10.96.9.1', '10.96.9.2', '10.96.9.3'].map((ip, i) => service(`svc-${i}`, [ip], [{ name: 'http', port: 80 }])));
+      await writeManifest(
+        join(manifests, 'services.yaml'),
+        ['10.96.9.1', '10.96.9.2', '10.96.9.3'].map((ip, i) => service(`svc-${i}`, [ip], [{ name: 'http', port: 80 }])),
+      );
       let agent: RunningAgent | undefined = await startAgent([...args, '--max-frontends', '2']);
       try {
         const frontends = await services(pinDir);
         assert.equal(frontends.length, 2, 'two frontends fit');
-        const failure = agent.logs.find((line) => typeof line.msg === 'string' && /update frontend 10\.96\.9\.3:80\/TCP: update socklb_(fe_v2|name_v1): E2BIG: map full \(2 entries\); raise --max-frontends/.test(line.msg));
+        const failure = agent.logs.find(
+          (line) =>
+            typeof line.msg === 'string' &&
+            /update frontend 10\.96\.9\.3:80\/TCP: update socklb_(fe_v2|name_v1): E2BIG: map full \(2 entries\); raise --max-frontends/.test(
+              line.msg,
+            ),
+        );
         assert.ok(failure, 'the frontend that does not fit is logged with the map and its size');
         await agent.stop();
         agent = undefined;
@@ -101,14 +148,29 @@ describe('map capacities', { skip: missingPrivileges() }, () => {
       const agent = await startAgent([...args, '--max-connections', '4096']);
       await agent.stop();
       assert.equal(pinnedMaps(pinDir).find((map) => map.name === MAP_NAMES.connections)?.capacity, 4096);
-      const resized = await socklb(['run', ...args, '--max-connections', '8192', '--metrics-bind-address', '', '--healthz-bind-address', '']);
+      const resized = await socklb([
+        'run',
+        ...args,
+        '--max-connections',
+        '8192',
+        '--metrics-bind-address',
+        '',
+        '--healthz-bind-address',
+        '',
+      ]);
       assert.equal(resized.code, 1);
-      assert.match(resized.stderr, /socklb_conn_v1 holds up to 4096 entries and --max-connections asks for 8192: a pinned map cannot be resized/);
+      assert.match(
+        resized.stderr,
+        /socklb_conn_v1 holds up to 4096 entries and --max-connections asks for 8192: a pinned map cannot be resized/,
+      );
       // As a datapath pinned by a build before the map: `socklb sockets` says so.
       await rm(join(pinDir, 'maps', MAP_NAMES.connections));
       const older = await socklb(['sockets', '--pin-dir', pinDir]);
       assert.equal(older.code, 1);
-      assert.match(older.stderr, /socklb_conn_v1: not pinned \(ENOENT\) beside the other maps: they were pinned by another build of socklb; `socklb run` of this build adds it/);
+      assert.match(
+        older.stderr,
+        /socklb_conn_v1: not pinned \(ENOENT\) beside the other maps: they were pinned by another build of socklb; `socklb run` of this build adds it/,
+      );
       assertOneSentence(older.stderr);
     }));
 });
@@ -123,8 +185,16 @@ describe('an upgrade whose map layout differs', { skip: missingPrivileges() }, (
       const links = await readdir(join(pinDir, 'links'), { recursive: true });
       const result = await socklb(['run', ...args, '--control-socket', '', '--metrics-bind-address', '', '--healthz-bind-address', '']);
       assert.equal(result.code, 1);
-      assertOneSentence(result.stderr.split('\n').filter((line) => !line.startsWith('{')).join('\n'));
-      assert.match(result.stderr, /socklb_fe_v3 is not pinned beside socklb_.*socklb_fe_v1.*: they were pinned by a build whose layout differs.*run `socklb cleanup` \(with the old build, if another pinned them\) first/);
+      assertOneSentence(
+        result.stderr
+          .split('\n')
+          .filter((line) => !line.startsWith('{'))
+          .join('\n'),
+      );
+      assert.match(
+        result.stderr,
+        /socklb_fe_v3 is not pinned beside socklb_.*socklb_fe_v1.*: they were pinned by a build whose layout differs.*run `socklb cleanup` \(with the old build, if another pinned them\) first/,
+      );
       assert.deepEqual(await readdir(join(pinDir, 'links'), { recursive: true }), links, 'the links still run the old programs');
       assert.ok(!(await readdir(join(pinDir, 'maps'))).includes(MAP_NAMES.frontends), 'no empty map was pinned');
     }));
@@ -138,7 +208,10 @@ describe('starting and stopping', { skip: missingPrivileges() }, () => {
         const refused = await socklb(['cleanup', '--pin-dir', pinDir]);
         assert.equal(refused.code, 1);
         assertOneSentence(refused.stderr);
-        assert.match(refused.stderr, new RegExp(`its maps are open in pid ${agent.process.pid} \\(node\\), a running agent or socklb command: stop it first`));
+        assert.match(
+          refused.stderr,
+          new RegExp(`its maps are open in pid ${agent.process.pid} \\(node\\), a running agent or socklb command: stop it first`),
+        );
         assert.ok((await readdir(join(pinDir, 'maps'))).includes(MAP_NAMES.frontends), 'everything stays pinned');
       } finally {
         await agent.stop();
@@ -157,7 +230,11 @@ describe('starting and stopping', { skip: missingPrivileges() }, () => {
           'users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
       );
       const runArgs = args.map((arg) => (arg === '--manifests' ? '--kubeconfig' : arg === manifests ? kubeconfig : arg));
-      const child = spawn(process.execPath, [SOCKLB, 'run', ...runArgs, '--control-socket', '', '--metrics-bind-address', '', '--healthz-bind-address', ''], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [SOCKLB, 'run', ...runArgs, '--control-socket', '', '--metrics-bind-address', '', '--healthz-bind-address', ''],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -181,10 +258,29 @@ describe('starting and stopping', { skip: missingPrivileges() }, () => {
       await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
       try {
         const address = `127.0.0.1:${(taken.address() as AddressInfo).port}`;
-        const result = await socklb(['run', ...args, '--control-socket', '', '--metrics-bind-address', address, '--healthz-bind-address', '']);
+        const result = await socklb([
+          'run',
+          ...args,
+          '--control-socket',
+          '',
+          '--metrics-bind-address',
+          address,
+          '--healthz-bind-address',
+          '',
+        ]);
         assert.equal(result.code, 1);
-        assertOneSentence(result.stderr.split('\n').filter((line) => !line.startsWith('{')).join('\n'));
-        assert.match(result.stderr, new RegExp(`--metrics-bind-address ${address}: cannot listen: .*EADDRINUSE.*kube-proxy, or another agent, still running on this node`));
+        assertOneSentence(
+          result.stderr
+            .split('\n')
+            .filter((line) => !line.startsWith('{'))
+            .join('\n'),
+        );
+        assert.match(
+          result.stderr,
+          new RegExp(
+            `--metrics-bind-address ${address}: cannot listen: .*EADDRINUSE.*kube-proxy, or another agent, still running on this node`,
+          ),
+        );
       } finally {
         taken.close();
       }

@@ -51,9 +51,27 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     await writeManifest(join(manifests, 'web.yaml'), [
       service('web', [CLUSTER_IPV4, CLUSTER_IPV6], [HTTP]),
       // Two IPv4 slices that overlap: the merge must not count pod 0 twice.
-      endpointSlice('web-a', 'web', 'IPv4', [SLICE_HTTP], ready.slice(0, 2).map((pod) => ({ ip: pod.ipv4 }))),
-      endpointSlice('web-b', 'web', 'IPv4', [SLICE_HTTP], [...ready.slice(0, 1), ...ready.slice(2)].map((pod) => ({ ip: pod.ipv4 }))),
-      endpointSlice('web-v6', 'web', 'IPv6', [SLICE_HTTP], ready.map((pod) => ({ ip: pod.ipv6 }))),
+      endpointSlice(
+        'web-a',
+        'web',
+        'IPv4',
+        [SLICE_HTTP],
+        ready.slice(0, 2).map((pod) => ({ ip: pod.ipv4 })),
+      ),
+      endpointSlice(
+        'web-b',
+        'web',
+        'IPv4',
+        [SLICE_HTTP],
+        [...ready.slice(0, 1), ...ready.slice(2)].map((pod) => ({ ip: pod.ipv4 })),
+      ),
+      endpointSlice(
+        'web-v6',
+        'web',
+        'IPv6',
+        [SLICE_HTTP],
+        ready.map((pod) => ({ ip: pod.ipv6 })),
+      ),
     ]);
   }
 
@@ -66,7 +84,13 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     await writeWebManifests(pods);
     await writeManifest(join(manifests, 'dns.yaml'), [
       service('dns', [CLUSTER_IPV4.replace(/10$/, '53')], [DNS_UDP]),
-      endpointSlice('dns-a', 'dns', 'IPv4', [SLICE_DNS_UDP], pods.map((pod) => ({ ip: pod.ipv4 }))),
+      endpointSlice(
+        'dns-a',
+        'dns',
+        'IPv4',
+        [SLICE_DNS_UDP],
+        pods.map((pod) => ({ ip: pod.ipv4 })),
+      ),
     ]);
     agent = await bed.startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir]);
   });
@@ -116,7 +140,7 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     const script = `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)\ns.connect(('${CLUSTER_IPV4}', 80))\nprint('connected')\ns.close()`;
     const result = await lab.exec(sandbox, ['/usr/bin/python3', '-c', script]);
     assert.equal(result.stdout.trim(), 'connected', result.stderr);
-    assert.equal(connections(), 0, "the first subflow is a kernel socket: an entry by its cookie would stay until evicted");
+    assert.equal(connections(), 0, 'the first subflow is a kernel socket: an entry by its cookie would stay until evicted');
   });
 
   it("restores getpeername() of a TCP socket whose translation the previous build kept in the socket's storage", async () => {
@@ -181,11 +205,16 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
 
   it('shows the manifests in `socklb services -o json`', async () => {
     const frontends = await services(pinDir);
-    const byFrontend = Object.fromEntries(frontends.map((frontend) => [frontend.frontend, { service: frontend.service, backends: [...frontend.backends].sort() }]));
+    const byFrontend = Object.fromEntries(
+      frontends.map((frontend) => [frontend.frontend, { service: frontend.service, backends: [...frontend.backends].sort() }]),
+    );
     assert.deepEqual(byFrontend, {
       [`${CLUSTER_IPV4}:80/TCP`]: { service: 'default/web:http', backends: pods.map((pod) => `${pod.ipv4}:8080`).sort() },
       [`[${CLUSTER_IPV6}]:80/TCP`]: { service: 'default/web:http', backends: pods.map((pod) => `[${pod.ipv6}]:8080`).sort() },
-      [`${CLUSTER_IPV4.replace(/10$/, '53')}:53/UDP`]: { service: 'default/dns:dns', backends: pods.map((pod) => `${pod.ipv4}:8080`).sort() },
+      [`${CLUSTER_IPV4.replace(/10$/, '53')}:53/UDP`]: {
+        service: 'default/dns:dns',
+        backends: pods.map((pod) => `${pod.ipv4}:8080`).sort(),
+      },
     });
   });
 
@@ -203,7 +232,10 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
   it('stops new connections to a backend removed from the manifests', async (t) => {
     const [podA, podB, podC] = pods as [Pod, Pod, Pod];
     await writeWebManifests([podA, podB]);
-    const latency = await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === `${CLUSTER_IPV4}:80/TCP`)?.backends.length === 2);
+    const latency = await waitForServices(
+      pinDir,
+      (frontends) => frontends.find((f) => f.frontend === `${CLUSTER_IPV4}:80/TCP`)?.backends.length === 2,
+    );
     t.diagnostic(`manifest edit visible in the maps after ${latency.toFixed(0)} ms`);
     const report = await lab.runClient(sandbox, { target: CLUSTER_IPV4, port: 80, count: 60 });
     assert.deepEqual(report.errors, {});
@@ -213,7 +245,9 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
 
   it('refuses connections at once when a Service has no endpoints left', async () => {
     await writeWebManifests([]);
-    await waitForServices(pinDir, (frontends) => frontends.filter((f) => f.service === 'default/web:http').every((f) => f.backends.length === 0));
+    await waitForServices(pinDir, (frontends) =>
+      frontends.filter((f) => f.service === 'default/web:http').every((f) => f.backends.length === 0),
+    );
     for (const target of [CLUSTER_IPV4, CLUSTER_IPV6]) {
       const report = await lab.runClient(sandbox, { target, port: 80, count: 5 });
       assert.deepEqual(report.errors, { ECONNREFUSED: 5 });
@@ -228,7 +262,10 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     const broken = join(manifests, 'broken.yaml');
     await writeManifest(bad, [
       service('bad-port', ['10.96.0.77'], [{ name: 'http', port: 70000 }]),
-      { ...(endpointSlice('orphan', 'web', 'IPv4', [SLICE_HTTP], []) as { metadata: object }), metadata: { name: 'orphan', namespace: 'default' } },
+      {
+        ...(endpointSlice('orphan', 'web', 'IPv4', [SLICE_HTTP], []) as { metadata: object }),
+        metadata: { name: 'orphan', namespace: 'default' },
+      },
     ]);
     await writeFile(broken, 'apiVersion: v1\nkind: Service\nmetadata: {name: [unclosed\n');
     // The web Service turns invalid: its last valid version keeps serving.
@@ -243,7 +280,10 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
       { source: web, object: 'Service default/web', reason: /10\.96\.0\.999/ },
     ];
     const deadline = Date.now() + 5_000;
-    const reported = () => expected.every((want) => agent?.logs.some((line) => line.source === want.source && matches(line.object, want.object) && matches(line.reason, want.reason)));
+    const reported = () =>
+      expected.every((want) =>
+        agent?.logs.some((line) => line.source === want.source && matches(line.object, want.object) && matches(line.reason, want.reason)),
+      );
     while (!reported() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.ok(reported(), `every problem is logged; got ${JSON.stringify(agent?.logs.filter((line) => line.level === 40))}`);
     assert.equal(agent?.process.exitCode, null, 'the agent is still running');
@@ -284,10 +324,17 @@ describe('ClusterIP translation at connect()', { skip, concurrency: false }, () 
     agent = await bed.startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir]);
     const during = await load;
     assert.deepEqual(during.errors, {});
-    assert.equal(Object.values(during.hits).reduce((a, b) => a + b, 0), 400);
+    assert.equal(
+      Object.values(during.hits).reduce((a, b) => a + b, 0),
+      400,
+    );
     assert.deepEqual(await services(pinDir), before, 'same frontends, service ids and backends after the restart');
     const synced = agent.logs.filter((line) => line.msg === 'datapath synced');
-    assert.deepEqual(synced.map((line) => line.operations), [0], 'the restarted agent had nothing to rewrite');
+    assert.deepEqual(
+      synced.map((line) => line.operations),
+      [0],
+      'the restarted agent had nothing to rewrite',
+    );
   });
 
   it('`socklb cleanup` leaves nothing pinned or attached', async () => {

@@ -58,7 +58,8 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
   let agent: RunningAgent | undefined;
 
   const stats = () => json<FrontendStats[]>(['stats', '-o', 'json', '--pin-dir', pinDir]);
-  const status = (metricsPort: number) => json<StatusReport>(['status', '-o', 'json', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${metricsPort}`]);
+  const status = (metricsPort: number) =>
+    json<StatusReport>(['status', '-o', 'json', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${metricsPort}`]);
 
   before(async () => {
     await bed.prepare();
@@ -74,7 +75,16 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
       endpointSlice('dns-a', 'dns', 'IPv4', [SLICE_DNS], ready),
       service('empty', [EMPTY_IP], [HTTP]),
     ]);
-    agent = await bed.startAgent(['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir, '--max-frontends', String(MAX_FRONTENDS)]);
+    agent = await bed.startAgent([
+      '--manifests',
+      manifests,
+      '--cgroup',
+      sandbox.cgroupPath,
+      '--pin-dir',
+      pinDir,
+      '--max-frontends',
+      String(MAX_FRONTENDS),
+    ]);
   });
 
   after(() => bed.close());
@@ -85,12 +95,23 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     const refused = await lab.runClient(sandbox, { target: EMPTY_IP, port: 80, count: 7 });
     assert.deepEqual(refused.errors, { ECONNREFUSED: 7 });
     // One unconnected socket: 15 sendto() to the Service, 15 replies read with recvfrom().
-    const datagrams = await runSocketClient<{ replies: unknown[]; errors: object }>(lab, sandbox, ['multi', '--targets', Array(15).fill(`${DNS_IP}:53`).join(',')]);
+    const datagrams = await runSocketClient<{ replies: unknown[]; errors: object }>(lab, sandbox, [
+      'multi',
+      '--targets',
+      Array(15).fill(`${DNS_IP}:53`).join(','),
+    ]);
     assert.equal(datagrams.replies.length, 15);
     // A process outside the attached cgroup is not translated, so not counted.
     await lab.runClient(sandbox, { target: WEB_IP, port: 80, count: 3 }, { inCgroup: false });
 
-    const counted = (await stats()).map(({ frontend, service, connects, refused, datagrams, reverseNat }) => ({ frontend, service, connects, refused, datagrams, reverseNat }));
+    const counted = (await stats()).map(({ frontend, service, connects, refused, datagrams, reverseNat }) => ({
+      frontend,
+      service,
+      connects,
+      refused,
+      datagrams,
+      reverseNat,
+    }));
     assert.deepEqual(counted, [
       // Each HTTP client reads its peer once (getpeername), each datagram's sender once (recvfrom).
       { frontend: `${DNS_IP}:53/UDP`, service: 'default/dns:dns', connects: 0, refused: 0, datagrams: 15, reverseNat: 15 },
@@ -100,7 +121,11 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
 
     const metrics = await (await fetch(`http://127.0.0.1:${agent?.metricsPort}/metrics`)).text();
     const series = (name: string, service: string, port: string, protocol: string, frontend: string) =>
-      new RegExp(`^${name}\\{namespace="default",service="${service}",port="${port}",protocol="${protocol}",frontend="${frontend.replace(/\./g, '\\.')}"\\} (\\d+)$`, 'm').exec(metrics)?.[1];
+      new RegExp(
+        `^${name}\\{namespace="default",service="${service}",port="${port}",protocol="${protocol}",` +
+          `frontend="${frontend.replace(/\./g, '\\.')}"\\} (\\d+)$`,
+        'm',
+      ).exec(metrics)?.[1];
     assert.equal(series('socklb_connections_translated_total', 'web', 'http', 'TCP', `${WEB_IP}:80/TCP`), '20');
     assert.equal(series('socklb_reverse_nat_total', 'web', 'http', 'TCP', `${WEB_IP}:80/TCP`), '20');
     assert.equal(series('socklb_connections_refused_total', 'empty', 'http', 'TCP', `${EMPTY_IP}:80/TCP`), '7');
@@ -110,21 +135,31 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
 
   it('`backends -o json` lists each backend with its id and the frontends whose slots name it', async () => {
     const backends = await json<BackendDescription[]>(['backends', '-o', 'json', '--pin-dir', pinDir]);
-    const byBackend = Object.fromEntries(backends.map((backend) => [backend.backend, backend.frontends.map((user) => `${user.service} ${user.frontend} slots ${user.slots.length}`)]));
-    assert.deepEqual(byBackend, Object.fromEntries(pods.map((pod) => [`${pod.ipv4}:8080`, [`default/web:http ${WEB_IP}:80/TCP slots 1`, `default/dns:dns ${DNS_IP}:53/UDP slots 1`]])));
-    assert.deepEqual(
-      backends.map((backend) => backend.id).sort(),
-      [1, 2],
-      'ids as the planner allocates them, from 1',
+    const byBackend = Object.fromEntries(
+      backends.map((backend) => [
+        backend.backend,
+        backend.frontends.map((user) => `${user.service} ${user.frontend} slots ${user.slots.length}`),
+      ]),
     );
+    assert.deepEqual(
+      byBackend,
+      Object.fromEntries(
+        pods.map((pod) => [`${pod.ipv4}:8080`, [`default/web:http ${WEB_IP}:80/TCP slots 1`, `default/dns:dns ${DNS_IP}:53/UDP slots 1`]]),
+      ),
+    );
+    assert.deepEqual(backends.map((backend) => backend.id).sort(), [1, 2], 'ids as the planner allocates them, from 1');
     const wide = await socklb(['backends', '-o', 'wide', '--pin-dir', pinDir]);
     assert.match(wide.stdout, /^ID\s+BACKEND\s+SERVICES\s+FRONTENDS \(SLOTS\)$/m);
   });
 
-  it('`status` shows the agent, its problems, every attachment and each map\'s fill', async () => {
+  it("`status` shows the agent, its problems, every attachment and each map's fill", async () => {
     // A fifth frontend does not fit in --max-frontends 4; a broken object is rejected.
     const extra = join(manifests, 'extra.yaml');
-    await writeManifest(extra, [service('one-more', ['10.96.0.30'], [HTTP]), service('too-many', ['10.96.0.31'], [HTTP]), service('bad', ['10.96.0.999'], [HTTP])]);
+    await writeManifest(extra, [
+      service('one-more', ['10.96.0.30'], [HTTP]),
+      service('too-many', ['10.96.0.31'], [HTTP]),
+      service('bad', ['10.96.0.999'], [HTTP]),
+    ]);
     await waitForServices(pinDir, (frontends) => frontends.length === MAX_FRONTENDS);
     // The status names rejected objects and kernel errors: not on the health address, which every pod can reach.
     assert.equal((await fetch(`http://127.0.0.1:${agent?.healthzPort}/statusz`)).status, 404);
@@ -166,11 +201,26 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     // web leaves; in a later sync a new Service takes the lowest free id: web's.
     await writeManifest(join(manifests, 'services.yaml'), [
       service('dns', [DNS_IP], [DNS]),
-      endpointSlice('dns-a', 'dns', 'IPv4', [SLICE_DNS], pods.map((pod) => ({ ip: pod.ipv4 }))),
+      endpointSlice(
+        'dns-a',
+        'dns',
+        'IPv4',
+        [SLICE_DNS],
+        pods.map((pod) => ({ ip: pod.ipv4 })),
+      ),
       service('empty', [EMPTY_IP], [HTTP]),
     ]);
     await waitForServices(pinDir, (frontends) => !frontends.some((frontend) => frontend.service === 'default/web:http'));
-    await writeManifest(join(manifests, 'api.yaml'), [service('api', ['10.96.0.40'], [HTTP]), endpointSlice('api-a', 'api', 'IPv4', [SLICE_HTTP], pods.map((pod) => ({ ip: pod.ipv4 })))]);
+    await writeManifest(join(manifests, 'api.yaml'), [
+      service('api', ['10.96.0.40'], [HTTP]),
+      endpointSlice(
+        'api-a',
+        'api',
+        'IPv4',
+        [SLICE_HTTP],
+        pods.map((pod) => ({ ip: pod.ipv4 })),
+      ),
+    ]);
     await waitForServices(pinDir, (frontends) => frontends.some((frontend) => frontend.service === 'default/api:http'));
     const api = (await stats()).find((row) => row.service === 'default/api:http');
     assert.equal(api?.serviceId, webId, 'the freed id was handed out again');
@@ -193,14 +243,22 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     assert.match(text.stdout, /^agent: not running: no answer at 127\.0\.0\.1:\d+ \(ECONNREFUSED\); the pinned datapath keeps serving/m);
     const served = await lab.runClient(sandbox, { target: '10.96.0.40', port: 80, count: 5 });
     assert.deepEqual(served.errors, {});
-    assert.equal((await stats()).find((row) => row.service === 'default/api:http')?.connects, 9, 'the programs count with no agent running');
+    assert.equal(
+      (await stats()).find((row) => row.service === 'default/api:http')?.connects,
+      9,
+      'the programs count with no agent running',
+    );
   });
 
   it('every inspection command refuses clearly when nothing is pinned', async () => {
     for (const command of ['status', 'services', 'backends', 'stats']) {
       const result = await socklb([command, '--pin-dir', `${pinDir}-absent`]);
       assert.equal(result.code, 1, command);
-      assert.match(result.stderr, /^socklb: no socklb datapath pinned at .*-absent\/maps.* \(ENOENT\); start one with `socklb run`\n$/, command);
+      assert.match(
+        result.stderr,
+        /^socklb: no socklb datapath pinned at .*-absent\/maps.* \(ENOENT\); start one with `socklb run`\n$/,
+        command,
+      );
     }
   });
 });
@@ -209,7 +267,21 @@ describe('a whole read of the kernel counter array', { skip }, () => {
   it('reads across batches of 4096 exactly what was counted, every CPU summed', async () => {
     const path = testPinDirectory('batched-stats');
     const entries = 10_000;
-    execFileSync('bpftool', ['map', 'create', path, 'type', 'percpu_array', 'key', '4', 'value', String(statsCodec.size), 'entries', String(entries), 'name', MAP_NAMES.stats]);
+    execFileSync('bpftool', [
+      'map',
+      'create',
+      path,
+      'type',
+      'percpu_array',
+      'key',
+      '4',
+      'value',
+      String(statsCodec.size),
+      'entries',
+      String(entries),
+      'name',
+      MAP_NAMES.stats,
+    ]);
     const fd = libbpf.objGet(path);
     try {
       assert.ok(fd >= 0, `open ${path}`);
@@ -217,13 +289,20 @@ describe('a whole read of the kernel counter array', { skip }, () => {
       // The ends of each batch, and ids inside the second and third.
       const counted = [1, 4095, 4096, 4097, 5000, 8191, 8192, 9999];
       for (const id of counted) {
-        const copies = Array.from({ length: stats.valuesPerKey }, (_, cpu) => statsCodec.encode({ ...ZERO_COUNTERS, connects: id, datagrams: cpu + 1 }));
+        const copies = Array.from({ length: stats.valuesPerKey }, (_, cpu) =>
+          statsCodec.encode({ ...ZERO_COUNTERS, connects: id, datagrams: cpu + 1 }),
+        );
         stats.update(MAP_CODECS.stats.key.encode(id), Buffer.concat(copies));
       }
       const ids = Array.from({ length: entries - 1 }, (_, index) => index + 1);
       const whole = readCounters(stats, ids);
       const cpus = stats.valuesPerKey;
-      const expected = new Map(ids.map((id) => [id, counted.includes(id) ? { ...ZERO_COUNTERS, connects: id * cpus, datagrams: (cpus * (cpus + 1)) / 2 } : ZERO_COUNTERS]));
+      const expected = new Map(
+        ids.map((id) => [
+          id,
+          counted.includes(id) ? { ...ZERO_COUNTERS, connects: id * cpus, datagrams: (cpus * (cpus + 1)) / 2 } : ZERO_COUNTERS,
+        ]),
+      );
       assert.deepEqual(whole, expected);
     } finally {
       if (fd >= 0) libcCalls.close(fd);

@@ -11,7 +11,17 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiServer } from '../fixtures/apiserver.js';
 import { findCgroup2Root, removeCgroup } from '../lab/cgroup.js';
-import { endpointSlice, missingPrivileges, service, services, socklb, startAgent, testPinDirectory, waitForServices, type RunningAgent } from './support.js';
+import {
+  endpointSlice,
+  missingPrivileges,
+  service,
+  services,
+  socklb,
+  startAgent,
+  testPinDirectory,
+  waitForServices,
+  type RunningAgent,
+} from './support.js';
 
 const HTTP = { name: 'http', port: 80 };
 const SLICE_HTTP = { name: 'http', port: 8080 };
@@ -25,7 +35,20 @@ describe('socklb run against the Kubernetes API (stand-in)', { skip: missingPriv
   let cgroup: string;
   let agent: RunningAgent | undefined;
 
-  const runArgs = () => ['--kubeconfig', server.kubeconfigPath, '--node-name', 'node-1', '--cgroup', cgroup, '--pin-dir', pinDir, '--metrics-bind-address', '', '--healthz-bind-address', ''];
+  const runArgs = () => [
+    '--kubeconfig',
+    server.kubeconfigPath,
+    '--node-name',
+    'node-1',
+    '--cgroup',
+    cgroup,
+    '--pin-dir',
+    pinDir,
+    '--metrics-bind-address',
+    '',
+    '--healthz-bind-address',
+    '',
+  ];
   const backendsOf = (frontend: string) => async () => (await services(pinDir)).find((f) => f.frontend === frontend)?.backends.sort();
 
   before(async () => {
@@ -44,7 +67,11 @@ describe('socklb run against the Kubernetes API (stand-in)', { skip: missingPriv
   });
 
   it('programs the Services it lists and follows what it watches', async (t) => {
-    server.apply('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1', labels: { 'topology.kubernetes.io/zone': 'zone-a' } } });
+    server.apply('nodes', {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-1', labels: { 'topology.kubernetes.io/zone': 'zone-a' } },
+    });
     server.apply('services', service('web', ['10.96.0.10'], [HTTP]));
     server.apply('endpointslices', endpointSlice('web-abc12', 'web', 'IPv4', [SLICE_HTTP], [{ ip: '10.244.0.5' }, { ip: '10.244.0.6' }]));
     agent = await startAgent(runArgs());
@@ -52,9 +79,15 @@ describe('socklb run against the Kubernetes API (stand-in)', { skip: missingPriv
     assert.equal(agent.logs.find((line) => line.msg === 'serving')?.source, `--kubeconfig ${server.kubeconfigPath}`);
     t.diagnostic(`agent resident memory with the API source: ${await residentMiB(agent)} MiB`);
 
-    server.apply('endpointslices', endpointSlice('web-abc12', 'web', 'IPv4', [SLICE_HTTP], [{ ip: '10.244.0.5' }, { ip: '10.244.0.6' }, { ip: '10.244.0.7' }]));
+    server.apply(
+      'endpointslices',
+      endpointSlice('web-abc12', 'web', 'IPv4', [SLICE_HTTP], [{ ip: '10.244.0.5' }, { ip: '10.244.0.6' }, { ip: '10.244.0.7' }]),
+    );
     server.apply('services', service('api', ['10.96.0.11'], [HTTP]));
-    await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === WEB)?.backends.length === 3 && frontends.some((f) => f.frontend === API));
+    await waitForServices(
+      pinDir,
+      (frontends) => frontends.find((f) => f.frontend === WEB)?.backends.length === 3 && frontends.some((f) => f.frontend === API),
+    );
     server.delete('services', 'web');
     await waitForServices(pinDir, (frontends) => !frontends.some((f) => f.frontend === WEB));
   });
@@ -74,7 +107,10 @@ describe('socklb run against the Kubernetes API (stand-in)', { skip: missingPriv
     server.failWith = undefined;
     agent = await starting;
     await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === API)?.backends.length === 1);
-    assert.ok(agent.logs.some((line) => /LIST \/api\/v1\/\w+ failed/.test(String(line.msg))), 'the failures are logged');
+    assert.ok(
+      agent.logs.some((line) => /LIST \/api\/v1\/\w+ failed/.test(String(line.msg))),
+      'the failures are logged',
+    );
   });
 
   it('refuses to start without a source, or with two', async () => {

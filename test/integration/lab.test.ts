@@ -13,7 +13,6 @@ import { Lab, type LabNamespace } from '../lab/lab.js';
 const execFileAsync = promisify(execFile);
 const PORT = 8080;
 
-
 test('lab: two pods and a sandbox on a bridge', async (t) => {
   if (process.getuid?.() !== 0) {
     t.skip('SKIPPED: the lab needs root (network namespaces, veths, cgroups): run this test as root');
@@ -32,7 +31,10 @@ test('lab: two pods and a sandbox on a bridge', async (t) => {
   t.diagnostic(`setup (3 namespaces, 2 echo servers): ${Math.round(performance.now() - started)} ms`);
 
   await t.test('the sandbox reaches each pod directly, TCP and UDP, IPv4 and IPv6', async () => {
-    for (const [pod, name] of [[podA, 'pod-a'], [podB, 'pod-b']] as const) {
+    for (const [pod, name] of [
+      [podA, 'pod-a'],
+      [podB, 'pod-b'],
+    ] as const) {
       for (const target of [pod.ipv4, pod.ipv6]) {
         for (const udp of [false, true]) {
           const report = await lab.runClient(sandbox, { target, port: PORT, count: 3, udp, timeoutMs: 2000 });

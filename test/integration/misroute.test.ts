@@ -45,9 +45,19 @@ function sourceState(catalog: Catalog, podAddress: string): SourceState {
   const slices = new Map<string, EndpointSlice>();
   for (const [index, ports] of catalog) {
     const name = `svc-${index}`;
-    services.set(`default/${name}`, modelService({ name, clusterIPs: [clusterIP(index)], ports: [{ name: 'tcp', protocol: 'TCP', port: 80 }] }));
+    services.set(
+      `default/${name}`,
+      modelService({ name, clusterIPs: [clusterIP(index)], ports: [{ name: 'tcp', protocol: 'TCP', port: 80 }] }),
+    );
     for (const port of ports) {
-      slices.set(`default/${name}-${port}`, { namespace: 'default', name: `${name}-${port}`, serviceName: name, addressType: 'IPv4', ports: [{ name: 'tcp', protocol: 'TCP', port }], endpoints: [modelEndpoint(podAddress)] });
+      slices.set(`default/${name}-${port}`, {
+        namespace: 'default',
+        name: `${name}-${port}`,
+        serviceName: name,
+        addressType: 'IPv4',
+        ports: [{ name: 'tcp', protocol: 'TCP', port }],
+        endpoints: [modelEndpoint(podAddress)],
+      });
     }
   }
   return { services, ignoredServices: new Set(), slices, problems: [] };
@@ -86,7 +96,11 @@ describe('connections while Services churn, through a build that widens the read
 
   async function storm(variant: 'checked' | 'unchecked', connects: number, stopAfterMisroutes: number): Promise<StormResult> {
     const [pod, sandbox] = await Promise.all([testbed.lab.addPod(`b-${variant}`), testbed.lab.addSandbox(`s-${variant}`)]);
-    const server = testbed.lab.spawn(pod, [process.execPath, PORT_SERVER, '--ports', `${FIRST_BACKEND_PORT}-${FIRST_BACKEND_PORT + SERVICES * BACKENDS_PER_SERVICE - 1}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const server = testbed.lab.spawn(
+      pod,
+      [process.execPath, PORT_SERVER, '--ports', `${FIRST_BACKEND_PORT}-${FIRST_BACKEND_PORT + SERVICES * BACKENDS_PER_SERVICE - 1}`],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     await waitForLine(server, 'ready', 10_000);
     const pinDir = await testbed.extraPinDirectory(`misroute-${variant}`);
     const datapath = LoadedDatapath.load(buildObject(variant), pinDir, { frontends: 256, backends: 1024, slots: 1024, connections: 65536 });
@@ -96,8 +110,23 @@ describe('connections while Services churn, through a build that widens the read
       const source = new ManualSource(sourceState(catalog, pod.ipv4));
       const agent = new Agent({ source, maps: datapath.maps, readers: datapath.readers, logger: pino({ level: 'silent' }), node: NODE });
       await agent.start();
-      const services: StormService[] = Array.from({ length: SERVICES }, (_, index) => ({ address: clusterIP(index), port: 80, backendPorts: backendPorts(index) }));
-      const argv = [process.execPath, CONNECT_STORM, '--services', JSON.stringify(services), '--connects', String(connects), '--concurrency', '16', '--stop-after-misroutes', String(stopAfterMisroutes)];
+      const services: StormService[] = Array.from({ length: SERVICES }, (_, index) => ({
+        address: clusterIP(index),
+        port: 80,
+        backendPorts: backendPorts(index),
+      }));
+      const argv = [
+        process.execPath,
+        CONNECT_STORM,
+        '--services',
+        JSON.stringify(services),
+        '--connects',
+        String(connects),
+        '--concurrency',
+        '16',
+        '--stop-after-misroutes',
+        String(stopAfterMisroutes),
+      ];
       const client = testbed.lab.spawn(sandbox, argv);
       let output = '';
       client.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -120,7 +149,7 @@ describe('connections while Services churn, through a build that widens the read
     }
   }
 
-  it('no connection reaches another Service\'s backend with the checked values', { timeout: 240_000 }, async () => {
+  it("no connection reaches another Service's backend with the checked values", { timeout: 240_000 }, async () => {
     const { report, changes } = await storm('checked', 200_000, 0);
     process.stdout.write(`# checked: ${JSON.stringify({ ...report, changes })}\n`);
     assert.equal(report.connects, 200_000);
@@ -130,7 +159,7 @@ describe('connections while Services churn, through a build that widens the read
     assert.equal(report.misrouted, 0);
   });
 
-  it('without the checks, the same storm sends connections to other Services\' backends', { timeout: 240_000 }, async () => {
+  it("without the checks, the same storm sends connections to other Services' backends", { timeout: 240_000 }, async () => {
     const { report, changes } = await storm('unchecked', 200_000, 20);
     process.stdout.write(`# unchecked: ${JSON.stringify({ ...report, changes })}\n`);
     assert.ok(report.misrouted > 0, `misrouted ${report.misrouted} of ${report.connects} over ${changes} changes`);

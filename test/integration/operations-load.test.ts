@@ -98,7 +98,8 @@ function describeLoad(report: WrkReport): string {
   return (
     `${report.requests} requests in ${report.durationS.toFixed(1)} s (${Math.round(report.requestsPerSecond)}/s); ` +
     `errors: connect ${errors.connect}, read ${errors.read}, write ${errors.write}, timeout ${errors.timeout}, non-2xx ${errors.status}; ` +
-    `latency p50 ${(latencyUs.p50 / 1000).toFixed(1)} ms, p99 ${(latencyUs.p99 / 1000).toFixed(1)} ms, max ${(latencyUs.max / 1000).toFixed(0)} ms`
+    `latency p50 ${(latencyUs.p50 / 1000).toFixed(1)} ms, p99 ${(latencyUs.p99 / 1000).toFixed(1)} ms, ` +
+    `max ${(latencyUs.max / 1000).toFixed(0)} ms`
   );
 }
 
@@ -144,7 +145,11 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
    * one (with `extraArgs`); checks that no connection failed and that the pinned maps and links
    * are the same objects afterwards. Resolves to the links before and after.
    */
-  async function restartUnderLoad(t: TestContext, signal: NodeJS.Signals, extraArgs: string[] = []): Promise<{ before: PinnedLink[]; after: PinnedLink[] }> {
+  async function restartUnderLoad(
+    t: TestContext,
+    signal: NodeJS.Signals,
+    extraArgs: string[] = [],
+  ): Promise<{ before: PinnedLink[]; after: PinnedLink[] }> {
     const mapIds = pinnedMapIds(pinDir);
     const linksBefore = pinnedLinks(pinDir);
     const load = runWrk(lab, client, { url: `http://${WEB_IP}/`, seconds: RESTART_RUN_S, ...LOAD }, wrkScript);
@@ -158,7 +163,10 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
     const report = await load;
     const endedAt = performance.now();
     const seconds = (at: number) => ((at - started) / 1000).toFixed(1);
-    t.diagnostic(`agent stopped (${signal}) at ${seconds(stoppedAt)} s, the new one serving at ${seconds(servingAt)} s, load ended at ${seconds(endedAt)} s`);
+    t.diagnostic(
+      `agent stopped (${signal}) at ${seconds(stoppedAt)} s, the new one serving at ${seconds(servingAt)} s, ` +
+        `load ended at ${seconds(endedAt)} s`,
+    );
     t.diagnostic(describeLoad(report));
 
     assert.ok(servingAt < endedAt - 1_000, 'the new agent took over while the load still ran');
@@ -169,7 +177,11 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
     const linkIds = (links: PinnedLink[]) => links.map(({ cgroup, program, linkId }) => ({ cgroup, program, linkId }));
     assert.deepEqual(linkIds(linksAfter), linkIds(linksBefore), 'the same pinned links (kernel ids) as before');
     for (const [i, link] of linksAfter.entries()) {
-      assert.notEqual(link.programId, linksBefore[i]?.programId, `${link.cgroup} ${link.program}: the new agent's program was swapped into the link`);
+      assert.notEqual(
+        link.programId,
+        linksBefore[i]?.programId,
+        `${link.cgroup} ${link.program}: the new agent's program was swapped into the link`,
+      );
     }
     const synced = agent.logs.filter((line) => line.msg === 'datapath synced');
     assert.deepEqual(
@@ -182,12 +194,20 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
 
   it('serves every connection while the agent is killed (SIGKILL) and restarted', async (t) => {
     const links = await restartUnderLoad(t, 'SIGKILL');
-    assert.deepEqual(links.after.map((link) => link.programTag), links.before.map((link) => link.programTag), 'the same build runs');
+    assert.deepEqual(
+      links.after.map((link) => link.programTag),
+      links.before.map((link) => link.programTag),
+      'the same build runs',
+    );
   });
 
   it('serves every connection while the agent is stopped (SIGTERM) and restarted', async (t) => {
     const links = await restartUnderLoad(t, 'SIGTERM');
-    assert.deepEqual(links.after.map((link) => link.programTag), links.before.map((link) => link.programTag), 'the same build runs');
+    assert.deepEqual(
+      links.after.map((link) => link.programTag),
+      links.before.map((link) => link.programTag),
+      'the same build runs',
+    );
   });
 
   it('serves every connection while the agent is upgraded to another build of the programs', async (t) => {
@@ -195,9 +215,16 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
     const links = await restartUnderLoad(t, 'SIGTERM', ['--bpf-object', UPGRADE_OBJECT]);
     for (const [i, link] of links.after.entries()) {
       const changed = UPGRADED_PROGRAM.test(link.program);
-      assert.equal(link.programTag !== links.before[i]?.programTag, changed, `${link.cgroup} ${link.program}: ${changed ? 'the new build' : 'the same instructions'} in the link`);
+      assert.equal(
+        link.programTag !== links.before[i]?.programTag,
+        changed,
+        `${link.cgroup} ${link.program}: ${changed ? 'the new build' : 'the same instructions'} in the link`,
+      );
     }
-    t.diagnostic(`program ids before: ${links.before.map((link) => link.programId).join(' ')}; after: ${links.after.map((link) => link.programId).join(' ')}`);
+    t.diagnostic(
+      `program ids before: ${links.before.map((link) => link.programId).join(' ')}; ` +
+        `after: ${links.after.map((link) => link.programId).join(' ')}`,
+    );
   });
 
   it('refuses a pinned map of another layout, says which and why, and leaves it as it was', async () => {
@@ -205,11 +232,40 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
     await mkdir(maps, { recursive: true, mode: 0o700 });
     const name = MAP_NAMES.backends;
     const valueSize = MAP_CODECS.backends.value.size + 8;
-    execFileSync('bpftool', ['map', 'create', `${maps}/${name}`, 'type', 'hash', 'key', String(MAP_CODECS.backends.key.size), 'value', String(valueSize), 'entries', '64', 'name', name]);
+    execFileSync('bpftool', [
+      'map',
+      'create',
+      `${maps}/${name}`,
+      'type',
+      'hash',
+      'key',
+      String(MAP_CODECS.backends.key.size),
+      'value',
+      String(valueSize),
+      'entries',
+      '64',
+      'name',
+      name,
+    ]);
     const before = pinnedMapIds(layoutPinDir);
-    const result = await socklb(['run', '--manifests', manifests, '--cgroup', client.cgroupPath, '--pin-dir', layoutPinDir, '--metrics-bind-address', '', '--healthz-bind-address', '']);
+    const result = await socklb([
+      'run',
+      '--manifests',
+      manifests,
+      '--cgroup',
+      client.cgroupPath,
+      '--pin-dir',
+      layoutPinDir,
+      '--metrics-bind-address',
+      '',
+      '--healthz-bind-address',
+      '',
+    ]);
     assert.equal(result.code, 1);
-    const expected = `${maps}/${name}: map ${name} has key/value sizes ${MAP_CODECS.backends.key.size}/${valueSize}, this build expects ${name} with ${MAP_CODECS.backends.key.size}/${MAP_CODECS.backends.value.size}; run \`socklb cleanup\` with the build that pinned it`;
+    const expected =
+      `${maps}/${name}: map ${name} has key/value sizes ${MAP_CODECS.backends.key.size}/${valueSize}, ` +
+      `this build expects ${name} with ${MAP_CODECS.backends.key.size}/${MAP_CODECS.backends.value.size}; ` +
+      `run \`socklb cleanup\` with the build that pinned it`;
     assert.ok(result.stderr.includes(`socklb: ${expected}\n`), `stderr: ${result.stderr}`);
     assert.deepEqual(pinnedMapIds(layoutPinDir), before, 'the same map stays pinned, and nothing else was pinned');
     assert.deepEqual(readdirSync(pinLayout(layoutPinDir).links), [], 'nothing was attached');
@@ -237,7 +293,9 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       writeManifest(churnManifest, [
         service('churn', [CHURN_IP], [HTTP]),
         // One slice per backend: a slice has one port for all its endpoints.
-        ...active.map((backend) => endpointSlice(`churn-${backend.index}`, 'churn', 'IPv4', [{ name: 'http', port: backend.port }], [{ ip: backend.address }])),
+        ...active.map((backend) =>
+          endpointSlice(`churn-${backend.index}`, 'churn', 'IPv4', [{ name: 'http', port: backend.port }], [{ ip: backend.address }]),
+        ),
       ]);
 
     const maps = openPinnedMaps(pinDir);
@@ -246,7 +304,11 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       const writtenAt = Date.now();
       for (const backend of initial) backend.addedAt = writtenAt;
       await writeChurn(initial);
-      for (let state = DatapathState.read(maps); initial.some((backend) => state.backendIdOf(backend) === undefined); state = DatapathState.read(maps)) {
+      for (
+        let state = DatapathState.read(maps);
+        initial.some((backend) => state.backendIdOf(backend) === undefined);
+        state = DatapathState.read(maps)
+      ) {
         assert.ok(Date.now() - writtenAt < 10_000, 'the churned Service reaches the datapath');
         await sleep(10);
       }
@@ -306,10 +368,12 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
         for (const request of await readAccessLog(server)) {
           logged++;
           const backend = byAddress.get(`${server.pod.ipv4}:${request.port}`)!;
-          if (request.acceptedAtMs < backend.addedAt! - LOG_RESOLUTION_MS) early.push(`${server.pod.ipv4}:${request.port} accepted ${backend.addedAt! - request.acceptedAtMs} ms before it was added`);
+          if (request.acceptedAtMs < backend.addedAt! - LOG_RESOLUTION_MS)
+            early.push(`${server.pod.ipv4}:${request.port} accepted ${backend.addedAt! - request.acceptedAtMs} ms before it was added`);
           if (backend.goneAt === undefined || request.acceptedAtMs <= backend.goneAt) continue;
           lagsAfterGone.push(request.acceptedAtMs - backend.goneAt);
-          if (request.acceptedAtMs > backend.goneAt + IN_FLIGHT_BOUND_MS + LOG_RESOLUTION_MS) late.push({ backend: `${server.pod.ipv4}:${request.port}`, afterMs: request.acceptedAtMs - backend.goneAt });
+          if (request.acceptedAtMs > backend.goneAt + IN_FLIGHT_BOUND_MS + LOG_RESOLUTION_MS)
+            late.push({ backend: `${server.pod.ipv4}:${request.port}`, afterMs: request.acceptedAtMs - backend.goneAt });
         }
       }
 
@@ -317,17 +381,23 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       const removalMs = removed.map((backend) => backend.goneAt! - backend.removedAt!);
       const syncs = agent!.logs.slice(syncsBefore).filter((line) => line.msg === 'datapath synced');
       t.diagnostic(
-        `churn: ${ticks} manifest writes in ${churnSeconds.toFixed(1)} s (${(ticks / churnSeconds).toFixed(1)}/s), each one endpoint out and two or none in: ` +
-          `${total - MIN_BACKENDS} additions and ${removed.length} removals (${((total - MIN_BACKENDS + removed.length) / churnSeconds).toFixed(0)} endpoint changes a second), ` +
-          `${MIN_BACKENDS} to ${largest} endpoints at a time, ${backends.length} backends on ${pods.length} pods, ${stopped.length} pods stopped after their backends left`,
+        `churn: ${ticks} manifest writes in ${churnSeconds.toFixed(1)} s (${(ticks / churnSeconds).toFixed(1)}/s), ` +
+          `each one endpoint out and two or none in: ` +
+          `${total - MIN_BACKENDS} additions and ${removed.length} removals ` +
+          `(${((total - MIN_BACKENDS + removed.length) / churnSeconds).toFixed(0)} endpoint changes a second), ` +
+          `${MIN_BACKENDS} to ${largest} endpoints at a time, ${backends.length} backends on ${pods.length} pods, ` +
+          `${stopped.length} pods stopped after their backends left`,
       );
       t.diagnostic(
-        `agent: ${syncs.length} syncs (${(syncs.length / churnSeconds).toFixed(1)}/s), ${syncs.reduce((sum, line) => sum + Number(line.operations), 0)} map writes; ` +
-          `a removal out of the maps after p50 ${percentile(removalMs, 50)} ms, p99 ${percentile(removalMs, 99)} ms, max ${Math.max(...removalMs)} ms (manifest write to the test seeing it)`,
+        `agent: ${syncs.length} syncs (${(syncs.length / churnSeconds).toFixed(1)}/s), ` +
+          `${syncs.reduce((sum, line) => sum + Number(line.operations), 0)} map writes; ` +
+          `a removal out of the maps after p50 ${percentile(removalMs, 50)} ms, p99 ${percentile(removalMs, 99)} ms, ` +
+          `max ${Math.max(...removalMs)} ms (manifest write to the test seeing it)`,
       );
       t.diagnostic(describeLoad(report));
       t.diagnostic(
-        `nginx logged ${logged} requests; ${lagsAfterGone.length} accepted after their backend left the maps (connects already in flight), ` +
+        `nginx logged ${logged} requests; ${lagsAfterGone.length} accepted after their backend left the maps ` +
+          `(connects already in flight), ` +
           `at most ${lagsAfterGone.length > 0 ? Math.max(...lagsAfterGone) : 0} ms after (bound ${IN_FLIGHT_BOUND_MS} ms)`,
       );
 
@@ -336,7 +406,11 @@ describe('operations under load: restart, upgrade, churn', { skip, concurrency: 
       assert.ok(logged >= report.requests, `nginx logged every request wrk counted (${logged} against ${report.requests})`);
       assert.deepEqual(early, [], 'no backend was reached before it was added');
       const latest = late.sort((a, b) => b.afterMs - a.afterMs).slice(0, 5);
-      assert.deepEqual(latest, [], `no connection reached a removed backend (${late.length} did; the latest, ms after their backend left the maps, above)`);
+      assert.deepEqual(
+        latest,
+        [],
+        `no connection reached a removed backend (${late.length} did; the latest, ms after their backend left the maps, above)`,
+      );
     } finally {
       maps.close();
       await rm(churnManifest, { force: true });

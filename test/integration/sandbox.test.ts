@@ -70,7 +70,13 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
   before(async () => {
     await bed.prepare();
     manifests = bed.manifests;
-    [pod, first, second, ...udpPods] = await Promise.all([lab.addPod('pod-a'), lab.addSandbox('first'), lab.addSandbox('second'), lab.addPod('udp-a'), lab.addPod('udp-b')]);
+    [pod, first, second, ...udpPods] = await Promise.all([
+      lab.addPod('pod-a'),
+      lab.addSandbox('first'),
+      lab.addSandbox('second'),
+      lab.addPod('udp-a'),
+      lab.addPod('udp-b'),
+    ]);
     await Promise.all([pod, ...udpPods].map((each) => lab.startEchoServer(each, { name: each.name, port: 8080, udp: true })));
     await writeManifest(join(manifests, 'web.yaml'), [
       service('web', [CLUSTER_IP], [{ name: 'http', port: 80, targetPort: 8080 }]),
@@ -102,14 +108,22 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
     ]);
   });
 
-  it('shows each sandbox\'s links in `socklb status`', async () => {
+  it("shows each sandbox's links in `socklb status`", async () => {
     const result = await socklb(['status', '-o', 'json', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${agent?.metricsPort}`]);
     assert.equal(result.code, 0, result.stderr);
-    const { attachments } = JSON.parse(result.stdout) as { attachments: { cgroup: string; sandbox?: string; program: string; linkId: number }[] };
+    const { attachments } = JSON.parse(result.stdout) as {
+      attachments: { cgroup: string; sandbox?: string; program: string; linkId: number }[];
+    };
     const bySandbox = (id: string) => attachments.filter((link) => link.sandbox === id);
-    for (const [id, sandbox] of [['first', first], ['second', second]] as const) {
+    for (const [id, sandbox] of [
+      ['first', first],
+      ['second', second],
+    ] as const) {
       assert.equal(bySandbox(id).length, 9, `${id}: one link per program`);
-      assert.ok(bySandbox(id).every((link) => link.cgroup === sandbox.cgroupPath && link.linkId > 0), `${id}: its links, on its cgroup`);
+      assert.ok(
+        bySandbox(id).every((link) => link.cgroup === sandbox.cgroupPath && link.linkId > 0),
+        `${id}: its links, on its cgroup`,
+      );
     }
     assert.equal(attachments.length, 18, 'nothing else is attached');
   });
@@ -148,13 +162,25 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
     const cgroupRoot = await findCgroup2Root();
     const cases: [string[], RegExp][] = [
       [['remove', '--id', 'nope'], /^socklb: no sandbox "nope" is registered\n$/],
-      [['add', '--id', 'second', '--cgroup', first.cgroupPath], /sandbox second is already registered with cgroup .*second; remove it first to register .*first/],
+      [
+        ['add', '--id', 'second', '--cgroup', first.cgroupPath],
+        /sandbox second is already registered with cgroup .*second; remove it first to register .*first/,
+      ],
       [['add', '--id', 'other', '--cgroup', second.cgroupPath], /cgroup .*second is already registered as sandbox second/],
-      [['add', '--id', 'ghost', '--cgroup', `${first.cgroupPath}-missing`], /sandbox ghost: cgroup .*first-missing: no such cgroup directory/],
+      [
+        ['add', '--id', 'ghost', '--cgroup', `${first.cgroupPath}-missing`],
+        /sandbox ghost: cgroup .*first-missing: no such cgroup directory/,
+      ],
       [['add', '--id', 'v1', '--cgroup', '/tmp'], /sandbox v1: cgroup \/tmp: not inside a cgroup v2 hierarchy/],
       [['add', '--id', 'a/b', '--cgroup', first.cgroupPath], /sandbox id "a\/b": use 1-128 letters/],
-      [['add', '--id', 'host', '--cgroup', `${cgroupRoot}/`], /sandbox host: cgroup .* is the cgroup v2 root, which holds every process of the host/],
-      [['add', '--id', 'deep', '--cgroup', deep], /sandbox deep: cgroup .* is too deep to name its pins \(\d+ bytes encoded, at most 255\)/],
+      [
+        ['add', '--id', 'host', '--cgroup', `${cgroupRoot}/`],
+        /sandbox host: cgroup .* is the cgroup v2 root, which holds every process of the host/,
+      ],
+      [
+        ['add', '--id', 'deep', '--cgroup', deep],
+        /sandbox deep: cgroup .* is too deep to name its pins \(\d+ bytes encoded, at most 255\)/,
+      ],
     ];
     for (const [args, message] of cases) {
       const result = await sandboxCommand(args);
@@ -167,9 +193,24 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
   });
 
   it('refuses a second agent on the same control socket before it changes anything', async () => {
-    const result = await socklb(['run', '--manifests', manifests, '--pin-dir', pinDir, '--control-socket', controlSocket, '--metrics-bind-address', '', '--healthz-bind-address', '']);
+    const result = await socklb([
+      'run',
+      '--manifests',
+      manifests,
+      '--pin-dir',
+      pinDir,
+      '--control-socket',
+      controlSocket,
+      '--metrics-bind-address',
+      '',
+      '--healthz-bind-address',
+      '',
+    ]);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /socklb: control socket .*: another socklb agent is serving it; stop that one or choose another --control-socket\n$/);
+    assert.match(
+      result.stderr,
+      /socklb: control socket .*: another socklb agent is serving it; stop that one or choose another --control-socket\n$/,
+    );
     assert.deepEqual(await linkDirectories(), ['sandboxes'], 'the refused agent attached nothing (it would have attached the cgroup root)');
     assert.deepEqual(await registered(), [{ id: 'second', cgroup: second.cgroupPath }]);
     assert.deepEqual(await probe(second), SERVED);
@@ -217,7 +258,10 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
       await agent?.stop();
       await removeCgroup(shortLived, labCgroup);
       await start();
-      assert.deepEqual((await registered()).map((sandbox) => sandbox.id), ['first', 'second']);
+      assert.deepEqual(
+        (await registered()).map((sandbox) => sandbox.id),
+        ['first', 'second'],
+      );
       assert.deepEqual((await readdir(`${pinDir}/links/sandboxes`)).sort(), ['first', 'second']);
       assert.ok(agent!.logs.some((line) => line.msg === 'removed sandbox short-lived: its cgroup is gone'));
     } finally {
@@ -225,14 +269,26 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
     }
   });
 
-  it('finds the sandboxes\' sockets (socklb sockets) and destroys those stuck on a removed backend in a sandbox added at run time', async () => {
-    const stream = EventStream.start(lab, second, ['--target', UDP_CLUSTER_IP, '--port', '53', '--source-port', '12353', '--connect', '--interval-ms', '20']);
+  it("finds the sandboxes' sockets (socklb sockets) and destroys those stuck on a removed backend in a sandbox added at run time", async () => {
+    const stream = EventStream.start(lab, second, [
+      '--target',
+      UDP_CLUSTER_IP,
+      '--port',
+      '53',
+      '--source-port',
+      '12353',
+      '--connect',
+      '--interval-ms',
+      '20',
+    ]);
     try {
       await stream.waitFor((event) => event.event === 'reply' && event.name === 'udp-a', 5000);
       const sockets = await translatedSockets(pinDir);
       const inSecond = await netnsInode(second);
       assert.ok(
-        sockets.some((socket) => socket.netns === inSecond && socket.translations.includes(`${UDP_CLUSTER_IP}:53 -> ${udpPods[0]!.ipv4}:8080`)),
+        sockets.some(
+          (socket) => socket.netns === inSecond && socket.translations.includes(`${UDP_CLUSTER_IP}:53 -> ${udpPods[0]!.ipv4}:8080`),
+        ),
         `a translated socket in the sandbox's namespace: ${JSON.stringify(sockets)}`,
       );
       const from = stream.events.length;

@@ -16,7 +16,7 @@ import { missingPrivileges, testPinDirectory } from './support.js';
 const BPF = (name: string) => fileURLToPath(new URL(`../../bpf/${name}`, import.meta.url));
 const IDLE_STOP_MS = 300;
 
-describe('the socket iterators\' thread', { skip: missingPrivileges() }, () => {
+describe("the socket iterators' thread", { skip: missingPrivileges() }, () => {
   const lab = new Lab();
   const pinDir = testPinDirectory('iterators');
   let datapath: LoadedDatapath | undefined;

@@ -16,7 +16,9 @@ const execFileAsync = promisify(execFile);
 
 /** Why a privileged test cannot run here, or undefined when it can. */
 export function missingPrivileges(): string | undefined {
-  return process.getuid?.() === 0 ? undefined : 'SKIPPED: integration tests need root (network namespaces, cgroups, BPF); run `sudo make test`';
+  return process.getuid?.() === 0
+    ? undefined
+    : 'SKIPPED: integration tests need root (network namespaces, cgroups, BPF); run `sudo make test`';
 }
 
 /** Runs the CLI; `entry` is another build of it (the bundle, dist/socklb.js); `input` goes to its stdin. */
@@ -45,7 +47,11 @@ export async function services(pinDir: string): Promise<FrontendDescription[]> {
 }
 
 /** Polls `socklb services` until `accept` says yes; resolves to the time it took. */
-export async function waitForServices(pinDir: string, accept: (frontends: FrontendDescription[]) => boolean, timeoutMs = 5_000): Promise<number> {
+export async function waitForServices(
+  pinDir: string,
+  accept: (frontends: FrontendDescription[]) => boolean,
+  timeoutMs = 5_000,
+): Promise<number> {
   const started = performance.now();
   let last: FrontendDescription[] = [];
   while (performance.now() - started < timeoutMs) {
@@ -90,10 +96,15 @@ export function testControlSocket(name = `agent${controlSocketsMade++}`): string
  * health listen on loopback ports of the kernel's choice, so that agents of
  * several tests never collide.
  */
-export async function startAgent(args: string[], { entry = SOCKLB, timeoutMs = 10_000, ...options }: StartOptions = {}): Promise<RunningAgent> {
+export async function startAgent(
+  args: string[],
+  { entry = SOCKLB, timeoutMs = 10_000, ...options }: StartOptions = {},
+): Promise<RunningAgent> {
   const controlSocket = options.controlSocket ?? testControlSocket();
   const ports = ['--metrics-bind-address', '127.0.0.1:0', '--healthz-bind-address', '127.0.0.1:0'];
-  const child = spawn(process.execPath, [entry, 'run', ...ports, '--control-socket', controlSocket, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [entry, 'run', ...ports, '--control-socket', controlSocket, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -156,7 +167,9 @@ export async function writeManifest(path: string, documents: object[]): Promise<
 
 /** The text writeManifest writes: JSON for a .json path, else YAML. */
 export function manifestText(path: string, documents: object[]): string {
-  return path.endsWith('.json') ? JSON.stringify({ apiVersion: 'v1', kind: 'List', items: documents }) : documents.map((document) => stringify(document)).join('---\n');
+  return path.endsWith('.json')
+    ? JSON.stringify({ apiVersion: 'v1', kind: 'List', items: documents })
+    : documents.map((document) => stringify(document)).join('---\n');
 }
 
 export interface ServicePortSpec {
@@ -203,16 +216,30 @@ export interface EndpointSpec {
   zone?: string;
 }
 
-export function endpointSlice(name: string, serviceName: string, family: 'IPv4' | 'IPv6', ports: ServicePortSpec[], endpoints: EndpointSpec[]): object {
+export function endpointSlice(
+  name: string,
+  serviceName: string,
+  family: 'IPv4' | 'IPv6',
+  ports: ServicePortSpec[],
+  endpoints: EndpointSpec[],
+): object {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
-    metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': serviceName, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
+    metadata: {
+      name,
+      namespace: 'default',
+      labels: { 'kubernetes.io/service-name': serviceName, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' },
+    },
     addressType: family,
     ports: ports.map((port) => ({ protocol: 'TCP', ...port })),
     endpoints: endpoints.map((endpoint) => ({
       addresses: [endpoint.ip],
-      conditions: { ready: endpoint.ready ?? true, serving: endpoint.serving ?? endpoint.ready ?? true, terminating: endpoint.terminating ?? false },
+      conditions: {
+        ready: endpoint.ready ?? true,
+        serving: endpoint.serving ?? endpoint.ready ?? true,
+        terminating: endpoint.terminating ?? false,
+      },
       nodeName: endpoint.nodeName ?? 'node-1',
       ...(endpoint.zone === undefined ? {} : { zone: endpoint.zone, hints: { forZones: [{ name: endpoint.zone }] } }),
     })),

@@ -21,7 +21,15 @@ import {
   type ServicePortSpec,
 } from './support.js';
 import { Testbed } from './testbed.js';
-import { EventStream, netnsInode, runSocketClient, SOCKET_CLIENT, startDnsmasq, translatedSockets, type DnsAnswers } from './udp-support.js';
+import {
+  EventStream,
+  netnsInode,
+  runSocketClient,
+  SOCKET_CLIENT,
+  startDnsmasq,
+  translatedSockets,
+  type DnsAnswers,
+} from './udp-support.js';
 
 const NAME = 'name.test';
 const KUBE_DNS = { ipv4: '10.96.0.10', ipv6: 'fd00:96::a' };
@@ -73,7 +81,18 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
 
   async function startSocklb(policy?: 'udp' | 'all' | 'none'): Promise<void> {
     await agent?.stop();
-    const args = ['--manifests', manifests, '--cgroup', sandbox.cgroupPath, '--pin-dir', pinDir, '--metrics-bind-address', '', '--healthz-bind-address', ''];
+    const args = [
+      '--manifests',
+      manifests,
+      '--cgroup',
+      sandbox.cgroupPath,
+      '--pin-dir',
+      pinDir,
+      '--metrics-bind-address',
+      '',
+      '--healthz-bind-address',
+      '',
+    ];
     agent = await bed.startAgent(policy ? [...args, '--destroy-stuck-sockets', policy] : args);
   }
 
@@ -92,8 +111,18 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       service('echo', [ECHO, ECHO6], ECHO_PORTS),
       endpointSlice('echo-1', 'echo', 'IPv4', ECHO_SLICE_PORTS, [{ ip: pod.ipv4 }]),
       endpointSlice('echo-1-v6', 'echo', 'IPv6', ECHO_SLICE_PORTS, [{ ip: pod.ipv6 }]),
-      service('fanout', ['10.96.0.31'], FANOUT_PORTS.map((port) => ({ name: `p${port}`, port, protocol: 'UDP' as const, targetPort: 8080 }))),
-      endpointSlice('fanout-1', 'fanout', 'IPv4', FANOUT_PORTS.map((port) => ({ name: `p${port}`, port: 8080, protocol: 'UDP' as const })), [{ ip: pod.ipv4 }]),
+      service(
+        'fanout',
+        ['10.96.0.31'],
+        FANOUT_PORTS.map((port) => ({ name: `p${port}`, port, protocol: 'UDP' as const, targetPort: 8080 })),
+      ),
+      endpointSlice(
+        'fanout-1',
+        'fanout',
+        'IPv4',
+        FANOUT_PORTS.map((port) => ({ name: `p${port}`, port: 8080, protocol: 'UDP' as const })),
+        [{ ip: pod.ipv4 }],
+      ),
     ]);
     return written;
   }
@@ -101,7 +130,10 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
   /** Backs the echo Service by `pod` alone and waits until the maps say so; resolves to when the edit was written. */
   async function echoBackedBy(pod: Pod): Promise<number> {
     const written = await writeEchoManifests(pod);
-    await waitForServices(pinDir, (frontends) => frontends.find((f) => f.frontend === `${ECHO}:80/UDP`)?.backends.join() === `${pod.ipv4}:8080`);
+    await waitForServices(
+      pinDir,
+      (frontends) => frontends.find((f) => f.frontend === `${ECHO}:80/UDP`)?.backends.join() === `${pod.ipv4}:8080`,
+    );
     return written;
   }
 
@@ -112,7 +144,13 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
     [dnsA, dnsB, sandbox] = await Promise.all([lab.addPod('dns-a'), lab.addPod('dns-b'), lab.addSandbox('sandbox')]);
     await Promise.all([startDnsmasq(lab, dnsA, NAME, ANSWERS.a), startDnsmasq(lab, dnsB, NAME, ANSWERS.b), addEchoPod('echo-1')]);
     const dnsSlice = (name: string, family: 'IPv4' | 'IPv6', pods: Pod[]) =>
-      endpointSlice(name, name.replace(/-v[46]$/, ''), family, DNS_PORTS, pods.map((pod) => ({ ip: family === 'IPv4' ? pod.ipv4 : pod.ipv6 })));
+      endpointSlice(
+        name,
+        name.replace(/-v[46]$/, ''),
+        family,
+        DNS_PORTS,
+        pods.map((pod) => ({ ip: family === 'IPv4' ? pod.ipv4 : pod.ipv6 })),
+      );
     await writeManifest(join(manifests, 'dns.yaml'), [
       service('kube-dns', [KUBE_DNS.ipv4, KUBE_DNS.ipv6], DNS_PORTS),
       dnsSlice('kube-dns-v4', 'IPv4', [dnsA, dnsB]),
@@ -151,7 +189,17 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       [KUBE_DNS.ipv4, `${KUBE_DNS.ipv4}:53`],
       [KUBE_DNS.ipv6, `[${KUBE_DNS.ipv6}]:53`],
     ] as const) {
-      const report = await runSocketClient<DnsReport>(lab, sandbox, ['dns', '--targets', server, '--port', '53', '--name', NAME, '--count', '30']);
+      const report = await runSocketClient<DnsReport>(lab, sandbox, [
+        'dns',
+        '--targets',
+        server,
+        '--port',
+        '53',
+        '--name',
+        NAME,
+        '--count',
+        '30',
+      ]);
       assert.deepEqual(report.errors, {});
       assert.equal(report.replies.length, 30);
       assert.deepEqual([...new Set(report.replies.map((reply) => reply.source))], [source]);
@@ -162,7 +210,17 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
   });
 
   it('one unconnected socket asking two nameserver ClusterIPs gets each reply from the nameserver it asked', async () => {
-    const report = await runSocketClient<DnsReport>(lab, sandbox, ['dns', '--targets', `${DNS_A_ONLY},${DNS_B_ONLY}`, '--port', '53', '--name', NAME, '--count', '20']);
+    const report = await runSocketClient<DnsReport>(lab, sandbox, [
+      'dns',
+      '--targets',
+      `${DNS_A_ONLY},${DNS_B_ONLY}`,
+      '--port',
+      '53',
+      '--name',
+      NAME,
+      '--count',
+      '20',
+    ]);
     assert.deepEqual(report.errors, {});
     assert.equal(report.replies.length, 20);
     for (const reply of report.replies) {
@@ -189,12 +247,27 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
     const backedBy = async (members: Pod[]) => {
       await writeManifest(join(manifests, 'moved.yaml'), [
         service('moved', [MOVED], [{ name: 'udp', port: 80, protocol: 'UDP', targetPort: 8080 }]),
-        endpointSlice('moved-1', 'moved', 'IPv4', [{ name: 'udp', port: 8080, protocol: 'UDP' }], members.map((pod) => ({ ip: pod.ipv4 }))),
+        endpointSlice(
+          'moved-1',
+          'moved',
+          'IPv4',
+          [{ name: 'udp', port: 8080, protocol: 'UDP' }],
+          members.map((pod) => ({ ip: pod.ipv4 })),
+        ),
       ]);
-      const wanted = members.map((pod) => `${pod.ipv4}:8080`).sort().join();
-      await waitForServices(pinDir, (frontends) => [...(frontends.find((f) => f.frontend === frontend)?.backends ?? [])].sort().join() === wanted);
+      const wanted = members
+        .map((pod) => `${pod.ipv4}:8080`)
+        .sort()
+        .join();
+      await waitForServices(
+        pinDir,
+        (frontends) => [...(frontends.find((f) => f.frontend === frontend)?.backends ?? [])].sort().join() === wanted,
+      );
     };
-    const slotOrder = async () => (await services(pinDir)).find((f) => f.frontend === frontend)?.backends.map((backend) => pods.find((pod) => backend === `${pod.ipv4}:8080`)?.name) ?? [];
+    const slotOrder = async () =>
+      (await services(pinDir))
+        .find((f) => f.frontend === frontend)
+        ?.backends.map((backend) => pods.find((pod) => backend === `${pod.ipv4}:8080`)?.name) ?? [];
     let checked = 0;
     for (let attempt = 0; attempt < 40 && checked < STICKY_CHECKS; attempt++) {
       await backedBy(pods);
@@ -226,13 +299,27 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
     await writeFile(resolvConf, `nameserver ${KUBE_DNS.ipv4}\noptions timeout:2 attempts:2\n`);
     // resolv.conf is per mount namespace: a private one, in the sandbox's cgroup and netns.
     const script = 'mount --bind "$1" /etc/resolv.conf && getent hosts "$2" && getent ahostsv4 "$2"';
-    const { stdout } = await lab.exec(sandbox, ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'getent', resolvConf, NAME]);
+    const { stdout } = await lab.exec(sandbox, [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      script,
+      'getent',
+      resolvConf,
+      NAME,
+    ]);
     const lines = stdout.trim().split('\n');
     const hostsLine = lines[0]?.split(/\s+/) ?? [];
     assert.deepEqual(hostsLine.slice(1), [NAME], stdout);
     assert.ok([ANSWERS.a.ipv6, ANSWERS.b.ipv6].includes(hostsLine[0] ?? ''), `getent hosts: ${stdout}`);
     const ipv4 = lines.slice(1).map((line) => line.split(/\s+/)[0]);
-    assert.ok(ipv4.length > 0 && ipv4.every((address) => address === ANSWERS.a.ipv4 || address === ANSWERS.b.ipv4), `getent ahostsv4: ${stdout}`);
+    assert.ok(
+      ipv4.length > 0 && ipv4.every((address) => address === ANSWERS.a.ipv4 || address === ANSWERS.b.ipv4),
+      `getent ahostsv4: ${stdout}`,
+    );
   });
 
   it('preserves UDP traffic when the server pod cycles: a client sending from one fixed source port reaches the new pod within a second', async (t) => {
@@ -249,7 +336,10 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       assert.ok(reached.at - edited < SWITCH_BUDGET_MS, `the new pod answered ${reached.at - edited} ms after the manifest edit`);
       const replies = client.events.filter((event) => event.event === 'reply');
       assert.deepEqual([...new Set(replies.map((event) => event.source))], [`${ECHO}:80`], 'every reply comes from the ClusterIP');
-      assert.deepEqual(client.events.filter((event) => event.event === 'error'), []);
+      assert.deepEqual(
+        client.events.filter((event) => event.event === 'error'),
+        [],
+      );
     } finally {
       await client.stop();
     }
@@ -258,8 +348,34 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
   it('destroys connected UDP sockets (IPv4 and IPv6) stuck on a removed backend: they see an error, reconnect and reach the new pod within a second', async (t) => {
     const oldPod = echoPods[echoPods.length - 1]!;
     const clients = [
-      { peer: `${ECHO}:80`, stream: EventStream.start(lab, sandbox, ['--target', ECHO, '--port', '80', '--source-port', '12346', '--connect', '--interval-ms', '20']) },
-      { peer: `[${ECHO6}]:80`, stream: EventStream.start(lab, sandbox, ['--target', ECHO6, '--port', '80', '--source-port', '12347', '--connect', '--interval-ms', '20']) },
+      {
+        peer: `${ECHO}:80`,
+        stream: EventStream.start(lab, sandbox, [
+          '--target',
+          ECHO,
+          '--port',
+          '80',
+          '--source-port',
+          '12346',
+          '--connect',
+          '--interval-ms',
+          '20',
+        ]),
+      },
+      {
+        peer: `[${ECHO6}]:80`,
+        stream: EventStream.start(lab, sandbox, [
+          '--target',
+          ECHO6,
+          '--port',
+          '80',
+          '--source-port',
+          '12347',
+          '--connect',
+          '--interval-ms',
+          '20',
+        ]),
+      },
     ];
     try {
       for (const { stream } of clients) await stream.waitFor((event) => event.event === 'reply' && event.name === oldPod.name, 5000);
@@ -275,7 +391,10 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
         assert.ok(['ECONNABORTED', 'EDESTADDRREQ'].includes(failed.code ?? ''), `${peer}: ${failed.code}`);
         const reached = await stream.waitFor((event) => event.event === 'reply' && event.name === newPod.name, 5000, from[index]);
         t.diagnostic(`${peer}: the new pod answered ${reached.at - edited} ms after the manifest edit`);
-        assert.ok(reached.at - edited < SWITCH_BUDGET_MS, `${peer}: the new pod answered ${reached.at - edited} ms after the manifest edit`);
+        assert.ok(
+          reached.at - edited < SWITCH_BUDGET_MS,
+          `${peer}: the new pod answered ${reached.at - edited} ms after the manifest edit`,
+        );
         const reconnected = await stream.waitFor((event) => event.event === 'connected', 1000, from[index]);
         assert.equal(reconnected.peer, peer, 'getpeername() shows the ClusterIP');
         const replies = stream.events.filter((event) => event.event === 'reply');
@@ -283,8 +402,12 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       }
       const report = agent!.logs.slice(logged).find((line) => line.msg === 'stuck sockets destroyed');
       assert.ok(report, 'the agent reports the run');
-      t.diagnostic(`destroy run: ${report.durationMs} ms in ${report.namespaces} namespace(s)`);
-      const udpPairs = [`${ECHO}:80/UDP -> ${oldPod.ipv4}:8080`, `[${ECHO6}]:80/UDP -> [${oldPod.ipv6}]:8080`, ...FANOUT_PORTS.map((port) => `10.96.0.31:${port}/UDP -> ${oldPod.ipv4}:8080`)];
+      t.diagnostic(`destroy run: ${String(report.durationMs)} ms in ${String(report.namespaces)} namespace(s)`);
+      const udpPairs = [
+        `${ECHO}:80/UDP -> ${oldPod.ipv4}:8080`,
+        `[${ECHO6}]:80/UDP -> [${oldPod.ipv6}]:8080`,
+        ...FANOUT_PORTS.map((port) => `10.96.0.31:${port}/UDP -> ${oldPod.ipv4}:8080`),
+      ];
       assert.deepEqual([...(report.pairs as string[])].sort(), udpPairs.sort(), 'the UDP pairs the edit took out');
       assert.equal(report.destroyed, 2);
     } finally {
@@ -292,7 +415,7 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
     }
   });
 
-  it('keeps one socket\'s translations of several Services, at most four, the oldest replaced first', async () => {
+  it("keeps one socket's translations of several Services, at most four, the oldest replaced first", async () => {
     const pod = echoPods[echoPods.length - 1]!;
     const targets = [`${ECHO}:80`, ...FANOUT_PORTS.map((port) => `10.96.0.31:${port}`)];
     const holder = lab.spawn(sandbox, [process.execPath, SOCKET_CLIENT, 'multi', '--targets', targets.join(','), '--hold'], {
@@ -313,7 +436,13 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       const inode = await netnsInode(sandbox);
       const held = (await translatedSockets(pinDir)).filter((socket) => socket.netns === inode);
       assert.equal(held.length, 1, JSON.stringify(held));
-      assert.deepEqual([...held[0]!.translations].sort(), targets.slice(-4).map((target) => `${target} -> ${pod.ipv4}:8080`).sort());
+      assert.deepEqual(
+        [...held[0]!.translations].sort(),
+        targets
+          .slice(-4)
+          .map((target) => `${target} -> ${pod.ipv4}:8080`)
+          .sort(),
+      );
       assert.equal(held[0]!.state, 'CLOSE', 'an unconnected socket');
     } finally {
       holder.stdin?.end();
@@ -374,8 +503,14 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       const from = client.events.length;
       await sleep(1500);
       const later = client.events.slice(from);
-      assert.ok(later.length > 10 && later.every((event) => event.event === 'reply' && event.name === oldPod.name), JSON.stringify(later.slice(0, 5)));
-      assert.equal(agent!.logs.find((line) => line.msg === 'stuck sockets destroyed'), undefined);
+      assert.ok(
+        later.length > 10 && later.every((event) => event.event === 'reply' && event.name === oldPod.name),
+        JSON.stringify(later.slice(0, 5)),
+      );
+      assert.equal(
+        agent!.logs.find((line) => line.msg === 'stuck sockets destroyed'),
+        undefined,
+      );
     } finally {
       await client.stop();
     }
@@ -399,8 +534,14 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       await client.waitFor((event) => event.event === 'connected', 1000, from);
       // An idle keep-alive connection dies in the agent's pool, where Node reports nothing; one
       // with a request in flight fails with the error the destroy set.
-      for (const event of client.events.slice(from).filter((e) => e.event === 'error')) assert.ok(['ECONNABORTED', 'ECONNRESET'].includes(event.code ?? ''), event.code);
-      const report = agent!.logs.slice(logged).find((line) => line.msg === 'stuck sockets destroyed' && (line.pairs as string[]).some((pair) => pair.endsWith(`/TCP -> ${oldPod.ipv4}:8080`)));
+      for (const event of client.events.slice(from).filter((e) => e.event === 'error'))
+        assert.ok(['ECONNABORTED', 'ECONNRESET'].includes(event.code ?? ''), event.code);
+      const report = agent!.logs
+        .slice(logged)
+        .find(
+          (line) =>
+            line.msg === 'stuck sockets destroyed' && (line.pairs as string[]).some((pair) => pair.endsWith(`/TCP -> ${oldPod.ipv4}:8080`)),
+        );
       assert.ok(report, 'the agent reports a run for the TCP pair');
       assert.equal(report.destroyed, 1);
     } finally {

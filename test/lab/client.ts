@@ -65,9 +65,7 @@ function tryHttp(options: Options, timeoutMs: number): Promise<Outcome> {
         response.setEncoding('utf8');
         response.on('data', (chunk: string) => (body += chunk));
         response.on('error', (error) => settle({ error: errorCode(error) ?? error.name }));
-        response.on('end', () =>
-          settle(response.statusCode === 200 ? { name: body.trim() } : { error: `HTTP_${response.statusCode}` }),
-        );
+        response.on('end', () => settle(response.statusCode === 200 ? { name: body.trim() } : { error: `HTTP_${response.statusCode}` }));
       },
     );
     request.on('socket', (socket) => {

@@ -68,7 +68,8 @@ function once(index: number): Promise<void> {
         if (ownerOfPort.get(port) === index) report.answered++;
         else {
           report.misrouted++;
-          if (report.misroutes.length < 10) report.misroutes.push(`${service.address}:${service.port} answered by backend port ${answer.trim()}`);
+          if (report.misroutes.length < 10)
+            report.misroutes.push(`${service.address}:${service.port} answered by backend port ${answer.trim()}`);
         }
       }
       resolve();

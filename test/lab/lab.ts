@@ -105,8 +105,7 @@ const CLIENT = fileURLToPath(new URL('./client.js', import.meta.url));
  * then enters the namespace with nsenter (which does not remount) and execs the command: one pid
  * throughout. Paths and the command arrive as positional parameters, never inside the script.
  */
-const JOIN_CGROUP_THEN_NETNS =
-  'echo $$ > "$1/cgroup.procs" || exit 125; netns=$2; shift 2; exec nsenter --net="$netns" -- "$@"';
+const JOIN_CGROUP_THEN_NETNS = 'echo $$ > "$1/cgroup.procs" || exit 125; netns=$2; shift 2; exec nsenter --net="$netns" -- "$@"';
 
 export class Lab {
   static #labsCreated = 0;
@@ -180,9 +179,7 @@ export class Lab {
 
   /** Runs `argv` to its end in the target (see spawn); rejects on a non-zero exit, with its stderr. */
   exec(target: Pod | Sandbox, argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
-    return this.#guard(() =>
-      this.#processes.exec(this.#inside(target, argv, options), options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS),
-    );
+    return this.#guard(() => this.#processes.exec(this.#inside(target, argv, options), options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS));
   }
 
   /** Kills a process `spawn` started (its whole group) and resolves once it is gone. */

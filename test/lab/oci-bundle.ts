@@ -40,7 +40,11 @@ export async function missingRuntime(runtime: string): Promise<string | undefine
   if (runtime === 'crun' && (await findCgroupV1Roots()).length > 0) {
     const controllers = (await readFile(path.join(await findCgroup2Root(), 'cgroup.controllers'), 'utf8')).trim();
     // crun 1.8 refuses such a host whatever the cgroup manager: "cgroups in hybrid mode not supported".
-    if (controllers !== '') return `SKIPPED: crun does not run on a hybrid cgroup host whose cgroup v2 root has controllers (${controllers}); runc covers the hook here`;
+    if (controllers !== '')
+      return (
+        `SKIPPED: crun does not run on a hybrid cgroup host whose cgroup v2 root has controllers (${controllers}); ` +
+        `runc covers the hook here`
+      );
   }
   return undefined;
 }
@@ -62,7 +66,10 @@ export async function writeBundle(runtime: string, options: BundleOptions): Prom
     config.process['args'] = options.args;
     config.process['terminal'] = false;
     config.root = { path: path.join(directory, 'rootfs'), readonly: true };
-    config.linux.namespaces = [...config.linux.namespaces.filter((namespace) => namespace.type !== 'network'), { type: 'network', path: options.netnsPath }];
+    config.linux.namespaces = [
+      ...config.linux.namespaces.filter((namespace) => namespace.type !== 'network'),
+      { type: 'network', path: options.netnsPath },
+    ];
     config.linux.cgroupsPath = options.cgroupsPath;
     config.hooks = options.hooks;
     await writeFile(path.join(directory, 'config.json'), JSON.stringify(config, null, 2));

@@ -54,7 +54,14 @@ const timeoutMs = integer('--timeout-ms', values['timeout-ms'], 1, 60_000);
 
 switch (mode) {
   case 'dns':
-    print(await dnsQueries(required('--targets', values.targets).split(','), integer('--port', values.port, 1, 65535), required('--name', values.name), integer('--count', values.count, 1, 10_000)));
+    print(
+      await dnsQueries(
+        required('--targets', values.targets).split(','),
+        integer('--port', values.port, 1, 65535),
+        required('--name', values.name),
+        integer('--count', values.count, 1, 10_000),
+      ),
+    );
     break;
   case 'multi':
     print(await multi(required('--targets', values.targets).split(',').map(parseTarget)));
@@ -156,7 +163,12 @@ async function stream(): Promise<void> {
 }
 
 /** One UDP socket at a time; a new one after an error (a connected socket that was destroyed). */
-function udpSender(target: Target, sourcePort: number, connect: boolean, emit: (event: Record<string, unknown>) => void): () => Promise<void> {
+function udpSender(
+  target: Target,
+  sourcePort: number,
+  connect: boolean,
+  emit: (event: Record<string, unknown>) => void,
+): () => Promise<void> {
   let socket: dgram.Socket | undefined;
   let ready: Promise<boolean> | undefined;
   const restart = () => {
@@ -170,7 +182,9 @@ function udpSender(target: Target, sourcePort: number, connect: boolean, emit: (
       const fresh = udpSocket(target.address);
       let opened = false;
       socket = fresh;
-      fresh.on('message', (message, remote) => emit({ event: 'reply', name: message.toString(), source: hostPort(remote.address, remote.port) }));
+      fresh.on('message', (message, remote) =>
+        emit({ event: 'reply', name: message.toString(), source: hostPort(remote.address, remote.port) }),
+      );
       // A destroyed socket reports ECONNABORTED here; so do ICMP errors (ECONNREFUSED), and bind().
       fresh.on('error', (error) => {
         emit({ event: 'error', code: errorCode(error) ?? error.name });
@@ -234,7 +248,8 @@ function tcpSender(target: Target, emit: (event: Record<string, unknown>) => voi
         });
       });
       request.on('socket', (socket) => {
-        if (socket.remoteAddress === undefined) socket.once('connect', () => emit({ event: 'connected', peer: hostPort(socket.remoteAddress ?? '', socket.remotePort ?? 0) }));
+        if (socket.remoteAddress === undefined)
+          socket.once('connect', () => emit({ event: 'connected', peer: hostPort(socket.remoteAddress ?? '', socket.remotePort ?? 0) }));
       });
       request.on('timeout', () => request.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
       request.on('error', (error) => {
@@ -271,7 +286,10 @@ async function churn(address: string, port: number, count: number, concurrency: 
 
 /** A standard query for the A record of `name`, recursion desired. */
 function dnsQuery(id: number, name: string): Buffer {
-  const labels = name.split('.').filter(Boolean).map((label) => Buffer.concat([Buffer.from([label.length]), Buffer.from(label, 'ascii')]));
+  const labels = name
+    .split('.')
+    .filter(Boolean)
+    .map((label) => Buffer.concat([Buffer.from([label.length]), Buffer.from(label, 'ascii')]));
   const header = Buffer.alloc(12);
   header.writeUInt16BE(id, 0);
   header.writeUInt16BE(0x0100, 2);

@@ -62,7 +62,19 @@ end
  * container), through env so that WRK_SPREAD reaches the script.
  */
 export function wrkArgv(options: WrkOptions, scriptPath: string): string[] {
-  const wrk = ['wrk', '-t', String(options.threads), '-c', String(options.connections), '-d', `${options.seconds}s`, '--timeout', `${WRK_TIMEOUT_S}s`, '-s', scriptPath];
+  const wrk = [
+    'wrk',
+    '-t',
+    String(options.threads),
+    '-c',
+    String(options.connections),
+    '-d',
+    `${options.seconds}s`,
+    '--timeout',
+    `${WRK_TIMEOUT_S}s`,
+    '-s',
+    scriptPath,
+  ];
   if (options.closeEachConnection) wrk.push('-H', 'Connection: close');
   wrk.push(options.url);
   const env = ['env', `WRK_SPREAD=${(options.spreadOver ?? []).join(',')}`];
@@ -72,7 +84,12 @@ export function wrkArgv(options: WrkOptions, scriptPath: string): string[] {
 export function parseWrkReport(stdout: string): WrkReport {
   const line = stdout.split('\n').find((candidate) => candidate.startsWith('WRK_JSON '));
   if (line === undefined) throw new Error(`wrk printed no report: ${JSON.stringify(stdout.slice(-500))}`);
-  const raw = JSON.parse(line.slice('WRK_JSON '.length)) as { durationUs: number; requests: number; errors: WrkReport['errors']; latencyUs: WrkReport['latencyUs'] };
+  const raw = JSON.parse(line.slice('WRK_JSON '.length)) as {
+    durationUs: number;
+    requests: number;
+    errors: WrkReport['errors'];
+    latencyUs: WrkReport['latencyUs'];
+  };
   const durationS = raw.durationUs / 1e6;
   return { requests: raw.requests, durationS, requestsPerSecond: raw.requests / durationS, errors: raw.errors, latencyUs: raw.latencyUs };
 }

@@ -58,7 +58,13 @@ describe('a source that cannot see its input', () => {
     const logger = pino({ level: 'silent' });
     const frontends = () => [...DatapathState.read(maps).frontends.keys()];
     const backends = () => [...DatapathState.read(maps).backends.values()].map(backendText).sort();
-    const previous = new Agent({ source: new ManualSource(dnsState(['10.244.0.1', '10.244.0.2'])), readers: new InstantReaderFence(), maps, logger, node: NODE });
+    const previous = new Agent({
+      source: new ManualSource(dnsState(['10.244.0.1', '10.244.0.2'])),
+      readers: new InstantReaderFence(),
+      maps,
+      logger,
+      node: NODE,
+    });
     await previous.start();
     await previous.stop();
 
@@ -91,7 +97,10 @@ describe('an agent that stopped', () => {
 describe('a frontend the kernel keeps refusing', () => {
   it('is logged when it starts failing and when it gets in, not at every retry', async () => {
     const lines: { level: number; msg: string }[] = [];
-    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
+    const logger = pino(
+      { level: 'info' },
+      { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) },
+    );
     const maps = memoryMaps({ frontends: 1 });
     const dns = dnsState(['10.244.0.1']);
     const source = new ManualSource(withWeb(dns));
@@ -100,10 +109,18 @@ describe('a frontend the kernel keeps refusing', () => {
     const failures = () => lines.filter((line) => line.msg.startsWith('update frontend 10.96.0.20:80/TCP: '));
     assert.equal(agent.failures().length, 1, 'web does not fit beside dns');
     for (let i = 2; i <= 4; i++) source.push(withWeb(dnsState(Array.from({ length: i }, (_, j) => `10.244.0.${j + 1}`))));
-    assert.deepEqual(failures().map((line) => line.level), [50], 'four syncs retried it; one error');
+    assert.deepEqual(
+      failures().map((line) => line.level),
+      [50],
+      'four syncs retried it; one error',
+    );
     source.push({ ...withWeb(dns), services: new Map([...withWeb(dns).services].filter(([key]) => key !== 'default/dns')) });
     assert.deepEqual(agent.failures(), []);
-    assert.deepEqual(failures().map((line) => line.level), [50, 30], 'and one line when it got in');
+    assert.deepEqual(
+      failures().map((line) => line.level),
+      [50, 30],
+      'and one line when it got in',
+    );
     await agent.stop();
   });
 });

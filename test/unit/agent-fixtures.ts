@@ -34,5 +34,10 @@ export function dnsState(addresses: string[]): SourceState {
     ports: [{ name: 'dns', protocol: 'UDP', port: 5353 }],
     endpoints: addresses.map((address) => modelEndpoint(address)),
   };
-  return { services: new Map([['default/dns', service]]), ignoredServices: new Set(), slices: new Map([['default/dns-1', slice]]), problems: [] };
+  return {
+    services: new Map([['default/dns', service]]),
+    ignoredServices: new Set(),
+    slices: new Map([['default/dns-1', slice]]),
+    problems: [],
+  };
 }

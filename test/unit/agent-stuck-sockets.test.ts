@@ -26,7 +26,14 @@ describe('the agent and stuck sockets', () => {
       },
     };
     const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
-    const agent = new Agent({ source, readers: new InstantReaderFence(), maps, logger: pino({ level: 'silent' }), node: NODE, stuckSockets: handler });
+    const agent = new Agent({
+      source,
+      readers: new InstantReaderFence(),
+      maps,
+      logger: pino({ level: 'silent' }),
+      node: NODE,
+      stuckSockets: handler,
+    });
     const settle = () => new Promise((resolve) => setImmediate(resolve));
     await agent.start();
     source.push(dnsState(['10.244.0.1', '10.244.0.2', '10.244.0.3']));
@@ -52,7 +59,14 @@ describe('the agent and stuck sockets', () => {
       },
     };
     const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2', '10.244.0.3']));
-    const agent = new Agent({ source, readers: new InstantReaderFence(), maps: memoryMaps(), logger: pino({ level: 'silent' }), node: NODE, stuckSockets: handler });
+    const agent = new Agent({
+      source,
+      readers: new InstantReaderFence(),
+      maps: memoryMaps(),
+      logger: pino({ level: 'silent' }),
+      node: NODE,
+      stuckSockets: handler,
+    });
     const settle = () => new Promise((resolve) => setImmediate(resolve));
     await agent.start();
     source.push(dnsState(['10.244.0.1', '10.244.0.2']));
@@ -84,6 +98,9 @@ describe('the agent and stuck sockets', () => {
     source.push(dnsState([]));
     await agent.stop();
     assert.equal(runs, 2);
-    assert.deepEqual(logs.map((line) => line.msg), ['destroy stuck sockets: no iterator', 'destroy stuck sockets: no iterator']);
+    assert.deepEqual(
+      logs.map((line) => line.msg),
+      ['destroy stuck sockets: no iterator', 'destroy stuck sockets: no iterator'],
+    );
   });
 });

@@ -40,7 +40,10 @@ describe('control protocol codecs', () => {
     it(`refuses the request ${line}`, () => assert.throws(() => parseRequest(line), { code: 'SOCKLB_ERR_CONTROL', message }));
   }
   it('refuses a response with an unknown error code', () => {
-    assert.throws(() => parseResponse('{"ok":false,"code":"EWHAT","message":"m"}'), { code: 'SOCKLB_ERR_CONTROL', message: /response code "EWHAT": not a socklb error code/ });
+    assert.throws(() => parseResponse('{"ok":false,"code":"EWHAT","message":"m"}'), {
+      code: 'SOCKLB_ERR_CONTROL',
+      message: /response code "EWHAT": not a socklb error code/,
+    });
   });
 });
 
@@ -65,23 +68,42 @@ describe('control socket', () => {
   });
 
   it('adds, lists and removes', async () => {
-    assert.deepEqual(await requestControl(path, { op: 'add', id: 'c1', cgroup: '/cg/c1' }, 2000), { ok: true, outcome: 'added', sandbox: { id: 'c1', cgroup: '/cg/c1' } });
+    assert.deepEqual(await requestControl(path, { op: 'add', id: 'c1', cgroup: '/cg/c1' }, 2000), {
+      ok: true,
+      outcome: 'added',
+      sandbox: { id: 'c1', cgroup: '/cg/c1' },
+    });
     assert.deepEqual(await requestControl(path, { op: 'list' }, 2000), { ok: true, sandboxes: [{ id: 'c1', cgroup: '/cg/c1' }] });
-    assert.deepEqual(await requestControl(path, { op: 'remove', id: 'c1' }, 2000), { ok: true, outcome: 'removed', sandbox: { id: 'c1', cgroup: '/cg/c1' } });
+    assert.deepEqual(await requestControl(path, { op: 'remove', id: 'c1' }, 2000), {
+      ok: true,
+      outcome: 'removed',
+      sandbox: { id: 'c1', cgroup: '/cg/c1' },
+    });
   });
 
   it('answers with the cgroup as registered, its path resolved', async () => {
-    assert.deepEqual(await requestControl(path, { op: 'add', id: 'c2', cgroup: '/cg/x/../c2/' }, 2000), { ok: true, outcome: 'added', sandbox: { id: 'c2', cgroup: '/cg/c2' } });
+    assert.deepEqual(await requestControl(path, { op: 'add', id: 'c2', cgroup: '/cg/x/../c2/' }, 2000), {
+      ok: true,
+      outcome: 'added',
+      sandbox: { id: 'c2', cgroup: '/cg/c2' },
+    });
     await requestControl(path, { op: 'remove', id: 'c2' }, 2000);
   });
 
-  it('turns a refusal into the agent\'s error, code and sentence', async () => {
-    await assert.rejects(requestControl(path, { op: 'remove', id: 'gone' }, 2000), { code: 'SOCKLB_ERR_NO_SANDBOX', message: 'no sandbox "gone" is registered' });
+  it("turns a refusal into the agent's error, code and sentence", async () => {
+    await assert.rejects(requestControl(path, { op: 'remove', id: 'gone' }, 2000), {
+      code: 'SOCKLB_ERR_NO_SANDBOX',
+      message: 'no sandbox "gone" is registered',
+    });
   });
 
   it('answers a malformed request with a protocol error', async () => {
     const answer = await rawExchange(path, 'not json\n');
-    assert.deepEqual(parseResponse(answer), { ok: false, code: 'SOCKLB_ERR_CONTROL', message: 'control socket: request "not json": not JSON' });
+    assert.deepEqual(parseResponse(answer), {
+      ok: false,
+      code: 'SOCKLB_ERR_CONTROL',
+      message: 'control socket: request "not json": not JSON',
+    });
   });
 
   it('answers a request ended by EOF instead of a newline at once', async () => {
@@ -90,10 +112,14 @@ describe('control socket', () => {
     assert.ok(performance.now() - started < 1000, 'not after the request timeout');
   });
 
-  it('counts a request\'s length in bytes, not characters', async () => {
+  it("counts a request's length in bytes, not characters", async () => {
     // 10000 characters, 20000 bytes: under the limit counted in UTF-16 units, over it in bytes.
     const answer = await rawExchange(path, `{"op":"remove","id":"${'é'.repeat(10_000)}"}\n`);
-    assert.deepEqual(parseResponse(answer), { ok: false, code: 'SOCKLB_ERR_CONTROL', message: `control socket: request longer than ${MAX_REQUEST_BYTES} bytes` });
+    assert.deepEqual(parseResponse(answer), {
+      ok: false,
+      code: 'SOCKLB_ERR_CONTROL',
+      message: `control socket: request longer than ${MAX_REQUEST_BYTES} bytes`,
+    });
   });
 
   it('refuses to start a second server on a live socket', async () => {
@@ -113,7 +139,10 @@ describe('control socket', () => {
     await new Promise<void>((resolve) => silent.listen(silentPath, resolve));
     try {
       const started = performance.now();
-      await assert.rejects(requestControl(silentPath, { op: 'list' }, 300), { code: 'SOCKLB_ERR_CONTROL', message: /did not answer within 0.3 s/ });
+      await assert.rejects(requestControl(silentPath, { op: 'list' }, 300), {
+        code: 'SOCKLB_ERR_CONTROL',
+        message: /did not answer within 0.3 s/,
+      });
       assert.ok(performance.now() - started < 2000);
     } finally {
       silent.close();
@@ -155,7 +184,7 @@ describe('control socket claim', () => {
     try {
       assert.equal(won.length, 1, 'exactly one claim succeeds');
       const lost = claims.find((claim) => claim.status === 'rejected');
-      assert.match((lost as PromiseRejectedResult).reason.message, /another socklb agent is serving it/);
+      assert.match(((lost as PromiseRejectedResult).reason as Error).message, /another socklb agent is serving it/);
     } finally {
       for (const socket of won) await socket.close();
     }
@@ -173,7 +202,7 @@ describe('control socket claim', () => {
     }
   });
 
-  it('narrows a root-owned directory made 0755 (the DaemonSet\'s hostPath) to 0700', async () => {
+  it("narrows a root-owned directory made 0755 (the DaemonSet's hostPath) to 0700", async () => {
     await chmod(directory, 0o755);
     const socket = await claimControlSocket(join(directory, 'control.sock'), logger);
     await socket.close();
@@ -189,10 +218,17 @@ describe('control socket claim', () => {
     });
   });
 
-  it('refuses a directory owned by another user', { skip: process.geteuid?.() !== 0 && 'SKIPPED: giving a directory to another user needs root' }, async () => {
-    await chown(directory, 65534, 65534);
-    await assert.rejects(claimControlSocket(join(directory, 'control.sock'), logger), { code: 'SOCKLB_ERR_CONTROL', message: /is owned by uid 65534, not root/ });
-  });
+  it(
+    'refuses a directory owned by another user',
+    { skip: process.geteuid?.() !== 0 && 'SKIPPED: giving a directory to another user needs root' },
+    async () => {
+      await chown(directory, 65534, 65534);
+      await assert.rejects(claimControlSocket(join(directory, 'control.sock'), logger), {
+        code: 'SOCKLB_ERR_CONTROL',
+        message: /is owned by uid 65534, not root/,
+      });
+    },
+  );
 
   it('logs an accept error instead of ending the agent', async (t) => {
     // libuv absorbs EMFILE itself (it closes a spare descriptor and drops the waiting connections),

@@ -19,12 +19,20 @@ const CPUS = 2;
 
 /** What the programs would have counted: `perCpu[cpu]` is one CPU's copy. */
 function count(stats: BpfMap, serviceId: number, perCpu: Partial<FrontendCounters>[]): void {
-  stats.update(MAP_CODECS.stats.key.encode(serviceId), Buffer.concat(perCpu.map((counters) => statsCodec.encode({ ...ZERO_COUNTERS, ...counters }))));
+  stats.update(
+    MAP_CODECS.stats.key.encode(serviceId),
+    Buffer.concat(perCpu.map((counters) => statsCodec.encode({ ...ZERO_COUNTERS, ...counters }))),
+  );
 }
 
 function frontend(address: string, port: number, protocol: 'TCP' | 'UDP', name: string, portName: string): DesiredFrontend {
   const key: FrontendKey = { address, port, protocol };
-  return { key, service: { namespace: 'default', name, portName }, backends: [{ address: '10.244.0.2', port: 8080 }], affinityTimeoutSeconds: 0 };
+  return {
+    key,
+    service: { namespace: 'default', name, portName },
+    backends: [{ address: '10.244.0.2', port: 8080 }],
+    affinityTimeoutSeconds: 0,
+  };
 }
 
 function desiredOf(...frontends: DesiredFrontend[]): Map<string, DesiredFrontend> {
@@ -37,7 +45,8 @@ function programmed(...frontends: DesiredFrontend[]) {
   const state = DatapathState.read(maps);
   const desired = desiredOf(...frontends);
   assert.equal(reconcile(maps, state, desired, desired.keys()).failed.size, 0);
-  const idOf = (address: string, port: number, protocol: 'TCP' | 'UDP') => state.frontends.get(frontendId({ address, port, protocol }))?.serviceId ?? -1;
+  const idOf = (address: string, port: number, protocol: 'TCP' | 'UDP') =>
+    state.frontends.get(frontendId({ address, port, protocol }))?.serviceId ?? -1;
   return { maps, state, idOf };
 }
 
@@ -52,7 +61,10 @@ describe('struct socklb_stats, one copy per CPU', () => {
   });
 
   it('sums the copies of every CPU', () => {
-    const value = Buffer.concat([statsCodec.encode({ ...ZERO_COUNTERS, connects: 5, reverseNat: 1 }), statsCodec.encode({ ...ZERO_COUNTERS, connects: 7, refused: 2 })]);
+    const value = Buffer.concat([
+      statsCodec.encode({ ...ZERO_COUNTERS, connects: 5, reverseNat: 1 }),
+      statsCodec.encode({ ...ZERO_COUNTERS, connects: 7, refused: 2 }),
+    ]);
     assert.deepEqual(sumPerCpu(value), { connects: 12, refused: 2, datagrams: 0, reverseNat: 1 });
   });
 });
@@ -104,9 +116,18 @@ describe('counters by frontend', () => {
     count(maps.stats, idOf('fd00:96::10', 80, 'TCP'), [{ connects: 10, refused: 1 }, {}]);
     const series = countersByFrontend(state, maps.stats).sort((a, b) => (a.labels.frontend < b.labels.frontend ? -1 : 1));
     assert.deepEqual(series, [
-      { labels: { namespace: 'default', service: 'web', port: 'http', protocol: 'TCP', frontend: '10.96.0.10:80/TCP' }, counters: { connects: 5, refused: 0, datagrams: 0, reverseNat: 0 } },
-      { labels: { namespace: 'default', service: 'dns', port: 'dns', protocol: 'UDP', frontend: '10.96.0.53:53/UDP' }, counters: ZERO_COUNTERS },
-      { labels: { namespace: 'default', service: 'web', port: 'http', protocol: 'TCP', frontend: '[fd00:96::10]:80/TCP' }, counters: { connects: 10, refused: 1, datagrams: 0, reverseNat: 0 } },
+      {
+        labels: { namespace: 'default', service: 'web', port: 'http', protocol: 'TCP', frontend: '10.96.0.10:80/TCP' },
+        counters: { connects: 5, refused: 0, datagrams: 0, reverseNat: 0 },
+      },
+      {
+        labels: { namespace: 'default', service: 'dns', port: 'dns', protocol: 'UDP', frontend: '10.96.0.53:53/UDP' },
+        counters: ZERO_COUNTERS,
+      },
+      {
+        labels: { namespace: 'default', service: 'web', port: 'http', protocol: 'TCP', frontend: '[fd00:96::10]:80/TCP' },
+        counters: { connects: 10, refused: 1, datagrams: 0, reverseNat: 0 },
+      },
     ]);
   });
 
@@ -114,7 +135,8 @@ describe('counters by frontend', () => {
     const { maps, state, idOf } = programmed(WEB_V4, WEB_V6);
     count(maps.stats, idOf('10.96.0.10', 80, 'TCP'), [{ connects: 3 }, {}]);
     count(maps.stats, idOf('fd00:96::10', 80, 'TCP'), [{ connects: 10 }, {}]);
-    const connectsByFrontend = () => Object.fromEntries(countersByFrontend(state, maps.stats).map(({ labels, counters }) => [labels.frontend, counters.connects]));
+    const connectsByFrontend = () =>
+      Object.fromEntries(countersByFrontend(state, maps.stats).map(({ labels, counters }) => [labels.frontend, counters.connects]));
     assert.deepEqual(connectsByFrontend(), { '10.96.0.10:80/TCP': 3, '[fd00:96::10]:80/TCP': 10 });
     // The Service drops its IPv6 family: the IPv4 series keeps its count, the IPv6 one is gone.
     reconcile(maps, state, desiredOf(WEB_V4), [frontendId(WEB_V6.key)]);
@@ -136,7 +158,7 @@ describe('a reused service id', () => {
     reconcile(maps, state, desiredOf(DNS, api), [frontendId(api.key)]);
     assert.equal(idOf('10.96.0.40', 80, 'TCP'), webId);
     assert.deepEqual(readCounters(maps.stats, [webId]).get(webId), ZERO_COUNTERS);
-    assert.equal(maps.stats.lookup(MAP_CODECS.stats.key.encode(webId))?.length, statsCodec.size * CPUS, 'every CPU\'s copy is written');
+    assert.equal(maps.stats.lookup(MAP_CODECS.stats.key.encode(webId))?.length, statsCodec.size * CPUS, "every CPU's copy is written");
   });
 
   it('a frontend that keeps its id keeps its counts', () => {

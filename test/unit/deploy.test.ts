@@ -9,8 +9,12 @@ import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { ENDPOINT_SLICES, NODES, SERVICES } from '../../src/sources/kubernetes.js';
 
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access --
+   these tests walk the parsed YAML of deploy/ freely: a field that is missing fails them, which is the check */
+
 const root = new URL('../../../', import.meta.url);
-const documents = (file: string) => parseAllDocuments(readFileSync(new URL(file, root), 'utf8')).map((document) => document.toJS() as Record<string, any>);
+const documents = (file: string) =>
+  parseAllDocuments(readFileSync(new URL(file, root), 'utf8')).map((document) => document.toJS() as Record<string, any>);
 
 describe('deploy/', () => {
   it('grants list and watch on exactly the resources the API source reads', () => {
@@ -30,7 +34,9 @@ describe('deploy/', () => {
   it('passes the DaemonSet only flags that `socklb run` accepts', () => {
     const daemonSet = documents('deploy/daemonset.yaml').find((document) => document.kind === 'DaemonSet');
     const args = daemonSet?.spec.template.spec.containers[0].args as string[];
-    const help = execFileSync(process.execPath, [fileURLToPath(new URL('build/src/cli/main.js', root)), 'run', '--help'], { encoding: 'utf8' });
+    const help = execFileSync(process.execPath, [fileURLToPath(new URL('build/src/cli/main.js', root)), 'run', '--help'], {
+      encoding: 'utf8',
+    });
     for (const arg of args) {
       const flag = arg.split('=')[0] as string;
       assert.ok(help.includes(`${flag} `), `socklb run knows ${flag}`);
@@ -42,6 +48,10 @@ describe('deploy/', () => {
     const binding = rbac.find((document) => document.kind === 'ClusterRoleBinding');
     const daemonSet = documents('deploy/daemonset.yaml').find((document) => document.kind === 'DaemonSet');
     assert.equal(binding?.roleRef.name, rbac.find((document) => document.kind === 'ClusterRole')?.metadata.name);
-    assert.deepEqual(binding?.subjects[0], { kind: 'ServiceAccount', name: daemonSet?.spec.template.spec.serviceAccountName, namespace: daemonSet?.metadata.namespace });
+    assert.deepEqual(binding?.subjects[0], {
+      kind: 'ServiceAccount',
+      name: daemonSet?.spec.template.spec.serviceAccountName,
+      namespace: daemonSet?.metadata.namespace,
+    });
   });
 });

@@ -69,7 +69,13 @@ describe('DesiredFrontends', () => {
     const desired = new DesiredFrontends(NODE);
     desired.update(state([web('b', '10.96.0.1'), web('a', '10.96.0.1')], [slice('a', ['10.244.0.1']), slice('b', ['10.244.0.2'])]));
     assert.deepEqual(backendsOf(desired, '10.96.0.1:80/TCP'), ['10.244.0.1']);
-    assert.deepEqual(desired.problems(), [{ source: 'model', object: 'Service default/b', reason: 'frontend 10.96.0.1:80/TCP is already served by Service default/a; this port is skipped' }]);
+    assert.deepEqual(desired.problems(), [
+      {
+        source: 'model',
+        object: 'Service default/b',
+        reason: 'frontend 10.96.0.1:80/TCP is already served by Service default/a; this port is skipped',
+      },
+    ]);
   });
 
   it('when the serving claimant goes, the other claimant takes the frontend over', () => {
@@ -85,7 +91,11 @@ describe('DesiredFrontends', () => {
     const desired = new DesiredFrontends(NODE);
     desired.update(state([], [slice('ghost', ['10.244.0.1'])]));
     assert.deepEqual(desired.problems(), [
-      { source: 'model', object: 'EndpointSlice default/ghost-1', reason: 'names Service default/ghost, which does not exist; its endpoints are unused' },
+      {
+        source: 'model',
+        object: 'EndpointSlice default/ghost-1',
+        reason: 'names Service default/ghost, which does not exist; its endpoints are unused',
+      },
     ]);
   });
 });
@@ -153,7 +163,9 @@ describe('DesiredFrontends: the slices of a Service socklb ignores are left out'
           slices: new Set([...before.slices.keys(), ...after.slices.keys()]),
         };
         const { serviceChanges, endpointChanges } = desired.update(named ? { ...after, changes } : after);
-        const backends = Object.fromEntries([...desired.frontends].map(([id, frontend]) => [id, frontend.backends.map((backend) => backend.address)]));
+        const backends = Object.fromEntries(
+          [...desired.frontends].map(([id, frontend]) => [id, frontend.backends.map((backend) => backend.address)]),
+        );
         const orphans = desired.problems().flatMap((problem) => (problem.object.startsWith('EndpointSlice ') ? [problem.object] : []));
         assert.deepEqual({ serviceChanges, endpointChanges, backends, orphans }, expected);
       });
@@ -163,8 +175,15 @@ describe('DesiredFrontends: the slices of a Service socklb ignores are left out'
 
 // A small universe, so that random states share keys, ClusterIPs and endpoints often.
 const serviceArbitrary = fc
-  .record({ name: fc.constantFrom('a', 'b', 'c'), namespace: fc.constantFrom('default', 'shop'), clusterIP: fc.constantFrom('10.96.0.1', '10.96.0.2'), port: fc.constantFrom(80, 81) })
-  .map(({ name, namespace, clusterIP, port }) => modelService({ name, namespace, clusterIPs: [clusterIP], ports: [{ name: 'http', protocol: 'TCP', port }] }));
+  .record({
+    name: fc.constantFrom('a', 'b', 'c'),
+    namespace: fc.constantFrom('default', 'shop'),
+    clusterIP: fc.constantFrom('10.96.0.1', '10.96.0.2'),
+    port: fc.constantFrom(80, 81),
+  })
+  .map(({ name, namespace, clusterIP, port }) =>
+    modelService({ name, namespace, clusterIPs: [clusterIP], ports: [{ name: 'http', protocol: 'TCP', port }] }),
+  );
 const sliceArbitrary = fc
   .record({
     name: fc.constantFrom('s1', 's2', 's3'),
@@ -173,7 +192,12 @@ const sliceArbitrary = fc
     addresses: fc.uniqueArray(fc.constantFrom('10.244.0.1', '10.244.0.2', '10.244.0.3'), { maxLength: 3 }),
     ready: fc.boolean(),
   })
-  .map(({ name, namespace, serviceName, addresses, ready }) => ({ ...slice(serviceName, []), name, namespace, endpoints: addresses.map((address) => modelEndpoint(address, { ready })) }));
+  .map(({ name, namespace, serviceName, addresses, ready }) => ({
+    ...slice(serviceName, []),
+    name,
+    namespace,
+    endpoints: addresses.map((address) => modelEndpoint(address, { ready })),
+  }));
 const stateArbitrary = fc.record({
   services: fc.array(serviceArbitrary, { maxLength: 5 }),
   // Those that are also translated Services are taken out: a source delivers a Service as one or the other.
@@ -198,7 +222,9 @@ function eitherNotBoth(a: ReadonlySet<string>, b: ReadonlySet<string>): string[]
 
 /** Keys whose object differs between the two maps. */
 function differing(before: ReadonlyMap<string, object>, after: ReadonlyMap<string, object>): Set<string> {
-  return new Set([...new Set([...before.keys(), ...after.keys()])].filter((key) => JSON.stringify(before.get(key)) !== JSON.stringify(after.get(key))));
+  return new Set(
+    [...new Set([...before.keys(), ...after.keys()])].filter((key) => JSON.stringify(before.get(key)) !== JSON.stringify(after.get(key))),
+  );
 }
 
 /** The model's whole output, in an order that does not depend on how it got there. */
@@ -211,7 +237,10 @@ describe('DesiredFrontends, incrementally', () => {
   it('states naming their changed keys (or not) end exactly where one full recomputation of the last state does, every changed frontend is reported, and changes are counted in effect', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(stateArbitrary, fc.boolean(), fc.subarray(['default/a', 'shop/b', 'default/s1', 'shop/s3'])), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.tuple(stateArbitrary, fc.boolean(), fc.subarray(['default/a', 'shop/b', 'default/s1', 'shop/s3'])), {
+          minLength: 1,
+          maxLength: 8,
+        }),
         (sequence) => {
           const incremental = new DesiredFrontends(NODE);
           let services = new Map<string, Service>();
@@ -237,10 +266,18 @@ describe('DesiredFrontends, incrementally', () => {
             };
             const { changed, serviceChanges, endpointChanges } = incremental.update(state);
             assert.equal(serviceChanges, differing(services, nextServices).size, 'Service changes');
-            assert.equal(endpointChanges, differing(inEffect(slices, ignoredServices), inEffect(nextSlices, nextIgnored)).size, 'EndpointSlice changes in effect');
+            assert.equal(
+              endpointChanges,
+              differing(inEffect(slices, ignoredServices), inEffect(nextSlices, nextIgnored)).size,
+              'EndpointSlice changes in effect',
+            );
             const after = outcome(incremental).frontends;
             const moved = differing(new Map(before), new Map(after));
-            assert.deepEqual([...moved].filter((id) => !changed.has(id)), [], 'every frontend that changed is reported changed');
+            assert.deepEqual(
+              [...moved].filter((id) => !changed.has(id)),
+              [],
+              'every frontend that changed is reported changed',
+            );
             const fresh = new DesiredFrontends(NODE);
             fresh.update({ ...state, changes: undefined });
             assert.deepEqual(outcome(incremental), outcome(fresh));

@@ -89,8 +89,10 @@ export function parseCase(name: string, text: string): GoldenCase {
 /** `golden` with each expected section's body replaced by what a run printed there, in order. */
 export function withExpected(golden: GoldenCase, printed: readonly string[]): string {
   const sections = [...golden.archive.sections];
-  golden.steps.filter((step) => step.kind === 'expect').forEach((step, i) => {
-    sections[step.section] = { name: 'expected', body: printed[i] ?? '' };
-  });
+  golden.steps
+    .filter((step) => step.kind === 'expect')
+    .forEach((step, i) => {
+      sections[step.section] = { name: 'expected', body: printed[i] ?? '' };
+    });
   return formatArchive({ comment: golden.archive.comment, sections });
 }

@@ -44,7 +44,13 @@ export async function runCase(golden: GoldenCase, kind: SourceKind): Promise<str
     const { source } = await chooseSource(sourceFlags, logger);
     const observed = new ObservedSource(source);
     const maps = memoryMaps();
-    const agent = new Agent({ source: observed, maps, readers: new InstantReaderFence(), logger, node: { ...flags.node, zone: input.zoneFromFlags ? flags.node.zone : undefined } });
+    const agent = new Agent({
+      source: observed,
+      maps,
+      readers: new InstantReaderFence(),
+      logger,
+      node: { ...flags.node, zone: input.zoneFromFlags ? flags.node.zone : undefined },
+    });
     await agent.start();
     try {
       const printed: string[] = [];
@@ -76,7 +82,8 @@ function dump(maps: DatapathMaps, problems: readonly InputProblem[]): string {
   const count = (map: BpfMap) => [...map.entries()].length;
   const lines = [
     formatFrontendTable(describeFrontends(DatapathState.read(maps)), true),
-    `maps: frontends ${count(maps.frontends)}, slots ${count(maps.slots)}, backends ${count(maps.backends)}, service names ${count(maps.serviceNames)}`,
+    `maps: frontends ${count(maps.frontends)}, slots ${count(maps.slots)}, backends ${count(maps.backends)}, ` +
+      `service names ${count(maps.serviceNames)}`,
     // Without their source (a path, 'kubernetes' or 'model'): both sources must agree.
     ...problems.map((problem) => `problem: ${problem.object}: ${problem.reason}`).sort(),
   ];
@@ -110,7 +117,11 @@ function parseFlags(args: string[]): CaseFlags {
   for (const cidr of cidrs) if (parseCidr(cidr) === undefined) invalidFlag('--allowed-external-ip-cidrs', cidr, 'a CIDR');
   const nodeName = values['node-name'];
   const serviceProxyName = values['service-proxy-name'];
-  return { nodeName, serviceProxyName, node: { name: nodeName, zone: values['node-zone'], addresses, allowedExternalIPCidrs: cidrs, serviceProxyName } };
+  return {
+    nodeName,
+    serviceProxyName,
+    node: { name: nodeName, zone: values['node-zone'], addresses, allowedExternalIPCidrs: cidrs, serviceProxyName },
+  };
 }
 
 function invalidFlag(flag: string, value: string, what: string): never {
@@ -171,7 +182,8 @@ async function apiInput(flags: CaseFlags): Promise<CaseInput> {
       for (const change of changes) {
         const objects = change.kind === 'write' ? documentsOf(change.file, change.text) : [];
         const names = objects.map((object) => object.name);
-        const kept = (old: ObjectName) => names.some((name) => name.resource === old.resource && name.namespace === old.namespace && name.name === old.name);
+        const kept = (old: ObjectName) =>
+          names.some((name) => name.resource === old.resource && name.namespace === old.namespace && name.name === old.name);
         for (const old of objectsByFile.get(change.file) ?? []) if (!kept(old)) server.delete(old.resource, old.name, old.namespace);
         for (const { name, document } of objects) server.apply(name.resource, document);
         objectsByFile.set(change.file, names);
@@ -188,7 +200,8 @@ function documentsOf(file: string, text: string): { name: ObjectName; document: 
     if (document === null) return [];
     const resource = RESOURCES[document.kind ?? ''];
     const name = document.metadata?.name;
-    if (resource === undefined || name === undefined) throw new Error(`${file}: document ${i + 1}: the API stand-in takes Services and EndpointSlices with a metadata.name`);
+    if (resource === undefined || name === undefined)
+      throw new Error(`${file}: document ${i + 1}: the API stand-in takes Services and EndpointSlices with a metadata.name`);
     const metadata = { ...document.metadata, name };
     return [{ name: { resource, namespace: metadata.namespace ?? 'default', name }, document: { ...document, metadata } }];
   });
@@ -200,7 +213,13 @@ function documentsOf(file: string, text: string): { name: ObjectName; document: 
 function stateText(state: SourceState): string {
   const sorted = (map: ReadonlyMap<string, unknown>) => [...map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const problems = state.problems.map((problem) => JSON.stringify(problem)).sort();
-  return JSON.stringify({ services: sorted(state.services), slices: sorted(state.slices), problems, node: state.node, complete: state.complete ?? true });
+  return JSON.stringify({
+    services: sorted(state.services),
+    slices: sorted(state.slices),
+    problems,
+    node: state.node,
+    complete: state.complete ?? true,
+  });
 }
 
 /** The first state a new source of the same input delivers: what the running one must come to. */
@@ -235,7 +254,8 @@ class ObservedSource implements Source {
   async until(expected: string): Promise<void> {
     const deadline = performance.now() + SETTLE_TIMEOUT_MS;
     while (this.lastTakenIn !== expected) {
-      if (performance.now() > deadline) throw new Error(`the source did not deliver the step's input within ${SETTLE_TIMEOUT_MS} ms: ${expected}`);
+      if (performance.now() > deadline)
+        throw new Error(`the source did not deliver the step's input within ${SETTLE_TIMEOUT_MS} ms: ${expected}`);
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }

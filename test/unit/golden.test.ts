@@ -19,7 +19,9 @@ import { runCase, SOURCE_KINDS } from './golden-runner.js';
 
 const CORPUS = fileURLToPath(new URL('../../../test/golden/', import.meta.url));
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
-const CASES = readdirSync(CORPUS).filter((name) => name.endsWith('.txt')).sort();
+const CASES = readdirSync(CORPUS)
+  .filter((name) => name.endsWith('.txt'))
+  .sort();
 
 describe('golden corpus', () => {
   it('has cases', () => assert.ok(CASES.length > 0, `no .txt file in ${CORPUS}`));
@@ -31,13 +33,18 @@ describe('golden corpus', () => {
       const golden = parseCase(name, text);
       const [first, ...others] = SOURCE_KINDS;
       const printed = await runCase(golden, first!);
-      for (const kind of others) assert.deepEqual(await runCase(golden, kind), printed, `${name}: ${kind} and ${first} lead to different maps`);
+      for (const kind of others)
+        assert.deepEqual(await runCase(golden, kind), printed, `${name}: ${kind} and ${first} lead to different maps`);
       const regenerated = withExpected(golden, printed);
       if (UPDATE) {
         if (regenerated !== text) writeFileSync(path, regenerated);
         return;
       }
-      assert.equal(regenerated, text, `${name}: the maps differ from the expected sections; if the change is intended, run \`make golden\` and review the diff`);
+      assert.equal(
+        regenerated,
+        text,
+        `${name}: the maps differ from the expected sections; if the change is intended, run \`make golden\` and review the diff`,
+      );
     });
   }
 });
@@ -51,7 +58,10 @@ describe('golden case format', () => {
   });
 
   it('reads steps in order: writes, deletions and expectations, with the flags first', () => {
-    const golden = parseCase('steps.txt', '# a rule\n-- flags --\n--node-name a\n-- s.yaml --\nkind: Service\n-- expected --\none\n-- delete s.yaml --\n-- expected --\n');
+    const golden = parseCase(
+      'steps.txt',
+      '# a rule\n-- flags --\n--node-name a\n-- s.yaml --\nkind: Service\n-- expected --\none\n-- delete s.yaml --\n-- expected --\n',
+    );
     assert.deepEqual(golden.flags, ['--node-name', 'a']);
     assert.deepEqual(golden.steps, [
       { kind: 'write', file: 's.yaml', text: 'kind: Service\n' },
@@ -59,7 +69,10 @@ describe('golden case format', () => {
       { kind: 'delete', file: 's.yaml' },
       { kind: 'expect', section: 4, text: '' },
     ]);
-    assert.equal(withExpected(golden, ['1\n', '2\n']), '# a rule\n-- flags --\n--node-name a\n-- s.yaml --\nkind: Service\n-- expected --\n1\n-- delete s.yaml --\n-- expected --\n2\n');
+    assert.equal(
+      withExpected(golden, ['1\n', '2\n']),
+      '# a rule\n-- flags --\n--node-name a\n-- s.yaml --\nkind: Service\n-- expected --\n1\n-- delete s.yaml --\n-- expected --\n2\n',
+    );
   });
 
   it('refuses a case that would check less than it seems to', () => {

@@ -28,8 +28,14 @@ describe('IdMap', () => {
         }
         const expected = [...model].sort(([a], [b]) => a - b);
         assert.deepEqual([...ids], expected);
-        assert.deepEqual([...ids.keys()], expected.map(([key]) => key));
-        assert.deepEqual([...ids.values()], expected.map(([, value]) => value));
+        assert.deepEqual(
+          [...ids.keys()],
+          expected.map(([key]) => key),
+        );
+        assert.deepEqual(
+          [...ids.values()],
+          expected.map(([, value]) => value),
+        );
         assert.equal(ids.size, model.size);
         for (const key of [0, 5, 64, 1 << 20, 2 ** 32 - 1]) {
           assert.equal(ids.has(key), model.has(key));

@@ -19,7 +19,15 @@ function desired(...frontends: [address: string, backend: string][]): Map<string
   return new Map(
     frontends.map(([address, backend]) => {
       const key = { address, port: 80, protocol: 'TCP' as const };
-      return [frontendId(key), { key, service: { namespace: 'default', name: address, portName: '' }, backends: [{ address: backend, port: 8080 }], affinityTimeoutSeconds: 0 }];
+      return [
+        frontendId(key),
+        {
+          key,
+          service: { namespace: 'default', name: address, portName: '' },
+          backends: [{ address: backend, port: 8080 }],
+          affinityTimeoutSeconds: 0,
+        },
+      ];
     }),
   );
 }
@@ -44,7 +52,10 @@ describe('ids freed by a sync', () => {
     reconcile(maps, state, second, first.keys());
     assert.ok(state.idsAwaitReaders);
     reconcile(maps, state, third, third.keys());
-    assert.deepEqual(ids(state), { services: { '10.96.0.2:80/TCP': 2, '10.96.0.3:80/TCP': 3 }, backends: { '10.244.0.2': 2, '10.244.0.3': 3 } });
+    assert.deepEqual(ids(state), {
+      services: { '10.96.0.2:80/TCP': 2, '10.96.0.3:80/TCP': 3 },
+      backends: { '10.244.0.2': 2, '10.244.0.3': 3 },
+    });
   });
 
   it('are handed out again, lowest first, once the readers are gone', () => {
@@ -55,7 +66,10 @@ describe('ids freed by a sync', () => {
     state.readersGone();
     assert.equal(state.idsAwaitReaders, false);
     reconcile(maps, state, third, third.keys());
-    assert.deepEqual(ids(state), { services: { '10.96.0.2:80/TCP': 2, '10.96.0.3:80/TCP': 1 }, backends: { '10.244.0.2': 2, '10.244.0.3': 1 } });
+    assert.deepEqual(ids(state), {
+      services: { '10.96.0.2:80/TCP': 2, '10.96.0.3:80/TCP': 1 },
+      backends: { '10.244.0.2': 2, '10.244.0.3': 1 },
+    });
   });
 
   it('include the ids a state read back skips over: the agent that freed them may have just stopped', () => {
@@ -108,5 +122,4 @@ describe('the agent, before a sync', () => {
     assert.ok(agent.datapath.idsAwaitReaders, 'the freed id still waits');
     await agent.stop();
   });
-
 });

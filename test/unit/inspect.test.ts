@@ -21,9 +21,24 @@ const POD_B = { address: '10.244.0.3', port: 8080 };
 
 function programmed() {
   const frontends: DesiredFrontend[] = [
-    { key: { address: '10.96.0.10', port: 80, protocol: 'TCP' }, service: { namespace: 'default', name: 'web', portName: 'http' }, backends: [POD_A, POD_B], affinityTimeoutSeconds: 10800 },
-    { key: { address: '10.96.0.53', port: 53, protocol: 'UDP' }, service: { namespace: 'kube-system', name: 'dns', portName: '' }, backends: [POD_B], affinityTimeoutSeconds: 0 },
-    { key: { address: '10.96.0.20', port: 80, protocol: 'TCP' }, service: { namespace: 'default', name: 'empty', portName: '' }, backends: [], affinityTimeoutSeconds: 0 },
+    {
+      key: { address: '10.96.0.10', port: 80, protocol: 'TCP' },
+      service: { namespace: 'default', name: 'web', portName: 'http' },
+      backends: [POD_A, POD_B],
+      affinityTimeoutSeconds: 10800,
+    },
+    {
+      key: { address: '10.96.0.53', port: 53, protocol: 'UDP' },
+      service: { namespace: 'kube-system', name: 'dns', portName: '' },
+      backends: [POD_B],
+      affinityTimeoutSeconds: 0,
+    },
+    {
+      key: { address: '10.96.0.20', port: 80, protocol: 'TCP' },
+      service: { namespace: 'default', name: 'empty', portName: '' },
+      backends: [],
+      affinityTimeoutSeconds: 0,
+    },
   ];
   const desired = new Map(frontends.map((frontend) => [frontendId(frontend.key), frontend]));
   const maps = memoryMaps();
@@ -64,7 +79,14 @@ describe('`socklb backends`', () => {
         ],
       },
     ]);
-    assert.equal(formatBackendTable(backends), ['ID  BACKEND          FRONTENDS', '1   10.244.0.2:8080  10.96.0.10:80/TCP', '2   10.244.0.3:8080  10.96.0.10:80/TCP,10.96.0.53:53/UDP'].join('\n'));
+    assert.equal(
+      formatBackendTable(backends),
+      [
+        'ID  BACKEND          FRONTENDS',
+        '1   10.244.0.2:8080  10.96.0.10:80/TCP',
+        '2   10.244.0.3:8080  10.96.0.10:80/TCP,10.96.0.53:53/UDP',
+      ].join('\n'),
+    );
     assert.equal(
       formatBackendTable(backends, true),
       [
@@ -82,7 +104,14 @@ describe('`socklb status`', () => {
     attachments: [
       { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect4', linkId: 12, programId: 40, programTag: '0123456789abcdef' },
       { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect6', linkId: 0, programId: 0, programTag: '', error: 'open pin x: EPERM' },
-      { cgroup: '/sys/fs/cgroup/pod-c1', sandbox: 'c1', program: 'socklb_connect4', linkId: 13, programId: 40, programTag: '0123456789abcdef' },
+      {
+        cgroup: '/sys/fs/cgroup/pod-c1',
+        sandbox: 'c1',
+        program: 'socklb_connect4',
+        linkId: 13,
+        programId: 40,
+        programTag: '0123456789abcdef',
+      },
     ],
     maps: [
       { name: 'socklb_fe_v3', type: 'hash', id: 7, entries: 3, capacity: 4 },
@@ -102,15 +131,19 @@ describe('`socklb status`', () => {
         lastUpdated: '2026-01-01T00:00:30.000Z',
         frontends: 3,
         backends: 2,
-        failedFrontends: [{ frontend: '10.96.0.31:80/TCP', error: 'update socklb_fe_v3: E2BIG: map full (4 entries); raise --max-frontends' }],
+        failedFrontends: [
+          { frontend: '10.96.0.31:80/TCP', error: 'update socklb_fe_v3: E2BIG: map full (4 entries); raise --max-frontends' },
+        ],
         inputProblems: [{ source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' }],
       },
     });
     assert.equal(
       text,
       [
-        'agent: running (pid 42), healthy; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:30.000Z; 3 frontends, 2 backends',
-        'problem: frontend 10.96.0.31:80/TCP is not in the datapath (retried): update socklb_fe_v3: E2BIG: map full (4 entries); raise --max-frontends',
+        'agent: running (pid 42), healthy; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:30.000Z; ' +
+          '3 frontends, 2 backends',
+        'problem: frontend 10.96.0.31:80/TCP is not in the datapath (retried): update socklb_fe_v3: E2BIG: map full (4 entries); ' +
+          'raise --max-frontends',
         'problem: /etc/socklb/bad.yaml: Service default/bad: spec.clusterIP: not an IP',
         '',
         'attachments (/sys/fs/bpf/socklb):',
@@ -128,14 +161,34 @@ describe('`socklb status`', () => {
   });
 
   it('says an agent before its first sync is not ready, not unhealthy, and that no update is in yet', () => {
-    const agent = { running: true as const, pid: 42, startedAt: '2026-01-01T00:00:00.000Z', lastSync: null, healthy: false, lastUpdated: '2026-01-01T00:00:00.000Z', frontends: 3, backends: 2, failedFrontends: [], inputProblems: [] };
-    assert.match(formatStatus({ ...pinned, agent }), /^agent: running \(pid 42\), not ready: the first sync is not done; last sync not yet; 3 frontends, 2 backends\nproblems: none\n/);
-    assert.match(formatStatus({ ...pinned, agent: { ...agent, lastSync: '2026-01-01T00:01:00.000Z' } }), /^agent: running \(pid 42\), UNHEALTHY: an update has waited too long; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:00.000Z;/);
+    const agent = {
+      running: true as const,
+      pid: 42,
+      startedAt: '2026-01-01T00:00:00.000Z',
+      lastSync: null,
+      healthy: false,
+      lastUpdated: '2026-01-01T00:00:00.000Z',
+      frontends: 3,
+      backends: 2,
+      failedFrontends: [],
+      inputProblems: [],
+    };
+    assert.match(
+      formatStatus({ ...pinned, agent }),
+      /^agent: running \(pid 42\), not ready: the first sync is not done; last sync not yet; 3 frontends, 2 backends\nproblems: none\n/,
+    );
+    assert.match(
+      formatStatus({ ...pinned, agent: { ...agent, lastSync: '2026-01-01T00:01:00.000Z' } }),
+      /^agent: running \(pid 42\), UNHEALTHY: an update has waited too long; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:00.000Z;/,
+    );
   });
 
   it('says when no agent answers, and still shows the pinned state', () => {
     const text = formatStatus({ ...pinned, agent: { running: false, reason: 'no answer at 127.0.0.1:10256 (ECONNREFUSED)' } });
-    assert.match(text, /^agent: not running: no answer at 127\.0\.0\.1:10256 \(ECONNREFUSED\); the pinned datapath keeps serving what it was last given\n\nattachments/);
+    assert.match(
+      text,
+      /^agent: not running: no answer at 127\.0\.0\.1:10256 \(ECONNREFUSED\); the pinned datapath keeps serving what it was last given\n\nattachments/,
+    );
     assert.match(text, /^socklb_fe_v3 {5}hash/m);
   });
 });
@@ -151,13 +204,25 @@ describe('AgentStatus (/statusz)', () => {
     status.recordSync();
     const report = status.report(health);
     assert.deepEqual(
-      { lastSync: report.lastSync, startedAt: report.startedAt, frontends: report.frontends, backends: report.backends, failedFrontends: report.failedFrontends },
-      { lastSync: '2026-01-01T00:00:05.000Z', startedAt: '2026-01-01T00:00:00.000Z', frontends: 3, backends: 2, failedFrontends: [{ frontend: 'f', error: 'e' }] },
+      {
+        lastSync: report.lastSync,
+        startedAt: report.startedAt,
+        frontends: report.frontends,
+        backends: report.backends,
+        failedFrontends: report.failedFrontends,
+      },
+      {
+        lastSync: '2026-01-01T00:00:05.000Z',
+        startedAt: '2026-01-01T00:00:00.000Z',
+        frontends: 3,
+        backends: 2,
+        failedFrontends: [{ frontend: 'f', error: 'e' }],
+      },
     );
   });
 });
 
-describe('the agent\'s HTTP routes', () => {
+describe("the agent's HTTP routes", () => {
   it('/statusz is served beside /metrics, not on the health address that every pod can reach', async () => {
     const { maps, state } = programmed();
     const problem = { source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' };
@@ -172,6 +237,10 @@ describe('the agent\'s HTTP routes', () => {
     assert.deepEqual((JSON.parse(statusz?.body ?? '{}') as { inputProblems: unknown }).inputProblems, [problem]);
     const healthz = await routes.health['/healthz']?.();
     assert.equal(healthz?.status, 200);
-    assert.deepEqual(Object.keys(JSON.parse(healthz?.body ?? '{}') as object), ['lastUpdated', 'currentTime'], 'kube-proxy\'s answer, nothing of the agent\'s state');
+    assert.deepEqual(
+      Object.keys(JSON.parse(healthz?.body ?? '{}') as object),
+      ['lastUpdated', 'currentTime'],
+      "kube-proxy's answer, nothing of the agent's state",
+    );
   });
 });

@@ -23,13 +23,23 @@ function webService(name = 'web', clusterIP = '10.96.0.10', labels: Record<strin
 }
 
 function webSlice(name = 'web-abc12', serviceName = 'web', ips = ['10.244.0.5'], labels: Record<string, string> = {}) {
-  const object = endpointSlice(name, serviceName, 'IPv4', [{ name: 'http', port: 8080 }], ips.map((ip) => ({ ip }))) as { metadata: { labels: Record<string, string> } };
+  const object = endpointSlice(
+    name,
+    serviceName,
+    'IPv4',
+    [{ name: 'http', port: 8080 }],
+    ips.map((ip) => ({ ip })),
+  ) as { metadata: { labels: Record<string, string> } };
   Object.assign(object.metadata.labels, labels);
   return object;
 }
 
 function node(name = 'node-1', zone?: string) {
-  return { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: zone === undefined ? { 'kubernetes.io/hostname': name } : { 'topology.kubernetes.io/zone': zone } } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, labels: zone === undefined ? { 'kubernetes.io/hostname': name } : { 'topology.kubernetes.io/zone': zone } },
+  };
 }
 
 // ---- The source under test, and what it delivers ----
@@ -59,7 +69,10 @@ class States {
     const last = this.all.at(-1);
     if (last && accept(last)) return Promise.resolve(last);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no such state within ${timeoutMs} ms; last: ${summary(this.all.at(-1))}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no such state within ${timeoutMs} ms; last: ${summary(this.all.at(-1))}`)),
+        timeoutMs,
+      );
       this.waiters.push({ accept, resolve: (state) => (clearTimeout(timer), resolve(state)) });
     });
   }
@@ -67,7 +80,12 @@ class States {
 
 function summary(state: SourceState | undefined): string {
   if (!state) return 'none';
-  return JSON.stringify({ services: [...state.services.keys()], slices: [...state.slices.keys()], problems: state.problems, node: state.node });
+  return JSON.stringify({
+    services: [...state.services.keys()],
+    slices: [...state.slices.keys()],
+    problems: state.problems,
+    node: state.node,
+  });
 }
 
 const RETRY = { initialDelayMs: 20, maxDelayMs: 200, random: () => 0 };
@@ -80,14 +98,18 @@ function assertBackoff(requests: { at: number }[], expected: number[]): void {
   const gaps = requests.slice(1).map((request, i) => Math.round(request.at - (requests[i]?.at ?? 0)));
   const slack = 40;
   assert.ok(gaps.length >= expected.length, `${gaps.length} gaps`);
-  expected.forEach((delay, i) => assert.ok((gaps[i] ?? 0) >= delay - slack, `gaps ${gaps} ms, expected ${expected} ms`));
-  gaps.slice(1, expected.length).forEach((gap, i) => assert.ok(gap > (gaps[i] ?? 0), `gaps ${gaps} ms grow`));
+  expected.forEach((delay, i) =>
+    assert.ok((gaps[i] ?? 0) >= delay - slack, `gaps ${gaps.join(',')} ms, expected ${expected.join(',')} ms`),
+  );
+  gaps.slice(1, expected.length).forEach((gap, i) => assert.ok(gap > (gaps[i] ?? 0), `gaps ${gaps.join(',')} ms grow`));
 }
 
 let server: ApiServer;
 const sources: KubernetesSource[] = [];
 
-async function newSource(options: Partial<KubernetesSourceOptions> = {}): Promise<{ source: KubernetesSource; states: States; started: Promise<void> }> {
+async function newSource(
+  options: Partial<KubernetesSourceOptions> = {},
+): Promise<{ source: KubernetesSource; states: States; started: Promise<void> }> {
   const loaded = await loadKubeConfig(server.kubeconfigPath);
   assert.ok(loaded);
   const source = new KubernetesSource({ kubeConfig: loaded.config, nodeName: 'node-1', debounceMs: 5, retry: RETRY, ...options });
@@ -134,7 +156,10 @@ describe('KubernetesSource: the first state', () => {
     assert.deepEqual(keys(state.services), ['default/web']);
     assert.deepEqual(state.services.get('default/web')?.clusterIPs, ['10.96.0.10']);
     assert.deepEqual(keys(state.slices), ['default/web-abc12']);
-    assert.deepEqual(state.slices.get('default/web-abc12')?.endpoints.map((endpoint) => endpoint.address), ['10.244.0.5']);
+    assert.deepEqual(
+      state.slices.get('default/web-abc12')?.endpoints.map((endpoint) => endpoint.address),
+      ['10.244.0.5'],
+    );
     assert.deepEqual(state.node, { name: 'node-1', zone: 'zone-a' });
     assert.deepEqual(state.problems, []);
   });
@@ -159,7 +184,10 @@ describe('KubernetesSource: the first state', () => {
   test('reports a Node that does not exist, and follows the zone label once it does', async () => {
     const { states } = await startedSource();
     assert.deepEqual(states.last.node, { name: 'node-1' });
-    assert.deepEqual(states.last.problems.map((problem) => [problem.source, problem.object]), [['kubernetes', 'Node node-1']]);
+    assert.deepEqual(
+      states.last.problems.map((problem) => [problem.source, problem.object]),
+      [['kubernetes', 'Node node-1']],
+    );
     server.apply('nodes', node('node-1', 'zone-a'));
     server.apply('nodes', node('node-2', 'zone-b')); // another node: not asked for, not seen
     await states.until((state) => state.node?.zone === 'zone-a' && state.problems.length === 0);
@@ -185,7 +213,8 @@ describe('KubernetesSource: selection as kube-proxy makes it', () => {
     assert.deepEqual(keys(states.last.services), ['default/web']);
     assert.deepEqual(keys(states.last.slices), ['default/web-abc12']);
     for (const resource of ['services', 'endpointslices'] as const) {
-      for (const request of [...lists(resource), ...watches(resource)]) assert.equal(request.query.labelSelector, KUBE_PROXY_SELECTOR, `${resource} ${request.watch ? 'WATCH' : 'LIST'}`);
+      for (const request of [...lists(resource), ...watches(resource)])
+        assert.equal(request.query.labelSelector, KUBE_PROXY_SELECTOR, `${resource} ${request.watch ? 'WATCH' : 'LIST'}`);
     }
 
     server.apply('services', webService('web', '10.96.0.10', { [PROXY_NAME_LABEL]: 'other-proxy' }));
@@ -228,7 +257,10 @@ describe('KubernetesSource: changes', () => {
     server.apply('services', webService('db', '10.96.0.11'));
     server.apply('endpointslices', webSlice());
     const { states } = await startedSource();
-    const changesOf = (state: SourceState) => ({ services: [...(state.changes?.services ?? [])].sort(), slices: [...(state.changes?.slices ?? [])].sort() });
+    const changesOf = (state: SourceState) => ({
+      services: [...(state.changes?.services ?? [])].sort(),
+      slices: [...(state.changes?.slices ?? [])].sort(),
+    });
     assert.deepEqual(changesOf(states.last), { services: ['default/db', 'default/web'], slices: ['default/web-abc12'] });
     server.apply('endpointslices', webSlice('web-abc12', 'web', ['10.244.0.5', '10.244.0.9']));
     const moved = await states.until((state) => state.slices.get('default/web-abc12')?.endpoints.length === 2);
@@ -237,7 +269,11 @@ describe('KubernetesSource: changes', () => {
     const headless = await states.until((state) => !state.services.has('default/web'));
     assert.deepEqual(changesOf(headless), { services: ['default/web'], slices: [] });
     assert.deepEqual([...headless.services.keys()], ['default/db']);
-    assert.deepEqual([...headless.ignoredServices], ['default/web'], 'the model leaves its slices out, and does not report them as orphans');
+    assert.deepEqual(
+      [...headless.ignoredServices],
+      ['default/web'],
+      'the model leaves its slices out, and does not report them as orphans',
+    );
     assert.deepEqual([...headless.slices.keys()], ['default/web-abc12'], 'its slices are delivered as they are');
     server.apply('services', webService());
     const translated = await states.until((state) => state.services.has('default/web'));
@@ -252,7 +288,10 @@ describe('KubernetesSource: changes', () => {
     const burst = await states.until((state) => state.services.size === 30);
     await sleep(100);
     assert.equal(states.all.length, 2);
-    assert.ok(burst.changeSeenAt !== undefined && burst.changeSeenAt >= before && burst.changeSeenAt <= Date.now(), `changeSeenAt ${burst.changeSeenAt}, for the network programming latency`);
+    assert.ok(
+      burst.changeSeenAt !== undefined && burst.changeSeenAt >= before && burst.changeSeenAt <= Date.now(),
+      `changeSeenAt ${burst.changeSeenAt}, for the network programming latency`,
+    );
   });
 
   test('an update that changes nothing socklb reads delivers no state', async () => {
@@ -293,7 +332,8 @@ describe('KubernetesSource: changes', () => {
 
 describe('KubernetesSource: robust watching', () => {
   test('410 on a watch: lists again at once, and no state ever lacks an object that still exists', async () => {
-    for (const name of ['keep-a', 'keep-b', 'web', 'old']) server.apply('services', webService(name, `10.96.0.${10 + ['keep-a', 'keep-b', 'web', 'old'].indexOf(name)}`));
+    for (const name of ['keep-a', 'keep-b', 'web', 'old'])
+      server.apply('services', webService(name, `10.96.0.${10 + ['keep-a', 'keep-b', 'web', 'old'].indexOf(name)}`));
     server.apply('endpointslices', webSlice());
     server.apply('nodes', node());
     const { states } = await startedSource();
@@ -333,7 +373,10 @@ describe('KubernetesSource: robust watching', () => {
     server.bumpResourceVersion(); // a write elsewhere: every watch is now behind
     server.compact();
     server.dropWatches();
-    await eventually(() => lists('services').length === 2 && lists('endpointslices').length === 2 && lists('nodes').length === 2, 'every resource relisted');
+    await eventually(
+      () => lists('services').length === 2 && lists('endpointslices').length === 2 && lists('nodes').length === 2,
+      'every resource relisted',
+    );
     await sleep(30);
     assert.equal(states.all.length, 1, 'a relist that finds nothing new delivers nothing');
 
@@ -434,7 +477,11 @@ describe('KubernetesSource: robust watching', () => {
 describe('KubernetesSource: stop', () => {
   test('ends every request and timer: during watches, backoff and a pending LIST', async () => {
     // Timers and sockets (the test runner's own pipes come and go).
-    const handles = () => process.getActiveResourcesInfo().filter((type) => ['Timeout', 'TCPSocketWrap', 'TLSWrap'].includes(type)).sort();
+    const handles = () =>
+      process
+        .getActiveResourcesInfo()
+        .filter((type) => ['Timeout', 'TCPSocketWrap', 'TLSWrap'].includes(type))
+        .sort();
     const before = handles();
     server.apply('services', webService());
     const watching = await startedSource();
@@ -487,26 +534,44 @@ describe('the API server stand-in (through ApiClient)', () => {
     assert.equal(one.kind, 'Service', 'a single GET has its kind');
     assert.equal(current.items?.[0]?.kind, undefined);
     assert.equal(current.metadata?.resourceVersion, server.get('services', 'web')?.metadata.resourceVersion);
-    const exact = await (await client()).list('/api/v1/services', { resourceVersion: stored.metadata.resourceVersion, resourceVersionMatch: 'Exact' }, signal);
+    const exact = await (
+      await client()
+    ).list('/api/v1/services', { resourceVersion: stored.metadata.resourceVersion, resourceVersionMatch: 'Exact' }, signal);
     assert.equal((exact.items?.[0]?.spec as { ports: { port: number }[] }).ports[0]?.port, 80);
     server.compact();
-    await assert.rejects((await client()).list('/api/v1/services', { resourceVersion: stored.metadata.resourceVersion, resourceVersionMatch: 'Exact' }, signal), (error) => {
-      assert.ok(error instanceof ApiError && error.expired && error.reason === 'Expired');
-      return true;
-    });
+    await assert.rejects(
+      (await client()).list(
+        '/api/v1/services',
+        { resourceVersion: stored.metadata.resourceVersion, resourceVersionMatch: 'Exact' },
+        signal,
+      ),
+      (error) => {
+        assert.ok(error instanceof ApiError && error.expired && error.reason === 'Expired');
+        return true;
+      },
+    );
   });
 
   test('watches with synthetic ADDED events first, sends objects leaving the selection as DELETED, and 410 after compaction', async () => {
     server.apply('services', webService());
     const events: [WatchEventType, KubeObject][] = [];
     const abort = new AbortController();
-    const watching = (await client()).watch('/api/v1/services', { labelSelector: `!${PROXY_NAME_LABEL}` }, (type, object) => events.push([type, object]), abort.signal, 5000);
+    const watching = (await client()).watch(
+      '/api/v1/services',
+      { labelSelector: `!${PROXY_NAME_LABEL}` },
+      (type, object) => events.push([type, object]),
+      abort.signal,
+      5000,
+    );
     await eventually(() => events.length === 1, 'the ADDED event');
     server.apply('services', webService('web', '10.96.0.10', { [PROXY_NAME_LABEL]: 'other' }));
     await eventually(() => events.length === 2, 'the DELETED event');
     assert.deepEqual(
       events.map(([type, object]) => [type, object.kind, object.metadata?.name]),
-      [['ADDED', 'Service', 'web'], ['DELETED', 'Service', 'web']],
+      [
+        ['ADDED', 'Service', 'web'],
+        ['DELETED', 'Service', 'web'],
+      ],
     );
     abort.abort();
     await assert.rejects(watching);
@@ -514,11 +579,14 @@ describe('the API server stand-in (through ApiClient)', () => {
     const version = server.get('services', 'web')?.metadata.resourceVersion;
     server.apply('services', webService('web'));
     server.compact();
-    await assert.rejects((await client()).watch('/api/v1/services', { resourceVersion: version }, () => undefined, new AbortController().signal, 5000), (error) => {
-      assert.ok(error instanceof ApiError && error.expired);
-      assert.match(error.message, /too old resource version/);
-      return true;
-    });
+    await assert.rejects(
+      (await client()).watch('/api/v1/services', { resourceVersion: version }, () => undefined, new AbortController().signal, 5000),
+      (error) => {
+        assert.ok(error instanceof ApiError && error.expired);
+        assert.match(error.message, /too old resource version/);
+        return true;
+      },
+    );
   });
 
   test('without the watch cache, a LIST at an old resourceVersion is an exact read: 410 once compacted', async () => {
@@ -527,16 +595,28 @@ describe('the API server stand-in (through ApiClient)', () => {
     const stored = server.apply('services', webService());
     server.apply('services', webService('api', '10.96.0.11'));
     server.compact();
-    await assert.rejects((await client()).list('/api/v1/services', { resourceVersion: stored.metadata.resourceVersion }, new AbortController().signal), /410 Expired/);
+    await assert.rejects(
+      (await client()).list('/api/v1/services', { resourceVersion: stored.metadata.resourceVersion }, new AbortController().signal),
+      /410 Expired/,
+    );
   });
 });
 
 describe('loadKubeConfig', () => {
   test('takes --kubeconfig, then $KUBECONFIG, then the in-cluster service account, else nothing', async () => {
     assert.match((await loadKubeConfig(server.kubeconfigPath, {}))?.origin ?? '', /^--kubeconfig /);
-    assert.equal((await loadKubeConfig(undefined, { KUBECONFIG: `${server.kubeconfigPath}:` }))?.config.getCurrentCluster()?.server, server.url);
+    assert.equal(
+      (await loadKubeConfig(undefined, { KUBECONFIG: `${server.kubeconfigPath}:` }))?.config.getCurrentCluster()?.server,
+      server.url,
+    );
     assert.equal(await loadKubeConfig(undefined, {}), undefined);
-    await assert.rejects(loadKubeConfig(undefined, { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }), /serviceaccount\/token does not exist/);
-    await assert.rejects(loadKubeConfig('/nonexistent/kubeconfig', {}), (error) => error instanceof SocklbError && /--kubeconfig \/nonexistent\/kubeconfig: cannot be loaded/.test(error.message));
+    await assert.rejects(
+      loadKubeConfig(undefined, { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }),
+      /serviceaccount\/token does not exist/,
+    );
+    await assert.rejects(
+      loadKubeConfig('/nonexistent/kubeconfig', {}),
+      (error) => error instanceof SocklbError && /--kubeconfig \/nonexistent\/kubeconfig: cannot be loaded/.test(error.message),
+    );
   });
 });

@@ -87,7 +87,11 @@ const layouts: StructLayout[] = [
 
 /** Each map with the codecs of its key and value, and the objects that declare it. */
 const maps = [
-  ...Object.entries(MAP_CODECS).map(([role, codecs]) => ({ name: MAP_NAMES[role as keyof typeof MAP_CODECS], ...codecs, objects: [datapath] })),
+  ...Object.entries(MAP_CODECS).map(([role, codecs]) => ({
+    name: MAP_NAMES[role as keyof typeof MAP_CODECS],
+    ...codecs,
+    objects: [datapath],
+  })),
   { name: MAP_NAMES.sockets, key: { cType: 'int' }, value: sockCodec, objects: [datapath, iterators] },
   { name: MAP_NAMES.connections, key: { cType: '__u64' }, value: translationCodec, objects: [datapath, iterators] },
   { name: MAP_NAMES.stale, key: staleKeyCodec, value: u32Codec, objects: [iterators] },
@@ -102,8 +106,16 @@ describe('codecs of the socket iterators and the guest marker decode what they e
     ['struct socklb_sock (the entries in use)', sockCodec, [translation, { ...translation, slot: 0 }]],
     ['struct socklb_stale_key', staleKeyCodec, pair],
     ['struct socklb_destroyed', destroyedCodec, { cookie: 0x1234_5678_9abcn, pair, error: -95 }],
-    ['struct socklb_sock_record', sockRecordCodec, { cookie: 42n, family: 'IPv6', protocol: 'UDP', state: 'ESTABLISHED', connection: translation, datagrams: [translation] }],
-    ['struct socklb_sock_record without a connection', sockRecordCodec, { cookie: 7n, family: 'IPv4', protocol: 'TCP', state: 'CLOSE', connection: undefined, datagrams: [] }],
+    [
+      'struct socklb_sock_record',
+      sockRecordCodec,
+      { cookie: 42n, family: 'IPv6', protocol: 'UDP', state: 'ESTABLISHED', connection: translation, datagrams: [translation] },
+    ],
+    [
+      'struct socklb_sock_record without a connection',
+      sockRecordCodec,
+      { cookie: 7n, family: 'IPv4', protocol: 'TCP', state: 'CLOSE', connection: undefined, datagrams: [] },
+    ],
     ['struct socklb_marker', markerCodec, { epoch: 0xfedc_ba98_7654_3210n, seq: 2n ** 64n - 1n }],
   ];
   for (const [name, codec, value] of cases) {
@@ -120,7 +132,10 @@ describe('map layouts match the BTF of bpf/socklb.bpf.o and bpf/socklb_iter.bpf.
         const type = object.find(layout.cType)!;
         assert.equal(object.sizeOf(type), layout.size, `size in ${object.file}`);
         const btfFields = Object.fromEntries(
-          (type.members ?? []).map((member) => [member.name, { offset: member.bits_offset / 8, size: object.sizeOf(object.byId(member.type_id)) }]),
+          (type.members ?? []).map((member) => [
+            member.name,
+            { offset: member.bits_offset / 8, size: object.sizeOf(object.byId(member.type_id)) },
+          ]),
         );
         assert.deepEqual(btfFields, layout.fields, `fields in ${object.file}`);
       }

@@ -18,7 +18,12 @@ import { NODE } from './model-fixtures.js';
 function goodService(index: number): object[] {
   const name = `good-${index}`;
   return [
-    { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'fuzz' }, spec: { clusterIP: `10.96.200.${index}`, ports: [{ name: 'http', port: 80 }] } },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: 'fuzz' },
+      spec: { clusterIP: `10.96.200.${index}`, ports: [{ name: 'http', port: 80 }] },
+    },
     {
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
@@ -34,8 +39,31 @@ function goodService(index: number): object[] {
 const mutatedObject = fc
   .tuple(
     fc.integer({ min: 0, max: 1 }),
-    fc.constantFrom('metadata', 'metadata.name', 'metadata.namespace', 'metadata.labels', 'spec', 'spec.clusterIP', 'spec.clusterIPs', 'spec.ports', 'spec.type', 'spec.sessionAffinity', 'spec.externalIPs', 'addressType', 'ports', 'endpoints', 'apiVersion'),
-    fc.anything({ maxDepth: 3, withNullPrototype: false, withBigInt: false, withDate: false, withTypedArray: false, withSparseArray: true }),
+    fc.constantFrom(
+      'metadata',
+      'metadata.name',
+      'metadata.namespace',
+      'metadata.labels',
+      'spec',
+      'spec.clusterIP',
+      'spec.clusterIPs',
+      'spec.ports',
+      'spec.type',
+      'spec.sessionAffinity',
+      'spec.externalIPs',
+      'addressType',
+      'ports',
+      'endpoints',
+      'apiVersion',
+    ),
+    fc.anything({
+      maxDepth: 3,
+      withNullPrototype: false,
+      withBigInt: false,
+      withDate: false,
+      withTypedArray: false,
+      withSparseArray: true,
+    }),
   )
   .map(([which, path, junk]) => {
     const object = structuredClone(goodService(250)[which]) as Record<string, unknown>;
@@ -52,17 +80,37 @@ const mutatedObject = fc
 /** Texts no parser should choke on. */
 const hostileText = fc.oneof(
   // A billion laughs: each alias level multiplies the expansion.
-  fc.constant(`a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e]\nkind: Service\n`),
+  fc.constant(
+    `a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e]\nkind: Service\n`,
+  ),
   fc.integer({ min: 100, max: 5000 }).map((depth) => `${'['.repeat(depth)}${']'.repeat(depth)}`),
-  fc.integer({ min: 1000, max: 20_000 }).map((count) => JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'huge', namespace: 'fuzz' }, spec: { clusterIP: '10.96.201.1', ports: Array.from({ length: count }, (_, i) => ({ name: `p${i}`, port: 1 + (i % 65535) })) } })),
+  fc.integer({ min: 1000, max: 20_000 }).map((count) =>
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'huge', namespace: 'fuzz' },
+      spec: { clusterIP: '10.96.201.1', ports: Array.from({ length: count }, (_, i) => ({ name: `p${i}`, port: 1 + (i % 65535) })) },
+    }),
+  ),
   fc.string({ maxLength: 300 }),
   fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes).toString('latin1')),
-  fc.constantFrom('---\n---\n', 'kind: List\nitems: 7\n', 'kind: List\nitems: [1, "two", null]\n', '{"kind": "Service", "metadata": {"name": "x"}, "spec": {"clusterIP": "10.96.0.1", "ports": [{"port": "eighty"}]}}', '%YAML 9.9\n---\nkind: Service\n'),
+  fc.constantFrom(
+    '---\n---\n',
+    'kind: List\nitems: 7\n',
+    'kind: List\nitems: [1, "two", null]\n',
+    '{"kind": "Service", "metadata": {"name": "x"}, "spec": {"clusterIP": "10.96.0.1", "ports": [{"port": "eighty"}]}}',
+    '%YAML 9.9\n---\nkind: Service\n',
+  ),
 );
 
 /** Two Services claiming one ClusterIP: the second is reported, never both served. */
 const duplicateClaim = fc.constant(
-  stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'thief', namespace: 'fuzz' }, spec: { clusterIP: '10.96.200.1', ports: [{ name: 'http', port: 80 }] } }),
+  stringify({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'thief', namespace: 'fuzz' },
+    spec: { clusterIP: '10.96.200.1', ports: [{ name: 'http', port: 80 }] },
+  }),
 );
 
 describe('manifest source under hostile input', () => {
@@ -73,8 +121,17 @@ describe('manifest source under hostile input', () => {
     const directory = await mkdtemp(join(tmpdir(), 'socklb-fuzz-'));
     directories.push(directory);
     const goodCount = 20;
-    for (let i = 1; i <= goodCount; i++) await writeFile(join(directory, `good-${i}.yaml`), goodService(i).map((object) => stringify(object)).join('---\n'));
-    const bad = fc.sample(fc.oneof({ weight: 6, arbitrary: mutatedObject }, { weight: 3, arbitrary: hostileText }, { weight: 1, arbitrary: duplicateClaim }), { numRuns: 2000, seed: 4242 });
+    for (let i = 1; i <= goodCount; i++)
+      await writeFile(
+        join(directory, `good-${i}.yaml`),
+        goodService(i)
+          .map((object) => stringify(object))
+          .join('---\n'),
+      );
+    const bad = fc.sample(
+      fc.oneof({ weight: 6, arbitrary: mutatedObject }, { weight: 3, arbitrary: hostileText }, { weight: 1, arbitrary: duplicateClaim }),
+      { numRuns: 2000, seed: 4242 },
+    );
     await Promise.all(bad.map((text, i) => writeFile(join(directory, `bad-${i}.yaml`), text)));
 
     const started = performance.now();
@@ -97,12 +154,21 @@ describe('manifest source under hostile input', () => {
     const problems = desired.problems();
     const reportedFiles = new Set(problems.map((problem) => problem.source));
     const badFilesReported = bad.filter((_, i) => reportedFiles.has(join(directory, `bad-${i}.yaml`))).length;
-    t.diagnostic(`${problems.length} problems reported; ${badFilesReported} of ${bad.length} bad files named in them (the rest parsed into objects that are valid, or of other kinds)`);
+    t.diagnostic(
+      `${problems.length} problems reported; ${badFilesReported} of ${bad.length} bad files named in them ` +
+        `(the rest parsed into objects that are valid, or of other kinds)`,
+    );
     assert.ok(badFilesReported > bad.length / 2, 'most bad files are reported by name');
     for (const problem of problems) {
-      assert.ok(problem.object.length > 0 && problem.reason.length > 0, `a problem names its object and reason: ${JSON.stringify(problem)}`);
+      assert.ok(
+        problem.object.length > 0 && problem.reason.length > 0,
+        `a problem names its object and reason: ${JSON.stringify(problem)}`,
+      );
       assert.ok(problem.reason.length < 2000, 'reasons stay readable');
     }
-    assert.ok(problems.some((problem) => problem.object === 'Service fuzz/thief' && /already served by Service fuzz\/good-1/.test(problem.reason)), 'a duplicate ClusterIP claim is reported');
+    assert.ok(
+      problems.some((problem) => problem.object === 'Service fuzz/thief' && /already served by Service fuzz\/good-1/.test(problem.reason)),
+      'a duplicate ClusterIP claim is reported',
+    );
   });
 });

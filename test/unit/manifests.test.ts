@@ -362,7 +362,10 @@ async function watched(t: TestContext, path: string) {
   };
 }
 
-/** The state as sorted text: frontends with their backends, orphan slices as the model finds them, then problems with paths relative to `dir`. */
+/**
+ * The state as sorted text: frontends with their backends, orphan slices as the model finds them, then
+ * problems with paths relative to `dir`.
+ */
 function dump(state: SourceState, dir: string): string[] {
   const slicesOf = (key: string) => [...state.slices.values()].filter((slice) => `${slice.namespace}/${slice.serviceName}` === key);
   const model = new DesiredFrontends(NODE);
@@ -372,7 +375,9 @@ function dump(state: SourceState, dir: string): string[] {
   for (const [key, service] of [...state.services].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const { frontends, problems } = serviceFrontends(service, slicesOf(key), NODE);
     for (const { key: frontend, service: ref, backends } of frontends) {
-      lines.push(`${frontendId(frontend)} ${ref.namespace}/${ref.name}:${ref.portName} ->${backends.map((b) => ` ${backendText(b)}`).join('')}`);
+      lines.push(
+        `${frontendId(frontend)} ${ref.namespace}/${ref.name}:${ref.portName} ->${backends.map((b) => ` ${backendText(b)}`).join('')}`,
+      );
     }
     for (const problem of problems) lines.push(`Service ${key}: ${problem}`);
   }
@@ -410,7 +415,11 @@ describe('reading manifests', () => {
       '[fd00:10:96::1234]:443/TCP shop/web:https -> [fd00:10:244:1::5]:8443',
       'orphan EndpointSlice shop/gone-1: names Service shop/gone, which does not exist; its endpoints are unused',
     ]);
-    assert.deepEqual([...source.latest().ignoredServices].sort(), ['shop/db', 'shop/payments'], 'headless and ExternalName: not translated, and their slices are no orphans');
+    assert.deepEqual(
+      [...source.latest().ignoredServices].sort(),
+      ['shop/db', 'shop/payments'],
+      'headless and ExternalName: not translated, and their slices are no orphans',
+    );
     assert.equal(source.states.length, 1, 'one state for the initial read');
   });
 
@@ -437,7 +446,8 @@ describe('reading manifests', () => {
     await put(dir, 'broken.yaml', `${simpleService('one', '10.96.0.1')}---\nkind: Service\nmetadata: {name: [x}\n`);
     const source = await watched(t, dir);
     assert.deepEqual(dump(source.latest(), dir), [
-      'problem broken.yaml: document 2: line 12, column 20: Flow sequence in block collection must be sufficiently indented and end with a ]',
+      'problem broken.yaml: document 2: line 12, column 20: ' +
+        'Flow sequence in block collection must be sufficiently indented and end with a ]',
       'problem broken.yaml: document 2: line 12, column 21: Flow map in block collection must be sufficiently indented and end with a }',
     ]);
   });
@@ -445,7 +455,12 @@ describe('reading manifests', () => {
   test('an alias bomb is rejected, not expanded', async (t) => {
     const dir = await freshDir();
     const levels = ['a: &a [x, x, x, x, x, x, x, x, x]'];
-    for (let i = 1; i < 8; i++) levels.push(`l${i}: &l${i} [${Array(9).fill(i === 1 ? '*a' : `*l${i - 1}`).join(', ')}]`);
+    for (let i = 1; i < 8; i++)
+      levels.push(
+        `l${i}: &l${i} [${Array(9)
+          .fill(i === 1 ? '*a' : `*l${i - 1}`)
+          .join(', ')}]`,
+      );
     await put(dir, 'bomb.yaml', `${levels.join('\n')}\n`);
     const source = await watched(t, dir);
     assert.deepEqual(dump(source.latest(), dir), [
@@ -458,12 +473,16 @@ describe('reading manifests', () => {
     const depth = 20_000;
     await put(dir, 'lists.json', `${'{"kind":"List","items":['.repeat(depth)}${']}'.repeat(depth)}`);
     const deepPorts = `${'['.repeat(depth)}${']'.repeat(depth)}`;
-    await put(dir, 'ports.json', `{"apiVersion":"v1","kind":"Service","metadata":{"name":"deep"},"spec":{"clusterIP":"10.96.40.2","ports":${deepPorts}}}`);
+    await put(
+      dir,
+      'ports.json',
+      `{"apiVersion":"v1","kind":"Service","metadata":{"name":"deep"},"spec":{"clusterIP":"10.96.40.2","ports":${deepPorts}}}`,
+    );
     await put(dir, 'good.yaml', simpleService('good', '10.96.40.1'));
     const source = await watched(t, dir);
     assert.deepEqual(dump(source.latest(), dir), [
       '10.96.40.1:80/TCP default/good: ->',
-      'problem lists.json: document 1 items[0]: is a List inside a List; a List\'s items are objects: list them in the outer List',
+      "problem lists.json: document 1 items[0]: is a List inside a List; a List's items are objects: list them in the outer List",
       'problem ports.json: Service default/deep: spec.ports[0]: a list nested too deeply to print is not a mapping',
     ]);
   });
@@ -520,7 +539,8 @@ describe('a failed update leaves the previous state', () => {
     await put(dir, 'web.yaml', simpleService('web', '10.96.0.1', 70000));
     assert.deepEqual(dump((await change).state, dir), [
       ...good,
-      'problem web.yaml: Service default/web: spec.ports[0].port: 70000 is out of range 1-65535; its previous valid version stays in effect',
+      'problem web.yaml: Service default/web: spec.ports[0].port: 70000 is out of range 1-65535; ' +
+        'its previous valid version stays in effect',
     ]);
 
     change = source.next((state) => servicePort(state, 'default/web') === 81, 'the fix takes effect');
@@ -555,9 +575,21 @@ describe('watching', () => {
           await rename(join(dir, '.web.yaml.tmp'), join(dir, 'web.yaml'));
         },
       },
-      { what: 'a file is renamed away', matches: lacksService('default/web'), act: () => rename(join(dir, 'web.yaml'), join(dir, 'web.yaml.bak')) },
-      { what: 'a file is renamed back', matches: hasService('default/web'), act: () => rename(join(dir, 'web.yaml.bak'), join(dir, 'web.yaml')) },
-      { what: 'a new directory tree appears', matches: hasService('default/deep'), act: () => put(dir, 'x/y/z/deep.yaml', simpleService('deep', '10.96.0.2')) },
+      {
+        what: 'a file is renamed away',
+        matches: lacksService('default/web'),
+        act: () => rename(join(dir, 'web.yaml'), join(dir, 'web.yaml.bak')),
+      },
+      {
+        what: 'a file is renamed back',
+        matches: hasService('default/web'),
+        act: () => rename(join(dir, 'web.yaml.bak'), join(dir, 'web.yaml')),
+      },
+      {
+        what: 'a new directory tree appears',
+        matches: hasService('default/deep'),
+        act: () => put(dir, 'x/y/z/deep.yaml', simpleService('deep', '10.96.0.2')),
+      },
       {
         what: 'a file in the new directory is edited',
         matches: (state) => servicePort(state, 'default/deep') === 90,
@@ -594,7 +626,10 @@ describe('watching', () => {
     const dir = await freshDir();
     const path = join(dir, 'later', 'manifests');
     const source = await watched(t, path);
-    assert.deepEqual(dump(source.latest(), dir), [`problem later/manifests: path: does not exist; socklb watches ${dir} and reads it once it appears, leaving the datapath as it is until then`]);
+    assert.deepEqual(dump(source.latest(), dir), [
+      `problem later/manifests: path: does not exist; socklb watches ${dir} and reads it once it appears, ` +
+        `leaving the datapath as it is until then`,
+    ]);
     assert.equal(source.latest().complete, false, 'a path that does not exist tells nothing of the Services');
     const change = source.next(hasService('default/web'), 'the new directory is read');
     await put(path, 'web.yaml', simpleService('web', '10.96.0.1'));
@@ -607,7 +642,10 @@ describe('watching', () => {
     const dir = await freshDir();
     const path = join(dir, 'web.yaml');
     const source = await watched(t, path);
-    assert.deepEqual(dump(source.latest(), dir), [`problem web.yaml: path: does not exist; socklb watches ${dir} and reads it once it appears, leaving the datapath as it is until then`]);
+    assert.deepEqual(dump(source.latest(), dir), [
+      `problem web.yaml: path: does not exist; socklb watches ${dir} and reads it once it appears, ` +
+        `leaving the datapath as it is until then`,
+    ]);
     let change = source.next(hasService('default/web'), 'the file is read once created');
     await put(dir, 'web.yaml', simpleService('web', '10.96.0.1'));
     const created = await change;

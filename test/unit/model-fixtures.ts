@@ -27,4 +27,10 @@ export function modelEndpoint(address: string, fields: Partial<Endpoint> = {}): 
   return { address, ready, serving: ready, terminating: false, nodeName: undefined, zoneHints: undefined, nodeHints: undefined, ...fields };
 }
 
-export const NODE: NodeContext = { name: 'node-1', zone: undefined, addresses: [], allowedExternalIPCidrs: [], serviceProxyName: undefined };
+export const NODE: NodeContext = {
+  name: 'node-1',
+  zone: undefined,
+  addresses: [],
+  allowedExternalIPCidrs: [],
+  serviceProxyName: undefined,
+};

@@ -5,7 +5,11 @@ import { backendText, frontendId } from '../../src/model/keys.js';
 import type { DesiredFrontend, Endpoint, EndpointPort, EndpointSlice, IPFamily, NodeContext, Service } from '../../src/model/types.js';
 import { modelEndpoint, modelService, NODE } from './model-fixtures.js';
 
-function service(clusterIPs: string[], ports: Service['ports'] = [{ name: 'http', protocol: 'TCP', port: 80 }], fields: Partial<Service> = {}): Service {
+function service(
+  clusterIPs: string[],
+  ports: Service['ports'] = [{ name: 'http', protocol: 'TCP', port: 80 }],
+  fields: Partial<Service> = {},
+): Service {
   return modelService({ namespace: 'shop', clusterIPs, ports, ...fields });
 }
 
@@ -86,11 +90,14 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
   },
   {
     rule: 'frontends are sorted by address, then port, then protocol',
-    service: service(['10.96.0.10'], [
-      { name: 'https', protocol: 'TCP', port: 443 },
-      { name: 'dns', protocol: 'UDP', port: 53 },
-      { name: 'dns-tcp', protocol: 'TCP', port: 53 },
-    ]),
+    service: service(
+      ['10.96.0.10'],
+      [
+        { name: 'https', protocol: 'TCP', port: 443 },
+        { name: 'dns', protocol: 'UDP', port: 53 },
+        { name: 'dns-tcp', protocol: 'TCP', port: 53 },
+      ],
+    ),
     slices: [],
     frontends: ['10.96.0.10:53/TCP shop/web:dns-tcp ->', '10.96.0.10:53/UDP shop/web:dns ->', '10.96.0.10:443/TCP shop/web:https ->'],
   },
@@ -108,12 +115,16 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
     node: NODE_WITH_ADDRESSES,
     frontends: ['10.96.0.10:80/TCP shop/web:http ->'],
     problems: [
-      'spec.externalIPs: 198.51.100.7 is outside --allowed-external-ip-cidrs (203.0.113.0/24); not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)',
+      'spec.externalIPs: 198.51.100.7 is outside --allowed-external-ip-cidrs (203.0.113.0/24); ' +
+        'not translated, so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)',
     ],
   },
   {
     rule: 'load-balancer ingress IPs are frontends like the cluster IP',
-    service: service(['10.96.0.10'], [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }], { type: 'LoadBalancer', loadBalancerIPs: ['198.51.100.9'] }),
+    service: service(['10.96.0.10'], [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }], {
+      type: 'LoadBalancer',
+      loadBalancerIPs: ['198.51.100.9'],
+    }),
     slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
     frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080', '198.51.100.9:80/TCP shop/web:http -> 10.0.0.1:8080'],
   },
@@ -137,19 +148,25 @@ const cases: { rule: string; service: Service; slices: EndpointSlice[]; frontend
     ],
   },
   {
-    rule: 'external and load-balancer IPs of a family the Service has no cluster IP in are left alone, as kube-proxy leaves them; the external ones reported',
+    rule:
+      'external and load-balancer IPs of a family the Service has no cluster IP in are left alone, as kube-proxy leaves them; ' +
+      'the external ones reported',
     service: service(['10.96.0.10'], undefined, { type: 'LoadBalancer', externalIPs: ['fd00:3::7'], loadBalancerIPs: ['2001:db8::7'] }),
     slices: [slice('IPv4', http8080, ready('10.0.0.1'))],
     node: { ...NODE_WITH_ADDRESSES, allowedExternalIPCidrs: ['fd00:3::/64'] },
     frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080'],
     problems: [
-      'spec.externalIPs: fd00:3::7 is not translated: the Service has no IPv6 cluster IP (spec.ipFamilies), so it has no IPv6 endpoints to send it to',
+      'spec.externalIPs: fd00:3::7 is not translated: the Service has no IPv6 cluster IP (spec.ipFamilies), ' +
+        'so it has no IPv6 endpoints to send it to',
     ],
   },
   {
     rule: 'an endpoint listed by two slices counts once, as the listing that puts it on this node says (kube-proxy keeps the local one)',
     service: service(['10.96.0.10'], undefined, { internalTrafficPolicy: 'Local' }),
-    slices: [slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: 'node-2' })]), slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: NODE.name })])],
+    slices: [
+      slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: 'node-2' })]),
+      slice('IPv4', http8080, [modelEndpoint('10.0.0.1', { nodeName: NODE.name })]),
+    ],
     frontends: ['10.96.0.10:80/TCP shop/web:http -> 10.0.0.1:8080'],
   },
   {

@@ -31,7 +31,9 @@ describe('ipv4WithLeadingZeros', () => {
 
 describe('ipFamily', () => {
   test("reads IPv4 as node:net's isIPv4 does, which it replaces for speed", () => {
-    const nearlyDottedQuads = fc.array(fc.constantFrom(...'0123456789.'.split(''), '25', '255', '256', '00', '.0', ':', 'a', ' '), { maxLength: 20 }).map((parts) => parts.join(''));
+    const nearlyDottedQuads = fc
+      .array(fc.constantFrom(...'0123456789.'.split(''), '25', '255', '256', '00', '.0', ':', 'a', ' '), { maxLength: 20 })
+      .map((parts) => parts.join(''));
     const octets = fc.array(fc.integer({ min: 0, max: 300 }).map(String), { minLength: 3, maxLength: 5 }).map((parts) => parts.join('.'));
     fc.assert(
       fc.property(fc.oneof(nearlyDottedQuads, octets, fc.ipV4(), fc.ipV6(), fc.string()), (text) => {
@@ -56,5 +58,6 @@ describe('writeIP', () => {
   }
 
   test('an IPv4 address is IPv4-mapped', () => assert.equal(ipToBytes('10.1.2.3').toString('hex'), '00000000000000000000ffff0a010203'));
-  test('an IPv6 address is its groups in network order', () => assert.equal(ipToBytes('fd00::1:2').toString('hex'), 'fd000000000000000000000000010002'));
+  test('an IPv6 address is its groups in network order', () =>
+    assert.equal(ipToBytes('fd00::1:2').toString('hex'), 'fd000000000000000000000000010002'));
 });

@@ -36,10 +36,18 @@ const okSlice = (value: Partial<EndpointSlice>): ParseResult<EndpointSlice> => (
 describe('parseService', () => {
   runCases<Service>(
     [
-      { rule: 'type defaults to ClusterIP, protocol to TCP', raw: service({ clusterIP: '10.96.0.10', ports: httpPort }), expected: okService({}) },
+      {
+        rule: 'type defaults to ClusterIP, protocol to TCP',
+        raw: service({ clusterIP: '10.96.0.10', ports: httpPort }),
+        expected: okService({}),
+      },
       {
         rule: 'NodePort is translated through its cluster IP; nodePort and targetPort are not socklb business',
-        raw: service({ type: 'NodePort', clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, nodePort: 30080, targetPort: 'http' }] }),
+        raw: service({
+          type: 'NodePort',
+          clusterIP: '10.96.0.10',
+          ports: [{ name: 'http', port: 80, nodePort: 30080, targetPort: 'http' }],
+        }),
         expected: okService({ type: 'NodePort', ports: [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30080 }] }),
       },
       {
@@ -74,8 +82,19 @@ describe('parseService', () => {
       },
       {
         rule: 'one port number with TCP and UDP is two ports',
-        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53 }] }),
-        expected: okService({ ports: [{ name: 'dns', protocol: 'UDP', port: 53 }, { name: 'dns-tcp', protocol: 'TCP', port: 53 }] }),
+        raw: service({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'dns', port: 53, protocol: 'UDP' },
+            { name: 'dns-tcp', port: 53 },
+          ],
+        }),
+        expected: okService({
+          ports: [
+            { name: 'dns', protocol: 'UDP', port: 53 },
+            { name: 'dns-tcp', protocol: 'TCP', port: 53 },
+          ],
+        }),
       },
       {
         rule: 'headless (clusterIP None) is ignored',
@@ -101,7 +120,10 @@ describe('parseService', () => {
       {
         rule: 'metadata.name must be a DNS-1035 label',
         raw: service({ clusterIP: '10.96.0.10', ports: httpPort }, { name: 'Web_1' }),
-        expected: invalid('metadata.name: "Web_1" is not a DNS-1035 label: lowercase letters, digits and "-", starting with a letter, of at most 63 characters'),
+        expected: invalid(
+          'metadata.name: "Web_1" is not a DNS-1035 label: lowercase letters, digits and "-", starting with a letter, ' +
+            'of at most 63 characters',
+        ),
       },
       {
         rule: 'metadata.namespace must be a DNS-1123 label',
@@ -151,7 +173,13 @@ describe('parseService', () => {
       },
       {
         rule: 'a port is in 1-65535',
-        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 70000 }] }),
+        raw: service({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'a', port: 80 },
+            { name: 'b', port: 70000 },
+          ],
+        }),
         expected: invalid('spec.ports[1].port: 70000 is out of range 1-65535'),
       },
       {
@@ -161,7 +189,13 @@ describe('parseService', () => {
       },
       {
         rule: 'SCTP ports are set aside, to be reported rather than translated',
-        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'diameter', port: 3868, protocol: 'SCTP' }, { name: 'http', port: 80 }] }),
+        raw: service({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'diameter', port: 3868, protocol: 'SCTP' },
+            { name: 'http', port: 80 },
+          ],
+        }),
         expected: okService({ sctpPorts: [3868] }),
       },
       {
@@ -176,12 +210,24 @@ describe('parseService', () => {
       },
       {
         rule: 'port names are unique',
-        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }, { name: 'http', port: 8080 }] }),
+        raw: service({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'http', port: 80 },
+            { name: 'http', port: 8080 },
+          ],
+        }),
         expected: invalid('spec.ports[1]: name "http" repeats spec.ports[0]; each must appear once'),
       },
       {
         rule: 'port and protocol are unique',
-        raw: service({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 80, protocol: 'TCP' }] }),
+        raw: service({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'a', port: 80 },
+            { name: 'b', port: 80, protocol: 'TCP' },
+          ],
+        }),
         expected: invalid('spec.ports[1]: port 80/TCP repeats spec.ports[0]; each must appear once'),
       },
     ],
@@ -205,7 +251,12 @@ describe('parseEndpointSlice', () => {
       {
         rule: 'port name defaults to empty, protocol to TCP',
         raw: slice({ ports: [{ port: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }] }),
-        expected: okSlice({ ports: [{ name: '', protocol: 'TCP', port: 8080 }, { name: 'dns', protocol: 'UDP', port: 53 }] }),
+        expected: okSlice({
+          ports: [
+            { name: '', protocol: 'TCP', port: 8080 },
+            { name: 'dns', protocol: 'UDP', port: 53 },
+          ],
+        }),
       },
       {
         rule: 'absent or null ready means ready, false means not ready; the first address is the endpoint',
@@ -243,7 +294,8 @@ describe('parseEndpointSlice', () => {
         rule: 'the service-name label is required: it joins the slice to its Service',
         raw: slice({}, { name: 'web-x1' }),
         expected: invalid(
-          'metadata.labels["kubernetes.io/service-name"]: missing; this label joins the slice to its Service: set it to the Service\'s name',
+          'metadata.labels["kubernetes.io/service-name"]: missing; ' +
+            "this label joins the slice to its Service: set it to the Service's name",
         ),
       },
       {
@@ -268,12 +320,22 @@ describe('parseEndpointSlice', () => {
       },
       {
         rule: 'SCTP slice ports are left out: no translated Service port uses them',
-        raw: slice({ ports: [{ name: 'diameter', port: 3868, protocol: 'SCTP' }, { name: 'http', port: 8080 }] }),
+        raw: slice({
+          ports: [
+            { name: 'diameter', port: 3868, protocol: 'SCTP' },
+            { name: 'http', port: 8080 },
+          ],
+        }),
         expected: okSlice({ ports: [{ name: 'http', protocol: 'TCP', port: 8080 }] }),
       },
       {
         rule: 'slice port names are unique',
-        raw: slice({ ports: [{ name: 'http', port: 80 }, { name: 'http', port: 81 }] }),
+        raw: slice({
+          ports: [
+            { name: 'http', port: 80 },
+            { name: 'http', port: 81 },
+          ],
+        }),
         expected: invalid('ports[1]: name "http" repeats ports[0]; each must appear once'),
       },
       {
@@ -314,29 +376,59 @@ describe('parseService: kube-proxy semantics', () => {
   const base = { clusterIP: '10.96.0.10', ports: httpPort };
   runCases<Service>(
     [
-      { rule: 'spec.externalIPs are kept, canonical', raw: service({ ...base, externalIPs: ['203.0.113.7', 'FD00::1'] }), expected: okService({ externalIPs: ['203.0.113.7', 'fd00::1'] }) },
+      {
+        rule: 'spec.externalIPs are kept, canonical',
+        raw: service({ ...base, externalIPs: ['203.0.113.7', 'FD00::1'] }),
+        expected: okService({ externalIPs: ['203.0.113.7', 'fd00::1'] }),
+      },
       {
         rule: 'a LoadBalancer keeps the IPs of status.loadBalancer.ingress; hostname-only entries have none',
-        raw: { ...service({ ...base, type: 'LoadBalancer' }), status: { loadBalancer: { ingress: [{ ip: '198.51.100.9' }, { hostname: 'lb.example.com' }] } } },
+        raw: {
+          ...service({ ...base, type: 'LoadBalancer' }),
+          status: { loadBalancer: { ingress: [{ ip: '198.51.100.9' }, { hostname: 'lb.example.com' }] } },
+        },
         expected: okService({ type: 'LoadBalancer', loadBalancerIPs: ['198.51.100.9'] }),
       },
-      { rule: 'sessionAffinity ClientIP defaults to three hours', raw: service({ ...base, sessionAffinity: 'ClientIP' }), expected: okService({ affinityTimeoutSeconds: 10800 }) },
+      {
+        rule: 'sessionAffinity ClientIP defaults to three hours',
+        raw: service({ ...base, sessionAffinity: 'ClientIP' }),
+        expected: okService({ affinityTimeoutSeconds: 10800 }),
+      },
       {
         rule: 'sessionAffinity ClientIP takes its timeout from sessionAffinityConfig',
         raw: service({ ...base, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 5 } } }),
         expected: okService({ affinityTimeoutSeconds: 5 }),
       },
-      { rule: 'sessionAffinity None has no timeout', raw: service({ ...base, sessionAffinity: 'None', sessionAffinityConfig: { clientIP: { timeoutSeconds: 5 } } }), expected: okService({}) },
+      {
+        rule: 'sessionAffinity None has no timeout',
+        raw: service({ ...base, sessionAffinity: 'None', sessionAffinityConfig: { clientIP: { timeoutSeconds: 5 } } }),
+        expected: okService({}),
+      },
       {
         rule: 'an affinity timeout outside 1-86400 is invalid',
         raw: service({ ...base, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 0 } } }),
         expected: invalid('spec.sessionAffinityConfig.clientIP.timeoutSeconds: 0 is not an integer in 1-86400'),
       },
-      { rule: 'internalTrafficPolicy Local is kept', raw: service({ ...base, internalTrafficPolicy: 'Local' }), expected: okService({ internalTrafficPolicy: 'Local' }) },
-      { rule: 'an unknown internalTrafficPolicy is invalid', raw: service({ ...base, internalTrafficPolicy: 'Node' }), expected: invalid('spec.internalTrafficPolicy: "Node" is not one of Cluster, Local') },
+      {
+        rule: 'internalTrafficPolicy Local is kept',
+        raw: service({ ...base, internalTrafficPolicy: 'Local' }),
+        expected: okService({ internalTrafficPolicy: 'Local' }),
+      },
+      {
+        rule: 'an unknown internalTrafficPolicy is invalid',
+        raw: service({ ...base, internalTrafficPolicy: 'Node' }),
+        expected: invalid('spec.internalTrafficPolicy: "Node" is not one of Cluster, Local'),
+      },
       {
         rule: 'load-balancer addresses of ipMode Proxy are left to the load balancer; VIP and unset are kept',
-        raw: { ...service({ ...base, type: 'LoadBalancer' }), status: { loadBalancer: { ingress: [{ ip: '198.51.100.7', ipMode: 'Proxy' }, { ip: '198.51.100.8', ipMode: 'VIP' }, { ip: '198.51.100.9' }] } } },
+        raw: {
+          ...service({ ...base, type: 'LoadBalancer' }),
+          status: {
+            loadBalancer: {
+              ingress: [{ ip: '198.51.100.7', ipMode: 'Proxy' }, { ip: '198.51.100.8', ipMode: 'VIP' }, { ip: '198.51.100.9' }],
+            },
+          },
+        },
         expected: okService({ type: 'LoadBalancer', loadBalancerIPs: ['198.51.100.8', '198.51.100.9'] }),
       },
       {
@@ -344,7 +436,11 @@ describe('parseService: kube-proxy semantics', () => {
         raw: service({ ...base, externalIPs: ['010.001.002.003', '192.168.001.255'] }),
         expected: okService({ externalIPs: ['10.1.2.3', '192.168.1.255'] }),
       },
-      { rule: 'an octet with leading zeros above 255 is still no address', raw: service({ ...base, externalIPs: ['10.0.0.0256'] }), expected: invalid('spec.externalIPs[0]: "10.0.0.0256" is not an IP address') },
+      {
+        rule: 'an octet with leading zeros above 255 is still no address',
+        raw: service({ ...base, externalIPs: ['10.0.0.0256'] }),
+        expected: invalid('spec.externalIPs[0]: "10.0.0.0256" is not an IP address'),
+      },
       {
         rule: 'an IPv4-mapped IPv6 address is the IPv4 address it maps, as kube-proxy reads it (the datapath keys IPv4 so)',
         raw: service({ ...base, externalIPs: ['::FFFF:10.1.2.3', '::ffff:a01:204'] }),
@@ -352,7 +448,11 @@ describe('parseService: kube-proxy semantics', () => {
       },
       {
         rule: 'the service-proxy-name and headless labels are kept for the proxy to decide',
-        raw: service(base, { name: 'web', namespace: 'shop', labels: { 'service.kubernetes.io/service-proxy-name': 'other', 'service.kubernetes.io/headless': '' } }),
+        raw: service(base, {
+          name: 'web',
+          namespace: 'shop',
+          labels: { 'service.kubernetes.io/service-proxy-name': 'other', 'service.kubernetes.io/headless': '' },
+        }),
         expected: okService({ serviceProxyName: 'other', headlessLabel: true }),
       },
     ],
@@ -380,7 +480,11 @@ describe('parseEndpointSlice: endpoint conditions and hints', () => {
           ],
         }),
       },
-      { rule: 'conditions.terminating is a boolean when present', raw: slice({ endpoints: [{ addresses: ['10.0.0.1'], conditions: { terminating: 'yes' } }] }), expected: invalid('endpoints[0].conditions.terminating: "yes" is not a boolean') },
+      {
+        rule: 'conditions.terminating is a boolean when present',
+        raw: slice({ endpoints: [{ addresses: ['10.0.0.1'], conditions: { terminating: 'yes' } }] }),
+        expected: invalid('endpoints[0].conditions.terminating: "yes" is not a boolean'),
+      },
     ],
     parseEndpointSlice,
   );

@@ -105,11 +105,20 @@ describe('module boundaries', () => {
     assert.deepEqual(sandbox("import type {\n  LoadedDatapath,\n} from '../datapath/loader.js';"), [why]);
     assert.deepEqual(sandbox("export { LoadedDatapath } from '../datapath/loader.js';"), [why]);
     assert.deepEqual(sandbox("const { LoadedDatapath } = await import('../datapath/loader.js');"), [why]);
-    assert.deepEqual(sandbox("import { cgroup2Root } from '../kernel/mounts.js';\nimport { SocklbError } from '../errors.js';\nimport type { Sandbox } from './registry.js';"), []);
+    assert.deepEqual(
+      sandbox(
+        "import { cgroup2Root } from '../kernel/mounts.js';\nimport { SocklbError } from '../errors.js';\nimport type { Sandbox } from './registry.js';",
+      ),
+      [],
+    );
     assert.deepEqual(forbiddenImports([{ path: 'kernel/libc.ts', source: "import { MAP_NAMES } from '../datapath/layout.js';" }]), [
       'kernel/libc.ts imports datapath/layout.ts: kernel/ may import nothing of ours',
     ]);
-    assert.deepEqual(forbiddenImports([{ path: 'errors.ts', source: "import type { Logger } from './log.js';" }]), ['errors.ts imports log.ts: errors.ts and log.ts import nothing of ours']);
-    assert.deepEqual(forbiddenImports([{ path: 'cli/bench.ts', source: "import '../../bench/main.js';" }]), ['cli/bench.ts imports ../bench/main.ts: nothing outside src/ is part of the program']);
+    assert.deepEqual(forbiddenImports([{ path: 'errors.ts', source: "import type { Logger } from './log.js';" }]), [
+      'errors.ts imports log.ts: errors.ts and log.ts import nothing of ours',
+    ]);
+    assert.deepEqual(forbiddenImports([{ path: 'cli/bench.ts', source: "import '../../bench/main.js';" }]), [
+      'cli/bench.ts imports ../bench/main.ts: nothing outside src/ is part of the program',
+    ]);
   });
 });

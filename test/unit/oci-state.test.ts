@@ -12,15 +12,24 @@ const CREATING = '{"ociVersion":"1.0.2-dev","id":"ctr1","status":"creating","pid
 const STOPPED = '{"ociVersion":"1.0.2-dev","id":"ctr1","status":"stopped","bundle":"/tmp/b"}';
 
 describe('OCI container state', () => {
-  it('reads runc\'s createRuntime state', () => {
-    assert.deepEqual(parseContainerState(CREATING), { ociVersion: '1.0.2-dev', id: 'ctr1', status: 'creating', pid: 26656, bundle: '/tmp/b', annotations: {} });
+  it("reads runc's createRuntime state", () => {
+    assert.deepEqual(parseContainerState(CREATING), {
+      ociVersion: '1.0.2-dev',
+      id: 'ctr1',
+      status: 'creating',
+      pid: 26656,
+      bundle: '/tmp/b',
+      annotations: {},
+    });
   });
   it('reads a stopped state without a pid, and treats pid 0 as none', () => {
     assert.equal(parseContainerState(STOPPED).pid, undefined);
     assert.equal(parseContainerState(STOPPED.replace('}', ',"pid":0}')).pid, undefined);
   });
   it('keeps the annotations', () => {
-    assert.deepEqual(parseContainerState(CREATING.replace('}', ',"annotations":{"io.kubernetes.pod.name":"p"}}')).annotations, { 'io.kubernetes.pod.name': 'p' });
+    assert.deepEqual(parseContainerState(CREATING.replace('}', ',"annotations":{"io.kubernetes.pod.name":"p"}}')).annotations, {
+      'io.kubernetes.pod.name': 'p',
+    });
   });
   for (const [text, message] of [
     ['', /OCI container state on stdin: "" is not JSON/],
@@ -30,7 +39,8 @@ describe('OCI container state', () => {
     [CREATING.replace('26656', '"12"'), /field "pid" "12" is not a process id/],
     [CREATING.replace('}', ',"annotations":[]}'), /field "annotations" is not an object/],
   ] as const) {
-    it(`refuses ${text === '' ? 'empty input' : text.slice(0, 50)} in one sentence`, () => assert.throws(() => parseContainerState(text), { code: 'SOCKLB_ERR_OCI_STATE', message }));
+    it(`refuses ${text === '' ? 'empty input' : text.slice(0, 50)} in one sentence`, () =>
+      assert.throws(() => parseContainerState(text), { code: 'SOCKLB_ERR_OCI_STATE', message }));
   }
 });
 
@@ -45,17 +55,30 @@ describe('which stage the hook runs at', () => {
     assert.equal(hookAction('createRuntime', state('paused')), 'register');
   });
   it('asks for the stage when a runtime reports a status of its own', () => {
-    assert.throws(() => hookAction(undefined, state('paused')), { code: 'SOCKLB_ERR_OCI_STATE', message: /container ctr1 has status "paused"; give the stage/ });
+    assert.throws(() => hookAction(undefined, state('paused')), {
+      code: 'SOCKLB_ERR_OCI_STATE',
+      message: /container ctr1 has status "paused"; give the stage/,
+    });
   });
 });
 
-describe('the container\'s cgroup', () => {
+describe("the container's cgroup", () => {
   const procCgroup = '9:name=systemd:/lab/ctr1\n4:memory:/lab/ctr1\n0::/lab/ctr1\n';
-  it('is the "0::" path below the cgroup v2 mount of a hybrid host', () => assert.equal(cgroupOfProcess(7, procCgroup, HYBRID), '/sys/fs/cgroup/unified/lab/ctr1'));
-  it('is the "0::" path below /sys/fs/cgroup on a pure v2 host', () => assert.equal(cgroupOfProcess(7, '0::/kubepods.slice/cri-x.scope\n', PURE_V2), '/sys/fs/cgroup/kubepods.slice/cri-x.scope'));
-  it('refuses a process in no cgroup v2', () => assert.throws(() => cgroupOfProcess(7, '4:memory:/lab\n', HYBRID), { code: 'SOCKLB_ERR_CGROUP', message: /process 7 is in no cgroup v2/ }));
+  it('is the "0::" path below the cgroup v2 mount of a hybrid host', () =>
+    assert.equal(cgroupOfProcess(7, procCgroup, HYBRID), '/sys/fs/cgroup/unified/lab/ctr1'));
+  it('is the "0::" path below /sys/fs/cgroup on a pure v2 host', () =>
+    assert.equal(cgroupOfProcess(7, '0::/kubepods.slice/cri-x.scope\n', PURE_V2), '/sys/fs/cgroup/kubepods.slice/cri-x.scope'));
+  it('refuses a process in no cgroup v2', () =>
+    assert.throws(() => cgroupOfProcess(7, '4:memory:/lab\n', HYBRID), {
+      code: 'SOCKLB_ERR_CGROUP',
+      message: /process 7 is in no cgroup v2/,
+    }));
   it('refuses the root cgroup: attaching there would translate the whole host', () => {
-    assert.throws(() => cgroupOfProcess(7, '0::/\n', HYBRID), { code: 'SOCKLB_ERR_CGROUP', message: /process 7 is in the cgroup v2 root: its container has no cgroup of its own/ });
+    assert.throws(() => cgroupOfProcess(7, '0::/\n', HYBRID), {
+      code: 'SOCKLB_ERR_CGROUP',
+      message: /process 7 is in the cgroup v2 root: its container has no cgroup of its own/,
+    });
   });
-  it('refuses a deleted cgroup', () => assert.throws(() => cgroupOfProcess(7, '0::/lab/ctr1 (deleted)\n', HYBRID), { code: 'SOCKLB_ERR_CGROUP', message: /not a live path/ }));
+  it('refuses a deleted cgroup', () =>
+    assert.throws(() => cgroupOfProcess(7, '0::/lab/ctr1 (deleted)\n', HYBRID), { code: 'SOCKLB_ERR_CGROUP', message: /not a live path/ }));
 });

@@ -76,15 +76,30 @@ const frontendArbitrary = fc.record({
   port: fc.constantFrom(53, 80),
   protocol: fc.constantFrom('TCP' as const, 'UDP' as const),
 });
-const backendArbitrary = fc.record({ address: fc.constantFrom('10.244.0.1', '10.244.0.2', '10.244.0.3', '10.244.0.4', 'fd00:244::1'), port: fc.constantFrom(8080, 9090) });
+const backendArbitrary = fc.record({
+  address: fc.constantFrom('10.244.0.1', '10.244.0.2', '10.244.0.3', '10.244.0.4', 'fd00:244::1'),
+  port: fc.constantFrom(8080, 9090),
+});
 const desiredArbitrary = fc
-  .array(fc.record({ key: frontendArbitrary, backends: fc.uniqueArray(backendArbitrary, { selector: backendText, maxLength: 5 }), name: fc.constantFrom('web', 'dns', 'api') }), { maxLength: 6 })
+  .array(
+    fc.record({
+      key: frontendArbitrary,
+      backends: fc.uniqueArray(backendArbitrary, { selector: backendText, maxLength: 5 }),
+      name: fc.constantFrom('web', 'dns', 'api'),
+    }),
+    { maxLength: 6 },
+  )
   .map((entries) => {
     const desired = new Map<string, DesiredFrontend>();
     for (const entry of entries) {
       // Plain objects, as the model makes them (fast-check's records have no prototype).
       const key = { ...entry.key };
-      desired.set(frontendId(key), { key, service: { namespace: 'default', name: entry.name, portName: '' }, backends: entry.backends.map((backend) => ({ ...backend })), affinityTimeoutSeconds: 0 });
+      desired.set(frontendId(key), {
+        key,
+        service: { namespace: 'default', name: entry.name, portName: '' },
+        backends: entry.backends.map((backend) => ({ ...backend })),
+        affinityTimeoutSeconds: 0,
+      });
     }
     return desired;
   });
@@ -96,19 +111,30 @@ const ALL_FRONTEND_IDS = ['10.96.0.1', '10.96.0.2', 'fd00:96::1'].flatMap((addre
 /** Every entry of every map, as hex, sorted: maps equal entry for entry, ids included. */
 function dumpMaps(maps: DatapathMaps): Record<string, string[]> {
   return Object.fromEntries(
-    Object.entries(maps).map(([role, map]: [string, BpfMap]) => [role, [...map.entries()].map(([key, value]) => `${key.toString('hex')}=${value.toString('hex')}`).sort()]),
+    Object.entries(maps).map(([role, map]: [string, BpfMap]) => [
+      role,
+      [...map.entries()].map(([key, value]) => `${key.toString('hex')}=${value.toString('hex')}`).sort(),
+    ]),
   );
 }
 
 /** What the maps must describe for a desired state, order of backends aside. */
 function rendering(desired: ReadonlyMap<string, DesiredFrontend>) {
   return [...desired.values()]
-    .map((frontend) => ({ frontend: frontendId(frontend.key), service: `default/${frontend.service.name}`, backends: frontend.backends.map(backendText).sort() }))
+    .map((frontend) => ({
+      frontend: frontendId(frontend.key),
+      service: `default/${frontend.service.name}`,
+      backends: frontend.backends.map(backendText).sort(),
+    }))
     .sort((a, b) => a.frontend.localeCompare(b.frontend));
 }
 
 function described(maps: DatapathMaps) {
-  return describeFrontends(DatapathState.read(maps)).map((frontend) => ({ frontend: frontend.frontend, service: frontend.service, backends: [...frontend.backends].sort() }));
+  return describeFrontends(DatapathState.read(maps)).map((frontend) => ({
+    frontend: frontend.frontend,
+    service: frontend.service,
+    backends: [...frontend.backends].sort(),
+  }));
 }
 
 describe('reconcile on in-memory maps', () => {
@@ -142,7 +168,10 @@ describe('reconcile on in-memory maps', () => {
           random = (Math.imul(random, 1103515245) + 12345) | 0;
           return ((random >>> 16) & 0x7fff) % 10 === 0;
         };
-        const flaky = faultyMaps(checkedMaps(raw, (found) => violations.push(...found)), tenPercent);
+        const flaky = faultyMaps(
+          checkedMaps(raw, (found) => violations.push(...found)),
+          tenPercent,
+        );
         const state = DatapathState.read(raw);
         for (const desired of sequence) {
           reconcile(flaky, state, desired, fullScope(state, desired));
@@ -177,7 +206,10 @@ describe('reconcile on in-memory maps', () => {
           // A restart reuses the ids freed before it, as the agent that kept running does.
           const ids = (maps: DatapathMaps) => {
             const state = DatapathState.read(maps);
-            return { services: [...state.serviceNames.keys()].sort((a, b) => a - b), backends: [...state.backends.keys()].sort((a, b) => a - b) };
+            return {
+              services: [...state.serviceNames.keys()].sort((a, b) => a - b),
+              backends: [...state.backends.keys()].sort((a, b) => a - b),
+            };
           };
           assert.deepEqual(ids(restartedMaps), ids(keptMaps));
           assert.deepEqual(described(restartedMaps), described(keptMaps));
@@ -187,7 +219,7 @@ describe('reconcile on in-memory maps', () => {
     );
   });
 
-  it('a new frontend\'s counters are zeroed just before it is written, and only then', () => {
+  it("a new frontend's counters are zeroed just before it is written, and only then", () => {
     fc.assert(
       fc.property(fc.array(desiredArbitrary, { minLength: 1, maxLength: 8 }), (sequence) => {
         const maps = memoryMaps();
@@ -217,7 +249,9 @@ describe('reconcile on in-memory maps', () => {
         let previous = new Map<string, DesiredFrontend>();
         for (const [desired, extra] of sequence) {
           // What the model says changed, plus frontends it need not have named.
-          const changed = [...fullScope(full, desired)].filter((id) => JSON.stringify(previous.get(id)) !== JSON.stringify(desired.get(id)));
+          const changed = [...fullScope(full, desired)].filter(
+            (id) => JSON.stringify(previous.get(id)) !== JSON.stringify(desired.get(id)),
+          );
           reconcile(narrowMaps, narrow, desired, [...changed, ...extra], 'touched');
           reconcile(fullMaps, full, desired, fullScope(full, desired), 'everything');
           assert.deepEqual(dumpMaps(narrowMaps), dumpMaps(fullMaps));
@@ -244,7 +278,9 @@ describe('reconcile on in-memory maps', () => {
         let failed: string[] = [];
         let cleanup: CleanupExtent = 'everything';
         for (const desired of sequence) {
-          const changed = [...fullScope(state, desired)].filter((id) => JSON.stringify(previous.get(id)) !== JSON.stringify(desired.get(id)));
+          const changed = [...fullScope(state, desired)].filter(
+            (id) => JSON.stringify(previous.get(id)) !== JSON.stringify(desired.get(id)),
+          );
           const result = reconcile(flaky, state, desired, [...changed, ...failed], cleanup);
           failed = [...result.failed.keys()];
           cleanup = result.cleanupErrors.length > 0 ? 'everything' : 'touched';
@@ -264,7 +300,12 @@ describe('reconcile on in-memory maps', () => {
     const maps = memoryMaps();
     const desired = new Map<string, DesiredFrontend>();
     const key = { address: '10.96.0.10', port: 53, protocol: 'UDP' as const };
-    desired.set(frontendId(key), { key, service: { namespace: 'kube-system', name: 'kube-dns', portName: 'dns' }, backends: [{ address: '10.244.0.5', port: 53 }], affinityTimeoutSeconds: 0 });
+    desired.set(frontendId(key), {
+      key,
+      service: { namespace: 'kube-system', name: 'kube-dns', portName: 'dns' },
+      backends: [{ address: '10.244.0.5', port: 53 }],
+      affinityTimeoutSeconds: 0,
+    });
     reconcile(maps, DatapathState.read(maps), desired, desired.keys());
     const adopted = DatapathState.read(maps);
     assert.deepEqual(planFrontends(adopted, desired, fullScope(adopted, desired)), []);
@@ -277,12 +318,20 @@ describe('reconcile on in-memory maps', () => {
     const desired = new Map<string, DesiredFrontend>();
     for (const address of ['10.96.0.1', '10.96.0.2']) {
       const key = { address, port: 80, protocol: 'TCP' as const };
-      desired.set(frontendId(key), { key, service: { namespace: 'default', name: address, portName: '' }, backends: [{ address: '10.244.0.9', port: 80 }], affinityTimeoutSeconds: 0 });
+      desired.set(frontendId(key), {
+        key,
+        service: { namespace: 'default', name: address, portName: '' },
+        backends: [{ address: '10.244.0.9', port: 80 }],
+        affinityTimeoutSeconds: 0,
+      });
     }
     const result = reconcile(maps, state, desired, desired.keys());
     assert.deepEqual([...result.failed.keys()], ['10.96.0.2:80/TCP']);
     // --max-frontends sizes the name map too, which the frontend's writes fill first.
-    assert.match(result.failed.get('10.96.0.2:80/TCP')?.message ?? '', /socklb_name_v1: E2BIG: map full \(1 entries\); raise --max-frontends/);
+    assert.match(
+      result.failed.get('10.96.0.2:80/TCP')?.message ?? '',
+      /socklb_name_v1: E2BIG: map full \(1 entries\); raise --max-frontends/,
+    );
     assert.deepEqual(invariantViolations(maps), []);
     assert.deepEqual(described(maps), [{ frontend: '10.96.0.1:80/TCP', service: 'default/10.96.0.1', backends: ['10.244.0.9:80'] }]);
   });
@@ -302,7 +351,15 @@ describe('reconcile on in-memory maps', () => {
     const desired = new Map<string, DesiredFrontend>();
     for (const address of ['10.96.0.1', '10.96.0.2', '10.96.0.3']) {
       const key = { address, port: 80, protocol: 'TCP' as const };
-      desired.set(frontendId(key), { key, service: { namespace: 'default', name: 'web', portName: '' }, backends: [{ address, port: 8080 }, { address: '10.244.0.9', port: 80 }], affinityTimeoutSeconds: 0 });
+      desired.set(frontendId(key), {
+        key,
+        service: { namespace: 'default', name: 'web', portName: '' },
+        backends: [
+          { address, port: 8080 },
+          { address: '10.244.0.9', port: 80 },
+        ],
+        affinityTimeoutSeconds: 0,
+      });
     }
     const result = reconcile(maps, DatapathState.read(raw), desired, desired.keys());
     assert.equal(result.failed.size, 0);
@@ -320,7 +377,15 @@ describe('reconcile on in-memory maps', () => {
     const desired = new Map<string, DesiredFrontend>();
     for (const address of ['10.96.0.1', '10.96.0.2', '10.96.0.3']) {
       const key = { address, port: 80, protocol: 'TCP' as const };
-      desired.set(frontendId(key), { key, service: { namespace: 'default', name: 'web', portName: '' }, backends: [{ address, port: 8080 }, { address, port: 9090 }], affinityTimeoutSeconds: 0 });
+      desired.set(frontendId(key), {
+        key,
+        service: { namespace: 'default', name: 'web', portName: '' },
+        backends: [
+          { address, port: 8080 },
+          { address, port: 9090 },
+        ],
+        affinityTimeoutSeconds: 0,
+      });
     }
     const result = reconcile(maps, state, desired, desired.keys());
     assert.deepEqual([...result.failed.keys()], ['10.96.0.2:80/TCP']);

@@ -49,9 +49,10 @@ describe('sandbox pins', () => {
     const { adopted, stale, notUpgraded } = new PinnedSandboxes(datapath, pins).adopt();
     assert.deepEqual(adopted.map((sandbox) => sandbox.id).sort(), ['broken', 'good']);
     assert.deepEqual(stale, []);
-    assert.deepEqual(notUpgraded.map(({ id, reason }) => ({ id, reason })), [
-      { id: 'broken', reason: "attaching this build's programs failed, its links are kept as they were: attach socklb_connect4: EPERM" },
-    ]);
+    assert.deepEqual(
+      notUpgraded.map(({ id, reason }) => ({ id, reason })),
+      [{ id: 'broken', reason: "attaching this build's programs failed, its links are kept as they were: attach socklb_connect4: EPERM" }],
+    );
     assert.deepEqual(entriesOf(sandboxes)?.sort(), ['broken', 'good'], 'both stay pinned');
   });
 
@@ -61,8 +62,14 @@ describe('sandbox pins', () => {
     await rm(gone, { recursive: true });
     const datapath: ProgramAttacher = { attachOne: () => 'replaced' };
     const { adopted, stale } = new PinnedSandboxes(datapath, pins).adopt();
-    assert.deepEqual(adopted.map((sandbox) => sandbox.id), ['kept']);
-    assert.deepEqual(stale.map(({ id, reason }) => ({ id, reason })), [{ id: 'gone', reason: 'its cgroup is gone' }]);
+    assert.deepEqual(
+      adopted.map((sandbox) => sandbox.id),
+      ['kept'],
+    );
+    assert.deepEqual(
+      stale.map(({ id, reason }) => ({ id, reason })),
+      [{ id: 'gone', reason: 'its cgroup is gone' }],
+    );
     assert.ok(stale[0]?.cgroup.endsWith('cgroup-gone'), stale[0]?.cgroup);
     assert.deepEqual(entriesOf(sandboxes), ['kept'], 'the stale sandbox is unpinned');
   });
@@ -71,7 +78,10 @@ describe('sandbox pins', () => {
     await pinSandbox('kept');
     // Listed, then gone when read: what a sandbox removed during `socklb status` looks like.
     await symlink(join(directory, 'removed'), join(sandboxes, 'vanished'));
-    assert.deepEqual(pinnedSandboxes(pins, root).map((sandbox) => sandbox.id), ['kept']);
+    assert.deepEqual(
+      pinnedSandboxes(pins, root).map((sandbox) => sandbox.id),
+      ['kept'],
+    );
   });
 
   it('skips, in `socklb status`, sandbox and link directories that vanish while read', async () => {

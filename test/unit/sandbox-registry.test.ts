@@ -50,30 +50,45 @@ describe('sandbox registry', () => {
     it(`takes ${spelling} for the cgroup /cg/c1 already registered`, () => {
       const registry = new SandboxRegistry(new FakeAttachments(), [{ id: 'c1', cgroup: '/cg/c1' }]);
       assert.deepEqual(registry.add('c1', spelling), { outcome: 'unchanged', sandbox: { id: 'c1', cgroup: '/cg/c1' } });
-      assert.throws(() => registry.add('c2', spelling), { code: 'SOCKLB_ERR_SANDBOX', message: 'cgroup /cg/c1 is already registered as sandbox c1' });
+      assert.throws(() => registry.add('c2', spelling), {
+        code: 'SOCKLB_ERR_SANDBOX',
+        message: 'cgroup /cg/c1 is already registered as sandbox c1',
+      });
     });
   }
 
   for (const root of ['/cg', '/cg/', '/cg/c1/..']) {
     it(`refuses the cgroup v2 root spelt ${root}: every process of the host would be translated`, () => {
       const kernel = new FakeAttachments();
-      assert.throws(() => new SandboxRegistry(kernel).add('c1', root), { code: 'SOCKLB_ERR_SANDBOX', message: /^sandbox c1: cgroup \/cg is the cgroup v2 root/ });
+      assert.throws(() => new SandboxRegistry(kernel).add('c1', root), {
+        code: 'SOCKLB_ERR_SANDBOX',
+        message: /^sandbox c1: cgroup \/cg is the cgroup v2 root/,
+      });
       assert.deepEqual(kernel.calls, []);
     });
   }
 
   it('refuses an id already registered with another cgroup, naming both', () => {
     const registry = new SandboxRegistry(new FakeAttachments(), [{ id: 'c1', cgroup: '/cg/c1' }]);
-    assert.throws(() => registry.add('c1', '/cg/other'), { code: 'SOCKLB_ERR_SANDBOX', message: 'sandbox c1 is already registered with cgroup /cg/c1; remove it first to register /cg/other' });
+    assert.throws(() => registry.add('c1', '/cg/other'), {
+      code: 'SOCKLB_ERR_SANDBOX',
+      message: 'sandbox c1 is already registered with cgroup /cg/c1; remove it first to register /cg/other',
+    });
   });
 
   it('refuses a cgroup already registered under another id: its programs would run twice', () => {
     const registry = new SandboxRegistry(new FakeAttachments(), [{ id: 'c1', cgroup: '/cg/c1' }]);
-    assert.throws(() => registry.add('c2', '/cg/c1'), { code: 'SOCKLB_ERR_SANDBOX', message: 'cgroup /cg/c1 is already registered as sandbox c1' });
+    assert.throws(() => registry.add('c2', '/cg/c1'), {
+      code: 'SOCKLB_ERR_SANDBOX',
+      message: 'cgroup /cg/c1 is already registered as sandbox c1',
+    });
   });
 
   it('refuses a relative cgroup path', () => {
-    assert.throws(() => new SandboxRegistry(new FakeAttachments()).add('c1', 'cg/c1'), { code: 'SOCKLB_ERR_SANDBOX', message: /cgroup cg\/c1 is not an absolute path/ });
+    assert.throws(() => new SandboxRegistry(new FakeAttachments()).add('c1', 'cg/c1'), {
+      code: 'SOCKLB_ERR_SANDBOX',
+      message: /cgroup cg\/c1 is not an absolute path/,
+    });
   });
 
   it('registers nothing when the kernel refuses the attach', () => {
@@ -87,19 +102,31 @@ describe('sandbox registry', () => {
 
   it('detaches on remove and forgets the sandbox', () => {
     const kernel = new FakeAttachments();
-    const registry = new SandboxRegistry(kernel, [{ id: 'c1', cgroup: '/cg/c1' }, { id: 'c2', cgroup: '/cg/c2' }]);
+    const registry = new SandboxRegistry(kernel, [
+      { id: 'c1', cgroup: '/cg/c1' },
+      { id: 'c2', cgroup: '/cg/c2' },
+    ]);
     assert.deepEqual(registry.remove('c1'), { id: 'c1', cgroup: '/cg/c1' });
     assert.deepEqual(kernel.calls, ['detach c1 /cg/c1']);
     assert.deepEqual(registry.list(), [{ id: 'c2', cgroup: '/cg/c2' }]);
   });
 
   it('says that an unknown id is not registered, with its own code', () => {
-    assert.throws(() => new SandboxRegistry(new FakeAttachments()).remove('nope'), { code: 'SOCKLB_ERR_NO_SANDBOX', message: 'no sandbox "nope" is registered' });
+    assert.throws(() => new SandboxRegistry(new FakeAttachments()).remove('nope'), {
+      code: 'SOCKLB_ERR_NO_SANDBOX',
+      message: 'no sandbox "nope" is registered',
+    });
   });
 
   it('lists by id', () => {
-    const registry = new SandboxRegistry(new FakeAttachments(), [{ id: 'b', cgroup: '/cg/b' }, { id: 'a', cgroup: '/cg/a' }]);
-    assert.deepEqual(registry.list().map((sandbox) => sandbox.id), ['a', 'b']);
+    const registry = new SandboxRegistry(new FakeAttachments(), [
+      { id: 'b', cgroup: '/cg/b' },
+      { id: 'a', cgroup: '/cg/a' },
+    ]);
+    assert.deepEqual(
+      registry.list().map((sandbox) => sandbox.id),
+      ['a', 'b'],
+    );
   });
 });
 
@@ -116,6 +143,7 @@ describe('sandbox ids', () => {
     ['-a', 'a leading dash'],
     ['a'.repeat(129), 'over 128 characters'],
   ] as const) {
-    it(`refuses ${why}`, () => assert.throws(() => checkSandboxId(id), { code: 'SOCKLB_ERR_SANDBOX', message: /^sandbox id .*: use 1-128 letters/ }));
+    it(`refuses ${why}`, () =>
+      assert.throws(() => checkSandboxId(id), { code: 'SOCKLB_ERR_SANDBOX', message: /^sandbox id .*: use 1-128 letters/ }));
   }
 });

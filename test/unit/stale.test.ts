@@ -21,7 +21,12 @@ function desired(frontends: [FrontendKey, string[]][]): Map<string, DesiredFront
   return new Map(
     frontends.map(([key, addresses]) => [
       frontendId(key),
-      { key, service: { namespace: 'default', name: `svc-${key.port}`, portName: '' }, backends: addresses.map((address) => ({ address, port: 8080 })), affinityTimeoutSeconds: 0 },
+      {
+        key,
+        service: { namespace: 'default', name: `svc-${key.port}`, portName: '' },
+        backends: addresses.map((address) => ({ address, port: 8080 })),
+        affinityTimeoutSeconds: 0,
+      },
     ]),
   );
 }
@@ -45,13 +50,60 @@ function staleAfter(from: [FrontendKey, string[]][], to: [FrontendKey, string[]]
 
 describe('stalePairs', () => {
   const cases: [string, [FrontendKey, string[]][], [FrontendKey, string[]][], string[]][] = [
-    ['a backend that leaves a frontend is stale for it', [[DNS, ['10.244.0.1', '10.244.0.2']]], [[DNS, ['10.244.0.1']]], ['10.96.0.10:53/UDP -> 10.244.0.2:8080']],
-    ['a backend replaced by a new one is stale', [[DNS, ['10.244.0.1']]], [[DNS, ['10.244.0.9']]], ['10.96.0.10:53/UDP -> 10.244.0.1:8080']],
-    ['a backend that stays is not stale, even when its slot moves', [[DNS, ['10.244.0.1', '10.244.0.2', '10.244.0.3']]], [[DNS, ['10.244.0.1', '10.244.0.3']]], ['10.96.0.10:53/UDP -> 10.244.0.2:8080']],
-    ['every backend of a deleted frontend is stale', [[DNS, ['10.244.0.1', '10.244.0.2']], [WEB, ['10.244.0.1']]], [[WEB, ['10.244.0.1']]], ['10.96.0.10:53/UDP -> 10.244.0.1:8080', '10.96.0.10:53/UDP -> 10.244.0.2:8080']],
-    ['a backend that leaves one frontend but serves another is stale for the one it left', [[DNS, ['10.244.0.1']], [WEB, ['10.244.0.1']]], [[DNS, []], [WEB, ['10.244.0.1']]], ['10.96.0.10:53/UDP -> 10.244.0.1:8080']],
-    ['new frontends and new backends make nothing stale', [[DNS, ['10.244.0.1']]], [[DNS, ['10.244.0.1', '10.244.0.2']], [WEB, ['10.244.0.3']]], []],
-    ['the same backends in another order make nothing stale', [[DNS, ['10.244.0.1', '10.244.0.2']]], [[DNS, ['10.244.0.2', '10.244.0.1']]], []],
+    [
+      'a backend that leaves a frontend is stale for it',
+      [[DNS, ['10.244.0.1', '10.244.0.2']]],
+      [[DNS, ['10.244.0.1']]],
+      ['10.96.0.10:53/UDP -> 10.244.0.2:8080'],
+    ],
+    [
+      'a backend replaced by a new one is stale',
+      [[DNS, ['10.244.0.1']]],
+      [[DNS, ['10.244.0.9']]],
+      ['10.96.0.10:53/UDP -> 10.244.0.1:8080'],
+    ],
+    [
+      'a backend that stays is not stale, even when its slot moves',
+      [[DNS, ['10.244.0.1', '10.244.0.2', '10.244.0.3']]],
+      [[DNS, ['10.244.0.1', '10.244.0.3']]],
+      ['10.96.0.10:53/UDP -> 10.244.0.2:8080'],
+    ],
+    [
+      'every backend of a deleted frontend is stale',
+      [
+        [DNS, ['10.244.0.1', '10.244.0.2']],
+        [WEB, ['10.244.0.1']],
+      ],
+      [[WEB, ['10.244.0.1']]],
+      ['10.96.0.10:53/UDP -> 10.244.0.1:8080', '10.96.0.10:53/UDP -> 10.244.0.2:8080'],
+    ],
+    [
+      'a backend that leaves one frontend but serves another is stale for the one it left',
+      [
+        [DNS, ['10.244.0.1']],
+        [WEB, ['10.244.0.1']],
+      ],
+      [
+        [DNS, []],
+        [WEB, ['10.244.0.1']],
+      ],
+      ['10.96.0.10:53/UDP -> 10.244.0.1:8080'],
+    ],
+    [
+      'new frontends and new backends make nothing stale',
+      [[DNS, ['10.244.0.1']]],
+      [
+        [DNS, ['10.244.0.1', '10.244.0.2']],
+        [WEB, ['10.244.0.3']],
+      ],
+      [],
+    ],
+    [
+      'the same backends in another order make nothing stale',
+      [[DNS, ['10.244.0.1', '10.244.0.2']]],
+      [[DNS, ['10.244.0.2', '10.244.0.1']]],
+      [],
+    ],
   ];
   for (const [rule, from, to, expected] of cases) {
     it(rule, () => assert.deepEqual(staleAfter(from, to), expected));
@@ -62,10 +114,17 @@ describe('stalePairs', () => {
   });
 
   it('names exactly the pairs served before and not after, for any two states', () => {
-    const state = fc.array(fc.tuple(fc.constantFrom(DNS, WEB), fc.uniqueArray(fc.constantFrom('10.244.0.1', '10.244.0.2', '10.244.0.3', '10.244.0.4'), { maxLength: 4 })), { maxLength: 2 });
+    const state = fc.array(
+      fc.tuple(
+        fc.constantFrom(DNS, WEB),
+        fc.uniqueArray(fc.constantFrom('10.244.0.1', '10.244.0.2', '10.244.0.3', '10.244.0.4'), { maxLength: 4 }),
+      ),
+      { maxLength: 2 },
+    );
     fc.assert(
       fc.property(state, state, (from, to) => {
-        const pairs = (frontends: [FrontendKey, string[]][]) => new Set([...desired(frontends).values()].flatMap((f) => f.backends.map((b) => `${frontendId(f.key)} -> ${backendText(b)}`)));
+        const pairs = (frontends: [FrontendKey, string[]][]) =>
+          new Set([...desired(frontends).values()].flatMap((f) => f.backends.map((b) => `${frontendId(f.key)} -> ${backendText(b)}`)));
         const after = pairs(to);
         assert.deepEqual(staleAfter(from, to), [...pairs(from)].filter((pair) => !after.has(pair)).sort());
       }),

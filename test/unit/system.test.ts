@@ -12,22 +12,31 @@ const PURE_V2 = `35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime sha
 const ESCAPED = `50 24 0:44 / /mnt/my\\040cgroups rw,relatime - cgroup2 none rw`;
 
 describe('finding mounts in /proc/self/mountinfo', () => {
-  it('finds the cgroup v2 root of a hybrid layout at /sys/fs/cgroup/unified', () => assert.equal(cgroup2Root(HYBRID), '/sys/fs/cgroup/unified'));
+  it('finds the cgroup v2 root of a hybrid layout at /sys/fs/cgroup/unified', () =>
+    assert.equal(cgroup2Root(HYBRID), '/sys/fs/cgroup/unified'));
   it('finds the cgroup v2 root of a pure v2 layout at /sys/fs/cgroup', () => assert.equal(cgroup2Root(PURE_V2), '/sys/fs/cgroup'));
   it('undoes the octal escapes of mount points', () => assert.deepEqual(mountPoints(ESCAPED, 'cgroup2'), ['/mnt/my cgroups']));
   it('finds bpffs mounts', () => assert.deepEqual(mountPoints(HYBRID, 'bpf'), ['/sys/fs/bpf']));
   it('says in one sentence that there is no cgroup v2 hierarchy', () => {
-    assert.throws(() => cgroup2Root(HYBRID.replace('cgroup2 cgroup2', 'cgroup cgroup')), { code: 'SOCKLB_ERR_NO_CGROUP2', message: /no cgroup v2 hierarchy is mounted/ });
+    assert.throws(() => cgroup2Root(HYBRID.replace('cgroup2 cgroup2', 'cgroup cgroup')), {
+      code: 'SOCKLB_ERR_NO_CGROUP2',
+      message: /no cgroup v2 hierarchy is mounted/,
+    });
   });
 });
 
 describe('privileges', () => {
   const bits = (...capabilities: number[]) => capabilities.reduce((set, bit) => set | (1n << BigInt(bit)), 0n);
-  it('reads the effective set from /proc/self/status', () => assert.equal(effectiveCapabilities('Name:\tnode\nCapEff:\t000001ffffffffff\n'), 0x1ffffffffffn));
+  it('reads the effective set from /proc/self/status', () =>
+    assert.equal(effectiveCapabilities('Name:\tnode\nCapEff:\t000001ffffffffff\n'), 0x1ffffffffffn));
   it('accepts CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN', () => assert.doesNotThrow(() => checkPrivileges(bits(39, 12, 21))));
-  it('accepts CAP_SYS_ADMIN and CAP_NET_ADMIN without CAP_BPF, as older kernels need', () => assert.doesNotThrow(() => checkPrivileges(bits(12, 21))));
+  it('accepts CAP_SYS_ADMIN and CAP_NET_ADMIN without CAP_BPF, as older kernels need', () =>
+    assert.doesNotThrow(() => checkPrivileges(bits(12, 21))));
   it('names the missing capabilities of an unprivileged process', () => {
-    assert.throws(() => checkPrivileges(0n), { code: 'SOCKLB_ERR_PRIVILEGES', message: /needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN.*missing: CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN/ });
+    assert.throws(() => checkPrivileges(0n), {
+      code: 'SOCKLB_ERR_PRIVILEGES',
+      message: /needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN.*missing: CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN/,
+    });
   });
 });
 

@@ -58,9 +58,21 @@ describe('a state read back', () => {
   });
 
   const cases: [string, (maps: ReturnType<typeof memoryMaps>) => void, (state: DatapathState) => boolean][] = [
-    ['a frontend value written for another key', (maps) => maps.frontends.update(MAP_CODECS.frontends.key.encode(OTHER_KEY), MAP_CODECS.frontends.value.encode(FRONTEND)), (state) => !state.frontends.has('10.96.0.11:80/TCP')],
-    ['a slot value written for another slot', (maps) => maps.slots.update(MAP_CODECS.slots.key.encode({ serviceId: 7, slot: 2 }), MAP_CODECS.slots.value.encode(SLOT)), (state) => !state.slots.get(7)?.has(2)],
-    ['a backend value written for another id', (maps) => maps.backends.update(MAP_CODECS.backends.key.encode(4), MAP_CODECS.backends.value.encode(BACKEND)), (state) => !state.backends.has(4)],
+    [
+      'a frontend value written for another key',
+      (maps) => maps.frontends.update(MAP_CODECS.frontends.key.encode(OTHER_KEY), MAP_CODECS.frontends.value.encode(FRONTEND)),
+      (state) => !state.frontends.has('10.96.0.11:80/TCP'),
+    ],
+    [
+      'a slot value written for another slot',
+      (maps) => maps.slots.update(MAP_CODECS.slots.key.encode({ serviceId: 7, slot: 2 }), MAP_CODECS.slots.value.encode(SLOT)),
+      (state) => !state.slots.get(7)?.has(2),
+    ],
+    [
+      'a backend value written for another id',
+      (maps) => maps.backends.update(MAP_CODECS.backends.key.encode(4), MAP_CODECS.backends.value.encode(BACKEND)),
+      (state) => !state.backends.has(4),
+    ],
     [
       'a value whose check fails',
       (maps) => {
