@@ -17,7 +17,13 @@ export interface FrameReaderOptions {
 }
 
 /** The first bytes of a HELLO: u32 length, then the type and the magic, which are fixed. */
-const HELLO_PREFIX = Buffer.from([FRAME_TYPES.hello, HELLO_MAGIC & 0xff, (HELLO_MAGIC >>> 8) & 0xff, (HELLO_MAGIC >>> 16) & 0xff, HELLO_MAGIC >>> 24]);
+const HELLO_PREFIX = Buffer.from([
+  FRAME_TYPES.hello,
+  HELLO_MAGIC & 0xff,
+  (HELLO_MAGIC >>> 8) & 0xff,
+  (HELLO_MAGIC >>> 16) & 0xff,
+  HELLO_MAGIC >>> 24,
+]);
 const HELLO_START_SIZE = 4 + HELLO_PREFIX.length;
 /** How much is looked at at once while skipping: what is copied, whatever the chunks. */
 const SKIP_WINDOW = 4096;

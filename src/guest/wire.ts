@@ -170,11 +170,14 @@ export class WriteTarget {
   /** The bytes `write` takes in a BATCH; throws when its map cannot take it. */
   writeSize(write: MapWrite, where: string): number {
     const map = this.#map(write.map, where);
-    if (!WRITABLE_TYPES.has(map.type)) throw wireError(`${where}: map ${write.map} (${map.name}) is of type ${map.type}, which a batch does not write`);
-    if (write.key.length !== map.keySize) throw wireError(`${where}: a key of ${write.key.length} bytes for map ${write.map} (${map.name}), whose keys are ${map.keySize}`);
+    if (!WRITABLE_TYPES.has(map.type))
+      throw wireError(`${where}: map ${write.map} (${map.name}) is of type ${map.type}, which a batch does not write`);
+    if (write.key.length !== map.keySize)
+      throw wireError(`${where}: a key of ${write.key.length} bytes for map ${write.map} (${map.name}), whose keys are ${map.keySize}`);
     if (write.op !== 'update') return 2 + write.key.length;
     const size = this.updateSize(write.map);
-    if (write.value.length !== size) throw wireError(`${where}: a value of ${write.value.length} bytes for map ${write.map} (${map.name}), whose updates take ${size}`);
+    if (write.value.length !== size)
+      throw wireError(`${where}: a value of ${write.value.length} bytes for map ${write.map} (${map.name}), whose updates take ${size}`);
     return 2 + write.key.length + size;
   }
 
@@ -196,7 +199,8 @@ function frame(type: number, payloadSize: number): Buffer {
 /** Writes `text` NUL-padded into `size` bytes; throws when it does not fit with its NUL. */
 function writeName(bytes: Buffer, offset: number, text: string, size: number, what: string): void {
   const encoded = Buffer.from(text, 'utf8');
-  if (encoded.length === 0 || encoded.length >= size || encoded.includes(0)) throw wireError(`${what} ${JSON.stringify(text)}: not 1 to ${size - 1} bytes without NUL`);
+  if (encoded.length === 0 || encoded.length >= size || encoded.includes(0))
+    throw wireError(`${what} ${JSON.stringify(text)}: not 1 to ${size - 1} bytes without NUL`);
   encoded.copy(bytes, offset);
 }
 
@@ -246,7 +250,10 @@ export function encodeBatch(batch: Batch, target: WriteTarget): Buffer {
   checkU64(batch.epoch, 'BATCH epoch');
   checkU64(batch.seq, 'BATCH seq');
   const payloadSize = batchPayloadSize(batch.groups, target);
-  if (payloadSize > LIMITS.hostPayload) throw wireError(`BATCH ${batch.epoch}/${batch.seq} of ${payloadSize} bytes: over its limit of ${LIMITS.hostPayload}; split its groups (packGroups)`);
+  if (payloadSize > LIMITS.hostPayload)
+    throw wireError(
+      `BATCH ${batch.epoch}/${batch.seq} of ${payloadSize} bytes: over its limit of ${LIMITS.hostPayload}; split its groups (packGroups)`,
+    );
   const bytes = frame(FRAME_TYPES.batch, payloadSize);
   let offset = FRAME_HEADER_SIZE;
   offset = bytes.writeBigUInt64LE(batch.epoch, offset);
@@ -370,7 +377,8 @@ class PayloadReader {
 
   /** `count` items of `itemSize` bytes must be exactly what is left: checked before any is read. */
   expectItems(count: number, itemSize: number, field: string): void {
-    if (count * itemSize !== this.left) throw wireError(`${this.message} ${field} ${count}: ${count * itemSize} bytes of ${itemSize} each, but ${this.left} left`);
+    if (count * itemSize !== this.left)
+      throw wireError(`${this.message} ${field} ${count}: ${count * itemSize} bytes of ${itemSize} each, but ${this.left} left`);
   }
 
   end(): void {
@@ -407,7 +415,8 @@ function decodeHello(payload: Buffer): Hello {
   reader.zero16('reserved');
   const kernelRelease = reader.text(RELEASE_SIZE, 'kernel_release');
   const possibleCpus = reader.u32('possible_cpus');
-  if (possibleCpus < 1 || possibleCpus > MAX_POSSIBLE_CPUS) throw wireError(`HELLO possible_cpus ${possibleCpus}: not 1 to ${MAX_POSSIBLE_CPUS}`);
+  if (possibleCpus < 1 || possibleCpus > MAX_POSSIBLE_CPUS)
+    throw wireError(`HELLO possible_cpus ${possibleCpus}: not 1 to ${MAX_POSSIBLE_CPUS}`);
   const marker = { epoch: reader.u64('marker_epoch'), seq: reader.u64('marker_seq') };
   const resyncNonce = reader.u64('resync_nonce');
   const mapCount = reader.u16('map_count');
@@ -436,20 +445,24 @@ function decodeAck(payload: Buffer): Ack {
   const write = reader.u32('failed_write');
   reader.end();
   if (error > 0) throw wireError(`ACK error ${error}: not 0 or a negative errno`);
-  if ((group === NO_WRITE) !== (write === NO_WRITE)) throw wireError(`ACK failed_group ${group} and failed_write ${write}: one names a write, the other none`);
+  if ((group === NO_WRITE) !== (write === NO_WRITE))
+    throw wireError(`ACK failed_group ${group} and failed_write ${write}: one names a write, the other none`);
   if (error === 0 && group !== NO_WRITE) throw wireError(`ACK error 0 with failed write ${write} of group ${group}`);
   return { kind: 'ack', epoch, seq, error, failed: group === NO_WRITE ? undefined : { group, write } };
 }
 
 /** Decodes one guest frame; throws a SocklbError naming the field for anything malformed. */
 export function decodeGuestMessage(frame: RawFrame): GuestMessage {
-  if (frame.payload.length > LIMITS.guestPayload) throw wireError(`guest frame of ${frame.payload.length} bytes: over its limit of ${LIMITS.guestPayload}`);
+  if (frame.payload.length > LIMITS.guestPayload)
+    throw wireError(`guest frame of ${frame.payload.length} bytes: over its limit of ${LIMITS.guestPayload}`);
   switch (frame.type) {
     case FRAME_TYPES.hello:
-      if (frame.payload.length < HELLO_FIXED_SIZE) throw wireError(`HELLO of ${frame.payload.length} bytes: shorter than its ${HELLO_FIXED_SIZE} fixed bytes`);
+      if (frame.payload.length < HELLO_FIXED_SIZE)
+        throw wireError(`HELLO of ${frame.payload.length} bytes: shorter than its ${HELLO_FIXED_SIZE} fixed bytes`);
       return decodeHello(frame.payload);
     case FRAME_TYPES.loaded:
-      if (frame.payload.length < LOADED_FIXED_SIZE) throw wireError(`LOADED of ${frame.payload.length} bytes: shorter than its ${LOADED_FIXED_SIZE} fixed bytes`);
+      if (frame.payload.length < LOADED_FIXED_SIZE)
+        throw wireError(`LOADED of ${frame.payload.length} bytes: shorter than its ${LOADED_FIXED_SIZE} fixed bytes`);
       return decodeLoaded(frame.payload);
     case FRAME_TYPES.ack:
       return decodeAck(frame.payload);

@@ -16,7 +16,16 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { MAP_CODECS, MAP_NAMES, type Marker } from '../../src/datapath/layout.js';
 import { DatapathState } from '../../src/datapath/state.js';
-import { encodeBatch, encodeCommit, encodeObject, encodeResync, WriteTarget, type Hello, type MapWrite, type WriteGroup } from '../../src/guest/wire.js';
+import {
+  encodeBatch,
+  encodeCommit,
+  encodeObject,
+  encodeResync,
+  WriteTarget,
+  type Hello,
+  type MapWrite,
+  type WriteGroup,
+} from '../../src/guest/wire.js';
 import { frontendId } from '../../src/model/keys.js';
 import type { Backend, DesiredFrontend } from '../../src/model/types.js';
 import { findCgroup2Root } from '../lab/cgroup.js';
@@ -41,7 +50,17 @@ import {
 
 const execFileAsync = promisify(execFile);
 const CLUSTER_IP = '10.96.0.10';
-const PROGRAMS = ['socklb_connect4', 'socklb_connect6', 'socklb_getpeername4', 'socklb_getpeername6', 'socklb_recvmsg4', 'socklb_recvmsg6', 'socklb_sendmsg4', 'socklb_sendmsg6', 'socklb_sock_release'];
+const PROGRAMS = [
+  'socklb_connect4',
+  'socklb_connect6',
+  'socklb_getpeername4',
+  'socklb_getpeername6',
+  'socklb_recvmsg4',
+  'socklb_recvmsg6',
+  'socklb_sendmsg4',
+  'socklb_sendmsg6',
+  'socklb_sock_release',
+];
 const ENOENT = -2;
 const E2BIG = -7;
 const ESTALE = -116;
@@ -53,7 +72,10 @@ function desired(frontends: [address: string, backends: Backend[]][]): Map<strin
   return new Map(
     frontends.map(([address, backends], index) => {
       const key = { address, port: 80, protocol: 'TCP' as const };
-      return [frontendId(key), { key, service: { namespace: 'guest', name: `svc-${index}`, portName: 'http' }, backends, affinityTimeoutSeconds: 0 }];
+      return [
+        frontendId(key),
+        { key, service: { namespace: 'guest', name: `svc-${index}`, portName: 'http' }, backends, affinityTimeoutSeconds: 0 },
+      ];
     }),
   );
 }
@@ -103,7 +125,15 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
       const accepted = await rig.connect({ binary: APPLIER });
       connection = accepted.connection;
       hello = accepted.hello;
-      assert.deepEqual(accepted.hello, { kind: 'hello', version: 1, kernelRelease: release(), possibleCpus: possibleCpus(), marker: marker(0, 0), resyncNonce: 0n, maps: [] });
+      assert.deepEqual(accepted.hello, {
+        kind: 'hello',
+        version: 1,
+        kernelRelease: release(),
+        possibleCpus: possibleCpus(),
+        marker: marker(0, 0),
+        resyncNonce: 0n,
+        maps: [],
+      });
       const mountinfo = readFileSync(`/proc/${rig.applier?.child.pid}/mountinfo`, 'utf8');
       assert.match(mountinfo, / \/ \/sys\/fs\/bpf [^\n]* - bpf /);
       // The root of the guest's cgroup2 mount, as the host's cgroup namespace sees it: the sandbox's cgroup.
@@ -125,7 +155,10 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
       assert.deepEqual(report.errors, {});
       assert.deepEqual(report.hits, { 'pod-a': 10 });
       assert.deepEqual(report.peers, [`${CLUSTER_IP}:80`]);
-      assert.deepEqual(readdirSync(rig.pinPath('/maps')).sort(), target.maps.map((map) => map.name));
+      assert.deepEqual(
+        readdirSync(rig.pinPath('/maps')).sort(),
+        target.maps.map((map) => map.name),
+      );
       assert.deepEqual(readdirSync(rig.pinPath('/links')).sort(), PROGRAMS);
       assert.deepEqual(readdirSync(rig.pinPath()).sort(), ['links', 'maps']);
     });
@@ -143,7 +176,10 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
     });
 
     it('applies a batch to the live maps; the same batch again changes nothing', async () => {
-      const frame = encodeBatch({ ...marker(1, 2), groups: planGroups(state, desired([[CLUSTER_IP, [at(podA), at(podB)]]]), marker(1, 2), target) }, target);
+      const frame = encodeBatch(
+        { ...marker(1, 2), groups: planGroups(state, desired([[CLUSTER_IP, [at(podA), at(podB)]]]), marker(1, 2), target) },
+        target,
+      );
       assert.deepEqual(await request(connection, frame, 'ack'), { kind: 'ack', epoch: 1n, seq: 2n, error: 0, failed: undefined });
       const applied = await dumpMaps(rig);
       assert.deepEqual(dumpedMarker(applied), marker(1, 2));
@@ -173,8 +209,14 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
         linksBefore.map((link) => link.id),
         'the same links',
       );
-      linksAfter.forEach((link, index) => assert.notEqual(link.prog_id, linksBefore[index]?.prog_id, `${PROGRAMS[index]} runs the new program`));
-      assert.equal((await pinnedIds(rig, 'map', `/maps/${MAP_NAMES.connections}`)).id, connectionsMap.id, 'KEEP_PINNED kept the connection map');
+      linksAfter.forEach((link, index) =>
+        assert.notEqual(link.prog_id, linksBefore[index]?.prog_id, `${PROGRAMS[index]} runs the new program`),
+      );
+      assert.equal(
+        (await pinnedIds(rig, 'map', `/maps/${MAP_NAMES.connections}`)).id,
+        connectionsMap.id,
+        'KEEP_PINNED kept the connection map',
+      );
       assert.notEqual((await pinnedIds(rig, 'map', `/maps/${MAP_NAMES.frontends}`)).id, frontendsMap.id, 'the frontends are new maps');
       assert.deepEqual(dumpedMarker(await dumpMaps(rig)), marker(2, 1));
       const afterSwap = await lab.runClient(rig.guest.sandbox, { target: CLUSTER_IP, port: 80, count: 10 });
@@ -196,7 +238,13 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
 
     it('refuses a BATCH and a COMMIT while nothing is pinned or staged', async () => {
       const anyTarget = new WriteTarget([], 1);
-      assert.deepEqual(await request(connection, encodeBatch({ ...marker(1, 1), groups: [] }, anyTarget), 'ack'), { kind: 'ack', epoch: 1n, seq: 1n, error: ENOENT, failed: undefined });
+      assert.deepEqual(await request(connection, encodeBatch({ ...marker(1, 1), groups: [] }, anyTarget), 'ack'), {
+        kind: 'ack',
+        epoch: 1n,
+        seq: 1n,
+        error: ENOENT,
+        failed: undefined,
+      });
       assert.equal((await request(connection, encodeCommit(marker(1, 1)), 'ack')).error, ENOENT);
     });
 
@@ -222,16 +270,31 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
         value: MAP_CODECS.backends.value.encode({ backendId: id, address: podA.ipv4, port: id }),
       });
       // Key 1 of the one-entry marker array: E2BIG.
-      const outOfRange: MapWrite = { op: 'update', map: target.index(MAP_NAMES.marker), key: MAP_CODECS.marker.key.encode(1), value: MAP_CODECS.marker.value.encode(marker(9, 9)) };
-      const groups: WriteGroup[] = [{ writes: [backend(100), outOfRange, backend(101)] }, { writes: [backend(102)] }, { onlyIfClean: true, writes: [backend(103)] }];
+      const outOfRange: MapWrite = {
+        op: 'update',
+        map: target.index(MAP_NAMES.marker),
+        key: MAP_CODECS.marker.key.encode(1),
+        value: MAP_CODECS.marker.value.encode(marker(9, 9)),
+      };
+      const groups: WriteGroup[] = [
+        { writes: [backend(100), outOfRange, backend(101)] },
+        { writes: [backend(102)] },
+        { onlyIfClean: true, writes: [backend(103)] },
+      ];
       const ack = await request(connection, encodeBatch({ ...marker(5, 2), groups }, target), 'ack');
       assert.deepEqual(ack, { kind: 'ack', epoch: 5n, seq: 2n, error: E2BIG, failed: { group: 0, write: 1 } });
-      const written = ((await dumpMaps(rig))[MAP_NAMES.backends] ?? []).map((entry) => MAP_CODECS.backends.key.decode(Buffer.from(entry.split('=')[0] as string, 'hex')));
+      const written = ((await dumpMaps(rig))[MAP_NAMES.backends] ?? []).map((entry) =>
+        MAP_CODECS.backends.key.decode(Buffer.from(entry.split('=')[0] as string, 'hex')),
+      );
       assert.deepEqual(written.sort(), [100, 102]);
     });
 
     it('WAIT_FOR_READERS: updates its own ARRAY_OF_MAPS (the kernel then waits for running programs), then writes', async () => {
-      const ack = await request(connection, encodeBatch({ ...marker(5, 3), waitForReaders: true, groups: [{ writes: [markerWrite(marker(5, 3), target)] }] }, target), 'ack');
+      const ack = await request(
+        connection,
+        encodeBatch({ ...marker(5, 3), waitForReaders: true, groups: [{ writes: [markerWrite(marker(5, 3), target)] }] }, target),
+        'ack',
+      );
       assert.equal(ack.error, 0);
       assert.deepEqual(dumpedMarker(await dumpMaps(rig)), marker(5, 3));
       const ids = new Set(heldMapIds(rig.applier?.child.pid as number));
@@ -241,7 +304,9 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
       const inner = held.find((map) => map.name === 'socklb_wait_in');
       assert.ok(outer && inner, `the applier holds socklb_wait and socklb_wait_in: ${JSON.stringify(held)}`);
       assert.equal(outer.type, 'array_of_maps');
-      const dump = JSON.parse((await execFileAsync('bpftool', ['-j', 'map', 'dump', 'id', String(outer.id)])).stdout) as { value: string[] }[];
+      const dump = JSON.parse((await execFileAsync('bpftool', ['-j', 'map', 'dump', 'id', String(outer.id)])).stdout) as {
+        value: string[];
+      }[];
       assert.deepEqual(
         dump.map((entry) => Buffer.from(entry.value.map((byte) => Number(byte))).readUInt32LE(0)),
         [inner.id],
@@ -276,7 +341,10 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
             ]),
         ],
       };
-      const batch = encodeBatch({ ...marker(1, 1), waitForReaders: true, groups: [everyOp, { onlyIfClean: true, writes: [markerWrite(marker(1, 1), target)] }] }, target);
+      const batch = encodeBatch(
+        { ...marker(1, 1), waitForReaders: true, groups: [everyOp, { onlyIfClean: true, writes: [markerWrite(marker(1, 1), target)] }] },
+        target,
+      );
       const object = encodeObject(CAPACITIES, ELF);
       return [
         { frame: batch, mutable: batch.length },
@@ -342,8 +410,18 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
           [MAP_NAMES.slots, 16384],
           [MAP_NAMES.stats, 8193],
         ]);
-        const staged = await loadObject(connection, hello, CAPACITIES.map((map) => ({ ...map, maxEntries: capacities.get(map.name) ?? map.maxEntries })));
-        const services: [string, Backend[]][] = Array.from({ length: 5000 }, (_, i) => [`10.97.${i >> 8}.${i & 255}`, [{ address: podA.ipv4, port: 10000 + i }, { address: podB.ipv4, port: 10000 + i }]]);
+        const staged = await loadObject(
+          connection,
+          hello,
+          CAPACITIES.map((map) => ({ ...map, maxEntries: capacities.get(map.name) ?? map.maxEntries })),
+        );
+        const services: [string, Backend[]][] = Array.from({ length: 5000 }, (_, i) => [
+          `10.97.${i >> 8}.${i & 255}`,
+          [
+            { address: podA.ipv4, port: 10000 + i },
+            { address: podB.ipv4, port: 10000 + i },
+          ],
+        ]);
         const groups = snapshotGroups(stateOf(desired(services)), marker(1, 1), staged);
         const writes = groups.reduce((sum, group) => sum + group.writes.length, 0);
         assert.equal(writes, 25_001);
@@ -353,10 +431,13 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
         const elapsed = performance.now() - started;
         await sleep(500);
         const pid = rig.applier?.child.pid;
-        const rss = (file: string, field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/${file}`, 'utf8'))?.[1]);
+        const rss = (file: string, field: string) =>
+          Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/${file}`, 'utf8'))?.[1]);
         const vmRss = rss('status', 'VmRSS');
         const rollup = rss('smaps_rollup', 'Rss');
-        t.diagnostic(`${writes} writes and the commit in ${elapsed.toFixed(0)} ms; VmRSS ${vmRss} kB, smaps_rollup Rss ${rollup} kB, binary ${readFileSync(APPLIER).length} bytes`);
+        t.diagnostic(
+          `${writes} writes and the commit in ${elapsed.toFixed(0)} ms; VmRSS ${vmRss} kB, smaps_rollup Rss ${rollup} kB, binary ${readFileSync(APPLIER).length} bytes`,
+        );
         assert.ok(rollup < 4096, `Rss ${rollup} kB`);
       } finally {
         await rig.close();

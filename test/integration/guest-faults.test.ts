@@ -19,11 +19,32 @@ import type { Backend, DesiredFrontend } from '../../src/model/types.js';
 import type { GuestConnection } from '../lab/guest-host.js';
 import { planGroups, snapshotGroups, stateOf } from '../lab/guest-writes.js';
 import { Lab, type Pod } from '../lab/lab.js';
-import { assertConsistent, dumpedMarker, dumpMaps, GuestRig, loadObject, request, sendGroups, skipReason, snapshot, type MapsDump } from './guest-support.js';
+import {
+  assertConsistent,
+  dumpedMarker,
+  dumpMaps,
+  GuestRig,
+  loadObject,
+  request,
+  sendGroups,
+  skipReason,
+  snapshot,
+  type MapsDump,
+} from './guest-support.js';
 
 const CLUSTER_IP = '10.96.0.10';
 const OTHER_IP = '10.96.0.11';
-const PROGRAMS = ['socklb_connect4', 'socklb_connect6', 'socklb_getpeername4', 'socklb_getpeername6', 'socklb_recvmsg4', 'socklb_recvmsg6', 'socklb_sendmsg4', 'socklb_sendmsg6', 'socklb_sock_release'];
+const PROGRAMS = [
+  'socklb_connect4',
+  'socklb_connect6',
+  'socklb_getpeername4',
+  'socklb_getpeername6',
+  'socklb_recvmsg4',
+  'socklb_recvmsg6',
+  'socklb_sendmsg4',
+  'socklb_sendmsg6',
+  'socklb_sock_release',
+];
 
 const marker = (epoch: number, seq: number): Marker => ({ epoch: BigInt(epoch), seq: BigInt(seq) });
 const NO_MARKER = marker(0, 0);
@@ -32,7 +53,10 @@ function desired(frontends: [address: string, backends: Backend[]][]): Map<strin
   return new Map(
     frontends.map(([address, backends], index) => {
       const key = { address, port: 80, protocol: 'TCP' as const };
-      return [frontendId(key), { key, service: { namespace: 'guest', name: `svc-${index}`, portName: 'http' }, backends, affinityTimeoutSeconds: 0 }];
+      return [
+        frontendId(key),
+        { key, service: { namespace: 'guest', name: `svc-${index}`, portName: 'http' }, backends, affinityTimeoutSeconds: 0 },
+      ];
     }),
   );
 }
@@ -189,7 +213,10 @@ describe('socklb-applier stopped at every point, then restarted (the test build)
         // Old up to the commit point, new from it on, and both seen.
         const firstNew = outcomes.indexOf('new');
         assert.ok(firstNew > 0, outcomes.join(' '));
-        assert.ok(outcomes.slice(firstNew).every((outcome) => outcome === 'new'), outcomes.join(' '));
+        assert.ok(
+          outcomes.slice(firstNew).every((outcome) => outcome === 'new'),
+          outcomes.join(' '),
+        );
       } finally {
         await rig.close();
       }
@@ -197,12 +224,20 @@ describe('socklb-applier stopped at every point, then restarted (the test build)
   }
 
   /** Snapshots `wanted` into the guest under `at` (default 1/1); the new live maps' target. */
-  async function snapshotOf(connection: GuestConnection, hello: Hello, wanted: Map<string, DesiredFrontend>, at = marker(1, 1)): Promise<WriteTarget> {
+  async function snapshotOf(
+    connection: GuestConnection,
+    hello: Hello,
+    wanted: Map<string, DesiredFrontend>,
+    at = marker(1, 1),
+  ): Promise<WriteTarget> {
     return snapshot(connection, hello, stateOf(wanted), at);
   }
 
   /** The datapath a commit replaces: none for a first commit (every pin removed), else OLD, committed by a clean applier. */
-  async function prepareOld(rig: GuestRig, variant: 'the first commit' | 'a commit replacing a datapath'): Promise<{ marker: Marker; dump: MapsDump; links: string[]; reached: string }> {
+  async function prepareOld(
+    rig: GuestRig,
+    variant: 'the first commit' | 'a commit replacing a datapath',
+  ): Promise<{ marker: Marker; dump: MapsDump; links: string[]; reached: string }> {
     await rig.stopApplier();
     if (variant === 'the first commit') {
       // Unpinning a link detaches it: the guest is as new.

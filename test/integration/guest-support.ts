@@ -11,7 +11,18 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { MAP_CODECS, MAP_NAMES, type Marker } from '../../src/datapath/layout.js';
 import type { DatapathState } from '../../src/datapath/state.js';
-import { encodeBatch, encodeCommit, encodeObject, packGroups, WriteTarget, type Ack, type Hello, type Loaded, type ObjectMap, type WriteGroup } from '../../src/guest/wire.js';
+import {
+  encodeBatch,
+  encodeCommit,
+  encodeObject,
+  packGroups,
+  WriteTarget,
+  type Ack,
+  type Hello,
+  type Loaded,
+  type ObjectMap,
+  type WriteGroup,
+} from '../../src/guest/wire.js';
 import { EmulatedGuest } from '../lab/guest.js';
 import { GuestHost, type GuestConnection } from '../lab/guest-host.js';
 import { snapshotGroups } from '../lab/guest-writes.js';
@@ -43,7 +54,8 @@ export const CAPACITIES: ObjectMap[] = [
 
 export function skipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'SKIPPED: the guest applier tests need root (namespaces, cgroups, BPF); run `sudo make test`';
-  if (!existsSync(APPLIER) || !existsSync(APPLIER_TEST)) return 'SKIPPED: no build/socklb-applier or build/socklb-applier-test; run `make build`';
+  if (!existsSync(APPLIER) || !existsSync(APPLIER_TEST))
+    return 'SKIPPED: no build/socklb-applier or build/socklb-applier-test; run `make build`';
   return undefined;
 }
 
@@ -72,8 +84,15 @@ export class RunningApplier {
 
   /** Waits for an injected fault's exit; anything else (a sanitizer's report, a crash) fails. */
   async faulted(timeoutMs = 20_000): Promise<void> {
-    const exit = await Promise.race([this.exited, new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeoutMs).unref())]);
-    assert.deepEqual(exit, { code: FAULT_EXIT_STATUS, signal: null }, `the applier exited otherwise than by its injected fault:\n${this.stderr}`);
+    const exit = await Promise.race([
+      this.exited,
+      new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeoutMs).unref()),
+    ]);
+    assert.deepEqual(
+      exit,
+      { code: FAULT_EXIT_STATUS, signal: null },
+      `the applier exited otherwise than by its injected fault:\n${this.stderr}`,
+    );
   }
 }
 
@@ -135,9 +154,17 @@ export class GuestRig {
   }
 }
 
-export async function request<K extends 'loaded' | 'ack'>(connection: GuestConnection, frame: Buffer, kind: K): Promise<K extends 'loaded' ? Loaded : Ack> {
+export async function request<K extends 'loaded' | 'ack'>(
+  connection: GuestConnection,
+  frame: Buffer,
+  kind: K,
+): Promise<K extends 'loaded' ? Loaded : Ack> {
   const answer = await connection.request(frame);
-  assert.equal(answer.kind, kind, `expected ${kind}, got ${JSON.stringify(answer, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
+  assert.equal(
+    answer.kind,
+    kind,
+    `expected ${kind}, got ${JSON.stringify(answer, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`,
+  );
   return answer as K extends 'loaded' ? Loaded : Ack;
 }
 
@@ -188,9 +215,15 @@ export async function dumpMaps(rig: GuestRig): Promise<MapsDump> {
  * count exist, and every slot names a backend that exists.
  */
 export function assertConsistent(dump: MapsDump): void {
-  const entries = (name: string) => (dump[name] ?? []).map((entry) => entry.split('=').map((hex) => Buffer.from(hex, 'hex')) as [Buffer, Buffer]);
+  const entries = (name: string) =>
+    (dump[name] ?? []).map((entry) => entry.split('=').map((hex) => Buffer.from(hex, 'hex')) as [Buffer, Buffer]);
   const backends = new Set(entries(MAP_NAMES.backends).map(([key]) => MAP_CODECS.backends.key.decode(key)));
-  const slots = new Map(entries(MAP_NAMES.slots).map(([key, value]) => [JSON.stringify(MAP_CODECS.slots.key.decode(key)), MAP_CODECS.slots.value.decode(value).backendId]));
+  const slots = new Map(
+    entries(MAP_NAMES.slots).map(([key, value]) => [
+      JSON.stringify(MAP_CODECS.slots.key.decode(key)),
+      MAP_CODECS.slots.value.decode(value).backendId,
+    ]),
+  );
   for (const [, value] of entries(MAP_NAMES.frontends)) {
     const { serviceId, backendCount } = MAP_CODECS.frontends.value.decode(value);
     for (let slot = 0; slot < backendCount; slot++) {

@@ -13,11 +13,21 @@ import type { DesiredFrontend } from '../../src/model/types.js';
 export function operationWrite(operation: Operation, target: WriteTarget): MapWrite | undefined {
   switch (operation.kind) {
     case 'upsert-backend':
-      return update(target, MAP_NAMES.backends, MAP_CODECS.backends.key.encode(operation.backendId), MAP_CODECS.backends.value.encode({ backendId: operation.backendId, ...operation.backend }));
+      return update(
+        target,
+        MAP_NAMES.backends,
+        MAP_CODECS.backends.key.encode(operation.backendId),
+        MAP_CODECS.backends.value.encode({ backendId: operation.backendId, ...operation.backend }),
+      );
     case 'upsert-slot':
       return update(target, MAP_NAMES.slots, MAP_CODECS.slots.key.encode(operation), MAP_CODECS.slots.value.encode(operation));
     case 'upsert-frontend':
-      return update(target, MAP_NAMES.frontends, MAP_CODECS.frontends.key.encode(operation.frontend.key), MAP_CODECS.frontends.value.encode(operation.frontend));
+      return update(
+        target,
+        MAP_NAMES.frontends,
+        MAP_CODECS.frontends.key.encode(operation.frontend.key),
+        MAP_CODECS.frontends.value.encode(operation.frontend),
+      );
     case 'reset-stats':
       return { op: 'zero', map: target.index(MAP_NAMES.stats), key: MAP_CODECS.stats.key.encode(operation.serviceId) };
     case 'delete-backend':
@@ -50,7 +60,12 @@ export function markerWrite(marker: Marker, target: WriteTarget): MapWrite {
  * whatever a guest does with it): one group per frontend, then the cleanup and the marker, which
  * run only if every frontend's group did.
  */
-export function planGroups(state: DatapathState, desired: ReadonlyMap<string, DesiredFrontend>, marker: Marker, target: WriteTarget): WriteGroup[] {
+export function planGroups(
+  state: DatapathState,
+  desired: ReadonlyMap<string, DesiredFrontend>,
+  marker: Marker,
+  target: WriteTarget,
+): WriteGroup[] {
   const groups: WriteGroup[] = [];
   for (const plan of planFrontends(state, desired, fullScope(state, desired))) {
     for (const operation of plan.operations) state.apply(operation);
@@ -75,7 +90,12 @@ export function snapshotGroups(state: DatapathState, marker: Marker, target: Wri
   const backends: Operation[] = [...state.backends].map(([backendId, backend]) => ({ kind: 'upsert-backend', backendId, backend }));
   const groups: WriteGroup[] = [{ writes: writesOf(backends, target) }];
   for (const frontend of state.frontends.values()) {
-    const slots: Operation[] = [...(state.slots.get(frontend.serviceId) ?? [])].map(([slot, backendId]) => ({ kind: 'upsert-slot', serviceId: frontend.serviceId, slot, backendId }));
+    const slots: Operation[] = [...(state.slots.get(frontend.serviceId) ?? [])].map(([slot, backendId]) => ({
+      kind: 'upsert-slot',
+      serviceId: frontend.serviceId,
+      slot,
+      backendId,
+    }));
     groups.push({ writes: writesOf([...slots, { kind: 'upsert-frontend', frontend }], target) });
   }
   groups.push({ onlyIfClean: true, writes: [markerWrite(marker, target)] });

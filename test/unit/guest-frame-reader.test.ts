@@ -38,12 +38,22 @@ describe('FrameReader', () => {
 
   it('reads the same frames one byte at a time', () => {
     const reader = new FrameReader();
-    assert.deepEqual(readAll(reader, [...STREAM].map((byte) => Buffer.from([byte]))), EXPECTED);
+    assert.deepEqual(
+      readAll(
+        reader,
+        [...STREAM].map((byte) => Buffer.from([byte])),
+      ),
+      EXPECTED,
+    );
     assert.equal(reader.bufferedBytes, 0);
   });
 
   it('reads the same frames however the stream is cut', () => {
-    fc.assert(fc.property(fc.array(fc.nat(), { maxLength: 20 }), (cuts) => assert.deepEqual(readAll(new FrameReader(), cut(STREAM, cuts)), EXPECTED)));
+    fc.assert(
+      fc.property(fc.array(fc.nat(), { maxLength: 20 }), (cuts) =>
+        assert.deepEqual(readAll(new FrameReader(), cut(STREAM, cuts)), EXPECTED),
+      ),
+    );
   });
 
   it('holds a partial frame until its last byte', () => {
@@ -126,7 +136,9 @@ describe('fuzzed guest input', () => {
 
   it('random bytes, cut anywhere', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 3000 }), fc.array(fc.nat(), { maxLength: 10 }), fc.boolean(), (bytes, cuts, awaitHello) => survive(cut(Buffer.from(bytes), cuts), awaitHello)),
+      fc.property(fc.uint8Array({ maxLength: 3000 }), fc.array(fc.nat(), { maxLength: 10 }), fc.boolean(), (bytes, cuts, awaitHello) =>
+        survive(cut(Buffer.from(bytes), cuts), awaitHello),
+      ),
       { numRuns: 2000 },
     );
   });
@@ -138,29 +150,38 @@ describe('fuzzed guest input', () => {
       fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }) }),
     );
     fc.assert(
-      fc.property(fc.array(mutation, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 6 }), fc.boolean(), (mutations, cuts, awaitHello) => {
-        let bytes = Buffer.from(STREAM);
-        for (const change of mutations) {
-          const at = change.at % (bytes.length + 1);
-          if (change.kind === 'flip') bytes[Math.min(at, bytes.length - 1)] = change.value;
-          else if (change.kind === 'cut') bytes = Buffer.concat([bytes.subarray(0, at), bytes.subarray(at + change.length)]);
-          else bytes = Buffer.concat([bytes.subarray(0, at), change.bytes, bytes.subarray(at)]);
-        }
-        survive(cut(bytes, cuts), awaitHello);
-      }),
+      fc.property(
+        fc.array(mutation, { minLength: 1, maxLength: 6 }),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        fc.boolean(),
+        (mutations, cuts, awaitHello) => {
+          let bytes = Buffer.from(STREAM);
+          for (const change of mutations) {
+            const at = change.at % (bytes.length + 1);
+            if (change.kind === 'flip') bytes[Math.min(at, bytes.length - 1)] = change.value;
+            else if (change.kind === 'cut') bytes = Buffer.concat([bytes.subarray(0, at), bytes.subarray(at + change.length)]);
+            else bytes = Buffer.concat([bytes.subarray(0, at), change.bytes, bytes.subarray(at)]);
+          }
+          survive(cut(bytes, cuts), awaitHello);
+        },
+      ),
       { numRuns: 3000 },
     );
   });
 
   it('payloads of each guest type, random', () => {
     fc.assert(
-      fc.property(fc.constantFrom(FRAME_TYPES.hello, FRAME_TYPES.loaded, FRAME_TYPES.ack), fc.uint8Array({ maxLength: 400 }), (type, payload) => {
-        try {
-          decodeGuestMessage({ type, payload: Buffer.from(payload) });
-        } catch (error) {
-          assert.ok(error instanceof SocklbError && error.code === 'SOCKLB_ERR_GUEST_WIRE', String(error));
-        }
-      }),
+      fc.property(
+        fc.constantFrom(FRAME_TYPES.hello, FRAME_TYPES.loaded, FRAME_TYPES.ack),
+        fc.uint8Array({ maxLength: 400 }),
+        (type, payload) => {
+          try {
+            decodeGuestMessage({ type, payload: Buffer.from(payload) });
+          } catch (error) {
+            assert.ok(error instanceof SocklbError && error.code === 'SOCKLB_ERR_GUEST_WIRE', String(error));
+          }
+        },
+      ),
       { numRuns: 3000 },
     );
   });

@@ -24,13 +24,17 @@ function descriptors(maps: readonly MapDescriptor[]): Buffer {
     maps.map((map) => {
       const bytes = Buffer.alloc(36);
       text(map.name, 16).copy(bytes);
-      [map.type, map.keySize, map.valueSize, map.maxEntries, map.flags].forEach((value, index) => bytes.writeUInt32LE(value, 16 + 4 * index));
+      [map.type, map.keySize, map.valueSize, map.maxEntries, map.flags].forEach((value, index) =>
+        bytes.writeUInt32LE(value, 16 + 4 * index),
+      );
       return bytes;
     }),
   );
 }
 
-export function helloPayload(options: { marker?: Marker; maps?: readonly MapDescriptor[]; cpus?: number; resyncNonce?: bigint } = {}): Buffer {
+export function helloPayload(
+  options: { marker?: Marker; maps?: readonly MapDescriptor[]; cpus?: number; resyncNonce?: bigint } = {},
+): Buffer {
   const maps = options.maps ?? DESCRIPTORS;
   const fixed = Buffer.alloc(104);
   fixed.writeUInt32LE(0x41424c53, 0);

@@ -22,7 +22,17 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Marker } from '../../src/datapath/layout.js';
 import { FrameReader } from '../../src/guest/frame-reader.js';
-import { decodeGuestMessage, encodeBatch, encodeCommit, encodeObject, encodeResync, packGroups, WriteTarget, type GuestMessage, type Hello } from '../../src/guest/wire.js';
+import {
+  decodeGuestMessage,
+  encodeBatch,
+  encodeCommit,
+  encodeObject,
+  encodeResync,
+  packGroups,
+  WriteTarget,
+  type GuestMessage,
+  type Hello,
+} from '../../src/guest/wire.js';
 import { frontendId } from '../../src/model/keys.js';
 import { markerWrite, snapshotGroups, stateOf } from '../lab/guest-writes.js';
 import { CAPACITIES } from '../integration/guest-support.js';
@@ -119,14 +129,20 @@ async function main(): Promise<void> {
   mkdirSync(BUILD, { recursive: true });
   execFileSync(join(VMLAB, 'get-kernel.sh'), [join(BUILD, 'kernel')], { stdio: 'inherit' });
   const initramfs = join(BUILD, 'initramfs.cpio.gz');
-  execFileSync(join(VMLAB, 'build-initramfs.sh'), [initramfs, join(BUILD, 'kernel'), join(ROOT, 'build', 'socklb-applier'), join(ROOT, 'test', 'vm', 'applier-guest.sh')], { stdio: 'inherit' });
+  execFileSync(
+    join(VMLAB, 'build-initramfs.sh'),
+    [initramfs, join(BUILD, 'kernel'), join(ROOT, 'build', 'socklb-applier'), join(ROOT, 'test', 'vm', 'applier-guest.sh')],
+    { stdio: 'inherit' },
+  );
 
   const token = `applier-vm-ok-${process.pid}`;
   const http = createServer((_request, response) => response.end(`${token}\n`));
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const port = (http.address() as { port: number }).port;
 
-  const vm = spawn(join(VMLAB, 'run-vm.sh'), [join(BUILD, 'kernel', 'vmlinuz'), initramfs, SOCKET, 'applier-guest.sh'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const vm = spawn(join(VMLAB, 'run-vm.sh'), [join(BUILD, 'kernel', 'vmlinuz'), initramfs, SOCKET, 'applier-guest.sh'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let console = '';
   vm.stdout.setEncoding('utf8');
   vm.stdout.on('data', (text: string) => {
@@ -139,10 +155,25 @@ async function main(): Promise<void> {
     const first = await SerialSession.open();
     assert.deepEqual([first.hello.marker, first.hello.maps], [{ epoch: 0n, seq: 0n }, []], 'a fresh guest');
     const loaded = await first.session.request(encodeObject(CAPACITIES, readFileSync(join(ROOT, 'build', 'bpf', 'socklb.bpf.o'))));
-    assert.ok(loaded.kind === 'loaded' && loaded.error === 0, `LOADED: ${JSON.stringify(loaded, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
+    assert.ok(
+      loaded.kind === 'loaded' && loaded.error === 0,
+      `LOADED: ${JSON.stringify(loaded, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`,
+    );
     const target = new WriteTarget(loaded.maps, first.hello.possibleCpus);
     const key = { address: CLUSTER_IP, port: 80, protocol: 'TCP' as const };
-    const state = stateOf(new Map([[frontendId(key), { key, service: { namespace: 'vm', name: 'web', portName: 'http' }, backends: [{ address: '10.0.2.2', port }], affinityTimeoutSeconds: 0 }]]));
+    const state = stateOf(
+      new Map([
+        [
+          frontendId(key),
+          {
+            key,
+            service: { namespace: 'vm', name: 'web', portName: 'http' },
+            backends: [{ address: '10.0.2.2', port }],
+            affinityTimeoutSeconds: 0,
+          },
+        ],
+      ]),
+    );
     const marker: Marker = { epoch: 1n, seq: 1n };
     for (const run of packGroups(snapshotGroups(state, marker, target), target)) {
       const ack = await first.session.request(encodeBatch({ ...marker, groups: run }, target));
@@ -156,12 +187,16 @@ async function main(): Promise<void> {
     for (let round = 0; round < 10; round++) {
       for (const waitForReaders of [false, true]) {
         const started = performance.now();
-        const ack = await first.session.request(encodeBatch({ ...marker, waitForReaders, groups: [{ writes: [markerWrite(marker, target)] }] }, target));
+        const ack = await first.session.request(
+          encodeBatch({ ...marker, waitForReaders, groups: [{ writes: [markerWrite(marker, target)] }] }, target),
+        );
         timings[waitForReaders ? 'waitForReaders' : 'plain'].push(performance.now() - started);
         assert.ok(ack.kind === 'ack' && ack.error === 0);
       }
     }
-    process.stdout.write(`host: one-write batch round trip, median of 10: ${median(timings.plain).toFixed(2)} ms plain, ${median(timings.waitForReaders).toFixed(2)} ms with WAIT_FOR_READERS\n`);
+    process.stdout.write(
+      `host: one-write batch round trip, median of 10: ${median(timings.plain).toFixed(2)} ms plain, ${median(timings.waitForReaders).toFixed(2)} ms with WAIT_FOR_READERS\n`,
+    );
     first.session.close();
 
     // The port reopened: the applier resynchronises and says where it is.
