@@ -18,8 +18,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   sources: ['model'],
   datapath: ['model', 'kernel', 'pins'],
   sandbox: ['kernel', 'pins'],
-  agent: ['model', 'sources', 'datapath', 'sandbox', 'kernel', 'pins'],
-  cli: ['model', 'sources', 'datapath', 'sandbox', 'agent', 'kernel', 'pins'],
+  guest: ['model', 'datapath', 'kernel', 'pins'],
+  agent: ['model', 'sources', 'datapath', 'sandbox', 'guest', 'kernel', 'pins'],
+  cli: ['model', 'sources', 'datapath', 'sandbox', 'guest', 'agent', 'kernel', 'pins'],
 };
 
 /** Files at the top of src/: every module may import them, and they import nothing of ours. */
