@@ -86,7 +86,7 @@ function possibleCpus(): number {
     .split(',')
     .reduce((sum, range) => {
       const [first, last = first] = range.split('-').map(Number) as [number, number?];
-      return sum + (last as number) - first + 1;
+      return sum + last - first + 1;
     }, 0);
 }
 

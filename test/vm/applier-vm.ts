@@ -47,7 +47,7 @@ const CLUSTER_IP = '10.96.0.10';
 class SerialSession {
   readonly #messages: GuestMessage[] = [];
   #wake: (() => void) | undefined;
-  #failure: unknown;
+  #failure: Error | undefined;
 
   private constructor(readonly socket: Socket) {
     // The guest may have written to a host that has gone: its frames before HELLO are stale.
@@ -56,7 +56,7 @@ class SerialSession {
       try {
         for (const frame of reader.push(chunk)) this.#messages.push(decodeGuestMessage(frame));
       } catch (error) {
-        this.#failure = error;
+        this.#failure = error instanceof Error ? error : new Error(String(error));
         socket.destroy();
       }
       this.#wake?.();
