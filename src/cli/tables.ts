@@ -118,13 +118,14 @@ export function formatStatus(report: StatusReport): string {
     report.attachments.length === 0
       ? '<none: no cgroup is translated>'
       : formatColumns([
-          ['CGROUP', 'SANDBOX', 'PROGRAM', 'LINK', 'PROGRAM ID'],
+          ['CGROUP', 'SANDBOX', 'PROGRAM', 'LINK', 'PROGRAM ID', 'HEALTH'],
           ...report.attachments.map((link) => [
             link.cgroup,
             link.sandbox ?? '-',
             link.program,
             link.error ? `<${link.error}>` : String(link.linkId),
             String(link.programId),
+            link.problem?.reason ?? 'ok',
           ]),
         ]),
   );
