@@ -80,6 +80,8 @@ interface RunOptions {
   maxSlots: number;
   maxConnections: number;
   healthzBindAddress: string;
+  /** Milliseconds. */
+  syncPeriod: number;
 }
 
 // kube-proxy's default: twice its 30 s sync period.
@@ -165,7 +167,15 @@ async function run(options: RunOptions): Promise<void> {
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
   const stuckSockets =
     iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
-  const agent = new Agent({ source, maps: datapath.maps, readers: datapath.readers, logger, node, stuckSockets });
+  const agent = new Agent({
+    source,
+    maps: datapath.maps,
+    readers: datapath.readers,
+    logger,
+    node,
+    stuckSockets,
+    resyncIntervalMs: options.syncPeriod,
+  });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
   const servers = await serveObservability(agent, options, logger);
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
@@ -261,6 +271,26 @@ const positiveInteger = (flag: string) => (value: string) => {
 };
 const collectCommaSeparated = (value: string, previous: string[]) => [...previous, ...value.split(',').filter((item) => item !== '')];
 
+/** A duration as kube-proxy's flags take Go's ("30s", "5m", "1m30s", "1.5h"), in milliseconds. */
+const DURATION = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/;
+const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
+const MILLISECONDS = new Map([
+  ['ms', 1],
+  ['s', 1000],
+  ['m', 60_000],
+  ['h', 3_600_000],
+]);
+const DEFAULT_SYNC_PERIOD = '5m';
+
+/** --sync-period: from 1 s, which keeps a typo such as 5ms from resyncing without pause, to a day. */
+function syncPeriod(text: string): number {
+  const parts = DURATION.test(text) ? [...text.matchAll(DURATION_PART)] : [];
+  const milliseconds = parts.reduce((sum, [, amount, unit]) => sum + Number(amount) * (MILLISECONDS.get(unit ?? '') ?? NaN), 0);
+  if (!(milliseconds >= 1000 && milliseconds <= 24 * 3_600_000))
+    throw new SocklbError('SOCKLB_ERR_USAGE', `--sync-period ${text}: not a duration from 1s to 24h, such as 30s, 5m or 1m30s`);
+  return milliseconds;
+}
+
 const pinDirOption = () => new Option('--pin-dir <dir>', 'bpffs directory of the pinned maps and links').default(DEFAULT_PIN_DIRECTORY);
 const bpfObjectOption = () =>
   new Option(
@@ -348,6 +378,11 @@ program
     DEFAULT_METRICS_BIND_ADDRESS,
   )
   .option('--healthz-bind-address <address:port>', "kube-proxy's /healthz and /livez ('' turns it off)", '127.0.0.1:10256')
+  .addOption(
+    new Option('--sync-period <duration>', 'how often the whole datapath is synced again, whatever changed')
+      .argParser(syncPeriod)
+      .default(syncPeriod(DEFAULT_SYNC_PERIOD), DEFAULT_SYNC_PERIOD),
+  )
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')
   .action((options: RunOptions) => run(options));
 
