@@ -11,12 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import type { Server } from 'node:http';
 import { Agent } from '../agent/agent.js';
+import { AttachmentKeeper } from '../agent/attachment-keeper.js';
 import { ProxyHealth } from '../agent/health.js';
 import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRoutes, type Route } from '../agent/http-server.js';
 import { optimizeForSizeWhenQuiet } from '../agent/heap-sizing.js';
 import { trimAfterCollections } from '../agent/malloc-trim.js';
 import { AgentMetrics } from '../agent/metrics.js';
 import { agentRoutes } from '../agent/routes.js';
+import { ServedAttachments } from '../agent/served-attachments.js';
 import { AgentStatus } from '../agent/status.js';
 import { describeSockets } from '../datapath/dump.js';
 import { openPinnedSocketMaps } from '../datapath/kernel-maps.js';
@@ -96,15 +98,16 @@ function bindAddress(flag: string, text: string): { host: string; port: number }
 }
 
 /** Serves /metrics (with /statusz) and /healthz, /livez as kube-proxy does; returns what to close on exit. */
-async function serveObservability(agent: Agent, options: RunOptions, logger: Logger): Promise<Server[]> {
-  const metrics = new AgentMetrics(agent);
+async function serveObservability(agent: Agent, keeper: AttachmentKeeper, options: RunOptions, logger: Logger): Promise<Server[]> {
+  const metrics = new AgentMetrics(agent, keeper);
   const health = new ProxyHealth(HEALTHZ_TIMEOUT_MS);
-  const status = new AgentStatus(agent);
+  const status = new AgentStatus(agent, keeper);
   agent.onSync((result) => {
     metrics.recordSync(result);
     status.recordSync();
     health.recordSync(result.failed > 0);
   });
+  keeper.onRepair((repair) => metrics.recordRepair(repair));
   const routes = agentRoutes(metrics, health, status);
   const servers: Server[] = [];
   const serve = async (flag: string, text: string, served: Record<string, Route>, what: string) => {
@@ -177,12 +180,15 @@ async function run(options: RunOptions): Promise<void> {
     resyncIntervalMs: options.syncPeriod,
   });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
-  const servers = await serveObservability(agent, options, logger);
+  const keeper = new AttachmentKeeper(new ServedAttachments(datapath, sandboxes.registry, cgroups, options.pinDir), logger);
+  const servers = await serveObservability(agent, keeper, options, logger);
+  keeper.start(options.syncPeriod);
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
   await sandboxes.serve();
   const first = await Promise.race([agent.start().then(() => 'started' as const), stopSignal]);
   if (first === 'started') logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
   logger.info({ signal: await stopSignal }, 'stopping; the pinned datapath keeps serving');
+  keeper.stop();
   await sandboxes.close();
   await agent.stop();
   for (const server of servers) server.close();
@@ -379,7 +385,10 @@ program
   )
   .option('--healthz-bind-address <address:port>', "kube-proxy's /healthz and /livez ('' turns it off)", '127.0.0.1:10256')
   .addOption(
-    new Option('--sync-period <duration>', 'how often the whole datapath is synced again, whatever changed')
+    new Option(
+      '--sync-period <duration>',
+      'how often the whole datapath is synced again, and every attachment checked and repaired where it no longer serves its cgroup',
+    )
       .argParser(syncPeriod)
       .default(syncPeriod(DEFAULT_SYNC_PERIOD), DEFAULT_SYNC_PERIOD),
   )
