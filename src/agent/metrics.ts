@@ -7,6 +7,7 @@ import type { FrontendCounters } from '../datapath/layout.js';
 import type { DatapathMaps, MapRole } from '../datapath/maps.js';
 import type { DatapathState } from '../datapath/state.js';
 import type { SyncResult } from './agent.js';
+import type { Attachment, AttachmentRepair } from './attachment-keeper.js';
 
 // kube-proxy's buckets: exponential from 1 ms.
 const SYNC_BUCKETS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384];
@@ -17,6 +18,11 @@ export interface MetricsSource {
   problemCount(): number;
 }
 
+/** The attachment keeper (attachment-keeper.ts). */
+export interface AttachmentSource {
+  failingAttachments(): Attachment[];
+}
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly syncDuration: Histogram;
@@ -25,8 +31,12 @@ export class AgentMetrics {
   private readonly serviceChanges: Counter;
   private readonly endpointChanges: Counter;
   private readonly failedFrontends: Counter;
+  private readonly attachmentRepairs: Counter;
 
-  constructor(private readonly source: MetricsSource) {
+  constructor(
+    private readonly source: MetricsSource,
+    attachments: AttachmentSource,
+  ) {
     const registers = [this.registry];
     // The event loop lag is sampled once a second, not every 10 ms (prom-client's default): that
     // timer alone woke the idle agent 100 times a second (docs/footprint.md).
@@ -92,6 +102,23 @@ export class AgentMetrics {
         for (const role of roles) this.set({ map: source.maps[role].name }, source.maps[role].maxEntries);
       },
     });
+    this.attachmentRepairs = new Counter({
+      name: 'socklb_attachment_repairs_total',
+      help: 'Attachments found not serving their cgroup, by kind (cgroup or sandbox), reason and outcome (reattached, removed, failed)',
+      labelNames: ['kind', 'reason', 'outcome'],
+      registers,
+    });
+    new Gauge({
+      name: 'socklb_attachments_failing',
+      help: 'Attachments the last check could not make serve their cgroup, by kind (cgroup or sandbox)',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        const failing = attachments.failingAttachments();
+        for (const kind of ['cgroup', 'sandbox'] as const)
+          this.set({ kind }, failing.filter((attachment) => attachment.kind === kind).length);
+      },
+    });
     new Gauge({
       name: 'socklb_input_problems',
       help: 'Objects or files currently rejected (each is logged once with its reason)',
@@ -105,6 +132,10 @@ export class AgentMetrics {
   /** The Prometheus text of a scrape: the registry's metrics, then the per-frontend counters. */
   async render(): Promise<string> {
     return `${await this.registry.metrics()}\n${formatFrontendCounters(countersByFrontend(this.source.datapath, this.source.maps.stats))}`;
+  }
+
+  recordRepair(repair: AttachmentRepair): void {
+    this.attachmentRepairs.inc({ kind: repair.kind, reason: repair.reason, outcome: repair.outcome });
   }
 
   recordSync(result: SyncResult): void {

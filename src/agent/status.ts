@@ -1,16 +1,23 @@
 // The agent's own view for `socklb status`, served as JSON at /statusz on the
 // metrics address (a z-page, as Kubernetes components serve them): when it
-// last synced, and what it could not do (frontends the kernel refused,
-// objects it rejected). What the maps hold is read by `status` itself.
+// last synced, what it could not do (frontends the kernel refused, objects it
+// rejected) and the attachments it repaired. What the maps hold, and whether
+// each pinned link serves, is read by `status` itself.
 
 import type { DatapathState } from '../datapath/state.js';
 import type { InputProblem } from '../model/types.js';
+import type { AttachmentRepair } from './attachment-keeper.js';
 import type { HealthStatus } from './health.js';
 
 export interface StatusSource {
   readonly datapath: DatapathState;
   problems(): InputProblem[];
   failures(): { frontend: string; error: string }[];
+}
+
+/** The attachment keeper (attachment-keeper.ts). */
+export interface RepairSource {
+  recentRepairs(): AttachmentRepair[];
 }
 
 /** What /statusz answers. */
@@ -28,6 +35,8 @@ export interface AgentStatusReport {
   failedFrontends: { frontend: string; error: string }[];
   /** Objects or files rejected, each with its reason. */
   inputProblems: InputProblem[];
+  /** The latest attachments found not serving their cgroup and what was done, the latest first. */
+  attachmentRepairs: AttachmentRepair[];
 }
 
 export class AgentStatus {
@@ -36,6 +45,7 @@ export class AgentStatus {
 
   constructor(
     private readonly source: StatusSource,
+    private readonly repairs: RepairSource,
     private readonly now: () => number = Date.now,
   ) {
     this.startedAt = now();
@@ -56,6 +66,7 @@ export class AgentStatus {
       backends: this.source.datapath.backends.size,
       failedFrontends: this.source.failures(),
       inputProblems: this.source.problems(),
+      attachmentRepairs: this.repairs.recentRepairs(),
     };
   }
 }

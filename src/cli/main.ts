@@ -11,12 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import type { Server } from 'node:http';
 import { Agent } from '../agent/agent.js';
+import { AttachmentKeeper } from '../agent/attachment-keeper.js';
 import { ProxyHealth } from '../agent/health.js';
 import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRoutes, type Route } from '../agent/http-server.js';
 import { optimizeForSizeWhenQuiet } from '../agent/heap-sizing.js';
 import { trimAfterCollections } from '../agent/malloc-trim.js';
 import { AgentMetrics } from '../agent/metrics.js';
 import { agentRoutes } from '../agent/routes.js';
+import { ServedAttachments } from '../agent/served-attachments.js';
 import { AgentStatus } from '../agent/status.js';
 import { describeSockets } from '../datapath/dump.js';
 import { openPinnedSocketMaps } from '../datapath/kernel-maps.js';
@@ -80,6 +82,8 @@ interface RunOptions {
   maxSlots: number;
   maxConnections: number;
   healthzBindAddress: string;
+  /** Milliseconds. */
+  syncPeriod: number;
 }
 
 // kube-proxy's default: twice its 30 s sync period.
@@ -94,15 +98,16 @@ function bindAddress(flag: string, text: string): { host: string; port: number }
 }
 
 /** Serves /metrics (with /statusz) and /healthz, /livez as kube-proxy does; returns what to close on exit. */
-async function serveObservability(agent: Agent, options: RunOptions, logger: Logger): Promise<Server[]> {
-  const metrics = new AgentMetrics(agent);
+async function serveObservability(agent: Agent, keeper: AttachmentKeeper, options: RunOptions, logger: Logger): Promise<Server[]> {
+  const metrics = new AgentMetrics(agent, keeper);
   const health = new ProxyHealth(HEALTHZ_TIMEOUT_MS);
-  const status = new AgentStatus(agent);
+  const status = new AgentStatus(agent, keeper);
   agent.onSync((result) => {
     metrics.recordSync(result);
     status.recordSync();
     health.recordSync(result.failed > 0);
   });
+  keeper.onRepair((repair) => metrics.recordRepair(repair));
   const routes = agentRoutes(metrics, health, status);
   const servers: Server[] = [];
   const serve = async (flag: string, text: string, served: Record<string, Route>, what: string) => {
@@ -165,14 +170,25 @@ async function run(options: RunOptions): Promise<void> {
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
   const stuckSockets =
     iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
-  const agent = new Agent({ source, maps: datapath.maps, readers: datapath.readers, logger, node, stuckSockets });
+  const agent = new Agent({
+    source,
+    maps: datapath.maps,
+    readers: datapath.readers,
+    logger,
+    node,
+    stuckSockets,
+    resyncIntervalMs: options.syncPeriod,
+  });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
-  const servers = await serveObservability(agent, options, logger);
+  const keeper = new AttachmentKeeper(new ServedAttachments(datapath, sandboxes.registry, cgroups, options.pinDir), logger);
+  const servers = await serveObservability(agent, keeper, options, logger);
+  keeper.start(options.syncPeriod);
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
   await sandboxes.serve();
   const first = await Promise.race([agent.start().then(() => 'started' as const), stopSignal]);
   if (first === 'started') logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
   logger.info({ signal: await stopSignal }, 'stopping; the pinned datapath keeps serving');
+  keeper.stop();
   await sandboxes.close();
   await agent.stop();
   for (const server of servers) server.close();
@@ -261,6 +277,26 @@ const positiveInteger = (flag: string) => (value: string) => {
 };
 const collectCommaSeparated = (value: string, previous: string[]) => [...previous, ...value.split(',').filter((item) => item !== '')];
 
+/** A duration as kube-proxy's flags take Go's ("30s", "5m", "1m30s", "1.5h"), in milliseconds. */
+const DURATION = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/;
+const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
+const MILLISECONDS = new Map([
+  ['ms', 1],
+  ['s', 1000],
+  ['m', 60_000],
+  ['h', 3_600_000],
+]);
+const DEFAULT_SYNC_PERIOD = '5m';
+
+/** --sync-period: from 1 s, which keeps a typo such as 5ms from resyncing without pause, to a day. */
+function syncPeriod(text: string): number {
+  const parts = DURATION.test(text) ? [...text.matchAll(DURATION_PART)] : [];
+  const milliseconds = parts.reduce((sum, [, amount, unit]) => sum + Number(amount) * (MILLISECONDS.get(unit ?? '') ?? NaN), 0);
+  if (!(milliseconds >= 1000 && milliseconds <= 24 * 3_600_000))
+    throw new SocklbError('SOCKLB_ERR_USAGE', `--sync-period ${text}: not a duration from 1s to 24h, such as 30s, 5m or 1m30s`);
+  return milliseconds;
+}
+
 const pinDirOption = () => new Option('--pin-dir <dir>', 'bpffs directory of the pinned maps and links').default(DEFAULT_PIN_DIRECTORY);
 const bpfObjectOption = () =>
   new Option(
@@ -348,6 +384,14 @@ program
     DEFAULT_METRICS_BIND_ADDRESS,
   )
   .option('--healthz-bind-address <address:port>', "kube-proxy's /healthz and /livez ('' turns it off)", '127.0.0.1:10256')
+  .addOption(
+    new Option(
+      '--sync-period <duration>',
+      'how often the whole datapath is synced again, and every attachment checked and repaired where it no longer serves its cgroup',
+    )
+      .argParser(syncPeriod)
+      .default(syncPeriod(DEFAULT_SYNC_PERIOD), DEFAULT_SYNC_PERIOD),
+  )
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')
   .action((options: RunOptions) => run(options));
 

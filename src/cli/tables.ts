@@ -1,6 +1,7 @@
 // The text tables of the inspection commands, made from the descriptions the datapath reads
 // (src/datapath/dump.ts, counters.ts) and printed as they are; `-o json` prints the descriptions.
 
+import { repairMessage } from '../agent/attachment-keeper.js';
 import type { AgentStatusReport } from '../agent/status.js';
 import type { FrontendStats } from '../datapath/counters.js';
 import type { BackendDescription, FrontendDescription, SocketDescription } from '../datapath/dump.js';
@@ -118,16 +119,24 @@ export function formatStatus(report: StatusReport): string {
     report.attachments.length === 0
       ? '<none: no cgroup is translated>'
       : formatColumns([
-          ['CGROUP', 'SANDBOX', 'PROGRAM', 'LINK', 'PROGRAM ID'],
+          ['CGROUP', 'SANDBOX', 'PROGRAM', 'LINK', 'PROGRAM ID', 'HEALTH'],
           ...report.attachments.map((link) => [
             link.cgroup,
             link.sandbox ?? '-',
             link.program,
             link.error ? `<${link.error}>` : String(link.linkId),
             String(link.programId),
+            link.problem?.reason ?? 'ok',
           ]),
         ]),
   );
+  if (agent.running) {
+    lines.push(
+      '',
+      agent.attachmentRepairs.length === 0 ? 'repairs: none since the agent started' : 'repairs (the latest first):',
+      ...agent.attachmentRepairs.map((repair) => `${repair.at} ${repairMessage(repair)}`),
+    );
+  }
   lines.push('', 'maps:');
   const fill = (map: PinnedMap) => (map.entries === null ? '-' : `${((100 * map.entries) / map.capacity).toFixed(1)}%`);
   lines.push(

@@ -118,6 +118,11 @@ export class LoadedDatapath {
     libbpf.objectClose(this.object);
   }
 
+  /** The names of the programs, which name their pinned links. */
+  programNames(): string[] {
+    return [...this.programs.keys()];
+  }
+
   /**
    * Attaches every program to `cgroup` by links pinned in `directory` (src/pins/layout.ts says
    * where), replacing the programs of links pinned there before.

@@ -1,5 +1,6 @@
 // What the kernel says of BPF objects, through libbpf's low-level calls: a map's, program's or
-// link's description by its fd, a map's type and keys, and a loaded object's maps by name.
+// link's description by its fd (a cgroup link's cgroup and hook among it), a map's type and keys,
+// and a loaded object's maps by name.
 
 import { SocklbError, errnoName } from '../errors.js';
 import { libbpf, type BpfMapHandle, type BpfObjectHandle } from './libbpf.js';
@@ -69,6 +70,44 @@ export function mapInfo(fd: number): MapInfo {
     flags: info.readUInt32LE(20),
     name: nameBytes.subarray(0, end < 0 ? 16 : end).toString('utf8'),
   };
+}
+
+// enum bpf_link_type (linux/bpf.h): a link that attaches a program to a cgroup.
+const BPF_LINK_TYPE_CGROUP = 3;
+
+/** What the kernel says of a link (struct bpf_link_info, the fields socklb reads). */
+export interface LinkInfo {
+  id: number;
+  programId: number;
+  /** For a cgroup link: the cgroup it is attached to (0n once detached, or once its cgroup died) and its hook. */
+  cgroup?: { id: bigint; attachType: number };
+}
+
+export function linkInfo(fd: number, what = `link fd ${fd}`): LinkInfo {
+  // struct bpf_link_info: type, id, prog_id (u32 each), then a union aligned to 8 bytes, whose
+  // cgroup member is cgroup_id (u64) and attach_type (u32).
+  const info = objectInfo(fd, what);
+  return {
+    id: info.readUInt32LE(4),
+    programId: info.readUInt32LE(8),
+    ...(info.readUInt32LE(0) === BPF_LINK_TYPE_CGROUP && { cgroup: { id: info.readBigUInt64LE(16), attachType: info.readUInt32LE(24) } }),
+  };
+}
+
+/** The hook of an attach type (enum bpf_attach_type) as bpftool prints it, for the types socklb attaches. */
+export function attachTypeName(type: number): string {
+  const names: Record<number, string> = {
+    10: 'cgroup_inet4_connect',
+    11: 'cgroup_inet6_connect',
+    14: 'cgroup_udp4_sendmsg',
+    15: 'cgroup_udp6_sendmsg',
+    19: 'cgroup_udp4_recvmsg',
+    20: 'cgroup_udp6_recvmsg',
+    29: 'cgroup_inet4_getpeername',
+    30: 'cgroup_inet6_getpeername',
+    34: 'cgroup_inet_sock_release',
+  };
+  return names[type] ?? `attach type ${type}`;
 }
 
 /** The map `name` of a libbpf object opened from `objectPath`. */

@@ -75,6 +75,10 @@ export const libbpf = {
   linkDestroy: f('int bpf_link__destroy(bpf_link *link)') as (link: BpfLinkHandle) => number,
   objGet: f('int bpf_obj_get(const char *path)') as (path: string) => number,
   progGetFdById: f('int bpf_prog_get_fd_by_id(uint32_t id)') as (id: number) => number,
+  /** The ids of the programs attached to cgroup `targetFd` for `type`; *count in: room in programIds, out: how many there are. */
+  progQuery: f(
+    'int bpf_prog_query(int target_fd, int type, uint32_t query_flags, void *attach_flags, _Out_ uint8_t *prog_ids, _Inout_ uint32_t *prog_cnt)',
+  ) as (targetFd: number, type: number, queryFlags: number, attachFlags: null, programIds: Buffer, count: number[]) => number,
   objGetInfoByFd: f('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *info_len)') as (
     fd: number,
     info: Buffer,

@@ -112,6 +112,16 @@ export function pinnedSandboxes(
   });
 }
 
+/** Every attachment pinned under `pinDirectory`, the --cgroup ones and the sandboxes' (those whole), with the directory of its links. */
+export function pinnedAttachments(pinDirectory: string, root = cgroup2Root()): { cgroup: string; sandbox?: string; directory: string }[] {
+  return [
+    ...pinnedLinkDirectories(pinDirectory, root),
+    ...pinnedSandboxes(pinDirectory, root).flatMap(({ id, cgroup, directory }) =>
+      cgroup === undefined ? [] : [{ cgroup, sandbox: id, directory }],
+    ),
+  ];
+}
+
 /** The cgroups of the pinned sandboxes, for `socklb sockets`. */
 export function sandboxCgroups(pinDirectory: string): string[] {
   return pinnedSandboxes(pinDirectory).flatMap((sandbox) => (sandbox.cgroup === undefined ? [] : [sandbox.cgroup]));

@@ -5,16 +5,20 @@
 
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { SocklbError, errnoName } from '../errors.js';
+import { linkInfo } from '../kernel/bpf-objects.js';
 import { libbpf, type BpfLinkHandle, type BpfProgramHandle } from '../kernel/libbpf.js';
 import { lastErrno } from '../kernel/libc.js';
+import { cgroupView, linkProblem, type CgroupView } from './link-health.js';
 
 /** A new link's pin before it replaces the old one (bpffs names take no dot); a crash can leave one, which the next attach removes. */
 const STAGED_PIN_SUFFIX = '-staged';
 
 /**
  * Attaches every program of `programs` (by name) to `cgroup`, pinning the links in `directory` (or
- * replacing theirs), and detaches the links of programs no longer among them. Whatever fails, each
- * program stays attached by its old link or by its new one: a cgroup is never left without it.
+ * replacing theirs), and detaches the links of programs no longer among them. A pinned link is
+ * kept only while it serves the cgroup at the path (link-health.ts); one detached, or left on a
+ * cgroup removed and made again, is replaced by a new one. Whatever fails, each program stays
+ * attached by its old link or by its new one: a cgroup is never left without it.
  */
 export function pinProgramLinks(
   cgroup: string,
@@ -25,9 +29,10 @@ export function pinProgramLinks(
   let replaced = true;
   const cgroupFd = openSync(cgroup, 'r');
   try {
+    const current = cgroupView(cgroupFd, cgroup);
     for (const [name, program] of programs) {
       const pinPath = `${directory}/${name}`;
-      if (existsSync(pinPath) && replaceProgram(pinPath, program)) continue;
+      if (existsSync(pinPath) && replaceProgram(pinPath, program, current)) continue;
       replaced = false;
       attachAndPin(program, cgroupFd, pinPath, `attach ${name} to cgroup ${cgroup}`);
     }
@@ -62,13 +67,24 @@ function attachAndPin(program: BpfProgramHandle, cgroupFd: number, pinPath: stri
   }
 }
 
-/** Swaps `program` into the pinned link; false when the link is gone or dead (its cgroup was removed), or the swap failed. */
-function replaceProgram(pinPath: string, program: BpfProgramHandle): boolean {
+/**
+ * Swaps `program` into the pinned link; false when the link is gone, does not serve `cgroup` (a
+ * swap into a link left on the removed cgroup would succeed, and translate nothing), or the swap
+ * failed.
+ */
+function replaceProgram(pinPath: string, program: BpfProgramHandle, cgroup: CgroupView): boolean {
   const link = libbpf.linkOpen(pinPath);
   if (!link) return false;
-  const rc = libbpf.linkUpdateProgram(link, program);
-  libbpf.linkDestroy(link);
-  return rc === 0;
+  try {
+    if (linkProblem(linkInfo(libbpf.linkFd(link), `link ${pinPath}`), cgroup) !== undefined) return false;
+    return libbpf.linkUpdateProgram(link, program) === 0;
+  } catch (error) {
+    // A link the kernel will not describe is not one to keep.
+    if (error instanceof SocklbError) return false;
+    throw error;
+  } finally {
+    libbpf.linkDestroy(link);
+  }
 }
 
 /** Detaches and unpins every link in `directory` and below, then removes it; returns how many. */

@@ -1,12 +1,14 @@
 // What is pinned under a socklb pin directory, read from the kernel without
-// loading anything: each attachment (cgroup, program, link and program ids)
-// and each map's fill and capacity. For `socklb status`.
+// loading anything: each attachment (cgroup, program, link and program ids, and
+// whether the link still serves its cgroup) and each map's fill and capacity.
+// For `socklb status`.
 
 import { SocklbError, errnoName } from '../errors.js';
-import { mapInfo, mapKeys, mapTypeName, objectInfo } from '../kernel/bpf-objects.js';
+import { mapInfo, mapKeys, mapTypeName, objectInfo, type LinkInfo } from '../kernel/bpf-objects.js';
 import { libbpf } from '../kernel/libbpf.js';
 import { lastErrno, libcCalls } from '../kernel/libc.js';
-import { entriesOf, pinLayout, pinnedLinkDirectories, pinnedMapNames, pinnedMapPath, pinnedSandboxes } from './layout.js';
+import { entriesOf, pinLayout, pinnedAttachments, pinnedMapNames, pinnedMapPath } from './layout.js';
+import { cgroupGone, linkProblem, readPinnedLink, withCgroupView, type CgroupView, type LinkProblem } from './link-health.js';
 
 export interface PinnedLink {
   cgroup: string;
@@ -19,6 +21,8 @@ export interface PinnedLink {
   /** The hash of the program's instructions (hex): equal for the same build, different for another. */
   programTag: string;
   error?: string;
+  /** Why the link does not serve its cgroup (link-health.ts); none while it does. */
+  problem?: LinkProblem;
 }
 
 export interface PinnedMap {
@@ -37,56 +41,55 @@ function openPin(path: string): number {
   return fd;
 }
 
-/** objectInfo of `fd`, which it closes. */
-function infoOfOpened(fd: number, what: string): Buffer {
+/** The hash of the instructions of program `id` (hex). */
+function programTag(id: number, linkPath: string): string {
+  const fd = libbpf.progGetFdById(id);
+  if (fd < 0) throw new SocklbError('SOCKLB_ERR_LIBBPF', `open program ${id} of link ${linkPath}: ${errnoName(-fd || lastErrno())}`);
   try {
-    return objectInfo(fd, what);
+    // struct bpf_prog_info: type, id (u32 each), tag[8].
+    return objectInfo(fd, `program ${id}`).subarray(8, 16).toString('hex');
   } finally {
     libcCalls.close(fd);
   }
 }
 
 /**
- * Every pinned link, the --cgroup attachments' and the sandboxes', sorted by cgroup and program.
- * A restart or an upgrade keeps the links (and so their ids) and swaps the programs inside them:
- * these ids and tags are how an operator, or a test, sees that.
+ * Every pinned link, the --cgroup attachments' and the sandboxes', sorted by cgroup and program,
+ * each checked against the cgroup at its path now. A restart or an upgrade keeps the links (and so
+ * their ids) and swaps the programs inside them: these ids and tags are how an operator, or a
+ * test, sees that.
  */
 export function pinnedLinks(pinDirectory: string): PinnedLink[] {
-  const directories: { cgroup: string; sandbox?: string; directory: string }[] = [
-    ...pinnedLinkDirectories(pinDirectory),
-    ...pinnedSandboxes(pinDirectory).flatMap(({ id, cgroup, directory }) =>
-      cgroup === undefined ? [] : [{ cgroup, sandbox: id, directory }],
-    ),
-  ];
   const links: PinnedLink[] = [];
-  for (const { cgroup, sandbox, directory } of directories) {
-    for (const program of entriesOf(directory) ?? []) {
-      const path = `${directory}/${program}`;
-      try {
-        // struct bpf_link_info: type, id, prog_id (u32 each).
-        const link = infoOfOpened(openPin(path), `link ${path}`);
-        const programId = link.readUInt32LE(8);
-        const programFd = libbpf.progGetFdById(programId);
-        if (programFd < 0)
-          throw new SocklbError('SOCKLB_ERR_LIBBPF', `open program ${programId} of link ${path}: ${errnoName(-programFd || lastErrno())}`);
-        // struct bpf_prog_info: type, id (u32 each), tag[8].
-        const programTag = infoOfOpened(programFd, `program ${programId}`).subarray(8, 16).toString('hex');
-        links.push({ cgroup, ...(sandbox !== undefined && { sandbox }), program, linkId: link.readUInt32LE(4), programId, programTag });
-      } catch (error) {
-        if (!(error instanceof SocklbError)) throw error;
-        links.push({
-          cgroup,
-          ...(sandbox !== undefined && { sandbox }),
-          program,
-          linkId: 0,
-          programId: 0,
-          programTag: '',
-          error: error.message,
-        });
+  for (const { cgroup, sandbox, directory } of pinnedAttachments(pinDirectory)) {
+    withCgroupView(cgroup, (view) => {
+      for (const program of entriesOf(directory) ?? []) {
+        const owner = { cgroup, ...(sandbox !== undefined && { sandbox }), program };
+        links.push({ ...owner, ...describeLink(`${directory}/${program}`, view, cgroup) });
       }
-    }
+    });
   }
   return links.sort((a, b) => a.cgroup.localeCompare(b.cgroup) || a.program.localeCompare(b.program));
+}
+
+/** The link pinned at `path`, and why it does not serve the cgroup at `cgroup` (now `view`). */
+function describeLink(path: string, view: CgroupView | undefined, cgroup: string): Omit<PinnedLink, 'cgroup' | 'sandbox' | 'program'> {
+  let link: LinkInfo;
+  try {
+    link = readPinnedLink(path);
+  } catch (error) {
+    if (!(error instanceof SocklbError)) throw error;
+    const problem = view === undefined ? cgroupGone(cgroup) : { reason: 'link_missing' as const, detail: error.message };
+    return { linkId: 0, programId: 0, programTag: '', error: error.message, problem };
+  }
+  const ids = { linkId: link.id, programId: link.programId };
+  try {
+    const problem = view === undefined ? cgroupGone(cgroup) : linkProblem(link, view);
+    return { ...ids, programTag: programTag(link.programId, path), ...(problem && { problem }) };
+  } catch (error) {
+    if (!(error instanceof SocklbError)) throw error;
+    return { ...ids, programTag: '', error: error.message };
+  }
 }
 
 const COUNTED_TYPES = new Set(['hash', 'lru_hash', 'percpu_hash', 'lru_percpu_hash']);

@@ -44,6 +44,10 @@ export class PinnedSandboxes implements SandboxAttachments {
     }
   }
 
+  reattach(sandbox: Sandbox): void {
+    this.datapath.attachOne(sandbox.cgroup, sandboxLinkDirectory(this.pinDirectory, sandbox.id, this.cgroupRoot, sandbox.cgroup));
+  }
+
   detach(sandbox: Sandbox): void {
     const directory = sandboxDirectory(this.pinDirectory, sandbox.id);
     if (existsSync(directory)) detachDirectory(directory);
@@ -71,7 +75,7 @@ export class PinnedSandboxes implements SandboxAttachments {
         const adoptedSandbox = { id: sandbox.id, cgroup: sandbox.cgroup };
         adopted.push(adoptedSandbox);
         try {
-          this.datapath.attachOne(sandbox.cgroup, sandboxLinkDirectory(this.pinDirectory, sandbox.id, this.cgroupRoot, sandbox.cgroup));
+          this.reattach(adoptedSandbox);
         } catch (error) {
           notUpgraded.push({
             ...adoptedSandbox,

@@ -24,6 +24,8 @@ export interface SandboxAttachments {
   attach(sandbox: Sandbox): void;
   /** Detaches and unpins the sandbox's links (its cgroup may be gone already). */
   detach(sandbox: Sandbox): void;
+  /** Attaches every program again, to a sandbox attached before; a failure leaves its links as they were. */
+  reattach(sandbox: Sandbox): void;
 }
 
 export type AddOutcome = 'added' | 'unchanged';
@@ -86,6 +88,16 @@ export class SandboxRegistry {
     return { outcome: 'added', sandbox: { ...sandbox } };
   }
 
+  /**
+   * Attaches sandbox `id` again because its links stopped serving (its cgroup was made again at
+   * its path, or someone detached them). Unlike an add, which answers a runtime that can retry, a
+   * failure keeps the sandbox registered with the links it has, as an agent's start does: it runs
+   * unattended, and forgetting a running container would leave it without Services for good.
+   */
+  reattach(id: string): void {
+    this.attachments.reattach(this.registered(id));
+  }
+
   /** A sandbox that can no longer be attached is forgotten, as if removed: its pins are gone. */
   private attachAgain(sandbox: Sandbox): void {
     try {
@@ -98,10 +110,15 @@ export class SandboxRegistry {
   }
 
   remove(id: string): Sandbox {
-    const sandbox = this.sandboxes.get(id);
-    if (!sandbox) throw new SocklbError('SOCKLB_ERR_NO_SANDBOX', `no sandbox ${JSON.stringify(id)} is registered`);
+    const sandbox = this.registered(id);
     this.attachments.detach(sandbox);
     this.sandboxes.delete(id);
+    return sandbox;
+  }
+
+  private registered(id: string): Sandbox {
+    const sandbox = this.sandboxes.get(id);
+    if (!sandbox) throw new SocklbError('SOCKLB_ERR_NO_SANDBOX', `no sandbox ${JSON.stringify(id)} is registered`);
     return sandbox;
   }
 

@@ -69,6 +69,15 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
     assert.match(result.stderr, /--cgroup \/sys\/fs\/cgroup\/no-such-sandbox: (no such cgroup directory|not inside a cgroup v2 hierarchy)/);
   });
 
+  it('refuses a --sync-period that is not a duration from 1s to 24h, before anything is touched', async () => {
+    for (const period of ['5', '5ms', '25h', '1m30', 'five minutes']) {
+      const result = await socklb(['run', '--sync-period', period]);
+      assert.equal(result.code, 1, period);
+      assertOneSentence(result.stderr);
+      assert.ok(result.stderr.includes(`--sync-period ${period}: not a duration from 1s to 24h, such as 30s, 5m or 1m30s`), result.stderr);
+    }
+  });
+
   it('runs the benchmark beside it: bench is listed, passes its flags through, and its exit code back', async () => {
     assert.match((await socklb(['--help'])).stdout, /^ {2}bench /m);
     const help = await socklb(['bench', '--help']);

@@ -107,6 +107,16 @@ const CLIENT = fileURLToPath(new URL('./client.js', import.meta.url));
  */
 const JOIN_CGROUP_THEN_NETNS = 'echo $$ > "$1/cgroup.procs" || exit 125; netns=$2; shift 2; exec nsenter --net="$netns" -- "$@"';
 
+/**
+ * A UDP socket bound on the namespace's loopback (it sends nothing), kept until stdin closes: the
+ * process's lifeline, so that it ends with the test process however that ends.
+ */
+const HOLD_A_SOCKET = `
+import { createSocket } from 'node:dgram';
+createSocket('udp4').bind(0, '127.0.0.1', () => console.log('ready'));
+process.stdin.on('end', () => process.exit(0)).resume();
+`;
+
 export class Lab {
   static #labsCreated = 0;
 
@@ -165,6 +175,25 @@ export class Lab {
       if (!MEMBER_NAME.test(name)) throw new Error(`lab cgroup ${JSON.stringify(name)}: use 1-20 of [a-z0-9-]`);
       const labCgroup = await this.#ensureLabCgroup();
       return { cgroupsPath: `/${this.prefix}/${name}`, cgroupPath: path.join(labCgroup, name) };
+    });
+  }
+
+  /**
+   * Removes the sandbox's cgroup and makes it again at the same path, as a runtime that recreates
+   * a container does: another cgroup, with another id and none of the old one's programs. With
+   * `keepOldAlive`, a socket made in the old cgroup outlives it (its process is moved to the lab's
+   * cgroup): the kernel keeps a removed cgroup, and the links attached to it, while one lives.
+   */
+  remakeCgroup(sandbox: Sandbox, { keepOldAlive = false }: { keepOldAlive?: boolean } = {}): Promise<void> {
+    return this.#guard(async () => {
+      if (keepOldAlive) {
+        const holder = this.spawn(sandbox, [process.execPath, '--input-type=module', '-e', HOLD_A_SOCKET], {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        await waitForLine(holder, 'ready', READY_TIMEOUT_MS);
+      }
+      await removeCgroup(sandbox.cgroupPath, await this.#ensureLabCgroup());
+      await mkdir(sandbox.cgroupPath);
     });
   }
 

@@ -15,7 +15,7 @@ import { claimControlSocket, requestControl, type ControlSocket } from '../../sr
 import { encodeMessage, MAX_REQUEST_BYTES, parseRequest, parseResponse, type ControlResponse } from '../../src/sandbox/protocol.js';
 import { SandboxRegistry } from '../../src/sandbox/registry.js';
 
-const noKernel = { cgroupRoot: '/cg', attach: () => undefined, detach: () => undefined };
+const noKernel = { cgroupRoot: '/cg', attach: () => undefined, detach: () => undefined, reattach: () => undefined };
 
 describe('control protocol codecs', () => {
   it('round-trips every request', () => {

@@ -174,7 +174,7 @@ describe('a reused service id', () => {
 describe('AgentMetrics', () => {
   it('exports the counters per frontend at scrape time', async () => {
     const { maps, state, idOf } = programmed(WEB_V4, WEB_V6, DNS);
-    const metrics = new AgentMetrics({ datapath: state, maps, problemCount: () => 0 });
+    const metrics = new AgentMetrics({ datapath: state, maps, problemCount: () => 0 }, { failingAttachments: () => [] });
     count(maps.stats, idOf('10.96.0.10', 80, 'TCP'), [{ connects: 3, reverseNat: 1 }, { connects: 4 }]);
     count(maps.stats, idOf('fd00:96::10', 80, 'TCP'), [{ refused: 2 }, {}]);
     count(maps.stats, idOf('10.96.0.53', 53, 'UDP'), [{ datagrams: 6 }, { reverseNat: 6 }]);

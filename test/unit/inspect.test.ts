@@ -103,7 +103,15 @@ describe('`socklb status`', () => {
     pinDir: '/sys/fs/bpf/socklb',
     attachments: [
       { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect4', linkId: 12, programId: 40, programTag: '0123456789abcdef' },
-      { cgroup: '/sys/fs/cgroup/sandbox', program: 'socklb_connect6', linkId: 0, programId: 0, programTag: '', error: 'open pin x: EPERM' },
+      {
+        cgroup: '/sys/fs/cgroup/sandbox',
+        program: 'socklb_connect6',
+        linkId: 0,
+        programId: 0,
+        programTag: '',
+        error: 'open pin x: EPERM',
+        problem: { reason: 'link_missing', detail: 'open pin x: EPERM' },
+      },
       {
         cgroup: '/sys/fs/cgroup/pod-c1',
         sandbox: 'c1',
@@ -111,6 +119,7 @@ describe('`socklb status`', () => {
         linkId: 13,
         programId: 40,
         programTag: '0123456789abcdef',
+        problem: { reason: 'link_detached', detail: 'link 13 is attached to no cgroup (detached, or its cgroup was removed)' },
       },
     ],
     maps: [
@@ -135,6 +144,25 @@ describe('`socklb status`', () => {
           { frontend: '10.96.0.31:80/TCP', error: 'update socklb_fe_v3: E2BIG: map full (4 entries); raise --max-frontends' },
         ],
         inputProblems: [{ source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' }],
+        attachmentRepairs: [
+          {
+            kind: 'sandbox',
+            sandbox: 'c2',
+            cgroup: '/sys/fs/cgroup/pod-c2',
+            at: '2026-01-01T00:00:50.000Z',
+            reason: 'cgroup_gone',
+            detail: 'no cgroup directory at /sys/fs/cgroup/pod-c2',
+            outcome: 'removed',
+          },
+          {
+            kind: 'cgroup',
+            cgroup: '/sys/fs/cgroup/sandbox',
+            at: '2026-01-01T00:00:40.000Z',
+            reason: 'link_detached',
+            detail: 'socklb_connect6: link 11 is attached to no cgroup (detached, or its cgroup was removed)',
+            outcome: 'reattached',
+          },
+        ],
       },
     });
     assert.equal(
@@ -147,10 +175,15 @@ describe('`socklb status`', () => {
         'problem: /etc/socklb/bad.yaml: Service default/bad: spec.clusterIP: not an IP',
         '',
         'attachments (/sys/fs/bpf/socklb):',
-        'CGROUP                  SANDBOX  PROGRAM          LINK                 PROGRAM ID',
-        '/sys/fs/cgroup/sandbox  -        socklb_connect4  12                   40',
-        '/sys/fs/cgroup/sandbox  -        socklb_connect6  <open pin x: EPERM>  0',
-        '/sys/fs/cgroup/pod-c1   c1       socklb_connect4  13                   40',
+        'CGROUP                  SANDBOX  PROGRAM          LINK                 PROGRAM ID  HEALTH',
+        '/sys/fs/cgroup/sandbox  -        socklb_connect4  12                   40          ok',
+        '/sys/fs/cgroup/sandbox  -        socklb_connect6  <open pin x: EPERM>  0           link_missing',
+        '/sys/fs/cgroup/pod-c1   c1       socklb_connect4  13                   40          link_detached',
+        '',
+        'repairs (the latest first):',
+        '2026-01-01T00:00:50.000Z removed sandbox c2 (cgroup /sys/fs/cgroup/pod-c2): its cgroup is gone',
+        '2026-01-01T00:00:40.000Z re-attached cgroup /sys/fs/cgroup/sandbox: link_detached: ' +
+          'socklb_connect6: link 11 is attached to no cgroup (detached, or its cgroup was removed)',
         '',
         'maps:',
         'MAP              TYPE          ID  ENTRIES  CAPACITY  FILL',
@@ -172,11 +205,13 @@ describe('`socklb status`', () => {
       backends: 2,
       failedFrontends: [],
       inputProblems: [],
+      attachmentRepairs: [],
     };
     assert.match(
       formatStatus({ ...pinned, agent }),
       /^agent: running \(pid 42\), not ready: the first sync is not done; last sync not yet; 3 frontends, 2 backends\nproblems: none\n/,
     );
+    assert.match(formatStatus({ ...pinned, agent }), /\n\nrepairs: none since the agent started\n\nmaps:\n/);
     assert.match(
       formatStatus({ ...pinned, agent: { ...agent, lastSync: '2026-01-01T00:01:00.000Z' } }),
       /^agent: running \(pid 42\), UNHEALTHY: an update has waited too long; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:00.000Z;/,
@@ -197,7 +232,11 @@ describe('AgentStatus (/statusz)', () => {
   it('reports the last sync, the datapath size and what the agent could not do', () => {
     let now = Date.parse('2026-01-01T00:00:00Z');
     const state = datapath();
-    const status = new AgentStatus({ datapath: state, problems: () => [], failures: () => [{ frontend: 'f', error: 'e' }] }, () => now);
+    const status = new AgentStatus(
+      { datapath: state, problems: () => [], failures: () => [{ frontend: 'f', error: 'e' }] },
+      { recentRepairs: () => [] },
+      () => now,
+    );
     const health = { healthy: true, lastUpdated: new Date(now), currentTime: new Date(now) };
     assert.equal(status.report(health).lastSync, null, 'no sync yet');
     now += 5_000;
@@ -226,10 +265,14 @@ describe("the agent's HTTP routes", () => {
   it('/statusz is served beside /metrics, not on the health address that every pod can reach', async () => {
     const { maps, state } = programmed();
     const problem = { source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' };
-    const status = new AgentStatus({ datapath: state, problems: () => [problem], failures: () => [] });
+    const status = new AgentStatus({ datapath: state, problems: () => [problem], failures: () => [] }, { recentRepairs: () => [] });
     const health = new ProxyHealth(60_000);
     health.recordSync(false);
-    const routes = agentRoutes(new AgentMetrics({ datapath: state, maps, problemCount: () => 1 }), health, status);
+    const routes = agentRoutes(
+      new AgentMetrics({ datapath: state, maps, problemCount: () => 1 }, { failingAttachments: () => [] }),
+      health,
+      status,
+    );
     assert.deepEqual(Object.keys(routes.health).sort(), ['/healthz', '/livez']);
     assert.deepEqual(Object.keys(routes.metrics).sort(), ['/metrics', '/statusz']);
     const statusz = await routes.metrics['/statusz']?.();

@@ -18,6 +18,14 @@ class FakeAttachments implements SandboxAttachments {
   detach(sandbox: Sandbox): void {
     this.calls.push(`detach ${sandbox.id} ${sandbox.cgroup}`);
   }
+  reattach(sandbox: Sandbox): void {
+    if (this.failNextAttach) {
+      const error = this.failNextAttach;
+      this.failNextAttach = undefined;
+      throw error;
+    }
+    this.calls.push(`reattach ${sandbox.id} ${sandbox.cgroup}`);
+  }
 }
 
 describe('sandbox registry', () => {
@@ -44,6 +52,17 @@ describe('sandbox registry', () => {
     assert.throws(() => registry.add('c1', '/cg/c1'), /cgroup \/cg\/c1 is gone/);
     assert.deepEqual(kernel.calls, ['detach c1 /cg/c1']);
     assert.deepEqual(registry.list(), []);
+  });
+
+  it('attaches a sandbox again when its links stop serving, and keeps it registered with its links when that fails', () => {
+    const kernel = new FakeAttachments();
+    const registry = new SandboxRegistry(kernel, [{ id: 'c1', cgroup: '/cg/c1' }]);
+    registry.reattach('c1');
+    kernel.failNextAttach = new Error('attach socklb_connect4 to cgroup /cg/c1: EPERM');
+    assert.throws(() => registry.reattach('c1'), /EPERM/);
+    assert.deepEqual(kernel.calls, ['reattach c1 /cg/c1'], 'nothing detached');
+    assert.deepEqual(registry.list(), [{ id: 'c1', cgroup: '/cg/c1' }]);
+    assert.throws(() => registry.reattach('nope'), { code: 'SOCKLB_ERR_NO_SANDBOX', message: 'no sandbox "nope" is registered' });
   });
 
   for (const spelling of ['/cg/c1/', '/cg/x/../c1', '/cg//c1']) {
