@@ -39,6 +39,11 @@ export interface Service {
   serviceProxyName: string | undefined;
   /** The service.kubernetes.io/headless label is present. */
   headlessLabel: boolean;
+  /**
+   * metadata.creationTimestamp in ms since the epoch, which decides between two Services claiming
+   * one frontend (claims.ts); undefined when the object has none (a hand-written manifest).
+   */
+  createdAt: number | undefined;
 }
 
 export interface EndpointPort {
