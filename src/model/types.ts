@@ -109,6 +109,17 @@ export interface DesiredFrontend {
   affinityTimeoutSeconds: number;
 }
 
+/**
+ * Which of a Service's addresses a frontend is: decides who serves a frontend that several
+ * Services claim (claims.ts).
+ */
+export type ClaimKind = 'cluster IP' | 'node port' | 'external IP' | 'load-balancer IP';
+
+/** A frontend as one Service asks for it; it serves if that Service's claim wins. */
+export interface ClaimedFrontend extends DesiredFrontend {
+  claim: ClaimKind;
+}
+
 /** What the model needs to know of the node it runs on and of its flags. */
 export interface NodeContext {
   /** For internalTrafficPolicy Local: endpoints whose nodeName is this are local. */
