@@ -85,7 +85,8 @@ export class Agent {
 
   constructor(private readonly options: AgentOptions) {
     this.state = DatapathState.read(options.maps);
-    this.desired = new DesiredFrontends(options.node);
+    // A frontend two Services claim stays with the one the adopted maps say serves it.
+    this.desired = new DesiredFrontends(options.node, (frontendId) => this.state.servicePortOf(frontendId));
     this.retryDelayMs = options.retryDelayMs ?? 1000;
     options.logger.info(
       { frontends: this.state.frontends.size, backends: this.state.backends.size },

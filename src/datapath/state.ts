@@ -169,6 +169,12 @@ export class DatapathState {
     return this.#backendIds.unused();
   }
 
+  /** The Service port a frontend serves, as its service id's name entry says; undefined for none. */
+  servicePortOf(frontendId: string): ServicePortRef | undefined {
+    const frontend = this.frontends.get(frontendId);
+    return frontend && this.serviceNames.get(frontend.serviceId);
+  }
+
   /** Whether some frontend names this service id. */
   frontendNames(serviceId: number): boolean {
     return this.frontendsByServiceId.has(serviceId);

@@ -6,15 +6,23 @@
 //
 // Whichever source feeds it, this is where the slices are filed by the Service
 // they name, as kube-proxy's EndpointSliceCache files those of its informer,
-// and where the slices of a Service socklb ignores are left out (inEffect).
+// where the slices of a Service socklb ignores are left out (inEffect), and
+// where a frontend that several Services claim goes to one of them (claims.ts).
 
+import { compareClaims, winningClaim, type Claim } from './claims.js';
 import { serviceFrontends } from './frontends.js';
 import { GroupedKeys } from './grouped-keys.js';
-import { firstInOrder, frontendId } from './keys.js';
-import { sliceServiceKey } from './kubernetes.js';
+import { frontendId } from './keys.js';
+import { namespacedName, sliceServiceKey } from './kubernetes.js';
 import type { SourceState } from './source-state.js';
 import { sameContent } from './versions.js';
-import type { DesiredFrontend, EndpointSlice, InputProblem, NodeContext, Service } from './types.js';
+import type { ClaimedFrontend, EndpointSlice, InputProblem, NodeContext, Service, ServicePortRef } from './types.js';
+
+/**
+ * The Service port a frontend serves in the datapath, if any: what the maps an agent adopted at
+ * start say (their service names), so that a restart keeps each contested frontend where it was.
+ */
+export type ServingLookup = (frontendId: string) => ServicePortRef | undefined;
 
 export interface DesiredUpdate {
   /** Frontend ids whose desired content may differ from before. */
@@ -26,8 +34,8 @@ export interface DesiredUpdate {
 }
 
 export class DesiredFrontends {
-  /** By frontend id: what the datapath must hold. */
-  readonly frontends = new Map<string, DesiredFrontend>();
+  /** By frontend id: what the datapath must hold, each the claim that won it. */
+  readonly frontends = new Map<string, ClaimedFrontend>();
   /** The objects as last seen: the model's own copies of the source's maps. */
   private readonly services = new Map<string, Service>();
   private readonly ignoredServices = new Set<string>();
@@ -35,9 +43,9 @@ export class DesiredFrontends {
   /** Service key -> the keys of its slices, for every Service named by a slice, whether it exists, is ignored, or not. */
   private readonly slicesByService = new GroupedKeys();
   /** Service key -> the frontends it asks for, whether or not it won them. */
-  private readonly claimsByService = new Map<string, DesiredFrontend[]>();
-  /** Frontend id -> the Services asking for it; the first in sort order serves it. */
-  private readonly claimants = new GroupedKeys();
+  private readonly claimsByService = new Map<string, ClaimedFrontend[]>();
+  /** Frontend id -> the claims on it: one, nearly always, or several (kept so, not as a list each: docs/footprint.md). */
+  private readonly claimsOn = new Map<string, ClaimedFrontend | ClaimedFrontend[]>();
   /** Frontend ids that more than one Service claims. */
   private readonly contested = new Set<string>();
   private readonly problemsByService = new Map<string, InputProblem[]>();
@@ -46,8 +54,14 @@ export class DesiredFrontends {
   private sourceProblems: readonly InputProblem[] = [];
   private node: NodeContext;
 
-  /** `node` comes from the flags; a source that knows this node's zone overrides it. */
-  constructor(private readonly configuredNode: NodeContext) {
+  /**
+   * `node` comes from the flags; a source that knows this node's zone overrides it. `servedAtStart`
+   * says who serves a frontend before this model has decided it (the datapath an agent adopted).
+   */
+  constructor(
+    private readonly configuredNode: NodeContext,
+    private readonly servedAtStart: ServingLookup = () => undefined,
+  ) {
     this.node = configuredNode;
   }
 
@@ -95,8 +109,12 @@ export class DesiredFrontends {
     }
     this.sourceProblems = state.problems;
 
+    // Claims first, then who wins each frontend they touched: a Service recomputed gives up its
+    // claims and makes them again, which must not cost it a frontend it serves.
+    const claimed = new Set<string>();
+    for (const serviceKey of dirty) this.recompute(serviceKey, claimed);
     const changed = new Set<string>();
-    for (const serviceKey of dirty) this.recompute(serviceKey, changed);
+    for (const id of claimed) this.award(id, changed);
     return { changed, serviceChanges, endpointChanges };
   }
 
@@ -108,9 +126,9 @@ export class DesiredFrontends {
     return [...sourceProblems, ...[...this.problemsByService.values()].flat(), ...this.conflictProblems(), ...this.orphanSliceProblems()];
   }
 
-  /** Claims anew the frontends of one Service, from its object and its slices as they are now. */
-  private recompute(serviceKey: string, changed: Set<string>): void {
-    for (const frontend of this.claimsByService.get(serviceKey) ?? []) this.unclaim(serviceKey, frontendId(frontend.key), changed);
+  /** Claims anew the frontends of one Service, from its object and its slices as they are now; adds the ids to `claimed`. */
+  private recompute(serviceKey: string, claimed: Set<string>): void {
+    for (const frontend of this.claimsByService.get(serviceKey) ?? []) this.unclaim(frontend, claimed);
     this.claimsByService.delete(serviceKey);
     this.problemsByService.delete(serviceKey);
     const service = this.services.get(serviceKey);
@@ -127,7 +145,7 @@ export class DesiredFrontends {
         serviceKey,
         problems.map((reason) => ({ source: 'model', object: `Service ${serviceKey}`, reason })),
       );
-    for (const frontend of frontends) this.claim(serviceKey, frontend, changed);
+    for (const frontend of frontends) this.claim(frontend, claimed);
   }
 
   /** Files the slice under the Service it names; that Service's key. */
@@ -143,41 +161,59 @@ export class DesiredFrontends {
     return serviceKey;
   }
 
-  private claim(serviceKey: string, frontend: DesiredFrontend, changed: Set<string>): void {
+  private claim(frontend: ClaimedFrontend, claimed: Set<string>): void {
     const id = frontendId(frontend.key);
-    this.claimants.add(id, serviceKey);
-    const claimants = this.claimants.keysOf(id);
-    if (claimants.length > 1) this.contested.add(id);
-    if (firstInOrder(claimants) === serviceKey) {
-      this.frontends.set(id, frontend);
-      changed.add(id);
-    }
+    const claims = this.claimsOn.get(id);
+    this.claimsOn.set(id, claims === undefined ? frontend : [...asList(claims), frontend]);
+    claimed.add(id);
   }
 
-  private unclaim(serviceKey: string, id: string, changed: Set<string>): void {
-    if (!this.claimants.has(id)) return;
-    const wasServing = firstInOrder(this.claimants.keysOf(id)) === serviceKey;
-    this.claimants.delete(id, serviceKey);
-    const claimants = this.claimants.keysOf(id);
-    if (claimants.length < 2) this.contested.delete(id);
-    if (!wasServing) return;
+  private unclaim(frontend: ClaimedFrontend, claimed: Set<string>): void {
+    const id = frontendId(frontend.key);
+    const others = asList(this.claimsOn.get(id)).filter((claim) => claim !== frontend);
+    if (others.length === 0) this.claimsOn.delete(id);
+    else this.claimsOn.set(id, others.length === 1 ? others[0]! : others);
+    claimed.add(id);
+  }
+
+  /** Gives the frontend to the claim that wins it (claims.ts), or takes it out when nobody claims it. */
+  private award(id: string, changed: Set<string>): void {
+    const claims = asList(this.claimsOn.get(id));
+    const serving = this.frontends.get(id);
+    // Claims of one Service only are no contest (an external IP that is its own cluster IP): the rank decides.
+    const contested = claims.some((claim) => !sameService(claim.service, claims[0]!.service));
+    if (contested) this.contested.add(id);
+    else this.contested.delete(id);
+    const incumbent = contested ? (serving?.service ?? this.servedAtStart(id)) : undefined;
+    const ranked = claims.length > 1 ? claims.map((frontend) => this.claimOf(frontend)) : undefined;
+    const winner = ranked ? winningClaim(ranked, incumbent && namespacedName(incumbent))?.frontend : claims[0];
+    if (winner === serving) return;
     changed.add(id);
-    const next = firstInOrder(claimants);
-    const nextFrontend =
-      next === undefined ? undefined : this.claimsByService.get(next)?.find((frontend) => frontendId(frontend.key) === id);
-    if (nextFrontend) this.frontends.set(id, nextFrontend);
+    if (winner) this.frontends.set(id, winner);
     else this.frontends.delete(id);
   }
 
+  private claimOf(frontend: ClaimedFrontend): Claim & { frontend: ClaimedFrontend } {
+    const service = namespacedName(frontend.service);
+    return { service, kind: frontend.claim, createdAt: this.services.get(service)?.createdAt, frontend };
+  }
+
+  /** One line per Service that claims a frontend another serves, with its strongest claim on it. */
   private conflictProblems(): InputProblem[] {
     const problems: InputProblem[] = [];
     for (const id of this.contested) {
-      const [winner, ...losers] = this.claimants.keysOf(id);
-      for (const loser of losers) {
+      const served = this.frontends.get(id)!;
+      const winner = this.claimOf(served);
+      const reported = new Set([winner.service]);
+      // In the order the rule ranks them: a Service's strongest claim comes first.
+      const claims = asList(this.claimsOn.get(id)).map((frontend) => this.claimOf(frontend));
+      for (const loser of claims.sort((a, b) => compareClaims(a, b, winner.service))) {
+        if (reported.has(loser.service)) continue;
+        reported.add(loser.service);
         problems.push({
           source: 'model',
-          object: `Service ${loser}`,
-          reason: `frontend ${id} is already served by Service ${winner}; this port is skipped`,
+          object: `Service ${loser.service}`,
+          reason: `frontend ${id} (${loser.kind}) is served by Service ${winner.service} (${winner.kind}); this port is skipped`,
         });
       }
     }
@@ -203,6 +239,14 @@ export class DesiredFrontends {
  */
 function inEffect(slice: EndpointSlice | undefined, ignoredServices: ReadonlySet<string>): boolean {
   return slice !== undefined && !ignoredServices.has(sliceServiceKey(slice));
+}
+
+function asList<T extends object>(items: T | T[] | undefined): readonly T[] {
+  return items === undefined ? [] : Array.isArray(items) ? items : [items];
+}
+
+function sameService(a: ServicePortRef, b: ServicePortRef): boolean {
+  return a.namespace === b.namespace && a.name === b.name;
 }
 
 function allKeys(...collections: { keys(): Iterable<string> }[]): Set<string> {

@@ -7,7 +7,8 @@ import { categorizeEndpoints } from './endpoints.js';
 import { cidrContains, ipFamily, parseCidr, writeIP } from './ip.js';
 import type {
   Backend,
-  DesiredFrontend,
+  ClaimedFrontend,
+  ClaimKind,
   Endpoint,
   EndpointSlice,
   FrontendKey,
@@ -19,8 +20,8 @@ import type {
 } from './types.js';
 
 export interface ServiceFrontends {
-  /** Sorted by address (IPv4 first), port, protocol. */
-  frontends: DesiredFrontend[];
+  /** Sorted by address (IPv4 first), port, protocol; one address may be claimed twice (an external IP that is a cluster IP). */
+  frontends: ClaimedFrontend[];
   /** Sentences about the Service, without its name: the caller adds it. */
   problems: string[];
 }
@@ -39,9 +40,14 @@ export function isServedByThisProxy(service: Service, node: Pick<NodeContext, 's
  */
 export function serviceFrontends(service: Service, slices: readonly EndpointSlice[], node: NodeContext): ServiceFrontends {
   if (!isServedByThisProxy(service, node)) return { frontends: [], problems: [] };
-  const frontends: DesiredFrontend[] = [];
+  const frontends: ClaimedFrontend[] = [];
   const problems: string[] = [];
-  const addFrontends = (address: IPAddress, traffic: 'internal' | 'cluster', portOf: (port: ServicePort) => number | undefined) => {
+  const addFrontends = (
+    address: IPAddress,
+    claim: ClaimKind,
+    traffic: 'internal' | 'cluster',
+    portOf: (port: ServicePort) => number | undefined,
+  ) => {
     const family = familyOf(address);
     const sameFamily = slices.filter((slice) => slice.addressType === family);
     for (const port of service.ports) {
@@ -52,6 +58,7 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
         service: { namespace: service.namespace, name: service.name, portName: port.name },
         backends: toBackends(categorizeEndpoints(portEndpoints(port, sameFamily, node.name), service, node)[traffic]),
         affinityTimeoutSeconds: service.affinityTimeoutSeconds ?? 0,
+        claim,
       });
     }
   };
@@ -61,7 +68,7 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
     // No slice at all is an ordinary state (no pods yet); slices of the other family only is a mistake.
     if (slices.length > 0 && !slices.some((slice) => slice.addressType === family))
       problems.push(`clusterIP ${clusterIP} (${family}) has no ${family} EndpointSlice`);
-    addFrontends(clusterIP, 'internal', (port) => port.port);
+    addFrontends(clusterIP, 'cluster IP', 'internal', (port) => port.port);
   }
   // Sandbox traffic to a Service's outside addresses short-circuits to its endpoints, as kube-proxy does for pods.
   // Only in the families the Service has a cluster IP in: kube-proxy serves a Service per family
@@ -77,7 +84,8 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
         `spec.externalIPs: ${externalIP} is not translated: the Service has no ${family} cluster IP (spec.ipFamilies), ` +
           `so it has no ${family} endpoints to send it to`,
       );
-    else if (allowedCidrs.some((cidr) => cidrContains(cidr, externalIP))) addFrontends(externalIP, 'cluster', (port) => port.port);
+    else if (allowedCidrs.some((cidr) => cidrContains(cidr, externalIP)))
+      addFrontends(externalIP, 'external IP', 'cluster', (port) => port.port);
     else
       problems.push(
         `spec.externalIPs: ${externalIP} is outside --allowed-external-ip-cidrs ` +
@@ -85,9 +93,9 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
           `so that a Service cannot capture traffic to an address it does not own (CVE-2020-8554)`,
       );
   }
-  for (const ip of service.loadBalancerIPs.filter(served)) addFrontends(ip, 'cluster', (port) => port.port);
+  for (const ip of service.loadBalancerIPs.filter(served)) addFrontends(ip, 'load-balancer IP', 'cluster', (port) => port.port);
   if (service.type !== 'ClusterIP') {
-    for (const nodeAddress of node.addresses.filter(served)) addFrontends(nodeAddress, 'cluster', (port) => port.nodePort);
+    for (const nodeAddress of node.addresses.filter(served)) addFrontends(nodeAddress, 'node port', 'cluster', (port) => port.nodePort);
   }
   if (service.sctpPorts.length > 0)
     problems.push(`SCTP ports ${service.sctpPorts.join(', ')} are not translated: socket hooks do not cover SCTP`);

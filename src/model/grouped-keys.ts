@@ -1,5 +1,5 @@
 // Keys filed by group: slice keys by the Service they name, manifest paths by the object they
-// define, the Services claiming a frontend, the frontends naming a service id. A group nearly
+// define, the frontends naming a service id. A group nearly
 // always has one key, so it is kept as that key, or a sorted array for several, not as a Set,
 // which costs about 180 bytes before its first key (docs/footprint.md). A group with no key left
 // is dropped.

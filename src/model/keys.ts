@@ -16,8 +16,8 @@ export function backendText(backend: Backend): string {
 }
 
 /**
- * The first of several claimants in string order (Service keys, manifest paths): who wins a
- * conflict must not depend on the order in which objects arrived.
+ * The first of several claimants in string order (the manifest paths defining one object): who
+ * wins a conflict must not depend on the order in which objects arrived.
  */
 export function firstInOrder(values: Iterable<string>): string | undefined {
   let first: string | undefined;

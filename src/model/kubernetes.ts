@@ -56,7 +56,7 @@ export function sliceServiceKey(slice: { namespace: string; serviceName: string 
 
 export function parseService(raw: unknown): ParseResult<Service> {
   return validated(() => {
-    const { namespace, name, body, labels } = objectMeta(raw, 'v1', 'Service', SERVICE_NAME);
+    const { namespace, name, body, metadata, labels } = objectMeta(raw, 'v1', 'Service', SERVICE_NAME);
     const spec = record(body.spec, 'spec');
     const type = isAbsent(spec.type) ? 'ClusterIP' : spec.type;
     if (type === 'ExternalName') {
@@ -86,6 +86,7 @@ export function parseService(raw: unknown): ParseResult<Service> {
         internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
         serviceProxyName: typeof proxyName === 'string' ? proxyName : undefined,
         headlessLabel: HEADLESS_LABEL in labels,
+        createdAt: creationTime(metadata.creationTimestamp, 'metadata.creationTimestamp'),
       },
     };
   });
@@ -165,6 +166,7 @@ interface ObjectMeta {
   namespace: string;
   name: string;
   labels: Fields;
+  metadata: Fields;
   body: Fields;
 }
 
@@ -176,7 +178,7 @@ function objectMeta(raw: unknown, apiVersion: string, kind: string, nameRule: Na
   const name = validName(metadata.name, 'metadata.name', nameRule);
   const namespace = isAbsent(metadata.namespace) ? 'default' : validName(metadata.namespace, 'metadata.namespace', NAMESPACE);
   const labels = isAbsent(metadata.labels) ? {} : record(metadata.labels, 'metadata.labels');
-  return { namespace, name, labels, body };
+  return { namespace, name, labels, metadata, body };
 }
 
 function validName(value: unknown, field: string, rule: NameRule): string {
@@ -332,6 +334,27 @@ function loadBalancerIPs(status: unknown): IPAddress[] {
     const { ip, ipMode } = record(entry, field);
     return isAbsent(ip) || !(isAbsent(ipMode) || ipMode === 'VIP') ? [] : addresses([ip], `${field}.ip`);
   });
+}
+
+/** RFC 3339, as Kubernetes writes metav1.Time: `2024-05-02T09:14:11Z`, with optional fractions and offset. */
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * A creation time in ms since the epoch; absent or null (what `kubectl create --dry-run -o yaml`
+ * writes) is undefined. The API server always sets one; a manifest may have any text there.
+ */
+function creationTime(raw: unknown, field: string): number | undefined {
+  if (isAbsent(raw)) return undefined;
+  // A YAML 1.1 document (`%YAML 1.1`) reads an unquoted timestamp as a Date.
+  if (raw instanceof Date && !Number.isNaN(raw.getTime())) return raw.getTime();
+  const match = typeof raw === 'string' ? RFC3339.exec(raw) : null;
+  if (match) {
+    const time = Date.parse(match[0]);
+    const [year, month, day] = [match[1], match[2], match[3]].map(Number) as [number, number, number];
+    // Date.parse rolls February 30 over into March; Go's time.Parse, as the API server, refuses it.
+    if (!Number.isNaN(time) && new Date(Date.UTC(year, month - 1, day)).getUTCDate() === day) return time;
+  }
+  return fail(field, `${show(raw)} is not an RFC 3339 time such as "2024-05-02T09:14:11Z"`);
 }
 
 function affinityTimeout(spec: Fields): number | undefined {

@@ -39,6 +39,11 @@ export interface Service {
   serviceProxyName: string | undefined;
   /** The service.kubernetes.io/headless label is present. */
   headlessLabel: boolean;
+  /**
+   * metadata.creationTimestamp in ms since the epoch, which decides between two Services claiming
+   * one frontend (claims.ts); undefined when the object has none (a hand-written manifest).
+   */
+  createdAt: number | undefined;
 }
 
 export interface EndpointPort {
@@ -102,6 +107,17 @@ export interface DesiredFrontend {
   backends: Backend[];
   /** Seconds a client keeps its backend (ClientIP affinity); 0 for none. */
   affinityTimeoutSeconds: number;
+}
+
+/**
+ * Which of a Service's addresses a frontend is: decides who serves a frontend that several
+ * Services claim (claims.ts).
+ */
+export type ClaimKind = 'cluster IP' | 'node port' | 'external IP' | 'load-balancer IP';
+
+/** A frontend as one Service asks for it; it serves if that Service's claim wins. */
+export interface ClaimedFrontend extends DesiredFrontend {
+  claim: ClaimKind;
 }
 
 /** What the model needs to know of the node it runs on and of its flags. */

@@ -167,7 +167,7 @@ describe('manifest source under hostile input', () => {
       assert.ok(problem.reason.length < 2000, 'reasons stay readable');
     }
     assert.ok(
-      problems.some((problem) => problem.object === 'Service fuzz/thief' && /already served by Service fuzz\/good-1/.test(problem.reason)),
+      problems.some((problem) => problem.object === 'Service fuzz/thief' && /is served by Service fuzz\/good-1 /.test(problem.reason)),
       'a duplicate ClusterIP claim is reported',
     );
   });

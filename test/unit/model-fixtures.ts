@@ -17,6 +17,7 @@ export function modelService(fields: Partial<Service> = {}): Service {
     internalTrafficPolicy: 'Cluster',
     serviceProxyName: undefined,
     headlessLabel: false,
+    createdAt: undefined,
     ...fields,
   };
 }

@@ -460,6 +460,61 @@ describe('parseService: kube-proxy semantics', () => {
   );
 });
 
+describe('parseService: metadata.creationTimestamp, which decides between two claims of one frontend', () => {
+  const base = { clusterIP: '10.96.0.10', ports: httpPort };
+  const created = (creationTimestamp: unknown) => service(base, { name: 'web', namespace: 'shop', creationTimestamp });
+  runCases<Service>(
+    [
+      {
+        rule: 'absent: none, as in a hand-written manifest',
+        raw: service(base),
+        expected: okService({ createdAt: undefined }),
+      },
+      {
+        rule: 'null, as kubectl create --dry-run writes it: none',
+        raw: created(null),
+        expected: okService({ createdAt: undefined }),
+      },
+      {
+        rule: 'RFC 3339 in UTC, as the API server writes it',
+        raw: created('2024-05-02T09:14:11Z'),
+        expected: okService({ createdAt: Date.UTC(2024, 4, 2, 9, 14, 11) }),
+      },
+      {
+        rule: 'fractions of a second and an offset are read',
+        raw: created('2024-05-02T11:14:11.250+02:00'),
+        expected: okService({ createdAt: Date.UTC(2024, 4, 2, 9, 14, 11, 250) }),
+      },
+      {
+        rule: 'an unquoted timestamp of a YAML 1.1 document, read as a date, is taken as it is',
+        raw: created(new Date(Date.UTC(2024, 4, 2, 9, 14, 11))),
+        expected: okService({ createdAt: Date.UTC(2024, 4, 2, 9, 14, 11) }),
+      },
+      {
+        rule: 'a date without a time is invalid',
+        raw: created('2024-05-02'),
+        expected: invalid('metadata.creationTimestamp: "2024-05-02" is not an RFC 3339 time such as "2024-05-02T09:14:11Z"'),
+      },
+      {
+        rule: 'a day past the end of its month is invalid, not rolled over',
+        raw: created('2024-02-30T09:14:11Z'),
+        expected: invalid('metadata.creationTimestamp: "2024-02-30T09:14:11Z" is not an RFC 3339 time such as "2024-05-02T09:14:11Z"'),
+      },
+      {
+        rule: 'an hour past 23 is invalid',
+        raw: created('2024-05-02T24:14:11Z'),
+        expected: invalid('metadata.creationTimestamp: "2024-05-02T24:14:11Z" is not an RFC 3339 time such as "2024-05-02T09:14:11Z"'),
+      },
+      {
+        rule: 'a number is invalid',
+        raw: created(1714641251),
+        expected: invalid('metadata.creationTimestamp: 1714641251 is not an RFC 3339 time such as "2024-05-02T09:14:11Z"'),
+      },
+    ],
+    parseService,
+  );
+});
+
 describe('parseEndpointSlice: endpoint conditions and hints', () => {
   runCases<EndpointSlice>(
     [
