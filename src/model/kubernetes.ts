@@ -81,7 +81,7 @@ export function parseService(raw: unknown): ParseResult<Service> {
         ports: withoutSctp(allPorts),
         sctpPorts: sharedIfEmpty(allPorts.filter((port) => port.protocol === 'SCTP').map((port) => port.port)),
         externalIPs: sharedIfEmpty(addresses(spec.externalIPs, 'spec.externalIPs')),
-        loadBalancerIPs: sharedIfEmpty(type === 'LoadBalancer' ? loadBalancerIPs(body.status) : []),
+        loadBalancerIPs: sharedIfEmpty(loadBalancerIPs(body.status)),
         affinityTimeoutSeconds: affinityTimeout(spec),
         internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
         serviceProxyName: typeof proxyName === 'string' ? proxyName : undefined,
@@ -321,6 +321,8 @@ function addresses(raw: unknown, field: string): IPAddress[] {
  * The IPs of status.loadBalancer.ingress that are virtual IPs (ipMode VIP or unset): entries with
  * only a hostname have none, and traffic to an address of any other mode (Proxy) must reach the
  * load balancer, which may terminate TLS or add a PROXY header: kube-proxy leaves it alone (KEP-1860).
+ * Whatever the Service's type, as kube-proxy reads them: a load balancer controller may serve a
+ * Service of another type (one being converted, or one a controller of its own selects).
  */
 function loadBalancerIPs(status: unknown): IPAddress[] {
   if (isAbsent(status)) return [];

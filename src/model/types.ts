@@ -30,7 +30,7 @@ export interface Service {
   sctpPorts: readonly number[];
   /** spec.externalIPs, served only inside --allowed-external-ip-cidrs. */
   externalIPs: readonly IPAddress[];
-  /** status.loadBalancer.ingress[].ip of a LoadBalancer Service. */
+  /** status.loadBalancer.ingress[].ip, whatever the type, as kube-proxy reads them. */
   loadBalancerIPs: readonly IPAddress[];
   /** ClientIP affinity's timeout; undefined for sessionAffinity None. */
   affinityTimeoutSeconds: number | undefined;

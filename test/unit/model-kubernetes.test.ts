@@ -390,6 +390,11 @@ describe('parseService: kube-proxy semantics', () => {
         expected: okService({ type: 'LoadBalancer', loadBalancerIPs: ['198.51.100.9'] }),
       },
       {
+        rule: 'status.loadBalancer.ingress IPs are kept whatever the type, as kube-proxy reads them',
+        raw: { ...service(base), status: { loadBalancer: { ingress: [{ ip: '198.51.100.9' }] } } },
+        expected: okService({ loadBalancerIPs: ['198.51.100.9'] }),
+      },
+      {
         rule: 'sessionAffinity ClientIP defaults to three hours',
         raw: service({ ...base, sessionAffinity: 'ClientIP' }),
         expected: okService({ affinityTimeoutSeconds: 10800 }),
