@@ -104,6 +104,17 @@ export interface DesiredFrontend {
   affinityTimeoutSeconds: number;
 }
 
+/**
+ * The addresses that belong to the Services as a whole: a call to one of them that no frontend
+ * serves is refused at once, as kube-proxy's cluster-ips-check chain rejects or drops it.
+ */
+export interface ServiceAddresses {
+  /** The cluster IPs of the Services this proxy serves: refused on the ports they do not serve. */
+  clusterIPs: ReadonlySet<IPAddress>;
+  /** The service CIDRs, canonical (canonicalCidr): refused where no Service has an address. */
+  serviceRanges: ReadonlySet<string>;
+}
+
 /** What the model needs to know of the node it runs on and of its flags. */
 export interface NodeContext {
   /** For internalTrafficPolicy Local: endpoints whose nodeName is this are local. */

@@ -89,7 +89,7 @@ export function pinnedLinks(pinDirectory: string): PinnedLink[] {
   return links.sort((a, b) => a.cgroup.localeCompare(b.cgroup) || a.program.localeCompare(b.program));
 }
 
-const COUNTED_TYPES = new Set(['hash', 'lru_hash', 'percpu_hash', 'lru_percpu_hash']);
+const COUNTED_TYPES = new Set(['hash', 'lru_hash', 'percpu_hash', 'lru_percpu_hash', 'lpm_trie']);
 
 /** Every pinned map with its fill, sorted by name. */
 export function pinnedMaps(pinDirectory: string): PinnedMap[] {
