@@ -109,13 +109,13 @@ export class AgentMetrics {
 
   recordSync(result: SyncResult): void {
     this.syncDuration.observe(result.durationMs / 1000);
+    const complete = result.failed === 0 && result.failedAddresses === 0;
     // As kube-proxy's: the last sync that got everything in.
-    if (result.failed === 0) this.lastSync.setToCurrentTime();
+    if (complete) this.lastSync.setToCurrentTime();
     this.serviceChanges.inc(result.serviceChanges);
     this.endpointChanges.inc(result.endpointChanges);
     this.failedFrontends.inc(result.failed);
-    if (result.changeSeenAt !== undefined && result.failed === 0)
-      this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
+    if (result.changeSeenAt !== undefined && complete) this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
   }
 }
 

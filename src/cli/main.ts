@@ -40,7 +40,7 @@ import { attachedCgroups, DEFAULT_PIN_DIRECTORY, sandboxCgroups } from '../pins/
 import { adoptSandboxes, controlSocketOption, registerSandboxCommands } from './sandbox.js';
 import { SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
-import { canonicalIP, parseCidr } from '../model/ip.js';
+import { canonicalCidr, canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
 import { registerInspectCommands } from './inspect.js';
@@ -73,6 +73,7 @@ interface RunOptions {
   nodeZone?: string;
   nodeIp: string[];
   allowedExternalIpCidrs: string[];
+  serviceClusterIpRange: string[];
   serviceProxyName?: string;
   metricsBindAddress: string;
   maxFrontends: number;
@@ -101,7 +102,7 @@ async function serveObservability(agent: Agent, options: RunOptions, logger: Log
   agent.onSync((result) => {
     metrics.recordSync(result);
     status.recordSync();
-    health.recordSync(result.failed > 0);
+    health.recordSync(result.failed + result.failedAddresses > 0);
   });
   const routes = agentRoutes(metrics, health, status);
   const servers: Server[] = [];
@@ -138,6 +139,19 @@ function nodeContext(options: RunOptions): NodeContext {
   };
 }
 
+/** The flag's service CIDRs, canonical; a bad one is a usage error. */
+function serviceRanges(options: RunOptions): string[] {
+  return options.serviceClusterIpRange.map(
+    (text) =>
+      canonicalCidr(text) ??
+      fail(`--service-cluster-ip-range ${text}: not a CIDR such as 10.96.0.0/12 or fd00:10:96::/112 (comma-separated for several)`),
+  );
+}
+
+function fail(message: string): never {
+  throw new SocklbError('SOCKLB_ERR_USAGE', message);
+}
+
 async function run(options: RunOptions): Promise<void> {
   // Heard from the start: a first list that takes minutes (an API server out of reach) is still stopped cleanly.
   const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
@@ -147,6 +161,7 @@ async function run(options: RunOptions): Promise<void> {
   const stopTrimming = trimAfterCollections();
   const logger = createLogger(options.logLevel);
   const node = nodeContext(options);
+  const ranges = serviceRanges(options);
   if (options.sandboxesOnly && options.cgroup.length > 0)
     throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
   const { source, origin } = await chooseSource(options, logger);
@@ -165,7 +180,7 @@ async function run(options: RunOptions): Promise<void> {
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
   const stuckSockets =
     iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
-  const agent = new Agent({ source, maps: datapath.maps, readers: datapath.readers, logger, node, stuckSockets });
+  const agent = new Agent({ source, maps: datapath.maps, readers: datapath.readers, logger, node, serviceRanges: ranges, stuckSockets });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
   const servers = await serveObservability(agent, options, logger);
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
@@ -311,6 +326,13 @@ program
   .option(
     '--allowed-external-ip-cidrs <cidrs>',
     'comma-separated CIDRs inside which spec.externalIPs are translated (default: none, see CVE-2020-8554)',
+    collectCommaSeparated,
+    [] as string[],
+  )
+  .option(
+    '--service-cluster-ip-range <cidrs>',
+    'comma-separated service CIDRs: a call to an address of them that no Service serves is refused (ECONNREFUSED); ' +
+      "the ServiceCIDR objects' are added when the API serves them",
     collectCommaSeparated,
     [] as string[],
   )
