@@ -4,8 +4,19 @@
 // half-translated Service fails in ways that are harder to see than a
 // rejected one.
 
-import { canonicalIP, formatIP, ipFamily, ipToBytes, ipv4WithLeadingZeros, isIPv4Mapped } from './ip.js';
-import type { Endpoint, EndpointPort, EndpointSlice, IPAddress, IPFamily, Protocol, Service, ServicePort, TrafficPolicy } from './types.js';
+import { canonicalCidr, canonicalIP, formatIP, ipFamily, ipToBytes, ipv4WithLeadingZeros, isIPv4Mapped } from './ip.js';
+import type {
+  Endpoint,
+  EndpointPort,
+  EndpointSlice,
+  IPAddress,
+  IPFamily,
+  Protocol,
+  Service,
+  ServiceCIDR,
+  ServicePort,
+  TrafficPolicy,
+} from './types.js';
 
 export type ParseResult<T> =
   | { kind: 'ok'; value: T }
@@ -115,6 +126,22 @@ export function parseEndpointSlice(raw: unknown): ParseResult<EndpointSlice> {
     const ports = withoutSctp(allPorts);
     const endpoints = list(body.endpoints, 'endpoints').map((endpoint, i) => parseEndpoint(endpoint, `endpoints[${i}]`, addressType));
     return { kind: 'ok', value: { namespace, name, serviceName, addressType, ports, endpoints } };
+  });
+}
+
+/**
+ * A ServiceCIDR, cluster-scoped: its spec.cidrs, each a CIDR (the API server takes them in
+ * canonical form; another spelling is read as the range it names).
+ */
+export function parseServiceCIDR(raw: unknown): ParseResult<ServiceCIDR> {
+  return validated(() => {
+    const { name, body } = objectMeta(raw, 'networking.k8s.io/v1', 'ServiceCIDR', SUBDOMAIN);
+    const spec = record(body.spec, 'spec');
+    const cidrs = list(spec.cidrs, 'spec.cidrs').map((entry, i) => {
+      const text = string(entry, `spec.cidrs[${i}]`);
+      return canonicalCidr(text) ?? fail(`spec.cidrs[${i}]`, `${show(text)} is not a CIDR such as 10.96.0.0/12`);
+    });
+    return { kind: 'ok', value: { name, cidrs } };
   });
 }
 

@@ -104,6 +104,13 @@ export interface DesiredFrontend {
   affinityTimeoutSeconds: number;
 }
 
+/** A networking.k8s.io/v1 ServiceCIDR: where the cluster allocates cluster IPs. */
+export interface ServiceCIDR {
+  name: string;
+  /** spec.cidrs, canonical (canonicalCidr): one per family. */
+  cidrs: readonly string[];
+}
+
 /**
  * The addresses that belong to the Services as a whole: a call to one of them that no frontend
  * serves is refused at once, as kube-proxy's cluster-ips-check chain rejects or drops it.
