@@ -24,10 +24,11 @@ static bool is_per_cpu(uint32_t type)
 	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
 }
 
+/* Maps of plain keys and values: the LPM trie holds the service CIDRs. */
 static bool is_writable(uint32_t type)
 {
 	return type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_LRU_HASH ||
-	       is_per_cpu(type);
+	       type == BPF_MAP_TYPE_LPM_TRIE || is_per_cpu(type);
 }
 
 void target_init(struct target *target)

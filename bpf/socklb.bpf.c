@@ -87,8 +87,32 @@ struct {
 	__type(value, struct socklb_marker);
 } socklb_mark_v1 SEC(".maps");
 
+/*
+ * The cluster IPs of the Services, sized by the agent like the frontends.
+ * Not preallocated: a few entries per Service rather than per Service port,
+ * and the programs only test for an entry, so a recycled element cannot
+ * mislead them.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SOCKLB_DEFAULT_MAX_FRONTENDS);
+	__type(key, struct socklb_cluster_ip);
+	__type(value, __u32);
+} socklb_cip_v1 SEC(".maps");
+
+/* The service CIDRs; empty (a lookup that returns at once) unless configured. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SOCKLB_MAX_SERVICE_RANGES);
+	__type(key, struct socklb_range_key);
+	__type(value, __u32);
+} socklb_range_v1 SEC(".maps");
+
 enum lookup_result {
 	NOT_A_SERVICE,
+	/* Refused at once (ECONNREFUSED): no backend, or a service address no frontend serves. */
 	NO_BACKEND,
 	BACKEND_FOUND,
 };
@@ -409,6 +433,28 @@ lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	return NO_BACKEND;
 }
 
+/*
+ * Whether a destination that no frontend serves belongs to the Services all
+ * the same: a cluster IP on another port or protocol (kube-proxy rejects
+ * it), or an address of the service CIDRs that no Service holds (kube-proxy
+ * drops it). Either way nothing would answer, so the call is refused at once
+ * rather than left to time out (TCP) or be lost (UDP). A global function:
+ * the verifier checks it once, not at each of its callers' paths.
+ */
+__noinline bool unserved_service_address(const struct socklb_frontend_key *key)
+{
+	struct socklb_cluster_ip cluster_ip;
+	struct socklb_range_key range = { .prefixlen = 128 };
+
+	if (!key)
+		return false;
+	copy_address(cluster_ip.address, key->address);
+	if (bpf_map_lookup_elem(&socklb_cip_v1, &cluster_ip))
+		return true;
+	copy_address(range.address, key->address);
+	return bpf_map_lookup_elem(&socklb_range_v1, &range) != NULL;
+}
+
 /* The index of the socket's entry for the Service at key; SOCKLB_SOCK_TRANSLATIONS when none. */
 static __always_inline __u32 find_service(const struct socklb_sock *sock, const struct socklb_frontend_key *key)
 {
@@ -506,6 +552,9 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 		}
 	}
 	result = lookup_backend(ctx, key, previous, &choice, &service_id);
+	/* Counted at service id 0, which no frontend is given. */
+	if (result == NOT_A_SERVICE && unserved_service_address(key))
+		result = NO_BACKEND;
 	if (result == NO_BACKEND) {
 		/* As kube-proxy's REJECT: fail at once rather than time out. */
 		bpf_set_retval(-ECONNREFUSED);

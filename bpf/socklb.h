@@ -22,6 +22,8 @@
  *   socklb_aff_v1   struct socklb_affinity_key -> struct socklb_affinity (LRU)
  *   socklb_stats_v1 __u32 service id           -> struct socklb_stats (per CPU)
  *   socklb_mark_v1  __u32 0                    -> struct socklb_marker (one entry)
+ *   socklb_cip_v1   struct socklb_cluster_ip   -> __u32 (reserved, 0)
+ *   socklb_range_v1 struct socklb_range_key    -> __u32 (reserved, 0) (LPM trie)
  * and the socket iterators' (socklb_iter.bpf.c):
  *   socklb_stale_v1 struct socklb_stale_key    -> __u32 (reserved, 0)
  * The kernel keeps 15 characters of a map name.
@@ -44,6 +46,8 @@
 #define SOCKLB_DEFAULT_MAX_CONNECTIONS 131072
 /* Stale pairs per run of the destroy iterators; the agent runs more in batches. */
 #define SOCKLB_MAX_STALE 16384
+/* Service CIDRs at once (--service-cluster-ip-range and ServiceCIDR objects): a cluster has a few. */
+#define SOCKLB_MAX_SERVICE_RANGES 256
 
 /*
  * The values the programs follow from map to map (frontend -> slot ->
@@ -143,6 +147,8 @@ struct socklb_service_name {
  * What the programs did for one frontend, keyed by its service_id, one copy
  * per CPU (user space sums them). The agent zeroes a service_id's counters
  * before it hands the id to a new frontend, so a reused id starts from 0.
+ * Id 0, which no frontend is given, counts in `refused` the calls to a
+ * service address that no frontend serves (socklb_cip_v1, socklb_range_v1).
  */
 struct socklb_stats {
 	__u64 connects; /* connect() sent to a backend */
@@ -161,6 +167,27 @@ struct socklb_stats {
 struct socklb_marker {
 	__u64 epoch; /* the host agent's run that wrote it */
 	__u64 seq; /* the batch within that run */
+};
+
+/*
+ * A cluster IP of a Service (socklb_cip_v1), IPv4-mapped for IPv4: a call to
+ * it on a port and protocol no frontend serves is refused, as kube-proxy
+ * rejects it. The value is only there to be found; the programs read nothing
+ * of it, so, unlike the values above, it names no key.
+ */
+struct socklb_cluster_ip {
+	__be32 address[4];
+};
+
+/*
+ * A service CIDR (socklb_range_v1, an LPM trie): a call to an address inside
+ * it that no frontend serves and that is no cluster IP is refused (kube-proxy
+ * drops it). IPv4 CIDRs are stored IPv4-mapped, their prefix counted over the
+ * 128 bits: 10.96.0.0/12 is ::ffff:10.96.0.0/108. Bits past the prefix are 0.
+ */
+struct socklb_range_key {
+	__u32 prefixlen; /* the LPM trie's: how many leading bits of address match */
+	__be32 address[4];
 };
 
 /*

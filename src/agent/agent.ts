@@ -1,7 +1,7 @@
 // The agent: source states in, map writes out.
 //
-//   Source (files, API) --SourceState--> DesiredFrontends (pure model)
-//     --changed frontends--> planFrontends/planCleanup (pure planner)
+//   Source (files, API) --SourceState--> DesiredFrontends, DesiredServiceAddresses (pure model)
+//     --changed frontends, addresses--> planFrontends/planCleanup, planAddresses (pure planner)
 //     --operations--> maps (libbpf, or memory in tests)
 //     --pairs taken out--> StuckSocketHandler (destroys sockets connected through them)
 //
@@ -17,12 +17,13 @@
 
 import type { Logger } from '../log.js';
 import { DesiredFrontends } from '../model/desired.js';
+import { DesiredServiceAddresses, type AddressChanges } from '../model/service-addresses.js';
 import type { InputProblem, NodeContext } from '../model/types.js';
 import type { StalePair } from '../datapath/layout.js';
 import type { DatapathMaps } from '../datapath/maps.js';
-import { fullScope } from '../datapath/planner.js';
+import { fullAddressScope, fullScope, type AddressScope } from '../datapath/planner.js';
 import type { ReaderFence } from '../datapath/readers.js';
-import { reconcile, type CleanupExtent } from '../datapath/reconcile.js';
+import { reconcile, reconcileAddresses, type CleanupExtent } from '../datapath/reconcile.js';
 import { servedBackends, stalePairs, stillStale } from '../datapath/stale.js';
 import { DatapathState } from '../datapath/state.js';
 import type { StuckSocketHandler } from '../datapath/stuck-sockets.js';
@@ -36,6 +37,8 @@ export interface AgentOptions {
   readers: ReaderFence;
   logger: Logger;
   node: NodeContext;
+  /** The service CIDRs of --service-cluster-ip-range, canonical (canonicalCidr); the source's ServiceCIDRs are added. */
+  serviceRanges?: readonly string[];
   /** First delay before frontends whose writes failed are tried again; doubles up to a minute. */
   retryDelayMs?: number;
   /** Told of the (frontend, backend) pairs each sync took out; none: sockets are left alone. */
@@ -57,10 +60,13 @@ export interface SyncResult extends SyncCause {
   operations: number;
   /** Frontends whose writes failed; they are retried with backoff. */
   failed: number;
+  /** Cluster IPs and service CIDRs whose writes failed; retried with the frontends. */
+  failedAddresses: number;
   durationMs: number;
 }
 
 const NO_SOURCE_CHANGE: SyncCause = { serviceChanges: 0, endpointChanges: 0 };
+const NO_ADDRESS_CHANGE: AddressScope = { clusterIPs: [], serviceRanges: [] };
 
 const MAX_RETRY_DELAY_MS = 60_000;
 const DEFAULT_RESYNC_INTERVAL_MS = 5 * 60_000;
@@ -68,8 +74,11 @@ const DEFAULT_RESYNC_INTERVAL_MS = 5 * 60_000;
 export class Agent {
   private readonly state: DatapathState;
   private readonly desired: DesiredFrontends;
+  private readonly addresses: DesiredServiceAddresses;
   /** Frontend id -> the write that stopped it, until a retry gets it through. */
   private readonly failed = new Map<string, Error>();
+  /** `cluster IP 10.96.0.10`, `service CIDR 10.96.0.0/12` -> the write the kernel refused, until a sync gets it through. */
+  private readonly failedAddresses = new Map<string, Error>();
   private reportedProblems = new Map<string, InputProblem>();
   private firstStateSeen = false;
   private stopped = false;
@@ -87,9 +96,15 @@ export class Agent {
     this.state = DatapathState.read(options.maps);
     // A frontend two Services claim stays with the one the adopted maps say serves it.
     this.desired = new DesiredFrontends(options.node, (frontendId) => this.state.servicePortOf(frontendId));
+    this.addresses = new DesiredServiceAddresses(options.node, options.serviceRanges ?? []);
     this.retryDelayMs = options.retryDelayMs ?? 1000;
     options.logger.info(
-      { frontends: this.state.frontends.size, backends: this.state.backends.size },
+      {
+        frontends: this.state.frontends.size,
+        backends: this.state.backends.size,
+        clusterIPs: this.state.clusterIPs.size,
+        serviceRanges: this.state.serviceRanges.size,
+      },
       'adopted the datapath state found in the maps',
     );
   }
@@ -149,14 +164,15 @@ export class Agent {
       return;
     }
     const { changed, serviceChanges, endpointChanges } = this.desired.update(sourceState);
-    this.apply(changed, { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt });
+    const addressChanges = this.addresses.update(sourceState);
+    this.apply(changed, addressChanges, { serviceChanges, endpointChanges, changeSeenAt: sourceState.changeSeenAt });
     this.reportProblems(this.desired.problems());
   }
 
-  /** The changed frontends into the datapath; at the first state, everything, and the pruning of what is not wanted. */
-  private apply(changed: Iterable<string>, cause: SyncCause): void {
+  /** The changed frontends and addresses into the datapath; at the first state, everything, and the pruning of what is not wanted. */
+  private apply(changed: Iterable<string>, addressChanges: AddressChanges, cause: SyncCause): void {
     if (this.firstStateSeen) {
-      this.sync(new Set([...changed, ...this.failed.keys()]), cause);
+      this.sync(new Set([...changed, ...this.failed.keys()]), addressChanges, cause);
       return;
     }
     this.firstStateSeen = true;
@@ -165,13 +181,14 @@ export class Agent {
     this.resyncTimer.unref();
   }
 
-  /** Every frontend either side knows of, and a cleanup of everything. */
+  /** Every frontend and address either side knows of, and a cleanup of everything. */
   private resync(cause: SyncCause): void {
-    this.sync(fullScope(this.state, this.desired.frontends), cause, 'everything');
+    this.sync(fullScope(this.state, this.desired.frontends), fullAddressScope(this.state, this.addresses), cause, 'everything');
   }
 
   private sync(
     scope: Iterable<string>,
+    addressScope: AddressScope,
     cause: SyncCause,
     cleanup: CleanupExtent = this.cleanupIncomplete ? 'everything' : 'touched',
   ): void {
@@ -199,23 +216,46 @@ export class Agent {
     }
     for (const error of result.cleanupErrors)
       this.options.logger.warn({ code: (error as { code?: string }).code }, `cleanup: ${error.message}`);
+    // A write that failed is planned again with every other address: they are few, and failures rare.
+    const addressResult = reconcileAddresses(
+      this.options.maps,
+      this.state,
+      this.addresses,
+      this.failedAddresses.size > 0 ? fullAddressScope(this.state, this.addresses) : addressScope,
+    );
+    this.recordAddressFailures(addressResult.failed);
     // Only the frontends that served something before can have stale pairs: a first sync has none to look at.
     const stale = served && stalePairs(served, servedBackends(this.state, served.keys()));
     // Logged once the sync's own work is done: "datapath synced" means the agent is free for the next change.
     const summary: SyncResult = {
       ...cause,
       frontends: result.frontends,
-      operations: result.operations,
+      operations: result.operations + addressResult.operations,
       failed: result.failed.size,
+      failedAddresses: addressResult.failed.size,
       durationMs: performance.now() - started,
     };
     // The first sync is logged even when it wrote nothing: that is how a restart shows that it
     // adopted the maps as they were, without rewriting an entry.
-    if (summary.frontends > 0 || summary.failed > 0 || !this.syncedOnce) this.options.logger.info(summary, 'datapath synced');
+    if (summary.frontends > 0 || addressResult.operations > 0 || summary.failed > 0 || summary.failedAddresses > 0 || !this.syncedOnce)
+      this.options.logger.info(summary, 'datapath synced');
     this.syncedOnce = true;
     if (stale) this.destroyStuckSockets(stale);
     this.scheduleRetry();
     for (const listener of this.syncListeners) listener(summary);
+  }
+
+  /** Logs a cluster IP or service CIDR when its write starts failing or fails otherwise, and when it gets in. */
+  private recordAddressFailures(failed: ReadonlyMap<string, Error>): void {
+    for (const address of new Set([...this.failedAddresses.keys(), ...failed.keys()])) {
+      const before = this.failedAddresses.get(address);
+      const error = failed.get(address);
+      if (error && error.message !== before?.message)
+        this.options.logger.error({ address, code: (error as { code?: string }).code }, `update ${address}: ${error.message}`);
+      else if (before && !error) this.options.logger.info({ address }, `update ${address}: done, after failing with ${before.message}`);
+      if (error) this.failedAddresses.set(address, error);
+      else this.failedAddresses.delete(address);
+    }
   }
 
   /**
@@ -255,11 +295,11 @@ export class Agent {
   private scheduleRetry(): void {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    if (this.failed.size === 0) {
+    if (this.failed.size === 0 && this.failedAddresses.size === 0) {
       this.retryDelayMs = this.options.retryDelayMs ?? 1000;
       return;
     }
-    this.retryTimer = setTimeout(() => this.sync([...this.failed.keys()], NO_SOURCE_CHANGE), this.retryDelayMs);
+    this.retryTimer = setTimeout(() => this.sync([...this.failed.keys()], NO_ADDRESS_CHANGE, NO_SOURCE_CHANGE), this.retryDelayMs);
     this.retryTimer.unref();
     this.retryDelayMs = Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS);
   }

@@ -2,7 +2,7 @@
 // socklb's own for what only socklb has.
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { countersByFrontend, type FrontendSeriesLabels } from '../datapath/counters.js';
+import { countersByFrontend, unservedAddressRefusals, type FrontendSeriesLabels } from '../datapath/counters.js';
 import type { FrontendCounters } from '../datapath/layout.js';
 import type { DatapathMaps, MapRole } from '../datapath/maps.js';
 import type { DatapathState } from '../datapath/state.js';
@@ -75,7 +75,7 @@ export class AgentMetrics {
     });
 
     // The counters' array has every entry from the start: its fill says nothing.
-    const roles = ['frontends', 'slots', 'backends', 'serviceNames'] as const satisfies readonly MapRole[];
+    const roles = ['frontends', 'slots', 'backends', 'serviceNames', 'clusterIPs', 'serviceRanges'] as const satisfies readonly MapRole[];
     new Gauge({
       name: 'socklb_map_entries',
       help: 'Entries in each socklb map',
@@ -89,6 +89,8 @@ export class AgentMetrics {
           slots,
           backends: state.backends.size,
           serviceNames: state.serviceNames.size,
+          clusterIPs: state.clusterIPs.size,
+          serviceRanges: state.serviceRanges.size,
         };
         for (const role of roles) this.set({ map: source.maps[role].name }, counts[role]);
       },
@@ -129,9 +131,13 @@ export class AgentMetrics {
     });
   }
 
-  /** The Prometheus text of a scrape: the registry's metrics, then the per-frontend counters. */
+  /** The Prometheus text of a scrape: the registry's metrics, then the counters the programs keep. */
   async render(): Promise<string> {
-    return `${await this.registry.metrics()}\n${formatFrontendCounters(countersByFrontend(this.source.datapath, this.source.maps.stats))}`;
+    const { datapath, maps } = this.source;
+    return (
+      `${await this.registry.metrics()}\n${formatFrontendCounters(countersByFrontend(datapath, maps.stats))}` +
+      formatUnservedAddressCounter(unservedAddressRefusals(maps.stats))
+    );
   }
 
   recordRepair(repair: AttachmentRepair): void {
@@ -140,13 +146,13 @@ export class AgentMetrics {
 
   recordSync(result: SyncResult): void {
     this.syncDuration.observe(result.durationMs / 1000);
+    const complete = result.failed === 0 && result.failedAddresses === 0;
     // As kube-proxy's: the last sync that got everything in.
-    if (result.failed === 0) this.lastSync.setToCurrentTime();
+    if (complete) this.lastSync.setToCurrentTime();
     this.serviceChanges.inc(result.serviceChanges);
     this.endpointChanges.inc(result.endpointChanges);
     this.failedFrontends.inc(result.failed);
-    if (result.changeSeenAt !== undefined && result.failed === 0)
-      this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
+    if (result.changeSeenAt !== undefined && complete) this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
   }
 }
 
@@ -192,6 +198,16 @@ function formatFrontendCounters(rows: readonly { labels: FrontendSeriesLabels; c
     rows.forEach((row, index) => lines.push(`${name}${labelText[index]} ${row.counters[counter]}`));
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The calls refused at service id 0 (src/datapath/counters.ts): one series, of no frontend. */
+function formatUnservedAddressCounter(refused: number): string {
+  const name = 'socklb_unserved_address_refused_total';
+  return (
+    `# HELP ${name} connect() and sendmsg() calls refused at once (ECONNREFUSED) because they went to a service address ` +
+    `no frontend serves: a cluster IP on a port or protocol its Service does not have, or an address of the service CIDRs no Service holds\n` +
+    `# TYPE ${name} counter\n${name} ${refused}\n`
+  );
 }
 
 /** The text format's escapes; Kubernetes names never need them, a hostile manifest might. */

@@ -42,7 +42,7 @@ import { attachedCgroups, DEFAULT_PIN_DIRECTORY, sandboxCgroups } from '../pins/
 import { adoptSandboxes, controlSocketOption, registerSandboxCommands } from './sandbox.js';
 import { SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
-import { canonicalIP, parseCidr } from '../model/ip.js';
+import { canonicalCidr, canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
 import { registerInspectCommands } from './inspect.js';
@@ -75,6 +75,7 @@ interface RunOptions {
   nodeZone?: string;
   nodeIp: string[];
   allowedExternalIpCidrs: string[];
+  serviceClusterIpRange: string[];
   serviceProxyName?: string;
   metricsBindAddress: string;
   maxFrontends: number;
@@ -105,7 +106,7 @@ async function serveObservability(agent: Agent, keeper: AttachmentKeeper, option
   agent.onSync((result) => {
     metrics.recordSync(result);
     status.recordSync();
-    health.recordSync(result.failed > 0);
+    health.recordSync(result.failed + result.failedAddresses > 0);
   });
   keeper.onRepair((repair) => metrics.recordRepair(repair));
   const routes = agentRoutes(metrics, health, status);
@@ -143,6 +144,19 @@ function nodeContext(options: RunOptions): NodeContext {
   };
 }
 
+/** The flag's service CIDRs, canonical; a bad one is a usage error. */
+function serviceRanges(options: RunOptions): string[] {
+  return options.serviceClusterIpRange.map(
+    (text) =>
+      canonicalCidr(text) ??
+      fail(`--service-cluster-ip-range ${text}: not a CIDR such as 10.96.0.0/12 or fd00:10:96::/112 (comma-separated for several)`),
+  );
+}
+
+function fail(message: string): never {
+  throw new SocklbError('SOCKLB_ERR_USAGE', message);
+}
+
 async function run(options: RunOptions): Promise<void> {
   // Heard from the start: a first list that takes minutes (an API server out of reach) is still stopped cleanly.
   const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
@@ -152,6 +166,7 @@ async function run(options: RunOptions): Promise<void> {
   const stopTrimming = trimAfterCollections();
   const logger = createLogger(options.logLevel);
   const node = nodeContext(options);
+  const ranges = serviceRanges(options);
   if (options.sandboxesOnly && options.cgroup.length > 0)
     throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
   const { source, origin } = await chooseSource(options, logger);
@@ -176,6 +191,7 @@ async function run(options: RunOptions): Promise<void> {
     readers: datapath.readers,
     logger,
     node,
+    serviceRanges: ranges,
     stuckSockets,
     resyncIntervalMs: options.syncPeriod,
   });
@@ -347,6 +363,13 @@ program
   .option(
     '--allowed-external-ip-cidrs <cidrs>',
     'comma-separated CIDRs inside which spec.externalIPs are translated (default: none, see CVE-2020-8554)',
+    collectCommaSeparated,
+    [] as string[],
+  )
+  .option(
+    '--service-cluster-ip-range <cidrs>',
+    'comma-separated service CIDRs: a call to an address of them that no Service serves is refused (ECONNREFUSED); ' +
+      "the ServiceCIDR objects' are added when the API serves them",
     collectCommaSeparated,
     [] as string[],
   )

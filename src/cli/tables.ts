@@ -3,7 +3,7 @@
 
 import { repairMessage } from '../agent/attachment-keeper.js';
 import type { AgentStatusReport } from '../agent/status.js';
-import type { FrontendStats } from '../datapath/counters.js';
+import { UNSERVED_ADDRESS_SERVICE_ID, type FrontendStats } from '../datapath/counters.js';
 import type { BackendDescription, FrontendDescription, SocketDescription } from '../datapath/dump.js';
 import type { PinnedLink, PinnedMap } from '../pins/status.js';
 import type { Sandbox } from '../sandbox/registry.js';
@@ -50,12 +50,14 @@ export function formatBackendTable(backends: readonly BackendDescription[], wide
   ]);
 }
 
+/** The row of service id 0 (describeStats) reads `<unserved service address>`. */
 export function formatStatsTable(stats: readonly FrontendStats[]): string {
+  const unserved = (s: FrontendStats) => s.serviceId === UNSERVED_ADDRESS_SERVICE_ID;
   return formatColumns([
     ['SERVICE', 'FRONTEND', 'CONNECTS', 'REFUSED', 'DATAGRAMS', 'REVERSE-NAT'],
     ...stats.map((s) => [
-      s.service || '<unnamed>',
-      s.frontend,
+      unserved(s) ? '<unserved service address>' : s.service || '<unnamed>',
+      unserved(s) ? '-' : s.frontend,
       String(s.connects),
       String(s.refused),
       String(s.datagrams),

@@ -52,6 +52,18 @@ function countedFrontends(
   }));
 }
 
+/**
+ * The counters' index that no frontend is given: the programs count there, as refused, the calls
+ * to a service address that no frontend serves (a cluster IP's other ports, the rest of the
+ * service CIDRs).
+ */
+export const UNSERVED_ADDRESS_SERVICE_ID = 0;
+
+/** Calls refused because they went to a service address no frontend serves, summed over CPUs. */
+export function unservedAddressRefusals(stats: BpfMap): number {
+  return readCounters(stats, [UNSERVED_ADDRESS_SERVICE_ID]).get(UNSERVED_ADDRESS_SERVICE_ID)?.refused ?? 0;
+}
+
 /** One frontend's counters, as `socklb stats` shows them. */
 export interface FrontendStats extends FrontendCounters {
   frontend: string;
@@ -60,9 +72,12 @@ export interface FrontendStats extends FrontendCounters {
   serviceId: number;
 }
 
-/** Every frontend's counters, sorted by service, then frontend. */
+/**
+ * Every frontend's counters, sorted by service, then frontend; then, with service id 0 and no
+ * frontend or service, the calls refused because they went to a service address no frontend serves.
+ */
 export function describeStats(state: DatapathState, stats: BpfMap): FrontendStats[] {
-  return countedFrontends(state, stats)
+  const frontends = countedFrontends(state, stats)
     .map(({ frontend, entry, name, counters }) => ({
       frontend,
       service: name ? serviceText(name) : '',
@@ -70,6 +85,8 @@ export function describeStats(state: DatapathState, stats: BpfMap): FrontendStat
       ...counters,
     }))
     .sort((a, b) => a.service.localeCompare(b.service) || a.frontend.localeCompare(b.frontend));
+  const unserved = { ...ZERO_COUNTERS, refused: unservedAddressRefusals(stats) };
+  return [...frontends, { frontend: '', service: '', serviceId: UNSERVED_ADDRESS_SERVICE_ID, ...unserved }];
 }
 
 /**

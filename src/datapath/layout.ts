@@ -2,8 +2,8 @@
 // test/unit/layout.test.ts checks every size and offset here against the BTF
 // of the compiled object, so a change on one side cannot go unnoticed.
 
-import { formatIP, isIPv4Mapped, writeIP } from '../model/ip.js';
-import type { Backend, FrontendKey, Protocol, ServicePortRef } from '../model/types.js';
+import { formatIP, isIPv4Mapped, parseCidr, writeIP } from '../model/ip.js';
+import type { Backend, FrontendKey, IPAddress, Protocol, ServicePortRef } from '../model/types.js';
 
 /** Where a C struct's field lives, for the BTF check. */
 export interface FieldLayout {
@@ -41,6 +41,10 @@ export const MAP_NAMES = {
   affinity: 'socklb_aff_v1',
   /** The last batch a guest applied whole (guest mode): written by the host, never read by the programs. */
   marker: 'socklb_mark_v1',
+  /** The Services' cluster IPs: a call to one on a port no frontend serves is refused. */
+  clusterIPs: 'socklb_cip_v1',
+  /** The service CIDRs (an LPM trie): a call to an address of them no Service holds is refused. */
+  serviceRanges: 'socklb_range_v1',
   /** The socket iterators' object (socklb_iter.bpf.c). */
   stale: 'socklb_stale_v1',
 } as const;
@@ -392,6 +396,42 @@ export const markerCodec: Codec<Marker> = {
   },
 };
 
+// struct socklb_cluster_ip
+export const clusterIPCodec: Codec<IPAddress> = {
+  cType: 'struct socklb_cluster_ip',
+  size: 16,
+  fields: { address: { offset: 0, size: 16 } },
+  encode: (address) => writeIP(address, zeroed(16), 0),
+  decode: (raw) => decodeAddress(view(raw), 0),
+};
+
+/** IPv4-mapped addresses: the first 96 bits of every IPv4 key. */
+const IPV4_MAPPED_BITS = 96;
+
+// struct socklb_range_key: a CIDR, IPv4 stored IPv4-mapped. The agent writes canonical ones
+// (canonicalCidr); one with bits set past its prefix, which something else wrote, is read back
+// as it is, so that it can be deleted.
+export const serviceRangeKeyCodec: Codec<string> = {
+  cType: 'struct socklb_range_key',
+  size: 20,
+  fields: { prefixlen: { offset: 0, size: 4 }, address: { offset: 4, size: 16 } },
+  encode(text) {
+    const cidr = parseCidr(text);
+    if (cidr === undefined) throw new Error(`struct socklb_range_key: ${JSON.stringify(text)} is not a CIDR`);
+    const bytes = zeroed(20);
+    bytes.writeUInt32LE(cidr.bits, 0);
+    cidr.network.copy(bytes, 4);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    const bits = bytes.readUInt32LE(0);
+    const address = bytes.subarray(4, 20);
+    const ipv4 = bits >= IPV4_MAPPED_BITS && isIPv4Mapped(address);
+    return `${formatIP(address, ipv4 ? 'IPv4' : 'IPv6')}/${ipv4 ? bits - IPV4_MAPPED_BITS : bits}`;
+  },
+};
+
 /** An address and port, as a socket sees it. */
 export interface SocketAddress {
   address: string;
@@ -621,4 +661,7 @@ export const MAP_CODECS = {
   serviceNames: { key: u32Codec, value: serviceNameCodec },
   stats: { key: u32Codec, value: statsCodec },
   marker: { key: u32Codec, value: markerCodec },
+  // The values are reserved (0): the programs only look for the key.
+  clusterIPs: { key: clusterIPCodec, value: u32Codec },
+  serviceRanges: { key: serviceRangeKeyCodec, value: u32Codec },
 } as const;

@@ -145,11 +145,13 @@ function checkPinnedLayout(path: string, mapName: string, size: MapSize | undefi
     const info = mapInfo(fd);
     if (role) checkLayout(role, info, path);
     if (size && info.maxEntries !== size.capacity) {
+      const asker = size.flag ?? 'this build';
+      const resize = size.flag === undefined ? 'run ' : `run with ${size.flag} ${info.maxEntries}, or `;
       throw new SocklbError(
         'SOCKLB_ERR_MAP_LAYOUT',
-        `${path} holds up to ${info.maxEntries} entries and ${size.flag} asks for ${size.capacity}: ` +
-          `a pinned map cannot be resized; run with ${size.flag} ${info.maxEntries}, ` +
-          `or \`socklb cleanup\` first (the datapath stops translating until the agent is back)`,
+        `${path} holds up to ${info.maxEntries} entries and ${asker} asks for ${size.capacity}: ` +
+          `a pinned map cannot be resized; ${resize}` +
+          `\`socklb cleanup\` first (the datapath stops translating until the agent is back)`,
       );
     }
   } finally {
@@ -182,10 +184,10 @@ function checkNotReplacingState(pinDirectory: string, pinnedBefore: readonly str
   );
 }
 
-/** A map's entries, and the `socklb run` flag that sets them. */
+/** A map's entries, and the `socklb run` flag that sets them (none for a fixed size). */
 interface MapSize {
   capacity: number;
-  flag: string;
+  flag: string | undefined;
 }
 
 function sizeOf(mapName: string, capacities: MapCapacities): MapSize | undefined {

@@ -56,11 +56,14 @@ export interface DatapathMaps {
   serviceNames: BpfMap;
   /** Per-CPU counters by service id: the agent only zeroes an id before handing it out. */
   stats: BpfMap;
+  /** The Services' cluster IPs, and the service CIDRs: the addresses whose unserved calls are refused. */
+  clusterIPs: BpfMap;
+  serviceRanges: BpfMap;
 }
 
 export type MapRole = keyof DatapathMaps;
 
-export const MAP_ROLES: readonly MapRole[] = ['frontends', 'slots', 'backends', 'serviceNames', 'stats'];
+export const MAP_ROLES: readonly MapRole[] = ['frontends', 'slots', 'backends', 'serviceNames', 'stats', 'clusterIPs', 'serviceRanges'];
 
 /** Builds one map per role. */
 export function mapsByRole(make: (role: MapRole) => BpfMap): DatapathMaps {
@@ -70,6 +73,8 @@ export function mapsByRole(make: (role: MapRole) => BpfMap): DatapathMaps {
     backends: make('backends'),
     serviceNames: make('serviceNames'),
     stats: make('stats'),
+    clusterIPs: make('clusterIPs'),
+    serviceRanges: make('serviceRanges'),
   };
 }
 
@@ -84,23 +89,41 @@ export interface MapCapacities {
 
 export const DEFAULT_CAPACITIES: MapCapacities = { frontends: 65536, backends: 65536, slots: 262144, connections: 131072 };
 
+/** SOCKLB_MAX_SERVICE_RANGES of bpf/socklb.h: the service CIDRs at once, whatever the flags. */
+export const SERVICE_RANGES_CAPACITY = 256;
+
 /**
  * The entries of the map of `role`, the one sizing rule of the kernel's maps and the in-memory
  * ones. Every frontend has one service name, and one set of counters at the index of its service
- * id; ids start at 1 (0 is never handed out), so the counters' array holds one more.
+ * id; ids start at 1 (0 is never handed out), so the counters' array holds one more. A cluster IP
+ * has a frontend per port of its Service.
  */
 export function roleCapacity(role: MapRole, capacities: MapCapacities): number {
-  if (role === 'stats') return capacities.frontends + 1;
-  return capacities[role === 'serviceNames' ? 'frontends' : role];
+  switch (role) {
+    case 'stats':
+      return capacities.frontends + 1;
+    case 'serviceNames':
+    case 'clusterIPs':
+      return capacities.frontends;
+    case 'serviceRanges':
+      return SERVICE_RANGES_CAPACITY;
+    default:
+      return capacities[role];
+  }
 }
 
-/** The `socklb run` flag that sizes each map (a frontend has one service name and one set of counters). */
-export const CAPACITY_FLAGS: Record<MapRole, string> = {
+/**
+ * The `socklb run` flag that sizes each map (a frontend has one service name and one set of
+ * counters, a cluster IP one frontend or more); undefined for a map of a fixed size.
+ */
+export const CAPACITY_FLAGS: Record<MapRole, string | undefined> = {
   frontends: '--max-frontends',
   serviceNames: '--max-frontends',
   stats: '--max-frontends',
+  clusterIPs: '--max-frontends',
   backends: '--max-backends',
   slots: '--max-slots',
+  serviceRanges: undefined,
 };
 
 const ROLE_BY_MAP_NAME = new Map<string, MapRole>(MAP_ROLES.map((role) => [MAP_NAMES[role], role]));
@@ -114,9 +137,10 @@ export function roleOfMap(mapName: string): MapRole | undefined {
 export function mapWriteError(map: BpfMap, action: 'update' | 'delete', errno: number): SocklbError {
   const name = errnoName(errno);
   const role = roleOfMap(map.name);
+  const flag = role === undefined ? 'its size' : CAPACITY_FLAGS[role];
   const hint =
     name === 'E2BIG' || name === 'ENOSPC' || name === 'ENOMEM'
-      ? `: map full (${map.maxEntries} entries); raise ${role ? CAPACITY_FLAGS[role] : 'its size'}`
+      ? `: map full (${map.maxEntries} entries)${flag === undefined ? ', a fixed size' : `; raise ${flag}`}`
       : '';
   const error = new SocklbError('SOCKLB_ERR_MAP_UPDATE', `${action} ${map.name}: ${name}${hint}`);
   return Object.assign(error, { errno });

@@ -35,7 +35,7 @@
 // every frontend's order holds, and so does every prefix's safety.
 
 import { backendText } from '../model/keys.js';
-import type { DesiredFrontend, ServicePortRef } from '../model/types.js';
+import type { DesiredFrontend, IPAddress, ServiceAddresses, ServicePortRef } from '../model/types.js';
 import type { DatapathState, FrontendEntry, Operation } from './state.js';
 
 /** The operations of one frontend, to apply in order. */
@@ -139,6 +139,44 @@ export function planCleanup(state: DatapathState, scope?: CleanupScope): Operati
     }
   }
   return [...slotDeletions, ...nameDeletions, ...backendDeletions];
+}
+
+/** The cluster IPs and service CIDRs a plan looks at: those that may have changed, or all. */
+export interface AddressScope {
+  clusterIPs: Iterable<IPAddress>;
+  serviceRanges: Iterable<string>;
+}
+
+/** Every cluster IP and service CIDR either side knows of: the scope of a full sync. */
+export function fullAddressScope(state: DatapathState, desired: ServiceAddresses): AddressScope {
+  return {
+    clusterIPs: new Set([...state.clusterIPs, ...desired.clusterIPs]),
+    serviceRanges: new Set([...state.serviceRanges, ...desired.serviceRanges]),
+  };
+}
+
+/**
+ * The cluster IPs and service CIDRs in `scope`, from what the maps hold to what is desired. Each
+ * entry stands alone (the programs follow it nowhere), so the only order is that additions come
+ * before deletions: the maps pass through the union of the old set and the new one, and an address
+ * refused before and after is refused throughout (a range narrowed from /12 to /16 leaves no gap).
+ * Written after the frontends (reconcileAddresses), so that a new Service's frontends take the
+ * calls they serve before its cluster IP refuses the others.
+ */
+export function planAddresses(state: DatapathState, desired: ServiceAddresses, scope: AddressScope): Operation[] {
+  const additions: Operation[] = [];
+  const deletions: Operation[] = [];
+  for (const address of new Set(scope.clusterIPs)) {
+    const wanted = desired.clusterIPs.has(address);
+    if (wanted && !state.clusterIPs.has(address)) additions.push({ kind: 'upsert-cluster-ip', address });
+    else if (!wanted && state.clusterIPs.has(address)) deletions.push({ kind: 'delete-cluster-ip', address });
+  }
+  for (const cidr of new Set(scope.serviceRanges)) {
+    const wanted = desired.serviceRanges.has(cidr);
+    if (wanted && !state.serviceRanges.has(cidr)) additions.push({ kind: 'upsert-service-range', cidr });
+    else if (!wanted && state.serviceRanges.has(cidr)) deletions.push({ kind: 'delete-service-range', cidr });
+  }
+  return [...additions, ...deletions];
 }
 
 function planDeletion(state: DatapathState, current: FrontendEntry): Operation[] {

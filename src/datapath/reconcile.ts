@@ -1,9 +1,9 @@
 // Applies the planner's operations to the maps, keeping the DatapathState in
 // step with what the kernel accepted.
 
-import type { DesiredFrontend } from '../model/types.js';
+import type { DesiredFrontend, ServiceAddresses } from '../model/types.js';
 import type { BpfMap, DatapathMaps } from './maps.js';
-import { addWrittenIds, cleanupScope, planCleanup, planFrontends, type FrontendPlan } from './planner.js';
+import { addWrittenIds, cleanupScope, planAddresses, planCleanup, planFrontends, type AddressScope, type FrontendPlan } from './planner.js';
 import type { DatapathState, Operation } from './state.js';
 import { isUpsert, upsertEntry, upsertMap, writeOperation, type Upsert } from './writer.js';
 
@@ -49,6 +49,39 @@ export function reconcile(
     else result.operations++;
   }
   return result;
+}
+
+export interface AddressReconcileResult {
+  /** Map writes the kernel accepted. */
+  operations: number;
+  /** `cluster IP 10.96.0.10`, `service CIDR 10.96.0.0/12` -> the write the kernel refused; planned again at the next sync. */
+  failed: Map<string, Error>;
+}
+
+/**
+ * Brings the cluster IPs and service CIDRs in `scope` to `desired` (planAddresses). Called after
+ * reconcile: a Service's frontends are in before its cluster IP refuses the calls they do not
+ * serve. Each entry stands alone, so a refused write holds nothing else back.
+ */
+export function reconcileAddresses(
+  maps: DatapathMaps,
+  state: DatapathState,
+  desired: ServiceAddresses,
+  scope: AddressScope,
+): AddressReconcileResult {
+  const result: AddressReconcileResult = { operations: 0, failed: new Map() };
+  for (const operation of planAddresses(state, desired, scope)) {
+    const error = write(maps, state, operation);
+    if (error) result.failed.set(addressOf(operation), error);
+    else result.operations++;
+  }
+  return result;
+}
+
+function addressOf(operation: Operation): string {
+  if ('address' in operation) return `cluster IP ${operation.address}`;
+  if ('cidr' in operation) return `service CIDR ${operation.cidr}`;
+  throw new Error(`${operation.kind} is no cluster IP or service CIDR operation`);
 }
 
 /**

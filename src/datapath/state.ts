@@ -5,7 +5,7 @@
 
 import { GroupedKeys } from '../model/grouped-keys.js';
 import { backendText, frontendId } from '../model/keys.js';
-import type { Backend, FrontendKey, ServicePortRef } from '../model/types.js';
+import type { Backend, FrontendKey, IPAddress, ServicePortRef } from '../model/types.js';
 import { IdMap } from './id-map.js';
 import { isSealed, MAP_CODECS } from './layout.js';
 import type { DatapathMaps } from './maps.js';
@@ -30,7 +30,13 @@ export type Operation =
   | { kind: 'delete-frontend'; key: FrontendKey }
   | { kind: 'delete-slot'; serviceId: number; slot: number }
   | { kind: 'delete-service-name'; serviceId: number }
-  | { kind: 'delete-backend'; backendId: number };
+  | { kind: 'delete-backend'; backendId: number }
+  /** A Service's cluster IP: calls to it that no frontend serves are refused. */
+  | { kind: 'upsert-cluster-ip'; address: IPAddress }
+  | { kind: 'delete-cluster-ip'; address: IPAddress }
+  /** A service CIDR (canonical): calls to its addresses that no frontend or cluster IP serves are refused. */
+  | { kind: 'upsert-service-range'; cidr: string }
+  | { kind: 'delete-service-range'; cidr: string };
 
 export class DatapathState {
   /** By frontendId(). */
@@ -40,6 +46,9 @@ export class DatapathState {
   readonly slots = new IdMap<IdMap<number>>();
   readonly backends = new IdMap<Backend>();
   readonly serviceNames = new IdMap<ServicePortRef>();
+  readonly clusterIPs = new Set<IPAddress>();
+  /** Canonical CIDRs. */
+  readonly serviceRanges = new Set<string>();
   private readonly backendIdByAddress = new Map<string, number>();
   /** backend id -> how many slots name it; absent for none. */
   private readonly slotsNamingBackend = new IdMap<number>();
@@ -79,6 +88,10 @@ export class DatapathState {
       if (frontendId(frontend.key) === frontendId(MAP_CODECS.frontends.key.decode(key)) && isSealed(value))
         state.apply({ kind: 'upsert-frontend', frontend });
     }
+    for (const [key] of maps.clusterIPs.entries())
+      state.apply({ kind: 'upsert-cluster-ip', address: MAP_CODECS.clusterIPs.key.decode(key) });
+    for (const [key] of maps.serviceRanges.entries())
+      state.apply({ kind: 'upsert-service-range', cidr: MAP_CODECS.serviceRanges.key.decode(key) });
     return state;
   }
 
@@ -141,6 +154,18 @@ export class DatapathState {
         return;
       case 'reset-stats':
         // Counters are the programs' business; the planner never reads them.
+        return;
+      case 'upsert-cluster-ip':
+        this.clusterIPs.add(operation.address);
+        return;
+      case 'delete-cluster-ip':
+        this.clusterIPs.delete(operation.address);
+        return;
+      case 'upsert-service-range':
+        this.serviceRanges.add(operation.cidr);
+        return;
+      case 'delete-service-range':
+        this.serviceRanges.delete(operation.cidr);
         return;
     }
   }

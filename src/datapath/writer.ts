@@ -5,7 +5,16 @@ import type { Operation } from './state.js';
 /** The operations that create or replace an entry: they can be written in batches. */
 export type Upsert = Extract<
   Operation,
-  { kind: 'upsert-backend' | 'upsert-slot' | 'upsert-service-name' | 'upsert-frontend' | 'reset-stats' }
+  {
+    kind:
+      | 'upsert-backend'
+      | 'upsert-slot'
+      | 'upsert-service-name'
+      | 'upsert-frontend'
+      | 'reset-stats'
+      | 'upsert-cluster-ip'
+      | 'upsert-service-range';
+  }
 >;
 
 const UPSERT_KINDS: ReadonlySet<Operation['kind']> = new Set<Upsert['kind']>([
@@ -14,6 +23,8 @@ const UPSERT_KINDS: ReadonlySet<Operation['kind']> = new Set<Upsert['kind']>([
   'upsert-service-name',
   'upsert-frontend',
   'reset-stats',
+  'upsert-cluster-ip',
+  'upsert-service-range',
 ]);
 
 export function isUpsert(operation: Operation): operation is Upsert {
@@ -33,8 +44,15 @@ export function upsertMap(maps: DatapathMaps, kind: Upsert['kind']): BpfMap {
       return maps.frontends;
     case 'reset-stats':
       return maps.stats;
+    case 'upsert-cluster-ip':
+      return maps.clusterIPs;
+    case 'upsert-service-range':
+      return maps.serviceRanges;
   }
 }
+
+/** The value of the maps whose programs only look for the key (reserved, 0). */
+const PRESENT = MAP_CODECS.clusterIPs.value.encode(0);
 
 /** The entry an upsert writes into its map, encoded. */
 export function upsertEntry(maps: DatapathMaps, operation: Upsert): MapEntry {
@@ -53,6 +71,10 @@ export function upsertEntry(maps: DatapathMaps, operation: Upsert): MapEntry {
     case 'reset-stats':
       // Every CPU's copy, zeroed.
       return [MAP_CODECS.stats.key.encode(operation.serviceId), Buffer.alloc(MAP_CODECS.stats.value.size * maps.stats.valuesPerKey)];
+    case 'upsert-cluster-ip':
+      return [MAP_CODECS.clusterIPs.key.encode(operation.address), PRESENT];
+    case 'upsert-service-range':
+      return [MAP_CODECS.serviceRanges.key.encode(operation.cidr), PRESENT];
   }
 }
 
@@ -71,5 +93,9 @@ export function writeOperation(maps: DatapathMaps, operation: Operation): void {
       return maps.serviceNames.delete(MAP_CODECS.serviceNames.key.encode(operation.serviceId));
     case 'delete-frontend':
       return maps.frontends.delete(MAP_CODECS.frontends.key.encode(operation.key));
+    case 'delete-cluster-ip':
+      return maps.clusterIPs.delete(MAP_CODECS.clusterIPs.key.encode(operation.address));
+    case 'delete-service-range':
+      return maps.serviceRanges.delete(MAP_CODECS.serviceRanges.key.encode(operation.cidr));
   }
 }

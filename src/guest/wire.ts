@@ -57,8 +57,15 @@ const BPF_MAP_TYPE_PERCPU_HASH = 5;
 const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 const BPF_MAP_TYPE_LRU_HASH = 9;
 const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
+const BPF_MAP_TYPE_LPM_TRIE = 11;
 const PER_CPU_TYPES: ReadonlySet<number> = new Set([BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH]);
-const WRITABLE_TYPES: ReadonlySet<number> = new Set([BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LRU_HASH, ...PER_CPU_TYPES]);
+const WRITABLE_TYPES: ReadonlySet<number> = new Set([
+  BPF_MAP_TYPE_HASH,
+  BPF_MAP_TYPE_ARRAY,
+  BPF_MAP_TYPE_LRU_HASH,
+  BPF_MAP_TYPE_LPM_TRIE,
+  ...PER_CPU_TYPES,
+]);
 
 /** One map of the guest's datapath, as bpf_map_get_info_by_fd describes it. */
 export interface MapDescriptor {

@@ -22,6 +22,7 @@ export function mapTypeName(type: number): string {
     6: 'percpu_array',
     9: 'lru_hash',
     10: 'lru_percpu_hash',
+    11: 'lpm_trie',
     24: 'sk_storage',
   };
   return names[type] ?? `type ${type}`;

@@ -164,6 +164,24 @@ export function parseCidr(text: string): Cidr | undefined {
   return { network: ipToBytes(address), bits: length + (family === 'IPv4' ? 96 : 0), family };
 }
 
+/**
+ * The canonical text of a CIDR, so that two spellings of one range compare equal: its network
+ * address (the bits past the prefix cleared, as Go's net.ParseCIDR reads `10.96.0.5/12`) and its
+ * prefix length, an IPv4-mapped IPv6 range of /96 or longer written as the IPv4 range it is (the
+ * datapath keys IPv4 as exactly those bytes). Undefined when `text` is not a CIDR.
+ */
+export function canonicalCidr(text: string): string | undefined {
+  const cidr = parseCidr(text);
+  if (cidr === undefined) return undefined;
+  const network = Buffer.from(cidr.network);
+  for (let index = 0; index < 16; index++) {
+    const kept = Math.min(8, Math.max(0, cidr.bits - index * 8));
+    network[index] = (network[index] ?? 0) & (0xff << (8 - kept)) & 0xff;
+  }
+  const ipv4 = cidr.bits >= 96 && isIPv4Mapped(network);
+  return `${formatIP(network, ipv4 ? 'IPv4' : 'IPv6')}/${ipv4 ? cidr.bits - 96 : cidr.bits}`;
+}
+
 /** Whether `address` lies inside `cidr` (families must match). */
 export function cidrContains(cidr: Cidr, address: IPAddress): boolean {
   if (ipFamily(address) !== cidr.family) return false;

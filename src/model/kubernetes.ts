@@ -4,8 +4,19 @@
 // half-translated Service fails in ways that are harder to see than a
 // rejected one.
 
-import { canonicalIP, formatIP, ipFamily, ipToBytes, ipv4WithLeadingZeros, isIPv4Mapped } from './ip.js';
-import type { Endpoint, EndpointPort, EndpointSlice, IPAddress, IPFamily, Protocol, Service, ServicePort, TrafficPolicy } from './types.js';
+import { canonicalCidr, canonicalIP, formatIP, ipFamily, ipToBytes, ipv4WithLeadingZeros, isIPv4Mapped } from './ip.js';
+import type {
+  Endpoint,
+  EndpointPort,
+  EndpointSlice,
+  IPAddress,
+  IPFamily,
+  Protocol,
+  Service,
+  ServiceCIDR,
+  ServicePort,
+  TrafficPolicy,
+} from './types.js';
 
 export type ParseResult<T> =
   | { kind: 'ok'; value: T }
@@ -81,7 +92,7 @@ export function parseService(raw: unknown): ParseResult<Service> {
         ports: withoutSctp(allPorts),
         sctpPorts: sharedIfEmpty(allPorts.filter((port) => port.protocol === 'SCTP').map((port) => port.port)),
         externalIPs: sharedIfEmpty(addresses(spec.externalIPs, 'spec.externalIPs')),
-        loadBalancerIPs: sharedIfEmpty(type === 'LoadBalancer' ? loadBalancerIPs(body.status) : []),
+        loadBalancerIPs: sharedIfEmpty(loadBalancerIPs(body.status)),
         affinityTimeoutSeconds: affinityTimeout(spec),
         internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
         serviceProxyName: typeof proxyName === 'string' ? proxyName : undefined,
@@ -116,6 +127,22 @@ export function parseEndpointSlice(raw: unknown): ParseResult<EndpointSlice> {
     const ports = withoutSctp(allPorts);
     const endpoints = list(body.endpoints, 'endpoints').map((endpoint, i) => parseEndpoint(endpoint, `endpoints[${i}]`, addressType));
     return { kind: 'ok', value: { namespace, name, serviceName, addressType, ports, endpoints } };
+  });
+}
+
+/**
+ * A ServiceCIDR, cluster-scoped: its spec.cidrs, each a CIDR (the API server takes them in
+ * canonical form; another spelling is read as the range it names).
+ */
+export function parseServiceCIDR(raw: unknown): ParseResult<ServiceCIDR> {
+  return validated(() => {
+    const { name, body } = objectMeta(raw, 'networking.k8s.io/v1', 'ServiceCIDR', SUBDOMAIN);
+    const spec = record(body.spec, 'spec');
+    const cidrs = list(spec.cidrs, 'spec.cidrs').map((entry, i) => {
+      const text = string(entry, `spec.cidrs[${i}]`);
+      return canonicalCidr(text) ?? fail(`spec.cidrs[${i}]`, `${show(text)} is not a CIDR such as 10.96.0.0/12`);
+    });
+    return { kind: 'ok', value: { name, cidrs } };
   });
 }
 
@@ -323,6 +350,8 @@ function addresses(raw: unknown, field: string): IPAddress[] {
  * The IPs of status.loadBalancer.ingress that are virtual IPs (ipMode VIP or unset): entries with
  * only a hostname have none, and traffic to an address of any other mode (Proxy) must reach the
  * load balancer, which may terminate TLS or add a PROXY header: kube-proxy leaves it alone (KEP-1860).
+ * Whatever the Service's type, as kube-proxy reads them: a load balancer controller may serve a
+ * Service of another type (one being converted, or one a controller of its own selects).
  */
 function loadBalancerIPs(status: unknown): IPAddress[] {
   if (isAbsent(status)) return [];

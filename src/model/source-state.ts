@@ -29,6 +29,11 @@ export interface SourceState {
    * Undefined: anything may have changed, the consumer compares everything.
    */
   changes?: StateChanges;
+  /**
+   * The service CIDRs of the cluster's ServiceCIDR objects, canonical (canonicalCidr); undefined
+   * from a source that has none (manifests, an API server that does not serve the resource).
+   */
+  serviceCIDRs?: ReadonlySet<string>;
   /** Everything currently wrong with the input. */
   problems: readonly InputProblem[];
   /** When the source first noticed a change this state carries (ms since the epoch), for network programming latency. */

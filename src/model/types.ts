@@ -30,7 +30,7 @@ export interface Service {
   sctpPorts: readonly number[];
   /** spec.externalIPs, served only inside --allowed-external-ip-cidrs. */
   externalIPs: readonly IPAddress[];
-  /** status.loadBalancer.ingress[].ip of a LoadBalancer Service. */
+  /** status.loadBalancer.ingress[].ip, whatever the type, as kube-proxy reads them. */
   loadBalancerIPs: readonly IPAddress[];
   /** ClientIP affinity's timeout; undefined for sessionAffinity None. */
   affinityTimeoutSeconds: number | undefined;
@@ -107,6 +107,24 @@ export interface DesiredFrontend {
   backends: Backend[];
   /** Seconds a client keeps its backend (ClientIP affinity); 0 for none. */
   affinityTimeoutSeconds: number;
+}
+
+/** A networking.k8s.io/v1 ServiceCIDR: where the cluster allocates cluster IPs. */
+export interface ServiceCIDR {
+  name: string;
+  /** spec.cidrs, canonical (canonicalCidr): one per family. */
+  cidrs: readonly string[];
+}
+
+/**
+ * The addresses that belong to the Services as a whole: a call to one of them that no frontend
+ * serves is refused at once, as kube-proxy's cluster-ips-check chain rejects or drops it.
+ */
+export interface ServiceAddresses {
+  /** The cluster IPs of the Services this proxy serves: refused on the ports they do not serve. */
+  clusterIPs: ReadonlySet<IPAddress>;
+  /** The service CIDRs, canonical (canonicalCidr): refused where no Service has an address. */
+  serviceRanges: ReadonlySet<string>;
 }
 
 /**

@@ -92,7 +92,7 @@ function describeLink(path: string, view: CgroupView | undefined, cgroup: string
   }
 }
 
-const COUNTED_TYPES = new Set(['hash', 'lru_hash', 'percpu_hash', 'lru_percpu_hash']);
+const COUNTED_TYPES = new Set(['hash', 'lru_hash', 'percpu_hash', 'lru_percpu_hash', 'lpm_trie']);
 
 /** Every pinned map with its fill, sorted by name. */
 export function pinnedMaps(pinDirectory: string): PinnedMap[] {

@@ -1,5 +1,5 @@
-// The two requests socklb makes to the Kubernetes API: LIST a collection and
-// WATCH it. Credentials, TLS and proxies come from @kubernetes/client-node's
+// The requests socklb makes to the Kubernetes API: LIST a collection and
+// WATCH it, and ask a group version which resources it serves. Credentials, TLS and proxies come from @kubernetes/client-node's
 // KubeConfig (kubeconfig files, exec plugins, the rotating in-cluster token);
 // the requests themselves are plain node:https, so that both return the
 // objects exactly as the server sent them (the generated typed client drops
@@ -48,6 +48,8 @@ export class ApiError extends Error {
 
 // Status bodies of failed requests are small; a huge one is not a Status.
 const MAX_ERROR_BODY = 64 * 1024;
+// A group version's discovery document lists its resources: a few KiB (a cut one is not JSON).
+const MAX_DISCOVERY_BODY = 1024 * 1024;
 // A LIST that receives nothing for this long (connecting included) is on a dead connection: fail it, so it is retried.
 const LIST_IDLE_TIMEOUT_MS = 60_000;
 
@@ -67,6 +69,24 @@ export class ApiClient {
     } catch (error) {
       throw new Error(`GET ${path}: the response is not JSON (${(error as Error).message})`);
     }
+  }
+
+  /**
+   * The resources a group version serves (its discovery document, /apis/GROUP/VERSION): their
+   * plural names; undefined when the server does not serve the group version at all (404).
+   */
+  async resources(groupVersionPath: string, signal: AbortSignal): Promise<string[] | undefined> {
+    let response: http.IncomingMessage;
+    try {
+      response = await this.get(groupVersionPath, {}, signal, LIST_IDLE_TIMEOUT_MS);
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 404) return undefined;
+      throw error;
+    }
+    const body = await readBody(response, MAX_DISCOVERY_BODY);
+    const list = parseJSON(body) as { resources?: { name?: unknown }[] } | undefined;
+    if (!Array.isArray(list?.resources)) throw new Error(`GET ${groupVersionPath}: the response is not an APIResourceList`);
+    return list.resources.map((resource) => resource.name).filter((name): name is string => typeof name === 'string');
   }
 
   /**

@@ -1,10 +1,12 @@
-// Services, EndpointSlices and this node's zone from the Kubernetes API, the
-// way kube-proxy takes them: three list+watch loops (reflector.ts) with
-// kube-proxy's server-side label selector, each object validated by the same
-// parser as a manifest's (validated-objects.ts), and whole states delivered
-// from the three together:
+// Services, EndpointSlices, this node's zone and the ServiceCIDRs from the
+// Kubernetes API, the way kube-proxy takes them: four list+watch loops
+// (reflector.ts), Services and EndpointSlices with kube-proxy's server-side
+// label selector, each object validated by the same parser as a manifest's
+// (validated-objects.ts), and whole states delivered from the four together:
 //
-//   - nothing before all three have listed once: until then the agent keeps
+//   - nothing before all four have listed once (the ServiceCIDRs count as
+//     listed, empty, on a server that does not serve them, as before
+//     Kubernetes 1.33): until then the agent keeps
 //     the datapath a previous run pinned, rather than prune it from a
 //     half-known cluster;
 //   - then one state per burst of events (those already queued when the
@@ -15,9 +17,9 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import type { Logger } from '../log.js';
-import { HEADLESS_LABEL, parseEndpointSlice, parseService, SERVICE_PROXY_NAME_LABEL } from '../model/kubernetes.js';
+import { HEADLESS_LABEL, parseEndpointSlice, parseService, parseServiceCIDR, SERVICE_PROXY_NAME_LABEL } from '../model/kubernetes.js';
 import type { SourceState } from '../model/source-state.js';
-import type { EndpointSlice, InputProblem, Service } from '../model/types.js';
+import type { EndpointSlice, InputProblem, Service, ServiceCIDR } from '../model/types.js';
 import { ApiClient, type KubeObject } from './api-client.js';
 import { Reflector, type ReflectorStore, type Resource, type RetryOptions } from './reflector.js';
 import { CoalescedTask, type Source } from './source.js';
@@ -48,6 +50,13 @@ export const ENDPOINT_SLICES: Resource = {
   kind: 'EndpointSlice',
 };
 export const NODES: Resource = { path: '/api/v1/nodes', apiVersion: 'v1', kind: 'Node' };
+/** Where cluster IPs are allocated (GA in Kubernetes 1.33): kube-proxy's service CIDRs. */
+export const SERVICE_CIDRS: Resource = {
+  path: '/apis/networking.k8s.io/v1/servicecidrs',
+  apiVersion: 'networking.k8s.io/v1',
+  kind: 'ServiceCIDR',
+  optional: true,
+};
 
 /**
  * kube-proxy's label selector, for Services and EndpointSlices alike: the
@@ -63,6 +72,7 @@ export function proxyLabelSelector(serviceProxyName?: string): string {
 export class KubernetesSource implements Source {
   private readonly serviceObjects: ValidatedObjects<Service>;
   private readonly sliceObjects: ValidatedObjects<EndpointSlice>;
+  private readonly serviceCIDRObjects: ValidatedObjects<ServiceCIDR>;
   private readonly node: NodeZone;
   /** The state as delivered, brought up to date key by key in state(). */
   private readonly services = new Map<string, Service>();
@@ -70,6 +80,9 @@ export class KubernetesSource implements Source {
   private readonly slices = new Map<string, EndpointSlice>();
   private readonly serviceProblems = new Map<string, string>();
   private readonly sliceProblems = new Map<string, string>();
+  /** The union of the ServiceCIDRs' ranges, remade when one changed: they are few. */
+  private serviceCIDRs: ReadonlySet<string> = new Set();
+  private serviceCIDRsChanged = false;
   /** Keys changed since the last state. */
   private pending = { services: new Set<string>(), slices: new Set<string>() };
   /** When the first of the pending changes arrived, for the network programming latency. */
@@ -94,6 +107,10 @@ export class KubernetesSource implements Source {
       this.pending.slices.add(key);
       this.schedule();
     });
+    this.serviceCIDRObjects = new ValidatedObjects(parseServiceCIDR, () => {
+      this.serviceCIDRsChanged = true;
+      this.schedule();
+    });
     this.node = new NodeZone(options.nodeName, () => this.schedule());
 
     const client = new ApiClient(options.kubeConfig);
@@ -113,10 +130,12 @@ export class KubernetesSource implements Source {
       reflector(ENDPOINT_SLICES, this.sliceObjects, { labelSelector }),
       // kube-proxy watches its own Node the same way: a list of one, by field selector.
       reflector(NODES, this.node, { fieldSelector: `metadata.name=${options.nodeName}` }),
+      // All of them, as kube-proxy's ServiceCIDR informer: no proxy label applies to them.
+      reflector(SERVICE_CIDRS, this.serviceCIDRObjects, {}),
     ];
   }
 
-  /** Resolves once all three collections were listed and the first state delivered, or once stopped. */
+  /** Resolves once all four collections were listed and the first state delivered, or once stopped. */
   async start(onState: (state: SourceState) => void): Promise<void> {
     if (this.onState) throw new Error('KubernetesSource: start was called twice');
     this.onState = onState;
@@ -126,7 +145,7 @@ export class KubernetesSource implements Source {
     this.synced = true;
     const state = this.state();
     this.logger.info(
-      { services: state.services.size, slices: state.slices.size, node: state.node },
+      { services: state.services.size, slices: state.slices.size, node: state.node, serviceCIDRs: [...this.serviceCIDRs] },
       'Kubernetes API: first lists complete',
     );
     onState(state);
@@ -163,9 +182,17 @@ export class KubernetesSource implements Source {
       setOrDelete(this.sliceProblems, key, entry?.problem);
       setOrDelete(this.slices, key, entry?.value);
     }
+    if (this.serviceCIDRsChanged) {
+      this.serviceCIDRsChanged = false;
+      this.serviceCIDRs = new Set([...this.serviceCIDRObjects.entries.values()].flatMap((entry) => entry.value?.cidrs ?? []));
+    }
     const problems: InputProblem[] = [
       ...[...this.serviceProblems].map(([key, reason]) => ({ source: SOURCE_NAME, object: `Service ${key}`, reason })),
       ...[...this.sliceProblems].map(([key, reason]) => ({ source: SOURCE_NAME, object: `EndpointSlice ${key}`, reason })),
+      // Cluster-scoped: named without the namespace ("default") of their key.
+      ...[...this.serviceCIDRObjects.entries].flatMap(([key, { problem }]) =>
+        problem === undefined ? [] : [{ source: SOURCE_NAME, object: `ServiceCIDR ${key.slice(key.indexOf('/') + 1)}`, reason: problem }],
+      ),
     ];
     const { name, zone, exists } = this.node;
     if (!exists)
@@ -174,8 +201,9 @@ export class KubernetesSource implements Source {
         object: `Node ${name}`,
         reason: 'does not exist: zone hints are not used; set --node-name to the name of the Node this agent runs on',
       });
-    const { services, ignoredServices, slices } = this;
-    return { services, ignoredServices, slices, problems, changes, node: zone === undefined ? { name } : { name, zone }, changeSeenAt };
+    const { services, ignoredServices, slices, serviceCIDRs } = this;
+    const node = zone === undefined ? { name } : { name, zone };
+    return { services, ignoredServices, slices, serviceCIDRs, problems, changes, node, changeSeenAt };
   }
 }
 

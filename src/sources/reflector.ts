@@ -1,5 +1,6 @@
 // List and watch one collection, for ever, as client-go's Reflector does:
 //
+//   (an optional resource) discovery          -> not served: store.replace([]), listed, done
 //   LIST                                       -> store.replace(all items)
 //   WATCH from the list's resourceVersion      -> store.upsert / store.remove per event
 //   the watch ends (the server's timeout)      -> WATCH again from the last resourceVersion seen
@@ -28,6 +29,12 @@ export interface Resource {
   path: string;
   apiVersion: string;
   kind: string;
+  /**
+   * A resource that not every server has (one newer than the oldest Kubernetes supported): asked
+   * for once in its group version's discovery document before the first list; a server that does
+   * not serve it lists as empty, and is not asked again.
+   */
+  optional?: boolean;
 }
 
 /** Where a Reflector puts what it learns. */
@@ -78,6 +85,8 @@ export class Reflector {
   private resourceVersion = '';
   private needsList = true;
   private hasListed = false;
+  /** An optional resource was found served. */
+  private discovered = false;
   private failures = 0;
   /** 410s with no event in between: a server that answers every watch so must not be listed in a loop. */
   private expiredInARow = 0;
@@ -108,6 +117,7 @@ export class Reflector {
   private async run(): Promise<void> {
     while (!this.stopped) {
       try {
+        if (this.options.resource.optional && !this.discovered && !(await this.served())) return;
         if (this.needsList) await this.list();
         await this.watch();
       } catch (error) {
@@ -115,6 +125,27 @@ export class Reflector {
         await this.recover(error);
       }
     }
+  }
+
+  /** Whether the server serves the resource; if not, the store is empty for good, and listed. */
+  private async served(): Promise<boolean> {
+    const { client, resource, store, logger } = this.options;
+    const groupVersion = resource.path.slice(0, resource.path.lastIndexOf('/'));
+    const name = resource.path.slice(resource.path.lastIndexOf('/') + 1);
+    const resources = await client.resources(groupVersion, this.abort.signal);
+    if (this.stopped) return false;
+    if (resources?.includes(name)) {
+      this.discovered = true;
+      return true;
+    }
+    logger.info(
+      { resource: resource.path, server: client.server },
+      `the API server does not serve ${resource.kind} (${resource.apiVersion})`,
+    );
+    store.replace([]);
+    this.hasListed = true;
+    this.markListed();
+    return false;
   }
 
   private async list(): Promise<void> {

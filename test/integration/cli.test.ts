@@ -45,6 +45,23 @@ describe('command line errors', { skip: missingPrivileges() }, () => {
     assert.match((result as { stderr: string }).stderr, /needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN/);
   });
 
+  it('names a --service-cluster-ip-range that is not a CIDR, before anything is loaded', async () => {
+    const pinDir = testPinDirectory('cli-range');
+    const result = await socklb([
+      'run',
+      '--manifests',
+      '/nonexistent',
+      '--service-cluster-ip-range',
+      '10.96.0.0/12,10.96.0.0/40',
+      '--pin-dir',
+      pinDir,
+    ]);
+    assert.equal(result.code, 1);
+    assertOneSentence(result.stderr);
+    assert.match(result.stderr, /--service-cluster-ip-range 10\.96\.0\.0\/40: not a CIDR such as 10\.96\.0\.0\/12/);
+    assert.deepEqual(await readdir(pinDir).catch(() => []), [], 'nothing was pinned');
+  });
+
   it('names a --cgroup that does not exist', async () => {
     const pinDir = testPinDirectory('cli');
     const result = await socklb([

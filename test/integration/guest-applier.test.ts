@@ -30,7 +30,7 @@ import { frontendId } from '../../src/model/keys.js';
 import type { Backend, DesiredFrontend } from '../../src/model/types.js';
 import { findCgroup2Root } from '../lab/cgroup.js';
 import type { GuestConnection } from '../lab/guest-host.js';
-import { markerWrite, planGroups, snapshotGroups, stateOf } from '../lab/guest-writes.js';
+import { markerWrite, operationWrite, planGroups, snapshotGroups, stateOf } from '../lab/guest-writes.js';
 import { Lab, type Pod } from '../lab/lab.js';
 import {
   APPLIER,
@@ -189,6 +189,23 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
 
       assert.equal((await request(connection, frame, 'ack')).error, 0);
       assert.deepEqual(await dumpMaps(rig), applied);
+    });
+
+    it('writes a cluster IP and a service CIDR (an LPM trie): the guest refuses the addresses no frontend serves', async () => {
+      const writes = [
+        operationWrite({ kind: 'upsert-cluster-ip', address: CLUSTER_IP }, target),
+        operationWrite({ kind: 'upsert-service-range', cidr: '10.96.0.0/12' }, target),
+      ].filter((write) => write !== undefined);
+      const groups: WriteGroup[] = [{ writes }, { onlyIfClean: true, writes: [markerWrite(marker(1, 3), target)] }];
+      assert.equal((await request(connection, encodeBatch({ ...marker(1, 3), groups }, target), 'ack')).error, 0);
+      for (const [address, port] of [
+        [CLUSTER_IP, 81],
+        ['10.96.7.7', 80],
+      ] as const) {
+        const report = await lab.runClient(rig.guest.sandbox, { target: address, port, count: 2 });
+        assert.deepEqual(report.errors, { ECONNREFUSED: 2 }, `${address}:${port}`);
+      }
+      assert.deepEqual((await lab.runClient(rig.guest.sandbox, { target: CLUSTER_IP, port: 80, count: 2 })).errors, {});
     });
 
     it('swaps a second snapshot in under a client connecting all along: no connect fails', async () => {

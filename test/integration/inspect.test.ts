@@ -117,6 +117,8 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
       { frontend: `${DNS_IP}:53/UDP`, service: 'default/dns:dns', connects: 0, refused: 0, datagrams: 15, reverseNat: 15 },
       { frontend: `${EMPTY_IP}:80/TCP`, service: 'default/empty:http', connects: 0, refused: 7, datagrams: 0, reverseNat: 0 },
       { frontend: `${WEB_IP}:80/TCP`, service: 'default/web:http', connects: 20, refused: 0, datagrams: 0, reverseNat: 20 },
+      // Service id 0: no call went to a service address that no frontend serves.
+      { frontend: '', service: '', connects: 0, refused: 0, datagrams: 0, reverseNat: 0 },
     ]);
 
     const metrics = await (await fetch(`http://127.0.0.1:${agent?.metricsPort}/metrics`)).text();

@@ -36,6 +36,24 @@ export function operationWrite(operation: Operation, target: WriteTarget): MapWr
       return { op: 'delete', map: target.index(MAP_NAMES.slots), key: MAP_CODECS.slots.key.encode(operation) };
     case 'delete-frontend':
       return { op: 'delete', map: target.index(MAP_NAMES.frontends), key: MAP_CODECS.frontends.key.encode(operation.key) };
+    case 'upsert-cluster-ip':
+      return update(
+        target,
+        MAP_NAMES.clusterIPs,
+        MAP_CODECS.clusterIPs.key.encode(operation.address),
+        MAP_CODECS.clusterIPs.value.encode(0),
+      );
+    case 'delete-cluster-ip':
+      return { op: 'delete', map: target.index(MAP_NAMES.clusterIPs), key: MAP_CODECS.clusterIPs.key.encode(operation.address) };
+    case 'upsert-service-range':
+      return update(
+        target,
+        MAP_NAMES.serviceRanges,
+        MAP_CODECS.serviceRanges.key.encode(operation.cidr),
+        MAP_CODECS.serviceRanges.value.encode(0),
+      );
+    case 'delete-service-range':
+      return { op: 'delete', map: target.index(MAP_NAMES.serviceRanges), key: MAP_CODECS.serviceRanges.key.encode(operation.cidr) };
     case 'upsert-service-name':
     case 'delete-service-name':
       return undefined;

@@ -92,20 +92,24 @@ describe('counters by frontend', () => {
     const { maps, state, idOf } = programmed(WEB_V4, WEB_V6, DNS);
     count(maps.stats, idOf('10.96.0.10', 80, 'TCP'), [{ connects: 3, reverseNat: 3 }, { connects: 2 }]);
     count(maps.stats, idOf('10.96.0.53', 53, 'UDP'), [{ datagrams: 9, reverseNat: 9 }, { refused: 1 }]);
-    const rows = describeStats(state, maps.stats).map(({ serviceId: _, ...row }) => row);
+    count(maps.stats, 0, [{ refused: 4 }, { refused: 2 }]);
+    const rows = describeStats(state, maps.stats);
     assert.deepEqual(rows, [
-      { frontend: '10.96.0.53:53/UDP', service: 'default/dns:dns', connects: 0, refused: 1, datagrams: 9, reverseNat: 9 },
+      { frontend: '10.96.0.53:53/UDP', service: 'default/dns:dns', serviceId: 3, connects: 0, refused: 1, datagrams: 9, reverseNat: 9 },
       // The frontends' order is `socklb services`' (localeCompare, which passes over the bracket).
-      { frontend: '[fd00:96::10]:80/TCP', service: 'default/web:http', connects: 0, refused: 0, datagrams: 0, reverseNat: 0 },
-      { frontend: '10.96.0.10:80/TCP', service: 'default/web:http', connects: 5, refused: 0, datagrams: 0, reverseNat: 3 },
+      { frontend: '[fd00:96::10]:80/TCP', service: 'default/web:http', serviceId: 2, connects: 0, refused: 0, datagrams: 0, reverseNat: 0 },
+      { frontend: '10.96.0.10:80/TCP', service: 'default/web:http', serviceId: 1, connects: 5, refused: 0, datagrams: 0, reverseNat: 3 },
+      // Service id 0: the calls to a service address no frontend serves, last.
+      { frontend: '', service: '', serviceId: 0, connects: 0, refused: 6, datagrams: 0, reverseNat: 0 },
     ]);
     assert.equal(
       formatStatsTable(describeStats(state, maps.stats)),
       [
-        'SERVICE           FRONTEND              CONNECTS  REFUSED  DATAGRAMS  REVERSE-NAT',
-        'default/dns:dns   10.96.0.53:53/UDP     0         1        9          9',
-        'default/web:http  [fd00:96::10]:80/TCP  0         0        0          0',
-        'default/web:http  10.96.0.10:80/TCP     5         0        0          3',
+        'SERVICE                     FRONTEND              CONNECTS  REFUSED  DATAGRAMS  REVERSE-NAT',
+        'default/dns:dns             10.96.0.53:53/UDP     0         1        9          9',
+        'default/web:http            [fd00:96::10]:80/TCP  0         0        0          0',
+        'default/web:http            10.96.0.10:80/TCP     5         0        0          3',
+        '<unserved service address>  -                     0         6        0          0',
       ].join('\n'),
     );
   });
@@ -199,5 +203,14 @@ describe('AgentMetrics', () => {
     // A Service that is gone leaves no series behind at the next scrape.
     reconcile(maps, state, desiredOf(DNS), [frontendId(WEB_V4.key), frontendId(WEB_V6.key)]);
     assert.doesNotMatch(await metrics.render(), /service="web"/);
+  });
+
+  it('exports the calls refused at an unserved service address, counted at service id 0, as one counter', async () => {
+    const { maps, state } = programmed(DNS);
+    const metrics = new AgentMetrics({ datapath: state, maps, problemCount: () => 0 }, { failingAttachments: () => [] });
+    count(maps.stats, 0, [{ refused: 5 }, { refused: 3 }]);
+    const text = await metrics.render();
+    assert.match(text, /^# TYPE socklb_unserved_address_refused_total counter$/m);
+    assert.match(text, /^socklb_unserved_address_refused_total 8$/m);
   });
 });

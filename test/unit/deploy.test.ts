@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { ENDPOINT_SLICES, NODES, SERVICES } from '../../src/sources/kubernetes.js';
+import { ENDPOINT_SLICES, NODES, SERVICE_CIDRS, SERVICES } from '../../src/sources/kubernetes.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access --
    these tests walk the parsed YAML of deploy/ freely: a field that is missing fails them, which is the check */
@@ -22,7 +22,7 @@ describe('deploy/', () => {
     const granted = (role?.rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[]).flatMap((rule) =>
       rule.apiGroups.flatMap((group) => rule.resources.map((resource) => `${group}/${resource}: ${[...rule.verbs].sort().join(',')}`)),
     );
-    const read = [SERVICES, ENDPOINT_SLICES, NODES].map((resource) => {
+    const read = [SERVICES, ENDPOINT_SLICES, NODES, SERVICE_CIDRS].map((resource) => {
       // /api/v1/services -> core group; /apis/discovery.k8s.io/v1/endpointslices -> discovery.k8s.io
       const parts = resource.path.split('/');
       const group = parts[1] === 'api' ? '' : (parts[2] as string);

@@ -19,7 +19,7 @@ import { describeFrontends } from '../../src/datapath/dump.js';
 import type { BpfMap, DatapathMaps } from '../../src/datapath/maps.js';
 import { InstantReaderFence, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { DatapathState } from '../../src/datapath/state.js';
-import { canonicalIP, parseCidr } from '../../src/model/ip.js';
+import { canonicalCidr, canonicalIP, parseCidr } from '../../src/model/ip.js';
 import type { InputProblem, NodeContext } from '../../src/model/types.js';
 import { chooseSource, type SourceFlags } from '../../src/sources/choose.js';
 import type { SourceState } from '../../src/model/source-state.js';
@@ -50,6 +50,7 @@ export async function runCase(golden: GoldenCase, kind: SourceKind): Promise<str
       readers: new InstantReaderFence(),
       logger,
       node: { ...flags.node, zone: input.zoneFromFlags ? flags.node.zone : undefined },
+      serviceRanges: flags.serviceRanges,
     });
     await agent.start();
     try {
@@ -83,7 +84,7 @@ function dump(maps: DatapathMaps, problems: readonly InputProblem[]): string {
   const lines = [
     formatFrontendTable(describeFrontends(DatapathState.read(maps)), true),
     `maps: frontends ${count(maps.frontends)}, slots ${count(maps.slots)}, backends ${count(maps.backends)}, ` +
-      `service names ${count(maps.serviceNames)}`,
+      `service names ${count(maps.serviceNames)}, cluster IPs ${count(maps.clusterIPs)}, service CIDRs ${count(maps.serviceRanges)}`,
     // Without their source (a path, 'kubernetes' or 'model'): both sources must agree.
     ...problems.map((problem) => `problem: ${problem.object}: ${problem.reason}`).sort(),
   ];
@@ -96,9 +97,11 @@ interface CaseFlags {
   nodeName: string;
   serviceProxyName: string | undefined;
   node: NodeContext;
+  /** --service-cluster-ip-range, canonical. */
+  serviceRanges: string[];
 }
 
-/** `socklb run`'s flags that say what the model needs to know of the node; --node-name defaults to node-1. */
+/** `socklb run`'s flags that say what the model needs to know of the node and of the service range; --node-name defaults to node-1. */
 function parseFlags(args: string[]): CaseFlags {
   const { values } = parseArgs({
     args,
@@ -110,17 +113,23 @@ function parseFlags(args: string[]): CaseFlags {
       'node-ip': { type: 'string', multiple: true, default: [] },
       'allowed-external-ip-cidrs': { type: 'string', default: '' },
       'service-proxy-name': { type: 'string' },
+      'service-cluster-ip-range': { type: 'string', default: '' },
     },
   });
   const addresses = values['node-ip'].map((text) => canonicalIP(text) ?? invalidFlag('--node-ip', text, 'an IP address'));
   const cidrs = values['allowed-external-ip-cidrs'].split(',').filter((text) => text !== '');
   for (const cidr of cidrs) if (parseCidr(cidr) === undefined) invalidFlag('--allowed-external-ip-cidrs', cidr, 'a CIDR');
+  const serviceRanges = values['service-cluster-ip-range']
+    .split(',')
+    .filter((text) => text !== '')
+    .map((text) => canonicalCidr(text) ?? invalidFlag('--service-cluster-ip-range', text, 'a CIDR'));
   const nodeName = values['node-name'];
   const serviceProxyName = values['service-proxy-name'];
   return {
     nodeName,
     serviceProxyName,
     node: { name: nodeName, zone: values['node-zone'], addresses, allowedExternalIPCidrs: cidrs, serviceProxyName },
+    serviceRanges,
   };
 }
 

@@ -303,3 +303,12 @@ describe('malformed guest frames are refused, naming the field', () => {
   ];
   for (const [name, decode, message] of cases) it(`refuses ${name}`, () => assert.throws(decode, wireError(message)));
 });
+
+describe('BATCH writes to the service CIDRs', () => {
+  it('writes an LPM trie, whose keys and values are plain bytes', () => {
+    const ranges = { name: 'socklb_range_v1', type: 11, keySize: 20, valueSize: 4, maxEntries: 256, flags: 1 };
+    const target = new WriteTarget([...DESCRIPTORS, ranges], 2);
+    const write = { op: 'update' as const, map: DESCRIPTORS.length, key: Buffer.alloc(20), value: Buffer.alloc(4) };
+    assert.equal(target.writeSize(write, 'group 0 write 0'), 2 + 20 + 4);
+  });
+});

@@ -21,7 +21,15 @@ function harness() {
   optimizeForSizeWhenQuiet({ onSync: (l) => (listener = l) }, () => switches++, timers);
   return {
     sync(changes: number) {
-      listener!({ serviceChanges: changes, endpointChanges: 0, frontends: changes, operations: 0, failed: 0, durationMs: 1 });
+      listener!({
+        serviceChanges: changes,
+        endpointChanges: 0,
+        frontends: changes,
+        operations: 0,
+        failed: 0,
+        failedAddresses: 0,
+        durationMs: 1,
+      });
     },
     advance(ms: number) {
       const until = now + ms;

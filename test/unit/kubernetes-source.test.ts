@@ -330,6 +330,52 @@ describe('KubernetesSource: changes', () => {
   });
 });
 
+function serviceCIDR(name: string, cidrs: string[]) {
+  return { apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name }, spec: { cidrs } };
+}
+
+describe('KubernetesSource: ServiceCIDRs', () => {
+  test('delivers the union of their ranges, canonical, and follows them', async () => {
+    server.apply('servicecidrs', serviceCIDR('kubernetes', ['10.96.0.0/12', 'FD00:10:96::/112']));
+    const { states } = await startedSource();
+    assert.deepEqual([...(states.last.serviceCIDRs ?? [])].sort(), ['10.96.0.0/12', 'fd00:10:96::/112']);
+    server.apply('servicecidrs', serviceCIDR('extra', ['10.200.0.0/16']));
+    await states.until((state) => state.serviceCIDRs?.has('10.200.0.0/16') === true);
+    server.delete('servicecidrs', 'kubernetes');
+    const after = await states.until((state) => state.serviceCIDRs?.size === 1);
+    assert.deepEqual([...(after.serviceCIDRs ?? [])], ['10.200.0.0/16']);
+    assert.equal(lists('servicecidrs')[0]?.query.labelSelector, undefined, 'all of them: no proxy label applies');
+  });
+
+  test('an invalid one is reported by its name and keeps its last valid ranges', async () => {
+    server.apply('servicecidrs', serviceCIDR('kubernetes', ['10.96.0.0/12']));
+    const { states } = await startedSource();
+    server.apply('servicecidrs', serviceCIDR('kubernetes', ['10.96.0.0/40']));
+    const reported = await states.until((state) => state.problems.some((problem) => problem.object === 'ServiceCIDR kubernetes'));
+    assert.match(
+      reported.problems.find((problem) => problem.object === 'ServiceCIDR kubernetes')?.reason ?? '',
+      /spec\.cidrs\[0\]: "10\.96\.0\.0\/40" is not a CIDR.*previous valid version stays in effect/,
+    );
+    assert.deepEqual([...(reported.serviceCIDRs ?? [])], ['10.96.0.0/12']);
+  });
+
+  test('a server that does not serve them (before Kubernetes 1.33) is asked once, and the first state comes without them', async () => {
+    await server.close();
+    server = await ApiServer.start({ serviceCIDRs: false });
+    server.apply('services', webService());
+    const { states } = await startedSource();
+    assert.deepEqual(keys(states.last.services), ['default/web']);
+    assert.deepEqual([...(states.last.serviceCIDRs ?? [])], []);
+    await sleep(50);
+    const discovery = server.requests.filter((request) => request.path === '/apis/networking.k8s.io/v1');
+    assert.deepEqual(
+      discovery.map((request) => request.status),
+      [404],
+    );
+    assert.equal(lists('servicecidrs').length + watches('servicecidrs').length, 0);
+  });
+});
+
 describe('KubernetesSource: robust watching', () => {
   test('410 on a watch: lists again at once, and no state ever lacks an object that still exists', async () => {
     for (const name of ['keep-a', 'keep-b', 'web', 'old'])
@@ -337,7 +383,7 @@ describe('KubernetesSource: robust watching', () => {
     server.apply('endpointslices', webSlice());
     server.apply('nodes', node());
     const { states } = await startedSource();
-    await eventually(() => server.openWatches === 3, 'three watches');
+    await eventually(() => server.openWatches === 4, 'four watches');
     const listsBefore = lists('services').length;
 
     // While the watches are down: changes, then the history is compacted past them.
@@ -367,7 +413,7 @@ describe('KubernetesSource: robust watching', () => {
     server.apply('endpointslices', webSlice('a-abc12', 'a'));
     server.apply('nodes', node('node-1', 'zone-a'));
     const { states } = await startedSource();
-    await eventually(() => server.openWatches === 3, 'three watches');
+    await eventually(() => server.openWatches === 4, 'four watches');
     const first = states.last;
 
     server.bumpResourceVersion(); // a write elsewhere: every watch is now behind
@@ -392,10 +438,10 @@ describe('KubernetesSource: robust watching', () => {
     server.apply('services', webService());
     const { states } = await startedSource();
     const version = server.get('services', 'web')?.metadata.resourceVersion;
-    await eventually(() => server.openWatches === 3, 'three watches');
+    await eventually(() => server.openWatches === 4, 'four watches');
     const dropped = performance.now();
     server.dropWatches();
-    await eventually(() => server.openWatches === 3, 'three watches again');
+    await eventually(() => server.openWatches === 4, 'four watches again');
     const resumed = watches('services')[1];
     assert.ok(resumed);
     assert.ok(resumed.at - dropped >= RETRY.initialDelayMs - 2, `resumed ${resumed.at - dropped} ms after the drop`);
@@ -408,7 +454,7 @@ describe('KubernetesSource: robust watching', () => {
   test('a server that fails every request is retried with growing delays, and the source recovers', async () => {
     server.apply('services', webService());
     const { states } = await startedSource({ retry: { ...RETRY, initialDelayMs: 50, maxDelayMs: 1000 } });
-    await eventually(() => server.openWatches === 3, 'three watches');
+    await eventually(() => server.openWatches === 4, 'four watches');
     server.failWith = 500;
     server.dropWatches();
     // The dropped watch is resumed after 50 ms and answered 500; the server said no, so LISTs follow, 100, 200, 400 ms apart.
@@ -440,7 +486,7 @@ describe('KubernetesSource: robust watching', () => {
     await sleep(30);
     server.compact();
     server.dropWatches();
-    await eventually(() => server.openWatches === 3, 'three watches again');
+    await eventually(() => server.openWatches === 4, 'four watches again');
     assert.equal(lists('services').length, 1, 'the Services watch resumed from its bookmark: no 410, no LIST');
     assert.equal(lists('nodes').length, 1);
   });
@@ -485,7 +531,7 @@ describe('KubernetesSource: stop', () => {
     const before = handles();
     server.apply('services', webService());
     const watching = await startedSource();
-    await eventually(() => server.openWatches === 3, 'three watches');
+    await eventually(() => server.openWatches === 4, 'four watches');
     await watching.source.stop();
     await eventually(async () => (await server.openConnections()) === 0, 'no connection left');
 

@@ -1,11 +1,11 @@
-// Addresses as text and as the datapath's 16 bytes: canonical spellings, and bytes written in place
+// Addresses and CIDRs as text and as the datapath's 16 bytes: canonical spellings, and bytes written in place
 // (the map codecs' way) equal to bytes in a buffer of their own.
 
 import assert from 'node:assert/strict';
 import { isIPv4, isIPv6 } from 'node:net';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { canonicalIP, ipFamily, ipToBytes, ipv4WithLeadingZeros, writeIP } from '../../src/model/ip.js';
+import { canonicalCidr, canonicalIP, ipFamily, ipToBytes, ipv4WithLeadingZeros, writeIP } from '../../src/model/ip.js';
 
 describe('canonicalIP', () => {
   const cases: { rule: string; text: string; expected: string | undefined }[] = [
@@ -60,4 +60,22 @@ describe('writeIP', () => {
   test('an IPv4 address is IPv4-mapped', () => assert.equal(ipToBytes('10.1.2.3').toString('hex'), '00000000000000000000ffff0a010203'));
   test('an IPv6 address is its groups in network order', () =>
     assert.equal(ipToBytes('fd00::1:2').toString('hex'), 'fd000000000000000000000000010002'));
+});
+
+describe('canonicalCidr', () => {
+  const cases: [string, string | undefined][] = [
+    ['10.96.0.0/12', '10.96.0.0/12'],
+    ['10.96.0.5/12', '10.96.0.0/12'],
+    ['10.111.255.255/12', '10.96.0.0/12'],
+    ['FD00:96::1/112', 'fd00:96::/112'],
+    ['::ffff:10.96.0.0/108', '10.96.0.0/12'],
+    ['0.0.0.0/0', '0.0.0.0/0'],
+    ['10.96.0.0/33', undefined],
+    ['10.96.0.0', undefined],
+    ['10.96.0.0/12/1', undefined],
+    ['fd00::/+64', undefined],
+  ];
+  for (const [text, expected] of cases) {
+    test(`${text} -> ${String(expected)}`, () => assert.equal(canonicalCidr(text), expected));
+  }
 });

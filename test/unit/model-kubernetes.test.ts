@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { describeObject, objectRef, parseEndpointSlice, parseService, type ParseResult } from '../../src/model/kubernetes.js';
-import type { EndpointSlice, Service } from '../../src/model/types.js';
+import {
+  describeObject,
+  objectRef,
+  parseEndpointSlice,
+  parseService,
+  parseServiceCIDR,
+  type ParseResult,
+} from '../../src/model/kubernetes.js';
+import type { EndpointSlice, Service, ServiceCIDR } from '../../src/model/types.js';
 import { modelEndpoint, modelService } from './model-fixtures.js';
 
 function service(spec: Record<string, unknown>, metadata: Record<string, unknown> = { name: 'web', namespace: 'shop' }) {
@@ -390,6 +397,11 @@ describe('parseService: kube-proxy semantics', () => {
         expected: okService({ type: 'LoadBalancer', loadBalancerIPs: ['198.51.100.9'] }),
       },
       {
+        rule: 'status.loadBalancer.ingress IPs are kept whatever the type, as kube-proxy reads them',
+        raw: { ...service(base), status: { loadBalancer: { ingress: [{ ip: '198.51.100.9' }] } } },
+        expected: okService({ loadBalancerIPs: ['198.51.100.9'] }),
+      },
+      {
         rule: 'sessionAffinity ClientIP defaults to three hours',
         raw: service({ ...base, sessionAffinity: 'ClientIP' }),
         expected: okService({ affinityTimeoutSeconds: 10800 }),
@@ -542,5 +554,39 @@ describe('parseEndpointSlice: endpoint conditions and hints', () => {
       },
     ],
     parseEndpointSlice,
+  );
+});
+
+describe('parseServiceCIDR', () => {
+  const serviceCIDR = (spec: unknown) => ({
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'ServiceCIDR',
+    metadata: { name: 'kubernetes' },
+    spec,
+  });
+  runCases<ServiceCIDR>(
+    [
+      {
+        rule: 'spec.cidrs are kept, canonical',
+        raw: serviceCIDR({ cidrs: ['10.96.0.0/12', 'FD00:10:96::/112'] }),
+        expected: { kind: 'ok', value: { name: 'kubernetes', cidrs: ['10.96.0.0/12', 'fd00:10:96::/112'] } },
+      },
+      {
+        rule: 'a CIDR with bits set past its prefix names the range it is in',
+        raw: serviceCIDR({ cidrs: ['10.96.0.1/12'] }),
+        expected: { kind: 'ok', value: { name: 'kubernetes', cidrs: ['10.96.0.0/12'] } },
+      },
+      {
+        rule: 'an entry that is no CIDR rejects the object, naming the entry',
+        raw: serviceCIDR({ cidrs: ['10.96.0.0/12', '10.96.0.0'] }),
+        expected: invalid('spec.cidrs[1]: "10.96.0.0" is not a CIDR such as 10.96.0.0/12'),
+      },
+      {
+        rule: 'another version is not read',
+        raw: { ...serviceCIDR({ cidrs: [] }), apiVersion: 'networking.k8s.io/v1beta1' },
+        expected: invalid('apiVersion: "networking.k8s.io/v1beta1" is not "networking.k8s.io/v1"'),
+      },
+    ],
+    parseServiceCIDR,
   );
 });
