@@ -182,7 +182,7 @@ function writeBatches(
   result: ReconcileResult,
   accepted: AcceptedCounts,
 ): void {
-  const map = upsertMap(maps, steps[0]!.operation.kind);
+  const map = upsertMap(maps, steps[0]!.operation);
   for (let next = 0; next < steps.length;) {
     const batch: (Step & { operation: Upsert })[] = [];
     for (; next < steps.length && batch.length < BATCH_ENTRIES; next++)
