@@ -41,7 +41,7 @@ export function guestsDirectory(pinDirectory: string): string {
 /** Records guest `id` at `address`, replacing what was recorded for it. */
 export function pinGuest(pinDirectory: string, id: string, address: string): void {
   unpinGuest(pinDirectory, id);
-  mkdirSync(`${guestsDirectory(pinDirectory)}/${id}/${encodeURIComponent(address)}`, { recursive: true, mode: 0o700 });
+  mkdirSync(`${guestsDirectory(pinDirectory)}/${id}/${pinName(address)}`, { recursive: true, mode: 0o700 });
 }
 
 export function unpinGuest(pinDirectory: string, id: string): void {
@@ -74,9 +74,17 @@ export function pinnedMapNames(pinDirectory: string): string[] {
   return readdirSync(pinLayout(pinDirectory).maps);
 }
 
+/**
+ * `text` as one bpffs name: URL-encoded, and its dots too, which bpffs refuses in names (EPERM)
+ * while cgroups are full of them (kubepods.slice, cri-containerd-<id>.scope).
+ */
+function pinName(text: string): string {
+  return encodeURIComponent(text).replaceAll('.', '%2E');
+}
+
 /** The name of a cgroup's link directory: the encoded path of `cgroup` below the cgroup v2 `root`. */
 export function linkDirectoryName(root: string, cgroup: string): string {
-  return encodeURIComponent(`/${relative(root, cgroup)}`);
+  return pinName(`/${relative(root, cgroup)}`);
 }
 
 function cgroupOfLinkDirectory(root: string, name: string): string {
