@@ -75,6 +75,8 @@ export interface AddressReconcileResult {
   operations: number;
   /** `cluster IP 10.96.0.10`, `service CIDR 10.96.0.0/12` -> the write the kernel refused; planned again at the next sync. */
   failed: Map<string, Error>;
+  /** The writes the kernel accepted, in order, for the copies of the maps (guest mode). */
+  written: Operation[];
 }
 
 /**
@@ -88,11 +90,14 @@ export function reconcileAddresses(
   desired: ServiceAddresses,
   scope: AddressScope,
 ): AddressReconcileResult {
-  const result: AddressReconcileResult = { operations: 0, failed: new Map() };
+  const result: AddressReconcileResult = { operations: 0, failed: new Map(), written: [] };
   for (const operation of planAddresses(state, desired, scope)) {
     const error = write(maps, state, operation);
     if (error) result.failed.set(addressOf(operation), error);
-    else result.operations++;
+    else {
+      result.operations++;
+      result.written.push(operation);
+    }
   }
   return result;
 }
