@@ -23,6 +23,7 @@ import type { StalePair } from '../datapath/layout.js';
 import type { DatapathMaps } from '../datapath/maps.js';
 import { fullAddressScope, fullScope, type AddressScope } from '../datapath/planner.js';
 import type { ReaderFence } from '../datapath/readers.js';
+import type { SyncWrites } from '../guest/writes.js';
 import { reconcile, reconcileAddresses, type CleanupExtent } from '../datapath/reconcile.js';
 import { servedBackends, stalePairs, stillStale } from '../datapath/stale.js';
 import { DatapathState } from '../datapath/state.js';
@@ -35,6 +36,8 @@ export interface AgentOptions {
   maps: DatapathMaps;
   /** Waited on before ids that syncs freed are handed out again. */
   readers: ReaderFence;
+  /** Told what each sync wrote, for the copies of the maps in microVM guests (src/guest/hub.ts). */
+  guests?: { publish(writes: SyncWrites, waitForReaders: boolean): void };
   logger: Logger;
   node: NodeContext;
   /** The service CIDRs of --service-cluster-ip-range, canonical (canonicalCidr); the source's ServiceCIDRs are added. */
@@ -195,7 +198,7 @@ export class Agent {
     const started = performance.now();
     const frontendIds = [...scope];
     const served = this.options.stuckSockets && servedBackends(this.state, frontendIds);
-    this.releaseFreedIds();
+    const waitedForReaders = this.releaseFreedIds();
     const result = reconcile(this.options.maps, this.state, this.desired.frontends, frontendIds, cleanup);
     this.cleanupIncomplete = result.cleanupErrors.length > 0;
     // Logged when a frontend starts failing or fails otherwise, and when it gets in: the retries of a
@@ -224,6 +227,9 @@ export class Agent {
       this.failedAddresses.size > 0 ? fullAddressScope(this.state, this.addresses) : addressScope,
     );
     this.recordAddressFailures(addressResult.failed);
+    // A guest that applies this after the sync before, at once, must wait for its own readers
+    // wherever the node waited for its.
+    this.options.guests?.publish({ ...result.written, addresses: addressResult.written }, waitedForReaders);
     // Only the frontends that served something before can have stale pairs: a first sync has none to look at.
     const stale = served && stalePairs(served, servedBackends(this.state, served.keys()));
     // Logged once the sync's own work is done: "datapath synced" means the agent is free for the next change.
@@ -262,16 +268,18 @@ export class Agent {
    * Makes the ids earlier syncs freed available to this one, once no program run can still hold
    * them; if the kernel will not say so, the plan takes fresh ids and the freed ones wait.
    */
-  private releaseFreedIds(): void {
-    if (!this.state.idsAwaitReaders) return;
+  private releaseFreedIds(): boolean {
+    if (!this.state.idsAwaitReaders) return false;
     try {
       this.options.readers.waitForReaders();
       this.state.readersGone();
+      return true;
     } catch (error) {
       this.options.logger.warn(
         { code: (error as { code?: string }).code },
         `ids freed by earlier syncs stay unused: ${(error as Error).message}`,
       );
+      return false;
     }
   }
 

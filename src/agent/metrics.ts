@@ -7,6 +7,7 @@ import type { FrontendCounters } from '../datapath/layout.js';
 import type { DatapathMaps, MapRole } from '../datapath/maps.js';
 import type { DatapathState } from '../datapath/state.js';
 import type { SyncResult } from './agent.js';
+import type { GuestEntry } from '../sandbox/protocol.js';
 import type { Attachment, AttachmentRepair } from './attachment-keeper.js';
 
 // kube-proxy's buckets: exponential from 1 ms.
@@ -16,6 +17,11 @@ export interface MetricsSource {
   readonly datapath: DatapathState;
   readonly maps: DatapathMaps;
   problemCount(): number;
+}
+
+/** The guests of guest mode (src/guest/hub.ts). */
+export interface GuestsSource {
+  list(): GuestEntry[];
 }
 
 /** The attachment keeper (attachment-keeper.ts). */
@@ -36,6 +42,7 @@ export class AgentMetrics {
   constructor(
     private readonly source: MetricsSource,
     attachments: AttachmentSource,
+    guests: GuestsSource,
   ) {
     const registers = [this.registry];
     // The event loop lag is sampled once a second, not every 10 ms (prom-client's default): that
@@ -121,6 +128,30 @@ export class AgentMetrics {
           this.set({ kind }, failing.filter((attachment) => attachment.kind === kind).length);
       },
     });
+    const perGuest = (name: string, help: string, value: (guest: GuestEntry) => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['guest'],
+        registers,
+        collect() {
+          this.reset();
+          for (const guest of guests.list()) {
+            const measured = value(guest);
+            if (measured !== undefined) this.set({ guest: guest.id }, measured);
+          }
+        },
+      });
+    perGuest('socklb_guest_connected', 'Whether the applier of each microVM guest is connected', (guest) =>
+      guest.phase === 'disconnected' ? 0 : 1,
+    );
+    perGuest(
+      'socklb_guest_lag_syncs',
+      "Syncs of this agent each guest has yet to acknowledge (absent while it holds another run's state)",
+      (guest) => guest.lag,
+    );
+    perGuest('socklb_guest_queued_bytes', 'Bytes written to each guest and not yet taken by it', (guest) => guest.queuedBytes);
+    perGuest('socklb_guest_snapshots', 'Snapshots sent to each guest since the agent started (a counter)', (guest) => guest.snapshots);
     new Gauge({
       name: 'socklb_input_problems',
       help: 'Objects or files currently rejected (each is logged once with its reason)',

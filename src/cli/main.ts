@@ -4,13 +4,15 @@
 // `bench`; sandboxes and the OCI hook in ./sandbox.ts.
 
 import { Command, Option } from 'commander';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import type { Server } from 'node:http';
 import { Agent } from '../agent/agent.js';
+import type { DatapathState } from '../datapath/state.js';
+import { GuestHub } from '../guest/hub.js';
 import { AttachmentKeeper } from '../agent/attachment-keeper.js';
 import { ProxyHealth } from '../agent/health.js';
 import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRoutes, type Route } from '../agent/http-server.js';
@@ -99,8 +101,14 @@ function bindAddress(flag: string, text: string): { host: string; port: number }
 }
 
 /** Serves /metrics (with /statusz) and /healthz, /livez as kube-proxy does; returns what to close on exit. */
-async function serveObservability(agent: Agent, keeper: AttachmentKeeper, options: RunOptions, logger: Logger): Promise<Server[]> {
-  const metrics = new AgentMetrics(agent, keeper);
+async function serveObservability(
+  agent: Agent,
+  keeper: AttachmentKeeper,
+  guests: GuestHub,
+  options: RunOptions,
+  logger: Logger,
+): Promise<Server[]> {
+  const metrics = new AgentMetrics(agent, keeper, guests);
   const health = new ProxyHealth(HEALTHZ_TIMEOUT_MS);
   const status = new AgentStatus(agent, keeper);
   agent.onSync((result) => {
@@ -178,17 +186,25 @@ async function run(options: RunOptions): Promise<void> {
     connections: options.maxConnections,
   });
   const cgroups = options.sandboxesOnly ? [] : options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
-  const sandboxes = await adoptSandboxes(datapath, options.pinDir, options.controlSocket, logger);
+  // The guests' state is the agent's, made below; nothing reads it before guests.adopt().
+  const guests: GuestHub = new GuestHub({
+    pinDirectory: options.pinDir,
+    elf: readFileSync(options.bpfObject),
+    state: (): DatapathState => agent.datapath,
+    logger,
+  });
+  const sandboxes = await adoptSandboxes(datapath, guests, options.pinDir, options.controlSocket, logger);
   for (const result of datapath.attach(cgroups)) logger.info(result, `${result.action} cgroup ${result.cgroup}`);
 
   const iterators = loadStuckSocketIterators(options, datapath, logger);
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
   const stuckSockets =
     iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
-  const agent = new Agent({
+  const agent: Agent = new Agent({
     source,
     maps: datapath.maps,
     readers: datapath.readers,
+    guests,
     logger,
     node,
     serviceRanges: ranges,
@@ -197,8 +213,9 @@ async function run(options: RunOptions): Promise<void> {
   });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
   const keeper = new AttachmentKeeper(new ServedAttachments(datapath, sandboxes.registry, cgroups, options.pinDir), logger);
-  const servers = await serveObservability(agent, keeper, options, logger);
+  const servers = await serveObservability(agent, keeper, guests, options, logger);
   keeper.start(options.syncPeriod);
+  await guests.adopt();
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
   await sandboxes.serve();
   const first = await Promise.race([agent.start().then(() => 'started' as const), stopSignal]);
@@ -206,6 +223,7 @@ async function run(options: RunOptions): Promise<void> {
   logger.info({ signal: await stopSignal }, 'stopping; the pinned datapath keeps serving');
   keeper.stop();
   await sandboxes.close();
+  await guests.close();
   await agent.stop();
   for (const server of servers) server.close();
   iterators?.close();

@@ -11,8 +11,9 @@ import type { Logger } from '../log.js';
 import { claimControlSocket, DEFAULT_CONTROL_SOCKET, requestControl } from '../sandbox/control-socket.js';
 import { cgroupOfProcess, HOOK_STAGES, hookAction, parseContainerState, type HookStage } from '../sandbox/oci-state.js';
 import { PinnedSandboxes } from '../sandbox/attachments.js';
-import type { ControlRequest } from '../sandbox/protocol.js';
-import { SandboxRegistry, type Sandbox } from '../sandbox/registry.js';
+import { sandboxDirectory, type GuestDirectory } from '../sandbox/directory.js';
+import type { ControlRequest, SandboxEntry } from '../sandbox/protocol.js';
+import { SandboxRegistry } from '../sandbox/registry.js';
 import { formatSandboxTable } from './tables.js';
 
 /** Long enough for an agent busy with a large sync, short enough not to stall a container start. */
@@ -39,6 +40,7 @@ export interface SandboxService {
  */
 export async function adoptSandboxes(
   datapath: LoadedDatapath,
+  guests: GuestDirectory,
   pinDirectory: string,
   controlSocket: string,
   logger: Logger,
@@ -54,7 +56,7 @@ export async function adoptSandboxes(
     registry,
     async serve() {
       if (socket === undefined) return;
-      socket.serve(registry);
+      socket.serve(sandboxDirectory(registry, guests));
       logger.info({ path: controlSocket }, 'serving the control socket');
     },
     close: async () => socket?.close(),
@@ -78,8 +80,8 @@ function send(options: ClientOptions, request: ControlRequest) {
   return requestControl(options.controlSocket, request, options.timeout * 1000);
 }
 
-function describe(sandbox: Sandbox, outcome: string): string {
-  return `sandbox ${sandbox.id} ${outcome} (cgroup ${sandbox.cgroup})\n`;
+function describe(sandbox: SandboxEntry, outcome: string): string {
+  return `sandbox ${sandbox.id} ${outcome} (${'guest' in sandbox ? `guest ${sandbox.guest}` : `cgroup ${sandbox.cgroup}`})\n`;
 }
 
 /** Reads all of stdin, or fails after `timeoutMs`: a runtime that keeps stdin open must not hang the hook. */
@@ -144,13 +146,29 @@ export function registerSandboxCommands(program: Command): void {
     .description('add, remove and list the sandboxes a running agent serves (through its control socket)');
   sandbox
     .command('add')
-    .description("attach the datapath to a sandbox's cgroup; adding the same id and cgroup again changes nothing")
+    .description(
+      "attach the datapath to a sandbox's cgroup, or stream it to a microVM guest's applier; " +
+        'adding the same id and place again changes nothing',
+    )
     .requiredOption('--id <id>', "the sandbox's id (a container id, for instance)")
-    .requiredOption('--cgroup <path>', "the sandbox's cgroup v2 directory")
+    .addOption(new Option('--cgroup <path>', "the sandbox's cgroup v2 directory").conflicts('guest'))
+    .addOption(
+      new Option(
+        '--guest <address>',
+        "a microVM guest's socket: unix:PATH (hybrid vsock) or serial:PATH (virtio-serial chardev)",
+      ).conflicts('cgroup'),
+    )
     .addOption(controlSocketOption())
     .addOption(timeoutOption())
-    .action(async (options: ClientOptions & { id: string; cgroup: string }) => {
-      const response = await send(options, { op: 'add', id: options.id, cgroup: resolve(options.cgroup) });
+    .action(async (options: ClientOptions & { id: string; cgroup?: string; guest?: string }) => {
+      const place =
+        options.guest !== undefined
+          ? { guest: options.guest }
+          : options.cgroup !== undefined
+            ? { cgroup: resolve(options.cgroup) }
+            : undefined;
+      if (place === undefined) throw new SocklbError('SOCKLB_ERR_USAGE', 'sandbox add: give --cgroup or --guest');
+      const response = await send(options, { op: 'add', id: options.id, ...place });
       if ('sandbox' in response) process.stdout.write(describe(response.sandbox, response.outcome));
     });
   sandbox
@@ -165,7 +183,7 @@ export function registerSandboxCommands(program: Command): void {
     });
   sandbox
     .command('list')
-    .description('print the registered sandboxes and their cgroups')
+    .description('print the registered sandboxes: their cgroups, or their guests and how their streams go')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .addOption(controlSocketOption())
     .addOption(timeoutOption())

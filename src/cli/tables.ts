@@ -7,6 +7,7 @@ import { UNSERVED_ADDRESS_SERVICE_ID, type FrontendStats } from '../datapath/cou
 import type { BackendDescription, FrontendDescription, SocketDescription } from '../datapath/dump.js';
 import type { PinnedLink, PinnedMap } from '../pins/status.js';
 import type { Sandbox } from '../sandbox/registry.js';
+import type { GuestEntry, SandboxEntry } from '../sandbox/protocol.js';
 
 /** Aligned text columns; the last one is not padded. */
 export function formatColumns(rows: readonly string[][]): string {
@@ -80,8 +81,31 @@ export function formatSocketTable(sockets: readonly SocketDescription[]): string
 }
 
 /** The registered sandboxes, as `socklb sandbox list` shows them. */
-export function formatSandboxTable(sandboxes: readonly Sandbox[]): string {
-  return formatColumns([['ID', 'CGROUP'], ...sandboxes.map((sandbox) => [sandbox.id, sandbox.cgroup])]);
+/** Cgroup sandboxes, then guests with how their streams go. */
+export function formatSandboxTable(sandboxes: readonly SandboxEntry[]): string {
+  const cgroups = sandboxes.filter((sandbox): sandbox is Sandbox => 'cgroup' in sandbox);
+  const guests = sandboxes.filter((sandbox): sandbox is GuestEntry => 'guest' in sandbox);
+  const tables: string[] = [];
+  if (cgroups.length > 0 || guests.length === 0)
+    tables.push(formatColumns([['ID', 'CGROUP'], ...cgroups.map((sandbox) => [sandbox.id, sandbox.cgroup])]));
+  if (guests.length > 0) {
+    tables.push(
+      formatColumns([
+        ['ID', 'GUEST', 'PHASE', 'MARKER', 'LAG', 'QUEUED', 'SNAPSHOTS', 'LAST ERROR'],
+        ...guests.map((guest) => [
+          guest.id,
+          guest.guest,
+          guest.phase,
+          guest.marker ?? '-',
+          guest.lag === undefined ? '-' : String(guest.lag),
+          `${guest.queuedBytes}B`,
+          String(guest.snapshots),
+          guest.lastError ?? '-',
+        ]),
+      ]),
+    );
+  }
+  return tables.join('\n\n');
 }
 
 /** The agent as `status` found it. */

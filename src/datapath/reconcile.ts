@@ -16,6 +16,11 @@ export interface ReconcileResult {
   failed: Map<string, Error>;
   /** Cleanup writes that failed; the next reconcile plans them again. */
   cleanupErrors: Error[];
+  /**
+   * What the kernel accepted, as a copy of the maps must apply it (guest mode): each frontend's
+   * accepted operations, a prefix of its plan, in plan order; then the cleanup writes that got in.
+   */
+  written: { frontends: FrontendPlan[]; cleanup: Operation[] };
 }
 
 /**
@@ -36,8 +41,19 @@ export function reconcile(
   const frontendIds = [...new Set(scope)];
   const plans = planFrontends(state, desired, frontendIds);
   const touched = cleanup === 'touched' ? cleanupScope(state, frontendIds) : undefined;
-  const result: ReconcileResult = { frontends: plans.length, operations: 0, failed: new Map(), cleanupErrors: [] };
-  writePlans(maps, state, plans, result);
+  const result: ReconcileResult = {
+    frontends: plans.length,
+    operations: 0,
+    failed: new Map(),
+    cleanupErrors: [],
+    written: { frontends: [], cleanup: [] },
+  };
+  const accepted = new Map<FrontendPlan, number>();
+  writePlans(maps, state, plans, result, accepted);
+  for (const plan of plans) {
+    const count = accepted.get(plan) ?? 0;
+    if (count > 0) result.written.frontends.push({ frontend: plan.frontend, operations: plan.operations.slice(0, count) });
+  }
   if (touched && result.failed.size > 0)
     addWrittenIds(
       touched,
@@ -46,7 +62,10 @@ export function reconcile(
   for (const operation of planCleanup(state, touched)) {
     const error = write(maps, state, operation);
     if (error) result.cleanupErrors.push(error);
-    else result.operations++;
+    else {
+      result.operations++;
+      result.written.cleanup.push(operation);
+    }
   }
   return result;
 }
@@ -56,6 +75,8 @@ export interface AddressReconcileResult {
   operations: number;
   /** `cluster IP 10.96.0.10`, `service CIDR 10.96.0.0/12` -> the write the kernel refused; planned again at the next sync. */
   failed: Map<string, Error>;
+  /** The writes the kernel accepted, in order, for the copies of the maps (guest mode). */
+  written: Operation[];
 }
 
 /**
@@ -69,11 +90,14 @@ export function reconcileAddresses(
   desired: ServiceAddresses,
   scope: AddressScope,
 ): AddressReconcileResult {
-  const result: AddressReconcileResult = { operations: 0, failed: new Map() };
+  const result: AddressReconcileResult = { operations: 0, failed: new Map(), written: [] };
   for (const operation of planAddresses(state, desired, scope)) {
     const error = write(maps, state, operation);
     if (error) result.failed.set(addressOf(operation), error);
-    else result.operations++;
+    else {
+      result.operations++;
+      result.written.push(operation);
+    }
   }
   return result;
 }
@@ -109,11 +133,20 @@ interface Step {
   operation: Operation;
 }
 
+/** How many operations of each plan the kernel accepted: a prefix, since a refusal stops the plan. */
+type AcceptedCounts = Map<FrontendPlan, number>;
+
 /**
  * Writes the plans phase by phase; a frontend whose write fails keeps what was written of it
  * (every prefix of its plan is consistent) and skips the rest of its plan.
  */
-function writePlans(maps: DatapathMaps, state: DatapathState, plans: readonly FrontendPlan[], result: ReconcileResult): void {
+function writePlans(
+  maps: DatapathMaps,
+  state: DatapathState,
+  plans: readonly FrontendPlan[],
+  result: ReconcileResult,
+  accepted: AcceptedCounts,
+): void {
   const positions = plans.map(() => 0);
   let unfinished = plans.map((_, index) => index);
   // One pass over the phases takes every plan the planner makes; a plan in another order would
@@ -130,8 +163,8 @@ function writePlans(maps: DatapathMaps, state: DatapathState, plans: readonly Fr
         positions[index] = position;
       }
       if (steps.length === 0) continue;
-      if (isUpsert(steps[0]!.operation)) writeBatches(maps, state, steps as (Step & { operation: Upsert })[], result);
-      else writeEach(maps, state, steps, result);
+      if (isUpsert(steps[0]!.operation)) writeBatches(maps, state, steps as (Step & { operation: Upsert })[], result, accepted);
+      else writeEach(maps, state, steps, result, accepted);
     }
     unfinished = unfinished.filter(
       (index) => positions[index]! < plans[index]!.operations.length && !result.failed.has(plans[index]!.frontend),
@@ -147,13 +180,19 @@ function writePlans(maps: DatapathMaps, state: DatapathState, plans: readonly Fr
 const BATCH_ENTRIES = 1024;
 
 /** Updates of one kind, so of one map, in batches. */
-function writeBatches(maps: DatapathMaps, state: DatapathState, steps: (Step & { operation: Upsert })[], result: ReconcileResult): void {
-  const map = upsertMap(maps, steps[0]!.operation.kind);
+function writeBatches(
+  maps: DatapathMaps,
+  state: DatapathState,
+  steps: (Step & { operation: Upsert })[],
+  result: ReconcileResult,
+  accepted: AcceptedCounts,
+): void {
+  const map = upsertMap(maps, steps[0]!.operation);
   for (let next = 0; next < steps.length;) {
     const batch: (Step & { operation: Upsert })[] = [];
     for (; next < steps.length && batch.length < BATCH_ENTRIES; next++)
       if (!result.failed.has(steps[next]!.plan.frontend)) batch.push(steps[next]!);
-    writeBatch(maps, map, state, batch, result);
+    writeBatch(maps, map, state, batch, result, accepted);
   }
 }
 
@@ -164,11 +203,15 @@ function writeBatch(
   state: DatapathState,
   batch: (Step & { operation: Upsert })[],
   result: ReconcileResult,
+  accepted: AcceptedCounts,
 ): void {
   let pending = batch;
   while (pending.length > 0) {
     const { written, error } = map.updateBatch(pending.map((step) => upsertEntry(maps, step.operation)));
-    for (let accepted = 0; accepted < written; accepted++) state.apply(pending[accepted]!.operation);
+    for (const step of pending.slice(0, written)) {
+      state.apply(step.operation);
+      accepted.set(step.plan, (accepted.get(step.plan) ?? 0) + 1);
+    }
     result.operations += written;
     if (!error) return;
     // What was written of this frontend is consistent: the planner's order makes every prefix safe.
@@ -177,12 +220,15 @@ function writeBatch(
   }
 }
 
-function writeEach(maps: DatapathMaps, state: DatapathState, steps: Step[], result: ReconcileResult): void {
+function writeEach(maps: DatapathMaps, state: DatapathState, steps: Step[], result: ReconcileResult, accepted: AcceptedCounts): void {
   for (const { plan, operation } of steps) {
     if (result.failed.has(plan.frontend)) continue;
     const error = write(maps, state, operation);
     if (error) result.failed.set(plan.frontend, error);
-    else result.operations++;
+    else {
+      result.operations++;
+      accepted.set(plan, (accepted.get(plan) ?? 0) + 1);
+    }
   }
 }
 

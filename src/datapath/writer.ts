@@ -1,5 +1,9 @@
+// What each operation writes: which map, which key, which value. One description, encoded with
+// the codecs of layout.ts, for the node's maps (here) and for the copies of them that guest mode
+// streams to microVM guests (src/guest/writes.ts).
+
 import { MAP_CODECS } from './layout.js';
-import type { BpfMap, DatapathMaps, MapEntry } from './maps.js';
+import type { BpfMap, DatapathMaps, MapEntry, MapRole } from './maps.js';
 import type { Operation } from './state.js';
 
 /** The operations that create or replace an entry: they can be written in batches. */
@@ -27,75 +31,92 @@ const UPSERT_KINDS: ReadonlySet<Operation['kind']> = new Set<Upsert['kind']>([
   'upsert-service-range',
 ]);
 
+/** The value of the maps whose programs only look for the key (reserved, 0). */
+const PRESENT = MAP_CODECS.clusterIPs.value.encode(0);
+
 export function isUpsert(operation: Operation): operation is Upsert {
   return UPSERT_KINDS.has(operation.kind);
 }
 
-/** The map an upsert writes. */
-export function upsertMap(maps: DatapathMaps, kind: Upsert['kind']): BpfMap {
-  switch (kind) {
+/**
+ * One operation as a map write: an update with its value, an update to all zeroes (a service id's
+ * counters reset, whose value is one copy per CPU of the map it goes to), or a delete.
+ */
+export type EncodedWrite =
+  { action: 'update'; role: MapRole; key: Buffer; value: Buffer } | { action: 'zero' | 'delete'; role: MapRole; key: Buffer };
+
+export function encodeOperation(operation: Operation): EncodedWrite {
+  switch (operation.kind) {
     case 'upsert-backend':
-      return maps.backends;
+      return {
+        action: 'update',
+        role: 'backends',
+        key: MAP_CODECS.backends.key.encode(operation.backendId),
+        value: MAP_CODECS.backends.value.encode({ backendId: operation.backendId, ...operation.backend }),
+      };
     case 'upsert-slot':
-      return maps.slots;
+      return {
+        action: 'update',
+        role: 'slots',
+        key: MAP_CODECS.slots.key.encode(operation),
+        value: MAP_CODECS.slots.value.encode(operation),
+      };
     case 'upsert-service-name':
-      return maps.serviceNames;
+      return {
+        action: 'update',
+        role: 'serviceNames',
+        key: MAP_CODECS.serviceNames.key.encode(operation.serviceId),
+        value: MAP_CODECS.serviceNames.value.encode(operation.service),
+      };
     case 'upsert-frontend':
-      return maps.frontends;
+      return {
+        action: 'update',
+        role: 'frontends',
+        key: MAP_CODECS.frontends.key.encode(operation.frontend.key),
+        value: MAP_CODECS.frontends.value.encode(operation.frontend),
+      };
     case 'reset-stats':
-      return maps.stats;
+      return { action: 'zero', role: 'stats', key: MAP_CODECS.stats.key.encode(operation.serviceId) };
+    case 'delete-backend':
+      return { action: 'delete', role: 'backends', key: MAP_CODECS.backends.key.encode(operation.backendId) };
+    case 'delete-slot':
+      return { action: 'delete', role: 'slots', key: MAP_CODECS.slots.key.encode(operation) };
+    case 'delete-service-name':
+      return { action: 'delete', role: 'serviceNames', key: MAP_CODECS.serviceNames.key.encode(operation.serviceId) };
+    case 'delete-frontend':
+      return { action: 'delete', role: 'frontends', key: MAP_CODECS.frontends.key.encode(operation.key) };
     case 'upsert-cluster-ip':
-      return maps.clusterIPs;
+      return { action: 'update', role: 'clusterIPs', key: MAP_CODECS.clusterIPs.key.encode(operation.address), value: PRESENT };
+    case 'delete-cluster-ip':
+      return { action: 'delete', role: 'clusterIPs', key: MAP_CODECS.clusterIPs.key.encode(operation.address) };
     case 'upsert-service-range':
-      return maps.serviceRanges;
+      return { action: 'update', role: 'serviceRanges', key: MAP_CODECS.serviceRanges.key.encode(operation.cidr), value: PRESENT };
+    case 'delete-service-range':
+      return { action: 'delete', role: 'serviceRanges', key: MAP_CODECS.serviceRanges.key.encode(operation.cidr) };
   }
 }
 
-/** The value of the maps whose programs only look for the key (reserved, 0). */
-const PRESENT = MAP_CODECS.clusterIPs.value.encode(0);
+/** The map an upsert writes. */
+export function upsertMap(maps: DatapathMaps, operation: Upsert): BpfMap {
+  return maps[encodeOperation(operation).role];
+}
 
 /** The entry an upsert writes into its map, encoded. */
 export function upsertEntry(maps: DatapathMaps, operation: Upsert): MapEntry {
-  switch (operation.kind) {
-    case 'upsert-backend':
-      return [
-        MAP_CODECS.backends.key.encode(operation.backendId),
-        MAP_CODECS.backends.value.encode({ backendId: operation.backendId, ...operation.backend }),
-      ];
-    case 'upsert-slot':
-      return [MAP_CODECS.slots.key.encode(operation), MAP_CODECS.slots.value.encode(operation)];
-    case 'upsert-service-name':
-      return [MAP_CODECS.serviceNames.key.encode(operation.serviceId), MAP_CODECS.serviceNames.value.encode(operation.service)];
-    case 'upsert-frontend':
-      return [MAP_CODECS.frontends.key.encode(operation.frontend.key), MAP_CODECS.frontends.value.encode(operation.frontend)];
-    case 'reset-stats':
-      // Every CPU's copy, zeroed.
-      return [MAP_CODECS.stats.key.encode(operation.serviceId), Buffer.alloc(MAP_CODECS.stats.value.size * maps.stats.valuesPerKey)];
-    case 'upsert-cluster-ip':
-      return [MAP_CODECS.clusterIPs.key.encode(operation.address), PRESENT];
-    case 'upsert-service-range':
-      return [MAP_CODECS.serviceRanges.key.encode(operation.cidr), PRESENT];
-  }
+  const write = encodeOperation(operation);
+  return [write.key, valueOf(write, maps[write.role])];
 }
 
 /** Performs one operation on the maps; throws the kernel's refusal. */
 export function writeOperation(maps: DatapathMaps, operation: Operation): void {
-  if (isUpsert(operation)) {
-    const [key, value] = upsertEntry(maps, operation);
-    return upsertMap(maps, operation.kind).update(key, value);
-  }
-  switch (operation.kind) {
-    case 'delete-backend':
-      return maps.backends.delete(MAP_CODECS.backends.key.encode(operation.backendId));
-    case 'delete-slot':
-      return maps.slots.delete(MAP_CODECS.slots.key.encode(operation));
-    case 'delete-service-name':
-      return maps.serviceNames.delete(MAP_CODECS.serviceNames.key.encode(operation.serviceId));
-    case 'delete-frontend':
-      return maps.frontends.delete(MAP_CODECS.frontends.key.encode(operation.key));
-    case 'delete-cluster-ip':
-      return maps.clusterIPs.delete(MAP_CODECS.clusterIPs.key.encode(operation.address));
-    case 'delete-service-range':
-      return maps.serviceRanges.delete(MAP_CODECS.serviceRanges.key.encode(operation.cidr));
-  }
+  const write = encodeOperation(operation);
+  const map = maps[write.role];
+  if (write.action === 'delete') map.delete(write.key);
+  else map.update(write.key, valueOf(write, map));
+}
+
+/** The value an update or a zeroing writes into `map`: zeroes for each of its per-CPU copies. */
+function valueOf(write: EncodedWrite, map: BpfMap): Buffer {
+  if (write.action === 'update') return write.value;
+  return Buffer.alloc(MAP_CODECS[write.role].value.size * map.valuesPerKey);
 }

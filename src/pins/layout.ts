@@ -3,12 +3,15 @@
 //   <pin dir>/maps/socklb_fe_v3 ...                          the maps (reused across restarts)
 //   <pin dir>/links/<cgroup>/socklb_connect4 ...              one link per program and --cgroup
 //   <pin dir>/links/sandboxes/<id>/<cgroup>/socklb_connect4   a sandbox's (src/sandbox/attachments.ts)
+//   <pin dir>/guests/<id>/<address>                           a microVM guest's registration (src/guest)
 //
 // <cgroup> is the cgroup's path below the cgroup v2 root, URL-encoded (so starting with %2F, never
 // `sandboxes`), so that the pins say what they attach even to someone without socklb. The
-// sandboxes' pins are their registry's only record: what is pinned is what is registered.
+// sandboxes' pins are their registry's only record: what is pinned is what is registered. A guest
+// has nothing to pin in the node's kernel (its programs and maps are in its own): an empty
+// directory named after its URL-encoded address (unix:/run/vm1/v.sock_1024) records it.
 
-import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { relative } from 'node:path';
 import { cgroup2Root } from '../kernel/mounts.js';
 import { ensureBpffs } from '../kernel/system.js';
@@ -19,6 +22,7 @@ export const DEFAULT_PIN_DIRECTORY = '/sys/fs/bpf/socklb';
 export const MAX_PIN_NAME_BYTES = 255;
 
 const SANDBOX_LINK_DIRECTORY = 'sandboxes';
+const GUEST_DIRECTORY = 'guests';
 
 export interface PinLayout {
   maps: string;
@@ -27,6 +31,30 @@ export interface PinLayout {
 
 export function pinLayout(pinDirectory: string): PinLayout {
   return { maps: `${pinDirectory}/maps`, links: `${pinDirectory}/links` };
+}
+
+/** Where the guests' registrations are recorded. */
+export function guestsDirectory(pinDirectory: string): string {
+  return `${pinDirectory}/${GUEST_DIRECTORY}`;
+}
+
+/** Records guest `id` at `address`, replacing what was recorded for it. */
+export function pinGuest(pinDirectory: string, id: string, address: string): void {
+  unpinGuest(pinDirectory, id);
+  mkdirSync(`${guestsDirectory(pinDirectory)}/${id}/${pinName(address)}`, { recursive: true, mode: 0o700 });
+}
+
+export function unpinGuest(pinDirectory: string, id: string): void {
+  rmSync(`${guestsDirectory(pinDirectory)}/${id}`, { recursive: true, force: true });
+}
+
+/** The guests recorded under `pinDirectory`; address undefined for a record left half made. */
+export function pinnedGuests(pinDirectory: string): { id: string; address: string | undefined }[] {
+  const guests = guestsDirectory(pinDirectory);
+  return (entriesOf(guests) ?? []).map((id) => {
+    const entries = entriesOf(`${guests}/${id}`) ?? [];
+    return { id, address: entries.length === 1 ? decodeURIComponent(entries[0]!) : undefined };
+  });
 }
 
 /** Mounts bpffs when none is there and makes the directories of the maps and the links. */
@@ -46,9 +74,17 @@ export function pinnedMapNames(pinDirectory: string): string[] {
   return readdirSync(pinLayout(pinDirectory).maps);
 }
 
+/**
+ * `text` as one bpffs name: URL-encoded, and its dots too, which bpffs refuses in names (EPERM)
+ * while cgroups are full of them (kubepods.slice, cri-containerd-<id>.scope).
+ */
+function pinName(text: string): string {
+  return encodeURIComponent(text).replaceAll('.', '%2E');
+}
+
 /** The name of a cgroup's link directory: the encoded path of `cgroup` below the cgroup v2 `root`. */
 export function linkDirectoryName(root: string, cgroup: string): string {
-  return encodeURIComponent(`/${relative(root, cgroup)}`);
+  return pinName(`/${relative(root, cgroup)}`);
 }
 
 function cgroupOfLinkDirectory(root: string, name: string): string {

@@ -16,23 +16,23 @@ import {
   type ControlRequest,
   type ControlResponse,
 } from './protocol.js';
-import type { SandboxRegistry } from './registry.js';
+import type { SandboxDirectory } from './protocol.js';
 
 export const DEFAULT_CONTROL_SOCKET = '/run/socklb/control.sock';
 
 /** A client that sends nothing is dropped after this. */
 const REQUEST_TIMEOUT_MS = 5_000;
 
-/** Serves one request against the registry. */
-function answer(registry: SandboxRegistry, request: ControlRequest): ControlResponse {
+/** Serves one request against the sandboxes. */
+async function answer(sandboxes: SandboxDirectory, request: ControlRequest): Promise<ControlResponse> {
   try {
     switch (request.op) {
       case 'add':
-        return { ok: true, ...registry.add(request.id, request.cgroup) };
+        return { ok: true, ...(await sandboxes.add(request)) };
       case 'remove':
-        return { ok: true, outcome: 'removed', sandbox: registry.remove(request.id) };
+        return { ok: true, outcome: 'removed', sandbox: await sandboxes.remove(request.id) };
       case 'list':
-        return { ok: true, sandboxes: registry.list() };
+        return { ok: true, sandboxes: sandboxes.list() };
     }
   } catch (error) {
     return errorResponse(error);
@@ -41,7 +41,7 @@ function answer(registry: SandboxRegistry, request: ControlRequest): ControlResp
 
 export interface ControlSocket {
   /** Starts answering, the requests held since the claim first. */
-  serve(registry: SandboxRegistry): void;
+  serve(sandboxes: SandboxDirectory): void;
   /** Stops listening, drops the requests still held, and removes the socket file. */
   close(): Promise<void>;
 }
@@ -53,8 +53,8 @@ export interface ControlSocket {
  */
 export async function claimControlSocket(path: string, logger: Logger): Promise<ControlSocket> {
   secureDirectory(dirname(path));
-  let serve!: (registry: SandboxRegistry) => void;
-  const ready = new Promise<SandboxRegistry>((resolve) => (serve = resolve));
+  let serve!: (sandboxes: SandboxDirectory) => void;
+  const ready = new Promise<SandboxDirectory>((resolve) => (serve = resolve));
   // Half open: a client may end its side after the request and still read the answer.
   const connections = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true }, (connection) => {
@@ -125,7 +125,7 @@ function secureDirectory(directory: string): void {
   if ((status.mode & 0o077) !== 0) chmodSync(directory, 0o700);
 }
 
-function serveConnection(connection: Socket, ready: Promise<SandboxRegistry>, logger: Logger): void {
+function serveConnection(connection: Socket, ready: Promise<SandboxDirectory>, logger: Logger): void {
   const chunks: Buffer[] = [];
   let bytes = 0;
   let handled = false;
@@ -143,10 +143,10 @@ function serveConnection(connection: Socket, ready: Promise<SandboxRegistry>, lo
       );
       return;
     }
-    void ready.then((registry) => {
+    void ready.then(async (sandboxes) => {
       // A client that gave up was told the request failed: acting on it now would contradict that.
       if (connection.destroyed) return;
-      reply(connection, respond(registry, line.toString('utf8'), logger));
+      reply(connection, await respond(sandboxes, line.toString('utf8'), logger));
     });
   };
   connection.on('data', (chunk: Buffer) => {
@@ -166,10 +166,10 @@ function serveConnection(connection: Socket, ready: Promise<SandboxRegistry>, lo
   });
 }
 
-function respond(registry: SandboxRegistry, line: string, logger: Logger): ControlResponse {
+async function respond(sandboxes: SandboxDirectory, line: string, logger: Logger): Promise<ControlResponse> {
   try {
     const request = parseRequest(line);
-    const response = answer(registry, request);
+    const response = await answer(sandboxes, request);
     if (request.op !== 'list') logRequest(logger, request, response);
     return response;
   } catch (error) {

@@ -2,6 +2,7 @@
 // way (docs/sandboxes.md). Pure: both ends and the tests share these codecs.
 //
 //   {"op":"add","id":"c1","cgroup":"/sys/fs/cgroup/c1"}  -> {"ok":true,"outcome":"added","sandbox":{...}}
+//   {"op":"add","id":"vm1","guest":"unix:/run/vm1.sock"} -> {"ok":true,"outcome":"added","sandbox":{...}}
 //   {"op":"remove","id":"c1"}                            -> {"ok":true,"outcome":"removed","sandbox":{...}}
 //   {"op":"list"}                                        -> {"ok":true,"sandboxes":[{...}]}
 //   anything refused                                     -> {"ok":false,"code":"SOCKLB_ERR_...","message":"..."}
@@ -9,12 +10,41 @@
 import { ERROR_CODES, SocklbError, type ErrorCode } from '../errors.js';
 import type { AddOutcome, Sandbox } from './registry.js';
 
-export type ControlRequest = { op: 'add'; id: string; cgroup: string } | { op: 'remove'; id: string } | { op: 'list' };
+/** A microVM guest as the agent serves it (src/guest): its address and how its stream goes. */
+export interface GuestEntry {
+  id: string;
+  /** unix:PATH or serial:PATH. */
+  guest: string;
+  /** What its connection is doing: streaming when it is up to date; disconnected without one. */
+  phase: string;
+  /** The sync its maps hold, `epoch/seq`. */
+  marker?: string | undefined;
+  /** Syncs it has yet to acknowledge; absent while it holds another agent run's state. */
+  lag?: number | undefined;
+  queuedBytes: number;
+  snapshots: number;
+  lastError?: string | undefined;
+  kernelRelease?: string | undefined;
+}
+
+/** A registered sandbox: a cgroup on this kernel, or a guest with its own. */
+export type SandboxEntry = Sandbox | GuestEntry;
+
+export type AddRequest = { op: 'add'; id: string; cgroup: string } | { op: 'add'; id: string; guest: string };
+
+export type ControlRequest = AddRequest | { op: 'remove'; id: string } | { op: 'list' };
 
 export type ControlResponse =
-  | { ok: true; outcome: AddOutcome | 'removed'; sandbox: Sandbox }
-  | { ok: true; sandboxes: Sandbox[] }
+  | { ok: true; outcome: AddOutcome | 'removed'; sandbox: SandboxEntry }
+  | { ok: true; sandboxes: SandboxEntry[] }
   | { ok: false; code: ErrorCode; message: string };
+
+/** What the control socket serves: the cgroup sandboxes and the guests, in one space of ids. */
+export interface SandboxDirectory {
+  add(request: AddRequest): Promise<{ outcome: AddOutcome; sandbox: SandboxEntry }>;
+  remove(id: string): Promise<SandboxEntry>;
+  list(): SandboxEntry[];
+}
 
 /** Longer lines are refused: a request is a few hundred bytes, a list a line per sandbox. */
 export const MAX_REQUEST_BYTES = 16 * 1024;
@@ -26,8 +56,11 @@ export function encodeMessage(message: ControlRequest | ControlResponse): string
 export function parseRequest(line: string): ControlRequest {
   const fields = parseObject(line, 'request');
   switch (fields['op']) {
-    case 'add':
-      return { op: 'add', id: stringField(fields, 'id', 'request'), cgroup: stringField(fields, 'cgroup', 'request') };
+    case 'add': {
+      const id = stringField(fields, 'id', 'request');
+      if ('guest' in fields && !('cgroup' in fields)) return { op: 'add', id, guest: stringField(fields, 'guest', 'request') };
+      return { op: 'add', id, cgroup: stringField(fields, 'cgroup', 'request') };
+    }
     case 'remove':
       return { op: 'remove', id: stringField(fields, 'id', 'request') };
     case 'list':
@@ -64,9 +97,32 @@ export function errorResponse(error: unknown): ControlResponse {
   };
 }
 
-function sandboxOf(value: unknown): Sandbox {
+function sandboxOf(value: unknown): SandboxEntry {
   const fields = isObject(value) ? value : {};
-  return { id: stringField(fields, 'id', 'response sandbox'), cgroup: stringField(fields, 'cgroup', 'response sandbox') };
+  const id = stringField(fields, 'id', 'response sandbox');
+  if (!('guest' in fields)) return { id, cgroup: stringField(fields, 'cgroup', 'response sandbox') };
+  return {
+    id,
+    guest: stringField(fields, 'guest', 'response sandbox'),
+    phase: stringField(fields, 'phase', 'response sandbox'),
+    marker: optionalField(fields, 'marker', 'string'),
+    lag: optionalField(fields, 'lag', 'number'),
+    queuedBytes: optionalField(fields, 'queuedBytes', 'number') ?? 0,
+    snapshots: optionalField(fields, 'snapshots', 'number') ?? 0,
+    lastError: optionalField(fields, 'lastError', 'string'),
+    kernelRelease: optionalField(fields, 'kernelRelease', 'string'),
+  };
+}
+
+function optionalField<T extends 'string' | 'number'>(
+  fields: Record<string, unknown>,
+  name: string,
+  type: T,
+): (T extends 'string' ? string : number) | undefined {
+  const value = fields[name];
+  if (value === undefined) return undefined;
+  if (typeof value !== type) throw protocolError(`response sandbox field "${name}": not a ${type}`);
+  return value as T extends 'string' ? string : number;
 }
 
 function parseObject(line: string, what: string): Record<string, unknown> {

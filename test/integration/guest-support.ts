@@ -198,9 +198,14 @@ export type MapsDump = Record<string, string[]>;
 const DUMPED_MAPS = [MAP_NAMES.frontends, MAP_NAMES.slots, MAP_NAMES.backends, MAP_NAMES.marker];
 
 export async function dumpMaps(rig: GuestRig): Promise<MapsDump> {
+  return dumpMapDirectory(rig.pinPath('/maps'));
+}
+
+/** The maps `names` pinned in `directory` (those that are), entries as sorted "key=value" hex. */
+export async function dumpMapDirectory(directory: string, names: readonly string[] = DUMPED_MAPS): Promise<MapsDump> {
   const dump: MapsDump = {};
-  for (const name of DUMPED_MAPS) {
-    const path = rig.pinPath(`/maps/${name}`);
+  for (const name of names) {
+    const path = join(directory, name);
     if (!existsSync(path)) continue;
     const { stdout } = await execFileAsync('bpftool', ['-j', 'map', 'dump', 'pinned', path]);
     const entries = JSON.parse(stdout) as { key: string[]; value: string[] }[];

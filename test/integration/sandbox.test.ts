@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { findCgroup2Root, removeCgroup } from '../lab/cgroup.js';
@@ -106,6 +106,18 @@ describe('sandboxes added and removed at run time', { skip: missingPrivileges(),
       { id: 'first', cgroup: first.cgroupPath },
       { id: 'second', cgroup: second.cgroupPath },
     ]);
+  });
+
+  it('serves a cgroup whose path has dots, as systemd names them (a .scope below a .slice)', async () => {
+    const cgroupPath = join(second.cgroupPath, 'cri-containerd-1.scope');
+    await mkdir(cgroupPath);
+    try {
+      assert.equal(await add('dotted', { cgroupPath }), `sandbox dotted added (cgroup ${cgroupPath})\n`);
+      assert.ok((await registered()).some((sandbox) => sandbox.id === 'dotted'));
+      assert.equal((await sandboxCommand(['remove', '--id', 'dotted'])).code, 0);
+    } finally {
+      await rmdir(cgroupPath);
+    }
   });
 
   it("shows each sandbox's links in `socklb status`", async () => {

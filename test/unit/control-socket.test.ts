@@ -14,6 +14,7 @@ import { createLogger } from '../../src/log.js';
 import { claimControlSocket, requestControl, type ControlSocket } from '../../src/sandbox/control-socket.js';
 import { encodeMessage, MAX_REQUEST_BYTES, parseRequest, parseResponse, type ControlResponse } from '../../src/sandbox/protocol.js';
 import { SandboxRegistry } from '../../src/sandbox/registry.js';
+import { sandboxDirectory } from '../../src/sandbox/directory.js';
 
 const noKernel = { cgroupRoot: '/cg', attach: () => undefined, detach: () => undefined, reattach: () => undefined };
 
@@ -170,7 +171,7 @@ describe('control socket claim', () => {
       });
       await setTimeout(300);
       assert.equal(answered, false, 'answered before the registry was ready');
-      socket.serve(new SandboxRegistry(noKernel, [{ id: 'c1', cgroup: '/cg/c1' }]));
+      socket.serve(sandboxDirectory(new SandboxRegistry(noKernel, [{ id: 'c1', cgroup: '/cg/c1' }]), undefined));
       assert.deepEqual(await answer, { ok: true, sandboxes: [{ id: 'c1', cgroup: '/cg/c1' }] });
     } finally {
       await socket.close();
@@ -242,7 +243,7 @@ describe('control socket claim', () => {
       const server = listen.mock.calls.at(-1)?.this as Server;
       assert.doesNotThrow(() => server.emit('error', Object.assign(new Error('accept ENFILE'), { code: 'ENFILE' })));
       assert.match(lines.join(''), /control socket .*: accept ENFILE/);
-      socket.serve(new SandboxRegistry(noKernel));
+      socket.serve(sandboxDirectory(new SandboxRegistry(noKernel), undefined));
       assert.deepEqual(await requestControl(path, { op: 'list' }, 2000), { ok: true, sandboxes: [] }, 'still serving');
     } finally {
       await socket.close();
@@ -254,7 +255,7 @@ const logger = createLogger('silent');
 
 async function serve(path: string): Promise<ControlSocket> {
   const socket = await claimControlSocket(path, logger);
-  socket.serve(new SandboxRegistry(noKernel));
+  socket.serve(sandboxDirectory(new SandboxRegistry(noKernel), undefined));
   return socket;
 }
 

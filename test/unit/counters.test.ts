@@ -178,7 +178,11 @@ describe('a reused service id', () => {
 describe('AgentMetrics', () => {
   it('exports the counters per frontend at scrape time', async () => {
     const { maps, state, idOf } = programmed(WEB_V4, WEB_V6, DNS);
-    const metrics = new AgentMetrics({ datapath: state, maps, problemCount: () => 0 }, { failingAttachments: () => [] });
+    const metrics = new AgentMetrics(
+      { datapath: state, maps, problemCount: () => 0 },
+      { failingAttachments: () => [] },
+      { list: () => [] },
+    );
     count(maps.stats, idOf('10.96.0.10', 80, 'TCP'), [{ connects: 3, reverseNat: 1 }, { connects: 4 }]);
     count(maps.stats, idOf('fd00:96::10', 80, 'TCP'), [{ refused: 2 }, {}]);
     count(maps.stats, idOf('10.96.0.53', 53, 'UDP'), [{ datagrams: 6 }, { reverseNat: 6 }]);
@@ -207,7 +211,11 @@ describe('AgentMetrics', () => {
 
   it('exports the calls refused at an unserved service address, counted at service id 0, as one counter', async () => {
     const { maps, state } = programmed(DNS);
-    const metrics = new AgentMetrics({ datapath: state, maps, problemCount: () => 0 }, { failingAttachments: () => [] });
+    const metrics = new AgentMetrics(
+      { datapath: state, maps, problemCount: () => 0 },
+      { failingAttachments: () => [] },
+      { list: () => [] },
+    );
     count(maps.stats, 0, [{ refused: 5 }, { refused: 3 }]);
     const text = await metrics.render();
     assert.match(text, /^# TYPE socklb_unserved_address_refused_total counter$/m);

@@ -269,7 +269,7 @@ describe("the agent's HTTP routes", () => {
     const health = new ProxyHealth(60_000);
     health.recordSync(false);
     const routes = agentRoutes(
-      new AgentMetrics({ datapath: state, maps, problemCount: () => 1 }, { failingAttachments: () => [] }),
+      new AgentMetrics({ datapath: state, maps, problemCount: () => 1 }, { failingAttachments: () => [] }, { list: () => [] }),
       health,
       status,
     );

@@ -18,7 +18,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   sources: ['model'],
   datapath: ['model', 'kernel', 'pins'],
   sandbox: ['kernel', 'pins'],
-  guest: ['model', 'datapath', 'kernel', 'pins'],
+  guest: ['model', 'datapath', 'sandbox', 'kernel', 'pins'],
   agent: ['model', 'sources', 'datapath', 'sandbox', 'guest', 'kernel', 'pins'],
   cli: ['model', 'sources', 'datapath', 'sandbox', 'guest', 'agent', 'kernel', 'pins'],
 };

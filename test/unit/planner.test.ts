@@ -12,6 +12,7 @@ import { FaultyMap, faultyMaps, memoryMaps } from '../../src/datapath/memory-map
 import { arrangeSlots, fullScope, planCleanup, planFrontends } from '../../src/datapath/planner.js';
 import { reconcile, type CleanupExtent } from '../../src/datapath/reconcile.js';
 import { DatapathState } from '../../src/datapath/state.js';
+import { writeOperation } from '../../src/datapath/writer.js';
 import { backendText, frontendId } from '../../src/model/keys.js';
 import type { DesiredFrontend } from '../../src/model/types.js';
 
@@ -182,6 +183,29 @@ describe('reconcile on in-memory maps', () => {
         const retry = reconcile(raw, state, last, fullScope(state, last));
         assert.equal(retry.failed.size, 0);
         assert.deepEqual(described(raw), rendering(last));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('reports what the kernel accepted, so that a copy of the maps applying it ends the same, with writes failing', () => {
+    fc.assert(
+      fc.property(fc.array(desiredArbitrary, { minLength: 1, maxLength: 8 }), fc.integer(), (sequence, seed) => {
+        const raw = memoryMaps();
+        const copy = memoryMaps();
+        let random = seed;
+        const tenPercent = () => {
+          random = (Math.imul(random, 1103515245) + 12345) | 0;
+          return ((random >>> 16) & 0x7fff) % 10 === 0;
+        };
+        const state = DatapathState.read(raw);
+        for (const desired of sequence) {
+          const { written } = reconcile(faultyMaps(raw, tenPercent), state, desired, fullScope(state, desired));
+          for (const plan of written.frontends) for (const operation of plan.operations) writeOperation(copy, operation);
+          for (const operation of written.cleanup) writeOperation(copy, operation);
+          assert.deepEqual(dumpMaps(copy), dumpMaps(raw));
+          state.readersGone();
+        }
       }),
       { numRuns: 300 },
     );

@@ -37,6 +37,17 @@ describe('sandbox pins', () => {
     return cgroup;
   }
 
+  it('names a cgroup with dots without a dot, which bpffs refuses in names, and reads it back', async () => {
+    const cgroup = join(root, 'kubepods.slice', 'cri-containerd-1.scope');
+    const name = linkDirectoryName(root, cgroup);
+    assert.doesNotMatch(name, /[./]/);
+    await mkdir(join(sandboxes, 'dotted', name), { recursive: true });
+    assert.deepEqual(
+      pinnedSandboxes(pins, root).map((sandbox) => sandbox.cgroup),
+      [cgroup],
+    );
+  });
+
   it('keeps a sandbox whose programs cannot be swapped registered with its links, reports it, and adopts the others', async () => {
     await pinSandbox('good');
     await pinSandbox('broken');

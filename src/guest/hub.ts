@@ -1,0 +1,216 @@
+// Guest mode on the node: the registered microVM guests, a listener for each, and what every sync
+// of the node's maps becomes for them. One canonical state (the node's own DatapathState) and one
+// bounded log of its changes serve every guest: a guest costs the host its record, its listener,
+// its connection and what is queued for it, whatever the number of Services.
+
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, lstatSync, rmSync, statSync, type Stats } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import type { DatapathState } from '../datapath/state.js';
+import { SocklbError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { pinGuest, pinnedGuests, unpinGuest } from '../pins/layout.js';
+import type { GuestEntry } from '../sandbox/protocol.js';
+import { checkSandboxId } from '../sandbox/registry.js';
+import { formatGuestAddress, parseGuestAddress, type GuestAddress } from './address.js';
+import { DEFAULT_SESSION_LIMITS, GuestRecord, GuestSession, type GuestSource, type SessionLimits } from './session.js';
+import { SyncLog } from './sync-log.js';
+import type { SyncWrites } from './writes.js';
+
+interface Guest {
+  id: string;
+  address: GuestAddress;
+  record: GuestRecord;
+  server: Server;
+  session: GuestSession | undefined;
+}
+
+export interface GuestHubOptions {
+  pinDirectory: string;
+  /** The BPF object the guests load: the node's own. */
+  elf: Uint8Array;
+  /** The node's maps as the agent tracks them (it replaces its state when it reads the maps back). */
+  state: () => DatapathState;
+  logger: Logger;
+  limits?: SessionLimits;
+  now?: () => number;
+}
+
+export class GuestHub implements GuestSource {
+  /** Random and never 0 (0/0 is "no marker"): a guest holding another run's state gets a snapshot. */
+  readonly epoch = randomBytes(8).readBigUInt64LE(0) | 1n;
+  readonly log = new SyncLog();
+  readonly #guests = new Map<string, Guest>();
+  readonly #limits: SessionLimits;
+  readonly #now: () => number;
+
+  constructor(private readonly options: GuestHubOptions) {
+    this.#limits = options.limits ?? DEFAULT_SESSION_LIMITS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get state(): DatapathState {
+    return this.options.state();
+  }
+
+  get elf(): Uint8Array {
+    return this.options.elf;
+  }
+
+  /** Serves the guests an earlier run registered; one that cannot be served is reported and kept. */
+  async adopt(): Promise<void> {
+    for (const { id, address } of pinnedGuests(this.options.pinDirectory)) {
+      try {
+        if (address === undefined) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: its record has no address`);
+        await this.#serve(id, parseGuestAddress(address, id));
+      } catch (error) {
+        this.options.logger.error({ guest: id }, `guest ${id} not served: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  /** Registers guest `id` at `address` and listens there; the same registration again is unchanged. */
+  async add(id: string, addressText: string): Promise<{ outcome: 'added' | 'unchanged'; guest: GuestEntry }> {
+    checkSandboxId(id);
+    const address = parseGuestAddress(addressText, id);
+    const existing = this.#guests.get(id);
+    if (existing && formatGuestAddress(existing.address) === formatGuestAddress(address))
+      return { outcome: 'unchanged', guest: this.#view(existing) };
+    if (existing)
+      throw new SocklbError(
+        'SOCKLB_ERR_SANDBOX',
+        `guest ${id} is already registered at ${formatGuestAddress(existing.address)}; remove it first`,
+      );
+    const holder = [...this.#guests.values()].find((guest) => guest.address.path === address.path);
+    if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `${address.path} is already the address of guest ${holder.id}`);
+    const guest = await this.#serve(id, address);
+    pinGuest(this.options.pinDirectory, id, formatGuestAddress(address));
+    return { outcome: 'added', guest: this.#view(guest) };
+  }
+
+  /** Stops serving guest `id` and forgets it; its own datapath keeps running on what it holds. */
+  async remove(id: string): Promise<GuestEntry> {
+    const guest = this.#guests.get(id);
+    if (!guest) throw new SocklbError('SOCKLB_ERR_NO_SANDBOX', `no sandbox ${JSON.stringify(id)} is registered`);
+    const view = this.#view(guest);
+    this.#guests.delete(id);
+    unpinGuest(this.options.pinDirectory, id);
+    await this.#stop(guest);
+    return view;
+  }
+
+  has(id: string): boolean {
+    return this.#guests.has(id);
+  }
+
+  list(): GuestEntry[] {
+    return [...this.#guests.values()].map((guest) => this.#view(guest));
+  }
+
+  /** One sync of the node's maps, to every guest; nothing is kept while no guest is registered. */
+  publish(writes: SyncWrites, waitForReaders: boolean): void {
+    if (this.#guests.size === 0 || (writes.frontends.length === 0 && writes.cleanup.length === 0 && writes.addresses.length === 0)) return;
+    const entry = this.log.append(writes, waitForReaders);
+    for (const guest of this.#guests.values()) guest.session?.publish(entry);
+  }
+
+  /** Stops listening and closes every connection; registrations stay recorded for the next run. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#guests.values()].map((guest) => this.#stop(guest)));
+    this.#guests.clear();
+  }
+
+  async #serve(id: string, address: GuestAddress): Promise<Guest> {
+    const guest: Guest = {
+      id,
+      address,
+      record: new GuestRecord(id, this.#limits, this.#now()),
+      server: createServer(),
+      session: undefined,
+    };
+    // Identity is the path: whatever connects there is this guest. A new connection replaces the
+    // old one (an applier that restarted before its old connection timed out).
+    guest.server.on('connection', (socket: Socket) => {
+      guest.session?.close('replaced by a new connection');
+      guest.session = new GuestSession(guest.record, socket, this, this.options.logger, {
+        serial: address.transport === 'serial',
+        limits: this.#limits,
+        now: this.#now,
+      });
+    });
+    guest.server.on('error', (error: NodeJS.ErrnoException) =>
+      this.options.logger.error({ guest: id, code: error.code }, `guest ${id}: ${address.path}: ${error.message}`),
+    );
+    await listen(guest.server, address.path, id);
+    this.#guests.set(id, guest);
+    return guest;
+  }
+
+  async #stop(guest: Guest): Promise<void> {
+    guest.session?.close('the agent stops serving this guest');
+    await new Promise<void>((resolve) => guest.server.close(() => resolve()));
+  }
+
+  #view(guest: Guest): GuestEntry {
+    const session = guest.session && !guest.session.closed ? guest.session : undefined;
+    const marker = guest.record.marker;
+    const held = marker && (marker.epoch !== 0n || marker.seq !== 0n) ? marker : undefined;
+    return {
+      id: guest.id,
+      guest: formatGuestAddress(guest.address),
+      phase: session?.phase ?? 'disconnected',
+      marker: held && `${held.epoch.toString(16)}/${held.seq}`,
+      lag: held?.epoch === this.epoch ? Number(this.log.seq - held.seq) : undefined,
+      queuedBytes: session?.queuedBytes ?? 0,
+      snapshots: guest.record.snapshots,
+      lastError: guest.record.lastError,
+      kernelRelease: guest.record.kernelRelease,
+    };
+  }
+}
+
+/**
+ * Listens on `path`, replacing a socket file a killed agent left (never anything else), 0600 and
+ * owned by the owner of its directory: a VMM in a jail (Firecracker's jailer) runs as that user and
+ * must connect, nobody else should.
+ */
+async function listen(server: Server, path: string, id: string): Promise<void> {
+  const existing = lstatOrUndefined(path);
+  if (existing && !existing.isSocket()) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: ${path} exists and is not a socket`);
+  if (existing) rmSync(path);
+  const directory = statOrUndefined(dirname(path));
+  if (!directory?.isDirectory()) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: ${dirname(path)} is not a directory`);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const umask = process.umask(0o177);
+    try {
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    } finally {
+      process.umask(umask);
+    }
+  }).catch((error: NodeJS.ErrnoException) => {
+    throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: cannot listen on ${path}: ${error.code ?? error.message}`, { cause: error });
+  });
+  chownSync(path, directory.uid, directory.gid);
+  chmodSync(path, 0o600);
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
