@@ -9,7 +9,7 @@ import { SocklbError } from '../errors.js';
 import type { LoadedDatapath } from '../datapath/loader.js';
 import type { Logger } from '../log.js';
 import { claimControlSocket, DEFAULT_CONTROL_SOCKET, requestControl } from '../sandbox/control-socket.js';
-import { cgroupOfProcess, HOOK_STAGES, hookAction, parseContainerState, type HookStage } from '../sandbox/oci-state.js';
+import { cgroupOfProcess, guestOf, HOOK_STAGES, hookAction, parseContainerState, type HookStage } from '../sandbox/oci-state.js';
 import { PinnedSandboxes } from '../sandbox/attachments.js';
 import { sandboxDirectory, type GuestDirectory } from '../sandbox/directory.js';
 import type { ControlRequest, SandboxEntry } from '../sandbox/protocol.js';
@@ -122,6 +122,11 @@ async function ociHook(stage: HookStage | undefined, options: ClientOptions): Pr
   const state = parseContainerState(await readStdin(options.timeout * 1000));
   const action = hookAction(stage, state);
   try {
+    const guest = guestOf(state);
+    if (action === 'register' && guest !== undefined) {
+      await send(options, { op: 'add', id: state.id, guest });
+      return;
+    }
     if (action === 'register') {
       if (state.pid === undefined)
         throw new SocklbError('SOCKLB_ERR_OCI_STATE', `OCI container state on stdin: no pid for status ${state.status}`);
@@ -197,7 +202,7 @@ export function registerSandboxCommands(program: Command): void {
     .command('oci-hook')
     .description(
       'an OCI runtime hook: registers the container (state on stdin) with the agent at createRuntime or poststart, ' +
-        'unregisters it at poststop',
+        'unregisters it at poststop; a microVM sandbox annotated socklb.io/guest=unix:PATH is registered as that guest',
     )
     .addArgument(new Argument('[stage]', "the hook it is configured as (default: from the state's status)").choices(HOOK_STAGES))
     .addOption(controlSocketOption())

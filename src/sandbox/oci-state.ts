@@ -26,6 +26,22 @@ export type HookStage = (typeof HOOK_STAGES)[number];
 
 export type HookAction = 'register' | 'unregister';
 
+/**
+ * The annotation a microVM runtime (Kata, firecracker-containerd, a Virtual Kubelet provider)
+ * sets on a sandbox whose Services go to the applier in its guest: the guest's address
+ * (`unix:PATH` or `serial:PATH`, src/guest/address.ts), registered in place of a cgroup.
+ */
+export const GUEST_ANNOTATION = 'socklb.io/guest';
+
+/** The guest address the container's annotations name; undefined for a container of this kernel. */
+export function guestOf(state: ContainerState): string | undefined {
+  const address = state.annotations[GUEST_ANNOTATION];
+  if (address === undefined) return undefined;
+  if (typeof address !== 'string' || address === '')
+    throw stateError(`annotation ${GUEST_ANNOTATION} of container ${state.id} is not an address`);
+  return address;
+}
+
 export function parseContainerState(text: string): ContainerState {
   let value: unknown;
   try {

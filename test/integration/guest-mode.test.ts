@@ -169,4 +169,24 @@ describe('guest mode: a microVM guest served by the node agent', { skip: missing
     assert.notEqual(entries.find((entry) => entry.id === 'g2')?.phase, 'streaming', 'the hostile guest got no stream');
     assert.equal((await socklb(['sandbox', 'remove', '--id', 'g2', '--control-socket', controlSocket])).code, 0);
   });
+
+  it('registers and unregisters a guest through the OCI hook, from the socklb.io/guest annotation', async () => {
+    const state = (status: string) =>
+      JSON.stringify({
+        ociVersion: '1.0.2',
+        id: 'vm3',
+        status,
+        bundle: '/b',
+        annotations: { 'socklb.io/guest': `unix:${join(socketDirectory, 'vm3.sock')}` },
+      });
+    const created = await socklb(['oci-hook', 'createRuntime', '--control-socket', controlSocket], undefined, state('creating'));
+    assert.equal(created.code, 0, created.stderr);
+    assert.equal((await guests()).find((entry) => entry.id === 'vm3')?.guest, `unix:${join(socketDirectory, 'vm3.sock')}`);
+    const stopped = await socklb(['oci-hook', 'poststop', '--control-socket', controlSocket], undefined, state('stopped'));
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.equal(
+      (await guests()).find((entry) => entry.id === 'vm3'),
+      undefined,
+    );
+  });
 });

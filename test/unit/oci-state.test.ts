@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cgroupOfProcess, hookAction, parseContainerState, type ContainerState } from '../../src/sandbox/oci-state.js';
+import {
+  cgroupOfProcess,
+  GUEST_ANNOTATION,
+  guestOf,
+  hookAction,
+  parseContainerState,
+  type ContainerState,
+} from '../../src/sandbox/oci-state.js';
 
 const HYBRID = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
@@ -42,6 +49,17 @@ describe('OCI container state', () => {
     it(`refuses ${text === '' ? 'empty input' : text.slice(0, 50)} in one sentence`, () =>
       assert.throws(() => parseContainerState(text), { code: 'SOCKLB_ERR_OCI_STATE', message }));
   }
+});
+
+describe('a microVM sandbox', () => {
+  const withAnnotations = (annotations: Record<string, unknown>) =>
+    parseContainerState(JSON.stringify({ ociVersion: '1.0.2', id: 'vm1', status: 'creating', bundle: '/b', annotations }));
+
+  it('names its guest in the socklb.io/guest annotation', () =>
+    assert.equal(guestOf(withAnnotations({ [GUEST_ANNOTATION]: 'unix:/run/vm1/v.sock_1024' })), 'unix:/run/vm1/v.sock_1024'));
+  it('is none without it: a container of this kernel', () => assert.equal(guestOf(withAnnotations({ other: 'x' })), undefined));
+  it('refuses an annotation that is no address', () =>
+    assert.throws(() => guestOf(withAnnotations({ [GUEST_ANNOTATION]: '' })), { code: 'SOCKLB_ERR_OCI_STATE' }));
 });
 
 describe('which stage the hook runs at', () => {
