@@ -21,6 +21,7 @@ import {
   encodeCommit,
   encodeObject,
   encodeResync,
+  LIMITS,
   WriteTarget,
   type Hello,
   type MapWrite,
@@ -269,6 +270,29 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
       const loaded = await request(connection, encodeObject([...CAPACITIES, { name: 'socklb_nope_v1', maxEntries: 1 }], ELF), 'loaded');
       assert.deepEqual(loaded, { kind: 'loaded', error: ENOENT, message: 'map socklb_nope_v1: not in the object', maps: [] });
       assert.equal((await request(connection, encodeBatch({ ...marker(1, 1), groups: [] }, new WriteTarget([], 1)), 'ack')).error, ENOENT);
+    });
+
+    it('answers an OBJECT asking a map for more entries than the limit with LOADED -E2BIG at once, then loads the next', async () => {
+      const stats = CAPACITIES.findIndex((map) => map.name === MAP_NAMES.stats);
+      const frame = encodeObject(
+        CAPACITIES.map((map, index) => (index === stats ? { ...map, maxEntries: LIMITS.mapEntries } : map)),
+        ELF,
+      );
+      // Past what the host's encoder allows: frame header, map_count and flags, then 24 bytes a map, max_entries after the name.
+      frame.writeUInt32LE(LIMITS.mapEntries + 1, 5 + 4 + stats * 24 + 16);
+      const started = performance.now();
+      const loaded = await request(connection, frame, 'loaded');
+      const elapsed = performance.now() - started;
+      assert.deepEqual(loaded, {
+        kind: 'loaded',
+        error: E2BIG,
+        message: `map ${MAP_NAMES.stats}: max_entries ${LIMITS.mapEntries + 1} over the limit of ${LIMITS.mapEntries}`,
+        maps: [],
+      });
+      // Refused before libbpf opens the object: nothing near the time of a kernel allocation.
+      assert.ok(elapsed < 5000, `LOADED after ${elapsed.toFixed(0)} ms`);
+      assert.equal((await request(connection, encodeBatch({ ...marker(1, 1), groups: [] }, new WriteTarget([], 1)), 'ack')).error, ENOENT);
+      assert.ok((await loadObject(connection, hello)).maps.length > 0);
     });
 
     it('refuses to COMMIT a snapshot whose maps hold another marker (-ESTALE), and commits the right one', async () => {
