@@ -48,6 +48,19 @@ static int parse_request(const uint8_t *payload, size_t size, struct object_requ
 	return 0;
 }
 
+/* Refused before the object is even opened: a capacity over the limit is never allocated. */
+static int check_capacities(const struct object_request *request, char *message, size_t message_size)
+{
+	for (size_t i = 0; i < request->map_count; i++) {
+		if (request->maps[i].max_entries > WIRE_MAX_MAP_ENTRIES) {
+			snprintf(message, message_size, "map %s: max_entries %u over the limit of %u",
+				 request->maps[i].name, request->maps[i].max_entries, WIRE_MAX_MAP_ENTRIES);
+			return -E2BIG;
+		}
+	}
+	return 0;
+}
+
 /* A step that failed: `message` says which, with libbpf's first warning when it gave one. */
 static int failed(int err, char *message, size_t message_size, const char *step)
 {
@@ -207,6 +220,9 @@ int staged_load(struct staged *staged, const uint8_t *payload, size_t size, cons
 	staged_close(staged);
 	log_forget_libbpf();
 	message[0] = '\0';
+	err = check_capacities(&request, message, message_size);
+	if (err)
+		return err;
 	/* libbpf copies what it keeps of the ELF: the frame may go once this returns. */
 	object = bpf_object__open_mem(request.elf, request.elf_size, &options);
 	if (!object)

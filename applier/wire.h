@@ -33,6 +33,16 @@ enum frame_type {
 #define WIRE_MAX_HOST_PAYLOAD (1u << 20)
 #define WIRE_MAX_OBJECT_PAYLOAD (4u << 20)
 #define WIRE_MAX_GUEST_PAYLOAD (64u << 10)
+/*
+ * The max_entries an OBJECT may ask of one map. A preallocated map costs
+ * its whole capacity in kernel memory at load, so that an unchecked count
+ * (a broken or hostile host, one flipped byte) could make the guest's kernel
+ * try gigabytes. The largest map a host sizes for a guest (src/guest/sizing.ts)
+ * at the node's default capacities, full, is the slots: 262,144 of them get
+ * 2^19; 2^20 leaves room for a node of twice that. src/guest/wire.ts keeps
+ * the host within the same limit.
+ */
+#define WIRE_MAX_MAP_ENTRIES (1u << 20)
 
 /* Fixed-size, NUL-padded text fields. */
 #define WIRE_NAME_SIZE 16

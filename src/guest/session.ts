@@ -244,11 +244,24 @@ export class GuestSession {
       this.#snapshotTimer = setTimeout(() => this.#snapshot(), wait);
       return;
     }
+    let object: Buffer;
+    try {
+      object = encodeObject(guestCapacities(countsOf(this.source.state)), this.source.elf);
+    } catch (error) {
+      // The node's state is past what a guest may be sent (its maps over the protocol's limits): this
+      // guest is dropped, and the others, whose publish() or timers got here too, go on.
+      const reason = `no snapshot for it: ${error instanceof Error ? error.message : String(error)}`;
+      this.logger.error({ guest: this.record.id }, `guest ${this.record.id}: ${reason}; closing its connection`);
+      this.record.lastError = reason;
+      this.#close(undefined);
+      this.socket.destroy();
+      return;
+    }
     this.record.snapshots++;
     this.#phase = 'loading';
     this.#target = undefined;
     this.#behind = false;
-    this.#send(encodeObject(guestCapacities(countsOf(this.source.state)), this.source.elf), { kind: 'loaded' });
+    this.#send(object, { kind: 'loaded' });
   }
 
   #loaded(error: number, message: string, maps: Hello['maps']): void {

@@ -26,6 +26,13 @@ export const LIMITS = {
   guestPayload: 64 << 10,
   /** Maps in one object, descriptor list or OBJECT (the applier's TARGET_MAX_MAPS). */
   maps: 64,
+  /**
+   * The max_entries an OBJECT may ask of one map (the applier's WIRE_MAX_MAP_ENTRIES): a guest's
+   * kernel preallocates the whole capacity, so that no frame may make it try gigabytes. sizing.ts
+   * gives at most 2^19 for a node at its default capacities, full (262,144 slots): 2^20 leaves
+   * room for a node of twice that.
+   */
+  mapEntries: 1 << 20,
 } as const;
 
 /** failed_group and failed_write of an ACK that names no write. */
@@ -232,6 +239,8 @@ export function encodeObject(maps: readonly ObjectMap[], elf: Uint8Array): Buffe
   for (const map of maps) {
     writeName(bytes, offset, map.name, NAME_SIZE, 'OBJECT map name');
     checkU32(map.maxEntries, `OBJECT map ${map.name} max_entries`);
+    if (map.maxEntries > LIMITS.mapEntries)
+      throw wireError(`OBJECT map ${map.name} max_entries ${map.maxEntries}: over the limit of ${LIMITS.mapEntries}`);
     offset = bytes.writeUInt32LE(map.maxEntries, offset + NAME_SIZE);
     offset = bytes.writeUInt32LE(map.keepPinned ? OBJECT_KEEP_PINNED : 0, offset);
   }

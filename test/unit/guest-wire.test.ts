@@ -18,6 +18,8 @@ import {
   type MapDescriptor,
   type WriteGroup,
 } from '../../src/guest/wire.js';
+import { DEFAULT_CAPACITIES } from '../../src/datapath/maps.js';
+import { guestCapacities } from '../../src/guest/sizing.js';
 import { ackPayload, DESCRIPTORS, helloPayload, loadedPayload } from './guest-wire-fixtures.js';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
@@ -50,6 +52,14 @@ describe('host frames, byte for byte', () => {
         hex(Buffer.from('ELF!')),
       ].join(''),
     );
+  });
+
+  it('OBJECT: the capacities a guest of a node at its default capacities, full, is sized are within the limit', () => {
+    const { frontends, backends, slots } = DEFAULT_CAPACITIES;
+    const capacities = guestCapacities({ frontends, backends, slots, serviceIds: frontends + 1, clusterIPs: frontends });
+    assert.equal(Math.max(...capacities.map((map) => map.maxEntries)), LIMITS.mapEntries / 2);
+    assert.doesNotThrow(() => encodeObject(capacities, Buffer.alloc(1)));
+    assert.doesNotThrow(() => encodeObject([{ name: 'socklb_stats_v1', maxEntries: LIMITS.mapEntries }], Buffer.alloc(1)));
   });
 
   it('BATCH: header, groups, writes of each op; a per-CPU update is the value rounded to 8, once per CPU', () => {
@@ -159,6 +169,11 @@ describe('host frames refuse what the guest would refuse', () => {
           Buffer.alloc(1),
         ),
       /OBJECT map_count 65: over 64/,
+    ],
+    [
+      'an OBJECT map of more entries than the limit',
+      () => encodeObject([{ name: 'socklb_stats_v1', maxEntries: LIMITS.mapEntries + 1 }], Buffer.alloc(1)),
+      /OBJECT map socklb_stats_v1 max_entries 1048577: over the limit of 1048576/,
     ],
     ['an OBJECT over 4 MiB', () => encodeObject([], Buffer.alloc(LIMITS.objectPayload)), /OBJECT of 4194312 bytes: over its limit/],
     ['a map the guest lacks', () => target.index('socklb_fe_v9'), /map socklb_fe_v9: not among the guest's maps \(socklb_be_v1, /],
