@@ -34,18 +34,21 @@ export interface GuestHubOptions {
   state: () => DatapathState;
   logger: Logger;
   limits?: SessionLimits;
+  /** Operations the log of syncs keeps; default DEFAULT_LOG_OPERATIONS. */
+  logOperations?: number;
   now?: () => number;
 }
 
 export class GuestHub implements GuestSource {
   /** Random and never 0 (0/0 is "no marker"): a guest holding another run's state gets a snapshot. */
   readonly epoch = randomBytes(8).readBigUInt64LE(0) | 1n;
-  readonly log = new SyncLog();
+  readonly log: SyncLog;
   readonly #guests = new Map<string, Guest>();
   readonly #limits: SessionLimits;
   readonly #now: () => number;
 
   constructor(private readonly options: GuestHubOptions) {
+    this.log = new SyncLog(options.logOperations);
     this.#limits = options.limits ?? DEFAULT_SESSION_LIMITS;
     this.#now = options.now ?? Date.now;
   }
