@@ -111,9 +111,14 @@ export class GuestHub implements GuestSource {
     return [...this.#guests.values()].map((guest) => this.#view(guest));
   }
 
-  /** One sync of the node's maps, to every guest; nothing is kept while no guest is registered. */
+  /**
+   * One sync of the node's maps, to every guest. While no guest is registered nothing is kept, but
+   * the sync is counted: a guest registered again later, with the marker it had, must not be taken
+   * for up to date.
+   */
   publish(writes: SyncWrites, waitForReaders: boolean): void {
-    if (this.#guests.size === 0 || (writes.frontends.length === 0 && writes.cleanup.length === 0 && writes.addresses.length === 0)) return;
+    if (writes.frontends.length === 0 && writes.cleanup.length === 0 && writes.addresses.length === 0) return;
+    if (this.#guests.size === 0) return this.log.skip();
     const entry = this.log.append(writes, waitForReaders);
     for (const guest of this.#guests.values()) guest.session?.publish(entry);
   }

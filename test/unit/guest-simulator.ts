@@ -88,6 +88,8 @@ export class SimLink {
   received = 0;
   framesReceived = 0;
   closed = false;
+  /** Why the guest dropped the connection, when a host frame was malformed. */
+  malformed: string | undefined;
 
   constructor(
     private readonly guest: GuestSimulator,
@@ -133,10 +135,18 @@ export class SimLink {
     let taken = chunk;
     if (this.#cutAfter !== undefined) taken = chunk.subarray(0, Math.max(0, this.#cutAfter - this.received));
     this.received += taken.length;
-    for (const frame of this.#reader.push(taken)) {
-      this.framesReceived++;
-      const answer = this.guest.handle(frame.type, frame.payload);
-      if (answer) this.#socket.write(answer);
+    try {
+      for (const frame of this.#reader.push(taken)) {
+        this.framesReceived++;
+        const answer = this.guest.handle(frame.type, frame.payload);
+        if (answer) this.#socket.write(answer);
+      }
+    } catch (error) {
+      // As the applier: a malformed frame is logged and closes the connection.
+      this.malformed = (error as Error).message;
+      this.closed = true;
+      this.#socket.destroy();
+      return;
     }
     if (this.#cutAfter !== undefined && this.received >= this.#cutAfter) {
       this.closed = true;
@@ -151,6 +161,8 @@ export class GuestSimulator {
   staged: SimMaps | undefined;
   #target: SimMaps | undefined;
   batches = 0;
+  /** What the guest lists in HELLO and LOADED instead of its maps: a broken or hostile applier. */
+  lies: { hello?: (maps: MapDescriptor[]) => MapDescriptor[]; loaded?: (maps: MapDescriptor[]) => MapDescriptor[] } = {};
 
   constructor(readonly possibleCpus = 2) {}
 
@@ -172,7 +184,8 @@ export class GuestSimulator {
   }
 
   hello(): Buffer {
-    const maps = this.live ? descriptorsOf(this.live) : [];
+    const live = this.live ? descriptorsOf(this.live) : [];
+    const maps = this.lies.hello?.(live) ?? live;
     return helloPayload({ marker: this.marker, maps, cpus: this.possibleCpus });
   }
 
@@ -227,7 +240,8 @@ export class GuestSimulator {
     }
     this.staged = staged;
     this.#target = staged;
-    return guestFrame(FRAME_TYPES.loaded, loadedPayload(0, '', descriptorsOf(staged)));
+    const maps = descriptorsOf(staged);
+    return guestFrame(FRAME_TYPES.loaded, loadedPayload(0, '', this.lies.loaded?.(maps) ?? maps));
   }
 
   #batch(payload: Buffer): Buffer {
