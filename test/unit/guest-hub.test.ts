@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MAP_NAMES } from '../../src/datapath/layout.js';
-import { GuestSimulator, servicesState, SimNode, until } from './guest-simulator.js';
+import type { GuestEntry } from '../../src/sandbox/protocol.js';
+import { GuestSimulator, nodeContents, sameContents, servicesState, SimNode, until } from './guest-simulator.js';
 
 const OLD = servicesState(1, () => ['10.244.1.1']);
 const NEW = servicesState(2, (index) => [`10.244.2.${index + 1}`, `10.244.3.${index + 1}`]);
@@ -37,6 +38,12 @@ describe('the hub and its guests', () => {
     }
   }
 
+  function entry(id: string): GuestEntry {
+    const found = node.hub.list().find((guest) => guest.id === id);
+    assert.ok(found, `guest ${id} is listed`);
+    return found;
+  }
+
   it('brings up to date a guest registered again after a sync that no guest was sent', async () => {
     await withNode({}, async () => {
       const path = join(scratch, 'again.sock');
@@ -51,6 +58,61 @@ describe('the hub and its guests', () => {
       guest.connect(path);
       await node.caughtUp(guest, 'the sync made while no guest was registered');
       assert.equal(guest.contents().get(MAP_NAMES.frontends)?.size, 2);
+    });
+  });
+
+  it('snapshots a guest whose live maps the stream cannot write, whatever marker it claims', async () => {
+    await withNode({}, async () => {
+      const path = join(scratch, 'layout.sock');
+      await node.hub.add('vm1', `unix:${path}`);
+      const guest = new GuestSimulator();
+      let link = guest.connect(path);
+      await node.caughtUp(guest, 'the snapshot');
+      link.close();
+      await until(() => link.closed, 'the connection closed');
+      // Up to date by its marker, but its frontends have keys of another layout: the next sync writes them.
+      guest.lies.hello = (maps) => maps.map((map) => (map.name === MAP_NAMES.frontends ? { ...map, keySize: 4 } : map));
+      const snapshots = entry('vm1').snapshots;
+      link = guest.connect(path);
+      await until(() => entry('vm1').snapshots > snapshots, 'a snapshot');
+      guest.lies = {};
+      node.source.push(NEW);
+      await node.caughtUp(guest, 'the change, in maps that take it');
+      assert.equal(entry('vm1').snapshots, snapshots + 1);
+      assert.ok(sameContents(guest.contents(), nodeContents(node.maps)));
+    });
+  });
+
+  it('refuses, saying why, a guest whose staged maps cannot take the stream', async () => {
+    await withNode({}, async () => {
+      const cases: [string, GuestSimulator['lies']['loaded'], RegExp][] = [
+        [
+          'a key size',
+          (maps) => maps.map((map) => (map.name === MAP_NAMES.frontends ? { ...map, keySize: 4 } : map)),
+          /socklb_fe_v3: key_size 4, not 20/,
+        ],
+        [
+          'a capacity',
+          (maps) => maps.map((map) => (map.name === MAP_NAMES.backends ? { ...map, maxEntries: 1 } : map)),
+          /socklb_be_v2: max_entries 1, under the \d+ asked/,
+        ],
+        ['a missing map', (maps) => maps.filter((map) => map.name !== MAP_NAMES.marker), /socklb_mark_v1: missing/],
+      ];
+      for (const [what, loaded, reason] of cases) {
+        const path = join(scratch, `refused-${cases.findIndex(([name]) => name === what)}.sock`);
+        await node.hub.add(what.replaceAll(' ', '-'), `unix:${path}`);
+        const guest = new GuestSimulator();
+        guest.lies.loaded = loaded;
+        guest.connect(path);
+        const id = what.replaceAll(' ', '-');
+        await until(() => entry(id).phase === 'failed', `${what}: the guest refused`);
+        assert.match(entry(id).lastError ?? '', reason, what);
+        assert.equal(guest.batches, 0, `${what}: no batch is sent to maps that cannot take it`);
+        node.source.push(NEW);
+        node.source.push(OLD);
+        assert.equal(guest.batches, 0, `${what}: nor any sync`);
+        assert.equal(entry(id).phase, 'failed', `${what}: syncs pass it by`);
+      }
     });
   });
 });
