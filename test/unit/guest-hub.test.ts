@@ -11,10 +11,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MAP_NAMES } from '../../src/datapath/layout.js';
 import type { GuestEntry } from '../../src/sandbox/protocol.js';
-import { GuestSimulator, nodeContents, sameContents, servicesState, SimNode, until } from './guest-simulator.js';
+import { GuestSimulator, nodeContents, sameContents, servicesState, SimNode, until, type SimLink } from './guest-simulator.js';
 
 const OLD = servicesState(1, () => ['10.244.1.1']);
 const NEW = servicesState(2, (index) => [`10.244.2.${index + 1}`, `10.244.3.${index + 1}`]);
+// Syncs of some 20 KiB each: every backend of 100 Services replaced.
+const MANY_A = servicesState(100, (index) => [`10.244.4.${index + 1}`]);
+const MANY_B = servicesState(100, (index) => [`10.244.5.${index + 1}`]);
+/** Past what the socket's kernel buffers take, so that the host's own queue fills. */
+const QUEUE_BYTES = 64 << 10;
 
 describe('the hub and its guests', () => {
   let scratch: string;
@@ -113,6 +118,60 @@ describe('the hub and its guests', () => {
         assert.equal(guest.batches, 0, `${what}: nor any sync`);
         assert.equal(entry(id).phase, 'failed', `${what}: syncs pass it by`);
       }
+    });
+  });
+
+  /** Syncs made while `link`'s guest reads nothing; the largest bytes the host queued for it after one. */
+  async function stalled(guest: GuestSimulator, link: SimLink, syncs: number): Promise<{ largestQueue: number; largestSync: number }> {
+    let largestSync = 0;
+    for (const state of [MANY_B, MANY_A]) {
+      const before = link.received;
+      node.source.push(state);
+      await node.caughtUp(guest, 'a sync, read');
+      largestSync = Math.max(largestSync, link.received - before);
+    }
+    link.pause();
+    let largestQueue = 0;
+    for (let sync = 0; sync < syncs; sync++) {
+      node.source.push(sync % 2 === 0 ? MANY_B : MANY_A);
+      largestQueue = Math.max(largestQueue, entry('vm1').queuedBytes);
+    }
+    return { largestQueue, largestSync };
+  }
+
+  it('queues at most its bound and one sync for a guest that stops reading, then sends it what it missed', async () => {
+    await withNode({ limits: { queueBytes: QUEUE_BYTES } }, async () => {
+      const path = join(scratch, 'stalled.sock');
+      await node.hub.add('vm1', `unix:${path}`);
+      node.source.push(MANY_A);
+      const guest = new GuestSimulator();
+      const link = guest.connect(path);
+      await node.caughtUp(guest, 'the snapshot');
+      const { largestQueue, largestSync } = await stalled(guest, link, 120);
+      assert.ok(largestQueue > QUEUE_BYTES, `the queue reached ${largestQueue} bytes: past its bound, by the sync that crossed it`);
+      assert.ok(largestQueue <= QUEUE_BYTES + largestSync, `${largestQueue} bytes queued: at most ${QUEUE_BYTES} + ${largestSync}`);
+      assert.ok((entry('vm1').lag ?? 0) > 0, 'the guest is behind');
+      const snapshots = entry('vm1').snapshots;
+      link.resume();
+      await node.caughtUp(guest, 'the syncs it missed', 20_000);
+      assert.equal(entry('vm1').snapshots, snapshots, 'from the log: no snapshot');
+    });
+  });
+
+  it('snapshots a guest that stopped reading once the log no longer has what it missed', async () => {
+    await withNode({ limits: { queueBytes: QUEUE_BYTES }, logOperations: 2_000 }, async () => {
+      const path = join(scratch, 'lost.sock');
+      await node.hub.add('vm1', `unix:${path}`);
+      node.source.push(MANY_A);
+      const guest = new GuestSimulator();
+      const link = guest.connect(path);
+      await node.caughtUp(guest, 'the snapshot');
+      const { largestQueue, largestSync } = await stalled(guest, link, 120);
+      assert.ok(largestQueue <= QUEUE_BYTES + largestSync, `${largestQueue} bytes queued: at most ${QUEUE_BYTES} + ${largestSync}`);
+      const snapshots = entry('vm1').snapshots;
+      link.resume();
+      await node.caughtUp(guest, 'a snapshot', 20_000);
+      assert.equal(entry('vm1').snapshots, snapshots + 1, 'the log lost its place: a snapshot');
     });
   });
 });

@@ -367,8 +367,8 @@ export class SimNode {
   }
 
   /** Resolves once `guest` holds what this node's maps hold, its marker this node's last sync. */
-  async caughtUp(guest: GuestSimulator, what: string): Promise<void> {
-    await until(() => sameMarker(guest.marker, this.marker) && sameContents(guest.contents(), nodeContents(this.maps)), what);
+  async caughtUp(guest: GuestSimulator, what: string, timeoutMs?: number): Promise<void> {
+    await until(() => sameMarker(guest.marker, this.marker) && sameContents(guest.contents(), nodeContents(this.maps)), what, timeoutMs);
   }
 
   async stop(): Promise<void> {
