@@ -1,7 +1,8 @@
 // The hub serving several guests with the real agent on in-memory maps (guest-simulator.ts): a
 // guest registered after syncs nobody was sent, guests whose maps the stream cannot write, a guest
 // that stops reading (what the host queues for it stays bounded, and it is brought up to date from
-// the log or by a snapshot), and hostile frames fuzzed at the host, which never disturb the agent,
+// the log or by a snapshot), and hostile frames fuzzed at the host (400 connections, a fixed seed),
+// which never disturb the agent,
 // the node's maps or another guest's stream.
 
 import assert from 'node:assert/strict';
@@ -9,9 +10,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MAP_NAMES } from '../../src/datapath/layout.js';
+import { connect } from 'node:net';
+import { MAP_NAMES, type Marker } from '../../src/datapath/layout.js';
+import { FRAME_TYPES } from '../../src/guest/wire.js';
 import type { GuestEntry } from '../../src/sandbox/protocol.js';
-import { GuestSimulator, nodeContents, sameContents, servicesState, SimNode, until, type SimLink } from './guest-simulator.js';
+import { GuestSimulator, nodeContents, OBJECT_MAPS, sameContents, servicesState, SimNode, until, type SimLink } from './guest-simulator.js';
+import { ackPayload, guestFrame, helloPayload, loadedPayload } from './guest-wire-fixtures.js';
 
 const OLD = servicesState(1, () => ['10.244.1.1']);
 const NEW = servicesState(2, (index) => [`10.244.2.${index + 1}`, `10.244.3.${index + 1}`]);
@@ -174,4 +178,95 @@ describe('the hub and its guests', () => {
       assert.equal(entry('vm1').snapshots, snapshots + 1, 'the log lost its place: a snapshot');
     });
   });
+
+  it('takes fuzzed frames from one guest without disturbing the agent, the node maps or another guest', async () => {
+    const reference = await SimNode.start(join(scratch, 'reference-pins'), OLD);
+    try {
+      await withNode({}, async () => {
+        const honestPath = join(scratch, 'honest.sock');
+        const hostilePath = join(scratch, 'hostile.sock');
+        await node.hub.add('honest', `unix:${honestPath}`);
+        await node.hub.add('hostile', `unix:${hostilePath}`);
+        const honest = new GuestSimulator();
+        honest.connect(honestPath);
+        await node.caughtUp(honest, 'the honest guest snapshot');
+        const random = seeded(18);
+        for (let round = 0; round < 400; round++) {
+          const socket = connect(hostilePath);
+          socket.on('error', () => undefined);
+          socket.on('data', () => undefined);
+          for (const frame of hostileFrames(random, node.marker)) socket.write(frame);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          socket.destroy();
+          if (round % 20 === 19) {
+            const state = round % 40 === 19 ? NEW : OLD;
+            node.source.push(state);
+            reference.source.push(state);
+            await node.caughtUp(honest, `the honest guest, at round ${round}`);
+          }
+        }
+        assert.ok(sameContents(nodeContents(node.maps), nodeContents(reference.maps)), 'the node maps as a node without guests has them');
+        assert.ok(sameContents(honest.contents(), nodeContents(node.maps)));
+        assert.equal(entry('honest').snapshots, 1, 'the honest guest was streamed to throughout');
+        assert.ok(entry('hostile').lastError, 'the hostile guest was refused, saying why');
+      });
+    } finally {
+      await reference.stop();
+    }
+  });
 });
+
+/** A deterministic pseudo-random source (mulberry32), so that a failure can be replayed. */
+function seeded(seed: number): (below: number) => number {
+  let state = seed;
+  return (below) => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * below);
+  };
+}
+
+/** `bytes` with a few bytes changed at random. */
+function mutate(random: (below: number) => number, bytes: Buffer): Buffer {
+  const copy = Buffer.from(bytes);
+  for (let flips = 1 + random(4); flips > 0 && copy.length > 0; flips--) copy[random(copy.length)] = random(256);
+  return copy;
+}
+
+/** The maps an applier of the node's object lists, of some capacity. */
+const LISTED = OBJECT_MAPS.map((map) => ({ ...map, maxEntries: map.name === MAP_NAMES.marker ? 1 : 4096 })).sort((a, b) =>
+  a.name < b.name ? -1 : 1,
+);
+
+/**
+ * What a hostile guest sends in one connection: noise, a HELLO broken somewhere, a HELLO that
+ * claims to be up to date with maps broken somewhere, or a fair HELLO followed by broken answers.
+ */
+function hostileFrames(random: (below: number) => number, marker: Marker): Buffer[] {
+  const noise = (): Buffer => Buffer.from(Array.from({ length: random(200) }, () => random(256)));
+  const hello = (maps = LISTED, claimed = marker): Buffer => guestFrame(FRAME_TYPES.hello, helloPayload({ marker: claimed, maps }));
+  const ack = (): Buffer =>
+    guestFrame(
+      FRAME_TYPES.ack,
+      ackPayload(random(2) ? marker.epoch : BigInt(random(1000)), BigInt(random(4)), -random(3), random(3), random(3)),
+    );
+  switch (random(5)) {
+    case 0:
+      return [noise()];
+    case 1:
+      return [mutate(random, hello(random(2) ? LISTED : []))];
+    case 2:
+      return [
+        hello(
+          LISTED.map((map) =>
+            random(4) === 0 ? { ...map, [['type', 'keySize', 'valueSize', 'maxEntries', 'flags'][random(5)]!]: random(70) } : map,
+          ),
+        ),
+      ];
+    case 3:
+      return [hello([]), mutate(random, guestFrame(FRAME_TYPES.loaded, loadedPayload(0, '', LISTED))), ack(), ack()];
+    default:
+      return [hello([]), guestFrame(FRAME_TYPES.loaded, loadedPayload(0, '', LISTED)), ...Array.from({ length: random(4) }, ack), noise()];
+  }
+}
