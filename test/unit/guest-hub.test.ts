@@ -19,7 +19,7 @@ import { ackPayload, guestFrame, helloPayload, loadedPayload } from './guest-wir
 
 const OLD = servicesState(1, () => ['10.244.1.1']);
 const NEW = servicesState(2, (index) => [`10.244.2.${index + 1}`, `10.244.3.${index + 1}`]);
-// Syncs of some 20 KiB each: every backend of 100 Services replaced.
+// Syncs of some 7 KiB each: every backend of 100 Services replaced.
 const MANY_A = servicesState(100, (index) => [`10.244.4.${index + 1}`]);
 const MANY_B = servicesState(100, (index) => [`10.244.5.${index + 1}`]);
 /** Past what the socket's kernel buffers take, so that the host's own queue fills. */
