@@ -34,18 +34,21 @@ export interface GuestHubOptions {
   state: () => DatapathState;
   logger: Logger;
   limits?: SessionLimits;
+  /** Operations the log of syncs keeps; default DEFAULT_LOG_OPERATIONS. */
+  logOperations?: number;
   now?: () => number;
 }
 
 export class GuestHub implements GuestSource {
   /** Random and never 0 (0/0 is "no marker"): a guest holding another run's state gets a snapshot. */
   readonly epoch = randomBytes(8).readBigUInt64LE(0) | 1n;
-  readonly log = new SyncLog();
+  readonly log: SyncLog;
   readonly #guests = new Map<string, Guest>();
   readonly #limits: SessionLimits;
   readonly #now: () => number;
 
   constructor(private readonly options: GuestHubOptions) {
+    this.log = new SyncLog(options.logOperations);
     this.#limits = options.limits ?? DEFAULT_SESSION_LIMITS;
     this.#now = options.now ?? Date.now;
   }
@@ -108,9 +111,14 @@ export class GuestHub implements GuestSource {
     return [...this.#guests.values()].map((guest) => this.#view(guest));
   }
 
-  /** One sync of the node's maps, to every guest; nothing is kept while no guest is registered. */
+  /**
+   * One sync of the node's maps, to every guest. While no guest is registered nothing is kept, but
+   * the sync is counted: a guest registered again later, with the marker it had, must not be taken
+   * for up to date.
+   */
   publish(writes: SyncWrites, waitForReaders: boolean): void {
-    if (this.#guests.size === 0 || (writes.frontends.length === 0 && writes.cleanup.length === 0 && writes.addresses.length === 0)) return;
+    if (writes.frontends.length === 0 && writes.cleanup.length === 0 && writes.addresses.length === 0) return;
+    if (this.#guests.size === 0) return this.log.skip();
     const entry = this.log.append(writes, waitForReaders);
     for (const guest of this.#guests.values()) guest.session?.publish(entry);
   }

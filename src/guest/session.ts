@@ -16,7 +16,7 @@ import type { Marker } from '../datapath/layout.js';
 import type { DatapathState } from '../datapath/state.js';
 import type { Logger } from '../log.js';
 import { FrameReader } from './frame-reader.js';
-import { countsOf, guestCapacities, outgrown } from './sizing.js';
+import { countsOf, guestCapacities, outgrown, undersized } from './sizing.js';
 import type { LogEntry, SyncLog } from './sync-log.js';
 import {
   decodeGuestMessage,
@@ -29,9 +29,10 @@ import {
   WriteTarget,
   type GuestMessage,
   type Hello,
+  type ObjectMap,
   type WriteGroup,
 } from './wire.js';
-import { snapshotGroups, syncGroups } from './writes.js';
+import { snapshotGroups, syncGroups, unwritable } from './writes.js';
 
 /** The node's side, shared by every guest: the canonical state and the log of its changes. */
 export interface GuestSource {
@@ -121,6 +122,8 @@ export class GuestSession {
   #hello: Hello | undefined;
   readonly #expected: Expected[] = [];
   #snapshotMarker: Marker | undefined;
+  /** The capacities the last OBJECT asked for, which its staged maps must have. */
+  #asked: readonly ObjectMap[] = [];
   #snapshotFailed = false;
   /** The last sync sent to the guest; those after it wait while the queue is full. */
   #sentSeq = 0n;
@@ -168,7 +171,12 @@ export class GuestSession {
       this.#behind = true;
       return;
     }
-    this.#sendSync(entry);
+    try {
+      this.#sendSync(entry);
+    } catch (error) {
+      // Whatever this guest's maps are, the sync goes on for the node and the other guests.
+      this.close(`sync ${entry.seq}: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   /** Ends the connection; the guest reconnects. */
@@ -231,6 +239,14 @@ export class GuestSession {
     const inStep = hello.marker.epoch === this.source.epoch && !this.record.needsSnapshot && hello.maps.length > 0;
     const missed = inStep ? this.source.log.since(hello.marker.seq) : undefined;
     if (missed === undefined || outgrown(countsOf(this.source.state), hello.maps).length > 0) return this.#snapshot();
+    const problems = unwritable(hello.maps);
+    if (problems.length > 0) {
+      this.logger.info(
+        { guest: this.record.id, problems },
+        `guest ${this.record.id}: its maps cannot take the stream (${problems.join('; ')}); a snapshot follows`,
+      );
+      return this.#snapshot();
+    }
     this.#target = new WriteTarget(hello.maps, hello.possibleCpus);
     this.#stream(hello.marker.seq, missed);
   }
@@ -244,9 +260,10 @@ export class GuestSession {
       this.#snapshotTimer = setTimeout(() => this.#snapshot(), wait);
       return;
     }
+    const asked = guestCapacities(countsOf(this.source.state));
     let object: Buffer;
     try {
-      object = encodeObject(guestCapacities(countsOf(this.source.state)), this.source.elf);
+      object = encodeObject(asked, this.source.elf);
     } catch (error) {
       // The node's state is past what a guest may be sent (its maps over the protocol's limits): this
       // guest is dropped, and the others, whose publish() or timers got here too, go on.
@@ -261,6 +278,7 @@ export class GuestSession {
     this.#phase = 'loading';
     this.#target = undefined;
     this.#behind = false;
+    this.#asked = asked;
     this.#send(object, { kind: 'loaded' });
   }
 
@@ -269,6 +287,14 @@ export class GuestSession {
       this.#phase = 'failed';
       this.record.lastError = `the guest could not load the object: ${message || `error ${error}`}`;
       this.logger.error({ guest: this.record.id, error }, `guest ${this.record.id}: ${this.record.lastError}; it gets no stream`);
+      this.#disarm();
+      return;
+    }
+    const problems = [...unwritable(maps), ...undersized(this.#asked, maps)];
+    if (problems.length > 0) {
+      this.#phase = 'failed';
+      this.record.lastError = `the guest's staged maps cannot take the stream: ${problems.join('; ')}`;
+      this.logger.error({ guest: this.record.id }, `guest ${this.record.id}: ${this.record.lastError}; it gets no stream`);
       this.#disarm();
       return;
     }

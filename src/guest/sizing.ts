@@ -76,3 +76,18 @@ export function outgrown(counts: GuestCounts, maps: readonly MapDescriptor[]): s
   ];
   return needs.filter(([name, count]) => count > (maps.find((map) => map.name === name)?.maxEntries ?? 0)).map(([name]) => name);
 }
+
+/**
+ * Why staged maps (LOADED's) are smaller than the capacities an OBJECT asked for; none when they
+ * are not. The maps kept from the live datapath keep their own capacity.
+ */
+export function undersized(asked: readonly ObjectMap[], maps: readonly MapDescriptor[]): string[] {
+  return asked
+    .filter((capacity) => !capacity.keepPinned)
+    .flatMap((capacity) => {
+      const map = maps.find((candidate) => candidate.name === capacity.name);
+      return map !== undefined && map.maxEntries < capacity.maxEntries
+        ? [`${capacity.name}: max_entries ${map.maxEntries}, under the ${capacity.maxEntries} asked`]
+        : [];
+    });
+}

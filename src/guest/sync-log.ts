@@ -40,6 +40,17 @@ export class SyncLog {
     return entry;
   }
 
+  /**
+   * A sync no guest was sent (none was registered): its seq is taken all the same, so that a guest
+   * whose marker names an earlier one is never taken for up to date, and the entries go, since they
+   * no longer lead to the node's state.
+   */
+  skip(): void {
+    this.#seq++;
+    this.#entries.length = 0;
+    this.#operations = 0;
+  }
+
   /** The entries after `seq`, oldest first; undefined when some of them are no longer kept. */
   since(seq: bigint): LogEntry[] | undefined {
     if (seq > this.#seq) return undefined;

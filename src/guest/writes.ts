@@ -8,7 +8,7 @@ import { MAP_CODECS, MAP_NAMES, type Marker } from '../datapath/layout.js';
 import type { Operation } from '../datapath/state.js';
 import type { DatapathState } from '../datapath/state.js';
 import { encodeOperation } from '../datapath/writer.js';
-import type { MapWrite, WriteGroup, WriteTarget } from './wire.js';
+import type { MapDescriptor, MapWrite, WriteGroup, WriteTarget } from './wire.js';
 
 /** One sync's writes as the node's kernel accepted them (ReconcileResult.written). */
 export interface SyncWrites {
@@ -16,6 +16,45 @@ export interface SyncWrites {
   cleanup: readonly Operation[];
   /** The cluster IPs and service CIDRs, each a write of its own, after the frontends. */
   addresses: readonly Operation[];
+}
+
+// enum bpf_map_type of the maps the stream writes (bpf/socklb.bpf.c).
+const BPF_MAP_TYPE_HASH = 1;
+const BPF_MAP_TYPE_ARRAY = 2;
+const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+const BPF_MAP_TYPE_LPM_TRIE = 11;
+
+/** The maps a guest's batches write, each of the type the node's object declares. */
+const STREAMED_MAPS = [
+  ['frontends', BPF_MAP_TYPE_HASH],
+  ['slots', BPF_MAP_TYPE_HASH],
+  ['backends', BPF_MAP_TYPE_HASH],
+  ['stats', BPF_MAP_TYPE_PERCPU_ARRAY],
+  ['marker', BPF_MAP_TYPE_ARRAY],
+  ['clusterIPs', BPF_MAP_TYPE_HASH],
+  ['serviceRanges', BPF_MAP_TYPE_LPM_TRIE],
+] as const satisfies readonly [keyof typeof MAP_CODECS, number][];
+
+/**
+ * Why a guest's maps (its HELLO's or LOADED's) cannot take the stream's writes: a map missing, or
+ * of another type, key or value size than the node's object has. None when they can. A guest that
+ * says so is never sent a batch that its maps would refuse, or that the host cannot encode.
+ */
+export function unwritable(maps: readonly MapDescriptor[]): string[] {
+  const problems: string[] = [];
+  for (const [role, type] of STREAMED_MAPS) {
+    const name = MAP_NAMES[role];
+    const map = maps.find((candidate) => candidate.name === name);
+    if (map === undefined) {
+      problems.push(`${name}: missing`);
+      continue;
+    }
+    const expected = { type, keySize: MAP_CODECS[role].key.size, valueSize: MAP_CODECS[role].value.size };
+    if (map.type !== expected.type) problems.push(`${name}: type ${map.type}, not ${expected.type}`);
+    if (map.keySize !== expected.keySize) problems.push(`${name}: key_size ${map.keySize}, not ${expected.keySize}`);
+    if (map.valueSize !== expected.valueSize) problems.push(`${name}: value_size ${map.valueSize}, not ${expected.valueSize}`);
+  }
+  return problems;
 }
 
 /** An operation as a guest's map write; undefined for a service name, which guests are not sent. */

@@ -3,7 +3,9 @@
 // own), registered with `socklb sandbox add --guest unix:PATH`. A client in the guest reaches
 // ClusterIPs (TCP, connected and unconnected UDP, getpeername); endpoint changes reach it; the
 // guest's maps are a copy of the node's, entry for entry; the registration and the guest's
-// datapath survive the agent's SIGKILL; hostile frames on one guest's socket disturb nobody else.
+// datapath survive the agent's SIGKILL; hostile frames on one guest's socket disturb nobody else; an
+// applier stopped (SIGSTOP) through changes of 300 Services costs the agent a bounded queue, and
+// catches up once it runs again.
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -22,6 +24,9 @@ const WEB = '10.96.60.10';
 const DNS = '10.96.60.53';
 const HTTP = { name: 'http', port: 80, targetPort: 8080 };
 const ECHO = { name: 'echo', port: 53, protocol: 'UDP' as const, targetPort: 8080 };
+/** Services published at once while the applier is stopped. */
+const MANY = 300;
+const manyIP = (index: number) => `10.96.${62 + Math.floor(index / 250)}.${(index % 250) + 1}`;
 const TRANSLATED_MAPS = [MAP_NAMES.frontends, MAP_NAMES.slots, MAP_NAMES.backends];
 
 describe('guest mode: a microVM guest served by the node agent', { skip: missingPrivileges() ?? skipReason() }, () => {
@@ -188,5 +193,40 @@ describe('guest mode: a microVM guest served by the node agent', { skip: missing
       (await guests()).find((entry) => entry.id === 'vm3'),
       undefined,
     );
+  });
+
+  it('a stopped applier costs the agent a bounded queue, and is brought in step once it runs again', async () => {
+    const many = (pod: Pod) =>
+      writeManifest(
+        join(bed.manifests, 'many.yaml'),
+        Array.from({ length: MANY }, (_, index) => [
+          service(`many-${index}`, [manyIP(index)], [HTTP]),
+          endpointSlice(`many-${index}-1`, `many-${index}`, 'IPv4', [{ name: 'http', port: 8080 }], [{ ip: pod.ipv4 }]),
+        ]).flat(),
+      );
+    await many(pods[0]!);
+    await streaming('g1');
+    const group = -applier!.pid!;
+    process.kill(group, 'SIGSTOP');
+    try {
+      let largestQueue = 0;
+      for (let change = 1; change <= 6; change++) {
+        await many(pods[change % 2]!);
+        const entry = await until(`sync ${change} queued for the stopped guest`, async () =>
+          (await guests()).find((guest) => guest.id === 'g1' && (guest.lag ?? 0) >= change),
+        );
+        largestQueue = Math.max(largestQueue, entry.queuedBytes);
+      }
+      // Each of these syncs is one BATCH, under its 1 MiB limit: the bound plus one sync.
+      assert.ok(largestQueue <= (4 << 20) + (1 << 20), `${largestQueue} bytes queued for the stopped guest`);
+    } finally {
+      process.kill(group, 'SIGCONT');
+    }
+    await streaming('g1');
+    assert.deepEqual(await guestMaps(), await nodeMaps());
+    await until(`${manyIP(MANY - 1)} reaching ${pods[0]!.name} from the guest`, async () => {
+      const report = await bed.lab.runClient(guest.sandbox, { target: manyIP(MANY - 1), port: 80, count: 4 });
+      return report.hits[pods[0]!.name] === 4 ? report : undefined;
+    });
   });
 });

@@ -1,0 +1,272 @@
+// The hub serving several guests with the real agent on in-memory maps (guest-simulator.ts): a
+// guest registered after syncs nobody was sent, guests whose maps the stream cannot write, a guest
+// that stops reading (what the host queues for it stays bounded, and it is brought up to date from
+// the log or by a snapshot), and hostile frames fuzzed at the host (400 connections, a fixed seed),
+// which never disturb the agent,
+// the node's maps or another guest's stream.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { connect } from 'node:net';
+import { MAP_NAMES, type Marker } from '../../src/datapath/layout.js';
+import { FRAME_TYPES } from '../../src/guest/wire.js';
+import type { GuestEntry } from '../../src/sandbox/protocol.js';
+import { GuestSimulator, nodeContents, OBJECT_MAPS, sameContents, servicesState, SimNode, until, type SimLink } from './guest-simulator.js';
+import { ackPayload, guestFrame, helloPayload, loadedPayload } from './guest-wire-fixtures.js';
+
+const OLD = servicesState(1, () => ['10.244.1.1']);
+const NEW = servicesState(2, (index) => [`10.244.2.${index + 1}`, `10.244.3.${index + 1}`]);
+// Syncs of some 7 KiB each: every backend of 100 Services replaced.
+const MANY_A = servicesState(100, (index) => [`10.244.4.${index + 1}`]);
+const MANY_B = servicesState(100, (index) => [`10.244.5.${index + 1}`]);
+/** Past what the socket's kernel buffers take, so that the host's own queue fills. */
+const QUEUE_BYTES = 64 << 10;
+
+describe('the hub and its guests', () => {
+  let scratch: string;
+  let pins: string;
+  let node: SimNode;
+
+  before(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'socklb-guest-hub-'));
+    pins = join(scratch, 'pins');
+  });
+
+  after(() => rmSync(scratch, { recursive: true, force: true }));
+
+  async function withNode(options: Parameters<typeof SimNode.start>[2], body: () => Promise<void>): Promise<void> {
+    node = await SimNode.start(pins, OLD, options);
+    try {
+      await body();
+    } finally {
+      await node.stop();
+      rmSync(pins, { recursive: true, force: true });
+    }
+  }
+
+  function entry(id: string): GuestEntry {
+    const found = node.hub.list().find((guest) => guest.id === id);
+    assert.ok(found, `guest ${id} is listed`);
+    return found;
+  }
+
+  it('brings up to date a guest registered again after a sync that no guest was sent', async () => {
+    await withNode({}, async () => {
+      const path = join(scratch, 'again.sock');
+      await node.hub.add('vm1', `unix:${path}`);
+      const guest = new GuestSimulator();
+      const link = guest.connect(path);
+      await node.caughtUp(guest, 'the snapshot');
+      await node.hub.remove('vm1');
+      await until(() => link.closed, 'the connection closed');
+      node.source.push(NEW);
+      await node.hub.add('vm1', `unix:${path}`);
+      guest.connect(path);
+      await node.caughtUp(guest, 'the sync made while no guest was registered');
+      assert.equal(guest.contents().get(MAP_NAMES.frontends)?.size, 2);
+    });
+  });
+
+  it('snapshots a guest whose live maps the stream cannot write, whatever marker it claims', async () => {
+    await withNode({}, async () => {
+      const path = join(scratch, 'layout.sock');
+      await node.hub.add('vm1', `unix:${path}`);
+      const guest = new GuestSimulator();
+      let link = guest.connect(path);
+      await node.caughtUp(guest, 'the snapshot');
+      link.close();
+      await until(() => link.closed, 'the connection closed');
+      // Up to date by its marker, but its frontends have keys of another layout: the next sync writes them.
+      guest.lies.hello = (maps) => maps.map((map) => (map.name === MAP_NAMES.frontends ? { ...map, keySize: 4 } : map));
+      const snapshots = entry('vm1').snapshots;
+      link = guest.connect(path);
+      await until(() => entry('vm1').snapshots > snapshots, 'a snapshot');
+      guest.lies = {};
+      node.source.push(NEW);
+      await node.caughtUp(guest, 'the change, in maps that take it');
+      assert.equal(entry('vm1').snapshots, snapshots + 1);
+      assert.ok(sameContents(guest.contents(), nodeContents(node.maps)));
+    });
+  });
+
+  it('refuses, saying why, a guest whose staged maps cannot take the stream', async () => {
+    await withNode({}, async () => {
+      const cases: [string, GuestSimulator['lies']['loaded'], RegExp][] = [
+        [
+          'a key size',
+          (maps) => maps.map((map) => (map.name === MAP_NAMES.frontends ? { ...map, keySize: 4 } : map)),
+          /socklb_fe_v3: key_size 4, not 20/,
+        ],
+        [
+          'a capacity',
+          (maps) => maps.map((map) => (map.name === MAP_NAMES.backends ? { ...map, maxEntries: 1 } : map)),
+          /socklb_be_v2: max_entries 1, under the \d+ asked/,
+        ],
+        ['a missing map', (maps) => maps.filter((map) => map.name !== MAP_NAMES.marker), /socklb_mark_v1: missing/],
+      ];
+      for (const [what, loaded, reason] of cases) {
+        const path = join(scratch, `refused-${cases.findIndex(([name]) => name === what)}.sock`);
+        await node.hub.add(what.replaceAll(' ', '-'), `unix:${path}`);
+        const guest = new GuestSimulator();
+        guest.lies.loaded = loaded;
+        guest.connect(path);
+        const id = what.replaceAll(' ', '-');
+        await until(() => entry(id).phase === 'failed', `${what}: the guest refused`);
+        assert.match(entry(id).lastError ?? '', reason, what);
+        assert.equal(guest.batches, 0, `${what}: no batch is sent to maps that cannot take it`);
+        node.source.push(NEW);
+        node.source.push(OLD);
+        assert.equal(guest.batches, 0, `${what}: nor any sync`);
+        assert.equal(entry(id).phase, 'failed', `${what}: syncs pass it by`);
+      }
+    });
+  });
+
+  /** Syncs made while `link`'s guest reads nothing; the largest bytes the host queued for it after one. */
+  async function stalled(guest: GuestSimulator, link: SimLink, syncs: number): Promise<{ largestQueue: number; largestSync: number }> {
+    let largestSync = 0;
+    for (const state of [MANY_B, MANY_A]) {
+      const before = link.received;
+      node.source.push(state);
+      await node.caughtUp(guest, 'a sync, read');
+      largestSync = Math.max(largestSync, link.received - before);
+    }
+    link.pause();
+    let largestQueue = 0;
+    for (let sync = 0; sync < syncs; sync++) {
+      node.source.push(sync % 2 === 0 ? MANY_B : MANY_A);
+      largestQueue = Math.max(largestQueue, entry('vm1').queuedBytes);
+    }
+    return { largestQueue, largestSync };
+  }
+
+  it('queues at most its bound and one sync for a guest that stops reading, then sends it what it missed', async () => {
+    await withNode({ limits: { queueBytes: QUEUE_BYTES } }, async () => {
+      const path = join(scratch, 'stalled.sock');
+      await node.hub.add('vm1', `unix:${path}`);
+      node.source.push(MANY_A);
+      const guest = new GuestSimulator();
+      const link = guest.connect(path);
+      await node.caughtUp(guest, 'the snapshot');
+      const { largestQueue, largestSync } = await stalled(guest, link, 120);
+      assert.ok(largestQueue > QUEUE_BYTES, `the queue reached ${largestQueue} bytes: past its bound, by the sync that crossed it`);
+      assert.ok(largestQueue <= QUEUE_BYTES + largestSync, `${largestQueue} bytes queued: at most ${QUEUE_BYTES} + ${largestSync}`);
+      assert.ok((entry('vm1').lag ?? 0) > 0, 'the guest is behind');
+      const snapshots = entry('vm1').snapshots;
+      link.resume();
+      await node.caughtUp(guest, 'the syncs it missed', 20_000);
+      assert.equal(entry('vm1').snapshots, snapshots, 'from the log: no snapshot');
+    });
+  });
+
+  it('snapshots a guest that stopped reading once the log no longer has what it missed', async () => {
+    await withNode({ limits: { queueBytes: QUEUE_BYTES }, logOperations: 2_000 }, async () => {
+      const path = join(scratch, 'lost.sock');
+      await node.hub.add('vm1', `unix:${path}`);
+      node.source.push(MANY_A);
+      const guest = new GuestSimulator();
+      const link = guest.connect(path);
+      await node.caughtUp(guest, 'the snapshot');
+      const { largestQueue, largestSync } = await stalled(guest, link, 120);
+      assert.ok(largestQueue <= QUEUE_BYTES + largestSync, `${largestQueue} bytes queued: at most ${QUEUE_BYTES} + ${largestSync}`);
+      const snapshots = entry('vm1').snapshots;
+      link.resume();
+      await node.caughtUp(guest, 'a snapshot', 20_000);
+      assert.equal(entry('vm1').snapshots, snapshots + 1, 'the log lost its place: a snapshot');
+    });
+  });
+
+  it('takes fuzzed frames from one guest without disturbing the agent, the node maps or another guest', async () => {
+    const reference = await SimNode.start(join(scratch, 'reference-pins'), OLD);
+    try {
+      await withNode({}, async () => {
+        const honestPath = join(scratch, 'honest.sock');
+        const hostilePath = join(scratch, 'hostile.sock');
+        await node.hub.add('honest', `unix:${honestPath}`);
+        await node.hub.add('hostile', `unix:${hostilePath}`);
+        const honest = new GuestSimulator();
+        honest.connect(honestPath);
+        await node.caughtUp(honest, 'the honest guest snapshot');
+        const random = seeded(18);
+        for (let round = 0; round < 400; round++) {
+          const socket = connect(hostilePath);
+          socket.on('error', () => undefined);
+          socket.on('data', () => undefined);
+          for (const frame of hostileFrames(random, node.marker)) socket.write(frame);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          socket.destroy();
+          if (round % 20 === 19) {
+            const state = round % 40 === 19 ? NEW : OLD;
+            node.source.push(state);
+            reference.source.push(state);
+            await node.caughtUp(honest, `the honest guest, at round ${round}`);
+          }
+        }
+        assert.ok(sameContents(nodeContents(node.maps), nodeContents(reference.maps)), 'the node maps as a node without guests has them');
+        assert.ok(sameContents(honest.contents(), nodeContents(node.maps)));
+        assert.equal(entry('honest').snapshots, 1, 'the honest guest was streamed to throughout');
+        assert.ok(entry('hostile').lastError, 'the hostile guest was refused, saying why');
+      });
+    } finally {
+      await reference.stop();
+    }
+  });
+});
+
+/** A deterministic pseudo-random source (mulberry32), so that a failure can be replayed. */
+function seeded(seed: number): (below: number) => number {
+  let state = seed;
+  return (below) => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * below);
+  };
+}
+
+/** `bytes` with a few bytes changed at random. */
+function mutate(random: (below: number) => number, bytes: Buffer): Buffer {
+  const copy = Buffer.from(bytes);
+  for (let flips = 1 + random(4); flips > 0 && copy.length > 0; flips--) copy[random(copy.length)] = random(256);
+  return copy;
+}
+
+/** The maps an applier of the node's object lists, of some capacity. */
+const LISTED = OBJECT_MAPS.map((map) => ({ ...map, maxEntries: map.name === MAP_NAMES.marker ? 1 : 4096 })).sort((a, b) =>
+  a.name < b.name ? -1 : 1,
+);
+
+/**
+ * What a hostile guest sends in one connection: noise, a HELLO broken somewhere, a HELLO that
+ * claims to be up to date with maps broken somewhere, or a fair HELLO followed by broken answers.
+ */
+function hostileFrames(random: (below: number) => number, marker: Marker): Buffer[] {
+  const noise = (): Buffer => Buffer.from(Array.from({ length: random(200) }, () => random(256)));
+  const hello = (maps = LISTED, claimed = marker): Buffer => guestFrame(FRAME_TYPES.hello, helloPayload({ marker: claimed, maps }));
+  const ack = (): Buffer =>
+    guestFrame(
+      FRAME_TYPES.ack,
+      ackPayload(random(2) ? marker.epoch : BigInt(random(1000)), BigInt(random(4)), -random(3), random(3), random(3)),
+    );
+  switch (random(5)) {
+    case 0:
+      return [noise()];
+    case 1:
+      return [mutate(random, hello(random(2) ? LISTED : []))];
+    case 2:
+      return [
+        hello(
+          LISTED.map((map) =>
+            random(4) === 0 ? { ...map, [['type', 'keySize', 'valueSize', 'maxEntries', 'flags'][random(5)]!]: random(70) } : map,
+          ),
+        ),
+      ];
+    case 3:
+      return [hello([]), mutate(random, guestFrame(FRAME_TYPES.loaded, loadedPayload(0, '', LISTED))), ack(), ack()];
+    default:
+      return [hello([]), guestFrame(FRAME_TYPES.loaded, loadedPayload(0, '', LISTED)), ...Array.from({ length: random(4) }, ack), noise()];
+  }
+}
