@@ -3,7 +3,8 @@
 // virtio-serial port. The shipped agent (dist/socklb.js `run`, from manifests) is told of the VM
 // with `socklb sandbox add --guest serial:PATH`: it listens on PATH, QEMU's chardev connects there
 // in client mode and reconnects. From inside the guest, busybox wget reaches a ClusterIP whose
-// backend is on the host's loopback, and sees an endpoint change and a new Service port arrive.
+// backend is on the host's loopback, and sees an endpoint change and a new Service port arrive, and
+// QEMU reconnects to an agent started after the last was SIGKILLed, which brings the guest in step.
 //
 //   make test-vm      (root; fetches QEMU and the kernel, see the Makefile)
 //
@@ -23,7 +24,15 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import type { GuestEntry } from '../../src/sandbox/protocol.js';
 import type { Pod } from '../lab/lab.js';
-import { endpointSlice, missingPrivileges, service, socklb, writeManifest, type ServicePortSpec } from '../integration/support.js';
+import {
+  endpointSlice,
+  missingPrivileges,
+  service,
+  socklb,
+  writeManifest,
+  type RunningAgent,
+  type ServicePortSpec,
+} from '../integration/support.js';
 import { Testbed } from '../integration/testbed.js';
 
 const execFileAsync = promisify(execFile);
@@ -134,6 +143,7 @@ describe('guest mode in a real guest kernel under QEMU', { skip: skipReason() },
   let controlSocket: string;
   let guestSocket: string;
   let guestConsole: Console;
+  let agent: RunningAgent;
   let seen = 0;
 
   const manifest = (ports: ServicePortSpec[], slicePorts: ServicePortSpec[]) =>
@@ -141,6 +151,12 @@ describe('guest mode in a real guest kernel under QEMU', { skip: skipReason() },
       service('web', [WEB], ports),
       endpointSlice('web-1', 'web', 'IPv4', slicePorts, [{ ip: HOST_LOOPBACK }]),
     ]);
+  const startAgent = async () => {
+    agent = await bed.startAgent(['--manifests', bed.manifests, '--pin-dir', bed.pinDir, '--sandboxes-only'], {
+      entry: AGENT,
+      controlSocket,
+    });
+  };
   const guests = async (): Promise<GuestEntry[]> => {
     const { stdout } = await socklb(['sandbox', 'list', '-o', 'json', '--control-socket', controlSocket], AGENT);
     return (JSON.parse(stdout) as GuestEntry[]).filter((entry) => 'guest' in entry);
@@ -165,7 +181,7 @@ describe('guest mode in a real guest kernel under QEMU', { skip: skipReason() },
     await bed.lab.startEchoServer(host, { name: 'a', port: 8081 });
     await bed.lab.startEchoServer(host, { name: 'b', port: 8082 });
     await manifest([{ name: 'http', port: 80 }], [{ name: 'http', port: 8081 }]);
-    await bed.startAgent(['--manifests', bed.manifests, '--pin-dir', bed.pinDir, '--sandboxes-only'], { entry: AGENT, controlSocket });
+    await startAgent();
     const added = await socklb(
       ['sandbox', 'add', '--id', 'vm1', '--guest', `serial:${guestSocket}`, '--control-socket', controlSocket],
       AGENT,
@@ -226,5 +242,24 @@ describe('guest mode in a real guest kernel under QEMU', { skip: skipReason() },
     );
     await guestSees(URL_ALT, 'a');
     assert.equal(guestConsole.lastAnswer(URL_HTTP), 'b', 'port 80 as it was');
+  });
+
+  it('QEMU reconnects to the next agent, which brings the guest in step', async () => {
+    await agent.stop('SIGKILL');
+    const ports = [
+      { name: 'http', port: 80 },
+      { name: 'alt', port: 81 },
+    ];
+    await manifest(ports, [
+      { name: 'http', port: 8081 },
+      { name: 'alt', port: 8082 },
+    ]);
+    await startAgent();
+    // A new agent run has a new epoch: the guest gets a snapshot with the change.
+    await guestSees(URL_HTTP, 'a');
+    await guestSees(URL_ALT, 'b');
+    const entry = (await guests()).find((guest) => guest.id === 'vm1');
+    assert.equal(entry?.phase, 'streaming', JSON.stringify(entry));
+    assert.ok(entry.snapshots >= 1, JSON.stringify(entry));
   });
 });
