@@ -15,17 +15,21 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_OBJECTS := build/bpf/socklb.bpf.o build/bpf/socklb_iter.bpf.o
 TS_SOURCES := $(shell find src test bench demo -name '*.ts' 2>/dev/null)
 
-.PHONY: setup build lint format demo test test-unit test-integration golden bench-dns bench bench-quick bench-footprint bundle clean
+.PHONY: setup build lint format demo test test-unit test-integration test-vm golden bench-dns bench bench-quick bench-footprint bundle clean
 
-# Installs only what is missing, so that a prepared machine does not touch apt;
-# checked again whenever this file (the list) changes.
-build/.debian-packages: Makefile
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+# Installs only what is missing of the packages given, so that a prepared machine does not touch
+# apt; the stamps are checked again whenever this file (the lists) changes.
+define install_debian_packages
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@mkdir -p build && touch $@
+endef
+
+build/.debian-packages: Makefile
+	$(call install_debian_packages,$(DEBIAN_PACKAGES))
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -124,6 +128,20 @@ test-unit: build
 
 test-integration: build bundle
 	node --test --test-concurrency=1 --test-reporter=spec $(INTEGRATION_TESTS)
+
+# Guest mode in a real guest kernel (test/vm/guest-vm.test.ts; needs root): QEMU, for this target
+# only, and Debian's cloud kernel, fetched into build/vm/kernel and not installed. The test skips,
+# loudly, only when QEMU cannot start a machine here.
+VM_DEBIAN_PACKAGES := qemu-system-x86
+
+build/.vm-debian-packages: Makefile
+	$(call install_debian_packages,$(VM_DEBIAN_PACKAGES))
+
+build/vm/kernel/vmlinuz: | build/.debian-packages
+	test/vm/get-kernel.sh build/vm/kernel
+
+test-vm: build bundle build/.vm-debian-packages build/vm/kernel/vmlinuz
+	node --test --test-reporter=spec build/test/vm/guest-vm.test.js
 
 # The golden corpus of Service semantics (test/golden/README.md): rewrites its expected sections
 # from a run, for a change of behaviour that is intended; review the diff before committing it.
