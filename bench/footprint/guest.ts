@@ -20,14 +20,17 @@
 import { execFile } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { requestControl } from '../../src/sandbox/control-socket.js';
 import type { GuestEntry } from '../../src/sandbox/protocol.js';
 import { ApiServer } from '../../test/fixtures/apiserver.js';
 import { socklb, startAgent, type RunningAgent } from '../../test/integration/support.js';
 import { EmulatedGuest } from '../../test/lab/guest.js';
 import { Lab } from '../../test/lab/lab.js';
+import { processCpuUs } from '../cpu.js';
 import { pinnedMapShapes, type MapShape } from '../socklb-maps.js';
 import { median } from '../stats.js';
 import { GuestTap } from './guest-tap.js';
@@ -41,6 +44,7 @@ const STREAMING_TIMEOUT_MS = 300_000;
 const ACK_TIMEOUT_MS = 30_000;
 /** Between two changes: each is timed alone, not queued behind the one before. */
 const CHANGE_GAP_MS = 20;
+const CONTROL_TIMEOUT_MS = 30_000;
 const MIB = 1024 * 1024;
 const HEAP_SNAPSHOT_TIMEOUT_MS = 60_000;
 
@@ -69,6 +73,11 @@ interface FleetSample {
   rssKiB: number;
   liveHeapBytes: number;
   openWatches: number;
+  /** CPU time per change: the agent's, and this process's (the taps relaying every guest's stream). */
+  agentCpuMs: number;
+  tapCpuMs: number;
+  /** The machine's 1-minute load average as the changes began: the machine is shared. */
+  load: number;
   /** From the change in the API to each guest's ACK, ms; changes × guests values. */
   latencies: number[];
 }
@@ -139,8 +148,16 @@ async function measureGuestMaps(options: GuestBenchOptions, scale: number): Prom
 /** One agent; guests added up to each count: its memory, the API's watches, the change latency. */
 async function measureFleets(options: GuestBenchOptions, round: number): Promise<Round> {
   const diagnostics = await mkdtemp(join(options.workDirectory, 'heap-'));
-  const env = { NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${diagnostics}` };
+  const env = {
+    NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${diagnostics}`,
+    // As deploy/daemonset.yaml runs the agent.
+    MALLOC_ARENA_MAX: '2',
+  };
   return withAgent(options, options.latencyServices, env, async (agent, server) => {
+    // A first snapshot, not counted: the memory the snapshot itself takes stays in the agent's RSS,
+    // and its full collections flush the bytecode of code run once at start (V8's bytecode aging);
+    // every measure below comes after one, as the base does.
+    await agentMemory(agent, diagnostics);
     await sleep(options.settleMs);
     const base = { ...(await agentMemory(agent, diagnostics)), openWatches: server.openWatches };
     const fleets = new Map<number, FleetSample>();
@@ -152,6 +169,9 @@ async function measureFleets(options: GuestBenchOptions, round: number): Promise
         const memory = await agentMemory(agent, diagnostics);
         const openWatches = server.openWatches;
         const latencies: number[] = [];
+        const load = loadavg()[0]!;
+        const agentCpuBefore = await processCpuUs(agent.process.pid!);
+        const tapCpuBefore = process.cpuUsage();
         for (let change = 0; change < options.changes; change++) {
           const before = fleet.guests.map((guest) => guest.tap.ackedSeq);
           const changed = performance.now();
@@ -162,7 +182,15 @@ async function measureFleets(options: GuestBenchOptions, round: number): Promise
           latencies.push(...acks.map((ack) => ack.at - changed));
           await sleep(CHANGE_GAP_MS);
         }
-        fleets.set(count, { ...memory, openWatches, latencies });
+        const tapCpu = process.cpuUsage(tapCpuBefore);
+        fleets.set(count, {
+          ...memory,
+          openWatches,
+          agentCpuMs: ((await processCpuUs(agent.process.pid!)) - agentCpuBefore) / 1000 / options.changes,
+          tapCpuMs: (tapCpu.user + tapCpu.system) / 1000 / options.changes,
+          load,
+          latencies,
+        });
         const sorted = [...latencies].sort((a, b) => a - b);
         console.error(
           `round ${round}/${options.repeat}, ${count} guests: agent RSS +${((memory.rssKiB - base.rssKiB) / 1024).toFixed(1)} MiB, ` +
@@ -233,8 +261,8 @@ class GuestFleet {
     }
     const deadline = Date.now() + STREAMING_TIMEOUT_MS;
     for (;;) {
-      const { stdout } = await socklb(['sandbox', 'list', '-o', 'json', '--control-socket', this.agent.controlSocket]);
-      const entries = (JSON.parse(stdout) as GuestEntry[]).filter((entry) => 'guest' in entry);
+      const answer = await requestControl(this.agent.controlSocket, { op: 'list' }, CONTROL_TIMEOUT_MS);
+      const entries = ('sandboxes' in answer ? answer.sandboxes : []).filter((entry): entry is GuestEntry => 'guest' in entry);
       const ready = entries.filter((entry) => entry.phase === 'streaming' && entry.lag === 0 && entry.queuedBytes === 0);
       if (ready.length === count) return;
       if (Date.now() > deadline) {
@@ -248,17 +276,7 @@ class GuestFleet {
   async #start(id: string): Promise<FleetGuest> {
     const guest = await EmulatedGuest.start(this.#lab, id);
     const agentPath = join(this.#directory, `${id}.sock`);
-    const added = await socklb([
-      'sandbox',
-      'add',
-      '--id',
-      id,
-      '--guest',
-      `unix:${agentPath}`,
-      '--control-socket',
-      this.agent.controlSocket,
-    ]);
-    if (added.code !== 0) throw new Error(`sandbox add ${id}: ${added.stderr}`);
+    await requestControl(this.agent.controlSocket, { op: 'add', id, guest: `unix:${agentPath}` }, CONTROL_TIMEOUT_MS);
     const tap = await GuestTap.listen(join(this.#directory, `${id}.tap`), agentPath);
     const applier = guest.spawn([join(this.options.root, 'build', 'socklb-applier'), '--connect', `unix:${tap.path}`]);
     // Its log is a line per reconnection: read and dropped, so that the pipe never fills.
@@ -369,15 +387,15 @@ function report(options: GuestBenchOptions, onDisk: OnDisk[], maps: Map<number, 
   lines.push(
     '',
     '| guests | agent RSS per guest (KiB) | agent live heap per guest (KiB) | the same, from the count before | ' +
-      'change to ACK p50 (ms) | p99 (ms) | max (ms) | API watches |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|',
-    `| 0 | - | - | - | - | - | - | ${median(rounds.map((round) => round.base.openWatches))} |`,
+      'change to ACK p50 (ms) | p99 (ms) | max (ms) | agent CPU per change (ms) | taps CPU per change (ms) | load | API watches |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| 0 | - | - | - | - | - | - | - | - | - | ${median(rounds.map((round) => round.base.openWatches))} |`,
   );
   options.counts.forEach((count, index) => {
-    const previous = options.counts[index - 1] ?? 0;
+    const previousCount = options.counts[index - 1] ?? 0;
     const samples = rounds.map((round) => ({
       base: round.base,
-      previous: round.fleets.get(previous) ?? round.base,
+      previous: round.fleets.get(previousCount) ?? round.base,
       fleet: round.fleets.get(count)!,
     }));
     const m = (pick: (sample: (typeof samples)[number]) => number) => median(samples.map(pick));
@@ -385,9 +403,10 @@ function report(options: GuestBenchOptions, onDisk: OnDisk[], maps: Map<number, 
     lines.push(
       `| ${count} | ${m(({ base, fleet }) => (fleet.rssKiB - base.rssKiB) / count).toFixed(1)} | ` +
         `${m(({ base, fleet }) => (fleet.liveHeapBytes - base.liveHeapBytes) / 1024 / count).toFixed(1)} | ` +
-        `${m(({ previous, fleet }) => (fleet.liveHeapBytes - previous.liveHeapBytes) / 1024 / (count - previous)).toFixed(1)} | ` +
+        `${m(({ previous, fleet }) => (fleet.liveHeapBytes - previous.liveHeapBytes) / 1024 / (count - previousCount)).toFixed(1)} | ` +
         `${m((sample) => percentile(sorted(sample), 50)).toFixed(1)} | ${m((sample) => percentile(sorted(sample), 99)).toFixed(1)} | ` +
-        `${m((sample) => sorted(sample).at(-1)!).toFixed(1)} | ${m(({ fleet }) => fleet.openWatches)} |`,
+        `${m((sample) => sorted(sample).at(-1)!).toFixed(1)} | ${m(({ fleet }) => fleet.agentCpuMs).toFixed(1)} | ` +
+        `${m(({ fleet }) => fleet.tapCpuMs).toFixed(1)} | ${m(({ fleet }) => fleet.load).toFixed(1)} | ${m(({ fleet }) => fleet.openWatches)} |`,
     );
   });
   return lines;
