@@ -47,6 +47,8 @@ const CHANGE_GAP_MS = 20;
 const CONTROL_TIMEOUT_MS = 30_000;
 const MIB = 1024 * 1024;
 const HEAP_SNAPSHOT_TIMEOUT_MS = 60_000;
+const WARM_UP_SNAPSHOTS = 8;
+const SETTLED_HEAP_BYTES = 64 * 1024;
 
 export interface GuestBenchOptions {
   root: string;
@@ -154,10 +156,20 @@ async function measureFleets(options: GuestBenchOptions, round: number): Promise
     MALLOC_ARENA_MAX: '2',
   };
   return withAgent(options, options.latencyServices, env, async (agent, server) => {
-    // A first snapshot, not counted: the memory the snapshot itself takes stays in the agent's RSS,
-    // and its full collections flush the bytecode of code run once at start (V8's bytecode aging);
-    // every measure below comes after one, as the base does.
-    await agentMemory(agent, diagnostics);
+    // Snapshots, not counted, until the live heap stops shrinking: the memory a snapshot itself
+    // takes stays in the agent's RSS, so every measure must come after one; and each snapshot's full
+    // collections age the bytecode of code run once at start, which V8 then flushes, a drift of
+    // about 2 MiB that would otherwise be charged to the first guests.
+    let settled = (await agentMemory(agent, diagnostics)).liveHeapBytes;
+    for (let snapshot = 1; snapshot < WARM_UP_SNAPSHOTS; snapshot++) {
+      await sleep(1_000);
+      const live = (await agentMemory(agent, diagnostics)).liveHeapBytes;
+      console.error(
+        `round ${round}: live heap before any guest ${(live / MIB).toFixed(2)} MiB (${((live - settled) / 1024).toFixed(0)} KiB)`,
+      );
+      if (Math.abs(live - settled) < SETTLED_HEAP_BYTES) break;
+      settled = live;
+    }
     await sleep(options.settleMs);
     const base = { ...(await agentMemory(agent, diagnostics)), openWatches: server.openWatches };
     const fleets = new Map<number, FleetSample>();
