@@ -162,7 +162,8 @@ bench-quick: build
 	node build/bench/main.js --quick
 
 # What socklb costs a node: shipped size, agent memory and idle CPU, bundled and not, kernel
-# memory of the maps, at 0, 5000 and 50000 Services (docs/footprint.md; needs root).
+# memory of the maps, at 0, 5000 and 50000 Services; and guest mode's: the applier, a guest's maps,
+# the agent's memory per guest, a change to 1, 10 and 100 guests (docs/footprint.md; needs root).
 bench-footprint: build bundle
 	node build/bench/footprint/main.js
 

@@ -43,12 +43,24 @@ export class FrontendReader {
 
 /** bytes_memlock of every map pinned under the directory, by map name, as bpftool reports it. */
 export async function pinnedMapMemory(pinDirectory: string): Promise<Record<string, number>> {
+  const shapes = await pinnedMapShapes(pinDirectory);
+  return Object.fromEntries(Object.entries(shapes).map(([name, shape]) => [name, shape.bytes]));
+}
+
+export interface MapShape {
+  /** bytes_memlock: the kernel memory the map is charged for. */
+  bytes: number;
+  maxEntries: number;
+}
+
+/** Every map pinned under the directory, by map name, as bpftool shows it. */
+export async function pinnedMapShapes(pinDirectory: string): Promise<Record<string, MapShape>> {
   const directory = pinLayout(pinDirectory).maps;
-  const memory: Record<string, number> = {};
+  const shapes: Record<string, MapShape> = {};
   for (const file of await readdir(directory)) {
     const { stdout } = await execFileAsync('bpftool', ['--json', 'map', 'show', 'pinned', path.join(directory, file)], { timeout: 10_000 });
-    const map = JSON.parse(stdout) as { name: string; bytes_memlock: number };
-    memory[map.name] = map.bytes_memlock;
+    const map = JSON.parse(stdout) as { name: string; bytes_memlock: number; max_entries: number };
+    shapes[map.name] = { bytes: map.bytes_memlock, maxEntries: map.max_entries };
   }
-  return memory;
+  return shapes;
 }

@@ -7,6 +7,10 @@
 //             programmed) and the first sync's own duration; resident memory (VmRSS, RssAnon,
 //             and the peak VmHWM) at the end of an idle window (--idle-seconds) and the CPU time
 //             (utime + stime) spent in that window; the kernel memory of the pinned maps
+//   guest     guest mode (guest.ts): the applier on disk, a guest's maps and the applier's memory at
+//             --guest-scales, and with --guest-counts guests, the agent's memory per guest, the time
+//             from an EndpointSlice change to every guest's ACK, and the API watches; alone with
+//             --guest-only (a few minutes), left out with --node-only
 //   ways      bundle:     node dist/socklb.js run --manifests (one JSON file, services.ts)
 //             build:      node build/src/cli/main.js run --manifests, the unbundled build
 //             bundle-api, build-api: the same with --kubeconfig, against the API stand-in
@@ -29,6 +33,7 @@ import { processCpuUs } from '../cpu.js';
 import { describeMachine } from '../machine.js';
 import { pinnedMapMemory } from '../socklb-maps.js';
 import { median } from '../stats.js';
+import { guestFootprint } from './guest.js';
 import { applyServices, writeServicesFile } from './services.js';
 import { shippedSize } from './shipped.js';
 
@@ -63,15 +68,30 @@ const { values } = parseArgs({
     ways: { type: 'string', default: WAYS.join(',') },
     repeat: { type: 'string', default: '3' },
     'idle-seconds': { type: 'string', default: '10' },
+    'guest-only': { type: 'boolean', default: false },
+    'node-only': { type: 'boolean', default: false },
+    'guest-scales': { type: 'string', default: '10,5000' },
+    'guest-counts': { type: 'string', default: '1,10,100' },
+    'guest-changes': { type: 'string', default: '50' },
+    'guest-repeat': { type: 'string', default: '3' },
+    'guest-settle-seconds': { type: 'string', default: '10' },
+    'latency-services': { type: 'string', default: '1000' },
   },
 });
 const scales = values.scales.split(',').map(Number);
 const ways = values.ways.split(',') as Way[];
 const repeat = Number(values.repeat);
 const idleMs = Number(values['idle-seconds']) * 1000;
+if (values['guest-only'] && values['node-only']) throw new Error('--guest-only and --node-only: give one or neither');
+const guestCounts = values['guest-counts'].split(',').map(Number);
+if (guestCounts.some((count, i) => i > 0 && count <= guestCounts[i - 1]!)) throw new Error('--guest-counts: give them in increasing order');
 for (const way of ways) if (!WAYS.includes(way)) throw new Error(`--ways: ${way} is none of ${WAYS.join(', ')}`);
 
-const skip = missingPrivileges() ?? (existsSync(ENTRIES.bundle) ? undefined : 'no bundle: run `make bundle` (make bench-footprint does)');
+const skip =
+  missingPrivileges() ??
+  (existsSync(ENTRIES.bundle) && existsSync(join(ROOT, 'dist', 'socklb-applier'))
+    ? undefined
+    : 'no bundle: run `make build bundle` (make bench-footprint does)');
 if (skip) {
   console.error(skip);
   process.exit(1);
@@ -84,6 +104,40 @@ const cgroup = join(cgroupRoot, 'socklb-footprint');
 const workDirectory = await mkdtemp(join(tmpdir(), 'socklb-footprint-'));
 try {
   await mkdir(cgroup, { recursive: true });
+  const lines = values['guest-only'] ? [] : await nodeFootprint();
+  if (!values['node-only']) {
+    if (lines.length > 0) lines.push('');
+    lines.push(
+      ...(await guestFootprint({
+        root: ROOT,
+        entry: ENTRIES.bundle,
+        cgroup,
+        pinDir,
+        workDirectory,
+        scales: values['guest-scales'].split(',').map(Number),
+        counts: guestCounts,
+        changes: Number(values['guest-changes']),
+        latencyServices: Number(values['latency-services']),
+        repeat: Number(values['guest-repeat']),
+        settleMs: Number(values['guest-settle-seconds']) * 1000,
+      })),
+    );
+  }
+  const machine = await describeMachine();
+  console.log(
+    [
+      `Machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}.`,
+      ...lines,
+    ].join('\n'),
+  );
+} finally {
+  await socklb(['cleanup', '--pin-dir', pinDir]);
+  await removeCgroup(cgroup, cgroupRoot);
+  await rm(workDirectory, { recursive: true, force: true });
+}
+
+/** The shipped artifact and the agent at each scale and way: the tables of issue 7. */
+async function nodeFootprint(): Promise<string[]> {
   const manifests = new Map<number, string>();
   for (const scale of scales) {
     const directory = join(workDirectory, String(scale));
@@ -106,11 +160,7 @@ try {
       }
     }
   }
-  await report(samples);
-} finally {
-  await socklb(['cleanup', '--pin-dir', pinDir]);
-  await removeCgroup(cgroup, cgroupRoot);
-  await rm(workDirectory, { recursive: true, force: true });
+  return report(samples);
 }
 
 async function measure(way: Way, scale: number, manifestDirectory: string): Promise<Sample> {
@@ -151,11 +201,9 @@ async function measure(way: Way, scale: number, manifestDirectory: string): Prom
   }
 }
 
-async function report(samples: Map<string, Sample[]>): Promise<void> {
-  const machine = await describeMachine();
+function report(samples: Map<string, Sample[]>): string[] {
   const shipped = shippedSize(ROOT);
   const lines = [
-    `Machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}.`,
     `Medians of ${repeat} interleaved runs; idle window ${idleMs / 1000} s, ${SETTLE_MS / 1000} s after serving.`,
     '',
     '### Shipped (dist/, without Node.js)',
@@ -201,7 +249,7 @@ async function report(samples: Map<string, Sample[]>): Promise<void> {
   lines.push(
     `| **in all** | ${scales.map((scale) => kib(names.reduce((total, name) => total + mapMemory(scale, name), 0))).join(' | ')} |`,
   );
-  console.log(lines.join('\n'));
+  return lines;
 }
 
 function seconds(ms: number): string {

@@ -9,6 +9,8 @@ import { endpointSlice, service } from '../../test/integration/support.js';
 const FIRST_CLUSTER_IP = ipv4Number('10.96.0.10');
 const FIRST_POD_IP = ipv4Number('10.128.0.1');
 const POD_POOL = 60_000;
+/** 10.200.0.0/16, outside the pool: the addresses changeEndpoints gives. */
+const CHANGED_POD_IPS = ipv4Number('10.200.0.0');
 const ENDPOINTS_PER_SERVICE = 2;
 const PORT = { name: 'http', port: 80, targetPort: 8080 };
 const SLICE_PORT = { name: 'http', port: 8080 };
@@ -47,6 +49,18 @@ export function applyServices(server: ApiServer, count: number): void {
     server.apply('endpointslices', slice);
   }
   server.compact();
+}
+
+/**
+ * One EndpointSlice change: the first Service's endpoints replaced by one pod address outside the
+ * pool, a different one for each `change` (consecutive numbers never repeat an address).
+ */
+export function changeEndpoints(server: ApiServer, change: number): void {
+  const name = 'svc-000000';
+  server.apply(
+    'endpointslices',
+    endpointSlice(`${name}-1`, name, 'IPv4', [SLICE_PORT], [{ ip: ipv4Text(CHANGED_POD_IPS + (change % 65_536)) }]),
+  );
 }
 
 function ipv4Number(text: string): number {

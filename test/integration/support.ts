@@ -82,6 +82,8 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Default: one of its own (testControlSocket), so that no two agents ever share one. */
   controlSocket?: string;
+  /** Added to the agent's environment (NODE_OPTIONS for a benchmark's diagnostics). */
+  env?: Record<string, string>;
 }
 
 let controlSocketsMade = 0;
@@ -104,6 +106,7 @@ export async function startAgent(
   const ports = ['--metrics-bind-address', '127.0.0.1:0', '--healthz-bind-address', '127.0.0.1:0'];
   const child = spawn(process.execPath, [entry, 'run', ...ports, '--control-socket', controlSocket, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...options.env },
   });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
