@@ -19,11 +19,12 @@ import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRou
 import { optimizeForSizeWhenQuiet } from '../agent/heap-sizing.js';
 import { trimAfterCollections } from '../agent/malloc-trim.js';
 import { AgentMetrics } from '../agent/metrics.js';
+import { MapPressureWatch } from '../agent/map-pressure-watch.js';
 import { agentRoutes } from '../agent/routes.js';
 import { ServedAttachments } from '../agent/served-attachments.js';
 import { AgentStatus } from '../agent/status.js';
 import { describeSockets } from '../datapath/dump.js';
-import { openPinnedSocketMaps } from '../datapath/kernel-maps.js';
+import { openPinnedSocketMaps, type KernelMap } from '../datapath/kernel-maps.js';
 import { LoadedDatapath } from '../datapath/loader.js';
 import { DEFAULT_CAPACITIES } from '../datapath/maps.js';
 import { SocketIterators } from '../datapath/socket-iterators.js';
@@ -34,7 +35,7 @@ import {
   StuckSocketDestroyer,
   type StuckSocketPolicy,
 } from '../datapath/stuck-sockets.js';
-import { setLibbpfPrint } from '../kernel/libbpf.js';
+import { libbpf, setLibbpfPrint } from '../kernel/libbpf.js';
 import { cgroup2Root } from '../kernel/mounts.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
 import { checkPrivileges } from '../kernel/system.js';
@@ -105,10 +106,11 @@ async function serveObservability(
   agent: Agent,
   keeper: AttachmentKeeper,
   guests: GuestHub,
+  programMaps: MapPressureWatch,
   options: RunOptions,
   logger: Logger,
 ): Promise<Server[]> {
-  const metrics = new AgentMetrics(agent, keeper, guests);
+  const metrics = new AgentMetrics(agent, keeper, guests, programMaps);
   const health = new ProxyHealth(HEALTHZ_TIMEOUT_MS);
   const status = new AgentStatus(agent, keeper);
   agent.onSync((result) => {
@@ -213,8 +215,10 @@ async function run(options: RunOptions): Promise<void> {
   });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
   const keeper = new AttachmentKeeper(new ServedAttachments(datapath, sandboxes.registry, cgroups, options.pinDir), logger);
-  const servers = await serveObservability(agent, keeper, guests, options, logger);
+  const pressure = watchProgramMaps(datapath, logger);
+  const servers = await serveObservability(agent, keeper, guests, pressure, options, logger);
   keeper.start(options.syncPeriod);
+  pressure.start(PRESSURE_CHECK_INTERVAL_MS);
   await guests.adopt();
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
   await sandboxes.serve();
@@ -222,6 +226,7 @@ async function run(options: RunOptions): Promise<void> {
   if (first === 'started') logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
   logger.info({ signal: await stopSignal }, 'stopping; the pinned datapath keeps serving');
   keeper.stop();
+  pressure.stop();
   await sandboxes.close();
   await guests.close();
   await agent.stop();
@@ -229,6 +234,25 @@ async function run(options: RunOptions): Promise<void> {
   iterators?.close();
   datapath.close();
   stopTrimming();
+}
+
+/**
+ * How often the programs' maps are counted between scrapes, for the eviction warning: a count of
+ * a full connection map is 32 system calls (docs/operations.md, Map pressure).
+ */
+const PRESSURE_CHECK_INTERVAL_MS = 30_000;
+
+/** The connection map warns when it evicts; the affinity map is counted for /metrics only. */
+function watchProgramMaps(datapath: LoadedDatapath, logger: Logger): MapPressureWatch {
+  const counted = (map: KernelMap, warnOnEviction: boolean) => ({
+    name: map.name,
+    type: map.type,
+    capacity: map.maxEntries,
+    warnOnEviction,
+    count: () => map.count(),
+  });
+  const { connections, affinity } = datapath.programMaps;
+  return new MapPressureWatch([counted(connections, true), counted(affinity, false)], libbpf.numPossibleCpus(), logger);
 }
 
 /** The socket iterators' object, beside the datapath's. */
