@@ -26,7 +26,7 @@ import { AgentStatus } from '../agent/status.js';
 import { describeSockets } from '../datapath/dump.js';
 import { openPinnedSocketMaps, type KernelMap } from '../datapath/kernel-maps.js';
 import { LoadedDatapath } from '../datapath/loader.js';
-import { DEFAULT_CAPACITIES } from '../datapath/maps.js';
+import { checkCounterMemory, DEFAULT_CAPACITIES } from '../datapath/maps.js';
 import { SocketIterators } from '../datapath/socket-iterators.js';
 import {
   DEFAULT_STUCK_SOCKET_POLICY,
@@ -85,6 +85,8 @@ interface RunOptions {
   maxBackends: number;
   maxSlots: number;
   maxConnections: number;
+  /** Bytes; no bound when absent. */
+  maxCounterMemory?: number;
   healthzBindAddress: string;
   /** Milliseconds. */
   syncPeriod: number;
@@ -181,6 +183,7 @@ async function run(options: RunOptions): Promise<void> {
     throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
   const { source, origin } = await chooseSource(options, logger);
   routeLibbpfLog(logger);
+  if (options.maxCounterMemory !== undefined) checkCounterMemory(options.maxFrontends, libbpf.numPossibleCpus(), options.maxCounterMemory);
   const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir, {
     frontends: options.maxFrontends,
     backends: options.maxBackends,
@@ -333,6 +336,23 @@ const positiveInteger = (flag: string) => (value: string) => {
     throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${value}: not a whole number of entries`);
   return count;
 };
+const BYTE_UNITS = new Map([
+  ['', 1],
+  ['Ki', 2 ** 10],
+  ['Mi', 2 ** 20],
+  ['Gi', 2 ** 30],
+]);
+
+/** Bytes as a whole number, or with Kubernetes' binary suffixes: 64Mi, 1Gi. */
+function byteCount(flag: string) {
+  return (text: string) => {
+    const match = /^(\d+)(Ki|Mi|Gi)?$/.exec(text);
+    const bytes = match ? Number(match[1]) * (BYTE_UNITS.get(match[2] ?? '') ?? NaN) : NaN;
+    if (!(bytes >= 1 && Number.isSafeInteger(bytes)))
+      throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${text}: not a number of bytes such as 67108864 or 64Mi`);
+    return bytes;
+  };
+}
 const collectCommaSeparated = (value: string, previous: string[]) => [...previous, ...value.split(',').filter((item) => item !== '')];
 
 /** A duration as kube-proxy's flags take Go's ("30s", "5m", "1m30s", "1.5h"), in milliseconds. */
@@ -442,6 +462,12 @@ program
     'translated TCP connections open at once whose getpeername() shows the Service (the least recently used beyond)',
     positiveInteger('--max-connections'),
     DEFAULT_CAPACITIES.connections,
+  )
+  .option(
+    '--max-counter-memory <bytes>',
+    'refuse to start when the per-CPU counters (socklb_stats_v1) would take more: ' +
+      '(--max-frontends + 1) x (32 x possible CPUs + 8) bytes; 64Mi, 1Gi or bytes (default: no bound)',
+    byteCount('--max-counter-memory'),
   )
   .option(
     '--metrics-bind-address <address:port>',

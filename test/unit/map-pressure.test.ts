@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { MapPressureWatch, type CountedMap } from '../../src/agent/map-pressure-watch.js';
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { evictionThreshold, mapPressure, recoveryThreshold } from '../../src/datapath/map-pressure.js';
+import { checkCounterMemory, counterMemory } from '../../src/datapath/maps.js';
 import { memoryMaps } from '../../src/datapath/memory-maps.js';
 import { DatapathState } from '../../src/datapath/state.js';
 
@@ -130,5 +131,33 @@ describe('MapPressureWatch', () => {
     text = await metrics.render();
     assert.match(text, /^socklb_map_entries\{map="socklb_conn_v1"\} 64$/m);
     assert.equal(logs.filter((line) => line.level === WARN).length, 1, 'a scrape that finds the map evicting warns');
+  });
+});
+
+describe('--max-counter-memory', () => {
+  it("sizes the counters as the kernel allocates them: each entry's copy per possible CPU and a pointer to them", () => {
+    // bytes_memlock of the default map on 2 CPUs was 4718976 (docs/operations.md): the formula less the map's own header.
+    assert.equal(counterMemory(65536, 2), 65537 * (32 * 2 + 8));
+    assert.equal(counterMemory(65536, 64), 65537 * (32 * 64 + 8));
+  });
+
+  it('refuses counters over the bound, naming the most frontends that fit, and takes those that fit', () => {
+    const limit = 64 * 2 ** 20;
+    assert.doesNotThrow(() => checkCounterMemory(65536, 8, limit));
+    assert.throws(
+      () => checkCounterMemory(65536, 64, limit),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'SOCKLB_ERR_USAGE');
+        assert.equal(
+          error.message,
+          `the counters of --max-frontends 65536 take ${65537 * 2056} bytes on 64 possible CPUs, over --max-counter-memory ${limit}: ` +
+            'lower --max-frontends to 32639 or less, or raise --max-counter-memory',
+        );
+        return true;
+      },
+    );
+    assert.doesNotThrow(() => checkCounterMemory(32639, 64, limit), 'the count it names fits');
+    assert.throws(() => checkCounterMemory(32640, 64, limit), /over --max-counter-memory/);
+    assert.throws(() => checkCounterMemory(1, 64, 1000), /: raise --max-counter-memory$/, 'not even one frontend fits');
   });
 });
