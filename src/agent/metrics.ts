@@ -29,6 +29,12 @@ export interface AttachmentSource {
   failingAttachments(): Attachment[];
 }
 
+/** The maps the programs fill, counted from the kernel (map-pressure-watch.ts). */
+export interface ProgramMapsSource {
+  check(): { name: string; entries: number | null }[];
+  capacities(): { name: string; capacity: number }[];
+}
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly syncDuration: Histogram;
@@ -43,6 +49,7 @@ export class AgentMetrics {
     private readonly source: MetricsSource,
     attachments: AttachmentSource,
     guests: GuestsSource,
+    programMaps: ProgramMapsSource,
   ) {
     const registers = [this.registry];
     // The event loop lag is sampled once a second, not every 10 ms (prom-client's default): that
@@ -81,7 +88,8 @@ export class AgentMetrics {
       registers,
     });
 
-    // The counters' array has every entry from the start: its fill says nothing.
+    // The counters' array has every entry from the start: its fill says nothing. The maps the
+    // agent writes are counted in its state; those the programs fill, in the kernel.
     const roles = ['frontends', 'slots', 'backends', 'serviceNames', 'clusterIPs', 'serviceRanges'] as const satisfies readonly MapRole[];
     new Gauge({
       name: 'socklb_map_entries',
@@ -100,6 +108,7 @@ export class AgentMetrics {
           serviceRanges: state.serviceRanges.size,
         };
         for (const role of roles) this.set({ map: source.maps[role].name }, counts[role]);
+        for (const { name, entries } of programMaps.check()) if (entries !== null) this.set({ map: name }, entries);
       },
     });
     new Gauge({
@@ -109,6 +118,7 @@ export class AgentMetrics {
       registers,
       collect() {
         for (const role of roles) this.set({ map: source.maps[role].name }, source.maps[role].maxEntries);
+        for (const { name, capacity } of programMaps.capacities()) this.set({ map: name }, capacity);
       },
     });
     this.attachmentRepairs = new Counter({

@@ -10,6 +10,8 @@ import { describeBackends, describeFrontends } from '../datapath/dump.js';
 import { openPinnedMaps } from '../datapath/kernel-maps.js';
 import type { DatapathMaps } from '../datapath/maps.js';
 import { DatapathState } from '../datapath/state.js';
+import { mapPressure } from '../datapath/map-pressure.js';
+import { libbpf } from '../kernel/libbpf.js';
 import { checkPrivileges } from '../kernel/system.js';
 import { pinnedLinks, pinnedMaps } from '../pins/status.js';
 import { SocklbError } from '../errors.js';
@@ -90,7 +92,11 @@ async function queryAgent(metricsBindAddress: string): Promise<AgentAnswer> {
 
 async function status(options: { pinDir: string; output: 'table' | 'json'; metricsBindAddress: string }): Promise<void> {
   checkPrivileges();
-  const maps = pinnedMaps(options.pinDir);
+  const possibleCpus = libbpf.numPossibleCpus();
+  const maps = pinnedMaps(options.pinDir).map((map) => {
+    const pressure = mapPressure(map, possibleCpus);
+    return { ...map, ...(pressure && { pressure }) };
+  });
   const report: StatusReport = {
     agent: await queryAgent(options.metricsBindAddress),
     pinDir: options.pinDir,
@@ -107,7 +113,7 @@ const outputOption = (formats: Output[]) => new Option('-o, --output <format>', 
 export function registerInspectCommands(program: Command, pinDirOption: () => Option): void {
   program
     .command('status')
-    .description("print the agent (asked at its metrics address), the attachments and every pinned map's fill and capacity")
+    .description("print the agent (asked at its metrics address), the attachments and every pinned map's fill, capacity and pressure")
     .addOption(outputOption(['table', 'json']))
     .addOption(pinDirOption())
     .option('--metrics-bind-address <address:port>', 'where the agent serves /metrics and /statusz', DEFAULT_METRICS_BIND_ADDRESS)

@@ -19,13 +19,14 @@ import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRou
 import { optimizeForSizeWhenQuiet } from '../agent/heap-sizing.js';
 import { trimAfterCollections } from '../agent/malloc-trim.js';
 import { AgentMetrics } from '../agent/metrics.js';
+import { MapPressureWatch } from '../agent/map-pressure-watch.js';
 import { agentRoutes } from '../agent/routes.js';
 import { ServedAttachments } from '../agent/served-attachments.js';
 import { AgentStatus } from '../agent/status.js';
 import { describeSockets } from '../datapath/dump.js';
-import { openPinnedSocketMaps } from '../datapath/kernel-maps.js';
+import { openPinnedSocketMaps, type KernelMap } from '../datapath/kernel-maps.js';
 import { LoadedDatapath } from '../datapath/loader.js';
-import { DEFAULT_CAPACITIES } from '../datapath/maps.js';
+import { checkCounterMemory, DEFAULT_CAPACITIES } from '../datapath/maps.js';
 import { SocketIterators } from '../datapath/socket-iterators.js';
 import {
   DEFAULT_STUCK_SOCKET_POLICY,
@@ -34,7 +35,7 @@ import {
   StuckSocketDestroyer,
   type StuckSocketPolicy,
 } from '../datapath/stuck-sockets.js';
-import { setLibbpfPrint } from '../kernel/libbpf.js';
+import { libbpf, setLibbpfPrint } from '../kernel/libbpf.js';
 import { cgroup2Root } from '../kernel/mounts.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
 import { checkPrivileges } from '../kernel/system.js';
@@ -84,6 +85,8 @@ interface RunOptions {
   maxBackends: number;
   maxSlots: number;
   maxConnections: number;
+  /** Bytes; no bound when absent. */
+  maxCounterMemory?: number;
   healthzBindAddress: string;
   /** Milliseconds. */
   syncPeriod: number;
@@ -105,10 +108,11 @@ async function serveObservability(
   agent: Agent,
   keeper: AttachmentKeeper,
   guests: GuestHub,
+  programMaps: MapPressureWatch,
   options: RunOptions,
   logger: Logger,
 ): Promise<Server[]> {
-  const metrics = new AgentMetrics(agent, keeper, guests);
+  const metrics = new AgentMetrics(agent, keeper, guests, programMaps);
   const health = new ProxyHealth(HEALTHZ_TIMEOUT_MS);
   const status = new AgentStatus(agent, keeper);
   agent.onSync((result) => {
@@ -179,6 +183,7 @@ async function run(options: RunOptions): Promise<void> {
     throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
   const { source, origin } = await chooseSource(options, logger);
   routeLibbpfLog(logger);
+  if (options.maxCounterMemory !== undefined) checkCounterMemory(options.maxFrontends, libbpf.numPossibleCpus(), options.maxCounterMemory);
   const datapath = LoadedDatapath.load(options.bpfObject, options.pinDir, {
     frontends: options.maxFrontends,
     backends: options.maxBackends,
@@ -213,8 +218,10 @@ async function run(options: RunOptions): Promise<void> {
   });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
   const keeper = new AttachmentKeeper(new ServedAttachments(datapath, sandboxes.registry, cgroups, options.pinDir), logger);
-  const servers = await serveObservability(agent, keeper, guests, options, logger);
+  const pressure = watchProgramMaps(datapath, logger);
+  const servers = await serveObservability(agent, keeper, guests, pressure, options, logger);
   keeper.start(options.syncPeriod);
+  pressure.start(PRESSURE_CHECK_INTERVAL_MS);
   await guests.adopt();
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
   await sandboxes.serve();
@@ -222,6 +229,7 @@ async function run(options: RunOptions): Promise<void> {
   if (first === 'started') logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
   logger.info({ signal: await stopSignal }, 'stopping; the pinned datapath keeps serving');
   keeper.stop();
+  pressure.stop();
   await sandboxes.close();
   await guests.close();
   await agent.stop();
@@ -229,6 +237,25 @@ async function run(options: RunOptions): Promise<void> {
   iterators?.close();
   datapath.close();
   stopTrimming();
+}
+
+/**
+ * How often the programs' maps are counted between scrapes, for the eviction warning: a count of
+ * a full connection map is 32 system calls (docs/operations.md, Map pressure).
+ */
+const PRESSURE_CHECK_INTERVAL_MS = 30_000;
+
+/** The connection map warns when it evicts; the affinity map is counted for /metrics only. */
+function watchProgramMaps(datapath: LoadedDatapath, logger: Logger): MapPressureWatch {
+  const counted = (map: KernelMap, warnOnEviction: boolean) => ({
+    name: map.name,
+    type: map.type,
+    capacity: map.maxEntries,
+    warnOnEviction,
+    count: () => map.count(),
+  });
+  const { connections, affinity } = datapath.programMaps;
+  return new MapPressureWatch([counted(connections, true), counted(affinity, false)], libbpf.numPossibleCpus(), logger);
 }
 
 /** The socket iterators' object, beside the datapath's. */
@@ -309,6 +336,23 @@ const positiveInteger = (flag: string) => (value: string) => {
     throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${value}: not a whole number of entries`);
   return count;
 };
+const BYTE_UNITS = new Map([
+  ['', 1],
+  ['Ki', 2 ** 10],
+  ['Mi', 2 ** 20],
+  ['Gi', 2 ** 30],
+]);
+
+/** Bytes as a whole number, or with Kubernetes' binary suffixes: 64Mi, 1Gi. */
+function byteCount(flag: string) {
+  return (text: string) => {
+    const match = /^(\d+)(Ki|Mi|Gi)?$/.exec(text);
+    const bytes = match ? Number(match[1]) * (BYTE_UNITS.get(match[2] ?? '') ?? NaN) : NaN;
+    if (!(bytes >= 1 && Number.isSafeInteger(bytes)))
+      throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${text}: not a number of bytes such as 67108864 or 64Mi`);
+    return bytes;
+  };
+}
 const collectCommaSeparated = (value: string, previous: string[]) => [...previous, ...value.split(',').filter((item) => item !== '')];
 
 /** A duration as kube-proxy's flags take Go's ("30s", "5m", "1m30s", "1.5h"), in milliseconds. */
@@ -418,6 +462,12 @@ program
     'translated TCP connections open at once whose getpeername() shows the Service (the least recently used beyond)',
     positiveInteger('--max-connections'),
     DEFAULT_CAPACITIES.connections,
+  )
+  .option(
+    '--max-counter-memory <bytes>',
+    'refuse to start when the per-CPU counters (socklb_stats_v1) would take more: ' +
+      '(--max-frontends + 1) x (32 x possible CPUs + 8) bytes; 64Mi, 1Gi or bytes (default: no bound)',
+    byteCount('--max-counter-memory'),
   )
   .option(
     '--metrics-bind-address <address:port>',

@@ -5,6 +5,7 @@ import { repairMessage } from '../agent/attachment-keeper.js';
 import type { AgentStatusReport } from '../agent/status.js';
 import { UNSERVED_ADDRESS_SERVICE_ID, type FrontendStats } from '../datapath/counters.js';
 import type { BackendDescription, FrontendDescription, SocketDescription } from '../datapath/dump.js';
+import { fillText, pressureMessage, type MapPressure } from '../datapath/map-pressure.js';
 import type { PinnedLink, PinnedMap } from '../pins/status.js';
 import type { Sandbox } from '../sandbox/registry.js';
 import type { GuestEntry, SandboxEntry } from '../sandbox/protocol.js';
@@ -115,7 +116,8 @@ export interface StatusReport {
   agent: AgentAnswer;
   pinDir: string;
   attachments: PinnedLink[];
-  maps: PinnedMap[];
+  /** pressure: none while the map is not full, nor evicting (src/datapath/map-pressure.ts). */
+  maps: (PinnedMap & { pressure?: MapPressure })[];
 }
 
 /** /healthz's verdict in words: before the first sync it is not a failure, only not ready. */
@@ -164,19 +166,21 @@ export function formatStatus(report: StatusReport): string {
     );
   }
   lines.push('', 'maps:');
-  const fill = (map: PinnedMap) => (map.entries === null ? '-' : `${((100 * map.entries) / map.capacity).toFixed(1)}%`);
   lines.push(
     formatColumns([
-      ['MAP', 'TYPE', 'ID', 'ENTRIES', 'CAPACITY', 'FILL'],
+      ['MAP', 'TYPE', 'ID', 'ENTRIES', 'CAPACITY', 'FILL', 'PRESSURE'],
       ...report.maps.map((map) => [
         map.name,
         map.type,
         String(map.id),
         map.entries === null ? '-' : String(map.entries),
         String(map.capacity),
-        fill(map),
+        fillText(map),
+        map.pressure ?? '-',
       ]),
     ]),
   );
+  const pressures = report.maps.flatMap((map) => (map.pressure ? [`pressure: ${pressureMessage(map, map.pressure)}`] : []));
+  lines.push(...(pressures.length > 0 ? pressures : ['pressure: none']));
   return lines.join('\n');
 }

@@ -1,7 +1,7 @@
 // BpfMap over a kernel map file descriptor, through libbpf's low-level calls.
 
 import { SocklbError, errnoName } from '../errors.js';
-import { isArrayType, mapInfo, mapKeys, valuesPerKey, type MapInfo } from '../kernel/bpf-objects.js';
+import { countEntries, isArrayType, mapInfo, mapKeys, mapTypeName, valuesPerKey, type MapInfo } from '../kernel/bpf-objects.js';
 import { libbpf } from '../kernel/libbpf.js';
 import { pinnedMapPath } from '../pins/layout.js';
 import { PinnedMapFds } from '../pins/maps.js';
@@ -18,6 +18,8 @@ export class KernelMap implements BpfMap {
   readonly maxEntries: number;
   readonly id: number;
   readonly valuesPerKey: number;
+  /** As bpftool prints it. */
+  readonly type: string;
   private readonly keySize: number;
   /** All copies of a value: a per-CPU map's are each rounded up to 8 bytes. */
   private readonly valueSize: number;
@@ -26,9 +28,10 @@ export class KernelMap implements BpfMap {
   /** `fd` stays owned by the caller (a libbpf object, or openPinnedMaps). */
   constructor(
     readonly fd: number,
-    info: MapInfo = mapInfo(fd),
+    private readonly info: MapInfo = mapInfo(fd),
   ) {
     this.name = info.name;
+    this.type = mapTypeName(info.type);
     this.maxEntries = info.maxEntries;
     this.id = info.id;
     this.keySize = info.keySize;
@@ -80,6 +83,11 @@ export class KernelMap implements BpfMap {
   lookup(key: Buffer): Buffer | undefined {
     const value = Buffer.alloc(this.valueSize);
     return libbpf.mapLookupElem(this.fd, key, value) < 0 ? undefined : value;
+  }
+
+  /** The keys it holds, counted in batches (countEntries). */
+  count(): number {
+    return countEntries(this.fd, this.info);
   }
 
   /** An array's entries come in batches: a handful of system calls instead of two per entry. */

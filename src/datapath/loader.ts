@@ -30,12 +30,20 @@ export interface AttachResult {
   action: 'attached' | 'replaced' | 'detached';
 }
 
+/** The LRU maps the programs fill and the agent never writes. */
+export interface ProgramMaps {
+  connections: KernelMap;
+  affinity: KernelMap;
+}
+
 export class LoadedDatapath {
   private constructor(
     private readonly object: BpfObjectHandle,
     readonly maps: DatapathMaps,
     /** The maps the socket iterators read; owned by the object. */
     readonly socketMaps: SocketMapFds,
+    /** The maps only the programs write, for their fill. */
+    readonly programMaps: ProgramMaps,
     private readonly programs: ReadonlyMap<string, BpfProgramHandle>,
     private readonly pinDirectory: string,
     /** What the agent waits on before it hands out an id a sync freed. */
@@ -83,7 +91,11 @@ export class LoadedDatapath {
       }
       const socketMaps = {} as SocketMapFds;
       for (const role of SOCKET_MAPS) socketMaps[role] = libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES[role]));
-      return new LoadedDatapath(object, maps, socketMaps, programs, pinDirectory, new KernelReaderFence());
+      const programMaps = {
+        connections: new KernelMap(socketMaps.connections),
+        affinity: new KernelMap(libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES.affinity))),
+      };
+      return new LoadedDatapath(object, maps, socketMaps, programMaps, programs, pinDirectory, new KernelReaderFence());
     } catch (error) {
       libbpf.objectClose(object);
       throw error;

@@ -3,7 +3,7 @@
 // and a fault-injecting one (memory-maps.ts) for tests.
 
 import { SocklbError, errnoName } from '../errors.js';
-import { MAP_NAMES } from './layout.js';
+import { MAP_CODECS, MAP_NAMES } from './layout.js';
 
 export interface BpfMap {
   readonly name: string;
@@ -144,4 +144,31 @@ export function mapWriteError(map: BpfMap, action: 'update' | 'delete', errno: n
       : '';
   const error = new SocklbError('SOCKLB_ERR_MAP_UPDATE', `${action} ${map.name}: ${name}${hint}`);
   return Object.assign(error, { errno });
+}
+
+/**
+ * The bytes the kernel allocates for the per-CPU counters (socklb_stats_v1) at `frontends`: for
+ * each of its entries, one copy per possible CPU (the value rounded up to 8 bytes) and the
+ * pointer to them. It grows with the node's CPUs, not with the Services (docs/operations.md).
+ */
+export function counterMemory(frontends: number, possibleCpus: number): number {
+  return roleCapacity('stats', { ...DEFAULT_CAPACITIES, frontends }) * counterEntryBytes(possibleCpus);
+}
+
+function counterEntryBytes(possibleCpus: number): number {
+  return Math.ceil(MAP_CODECS.stats.value.size / 8) * 8 * possibleCpus + 8;
+}
+
+/** Refuses a --max-frontends whose counters would take more than `limit` bytes, naming the most that fits. */
+export function checkCounterMemory(frontends: number, possibleCpus: number, limit: number): void {
+  const needed = counterMemory(frontends, possibleCpus);
+  if (needed <= limit) return;
+  // Service id 0 takes an entry of its own.
+  const fitting = Math.floor(limit / counterEntryBytes(possibleCpus)) - 1;
+  const fix = fitting >= 1 ? `lower --max-frontends to ${fitting} or less, or raise` : 'raise';
+  throw new SocklbError(
+    'SOCKLB_ERR_USAGE',
+    `the counters of --max-frontends ${frontends} take ${needed} bytes on ${possibleCpus} possible CPUs, ` +
+      `over --max-counter-memory ${limit}: ${fix} --max-counter-memory`,
+  );
 }

@@ -4,7 +4,7 @@
 // For `socklb status`.
 
 import { SocklbError, errnoName } from '../errors.js';
-import { mapInfo, mapKeys, mapTypeName, objectInfo, type LinkInfo } from '../kernel/bpf-objects.js';
+import { countEntries, mapInfo, mapTypeName, objectInfo, type LinkInfo } from '../kernel/bpf-objects.js';
 import { libbpf } from '../kernel/libbpf.js';
 import { lastErrno, libcCalls } from '../kernel/libc.js';
 import { entriesOf, pinLayout, pinnedAttachments, pinnedMapNames, pinnedMapPath } from './layout.js';
@@ -115,18 +115,11 @@ export function pinnedMaps(pinDirectory: string): PinnedMap[] {
         name: info.name,
         type,
         id: info.id,
-        entries: COUNTED_TYPES.has(type) ? countKeys(fd, info.keySize) : null,
+        entries: COUNTED_TYPES.has(type) ? countEntries(fd, info) : null,
         capacity: info.maxEntries,
       };
     } finally {
       libcCalls.close(fd);
     }
   });
-}
-
-/** Walks the keys: one system call per entry, a fraction of a second at a full default map. */
-function countKeys(fd: number, keySize: number): number {
-  let count = 0;
-  for (const _key of mapKeys(fd, keySize)) count++;
-  return count;
 }

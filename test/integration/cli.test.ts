@@ -201,6 +201,30 @@ describe('map capacities', { skip: missingPrivileges() }, () => {
     }));
 });
 
+describe('--max-counter-memory', { skip: missingPrivileges() }, () => {
+  it('refuses to start when the counters of --max-frontends would take more on this node, before pinning anything, and starts when they fit', () =>
+    withRunArgs('counter-memory', async ({ args, pinDir }) => {
+      const refused = await socklb([
+        'run',
+        ...args,
+        '--max-counter-memory',
+        '1Mi',
+        '--metrics-bind-address',
+        '',
+        '--healthz-bind-address',
+        '',
+      ]);
+      assert.equal(refused.code, 1);
+      assert.match(
+        refused.stderr,
+        /^socklb: the counters of --max-frontends 65536 take \d+ bytes on \d+ possible CPUs, over --max-counter-memory 1048576: lower --max-frontends to \d+ or less, or raise --max-counter-memory\n$/m,
+      );
+      await assert.rejects(readdir(join(pinDir, 'maps')), /ENOENT/, 'nothing was pinned');
+      const agent = await startAgent([...args, '--max-counter-memory', '1Mi', '--max-frontends', '1024']);
+      await agent.stop();
+    }));
+});
+
 describe('an upgrade whose map layout differs', { skip: missingPrivileges() }, () => {
   it('is refused before anything is touched when a translating map has another name beside the pinned ones', () =>
     withRunArgs('layout-bump', async ({ args, pinDir }) => {

@@ -192,7 +192,9 @@ describe('inspection and counters on a live datapath', { skip, concurrency: fals
     const text = await socklb(['status', '--pin-dir', pinDir, '--metrics-bind-address', `127.0.0.1:${agent?.metricsPort}`]);
     assert.match(text.stdout, /^agent: running \(pid \d+\), healthy/m);
     assert.match(text.stdout, /^problem: frontend 10\.96\.0\.3[01]:80\/TCP is not in the datapath \(retried\): .*map full/m);
-    assert.match(text.stdout, /^socklb_fe_v3\s+hash\s+\d+\s+4\s+4\s+100\.0%$/m);
+    assert.match(text.stdout, /^socklb_fe_v3\s+hash\s+\d+\s+4\s+4\s+100\.0%\s+full$/m);
+    assert.equal(report.maps.find((map) => map.name === 'socklb_fe_v3')?.pressure, 'full');
+    assert.match(text.stdout, /^pressure: socklb_fe_v3 is full \(4 of 4 entries\): .*; raise --max-frontends$/m);
     await rm(extra);
     await waitForServices(pinDir, (frontends) => frontends.length === 3);
   });

@@ -20,11 +20,15 @@
 //         {"event":"reply","at":ms,"name":NAME,"source":"IP:PORT"}
 //         {"event":"error","at":ms,"code":"ECONNABORTED"}
 //       and stops when stdin closes or at --duration-ms.
+//   node socket-client.js hold   --target IP --port P --count N [--duration-ms 60000]
+//       N TCP connections opened one after another and kept open, sending nothing. Prints
+//       {connected, errors} once all are tried, then keeps them until stdin closes or at
+//       --duration-ms.
 //   node socket-client.js churn  --target IP --port P --count N [--concurrency 64] [--deadline-ms 60000]
 //       N sockets, each created, sending one datagram, closed. Prints {sent, errors, elapsedMs}.
 import dgram from 'node:dgram';
 import http from 'node:http';
-import { isIP } from 'node:net';
+import net, { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { errorCode } from './errno.js';
 
@@ -70,6 +74,14 @@ switch (mode) {
   case 'stream':
     await stream();
     break;
+  case 'hold':
+    await hold(
+      required('--target', values.target),
+      integer('--port', values.port, 1, 65535),
+      integer('--count', values.count, 1, 10_000),
+      integer('--duration-ms', values['duration-ms'], 1, 600_000),
+    );
+    break;
   case 'churn':
     print(
       await churn(
@@ -82,7 +94,7 @@ switch (mode) {
     );
     break;
   default:
-    throw new Error(`mode ${JSON.stringify(mode)}: use dns, multi, stream or churn`);
+    throw new Error(`mode ${JSON.stringify(mode)}: use dns, multi, stream, hold or churn`);
 }
 process.exit(0);
 
@@ -257,6 +269,30 @@ function tcpSender(target: Target, emit: (event: Record<string, unknown>) => voi
         resolve();
       });
     });
+}
+
+async function hold(address: string, port: number, count: number, durationMs: number): Promise<void> {
+  const errors: Record<string, number> = {};
+  const sockets: net.Socket[] = [];
+  for (let opened = 0; opened < count; opened++) {
+    const socket = net.connect({ host: address, port, timeout: timeoutMs });
+    const error = await new Promise<Error | undefined>((resolve) => {
+      socket.once('connect', () => resolve(undefined));
+      socket.once('timeout', () => resolve(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+      socket.once('error', resolve);
+    });
+    socket.setTimeout(0);
+    if (error) {
+      increment(errors, errorCode(error) ?? error.name);
+      socket.destroy();
+    } else {
+      socket.on('error', () => undefined);
+      sockets.push(socket);
+    }
+  }
+  print({ connected: sockets.length, errors });
+  await Promise.race([stdinClosed(), new Promise((resolve) => setTimeout(resolve, durationMs).unref())]);
+  for (const socket of sockets) socket.destroy();
 }
 
 async function churn(address: string, port: number, count: number, concurrency: number, deadlineMs: number) {

@@ -182,6 +182,7 @@ describe('AgentMetrics', () => {
       { datapath: state, maps, problemCount: () => 0 },
       { failingAttachments: () => [] },
       { list: () => [] },
+      { check: () => [], capacities: () => [] },
     );
     count(maps.stats, idOf('10.96.0.10', 80, 'TCP'), [{ connects: 3, reverseNat: 1 }, { connects: 4 }]);
     count(maps.stats, idOf('fd00:96::10', 80, 'TCP'), [{ refused: 2 }, {}]);
@@ -215,6 +216,7 @@ describe('AgentMetrics', () => {
       { datapath: state, maps, problemCount: () => 0 },
       { failingAttachments: () => [] },
       { list: () => [] },
+      { check: () => [], capacities: () => [] },
     );
     count(maps.stats, 0, [{ refused: 5 }, { refused: 3 }]);
     const text = await metrics.render();

@@ -186,9 +186,10 @@ describe('`socklb status`', () => {
           'socklb_connect6: link 11 is attached to no cgroup (detached, or its cgroup was removed)',
         '',
         'maps:',
-        'MAP              TYPE          ID  ENTRIES  CAPACITY  FILL',
-        'socklb_fe_v3     hash          7   3        4         75.0%',
-        'socklb_stats_v1  percpu_array  9   -        5         -',
+        'MAP              TYPE          ID  ENTRIES  CAPACITY  FILL   PRESSURE',
+        'socklb_fe_v3     hash          7   3        4         75.0%  -',
+        'socklb_stats_v1  percpu_array  9   -        5         -      -',
+        'pressure: none',
       ].join('\n'),
     );
   });
@@ -215,6 +216,29 @@ describe('`socklb status`', () => {
     assert.match(
       formatStatus({ ...pinned, agent: { ...agent, lastSync: '2026-01-01T00:01:00.000Z' } }),
       /^agent: running \(pid 42\), UNHEALTHY: an update has waited too long; last sync 2026-01-01T00:01:00.000Z, all updates in by 2026-01-01T00:00:00.000Z;/,
+    );
+  });
+
+  it('flags a full map and an evicting LRU map, each with what it costs and the flag that sizes it', () => {
+    const text = formatStatus({
+      ...pinned,
+      agent: { running: false, reason: 'no answer' },
+      maps: [
+        { name: 'socklb_conn_v1', type: 'lru_hash', id: 5, entries: 60, capacity: 64, pressure: 'evicting' },
+        { name: 'socklb_fe_v3', type: 'hash', id: 7, entries: 4, capacity: 4, pressure: 'full' },
+      ],
+    });
+    assert.equal(
+      text.slice(text.indexOf('maps:\n')),
+      [
+        'maps:',
+        'MAP             TYPE      ID  ENTRIES  CAPACITY  FILL    PRESSURE',
+        'socklb_conn_v1  lru_hash  5   60       64        93.8%   evicting',
+        'socklb_fe_v3    hash      7   4        4         100.0%  full',
+        'pressure: socklb_conn_v1 may be evicting (60 of 64 entries): a translated TCP connection whose entry is evicted ' +
+          'has getpeername() answer with the backend, not the Service; raise --max-connections',
+        "pressure: socklb_fe_v3 is full (4 of 4 entries): the agent's writes to it are refused and retried; raise --max-frontends",
+      ].join('\n'),
     );
   });
 
@@ -269,7 +293,12 @@ describe("the agent's HTTP routes", () => {
     const health = new ProxyHealth(60_000);
     health.recordSync(false);
     const routes = agentRoutes(
-      new AgentMetrics({ datapath: state, maps, problemCount: () => 1 }, { failingAttachments: () => [] }, { list: () => [] }),
+      new AgentMetrics(
+        { datapath: state, maps, problemCount: () => 1 },
+        { failingAttachments: () => [] },
+        { list: () => [] },
+        { check: () => [], capacities: () => [] },
+      ),
       health,
       status,
     );
