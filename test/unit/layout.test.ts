@@ -167,10 +167,11 @@ describe('codecs of the socket iterators and the guest marker decode what they e
 });
 
 describe('the trace enums match the BTF of bpf/socklb.bpf.o', () => {
-  for (const [cType, values] of [
+  const tables: [string, Record<number, { cName: string }>][] = [
     ['socklb_trace_reason', TRACE_REASONS],
     ['socklb_trace_hook', TRACE_HOOKS],
-  ] as const) {
+  ];
+  for (const [cType, values] of tables) {
     it(`enum ${cType} has the values of its table`, () => {
       const type = datapath.find(cType);
       assert.ok(type?.kind === 'ENUM', `enum ${cType} is in the BTF`);
