@@ -12,7 +12,7 @@ import { describeFilter, formatLostLine, formatTraceLine } from '../../src/cli/t
 import type { TraceEvent } from '../../src/datapath/layout.js';
 import type { TraceListener } from '../../src/datapath/trace-ring.js';
 import { createLogger } from '../../src/log.js';
-import { parseRequest, parseTraceMessage, parseTraceStart, type TraceMessage, type TraceRecord } from '../../src/sandbox/protocol.js';
+import { parseRequest, parseTraceMessage, parseTraceStart, type TraceMessage } from '../../src/sandbox/protocol.js';
 
 const translated: TraceEvent = {
   timeNs: 5_000_000_000n,
@@ -206,7 +206,7 @@ describe('the tracing hub', () => {
       ['translated', 'unserved-address'],
     );
     assert.deepEqual(
-      udp.map((message) => ('event' in message ? (message.event as TraceRecord).protocol : 'lost')),
+      udp.map((message) => ('event' in message ? message.event.protocol : 'lost')),
       ['UDP'],
     );
     stopAll();
