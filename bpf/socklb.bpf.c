@@ -573,7 +573,10 @@ static __noinline void trace_caller(struct socklb_trace_event *event, struct bpf
 /*
  * One event per call translate() translated or refused, only while a trace
  * runs: otherwise an array lookup (which the verifier inlines) and a test.
- * A full ring drops the event and counts it, never delays the call.
+ * A full ring drops the event and counts it, never delays the call. No
+ * event wakes the reader, which reads the ring on a timer: a wakeup is an
+ * interrupt and a scheduler call inside the program's run
+ * (bench/results/trace-cost/).
  */
 static __always_inline void
 trace_call(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key, enum stickiness stickiness,
@@ -606,7 +609,8 @@ trace_call(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key, enu
 		event->backend_port = choice->backend.port;
 		event->slot = choice->slot;
 	}
-	bpf_ringbuf_submit(event, 0);
+	/* The reader looks every few milliseconds: a wakeup per event cost 12 us a call. */
+	bpf_ringbuf_submit(event, BPF_RB_NO_WAKEUP);
 }
 
 /*

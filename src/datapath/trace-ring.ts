@@ -1,6 +1,6 @@
 // `socklb trace`'s kernel side: the switch (socklb_trace_v1) that makes the programs write an event
 // per translation or refusal, and the reader of the ring they write to (socklb_ring_v1), a thread
-// of its own (trace-worker.ts) since libbpf's poll blocks. The agent is the ring's only reader:
+// of its own (trace-worker.ts), which sleeps between reads. The agent is the ring's only reader:
 // it turns the switch on for its first tracer and off when the last leaves (src/agent/tracing.ts).
 
 import { Worker } from 'node:worker_threads';
@@ -89,6 +89,7 @@ export class TraceRing {
     if (!this.worker || !this.stopFlag) return;
     this.setEnabled(false);
     Atomics.store(this.stopFlag, 0, 1);
+    Atomics.notify(this.stopFlag, 0);
     this.worker = undefined;
     this.stopFlag = undefined;
     await this.exited;

@@ -15,7 +15,7 @@ export type BpfProgramHandle = { readonly __brand: 'bpf_program' };
 export type BpfLinkHandle = { readonly __brand: 'bpf_link' };
 export type RingBufferHandle = { readonly __brand: 'ring_buffer' };
 
-/** ring_buffer_sample_fn: called with each record during ring_buffer__poll, on the polling thread. */
+/** ring_buffer_sample_fn: called with each record during ring_buffer__consume, on its thread. */
 export const ringSampleCallback = koffi.proto('int socklb_ring_sample(void *ctx, void *data, size_t size)');
 
 const libbpfLibrary = koffi.load('libbpf.so.1');
@@ -119,8 +119,8 @@ export const libbpf = {
     context: null,
     opts: null,
   ) => RingBufferHandle | null,
-  /** Calls the sample callback for each record; the records handled, or -errno. Blocks up to timeoutMs. */
-  ringBufferPoll: f('int ring_buffer__poll(ring_buffer *rb, int timeout_ms)') as (ring: RingBufferHandle, timeoutMs: number) => number,
+  /** Calls the sample callback for each record there now, without waiting; the records handled, or -errno. */
+  ringBufferConsume: f('int ring_buffer__consume(ring_buffer *rb)') as (ring: RingBufferHandle) => number,
   ringBufferFree: f('void ring_buffer__free(ring_buffer *rb)') as (ring: RingBufferHandle) => void,
   numPossibleCpus: f('int libbpf_num_possible_cpus(void)') as () => number,
   mapGetNextKey: f('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next_key)') as (

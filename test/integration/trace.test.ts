@@ -54,7 +54,7 @@ function drainRing(pinDir: string): number {
     const ring = libbpf.ringBufferNew(fd, sample, null, null);
     assert.ok(ring, 'ring_buffer__new on the pinned ring');
     try {
-      assert.ok(libbpf.ringBufferPoll(ring, 0) >= 0);
+      assert.ok(libbpf.ringBufferConsume(ring) >= 0);
     } finally {
       libbpf.ringBufferFree(ring);
       koffi.unregister(sample);
