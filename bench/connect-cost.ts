@@ -9,10 +9,11 @@
 // the kernel:
 //
 //   flock /tmp/socklb-root-tests.lock node build/bench/connect-cost.js --old-build DIR [--new-build DIR]
-//     [--scales 10,5000] [--rounds 30] [--connects 1000] [--queries 1000] [--concurrency 16] [--output DIR]
+//     [--scales 10,5000] [--rounds 30] [--connects 1000] [--queries 1000] [--concurrency 16] [--trace-new] [--output DIR]
 //
 // A build is a `make build` output directory (DIR/src/cli/main.js, DIR/bpf/socklb.bpf.o); --new-build
-// defaults to this one.
+// defaults to this one. With --trace-new, a `socklb trace` of the new build's agent runs through
+// every round (its output discarded): the programs then write an event per call.
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -90,7 +91,7 @@ interface ScaleResult {
 }
 
 const USAGE =
-  'usage: connect-cost --old-build DIR [--new-build DIR] [--scales 10,5000] [--rounds 30] [--connects 1000] [--queries 1000] [--concurrency 16] [--output DIR]';
+  'usage: connect-cost --old-build DIR [--new-build DIR] [--scales 10,5000] [--rounds 30] [--connects 1000] [--queries 1000] [--concurrency 16] [--trace-new] [--output DIR]';
 
 function parseOptions(argv: string[]) {
   const { values } = parseArgs({
@@ -104,6 +105,7 @@ function parseOptions(argv: string[]) {
       connects: { type: 'string', default: '1000' },
       queries: { type: 'string', default: '1000' },
       concurrency: { type: 'string', default: '16' },
+      'trace-new': { type: 'boolean', default: false },
       output: { type: 'string' },
     },
   });
@@ -115,6 +117,7 @@ function parseOptions(argv: string[]) {
     connects: positive('--connects', values.connects),
     queries: positive('--queries', values.queries),
     concurrency: positive('--concurrency', values.concurrency),
+    traceNew: values['trace-new'],
     output: values.output,
   };
 }
@@ -271,6 +274,26 @@ async function startBuildAgent(
   return agent;
 }
 
+/** `socklb trace` of `agent` until `steps` run, its events discarded; resolves once the agent traces. */
+async function startTrace(build: Build, agent: RunningAgent, steps: Teardown): Promise<void> {
+  const tracer = spawn(process.execPath, [build.cli, 'trace', '--control-socket', agent.controlSocket], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => tracer.once('close', () => resolve()));
+  steps.add('new trace', async () => {
+    tracer.kill('SIGINT');
+    await exited;
+  });
+  let stderr = '';
+  await new Promise<void>((resolve, reject) => {
+    tracer.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes('tracing ')) resolve();
+    });
+    void exited.then(() => reject(new Error(`socklb trace exited: ${stderr.trim()}`)));
+  });
+}
+
 /** One scale: a lab, both agents, the interleaved rounds; what it makes, `steps` undoes. */
 async function runScale(services: number, steps: Teardown): Promise<ScaleResult> {
   const lab = new Lab();
@@ -297,6 +320,7 @@ async function runScale(services: number, steps: Teardown): Promise<ScaleResult>
     });
     const agent = await startBuildAgent(builds[label], sandboxes[label], manifests, pinDir, services * 2);
     steps.add(`${label} agent`, () => agent.stop());
+    if (label === 'new' && settings.traceNew) await startTrace(builds.new, agent, steps);
     const sandbox = sandboxes[label].cgroupPath;
     programs[label] = {
       tcp: await attachedProgramId(pinDir, sandbox, WORKLOADS.tcp),
@@ -423,7 +447,7 @@ function report(
     '',
     `${date}, \`${command}\`, ${elapsedSeconds()} s; load average ${load.start.toFixed(2)} at the start, ${load.end.toFixed(2)} at the end.`,
     '',
-    `old: ${builds.old.directory}; new: ${builds.new.directory}. ${settings.rounds} rounds per scale after a warm-up round, the builds alternated (new first in odd rounds, old first in even ones);`,
+    `old: ${builds.old.directory}; new: ${builds.new.directory}${settings.traceNew ? ', traced (a `socklb trace` of its agent through every round)' : ''}. ${settings.rounds} rounds per scale after a warm-up round, the builds alternated (new first in odd rounds, old first in even ones);`,
     `per round and build ${settings.connects} TCP connections (connect-storm, concurrency ${settings.concurrency}, Services picked at random among ${SAMPLED_SERVICES} spread over the list)`,
     `and ${settings.queries} DNS queries, one after the other on one unconnected UDP socket (socket-client dns), to one Service's port 53 (dnsmasq in both pods).`,
     "ns per run = the program's run_time_ns delta / run_cnt delta over the client run; medians over rounds;",

@@ -115,6 +115,9 @@ enum lookup_result {
 	/* Refused at once (ECONNREFUSED): no backend, or a service address no frontend serves. */
 	NO_BACKEND,
 	BACKEND_FOUND,
+	/* Refused as NO_BACKEND is; told apart for `socklb trace` only. */
+	UNSERVED_ADDRESS,
+	FRONTEND_CHANGING,
 };
 
 /* What a socket that reached the Service before gets. */
@@ -430,7 +433,7 @@ lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 			remember_affinity(&client, out);
 		return BACKEND_FOUND;
 	}
-	return NO_BACKEND;
+	return FRONTEND_CHANGING;
 }
 
 /*
@@ -526,6 +529,90 @@ record_in_storage(struct bpf_sock *sk, struct socklb_sock *sock,
 	fill_translation(entry, key, choice);
 }
 
+/* socklb_trace_v1 and socklb_ring_v1 (bpf/socklb.h): `socklb trace`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct socklb_trace_switch);
+} socklb_trace_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SOCKLB_TRACE_RING_BYTES);
+} socklb_ring_v1 SEC(".maps");
+
+static __always_inline enum socklb_trace_reason trace_reason(enum lookup_result result)
+{
+	switch (result) {
+	case BACKEND_FOUND:
+		return SOCKLB_TRACE_TRANSLATED;
+	case UNSERVED_ADDRESS:
+		return SOCKLB_TRACE_UNSERVED_ADDRESS;
+	case FRONTEND_CHANGING:
+		return SOCKLB_TRACE_FRONTEND_CHANGING;
+	default:
+		return SOCKLB_TRACE_NO_BACKEND;
+	}
+}
+
+/*
+ * Who made the call. A function of its own, not inlined, so that its
+ * prototype puts struct socklb_trace_event in the object's BTF (a ring
+ * buffer declares no value type), where test/unit/layout.test.ts checks it;
+ * the call is paid only while tracing.
+ */
+static __noinline void trace_caller(struct socklb_trace_event *event, struct bpf_sock_addr *ctx)
+{
+	event->time_ns = bpf_ktime_get_ns();
+	event->cgroup_id = bpf_get_current_cgroup_id();
+	event->netns_cookie = bpf_get_netns_cookie(ctx);
+	event->socket_cookie = bpf_get_socket_cookie(ctx);
+}
+
+/*
+ * One event per call translate() translated or refused, only while a trace
+ * runs: otherwise an array lookup (which the verifier inlines) and a test.
+ * A full ring drops the event and counts it, never delays the call. No
+ * event wakes the reader, which reads the ring on a timer: a wakeup is an
+ * interrupt and a scheduler call inside the program's run
+ * (bench/results/trace-cost/).
+ */
+static __always_inline void
+trace_call(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key, enum stickiness stickiness,
+	   enum lookup_result result, __u32 service_id, const struct backend_choice *choice)
+{
+	__u32 zero = 0;
+	struct socklb_trace_switch *trace;
+	struct socklb_trace_event *event;
+
+	if (result == NOT_A_SERVICE)
+		return;
+	trace = bpf_map_lookup_elem(&socklb_trace_v1, &zero);
+	if (!trace || !trace->enabled)
+		return;
+	event = bpf_ringbuf_reserve(&socklb_ring_v1, sizeof(*event), 0);
+	if (!event) {
+		__sync_fetch_and_add(&trace->lost, 1);
+		return;
+	}
+	__builtin_memset(event, 0, sizeof(*event));
+	trace_caller(event, ctx);
+	copy_address(event->service_address, key->address);
+	event->service_port = key->port;
+	event->service_id = service_id;
+	event->protocol = key->protocol;
+	event->hook = stickiness == PICK_ANY ? SOCKLB_TRACE_CONNECT : SOCKLB_TRACE_SENDMSG;
+	event->reason = trace_reason(result);
+	if (result == BACKEND_FOUND) {
+		copy_address(event->backend_address, choice->backend.address);
+		event->backend_port = choice->backend.port;
+		event->slot = choice->slot;
+	}
+	/* The reader looks every few milliseconds: a wakeup per event cost 12 us a call. */
+	bpf_ringbuf_submit(event, BPF_RB_NO_WAKEUP);
+}
+
 /*
  * Looks the destination up and says what the call should do; on success the
  * backend is in *backend and the translation is recorded. Hooks run under
@@ -554,14 +641,16 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	result = lookup_backend(ctx, key, previous, &choice, &service_id);
 	/* Counted at service id 0, which no frontend is given. */
 	if (result == NOT_A_SERVICE && unserved_service_address(key))
-		result = NO_BACKEND;
-	if (result == NO_BACKEND) {
+		result = UNSERVED_ADDRESS;
+	trace_call(ctx, key, stickiness, result, service_id, &choice);
+	if (result == NOT_A_SERVICE)
+		return result;
+	if (result != BACKEND_FOUND) {
 		/* As kube-proxy's REJECT: fail at once rather than time out. */
 		bpf_set_retval(-ECONNREFUSED);
 		count(service_id, CALL_REFUSED);
+		return NO_BACKEND;
 	}
-	if (result != BACKEND_FOUND)
-		return result;
 	count(service_id, stickiness == PICK_ANY ? CONNECT_TRANSLATED : DATAGRAM_TRANSLATED);
 	/*
 	 * An MPTCP connection's first subflow is a kernel socket: no
@@ -589,7 +678,7 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx, enum stickiness 
 	switch (translate(ctx, &key, stickiness, &backend)) {
 	case NOT_A_SERVICE:
 		return SOCK_ADDR_ALLOW;
-	case NO_BACKEND:
+	default: /* refused: translate() returns NO_BACKEND */
 		return SOCK_ADDR_DENY;
 	case BACKEND_FOUND:
 		break;
@@ -613,7 +702,7 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx, enum stickiness 
 	switch (translate(ctx, &key, stickiness, &backend)) {
 	case NOT_A_SERVICE:
 		return SOCK_ADDR_ALLOW;
-	case NO_BACKEND:
+	default: /* refused: translate() returns NO_BACKEND */
 		return SOCK_ADDR_DENY;
 	case BACKEND_FOUND:
 		break;

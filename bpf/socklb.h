@@ -24,6 +24,8 @@
  *   socklb_mark_v1  __u32 0                    -> struct socklb_marker (one entry)
  *   socklb_cip_v1   struct socklb_cluster_ip   -> __u32 (reserved, 0)
  *   socklb_range_v1 struct socklb_range_key    -> __u32 (reserved, 0) (LPM trie)
+ *   socklb_trace_v1 __u32 0                    -> struct socklb_trace_switch (one entry)
+ *   socklb_ring_v1  ring buffer of struct socklb_trace_event, written only while tracing
  * and the socket iterators' (socklb_iter.bpf.c):
  *   socklb_stale_v1 struct socklb_stale_key    -> __u32 (reserved, 0)
  * The kernel keeps 15 characters of a map name.
@@ -258,6 +260,59 @@ struct socklb_sock_record {
 	__u32 pad;
 	struct socklb_translation connection; /* its connect()'s; zero for none */
 	struct socklb_sock sock; /* its datagrams'; zero for none */
+};
+
+/*
+ * `socklb trace` (docs/operations.md): while a trace runs, every translation
+ * and refusal of translate() is written to socklb_ring_v1 as one event. The
+ * switch is a pinned map rather than the object's global data: it outlives
+ * the agent that turned it on and the program replacements of an upgrade, so
+ * an agent that starts after one that died mid-trace finds it and turns it
+ * off, and a guest's applier can set the same map by name.
+ */
+#define SOCKLB_TRACE_RING_BYTES (256 * 1024)
+
+struct socklb_trace_switch {
+	__u32 enabled; /* 0: the programs write nothing; else write every event */
+	__u32 pad;
+	__u64 lost; /* events dropped because the ring was full */
+};
+
+/*
+ * What translate() did with a call: SOCKLB_TRACE_TRANSLATED or why it was
+ * refused. Packed: one byte, in the event as in BTF.
+ */
+enum __attribute__((packed)) socklb_trace_reason {
+	SOCKLB_TRACE_TRANSLATED = 1,
+	/* The frontend has no backend. */
+	SOCKLB_TRACE_NO_BACKEND = 2,
+	/* A cluster IP on a port no frontend serves, or an address of a service CIDR no Service holds. */
+	SOCKLB_TRACE_UNSERVED_ADDRESS = 3,
+	/* Every lookup attempt met a concurrent rewrite of the frontend's entries. */
+	SOCKLB_TRACE_FRONTEND_CHANGING = 4,
+};
+
+/* The hook a call came through; one byte. */
+enum __attribute__((packed)) socklb_trace_hook {
+	SOCKLB_TRACE_CONNECT = 1,
+	SOCKLB_TRACE_SENDMSG = 2,
+};
+
+struct socklb_trace_event {
+	__u64 time_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 cgroup_id; /* the calling task's cgroup v2 id (its directory's inode) */
+	__u64 netns_cookie;
+	__u64 socket_cookie;
+	__be32 service_address[4]; /* the destination asked for; IPv4-mapped for IPv4 */
+	__be32 backend_address[4]; /* zero for a refusal */
+	__be16 service_port;
+	__be16 backend_port;
+	__u32 service_id; /* the frontend's; 0 when no frontend serves the address */
+	__u32 slot;
+	__u8 protocol; /* IPPROTO_TCP or IPPROTO_UDP */
+	enum socklb_trace_hook hook;
+	enum socklb_trace_reason reason;
+	__u8 pad;
 };
 
 #endif /* SOCKLB_H */

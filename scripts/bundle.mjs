@@ -4,6 +4,7 @@
 //   dist/socklb.js              the agent and CLI, one minified ESM file (node dist/socklb.js ...)
 //   dist/iterator-worker.js     the socket iterators' thread (src/datapath/iterator-worker.ts); a
 //                               file of its own, so that the thread parses a few KB, not the agent
+//   dist/trace-worker.js        `socklb trace`'s ring reader (src/datapath/trace-worker.ts), likewise
 //   dist/bpf/*.bpf.o            the compiled BPF objects (found as in build/: see src/cli/main.ts)
 //   dist/node_modules/@koromix/koffi-<platform>-<arch>/   koffi's native addon, which no bundler
 //                               can inline; koffi's own JavaScript is in socklb.js and requires it
@@ -28,7 +29,11 @@ const APPLIER_LIBRARY_PACKAGES = ['libbpf1', 'libelf1', 'zlib1g', 'musl'];
 
 rmSync(DIST, { recursive: true, force: true });
 const { metafile } = await build({
-  entryPoints: { socklb: 'src/cli/main.ts', 'iterator-worker': 'src/datapath/iterator-worker.ts' },
+  entryPoints: {
+    socklb: 'src/cli/main.ts',
+    'iterator-worker': 'src/datapath/iterator-worker.ts',
+    'trace-worker': 'src/datapath/trace-worker.ts',
+  },
   outdir: DIST,
   bundle: true,
   platform: 'node',

@@ -23,6 +23,7 @@ import { MapPressureWatch } from '../agent/map-pressure-watch.js';
 import { agentRoutes } from '../agent/routes.js';
 import { ServedAttachments } from '../agent/served-attachments.js';
 import { AgentStatus } from '../agent/status.js';
+import { CgroupPlaces, Tracing } from '../agent/tracing.js';
 import { describeSockets } from '../datapath/dump.js';
 import { openPinnedSocketMaps, type KernelMap } from '../datapath/kernel-maps.js';
 import { LoadedDatapath } from '../datapath/loader.js';
@@ -49,6 +50,7 @@ import { canonicalCidr, canonicalIP, parseCidr } from '../model/ip.js';
 import type { NodeContext } from '../model/types.js';
 import { chooseSource } from '../sources/choose.js';
 import { registerInspectCommands } from './inspect.js';
+import { registerTraceCommand } from './trace.js';
 import { benchAvailable, runBench } from './bench.js';
 import { formatSocketTable } from './tables.js';
 
@@ -205,6 +207,14 @@ async function run(options: RunOptions): Promise<void> {
   const servedCgroups = () => [...cgroups, ...sandboxes.registry.cgroups()];
   const stuckSockets =
     iterators && new StuckSocketDestroyer(iterators, servedCgroups, policyProtocols(options.destroyStuckSockets), logger);
+  const tracing = new Tracing({
+    ring: datapath.trace,
+    serviceName: (serviceId) => agent.datapath.serviceNames.get(serviceId),
+    places: new CgroupPlaces(servedCgroups, () => sandboxes.registry.list()),
+    sandboxKind: (id) => (sandboxes.registry.list().some((sandbox) => sandbox.id === id) ? 'cgroup' : guests.has(id) ? 'guest' : undefined),
+    logger,
+  });
+  tracing.turnOffStaleSwitch();
   const agent: Agent = new Agent({
     source,
     maps: datapath.maps,
@@ -224,13 +234,14 @@ async function run(options: RunOptions): Promise<void> {
   pressure.start(PRESSURE_CHECK_INTERVAL_MS);
   await guests.adopt();
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
-  await sandboxes.serve();
+  await sandboxes.serve(tracing);
   const first = await Promise.race([agent.start().then(() => 'started' as const), stopSignal]);
   if (first === 'started') logger.info({ source: origin, pinDir: options.pinDir, frontends: agent.datapath.frontends.size }, 'serving');
   logger.info({ signal: await stopSignal }, 'stopping; the pinned datapath keeps serving');
   keeper.stop();
   pressure.stop();
   await sandboxes.close();
+  await tracing.close();
   await guests.close();
   await agent.stop();
   for (const server of servers) server.close();
@@ -497,6 +508,7 @@ program
   .action(sockets);
 
 registerSandboxCommands(program);
+registerTraceCommand(program);
 
 program
   .command('cleanup')

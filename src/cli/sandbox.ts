@@ -12,7 +12,7 @@ import { claimControlSocket, DEFAULT_CONTROL_SOCKET, requestControl } from '../s
 import { cgroupOfProcess, guestOf, HOOK_STAGES, hookAction, parseContainerState, type HookStage } from '../sandbox/oci-state.js';
 import { PinnedSandboxes } from '../sandbox/attachments.js';
 import { sandboxDirectory, type GuestDirectory } from '../sandbox/directory.js';
-import type { ControlRequest, SandboxEntry } from '../sandbox/protocol.js';
+import type { ControlRequest, SandboxEntry, TraceService } from '../sandbox/protocol.js';
 import { SandboxRegistry } from '../sandbox/registry.js';
 import { formatSandboxTable } from './tables.js';
 
@@ -26,8 +26,8 @@ export const controlSocketOption = () =>
 
 export interface SandboxService {
   readonly registry: SandboxRegistry;
-  /** Starts answering on the control socket (none when it is ''). */
-  serve(): Promise<void>;
+  /** Starts answering on the control socket (none when it is ''), `socklb trace` by `tracing`. */
+  serve(tracing?: TraceService): Promise<void>;
   /** Stops answering; the sandboxes stay attached. */
   close(): Promise<void>;
 }
@@ -54,9 +54,9 @@ export async function adoptSandboxes(
   const registry = new SandboxRegistry(attachments, adopted);
   return {
     registry,
-    async serve() {
+    async serve(tracing?: TraceService) {
       if (socket === undefined) return;
-      socket.serve(sandboxDirectory(registry, guests));
+      socket.serve(sandboxDirectory(registry, guests), tracing);
       logger.info({ path: controlSocket }, 'serving the control socket');
     },
     close: async () => socket?.close(),

@@ -45,6 +45,10 @@ export const MAP_NAMES = {
   clusterIPs: 'socklb_cip_v1',
   /** The service CIDRs (an LPM trie): a call to an address of them no Service holds is refused. */
   serviceRanges: 'socklb_range_v1',
+  /** `socklb trace`'s switch and lost-event count: set by the agent, counted by the programs. */
+  traceSwitch: 'socklb_trace_v1',
+  /** `socklb trace`'s ring buffer of struct socklb_trace_event: written by the programs while the switch is on. */
+  traceRing: 'socklb_ring_v1',
   /** The socket iterators' object (socklb_iter.bpf.c). */
   stale: 'socklb_stale_v1',
 } as const;
@@ -641,6 +645,138 @@ export const sockRecordCodec: Codec<SocketRecord> = {
       // Service port 0 marks an entry not in use, as in struct socklb_sock.
       connection: connection.readUInt16BE(TRANSLATION_FIELDS.service_port.offset) === 0 ? undefined : translationCodec.decode(connection),
       datagrams: sockCodec.decode(bytes.subarray(SOCK_RECORD_SOCK, sockRecordCodec.size)),
+    };
+  },
+};
+
+/** The value of socklb_trace_v1 at key 0. */
+export interface TraceSwitch {
+  enabled: boolean;
+  /** Events dropped because the ring was full, since the map was made. */
+  lost: bigint;
+}
+
+// struct socklb_trace_switch
+export const traceSwitchCodec: Codec<TraceSwitch> = {
+  cType: 'struct socklb_trace_switch',
+  size: 16,
+  fields: { enabled: { offset: 0, size: 4 }, pad: { offset: 4, size: 4 }, lost: { offset: 8, size: 8 } },
+  encode(value) {
+    const bytes = zeroed(16);
+    bytes.writeUInt32LE(value.enabled ? 1 : 0, 0);
+    bytes.writeBigUInt64LE(value.lost, 8);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    return { enabled: bytes.readUInt32LE(0) !== 0, lost: bytes.readBigUInt64LE(8) };
+  },
+};
+
+/** enum socklb_trace_reason: what translate() did with a call, by value. */
+export const TRACE_REASONS = {
+  1: { cName: 'SOCKLB_TRACE_TRANSLATED', name: 'translated' },
+  2: { cName: 'SOCKLB_TRACE_NO_BACKEND', name: 'no-backend' },
+  3: { cName: 'SOCKLB_TRACE_UNSERVED_ADDRESS', name: 'unserved-address' },
+  4: { cName: 'SOCKLB_TRACE_FRONTEND_CHANGING', name: 'frontend-changing' },
+} as const;
+
+export type TraceReason = (typeof TRACE_REASONS)[keyof typeof TRACE_REASONS]['name'];
+
+/** enum socklb_trace_hook: the hook a call came through, by value. */
+export const TRACE_HOOKS = {
+  1: { cName: 'SOCKLB_TRACE_CONNECT', name: 'connect' },
+  2: { cName: 'SOCKLB_TRACE_SENDMSG', name: 'sendmsg' },
+} as const;
+
+export type TraceHook = (typeof TRACE_HOOKS)[keyof typeof TRACE_HOOKS]['name'];
+
+function enumValue<T extends string>(values: Record<number, { name: T }>, name: T, cType: string): number {
+  const entry = Object.entries(values).find(([, value]) => value.name === name);
+  if (entry === undefined) throw new Error(`${cType}: no value named ${name}`);
+  return Number(entry[0]);
+}
+
+function enumName<T extends string>(values: Record<number, { name: T }>, value: number, cType: string): T {
+  const entry = values[value];
+  if (entry === undefined) throw new Error(`${cType} ${value}: not a value this build knows`);
+  return entry.name;
+}
+
+/** One call the programs translated or refused, as the ring carries it. */
+export interface TraceEvent {
+  /** bpf_ktime_get_ns(): CLOCK_MONOTONIC, in nanoseconds. */
+  timeNs: bigint;
+  /** The calling task's cgroup v2 id: its directory's inode number. */
+  cgroupId: bigint;
+  netnsCookie: bigint;
+  socketCookie: bigint;
+  protocol: Protocol;
+  hook: TraceHook;
+  reason: TraceReason;
+  /** The destination the call asked for. */
+  service: SocketAddress;
+  /** The frontend's service id; 0 when no frontend serves the address. */
+  serviceId: number;
+  /** The backend and slot it was sent to; absent for a refusal. */
+  backend: SocketAddress | undefined;
+  slot: number;
+}
+
+// struct socklb_trace_event: written by the programs, read only (encoded by tests).
+export const traceEventCodec: Codec<TraceEvent> = {
+  cType: 'struct socklb_trace_event',
+  size: 80,
+  fields: {
+    time_ns: { offset: 0, size: 8 },
+    cgroup_id: { offset: 8, size: 8 },
+    netns_cookie: { offset: 16, size: 8 },
+    socket_cookie: { offset: 24, size: 8 },
+    service_address: { offset: 32, size: 16 },
+    backend_address: { offset: 48, size: 16 },
+    service_port: { offset: 64, size: 2 },
+    backend_port: { offset: 66, size: 2 },
+    service_id: { offset: 68, size: 4 },
+    slot: { offset: 72, size: 4 },
+    protocol: { offset: 76, size: 1 },
+    hook: { offset: 77, size: 1 },
+    reason: { offset: 78, size: 1 },
+    pad: { offset: 79, size: 1 },
+  },
+  encode(event) {
+    const bytes = zeroed(80);
+    bytes.writeBigUInt64LE(event.timeNs, 0);
+    bytes.writeBigUInt64LE(event.cgroupId, 8);
+    bytes.writeBigUInt64LE(event.netnsCookie, 16);
+    bytes.writeBigUInt64LE(event.socketCookie, 24);
+    writeIP(event.service.address, bytes, 32);
+    bytes.writeUInt16BE(event.service.port, 64);
+    if (event.backend) {
+      writeIP(event.backend.address, bytes, 48);
+      bytes.writeUInt16BE(event.backend.port, 66);
+    }
+    bytes.writeUInt32LE(event.serviceId, 68);
+    bytes.writeUInt32LE(event.slot, 72);
+    bytes.writeUInt8(PROTOCOL_NUMBERS[event.protocol], 76);
+    bytes.writeUInt8(enumValue(TRACE_HOOKS, event.hook, 'enum socklb_trace_hook'), 77);
+    bytes.writeUInt8(enumValue(TRACE_REASONS, event.reason, 'enum socklb_trace_reason'), 78);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    const reason = enumName(TRACE_REASONS, bytes.readUInt8(78), 'enum socklb_trace_reason');
+    return {
+      timeNs: bytes.readBigUInt64LE(0),
+      cgroupId: bytes.readBigUInt64LE(8),
+      netnsCookie: bytes.readBigUInt64LE(16),
+      socketCookie: bytes.readBigUInt64LE(24),
+      protocol: protocolFromNumber(bytes.readUInt8(76)),
+      hook: enumName(TRACE_HOOKS, bytes.readUInt8(77), 'enum socklb_trace_hook'),
+      reason,
+      service: { address: decodeAddress(bytes, 32), port: bytes.readUInt16BE(64) },
+      serviceId: bytes.readUInt32LE(68),
+      backend: reason === 'translated' ? { address: decodeAddress(bytes, 48), port: bytes.readUInt16BE(66) } : undefined,
+      slot: bytes.readUInt32LE(72),
     };
   },
 };

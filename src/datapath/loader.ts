@@ -23,6 +23,7 @@ import {
   type MapRole,
 } from './maps.js';
 import { KernelReaderFence } from './readers.js';
+import { TraceRing } from './trace-ring.js';
 
 /** What happened to one cgroup's attachment. */
 export interface AttachResult {
@@ -48,6 +49,8 @@ export class LoadedDatapath {
     private readonly pinDirectory: string,
     /** What the agent waits on before it hands out an id a sync freed. */
     readonly readers: KernelReaderFence,
+    /** `socklb trace`'s switch and ring. */
+    readonly trace: TraceRing,
   ) {}
 
   /**
@@ -91,11 +94,13 @@ export class LoadedDatapath {
       }
       const socketMaps = {} as SocketMapFds;
       for (const role of SOCKET_MAPS) socketMaps[role] = libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES[role]));
+      const mapFd = (name: string) => libbpf.mapFd(declaredMap(object, objectPath, name));
       const programMaps = {
         connections: new KernelMap(socketMaps.connections),
-        affinity: new KernelMap(libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES.affinity))),
+        affinity: new KernelMap(mapFd(MAP_NAMES.affinity)),
       };
-      return new LoadedDatapath(object, maps, socketMaps, programMaps, programs, pinDirectory, new KernelReaderFence());
+      const trace = new TraceRing(new KernelMap(mapFd(MAP_NAMES.traceSwitch)), mapFd(MAP_NAMES.traceRing));
+      return new LoadedDatapath(object, maps, socketMaps, programMaps, programs, pinDirectory, new KernelReaderFence(), trace);
     } catch (error) {
       libbpf.objectClose(object);
       throw error;

@@ -24,6 +24,7 @@ export function mapTypeName(type: number): string {
     10: 'lru_percpu_hash',
     11: 'lpm_trie',
     24: 'sk_storage',
+    27: 'ringbuf',
   };
   return names[type] ?? `type ${type}`;
 }

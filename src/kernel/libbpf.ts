@@ -8,11 +8,15 @@ import koffi from 'koffi';
 import { vsnprintf } from './libc.js';
 
 // Declared by name so that the C prototypes below can use them.
-for (const opaqueType of ['bpf_object', 'bpf_map', 'bpf_program', 'bpf_link']) koffi.opaque(opaqueType);
+for (const opaqueType of ['bpf_object', 'bpf_map', 'bpf_program', 'bpf_link', 'ring_buffer']) koffi.opaque(opaqueType);
 export type BpfObjectHandle = { readonly __brand: 'bpf_object' };
 export type BpfMapHandle = { readonly __brand: 'bpf_map' };
 export type BpfProgramHandle = { readonly __brand: 'bpf_program' };
 export type BpfLinkHandle = { readonly __brand: 'bpf_link' };
+export type RingBufferHandle = { readonly __brand: 'ring_buffer' };
+
+/** ring_buffer_sample_fn: called with each record during ring_buffer__consume, on its thread. */
+export const ringSampleCallback = koffi.proto('int socklb_ring_sample(void *ctx, void *data, size_t size)');
 
 const libbpfLibrary = koffi.load('libbpf.so.1');
 
@@ -108,6 +112,16 @@ export const libbpf = {
   mapCreate: f(
     'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const uint8_t *opts)',
   ) as (type: number, name: string, keySize: number, valueSize: number, maxEntries: number, opts: Buffer | null) => number,
+  /** sample: a koffi.register()ed ringSampleCallback. */
+  ringBufferNew: f('ring_buffer *ring_buffer__new(int map_fd, void *sample_cb, void *ctx, void *opts)') as (
+    mapFd: number,
+    sample: unknown,
+    context: null,
+    opts: null,
+  ) => RingBufferHandle | null,
+  /** Calls the sample callback for each record there now, without waiting; the records handled, or -errno. */
+  ringBufferConsume: f('int ring_buffer__consume(ring_buffer *rb)') as (ring: RingBufferHandle) => number,
+  ringBufferFree: f('void ring_buffer__free(ring_buffer *rb)') as (ring: RingBufferHandle) => void,
   numPossibleCpus: f('int libbpf_num_possible_cpus(void)') as () => number,
   mapGetNextKey: f('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next_key)') as (
     fd: number,

@@ -13,8 +13,14 @@ import {
   MAX_REQUEST_BYTES,
   parseRequest,
   parseResponse,
+  parseTraceMessage,
+  parseTraceStart,
   type ControlRequest,
   type ControlResponse,
+  type TraceFilter,
+  type TraceMessage,
+  type TraceRequest,
+  type TraceService,
 } from './protocol.js';
 import type { SandboxDirectory } from './protocol.js';
 
@@ -22,9 +28,21 @@ export const DEFAULT_CONTROL_SOCKET = '/run/socklb/control.sock';
 
 /** A client that sends nothing is dropped after this. */
 const REQUEST_TIMEOUT_MS = 5_000;
+/**
+ * What may wait unsent to one tracer: past it, its events are dropped and counted, so that a
+ * tracer that reads slowly (a terminal scrolled back) costs the agent this much memory, no more.
+ */
+const MAX_TRACE_BACKLOG_BYTES = 1024 * 1024;
 
-/** Serves one request against the sandboxes. */
-async function answer(sandboxes: SandboxDirectory, request: ControlRequest): Promise<ControlResponse> {
+/** What the control socket serves. */
+interface Served {
+  sandboxes: SandboxDirectory;
+  /** None: trace requests are refused. */
+  tracing: TraceService | undefined;
+}
+
+/** Serves one request against the sandboxes; a trace is streamed by followTrace, never answered here. */
+async function answer(sandboxes: SandboxDirectory, request: Exclude<ControlRequest, TraceRequest>): Promise<ControlResponse> {
   try {
     switch (request.op) {
       case 'add':
@@ -41,7 +59,7 @@ async function answer(sandboxes: SandboxDirectory, request: ControlRequest): Pro
 
 export interface ControlSocket {
   /** Starts answering, the requests held since the claim first. */
-  serve(sandboxes: SandboxDirectory): void;
+  serve(sandboxes: SandboxDirectory, tracing?: TraceService): void;
   /** Stops listening, drops the requests still held, and removes the socket file. */
   close(): Promise<void>;
 }
@@ -53,8 +71,9 @@ export interface ControlSocket {
  */
 export async function claimControlSocket(path: string, logger: Logger): Promise<ControlSocket> {
   secureDirectory(dirname(path));
-  let serve!: (sandboxes: SandboxDirectory) => void;
-  const ready = new Promise<SandboxDirectory>((resolve) => (serve = resolve));
+  let resolveReady!: (served: Served) => void;
+  const ready = new Promise<Served>((resolve) => (resolveReady = resolve));
+  const serve = (sandboxes: SandboxDirectory, tracing?: TraceService) => resolveReady({ sandboxes, tracing });
   // Half open: a client may end its side after the request and still read the answer.
   const connections = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true }, (connection) => {
@@ -125,7 +144,7 @@ function secureDirectory(directory: string): void {
   if ((status.mode & 0o077) !== 0) chmodSync(directory, 0o700);
 }
 
-function serveConnection(connection: Socket, ready: Promise<SandboxDirectory>, logger: Logger): void {
+function serveConnection(connection: Socket, ready: Promise<Served>, logger: Logger): void {
   const chunks: Buffer[] = [];
   let bytes = 0;
   let handled = false;
@@ -143,10 +162,13 @@ function serveConnection(connection: Socket, ready: Promise<SandboxDirectory>, l
       );
       return;
     }
-    void ready.then(async (sandboxes) => {
+    void ready.then(async ({ sandboxes, tracing }) => {
       // A client that gave up was told the request failed: acting on it now would contradict that.
       if (connection.destroyed) return;
-      reply(connection, await respond(sandboxes, line.toString('utf8'), logger));
+      const text = line.toString('utf8');
+      const trace = traceRequestOf(text);
+      if (trace) followTrace(connection, trace, tracing, logger);
+      else reply(connection, await respond(sandboxes, text, logger));
     });
   };
   connection.on('data', (chunk: Buffer) => {
@@ -166,9 +188,52 @@ function serveConnection(connection: Socket, ready: Promise<SandboxDirectory>, l
   });
 }
 
+/** The request if it is a trace; anything else, a malformed line too, is answered by respond(). */
+function traceRequestOf(line: string): TraceRequest | undefined {
+  try {
+    const request = parseRequest(line);
+    return request.op === 'trace' ? request : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Streams the calls the filter matches until either side closes. A tracer whose backlog passes
+ * MAX_TRACE_BACKLOG_BYTES is sent no events until it catches up; the tracing hub counts them.
+ */
+function followTrace(connection: Socket, request: TraceRequest, tracing: TraceService | undefined, logger: Logger): void {
+  const { op: _op, ...filter } = request;
+  let stop: (() => void) | undefined;
+  try {
+    if (!tracing) throw new SocklbError('SOCKLB_ERR_CONTROL', 'this agent serves no traces');
+    stop = tracing.follow(filter, (message: TraceMessage) => {
+      if (connection.destroyed || ('event' in message && connection.writableLength > MAX_TRACE_BACKLOG_BYTES)) return false;
+      connection.write(encodeMessage(message));
+      return true;
+    });
+  } catch (error) {
+    reply(connection, errorResponse(error));
+    return;
+  }
+  logger.info({ filter }, 'trace started');
+  connection.write(encodeMessage({ ok: true, tracing: filter }));
+  let stopped = false;
+  const end = () => {
+    if (stopped) return;
+    stopped = true;
+    stop?.();
+    connection.end();
+    logger.info({ filter }, 'trace ended');
+  };
+  connection.once('end', end);
+  connection.once('close', end);
+}
+
 async function respond(sandboxes: SandboxDirectory, line: string, logger: Logger): Promise<ControlResponse> {
   try {
     const request = parseRequest(line);
+    if (request.op === 'trace') throw new SocklbError('SOCKLB_ERR_CONTROL', 'control socket: a trace is a stream, not a request');
     const response = await answer(sandboxes, request);
     if (request.op !== 'list') logRequest(logger, request, response);
     return response;
@@ -261,6 +326,66 @@ export async function requestControl(
   const response = parseResponse(line);
   if (!response.ok) throw new SocklbError(response.code, response.message);
   return response;
+}
+
+/** What a tracer is told. */
+export interface TraceHandlers {
+  /** The agent accepted the trace: the programs write from now on. */
+  started(filter: TraceFilter): void;
+  message(message: TraceMessage): void;
+}
+
+/**
+ * Starts a trace and hands each line the agent sends to `handlers`, until `signal` aborts (or the
+ * agent ends the stream, when it stops): resolves then. A refusal becomes the agent's SocklbError.
+ */
+export async function followControlTrace(
+  path: string,
+  filter: TraceFilter,
+  timeoutMs: number,
+  handlers: TraceHandlers,
+  signal: AbortSignal,
+): Promise<void> {
+  const connection = createConnection(path);
+  connection.setEncoding('utf8');
+  let started = false;
+  let pending = '';
+  const timer = setTimeout(() => {
+    if (!started)
+      connection.destroy(
+        new SocklbError('SOCKLB_ERR_CONTROL', `the agent at control socket ${path} did not answer within ${timeoutMs / 1000} s`),
+      );
+  }, timeoutMs);
+  const abort = () => connection.end();
+  signal.addEventListener('abort', abort, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      connection.once('connect', () => connection.write(encodeMessage({ op: 'trace', ...filter })));
+      connection.on('data', (chunk: string) => {
+        pending += chunk;
+        let newline: number;
+        try {
+          while ((newline = pending.indexOf('\n')) >= 0) {
+            const line = pending.slice(0, newline);
+            pending = pending.slice(newline + 1);
+            if (!started) {
+              started = true;
+              clearTimeout(timer);
+              handlers.started(parseTraceStart(line));
+            } else handlers.message(parseTraceMessage(line));
+          }
+        } catch (error) {
+          connection.destroy();
+          reject(error instanceof Error ? error : new Error(String(error)));
+        }
+      });
+      connection.once('close', () => resolve());
+      connection.once('error', (error: NodeJS.ErrnoException) => reject(error instanceof SocklbError ? error : connectError(path, error)));
+    });
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', abort);
+  }
 }
 
 function connectError(path: string, error: NodeJS.ErrnoException): SocklbError {

@@ -5,6 +5,8 @@
 //   {"op":"add","id":"vm1","guest":"unix:/run/vm1.sock"} -> {"ok":true,"outcome":"added","sandbox":{...}}
 //   {"op":"remove","id":"c1"}                            -> {"ok":true,"outcome":"removed","sandbox":{...}}
 //   {"op":"list"}                                        -> {"ok":true,"sandboxes":[{...}]}
+//   {"op":"trace","sandbox":"c1","protocol":"TCP"}        -> {"ok":true,"tracing":{...}}, then one
+//       {"event":{...}} or {"lost":{...}} per line until the client closes (`socklb trace`)
 //   anything refused                                     -> {"ok":false,"code":"SOCKLB_ERR_...","message":"..."}
 
 import { ERROR_CODES, SocklbError, type ErrorCode } from '../errors.js';
@@ -32,7 +34,62 @@ export type SandboxEntry = Sandbox | GuestEntry;
 
 export type AddRequest = { op: 'add'; id: string; cgroup: string } | { op: 'add'; id: string; guest: string };
 
-export type ControlRequest = AddRequest | { op: 'remove'; id: string } | { op: 'list' };
+/** Which calls a tracer is shown; every one when empty. */
+export interface TraceFilter {
+  sandbox?: string;
+  /** NAMESPACE/NAME of a Service. */
+  service?: string;
+  protocol?: 'TCP' | 'UDP';
+}
+
+export type TraceRequest = { op: 'trace' } & TraceFilter;
+
+export type ControlRequest = AddRequest | { op: 'remove'; id: string } | { op: 'list' } | TraceRequest;
+
+/** One call the programs translated or refused, as the agent streams it to tracers. */
+export interface TraceRecord {
+  /** When the program ran (ISO 8601, UTC). */
+  time: string;
+  /** The sandbox whose cgroup holds the caller's, if any. */
+  sandbox?: string;
+  /** The caller's cgroup directory, when the agent found it among those it serves. */
+  cgroup?: string;
+  /** Its cgroup v2 id; 64-bit numbers are decimal strings. */
+  cgroupId: string;
+  netnsCookie: string;
+  socketCookie: string;
+  protocol: 'TCP' | 'UDP';
+  /** connect() or sendmsg() (a datagram of an unconnected UDP socket). */
+  hook: string;
+  /** The destination asked for, ADDRESS:PORT ([ADDRESS]:PORT for IPv6). */
+  frontend: string;
+  /** NAMESPACE/NAME:PORT-NAME of the frontend's Service (no :PORT-NAME for an unnamed port); absent when none serves it. */
+  service?: string;
+  /** Where the call was sent, and the frontend slot that named it; absent for a refusal. */
+  backend?: string;
+  slot?: number;
+  /** translated, or why the call was refused (ECONNREFUSED): no-backend, unserved-address, frontend-changing. */
+  result: string;
+}
+
+/** Events dropped for one tracer since it started: the ring was full, or the tracer read too slowly. */
+export interface TraceLost {
+  ring: number;
+  agent: number;
+}
+
+/** What a tracer receives after the first line. */
+export type TraceMessage = { event: TraceRecord } | { lost: TraceLost };
+
+/** The agent's side of `trace`: src/agent/tracing.ts. */
+export interface TraceService {
+  /**
+   * Starts sending `send` the calls `filter` matches until the returned function is called;
+   * throws a SocklbError for a filter that names what is not there. `send` answers false for a
+   * message it dropped because the tracer is behind.
+   */
+  follow(filter: TraceFilter, send: (message: TraceMessage) => boolean): () => void;
+}
 
 export type ControlResponse =
   | { ok: true; outcome: AddOutcome | 'removed'; sandbox: SandboxEntry }
@@ -49,7 +106,7 @@ export interface SandboxDirectory {
 /** Longer lines are refused: a request is a few hundred bytes, a list a line per sandbox. */
 export const MAX_REQUEST_BYTES = 16 * 1024;
 
-export function encodeMessage(message: ControlRequest | ControlResponse): string {
+export function encodeMessage(message: ControlRequest | ControlResponse | TraceMessage | { ok: true; tracing: TraceFilter }): string {
   return `${JSON.stringify(message)}\n`;
 }
 
@@ -65,9 +122,43 @@ export function parseRequest(line: string): ControlRequest {
       return { op: 'remove', id: stringField(fields, 'id', 'request') };
     case 'list':
       return { op: 'list' };
+    case 'trace':
+      return { op: 'trace', ...traceFilterOf(fields) };
     default:
-      throw protocolError(`request op ${JSON.stringify(fields['op'])}: not add, remove or list`);
+      throw protocolError(`request op ${JSON.stringify(fields['op'])}: not add, remove, list or trace`);
   }
+}
+
+function traceFilterOf(fields: Record<string, unknown>): TraceFilter {
+  const filter: TraceFilter = {};
+  if (fields['sandbox'] !== undefined) filter.sandbox = stringField(fields, 'sandbox', 'request');
+  if (fields['service'] !== undefined) filter.service = stringField(fields, 'service', 'request');
+  const protocol = fields['protocol'];
+  if (protocol !== undefined) {
+    if (protocol !== 'TCP' && protocol !== 'UDP')
+      throw protocolError(`request field "protocol": ${JSON.stringify(protocol)} is not TCP or UDP`);
+    filter.protocol = protocol;
+  }
+  return filter;
+}
+
+/** The first line of a trace: the agent's acceptance (or refusal, as any response). */
+export function parseTraceStart(line: string): TraceFilter {
+  const fields = parseObject(line, 'response');
+  if (fields['ok'] === true && isObject(fields['tracing'])) return traceFilterOf(fields['tracing']);
+  const response = parseResponse(line);
+  if (!response.ok) throw new SocklbError(response.code, response.message);
+  throw protocolError('trace response without "tracing"');
+}
+
+/** A line of a trace after the first. */
+export function parseTraceMessage(line: string): TraceMessage {
+  const fields = parseObject(line, 'trace message');
+  if (isObject(fields['event'])) return { event: fields['event'] as unknown as TraceRecord };
+  const lost = fields['lost'];
+  if (isObject(lost) && typeof lost['ring'] === 'number' && typeof lost['agent'] === 'number')
+    return { lost: { ring: lost['ring'], agent: lost['agent'] } };
+  throw protocolError(`trace message ${JSON.stringify(line.slice(0, 80))}: neither an event nor a lost count`);
 }
 
 export function parseResponse(line: string): ControlResponse {

@@ -35,7 +35,7 @@ describe('control protocol codecs', () => {
   for (const [line, message] of [
     ['hello', /control socket: request "hello": not JSON/],
     ['[1]', /not a JSON object/],
-    ['{"op":"drop"}', /request op "drop": not add, remove or list/],
+    ['{"op":"drop"}', /request op "drop": not add, remove, list or trace/],
     ['{"op":"add","id":"c1"}', /request field "cgroup": missing or not a string/],
   ] as const) {
     it(`refuses the request ${line}`, () => assert.throws(() => parseRequest(line), { code: 'SOCKLB_ERR_CONTROL', message }));

@@ -16,6 +16,10 @@ import {
   sockCodec,
   sockRecordCodec,
   staleKeyCodec,
+  TRACE_HOOKS,
+  TRACE_REASONS,
+  traceEventCodec,
+  traceSwitchCodec,
   translationCodec,
   u32Codec,
   type StructLayout,
@@ -29,6 +33,7 @@ interface BtfType {
   type_id?: number;
   nr_elems?: number;
   members?: { name: string; type_id: number; bits_offset: number }[];
+  values?: { name: string; val: number }[];
 }
 
 class ObjectBtf {
@@ -83,6 +88,8 @@ const layouts: StructLayout[] = [
   sockRecordCodec,
   affinityKeyLayout,
   affinityLayout,
+  traceSwitchCodec,
+  traceEventCodec,
 ].filter((layout, index, all) => all.indexOf(layout) === index);
 
 /** Each map with the codecs of its key and value, and the objects that declare it. */
@@ -96,6 +103,7 @@ const maps = [
   { name: MAP_NAMES.connections, key: { cType: '__u64' }, value: translationCodec, objects: [datapath, iterators] },
   { name: MAP_NAMES.stale, key: staleKeyCodec, value: u32Codec, objects: [iterators] },
   { name: MAP_NAMES.affinity, key: affinityKeyLayout, value: affinityLayout, objects: [datapath] },
+  { name: MAP_NAMES.traceSwitch, key: u32Codec, value: traceSwitchCodec, objects: [datapath] },
 ];
 
 describe('codecs of the socket iterators and the guest marker decode what they encode', () => {
@@ -117,9 +125,59 @@ describe('codecs of the socket iterators and the guest marker decode what they e
       { cookie: 7n, family: 'IPv4', protocol: 'TCP', state: 'CLOSE', connection: undefined, datagrams: [] },
     ],
     ['struct socklb_marker', markerCodec, { epoch: 0xfedc_ba98_7654_3210n, seq: 2n ** 64n - 1n }],
+    ['struct socklb_trace_switch', traceSwitchCodec, { enabled: true, lost: 2n ** 64n - 1n }],
+    [
+      'struct socklb_trace_event of a translation',
+      traceEventCodec,
+      {
+        timeNs: 123_456_789_012n,
+        cgroupId: 4242n,
+        netnsCookie: 4097n,
+        socketCookie: 0x1_0000_0001n,
+        protocol: 'TCP',
+        hook: 'connect',
+        reason: 'translated',
+        service: { address: '10.96.0.10', port: 80 },
+        serviceId: 7,
+        backend: { address: '10.244.1.5', port: 8080 },
+        slot: 1,
+      },
+    ],
+    [
+      'struct socklb_trace_event of a refusal',
+      traceEventCodec,
+      {
+        timeNs: 1n,
+        cgroupId: 1n,
+        netnsCookie: 1n,
+        socketCookie: 2n,
+        protocol: 'UDP',
+        hook: 'sendmsg',
+        reason: 'unserved-address',
+        service: { address: 'fd00:96::99', port: 53 },
+        serviceId: 0,
+        backend: undefined,
+        slot: 0,
+      },
+    ],
   ];
   for (const [name, codec, value] of cases) {
     it(name, () => assert.deepEqual(codec.decode(codec.encode(value as never)), value));
+  }
+});
+
+describe('the trace enums match the BTF of bpf/socklb.bpf.o', () => {
+  const tables: [string, Record<number, { cName: string }>][] = [
+    ['socklb_trace_reason', TRACE_REASONS],
+    ['socklb_trace_hook', TRACE_HOOKS],
+  ];
+  for (const [cType, values] of tables) {
+    it(`enum ${cType} has the values of its table`, () => {
+      const type = datapath.find(cType);
+      assert.ok(type?.kind === 'ENUM', `enum ${cType} is in the BTF`);
+      const btf = Object.fromEntries((type.values ?? []).map((value) => [value.val, value.name]));
+      assert.deepEqual(btf, Object.fromEntries(Object.entries(values).map(([value, entry]) => [value, entry.cName])));
+    });
   }
 });
 
