@@ -24,6 +24,9 @@
  *   socklb_mark_v1  __u32 0                    -> struct socklb_marker (one entry)
  *   socklb_cip_v1   struct socklb_cluster_ip   -> __u32 (reserved, 0)
  *   socklb_range_v1 struct socklb_range_key    -> __u32 (reserved, 0) (LPM trie)
+ *   socklb_byp_v1   __u64 cgroup id            -> struct socklb_bypass
+ *   socklb_excl_v1  struct socklb_exclusion    -> __u32 (reserved, 0)
+ *   socklb_cfg_v1   __u32 0                    -> struct socklb_config (one entry)
  * and the socket iterators' (socklb_iter.bpf.c):
  *   socklb_stale_v1 struct socklb_stale_key    -> __u32 (reserved, 0)
  * The kernel keeps 15 characters of a map name.
@@ -46,6 +49,16 @@
 #define SOCKLB_DEFAULT_MAX_CONNECTIONS 131072
 /* Stale pairs per run of the destroy iterators; the agent runs more in batches. */
 #define SOCKLB_MAX_STALE 16384
+/* Cgroups with calls left untranslated (--skip-cgroup, --exclude-service, sandboxes'). */
+#define SOCKLB_MAX_BYPASS_CGROUPS 16384
+/* (cgroup, frontend) pairs left untranslated: excluded Services' frontends per cgroup. */
+#define SOCKLB_MAX_EXCLUSIONS 65536
+/*
+ * How deep below the cgroup v2 root a caller's cgroup is looked for among
+ * the bypassed ones, itself and its ancestors: a sidecar's own child cgroups
+ * (kubepods.slice/.../pod/container/child) are within it.
+ */
+#define SOCKLB_BYPASS_DEPTH 32
 /* Service CIDRs at once (--service-cluster-ip-range and ServiceCIDR objects): a cluster has a few. */
 #define SOCKLB_MAX_SERVICE_RANGES 256
 
@@ -188,6 +201,37 @@ struct socklb_cluster_ip {
 struct socklb_range_key {
 	__u32 prefixlen; /* the LPM trie's: how many leading bits of address match */
 	__be32 address[4];
+};
+
+/*
+ * Calls left untranslated, for operators who need the original address (a
+ * sidecar proxy capturing to 127.0.0.1, a health checker that must reach
+ * one backend; docs/sandboxes.md). Written by the agent only.
+ */
+struct socklb_config {
+	/* Sockets whose SO_MARK is this are left alone; 0: none (--skip-mark). */
+	__u32 skip_mark;
+	/* Entries in socklb_byp_v1: none spares every call the cgroup walk. */
+	__u32 bypass_cgroups;
+};
+
+/* socklb_byp_v1, keyed by cgroup id (the cgroup v2 directory's inode number). */
+#define SOCKLB_BYPASS_ALL 1u /* translate none of its calls */
+#define SOCKLB_BYPASS_SOME 2u /* its exclusions are in socklb_excl_v1 */
+
+struct socklb_bypass {
+	__u32 flags; /* SOCKLB_BYPASS_* */
+	__u32 pad;
+};
+
+/*
+ * A frontend (by service_id) that a bypassed cgroup leaves untranslated.
+ * Only tested for, like socklb_cip_v1: the value is reserved, 0.
+ */
+struct socklb_exclusion {
+	__u64 cgroup_id;
+	__u32 service_id;
+	__u32 pad;
 };
 
 /*
