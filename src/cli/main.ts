@@ -6,7 +6,7 @@
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import type { Server } from 'node:http';
@@ -14,6 +14,8 @@ import { Agent } from '../agent/agent.js';
 import type { DatapathState } from '../datapath/state.js';
 import { GuestHub } from '../guest/hub.js';
 import { AttachmentKeeper } from '../agent/attachment-keeper.js';
+import { BypassKeeper } from '../agent/bypass-keeper.js';
+import { BypassWriter, type BypassRule } from '../datapath/bypass.js';
 import { ProxyHealth } from '../agent/health.js';
 import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRoutes, type Route } from '../agent/http-server.js';
 import { optimizeForSizeWhenQuiet } from '../agent/heap-sizing.js';
@@ -37,10 +39,11 @@ import {
 import { setLibbpfPrint } from '../kernel/libbpf.js';
 import { cgroup2Root } from '../kernel/mounts.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
-import { checkPrivileges } from '../kernel/system.js';
+import { checkCgroup, checkPrivileges } from '../kernel/system.js';
 import { cleanupPins } from '../pins/cleanup.js';
 import { mapHolders } from '../pins/holders.js';
 import { attachedCgroups, DEFAULT_PIN_DIRECTORY, sandboxCgroups } from '../pins/layout.js';
+import { checkServiceRef } from '../sandbox/registry.js';
 import { adoptSandboxes, controlSocketOption, registerSandboxCommands } from './sandbox.js';
 import { SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -84,6 +87,9 @@ interface RunOptions {
   maxBackends: number;
   maxSlots: number;
   maxConnections: number;
+  skipCgroup: string[];
+  excludeService: string[];
+  skipMark?: number;
   healthzBindAddress: string;
   /** Milliseconds. */
   syncPeriod: number;
@@ -161,6 +167,37 @@ function serviceRanges(options: RunOptions): string[] {
   );
 }
 
+/**
+ * The cgroups the flags leave untranslated: --skip-cgroup DIR (all its calls) and
+ * --exclude-service DIR=NAMESPACE/NAME (those to that Service). A cgroup must exist; the cgroup v2
+ * root would leave the whole host untranslated, which is not running socklb.
+ */
+function flagBypassRules(options: RunOptions): BypassRule[] {
+  const root = resolve(cgroup2Root());
+  const cgroupOf = (flag: string, path: string) => {
+    const cgroup = resolve(path);
+    checkCgroup(cgroup, `${flag} ${path}`);
+    if (cgroup === root) fail(`${flag} ${path}: the cgroup v2 root holds every process of the host; give the cgroup to leave untranslated`);
+    return cgroup;
+  };
+  const skipped = options.skipCgroup.map((path) => ({ cgroup: cgroupOf('--skip-cgroup', path), noTranslate: true, excludedServices: [] }));
+  const excluded = options.excludeService.map((text) => {
+    const at = text.lastIndexOf('=');
+    if (at <= 0) fail(`--exclude-service ${text}: not DIR=NAMESPACE/NAME, such as /sys/fs/cgroup/app=kube-system/kube-dns`);
+    const service = checkServiceRef(text.slice(at + 1), '--exclude-service', 'SOCKLB_ERR_USAGE');
+    return { cgroup: cgroupOf('--exclude-service', text.slice(0, at)), noTranslate: false, excludedServices: [service] };
+  });
+  return [...skipped, ...excluded];
+}
+
+/** --skip-mark: a socket mark as SO_MARK sets it, decimal or 0x hexadecimal, not 0 (which every unmarked socket has). */
+function skipMark(text: string): number {
+  const mark = /^(0x[0-9a-f]+|[0-9]+)$/i.test(text) ? Number(text) : NaN;
+  if (!(mark >= 1 && mark <= 0xffff_ffff))
+    throw new SocklbError('SOCKLB_ERR_USAGE', `--skip-mark ${text}: not a socket mark from 1 to 0xffffffff, such as 0x200 or 512`);
+  return mark;
+}
+
 function fail(message: string): never {
   throw new SocklbError('SOCKLB_ERR_USAGE', message);
 }
@@ -175,6 +212,7 @@ async function run(options: RunOptions): Promise<void> {
   const logger = createLogger(options.logLevel);
   const node = nodeContext(options);
   const ranges = serviceRanges(options);
+  const bypassRules = flagBypassRules(options);
   if (options.sandboxesOnly && options.cgroup.length > 0)
     throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
   const { source, origin } = await chooseSource(options, logger);
@@ -212,6 +250,16 @@ async function run(options: RunOptions): Promise<void> {
     resyncIntervalMs: options.syncPeriod,
   });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
+  const bypass = new BypassKeeper(
+    new BypassWriter(datapath.bypassMaps, options.skipMark ?? 0),
+    bypassRules,
+    () => sandboxes.registry.list(),
+    () => agent.datapath,
+    logger,
+  );
+  bypass.sync();
+  sandboxes.registry.onChange(() => bypass.sync());
+  agent.onSync(() => bypass.sync());
   const keeper = new AttachmentKeeper(new ServedAttachments(datapath, sandboxes.registry, cgroups, options.pinDir), logger);
   const servers = await serveObservability(agent, keeper, guests, options, logger);
   keeper.start(options.syncPeriod);
@@ -418,6 +466,24 @@ program
     'translated TCP connections open at once whose getpeername() shows the Service (the least recently used beyond)',
     positiveInteger('--max-connections'),
     DEFAULT_CAPACITIES.connections,
+  )
+  .option(
+    '--skip-cgroup <path>',
+    "a cgroup v2 directory whose processes' calls are left untranslated, its child cgroups' too (repeatable; docs/sandboxes.md)",
+    collect,
+    [] as string[],
+  )
+  .option(
+    '--exclude-service <path=namespace/name>',
+    "leave the calls of a cgroup's processes to this Service untranslated (repeatable)",
+    collect,
+    [] as string[],
+  )
+  .addOption(
+    new Option(
+      '--skip-mark <mark>',
+      'leave the calls of sockets with this SO_MARK untranslated (a health checker reaching one backend)',
+    ).argParser(skipMark),
   )
   .option(
     '--metrics-bind-address <address:port>',

@@ -6,7 +6,7 @@ import type { AgentStatusReport } from '../agent/status.js';
 import { UNSERVED_ADDRESS_SERVICE_ID, type FrontendStats } from '../datapath/counters.js';
 import type { BackendDescription, FrontendDescription, SocketDescription } from '../datapath/dump.js';
 import type { PinnedLink, PinnedMap } from '../pins/status.js';
-import type { Sandbox } from '../sandbox/registry.js';
+import { describeBypass, type Sandbox } from '../sandbox/registry.js';
 import type { GuestEntry, SandboxEntry } from '../sandbox/protocol.js';
 
 /** Aligned text columns; the last one is not padded. */
@@ -87,7 +87,12 @@ export function formatSandboxTable(sandboxes: readonly SandboxEntry[]): string {
   const guests = sandboxes.filter((sandbox): sandbox is GuestEntry => 'guest' in sandbox);
   const tables: string[] = [];
   if (cgroups.length > 0 || guests.length === 0)
-    tables.push(formatColumns([['ID', 'CGROUP'], ...cgroups.map((sandbox) => [sandbox.id, sandbox.cgroup])]));
+    tables.push(
+      formatColumns([
+        ['ID', 'CGROUP', 'UNTRANSLATED'],
+        ...cgroups.map((sandbox) => [sandbox.id, sandbox.cgroup, describeBypass(sandbox) ?? '-']),
+      ]),
+    );
   if (guests.length > 0) {
     tables.push(
       formatColumns([

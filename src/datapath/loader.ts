@@ -11,6 +11,7 @@ import { cgroup2Root } from '../kernel/mounts.js';
 import { checkCgroup, checkPrivileges } from '../kernel/system.js';
 import { cgroupLinkDirectory, pinnedLinkDirectories, pinnedMapNames, pinnedMapPath, preparePinDirectory } from '../pins/layout.js';
 import { detachDirectory, pinProgramLinks } from '../pins/links.js';
+import type { BypassMaps } from './bypass.js';
 import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import {
@@ -40,6 +41,8 @@ export class LoadedDatapath {
     private readonly pinDirectory: string,
     /** What the agent waits on before it hands out an id a sync freed. */
     readonly readers: KernelReaderFence,
+    /** What is left untranslated (src/datapath/bypass.ts). */
+    readonly bypassMaps: BypassMaps,
   ) {}
 
   /**
@@ -83,7 +86,13 @@ export class LoadedDatapath {
       }
       const socketMaps = {} as SocketMapFds;
       for (const role of SOCKET_MAPS) socketMaps[role] = libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES[role]));
-      return new LoadedDatapath(object, maps, socketMaps, programs, pinDirectory, new KernelReaderFence());
+      const declared = (name: string) => new KernelMap(libbpf.mapFd(declaredMap(object, objectPath, name)));
+      const bypassMaps = {
+        config: declared(MAP_NAMES.config),
+        bypass: declared(MAP_NAMES.bypass),
+        exclusions: declared(MAP_NAMES.exclusions),
+      };
+      return new LoadedDatapath(object, maps, socketMaps, programs, pinDirectory, new KernelReaderFence(), bypassMaps);
     } catch (error) {
       libbpf.objectClose(object);
       throw error;
