@@ -49,10 +49,14 @@
 #define SOCKLB_DEFAULT_MAX_CONNECTIONS 131072
 /* Stale pairs per run of the destroy iterators; the agent runs more in batches. */
 #define SOCKLB_MAX_STALE 16384
-/* Cgroups with calls left untranslated (--skip-cgroup, --exclude-service, sandboxes'). */
-#define SOCKLB_MAX_BYPASS_CGROUPS 16384
-/* (cgroup, frontend) pairs left untranslated: excluded Services' frontends per cgroup. */
-#define SOCKLB_MAX_EXCLUSIONS 65536
+/*
+ * Cgroups with calls left untranslated (--skip-cgroup, --exclude-service,
+ * sandboxes'), and (cgroup, frontend) pairs of excluded Services. Not
+ * preallocated, but the kernel allocates a hash map's buckets whole (16
+ * bytes each): 64 KiB and 256 KiB.
+ */
+#define SOCKLB_MAX_BYPASS_CGROUPS 4096
+#define SOCKLB_MAX_EXCLUSIONS 16384
 /*
  * How deep below the cgroup v2 root a caller's cgroup is looked for among
  * the bypassed ones, itself and its ancestors: a sidecar's own child cgroups
