@@ -140,6 +140,8 @@ struct {
 
 enum lookup_result {
 	NOT_A_SERVICE,
+	/* A frontend left to whatever else handles it (SOCKLB_FRONTEND_SKIP): not translated, not refused. */
+	LEFT_ALONE,
 	/* Refused at once (ECONNREFUSED): no backend, or a service address no frontend serves. */
 	NO_BACKEND,
 	BACKEND_FOUND,
@@ -441,6 +443,8 @@ lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 		if (error)
 			continue;
 		*service_id = frontend->service_id;
+		if (frontend->flags & SOCKLB_FRONTEND_SKIP)
+			return LEFT_ALONE;
 		if (frontend->backend_count == 0)
 			return NO_BACKEND;
 		if (previous && keep_backend(frontend, previous->slot, previous->backend_address,
@@ -672,7 +676,7 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 		}
 	}
 	result = lookup_backend(ctx, key, previous, &choice, &service_id);
-	if (result != NOT_A_SERVICE && excluded(excluding, service_id))
+	if (result == LEFT_ALONE || (result != NOT_A_SERVICE && excluded(excluding, service_id)))
 		return NOT_A_SERVICE;
 	/* Counted at service id 0, which no frontend is given. */
 	if (result == NOT_A_SERVICE && unserved_service_address(key))
@@ -716,6 +720,7 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx, enum stickiness 
 	ipv4_mapped(key.address, ctx->user_ip4);
 	switch (translate(ctx, &key, stickiness, excluding, &backend)) {
 	case NOT_A_SERVICE:
+	case LEFT_ALONE:
 		return SOCK_ADDR_ALLOW;
 	case NO_BACKEND:
 		return SOCK_ADDR_DENY;
@@ -743,6 +748,7 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx, enum stickiness 
 		return SOCK_ADDR_ALLOW;
 	switch (translate(ctx, &key, stickiness, excluding, &backend)) {
 	case NOT_A_SERVICE:
+	case LEFT_ALONE:
 		return SOCK_ADDR_ALLOW;
 	case NO_BACKEND:
 		return SOCK_ADDR_DENY;

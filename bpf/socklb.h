@@ -100,11 +100,17 @@ struct socklb_frontend {
 	struct socklb_frontend_key key; /* the key it was written for */
 	__u32 service_id;
 	__u16 backend_count;
-	__u16 flags; /* reserved, always 0 in this layout version */
+	__u16 flags; /* SOCKLB_FRONTEND_*; a build before SKIP ignores the field */
 	/* sessionAffinity ClientIP: seconds a client keeps its backend; 0 for none. */
 	__u32 affinity_timeout;
 	__u32 check;
 };
+
+/*
+ * A Service annotated socklb.io/skip: calls to the frontend are left as
+ * they are (no backend, no refusal), for whatever else handles the Service.
+ */
+#define SOCKLB_FRONTEND_SKIP 1
 
 /*
  * ClientIP session affinity. The client is the caller's network namespace

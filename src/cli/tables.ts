@@ -3,6 +3,7 @@
 
 import { repairMessage } from '../agent/attachment-keeper.js';
 import type { AgentStatusReport } from '../agent/status.js';
+import { FRONTEND_SKIP } from '../datapath/layout.js';
 import { UNSERVED_ADDRESS_SERVICE_ID, type FrontendStats } from '../datapath/counters.js';
 import type { BackendDescription, FrontendDescription, SocketDescription } from '../datapath/dump.js';
 import type { PinnedLink, PinnedMap } from '../pins/status.js';
@@ -20,7 +21,12 @@ export function formatColumns(rows: readonly string[][]): string {
 
 /** `wide` adds the service id, flags, affinity timeout and slot count. */
 export function formatFrontendTable(frontends: FrontendDescription[], wide = false): string {
-  const backends = (f: FrontendDescription) => (f.backends.length > 0 ? f.backends.join(',') : '<none: refuses connections>');
+  const backends = (f: FrontendDescription) =>
+    f.backends.length > 0
+      ? f.backends.join(',')
+      : f.flags & FRONTEND_SKIP
+        ? '<none: left untranslated (socklb.io/skip)>'
+        : '<none: refuses connections>';
   if (!wide) return formatColumns([['FRONTEND', 'SERVICE', 'BACKENDS'], ...frontends.map((f) => [f.frontend, f.service, backends(f)])]);
   return formatColumns([
     ['FRONTEND', 'SERVICE', 'ID', 'FLAGS', 'AFFINITY', 'SLOTS', 'BACKENDS'],

@@ -25,6 +25,9 @@ export interface Codec<T> extends StructLayout {
   decode(bytes: Uint8Array): T;
 }
 
+/** SOCKLB_FRONTEND_SKIP: calls to the frontend are left untranslated (socklb.io/skip). */
+export const FRONTEND_SKIP = 1;
+
 /** Map names as the object declares them: versioned with their layout. */
 export const MAP_NAMES = {
   frontends: 'socklb_fe_v3',

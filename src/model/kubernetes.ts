@@ -70,9 +70,6 @@ export function sliceServiceKey(slice: { namespace: string; serviceName: string 
 export function parseService(raw: unknown): ParseResult<Service> {
   return validated(() => {
     const { namespace, name, body, metadata, labels } = objectMeta(raw, 'v1', 'Service', SERVICE_NAME);
-    if (skipAnnotation(metadata)) {
-      return { kind: 'ignored', reason: `metadata.annotations["${SKIP_ANNOTATION}"] is "true": left to whatever else handles it` };
-    }
     const spec = record(body.spec, 'spec');
     const type = isAbsent(spec.type) ? 'ClusterIP' : spec.type;
     if (type === 'ExternalName') {
@@ -102,6 +99,7 @@ export function parseService(raw: unknown): ParseResult<Service> {
         internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
         serviceProxyName: typeof proxyName === 'string' ? proxyName : undefined,
         headlessLabel: HEADLESS_LABEL in labels,
+        ...(skipAnnotation(metadata) ? { skip: true as const } : {}),
         createdAt: creationTime(metadata.creationTimestamp, 'metadata.creationTimestamp'),
       },
     };

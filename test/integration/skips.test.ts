@@ -107,6 +107,9 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
         '--pin-dir',
         pinDir,
         '--sandboxes-only',
+        // Every call left untranslated here is to that range, which socklb otherwise refuses.
+        '--service-cluster-ip-range',
+        '10.96.0.0/12',
         '--skip-mark',
         `0x${SKIP_MARK.toString(16)}`,
         '--skip-cgroup',
@@ -175,7 +178,7 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
       endpointSlice('cache-a', 'cache', 'IPv4', [{ name: 'dns', port: 5353 }], [{ ip: cache.ipv4 }]),
     ]);
     agent = await startAgent();
-    await waitForServices(pinDir, (frontends) => frontends.length === 3);
+    await waitForServices(pinDir, (frontends) => frontends.length === 4);
     await add(mesh, '--no-translate');
     await add(plain);
     await add(excluding, '--exclude-service', 'default/web');
@@ -215,7 +218,8 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
   });
 
   it('leaves a Service annotated socklb.io/skip to whatever else handles it', async () => {
-    assert.equal(await call(plain, SKIPPED, 80), sidecarSaw(SKIPPED));
+    assert.equal(await call(plain, SKIPPED, 80), sidecarSaw(SKIPPED), 'inside --service-cluster-ip-range, and not refused');
+    assert.equal(await call(plain, SKIPPED, 81), 'error ECONNREFUSED', 'its cluster IP stays known: another port is refused');
   });
 
   it('shows what each sandbox leaves untranslated, and keeps it across a restart of the agent', async () => {

@@ -119,9 +119,12 @@ describe('parseService', () => {
         expected: ignored('spec.type is ExternalName: a DNS alias, with no cluster IP to translate'),
       },
       {
-        rule: 'socklb.io/skip "true" is ignored: left to whatever else handles it',
-        raw: service({ clusterIP: '10.96.0.10', ports: httpPort }, { name: 'web', annotations: { 'socklb.io/skip': 'true' } }),
-        expected: ignored('metadata.annotations["socklb.io/skip"] is "true": left to whatever else handles it'),
+        rule: 'socklb.io/skip "true" marks the Service left to whatever else handles it',
+        raw: service(
+          { clusterIP: '10.96.0.10', ports: httpPort },
+          { name: 'web', namespace: 'shop', annotations: { 'socklb.io/skip': 'true' } },
+        ),
+        expected: okService({ skip: true }),
       },
       {
         rule: 'socklb.io/skip "false" is translated',
