@@ -603,6 +603,15 @@ static __always_inline bool excluded(__u64 cgroup, __u32 service_id)
 	return cgroup && bpf_map_lookup_elem(&socklb_excl_v1, &exclusion);
 }
 
+/* Whether --skip-same-netns is on: an array lookup, which the verifier inlines. */
+static __always_inline bool same_netns_skip(void)
+{
+	const __u32 zero = 0;
+	const struct socklb_config *config = bpf_map_lookup_elem(&socklb_cfg_v1, &zero);
+
+	return config && (config->flags & SOCKLB_CONFIG_SAME_NETNS);
+}
+
 /*
  * Whether the backend listens in the caller's own network namespace, as
  * Cilium's sock4_skip_xlate_if_same_netns asks: a socket found there for its
@@ -689,7 +698,7 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	if (result != BACKEND_FOUND)
 		return result;
 	/* Reached at the Service address as it is, not translated back into itself. */
-	if (backend_is_local(ctx, &choice.backend))
+	if (same_netns_skip() && backend_is_local(ctx, &choice.backend))
 		return NOT_A_SERVICE;
 	count(service_id, stickiness == PICK_ANY ? CONNECT_TRANSLATED : DATAGRAM_TRANSLATED);
 	/*

@@ -223,7 +223,16 @@ struct socklb_config {
 	__u32 skip_mark;
 	/* Entries in socklb_byp_v1: none spares every call the cgroup walk. */
 	__u32 bypass_cgroups;
+	__u32 flags; /* SOCKLB_CONFIG_* */
+	__u32 pad;
 };
+
+/*
+ * Leave a call alone when its backend listens in the caller's own network
+ * namespace (--skip-same-netns): a socket lookup per translation, so off
+ * unless asked for.
+ */
+#define SOCKLB_CONFIG_SAME_NETNS 1u
 
 /* socklb_byp_v1, keyed by cgroup id (the cgroup v2 directory's inode number). */
 #define SOCKLB_BYPASS_ALL 1u /* translate none of its calls */

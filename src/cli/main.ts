@@ -90,6 +90,7 @@ interface RunOptions {
   skipCgroup: string[];
   excludeService: string[];
   skipMark?: number;
+  skipSameNetns: boolean;
   healthzBindAddress: string;
   /** Milliseconds. */
   syncPeriod: number;
@@ -251,7 +252,7 @@ async function run(options: RunOptions): Promise<void> {
   });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
   const bypass = new BypassKeeper(
-    new BypassWriter(datapath.bypassMaps, options.skipMark ?? 0),
+    new BypassWriter(datapath.bypassMaps, { skipMark: options.skipMark ?? 0, sameNetns: options.skipSameNetns }),
     bypassRules,
     () => sandboxes.registry.list(),
     () => agent.datapath,
@@ -484,6 +485,12 @@ program
       '--skip-mark <mark>',
       'leave the calls of sockets with this SO_MARK untranslated (a health checker reaching one backend)',
     ).argParser(skipMark),
+  )
+  .option(
+    '--skip-same-netns',
+    "leave a call untranslated when its backend listens in the caller's own network namespace (a node-local cache " +
+      'answering its own sandbox); a socket lookup per translation (docs/sandboxes.md)',
+    false,
   )
   .option(
     '--metrics-bind-address <address:port>',

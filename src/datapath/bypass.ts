@@ -80,7 +80,7 @@ export class BypassWriter {
 
   constructor(
     private readonly maps: BypassMaps,
-    private readonly skipMark: number,
+    private readonly options: { skipMark: number; sameNetns: boolean },
   ) {
     for (const [key, value] of maps.bypass.entries()) this.bypass.set(key.toString('hex'), Buffer.from(value));
     for (const [key] of maps.exclusions.entries()) this.exclusions.set(key.toString('hex'), Buffer.from(key));
@@ -107,7 +107,7 @@ export class BypassWriter {
       this.maps.bypass.update(key, value);
       this.bypass.set(hex, value);
     }
-    const config = CODECS.config.value.encode({ skipMark: this.skipMark, bypassCgroups: bypass.size });
+    const config = CODECS.config.value.encode({ ...this.options, bypassCgroups: bypass.size });
     if (!this.config?.equals(config)) {
       this.maps.config.update(CONFIG_KEY, config);
       this.config = config;

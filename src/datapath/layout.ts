@@ -679,22 +679,36 @@ export const MAP_CODECS = {
 export interface BypassConfig {
   skipMark: number;
   bypassCgroups: number;
+  /** SOCKLB_CONFIG_SAME_NETNS: calls whose backend listens in the caller's namespace are left alone. */
+  sameNetns: boolean;
 }
+
+const CONFIG_SAME_NETNS = 1;
 
 // struct socklb_config: the one value of socklb_cfg_v1, at key 0.
 export const configCodec: Codec<BypassConfig> = {
   cType: 'struct socklb_config',
-  size: 8,
-  fields: { skip_mark: { offset: 0, size: 4 }, bypass_cgroups: { offset: 4, size: 4 } },
+  size: 16,
+  fields: {
+    skip_mark: { offset: 0, size: 4 },
+    bypass_cgroups: { offset: 4, size: 4 },
+    flags: { offset: 8, size: 4 },
+    pad: { offset: 12, size: 4 },
+  },
   encode(config) {
-    const bytes = zeroed(8);
+    const bytes = zeroed(16);
     bytes.writeUInt32LE(config.skipMark, 0);
     bytes.writeUInt32LE(config.bypassCgroups, 4);
+    bytes.writeUInt32LE(config.sameNetns ? CONFIG_SAME_NETNS : 0, 8);
     return bytes;
   },
   decode(raw) {
     const bytes = view(raw);
-    return { skipMark: bytes.readUInt32LE(0), bypassCgroups: bytes.readUInt32LE(4) };
+    return {
+      skipMark: bytes.readUInt32LE(0),
+      bypassCgroups: bytes.readUInt32LE(4),
+      sameNetns: (bytes.readUInt32LE(8) & CONFIG_SAME_NETNS) !== 0,
+    };
   },
 };
 

@@ -110,6 +110,7 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
         // Every call left untranslated here is to that range, which socklb otherwise refuses.
         '--service-cluster-ip-range',
         '10.96.0.0/12',
+        '--skip-same-netns',
         '--skip-mark',
         `0x${SKIP_MARK.toString(16)}`,
         '--skip-cgroup',

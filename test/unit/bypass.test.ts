@@ -73,34 +73,36 @@ describe('BypassWriter', () => {
     exclusions: new MemoryMap('socklb_excl_v1', 16),
   });
   const config = (map: BpfMap) =>
-    BYPASS_MAP_CODECS.config.value.decode(map.lookup(BYPASS_MAP_CODECS.config.key.encode(0)) ?? Buffer.alloc(8));
+    BYPASS_MAP_CODECS.config.value.decode(map.lookup(BYPASS_MAP_CODECS.config.key.encode(0)) ?? Buffer.alloc(16));
 
   it('writes new entries before the count that makes the programs walk, removes old ones after it, and nothing twice', () => {
     const memory = maps();
     const log: string[] = [];
     const writer = new BypassWriter(
       { config: recording(memory.config, log), bypass: recording(memory.bypass, log), exclusions: recording(memory.exclusions, log) },
-      0x200,
+      { skipMark: 0x200, sameNetns: true },
     );
     const some = bypassEntries([rule('/cg/app', false, 'shop/web')], cgroupId, names);
     writer.write(some);
     assert.deepEqual(log.splice(0), ['update socklb_excl_v1', 'update socklb_byp_v1', 'update socklb_cfg_v1']);
-    assert.deepEqual(config(memory.config), { skipMark: 0x200, bypassCgroups: 1 });
+    assert.deepEqual(config(memory.config), { skipMark: 0x200, bypassCgroups: 1, sameNetns: true });
     writer.write(some);
     assert.deepEqual(log.splice(0), []);
     writer.write(bypassEntries([], cgroupId, names));
     assert.deepEqual(log.splice(0), ['update socklb_cfg_v1', 'delete socklb_byp_v1', 'delete socklb_excl_v1']);
-    assert.deepEqual(config(memory.config), { skipMark: 0x200, bypassCgroups: 0 });
+    assert.deepEqual(config(memory.config), { skipMark: 0x200, bypassCgroups: 0, sameNetns: true });
     assert.equal([...memory.bypass.entries()].length + [...memory.exclusions.entries()].length, 0);
   });
 
   it("starts from what the pinned maps hold: an earlier agent's entries are kept when still asked for, else removed", () => {
     const memory = maps();
-    new BypassWriter(memory, 0).write(bypassEntries([rule('/cg/app', false, 'shop/web'), rule('/cg/sidecar', true)], cgroupId, names));
+    new BypassWriter(memory, { skipMark: 0, sameNetns: false }).write(
+      bypassEntries([rule('/cg/app', false, 'shop/web'), rule('/cg/sidecar', true)], cgroupId, names),
+    );
     const log: string[] = [];
     const restarted = new BypassWriter(
       { config: recording(memory.config, log), bypass: recording(memory.bypass, log), exclusions: recording(memory.exclusions, log) },
-      0,
+      { skipMark: 0, sameNetns: false },
     );
     restarted.write(bypassEntries([rule('/cg/sidecar', true)], cgroupId, names));
     assert.deepEqual(log, ['update socklb_cfg_v1', 'delete socklb_byp_v1', 'delete socklb_excl_v1']);
