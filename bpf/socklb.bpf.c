@@ -110,8 +110,38 @@ struct {
 	__type(value, __u32);
 } socklb_range_v1 SEC(".maps");
 
+/*
+ * What operators leave untranslated (docs/sandboxes.md, "Leaving calls
+ * untranslated"). Not preallocated: the programs read a bypass's flags in
+ * place, and a recycled element would be another cgroup's.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct socklb_config);
+} socklb_cfg_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SOCKLB_MAX_BYPASS_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct socklb_bypass);
+} socklb_byp_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SOCKLB_MAX_EXCLUSIONS);
+	__type(key, struct socklb_exclusion);
+	__type(value, __u32);
+} socklb_excl_v1 SEC(".maps");
+
 enum lookup_result {
 	NOT_A_SERVICE,
+	/* A frontend left to whatever else handles it (SOCKLB_FRONTEND_SKIP): not translated, not refused. */
+	LEFT_ALONE,
 	/* Refused at once (ECONNREFUSED): no backend, or a service address no frontend serves. */
 	NO_BACKEND,
 	BACKEND_FOUND,
@@ -416,6 +446,8 @@ lookup_backend(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 		if (error)
 			continue;
 		*service_id = frontend->service_id;
+		if (frontend->flags & SOCKLB_FRONTEND_SKIP)
+			return LEFT_ALONE;
 		if (frontend->backend_count == 0)
 			return NO_BACKEND;
 		if (previous && keep_backend(frontend, previous->slot, previous->backend_address,
@@ -614,13 +646,114 @@ trace_call(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key, enu
 }
 
 /*
+ * Whether a call is left as it is, before any lookup: its socket carries the
+ * skip mark, or the caller's cgroup (the current task's, or its nearest
+ * bypassed ancestor, so that a sidecar's child cgroups count) translates
+ * nothing. Otherwise *excluding is that cgroup when it excludes some
+ * Services, else 0. Without bypassed cgroups the walk is not made.
+ */
+static __always_inline bool skip_call(struct bpf_sock_addr *ctx, __u64 *excluding)
+{
+	const __u32 zero = 0;
+	const struct socklb_config *config = bpf_map_lookup_elem(&socklb_cfg_v1, &zero);
+	__u32 flags = 0;
+
+	*excluding = 0;
+	if (!config)
+		return false;
+	if (config->skip_mark && ctx->sk->mark == config->skip_mark)
+		return true;
+	if (!config->bypass_cgroups)
+		return false;
+	for (int level = 1; level <= SOCKLB_BYPASS_DEPTH; level++) {
+		__u64 cgroup = bpf_get_current_ancestor_cgroup_id(level);
+		const struct socklb_bypass *bypass;
+
+		if (!cgroup)
+			break;
+		bypass = bpf_map_lookup_elem(&socklb_byp_v1, &cgroup);
+		if (bypass) {
+			flags = bypass->flags;
+			*excluding = cgroup;
+		}
+	}
+	if (!(flags & SOCKLB_BYPASS_SOME))
+		*excluding = 0;
+	return flags & SOCKLB_BYPASS_ALL;
+}
+
+/* Whether the caller's bypassed cgroup (0: none) leaves this frontend untranslated. */
+static __always_inline bool excluded(__u64 cgroup, __u32 service_id)
+{
+	struct socklb_exclusion exclusion = { .cgroup_id = cgroup, .service_id = service_id };
+
+	return cgroup && bpf_map_lookup_elem(&socklb_excl_v1, &exclusion);
+}
+
+/* Whether --skip-same-netns is on: an array lookup, which the verifier inlines. */
+static __always_inline bool same_netns_skip(void)
+{
+	const __u32 zero = 0;
+	const struct socklb_config *config = bpf_map_lookup_elem(&socklb_cfg_v1, &zero);
+
+	return config && (config->flags & SOCKLB_CONFIG_SAME_NETNS);
+}
+
+/*
+ * Whether the backend listens in the caller's own network namespace, as
+ * Cilium's sock4_skip_xlate_if_same_netns asks: a socket found there for its
+ * address and port, bound to that address itself. A socket bound to the
+ * wildcard does not count: the lookup cannot tell whether the backend's
+ * address is one of the namespace's, and a sandbox serving on 0.0.0.0:8080
+ * would lose every Service whose backends use port 8080 elsewhere.
+ */
+static __always_inline bool backend_is_local(struct bpf_sock_addr *ctx, const struct socklb_backend *backend)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	bool ipv4 = !backend->address[0] && !backend->address[1] && backend->address[2] == bpf_htonl(0xffff);
+	__u32 size = ipv4 ? sizeof(tuple.ipv4) : sizeof(tuple.ipv6);
+	__be32 bound[4];
+	__be32 bound4;
+	__u32 family;
+	bool local;
+
+	if (ipv4) {
+		tuple.ipv4.daddr = backend->address[3];
+		tuple.ipv4.dport = backend->port;
+	} else {
+		copy_address(tuple.ipv6.daddr, backend->address);
+		tuple.ipv6.dport = backend->port;
+	}
+	if (ctx->protocol == IPPROTO_TCP)
+		sk = bpf_sk_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return false;
+	/* Each field read on its own: the verifier refuses arithmetic on a socket pointer. */
+	bound[0] = sk->src_ip6[0];
+	bound[1] = sk->src_ip6[1];
+	bound[2] = sk->src_ip6[2];
+	bound[3] = sk->src_ip6[3];
+	bound4 = sk->src_ip4;
+	/* Kept a load of its own: clang would otherwise pick between two field addresses. */
+	asm volatile("" : "+r"(bound4));
+	family = sk->family;
+	local = family == (ipv4 ? 2 /* AF_INET */ : 10 /* AF_INET6 */) &&
+		(ipv4 ? bound4 == backend->address[3] : same_address(bound, backend->address));
+	bpf_sk_release(sk);
+	return local;
+}
+
+/*
  * Looks the destination up and says what the call should do; on success the
  * backend is in *backend and the translation is recorded. Hooks run under
  * the socket's lock, so its storage needs no other.
  */
 static __always_inline enum lookup_result
 translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
-	  enum stickiness stickiness, struct socklb_backend *backend)
+	  enum stickiness stickiness, __u64 excluding, struct socklb_backend *backend)
 {
 	const struct socklb_translation *previous = NULL;
 	struct socklb_sock *sock = NULL;
@@ -639,6 +772,11 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 		}
 	}
 	result = lookup_backend(ctx, key, previous, &choice, &service_id);
+	if (result == LEFT_ALONE || (result != NOT_A_SERVICE && excluded(excluding, service_id)))
+		return NOT_A_SERVICE;
+	/* Reached at the Service address as it is, not translated back into itself. */
+	if (result == BACKEND_FOUND && same_netns_skip() && backend_is_local(ctx, &choice.backend))
+		return NOT_A_SERVICE;
 	/* Counted at service id 0, which no frontend is given. */
 	if (result == NOT_A_SERVICE && unserved_service_address(key))
 		result = UNSERVED_ADDRESS;
@@ -673,10 +811,14 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx, enum stickiness 
 		.protocol = (__u8)ctx->protocol,
 	};
 	struct socklb_backend backend;
+	__u64 excluding;
 
+	if (skip_call(ctx, &excluding))
+		return SOCK_ADDR_ALLOW;
 	ipv4_mapped(key.address, ctx->user_ip4);
-	switch (translate(ctx, &key, stickiness, &backend)) {
+	switch (translate(ctx, &key, stickiness, excluding, &backend)) {
 	case NOT_A_SERVICE:
+	case LEFT_ALONE:
 		return SOCK_ADDR_ALLOW;
 	default: /* refused: translate() returns NO_BACKEND */
 		return SOCK_ADDR_DENY;
@@ -698,9 +840,13 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx, enum stickiness 
 		.protocol = (__u8)ctx->protocol,
 	};
 	struct socklb_backend backend;
+	__u64 excluding;
 
-	switch (translate(ctx, &key, stickiness, &backend)) {
+	if (skip_call(ctx, &excluding))
+		return SOCK_ADDR_ALLOW;
+	switch (translate(ctx, &key, stickiness, excluding, &backend)) {
 	case NOT_A_SERVICE:
+	case LEFT_ALONE:
 		return SOCK_ADDR_ALLOW;
 	default: /* refused: translate() returns NO_BACKEND */
 		return SOCK_ADDR_DENY;

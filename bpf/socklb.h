@@ -26,6 +26,9 @@
  *   socklb_range_v1 struct socklb_range_key    -> __u32 (reserved, 0) (LPM trie)
  *   socklb_trace_v1 __u32 0                    -> struct socklb_trace_switch (one entry)
  *   socklb_ring_v1  ring buffer of struct socklb_trace_event, written only while tracing
+ *   socklb_byp_v1   __u64 cgroup id            -> struct socklb_bypass
+ *   socklb_excl_v1  struct socklb_exclusion    -> __u32 (reserved, 0)
+ *   socklb_cfg_v1   __u32 0                    -> struct socklb_config (one entry)
  * and the socket iterators' (socklb_iter.bpf.c):
  *   socklb_stale_v1 struct socklb_stale_key    -> __u32 (reserved, 0)
  * The kernel keeps 15 characters of a map name.
@@ -48,6 +51,20 @@
 #define SOCKLB_DEFAULT_MAX_CONNECTIONS 131072
 /* Stale pairs per run of the destroy iterators; the agent runs more in batches. */
 #define SOCKLB_MAX_STALE 16384
+/*
+ * Cgroups with calls left untranslated (--skip-cgroup, --exclude-service,
+ * sandboxes'), and (cgroup, frontend) pairs of excluded Services. Not
+ * preallocated, but the kernel allocates a hash map's buckets whole (16
+ * bytes each): 64 KiB and 256 KiB.
+ */
+#define SOCKLB_MAX_BYPASS_CGROUPS 4096
+#define SOCKLB_MAX_EXCLUSIONS 16384
+/*
+ * How deep below the cgroup v2 root a caller's cgroup is looked for among
+ * the bypassed ones, itself and its ancestors: a sidecar's own child cgroups
+ * (kubepods.slice/.../pod/container/child) are within it.
+ */
+#define SOCKLB_BYPASS_DEPTH 32
 /* Service CIDRs at once (--service-cluster-ip-range and ServiceCIDR objects): a cluster has a few. */
 #define SOCKLB_MAX_SERVICE_RANGES 256
 
@@ -85,11 +102,17 @@ struct socklb_frontend {
 	struct socklb_frontend_key key; /* the key it was written for */
 	__u32 service_id;
 	__u16 backend_count;
-	__u16 flags; /* reserved, always 0 in this layout version */
+	__u16 flags; /* SOCKLB_FRONTEND_*; a build before SKIP ignores the field */
 	/* sessionAffinity ClientIP: seconds a client keeps its backend; 0 for none. */
 	__u32 affinity_timeout;
 	__u32 check;
 };
+
+/*
+ * A Service annotated socklb.io/skip: calls to the frontend are left as
+ * they are (no backend, no refusal), for whatever else handles the Service.
+ */
+#define SOCKLB_FRONTEND_SKIP 1
 
 /*
  * ClientIP session affinity. The client is the caller's network namespace
@@ -190,6 +213,46 @@ struct socklb_cluster_ip {
 struct socklb_range_key {
 	__u32 prefixlen; /* the LPM trie's: how many leading bits of address match */
 	__be32 address[4];
+};
+
+/*
+ * Calls left untranslated, for operators who need the original address (a
+ * sidecar proxy capturing to 127.0.0.1, a health checker that must reach
+ * one backend; docs/sandboxes.md). Written by the agent only.
+ */
+struct socklb_config {
+	/* Sockets whose SO_MARK is this are left alone; 0: none (--skip-mark). */
+	__u32 skip_mark;
+	/* Entries in socklb_byp_v1: none spares every call the cgroup walk. */
+	__u32 bypass_cgroups;
+	__u32 flags; /* SOCKLB_CONFIG_* */
+	__u32 pad;
+};
+
+/*
+ * Leave a call alone when its backend listens in the caller's own network
+ * namespace (--skip-same-netns): a socket lookup per translation, so off
+ * unless asked for.
+ */
+#define SOCKLB_CONFIG_SAME_NETNS 1u
+
+/* socklb_byp_v1, keyed by cgroup id (the cgroup v2 directory's inode number). */
+#define SOCKLB_BYPASS_ALL 1u /* translate none of its calls */
+#define SOCKLB_BYPASS_SOME 2u /* its exclusions are in socklb_excl_v1 */
+
+struct socklb_bypass {
+	__u32 flags; /* SOCKLB_BYPASS_* */
+	__u32 pad;
+};
+
+/*
+ * A frontend (by service_id) that a bypassed cgroup leaves untranslated.
+ * Only tested for, like socklb_cip_v1: the value is reserved, 0.
+ */
+struct socklb_exclusion {
+	__u64 cgroup_id;
+	__u32 service_id;
+	__u32 pad;
 };
 
 /*

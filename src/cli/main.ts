@@ -6,7 +6,7 @@
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import type { Server } from 'node:http';
@@ -14,6 +14,8 @@ import { Agent } from '../agent/agent.js';
 import type { DatapathState } from '../datapath/state.js';
 import { GuestHub } from '../guest/hub.js';
 import { AttachmentKeeper } from '../agent/attachment-keeper.js';
+import { BypassKeeper } from '../agent/bypass-keeper.js';
+import { BypassWriter, type BypassRule } from '../datapath/bypass.js';
 import { ProxyHealth } from '../agent/health.js';
 import { DEFAULT_METRICS_BIND_ADDRESS, listeningPort, parseBindAddress, serveRoutes, type Route } from '../agent/http-server.js';
 import { optimizeForSizeWhenQuiet } from '../agent/heap-sizing.js';
@@ -39,10 +41,11 @@ import {
 import { libbpf, setLibbpfPrint } from '../kernel/libbpf.js';
 import { cgroup2Root } from '../kernel/mounts.js';
 import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
-import { checkPrivileges } from '../kernel/system.js';
+import { checkCgroup, checkPrivileges } from '../kernel/system.js';
 import { cleanupPins } from '../pins/cleanup.js';
 import { mapHolders } from '../pins/holders.js';
 import { attachedCgroups, DEFAULT_PIN_DIRECTORY, sandboxCgroups } from '../pins/layout.js';
+import { checkServiceRef } from '../sandbox/registry.js';
 import { adoptSandboxes, controlSocketOption, registerSandboxCommands } from './sandbox.js';
 import { SocklbError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -89,6 +92,10 @@ interface RunOptions {
   maxConnections: number;
   /** Bytes; no bound when absent. */
   maxCounterMemory?: number;
+  skipCgroup: string[];
+  excludeService: string[];
+  skipMark?: number;
+  skipSameNetns: boolean;
   healthzBindAddress: string;
   /** Milliseconds. */
   syncPeriod: number;
@@ -167,6 +174,37 @@ function serviceRanges(options: RunOptions): string[] {
   );
 }
 
+/**
+ * The cgroups the flags leave untranslated: --skip-cgroup DIR (all its calls) and
+ * --exclude-service DIR=NAMESPACE/NAME (those to that Service). A cgroup must exist; the cgroup v2
+ * root would leave the whole host untranslated, which is not running socklb.
+ */
+function flagBypassRules(options: RunOptions): BypassRule[] {
+  const root = resolve(cgroup2Root());
+  const cgroupOf = (flag: string, path: string) => {
+    const cgroup = resolve(path);
+    checkCgroup(cgroup, `${flag} ${path}`);
+    if (cgroup === root) fail(`${flag} ${path}: the cgroup v2 root holds every process of the host; give the cgroup to leave untranslated`);
+    return cgroup;
+  };
+  const skipped = options.skipCgroup.map((path) => ({ cgroup: cgroupOf('--skip-cgroup', path), noTranslate: true, excludedServices: [] }));
+  const excluded = options.excludeService.map((text) => {
+    const at = text.lastIndexOf('=');
+    if (at <= 0) fail(`--exclude-service ${text}: not DIR=NAMESPACE/NAME, such as /sys/fs/cgroup/app=kube-system/kube-dns`);
+    const service = checkServiceRef(text.slice(at + 1), '--exclude-service', 'SOCKLB_ERR_USAGE');
+    return { cgroup: cgroupOf('--exclude-service', text.slice(0, at)), noTranslate: false, excludedServices: [service] };
+  });
+  return [...skipped, ...excluded];
+}
+
+/** --skip-mark: a socket mark as SO_MARK sets it, decimal or 0x hexadecimal, not 0 (which every unmarked socket has). */
+function skipMark(text: string): number {
+  const mark = /^(0x[0-9a-f]+|[0-9]+)$/i.test(text) ? Number(text) : NaN;
+  if (!(mark >= 1 && mark <= 0xffff_ffff))
+    throw new SocklbError('SOCKLB_ERR_USAGE', `--skip-mark ${text}: not a socket mark from 1 to 0xffffffff, such as 0x200 or 512`);
+  return mark;
+}
+
 function fail(message: string): never {
   throw new SocklbError('SOCKLB_ERR_USAGE', message);
 }
@@ -181,6 +219,7 @@ async function run(options: RunOptions): Promise<void> {
   const logger = createLogger(options.logLevel);
   const node = nodeContext(options);
   const ranges = serviceRanges(options);
+  const bypassRules = flagBypassRules(options);
   if (options.sandboxesOnly && options.cgroup.length > 0)
     throw new SocklbError('SOCKLB_ERR_USAGE', '--sandboxes-only attaches to no --cgroup: give one or the other');
   const { source, origin } = await chooseSource(options, logger);
@@ -227,6 +266,16 @@ async function run(options: RunOptions): Promise<void> {
     resyncIntervalMs: options.syncPeriod,
   });
   optimizeForSizeWhenQuiet(agent, () => setFlagsFromString('--optimize-for-size'));
+  const bypass = new BypassKeeper(
+    new BypassWriter(datapath.bypassMaps, { skipMark: options.skipMark ?? 0, sameNetns: options.skipSameNetns }),
+    bypassRules,
+    () => sandboxes.registry.list(),
+    () => agent.datapath,
+    logger,
+  );
+  bypass.sync();
+  sandboxes.registry.onChange(() => bypass.sync());
+  agent.onSync(() => bypass.sync());
   const keeper = new AttachmentKeeper(new ServedAttachments(datapath, sandboxes.registry, cgroups, options.pinDir), logger);
   const pressure = watchProgramMaps(datapath, logger);
   const servers = await serveObservability(agent, keeper, guests, pressure, options, logger);
@@ -479,6 +528,30 @@ program
     'refuse to start when the per-CPU counters (socklb_stats_v1) would take more: ' +
       '(--max-frontends + 1) x (32 x possible CPUs + 8) bytes; 64Mi, 1Gi or bytes (default: no bound)',
     byteCount('--max-counter-memory'),
+  )
+  .option(
+    '--skip-cgroup <path>',
+    "a cgroup v2 directory whose processes' calls are left untranslated, its child cgroups' too (repeatable; docs/sandboxes.md)",
+    collect,
+    [] as string[],
+  )
+  .option(
+    '--exclude-service <path=namespace/name>',
+    "leave the calls of a cgroup's processes to this Service untranslated (repeatable)",
+    collect,
+    [] as string[],
+  )
+  .addOption(
+    new Option(
+      '--skip-mark <mark>',
+      'leave the calls of sockets with this SO_MARK untranslated (a health checker reaching one backend)',
+    ).argParser(skipMark),
+  )
+  .option(
+    '--skip-same-netns',
+    "leave a call untranslated when its backend listens in the caller's own network namespace (a node-local cache " +
+      'answering its own sandbox); a socket lookup per translation (docs/sandboxes.md)',
+    false,
   )
   .option(
     '--metrics-bind-address <address:port>',

@@ -13,7 +13,7 @@ import { cgroupOfProcess, guestOf, HOOK_STAGES, hookAction, parseContainerState,
 import { PinnedSandboxes } from '../sandbox/attachments.js';
 import { sandboxDirectory, type GuestDirectory } from '../sandbox/directory.js';
 import type { ControlRequest, SandboxEntry, TraceService } from '../sandbox/protocol.js';
-import { SandboxRegistry } from '../sandbox/registry.js';
+import { checkServiceRef, SandboxRegistry } from '../sandbox/registry.js';
 import { formatSandboxTable } from './tables.js';
 
 /** Long enough for an agent busy with a large sync, short enough not to stall a container start. */
@@ -163,19 +163,39 @@ export function registerSandboxCommands(program: Command): void {
         "a microVM guest's socket: unix:PATH (hybrid vsock) or serial:PATH (virtio-serial chardev)",
       ).conflicts('cgroup'),
     )
+    .addOption(
+      new Option(
+        '--no-translate',
+        "leave the sandbox's own calls untranslated (a sidecar that captures them needs the Service address)",
+      ).conflicts(['guest', 'excludeService']),
+    )
+    .addOption(
+      new Option('--exclude-service <namespace/name>', "leave the sandbox's calls to this Service untranslated (repeatable)")
+        .argParser((value: string, previous: string[] = []) => [
+          ...previous,
+          checkServiceRef(value, '--exclude-service', 'SOCKLB_ERR_USAGE'),
+        ])
+        .conflicts('guest'),
+    )
     .addOption(controlSocketOption())
     .addOption(timeoutOption())
-    .action(async (options: ClientOptions & { id: string; cgroup?: string; guest?: string }) => {
-      const place =
-        options.guest !== undefined
-          ? { guest: options.guest }
-          : options.cgroup !== undefined
-            ? { cgroup: resolve(options.cgroup) }
-            : undefined;
-      if (place === undefined) throw new SocklbError('SOCKLB_ERR_USAGE', 'sandbox add: give --cgroup or --guest');
-      const response = await send(options, { op: 'add', id: options.id, ...place });
-      if ('sandbox' in response) process.stdout.write(describe(response.sandbox, response.outcome));
-    });
+    .action(
+      async (options: ClientOptions & { id: string; cgroup?: string; guest?: string; translate: boolean; excludeService?: string[] }) => {
+        const place =
+          options.guest !== undefined
+            ? { guest: options.guest }
+            : options.cgroup !== undefined
+              ? { cgroup: resolve(options.cgroup) }
+              : undefined;
+        if (place === undefined) throw new SocklbError('SOCKLB_ERR_USAGE', 'sandbox add: give --cgroup or --guest');
+        const bypass = {
+          ...(options.translate ? {} : { noTranslate: true }),
+          ...(options.excludeService ? { excludeServices: options.excludeService } : {}),
+        };
+        const response = await send(options, { op: 'add', id: options.id, ...place, ...bypass });
+        if ('sandbox' in response) process.stdout.write(describe(response.sandbox, response.outcome));
+      },
+    );
   sandbox
     .command('remove')
     .description('detach the datapath from a sandbox and forget it')

@@ -3,11 +3,12 @@
 
 import { repairMessage } from '../agent/attachment-keeper.js';
 import type { AgentStatusReport } from '../agent/status.js';
+import { FRONTEND_SKIP } from '../datapath/layout.js';
 import { UNSERVED_ADDRESS_SERVICE_ID, type FrontendStats } from '../datapath/counters.js';
 import type { BackendDescription, FrontendDescription, SocketDescription } from '../datapath/dump.js';
 import { fillText, pressureMessage, type MapPressure } from '../datapath/map-pressure.js';
 import type { PinnedLink, PinnedMap } from '../pins/status.js';
-import type { Sandbox } from '../sandbox/registry.js';
+import { describeBypass, type Sandbox } from '../sandbox/registry.js';
 import type { GuestEntry, SandboxEntry } from '../sandbox/protocol.js';
 
 /** Aligned text columns; the last one is not padded. */
@@ -21,7 +22,12 @@ export function formatColumns(rows: readonly string[][]): string {
 
 /** `wide` adds the service id, flags, affinity timeout and slot count. */
 export function formatFrontendTable(frontends: FrontendDescription[], wide = false): string {
-  const backends = (f: FrontendDescription) => (f.backends.length > 0 ? f.backends.join(',') : '<none: refuses connections>');
+  const backends = (f: FrontendDescription) =>
+    f.backends.length > 0
+      ? f.backends.join(',')
+      : f.flags & FRONTEND_SKIP
+        ? '<none: left untranslated (socklb.io/skip)>'
+        : '<none: refuses connections>';
   if (!wide) return formatColumns([['FRONTEND', 'SERVICE', 'BACKENDS'], ...frontends.map((f) => [f.frontend, f.service, backends(f)])]);
   return formatColumns([
     ['FRONTEND', 'SERVICE', 'ID', 'FLAGS', 'AFFINITY', 'SLOTS', 'BACKENDS'],
@@ -88,7 +94,12 @@ export function formatSandboxTable(sandboxes: readonly SandboxEntry[]): string {
   const guests = sandboxes.filter((sandbox): sandbox is GuestEntry => 'guest' in sandbox);
   const tables: string[] = [];
   if (cgroups.length > 0 || guests.length === 0)
-    tables.push(formatColumns([['ID', 'CGROUP'], ...cgroups.map((sandbox) => [sandbox.id, sandbox.cgroup])]));
+    tables.push(
+      formatColumns([
+        ['ID', 'CGROUP', 'UNTRANSLATED'],
+        ...cgroups.map((sandbox) => [sandbox.id, sandbox.cgroup, describeBypass(sandbox) ?? '-']),
+      ]),
+    );
   if (guests.length > 0) {
     tables.push(
       formatColumns([

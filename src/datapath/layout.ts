@@ -25,6 +25,9 @@ export interface Codec<T> extends StructLayout {
   decode(bytes: Uint8Array): T;
 }
 
+/** SOCKLB_FRONTEND_SKIP: calls to the frontend are left untranslated (socklb.io/skip). */
+export const FRONTEND_SKIP = 1;
+
 /** Map names as the object declares them: versioned with their layout. */
 export const MAP_NAMES = {
   frontends: 'socklb_fe_v3',
@@ -49,6 +52,12 @@ export const MAP_NAMES = {
   traceSwitch: 'socklb_trace_v1',
   /** `socklb trace`'s ring buffer of struct socklb_trace_event: written by the programs while the switch is on. */
   traceRing: 'socklb_ring_v1',
+  /** The skip mark and whether any cgroup is bypassed (one entry): written by the agent. */
+  config: 'socklb_cfg_v1',
+  /** Cgroups whose calls are left untranslated, all or some, by cgroup id. */
+  bypass: 'socklb_byp_v1',
+  /** The frontends a bypassed cgroup leaves untranslated. */
+  exclusions: 'socklb_excl_v1',
   /** The socket iterators' object (socklb_iter.bpf.c). */
   stale: 'socklb_stale_v1',
 } as const;
@@ -800,4 +809,103 @@ export const MAP_CODECS = {
   // The values are reserved (0): the programs only look for the key.
   clusterIPs: { key: clusterIPCodec, value: u32Codec },
   serviceRanges: { key: serviceRangeKeyCodec, value: u32Codec },
+} as const;
+
+/** What socklb leaves untranslated (struct socklb_config): the skip mark, and how many cgroups are bypassed. */
+export interface BypassConfig {
+  skipMark: number;
+  bypassCgroups: number;
+  /** SOCKLB_CONFIG_SAME_NETNS: calls whose backend listens in the caller's namespace are left alone. */
+  sameNetns: boolean;
+}
+
+const CONFIG_SAME_NETNS = 1;
+
+// struct socklb_config: the one value of socklb_cfg_v1, at key 0.
+export const configCodec: Codec<BypassConfig> = {
+  cType: 'struct socklb_config',
+  size: 16,
+  fields: {
+    skip_mark: { offset: 0, size: 4 },
+    bypass_cgroups: { offset: 4, size: 4 },
+    flags: { offset: 8, size: 4 },
+    pad: { offset: 12, size: 4 },
+  },
+  encode(config) {
+    const bytes = zeroed(16);
+    bytes.writeUInt32LE(config.skipMark, 0);
+    bytes.writeUInt32LE(config.bypassCgroups, 4);
+    bytes.writeUInt32LE(config.sameNetns ? CONFIG_SAME_NETNS : 0, 8);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    return {
+      skipMark: bytes.readUInt32LE(0),
+      bypassCgroups: bytes.readUInt32LE(4),
+      sameNetns: (bytes.readUInt32LE(8) & CONFIG_SAME_NETNS) !== 0,
+    };
+  },
+};
+
+// __u64 cgroup ids (host order): the keys of socklb_byp_v1.
+export const cgroupIdCodec: Codec<bigint> = {
+  cType: '__u64',
+  size: 8,
+  fields: {},
+  encode(value) {
+    const bytes = zeroed(8);
+    bytes.writeBigUInt64LE(value, 0);
+    return bytes;
+  },
+  decode: (raw) => view(raw).readBigUInt64LE(0),
+};
+
+/** SOCKLB_BYPASS_ALL: none of the cgroup's calls is translated. */
+export const BYPASS_ALL = 1;
+/** SOCKLB_BYPASS_SOME: the cgroup's excluded frontends are in socklb_excl_v1. */
+export const BYPASS_SOME = 2;
+
+// struct socklb_bypass
+export const bypassCodec: Codec<number> = {
+  cType: 'struct socklb_bypass',
+  size: 8,
+  fields: { flags: { offset: 0, size: 4 }, pad: { offset: 4, size: 4 } },
+  encode(flags) {
+    const bytes = zeroed(8);
+    bytes.writeUInt32LE(flags, 0);
+    return bytes;
+  },
+  decode: (raw) => view(raw).readUInt32LE(0),
+};
+
+/** A frontend (its service id) that a bypassed cgroup leaves untranslated. */
+export interface Exclusion {
+  cgroupId: bigint;
+  serviceId: number;
+}
+
+// struct socklb_exclusion
+export const exclusionCodec: Codec<Exclusion> = {
+  cType: 'struct socklb_exclusion',
+  size: 16,
+  fields: { cgroup_id: { offset: 0, size: 8 }, service_id: { offset: 8, size: 4 }, pad: { offset: 12, size: 4 } },
+  encode(exclusion) {
+    const bytes = zeroed(16);
+    bytes.writeBigUInt64LE(exclusion.cgroupId, 0);
+    bytes.writeUInt32LE(exclusion.serviceId, 8);
+    return bytes;
+  },
+  decode(raw) {
+    const bytes = view(raw);
+    return { cgroupId: bytes.readBigUInt64LE(0), serviceId: bytes.readUInt32LE(8) };
+  },
+};
+
+/** The key and value codec of each map of what is left untranslated (src/datapath/bypass.ts writes them). */
+export const BYPASS_MAP_CODECS = {
+  config: { key: u32Codec, value: configCodec },
+  bypass: { key: cgroupIdCodec, value: bypassCodec },
+  // The value is reserved (0): the programs only look for the key.
+  exclusions: { key: exclusionCodec, value: u32Codec },
 } as const;

@@ -11,6 +11,7 @@ import { cgroup2Root } from '../kernel/mounts.js';
 import { checkCgroup, checkPrivileges } from '../kernel/system.js';
 import { cgroupLinkDirectory, pinnedLinkDirectories, pinnedMapNames, pinnedMapPath, preparePinDirectory } from '../pins/layout.js';
 import { detachDirectory, pinProgramLinks } from '../pins/links.js';
+import type { BypassMaps } from './bypass.js';
 import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
 import {
@@ -51,6 +52,8 @@ export class LoadedDatapath {
     readonly readers: KernelReaderFence,
     /** `socklb trace`'s switch and ring. */
     readonly trace: TraceRing,
+    /** What is left untranslated (src/datapath/bypass.ts). */
+    readonly bypassMaps: BypassMaps,
   ) {}
 
   /**
@@ -100,7 +103,12 @@ export class LoadedDatapath {
         affinity: new KernelMap(mapFd(MAP_NAMES.affinity)),
       };
       const trace = new TraceRing(new KernelMap(mapFd(MAP_NAMES.traceSwitch)), mapFd(MAP_NAMES.traceRing));
-      return new LoadedDatapath(object, maps, socketMaps, programMaps, programs, pinDirectory, new KernelReaderFence(), trace);
+      const bypassMaps = {
+        config: new KernelMap(mapFd(MAP_NAMES.config)),
+        bypass: new KernelMap(mapFd(MAP_NAMES.bypass)),
+        exclusions: new KernelMap(mapFd(MAP_NAMES.exclusions)),
+      };
+      return new LoadedDatapath(object, maps, socketMaps, programMaps, programs, pinDirectory, new KernelReaderFence(), trace, bypassMaps);
     } catch (error) {
       libbpf.objectClose(object);
       throw error;

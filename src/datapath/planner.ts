@@ -37,6 +37,7 @@
 import { backendText } from '../model/keys.js';
 import type { DesiredFrontend, IPAddress, ServiceAddresses, ServicePortRef } from '../model/types.js';
 import type { DatapathState, FrontendEntry, Operation } from './state.js';
+import { FRONTEND_SKIP } from './layout.js';
 
 /** The operations of one frontend, to apply in order. */
 export interface FrontendPlan {
@@ -209,15 +210,16 @@ function planUpdate(state: DatapathState, ids: IdAllocator, current: FrontendEnt
   });
 
   if (!current) operations.push({ kind: 'reset-stats', serviceId });
+  const flags = wanted.skip ? FRONTEND_SKIP : 0;
   if (
     !current ||
     current.backendCount !== slots.length ||
-    current.flags !== 0 ||
+    current.flags !== flags ||
     current.affinityTimeout !== wanted.affinityTimeoutSeconds
   ) {
     operations.push({
       kind: 'upsert-frontend',
-      frontend: { key: wanted.key, serviceId, backendCount: slots.length, flags: 0, affinityTimeout: wanted.affinityTimeoutSeconds },
+      frontend: { key: wanted.key, serviceId, backendCount: slots.length, flags, affinityTimeout: wanted.affinityTimeoutSeconds },
     });
   }
 

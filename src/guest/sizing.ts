@@ -56,8 +56,11 @@ export function guestCapacities(counts: GuestCounts): ObjectMap[] {
     { name: MAP_NAMES.backends, maxEntries: capacityFor(counts.backends) },
     { name: MAP_NAMES.stats, maxEntries: capacityFor(counts.serviceIds) },
     { name: MAP_NAMES.clusterIPs, maxEntries: capacityFor(counts.clusterIPs) },
-    // Written on the node only: the smallest a map can be.
+    // Written on the node only: the smallest a map can be. A guest's calls are not left
+    // untranslated by cgroup (the node's cgroups mean nothing in its kernel): none is streamed.
     { name: MAP_NAMES.serviceNames, maxEntries: 1 },
+    { name: MAP_NAMES.bypass, maxEntries: 1 },
+    { name: MAP_NAMES.exclusions, maxEntries: 1 },
     { name: MAP_NAMES.affinity, maxEntries: GUEST_AFFINITY },
     { name: MAP_NAMES.connections, maxEntries: GUEST_CONNECTIONS, keepPinned: true },
     // Socket storage has no capacity of its own: 0 is what the kernel takes.

@@ -1,7 +1,7 @@
 // A cgroup v2 directory as BPF sees it: the kernel's id of the cgroup at a path now, and the
 // programs that run for one hook of its processes (its own and its ancestors').
 
-import { constants, fstatSync, openSync } from 'node:fs';
+import { constants, fstatSync, openSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { SocklbError, errnoName } from '../errors.js';
 import { attachTypeName } from './bpf-objects.js';
@@ -25,6 +25,17 @@ export function openCgroup(path: string): number | undefined {
  */
 export function cgroupId(fd: number): bigint {
   return fstatSync(fd, { bigint: true }).ino;
+}
+
+/** The id of the cgroup at `path` now; undefined when there is none. */
+export function cgroupIdAt(path: string): bigint | undefined {
+  try {
+    return statSync(path, { bigint: true }).ino;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw error;
+  }
 }
 
 // linux/bpf.h

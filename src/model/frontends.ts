@@ -59,6 +59,8 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
         backends: toBackends(categorizeEndpoints(portEndpoints(port, sameFamily, node.name), service, node)[traffic]),
         affinityTimeoutSeconds: service.affinityTimeoutSeconds ?? 0,
         claim,
+        // Left to whatever else handles it: no backend, and no refusal (src/datapath/planner.ts).
+        ...(service.skip ? { backends: [], skip: true as const } : {}),
       });
     }
   };

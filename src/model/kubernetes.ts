@@ -37,6 +37,8 @@ const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 /** Labels by which kube-proxy leaves a Service to another proxy, or to DNS only. */
 export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
 export const HEADLESS_LABEL = 'service.kubernetes.io/headless';
+/** The annotation by which a Service is left to whatever else handles it (a mesh, kube-proxy): "true" or "false". */
+export const SKIP_ANNOTATION = 'socklb.io/skip';
 /** Kubernetes' default for sessionAffinityConfig.clientIP.timeoutSeconds: three hours. */
 const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 
@@ -97,6 +99,7 @@ export function parseService(raw: unknown): ParseResult<Service> {
         internalTrafficPolicy: trafficPolicy(spec.internalTrafficPolicy, 'spec.internalTrafficPolicy'),
         serviceProxyName: typeof proxyName === 'string' ? proxyName : undefined,
         headlessLabel: HEADLESS_LABEL in labels,
+        ...(skipAnnotation(metadata) ? { skip: true as const } : {}),
         createdAt: creationTime(metadata.creationTimestamp, 'metadata.creationTimestamp'),
       },
     };
@@ -206,6 +209,15 @@ function objectMeta(raw: unknown, apiVersion: string, kind: string, nameRule: Na
   const namespace = isAbsent(metadata.namespace) ? 'default' : validName(metadata.namespace, 'metadata.namespace', NAMESPACE);
   const labels = isAbsent(metadata.labels) ? {} : record(metadata.labels, 'metadata.labels');
   return { namespace, name, labels, metadata, body };
+}
+
+/** Whether the Service asks to be skipped; a value other than "true" or "false" is refused, not guessed. */
+function skipAnnotation(metadata: Fields): boolean {
+  if (isAbsent(metadata.annotations)) return false;
+  const value = record(metadata.annotations, 'metadata.annotations')[SKIP_ANNOTATION];
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  return fail(`metadata.annotations["${SKIP_ANNOTATION}"]`, `${show(value)} is not "true" or "false"`);
 }
 
 function validName(value: unknown, field: string, rule: NameRule): string {

@@ -39,6 +39,8 @@ export interface Service {
   serviceProxyName: string | undefined;
   /** The service.kubernetes.io/headless label is present. */
   headlessLabel: boolean;
+  /** Annotated socklb.io/skip "true": its frontends are kept, and calls to them left untranslated. */
+  skip?: true;
   /**
    * metadata.creationTimestamp in ms since the epoch, which decides between two Services claiming
    * one frontend (claims.ts); undefined when the object has none (a hand-written manifest).
@@ -103,10 +105,12 @@ export interface ServicePortRef {
 export interface DesiredFrontend {
   key: FrontendKey;
   service: ServicePortRef;
-  /** Empty: the frontend exists and refuses connections. */
+  /** Empty: the frontend exists and refuses connections (unless `skip`). */
   backends: Backend[];
   /** Seconds a client keeps its backend (ClientIP affinity); 0 for none. */
   affinityTimeoutSeconds: number;
+  /** Calls to it are left untranslated (socklb.io/skip): it has no backends, and refuses nothing. */
+  skip?: true;
 }
 
 /** A networking.k8s.io/v1 ServiceCIDR: where the cluster allocates cluster IPs. */

@@ -1,7 +1,7 @@
 // `socklb cleanup`: every pinned link detached, every pin and the pin directory removed.
 
 import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
-import { guestsDirectory, pinLayout } from './layout.js';
+import { bypassDirectory, guestsDirectory, pinLayout } from './layout.js';
 import { detachDirectory } from './links.js';
 
 /** Detaches every pinned link and removes every pin under `pinDirectory`. */
@@ -20,6 +20,7 @@ export function cleanupPins(pinDirectory: string): { links: number; maps: number
   }
   // A guest's record holds nothing of the node's kernel: its maps and programs are the guest's own.
   rmSync(guestsDirectory(pinDirectory), { recursive: true, force: true });
+  rmSync(bypassDirectory(pinDirectory), { recursive: true, force: true });
   for (const directory of [layout.links, layout.maps, pinDirectory]) {
     if (existsSync(directory)) rmdirSync(directory);
   }

@@ -4,6 +4,7 @@
 //   <pin dir>/links/<cgroup>/socklb_connect4 ...              one link per program and --cgroup
 //   <pin dir>/links/sandboxes/<id>/<cgroup>/socklb_connect4   a sandbox's (src/sandbox/attachments.ts)
 //   <pin dir>/guests/<id>/<address>                           a microVM guest's registration (src/guest)
+//   <pin dir>/bypass/<id>/<entry>                             what sandbox <id> leaves untranslated
 //
 // <cgroup> is the cgroup's path below the cgroup v2 root, URL-encoded (so starting with %2F, never
 // `sandboxes`), so that the pins say what they attach even to someone without socklb. The
@@ -23,6 +24,7 @@ export const MAX_PIN_NAME_BYTES = 255;
 
 const SANDBOX_LINK_DIRECTORY = 'sandboxes';
 const GUEST_DIRECTORY = 'guests';
+const BYPASS_DIRECTORY = 'bypass';
 
 export interface PinLayout {
   maps: string;
@@ -55,6 +57,32 @@ export function pinnedGuests(pinDirectory: string): { id: string; address: strin
     const entries = entriesOf(`${guests}/${id}`) ?? [];
     return { id, address: entries.length === 1 ? decodeURIComponent(entries[0]!) : undefined };
   });
+}
+
+/** Where what the sandboxes leave untranslated is recorded. */
+export function bypassDirectory(pinDirectory: string): string {
+  return `${pinDirectory}/${BYPASS_DIRECTORY}`;
+}
+
+/**
+ * Records what sandbox `id` leaves untranslated (`no-translate`, `exclude:NAMESPACE/NAME`), one
+ * empty directory per entry, replacing what was recorded; nothing is recorded for no entry.
+ */
+export function pinSandboxBypass(pinDirectory: string, id: string, entries: readonly string[]): void {
+  unpinSandboxBypass(pinDirectory, id);
+  for (const entry of entries) mkdirSync(`${bypassDirectory(pinDirectory)}/${id}/${pinName(entry)}`, { recursive: true, mode: 0o700 });
+}
+
+export function unpinSandboxBypass(pinDirectory: string, id: string): void {
+  rmSync(`${bypassDirectory(pinDirectory)}/${id}`, { recursive: true, force: true });
+}
+
+/** The sandboxes with a bypass recorded, each with its entries. */
+export function pinnedSandboxBypasses(pinDirectory: string): Map<string, string[]> {
+  const directory = bypassDirectory(pinDirectory);
+  return new Map(
+    (entriesOf(directory) ?? []).map((id) => [id, (entriesOf(`${directory}/${id}`) ?? []).map((name) => decodeURIComponent(name)).sort()]),
+  );
 }
 
 /** Mounts bpffs when none is there and makes the directories of the maps and the links. */

@@ -6,7 +6,16 @@ import { existsSync } from 'node:fs';
 import { SocklbError } from '../errors.js';
 import { cgroup2Root } from '../kernel/mounts.js';
 import { checkCgroup } from '../kernel/system.js';
-import { linkDirectoryName, MAX_PIN_NAME_BYTES, pinnedSandboxes, sandboxDirectory, sandboxLinkDirectory } from '../pins/layout.js';
+import {
+  linkDirectoryName,
+  MAX_PIN_NAME_BYTES,
+  pinnedSandboxBypasses,
+  pinnedSandboxes,
+  pinSandboxBypass,
+  sandboxDirectory,
+  sandboxLinkDirectory,
+  unpinSandboxBypass,
+} from '../pins/layout.js';
 import { detachDirectory } from '../pins/links.js';
 import type { Sandbox, SandboxAttachments } from './registry.js';
 
@@ -35,11 +44,14 @@ export class PinnedSandboxes implements SandboxAttachments {
       );
     }
     const directory = sandboxDirectory(this.pinDirectory, sandbox.id);
+    // Before the links: a sandbox pinned is registered, and must come back with its bypass.
+    pinSandboxBypass(this.pinDirectory, sandbox.id, bypassEntries(sandbox));
     try {
       this.datapath.attachOne(sandbox.cgroup, sandboxLinkDirectory(this.pinDirectory, sandbox.id, this.cgroupRoot, sandbox.cgroup));
     } catch (error) {
       // All or nothing: a half-attached sandbox would be adopted as registered by the next run.
       if (existsSync(directory)) detachDirectory(directory);
+      unpinSandboxBypass(this.pinDirectory, sandbox.id);
       throw error;
     }
   }
@@ -51,6 +63,7 @@ export class PinnedSandboxes implements SandboxAttachments {
   detach(sandbox: Sandbox): void {
     const directory = sandboxDirectory(this.pinDirectory, sandbox.id);
     if (existsSync(directory)) detachDirectory(directory);
+    unpinSandboxBypass(this.pinDirectory, sandbox.id);
   }
 
   /**
@@ -65,14 +78,16 @@ export class PinnedSandboxes implements SandboxAttachments {
     const adopted: Sandbox[] = [];
     const stale: (Sandbox & { reason: string })[] = [];
     const notUpgraded: (Sandbox & { reason: string })[] = [];
-    for (const sandbox of pinnedSandboxes(this.pinDirectory, this.cgroupRoot)) {
+    const bypasses = pinnedSandboxBypasses(this.pinDirectory);
+    const pinned = pinnedSandboxes(this.pinDirectory, this.cgroupRoot);
+    for (const sandbox of pinned) {
       if (sandbox.cgroup === undefined) {
-        detachDirectory(sandboxDirectory(this.pinDirectory, sandbox.id));
+        this.detach({ id: sandbox.id, cgroup: '' });
       } else if (!existsSync(sandbox.cgroup)) {
-        detachDirectory(sandboxDirectory(this.pinDirectory, sandbox.id));
+        this.detach({ id: sandbox.id, cgroup: sandbox.cgroup });
         stale.push({ id: sandbox.id, cgroup: sandbox.cgroup, reason: 'its cgroup is gone' });
       } else {
-        const adoptedSandbox = { id: sandbox.id, cgroup: sandbox.cgroup };
+        const adoptedSandbox = { id: sandbox.id, cgroup: sandbox.cgroup, ...sandboxBypass(bypasses.get(sandbox.id) ?? []) };
         adopted.push(adoptedSandbox);
         try {
           this.reattach(adoptedSandbox);
@@ -86,6 +101,25 @@ export class PinnedSandboxes implements SandboxAttachments {
         }
       }
     }
+    // A bypass recorded for no sandbox: its add stopped between the two.
+    for (const id of bypasses.keys()) if (!pinned.some((sandbox) => sandbox.id === id)) unpinSandboxBypass(this.pinDirectory, id);
     return { adopted, stale, notUpgraded };
   }
+}
+
+const NO_TRANSLATE = 'no-translate';
+const EXCLUDE = 'exclude:';
+
+/** A sandbox's bypass as its pinned record's entries. */
+function bypassEntries(sandbox: Sandbox): string[] {
+  return [...(sandbox.noTranslate ? [NO_TRANSLATE] : []), ...(sandbox.excludeServices ?? []).map((service) => `${EXCLUDE}${service}`)];
+}
+
+/** A pinned record's entries as a sandbox's bypass; an entry this build does not know is left out. */
+function sandboxBypass(entries: readonly string[]): Pick<Sandbox, 'noTranslate' | 'excludeServices'> {
+  const excluded = entries.filter((entry) => entry.startsWith(EXCLUDE)).map((entry) => entry.slice(EXCLUDE.length));
+  return {
+    ...(entries.includes(NO_TRANSLATE) ? { noTranslate: true as const } : {}),
+    ...(excluded.length > 0 ? { excludeServices: excluded.sort() } : {}),
+  };
 }

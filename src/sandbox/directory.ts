@@ -21,10 +21,17 @@ export function sandboxDirectory(registry: SandboxRegistry, guests: GuestDirecto
       if ('guest' in request) {
         if (guests === undefined) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${request.id}: this agent serves no guests`);
         if (isCgroupSandbox(request.id)) throw taken(request.id, 'a cgroup sandbox');
+        // The node's cgroups mean nothing in a guest's kernel, and its applier writes no bypass.
+        if (request.noTranslate || (request.excludeServices ?? []).length > 0)
+          throw new SocklbError(
+            'SOCKLB_ERR_SANDBOX',
+            `guest ${request.id}: a microVM guest cannot leave calls untranslated (no-translate, excluded Services); ` +
+              `only a cgroup sandbox can`,
+          );
         return guests.add(request.id, request.guest).then(({ outcome, guest }) => ({ outcome, sandbox: guest }));
       }
       if (guests?.has(request.id)) throw taken(request.id, 'a guest');
-      return Promise.resolve(registry.add(request.id, request.cgroup));
+      return Promise.resolve(registry.add(request.id, request.cgroup, request));
     },
     remove(id: string) {
       if (guests?.has(id)) return guests.remove(id);

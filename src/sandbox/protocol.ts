@@ -2,6 +2,8 @@
 // way (docs/sandboxes.md). Pure: both ends and the tests share these codecs.
 //
 //   {"op":"add","id":"c1","cgroup":"/sys/fs/cgroup/c1"}  -> {"ok":true,"outcome":"added","sandbox":{...}}
+//   {"op":"add","id":"c1","cgroup":"/sys/fs/cgroup/c1","noTranslate":true}           (its calls left untranslated)
+//   {"op":"add","id":"c1","cgroup":"/sys/fs/cgroup/c1","excludeServices":["ns/name"]} (those to these Services)
 //   {"op":"add","id":"vm1","guest":"unix:/run/vm1.sock"} -> {"ok":true,"outcome":"added","sandbox":{...}}
 //   {"op":"remove","id":"c1"}                            -> {"ok":true,"outcome":"removed","sandbox":{...}}
 //   {"op":"list"}                                        -> {"ok":true,"sandboxes":[{...}]}
@@ -32,7 +34,9 @@ export interface GuestEntry {
 /** A registered sandbox: a cgroup on this kernel, or a guest with its own. */
 export type SandboxEntry = Sandbox | GuestEntry;
 
-export type AddRequest = { op: 'add'; id: string; cgroup: string } | { op: 'add'; id: string; guest: string };
+export type AddRequest =
+  | { op: 'add'; id: string; cgroup: string; noTranslate?: boolean; excludeServices?: string[] }
+  | { op: 'add'; id: string; guest: string; noTranslate?: boolean; excludeServices?: string[] };
 
 /** Which calls a tracer is shown; every one when empty. */
 export interface TraceFilter {
@@ -115,8 +119,9 @@ export function parseRequest(line: string): ControlRequest {
   switch (fields['op']) {
     case 'add': {
       const id = stringField(fields, 'id', 'request');
-      if ('guest' in fields && !('cgroup' in fields)) return { op: 'add', id, guest: stringField(fields, 'guest', 'request') };
-      return { op: 'add', id, cgroup: stringField(fields, 'cgroup', 'request') };
+      const bypass = bypassFields(fields, 'request');
+      if ('guest' in fields && !('cgroup' in fields)) return { op: 'add', id, guest: stringField(fields, 'guest', 'request'), ...bypass };
+      return { op: 'add', id, cgroup: stringField(fields, 'cgroup', 'request'), ...bypass };
     }
     case 'remove':
       return { op: 'remove', id: stringField(fields, 'id', 'request') };
@@ -191,7 +196,15 @@ export function errorResponse(error: unknown): ControlResponse {
 function sandboxOf(value: unknown): SandboxEntry {
   const fields = isObject(value) ? value : {};
   const id = stringField(fields, 'id', 'response sandbox');
-  if (!('guest' in fields)) return { id, cgroup: stringField(fields, 'cgroup', 'response sandbox') };
+  if (!('guest' in fields)) {
+    const { noTranslate, excludeServices } = bypassFields(fields, 'response sandbox');
+    return {
+      id,
+      cgroup: stringField(fields, 'cgroup', 'response sandbox'),
+      ...(noTranslate ? { noTranslate: true as const } : {}),
+      ...(excludeServices ? { excludeServices } : {}),
+    };
+  }
   return {
     id,
     guest: stringField(fields, 'guest', 'response sandbox'),
@@ -214,6 +227,18 @@ function optionalField<T extends 'string' | 'number'>(
   if (value === undefined) return undefined;
   if (typeof value !== type) throw protocolError(`response sandbox field "${name}": not a ${type}`);
   return value as T extends 'string' ? string : number;
+}
+
+/** The optional noTranslate (a boolean) and excludeServices (strings) of a sandbox. */
+function bypassFields(fields: Record<string, unknown>, what: string): { noTranslate?: boolean; excludeServices?: string[] } {
+  const { noTranslate, excludeServices } = fields;
+  if (noTranslate !== undefined && typeof noTranslate !== 'boolean') throw protocolError(`${what} field "noTranslate": not a boolean`);
+  if (excludeServices !== undefined && !(Array.isArray(excludeServices) && excludeServices.every((item) => typeof item === 'string')))
+    throw protocolError(`${what} field "excludeServices": not a list of strings`);
+  return {
+    ...(noTranslate === undefined ? {} : { noTranslate }),
+    ...(excludeServices === undefined ? {} : { excludeServices }),
+  };
 }
 
 function parseObject(line: string, what: string): Record<string, unknown> {

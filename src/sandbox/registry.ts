@@ -8,12 +8,22 @@
 // mistyped id never looks like success.
 
 import { isAbsolute, resolve } from 'node:path';
-import { SocklbError } from '../errors.js';
+import { SocklbError, type ErrorCode } from '../errors.js';
 
 export interface Sandbox {
   id: string;
   /** Absolute path of the sandbox's cgroup v2 directory. */
   cgroup: string;
+  /** None of its own calls is translated (a sidecar that captures them needs the Service address). */
+  noTranslate?: true;
+  /** The Services (`namespace/name`) whose calls from it are not translated. */
+  excludeServices?: string[];
+}
+
+/** What a sandbox leaves untranslated, as `add` takes it. */
+export interface SandboxBypass {
+  noTranslate?: boolean | undefined;
+  excludeServices?: readonly string[] | undefined;
 }
 
 /** The kernel side: the sandbox's pinned links. */
@@ -46,20 +56,65 @@ export function checkSandboxId(id: string): void {
   }
 }
 
+/** A Service as --exclude-service names it: a namespace and a name, each a DNS label (RFC 1123, RFC 1035). */
+const SERVICE_REF = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** Refuses a Service reference that cannot name a Service, in one sentence naming `what`. */
+export function checkServiceRef(ref: string, what: string, code: ErrorCode = 'SOCKLB_ERR_SANDBOX'): string {
+  if (!SERVICE_REF.test(ref))
+    throw new SocklbError(code, `${what} ${JSON.stringify(ref)}: not a Service as NAMESPACE/NAME, such as kube-system/kube-dns`);
+  return ref;
+}
+
+/** The bypass fields of a sandbox, canonical (sorted, without repeats; absent when empty), so that equal asks compare equal. */
+function bypassOf(id: string, bypass: SandboxBypass): Pick<Sandbox, 'noTranslate' | 'excludeServices'> {
+  const excluded = [...new Set(bypass.excludeServices ?? [])].map((ref) => checkServiceRef(ref, `sandbox ${id}: excluded Service`)).sort();
+  if (bypass.noTranslate && excluded.length > 0)
+    throw new SocklbError(
+      'SOCKLB_ERR_SANDBOX',
+      `sandbox ${id}: no-translate leaves every Service untranslated already; give it or excluded Services, not both`,
+    );
+  return { ...(bypass.noTranslate ? { noTranslate: true as const } : {}), ...(excluded.length > 0 ? { excludeServices: excluded } : {}) };
+}
+
+function sameBypass(a: Sandbox, b: Pick<Sandbox, 'noTranslate' | 'excludeServices'>): boolean {
+  return a.noTranslate === b.noTranslate && (a.excludeServices ?? []).join(',') === (b.excludeServices ?? []).join(',');
+}
+
+/** What a sandbox leaves untranslated, as `sandbox list` shows it: `all`, `ns/a, ns/b`, or undefined for nothing. */
+export function describeBypass(sandbox: Pick<Sandbox, 'noTranslate' | 'excludeServices'>): string | undefined {
+  if (sandbox.noTranslate) return 'all';
+  return sandbox.excludeServices === undefined ? undefined : sandbox.excludeServices.join(', ');
+}
+
 export class SandboxRegistry {
   private readonly sandboxes = new Map<string, Sandbox>();
+  private readonly listeners: (() => void)[] = [];
 
   /** `adopted`: the sandboxes found pinned by an earlier run, already attached. */
   constructor(
     private readonly attachments: SandboxAttachments,
     adopted: readonly Sandbox[] = [],
   ) {
-    for (const sandbox of adopted) this.sandboxes.set(sandbox.id, { ...sandbox });
+    for (const sandbox of adopted) this.sandboxes.set(sandbox.id, copy(sandbox));
+  }
+
+  /**
+   * Calls `listener` whenever the sandboxes change: before a new sandbox is attached (so that
+   * what it leaves untranslated is in place before its first call), and after one is removed.
+   */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
   }
 
   /** Returns the sandbox as registered, its cgroup path resolved. */
-  add(id: string, path: string): { outcome: AddOutcome; sandbox: Sandbox } {
+  add(id: string, path: string, asked: SandboxBypass = {}): { outcome: AddOutcome; sandbox: Sandbox } {
     checkSandboxId(id);
+    const bypass = bypassOf(id, asked);
     if (!isAbsolute(path)) throw new SocklbError('SOCKLB_ERR_SANDBOX', `sandbox ${id}: cgroup ${path} is not an absolute path`);
     // One spelling per directory: /cg/c1/ or /cg/x/../c1 is the cgroup /cg/c1 already registered.
     const cgroup = resolve(path);
@@ -70,9 +125,16 @@ export class SandboxRegistry {
       );
     }
     const existing = this.sandboxes.get(id);
+    if (existing?.cgroup === cgroup && !sameBypass(existing, bypass)) {
+      throw new SocklbError(
+        'SOCKLB_ERR_SANDBOX',
+        `sandbox ${id} is already registered with cgroup ${cgroup}, leaving ${describeBypass(existing) ?? 'nothing'} untranslated; ` +
+          `remove it first to change that`,
+      );
+    }
     if (existing?.cgroup === cgroup) {
       this.attachAgain(existing);
-      return { outcome: 'unchanged', sandbox: { ...existing } };
+      return { outcome: 'unchanged', sandbox: copy(existing) };
     }
     if (existing) {
       throw new SocklbError(
@@ -82,10 +144,17 @@ export class SandboxRegistry {
     }
     const holder = [...this.sandboxes.values()].find((sandbox) => sandbox.cgroup === cgroup);
     if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `cgroup ${cgroup} is already registered as sandbox ${holder.id}`);
-    const sandbox = { id, cgroup };
-    this.attachments.attach(sandbox);
+    const sandbox: Sandbox = { id, cgroup, ...bypass };
     this.sandboxes.set(id, sandbox);
-    return { outcome: 'added', sandbox: { ...sandbox } };
+    this.changed();
+    try {
+      this.attachments.attach(sandbox);
+    } catch (error) {
+      this.sandboxes.delete(id);
+      this.changed();
+      throw error;
+    }
+    return { outcome: 'added', sandbox: copy(sandbox) };
   }
 
   /**
@@ -105,6 +174,7 @@ export class SandboxRegistry {
     } catch (error) {
       this.attachments.detach(sandbox);
       this.sandboxes.delete(sandbox.id);
+      this.changed();
       throw error;
     }
   }
@@ -113,6 +183,7 @@ export class SandboxRegistry {
     const sandbox = this.registered(id);
     this.attachments.detach(sandbox);
     this.sandboxes.delete(id);
+    this.changed();
     return sandbox;
   }
 
@@ -124,10 +195,14 @@ export class SandboxRegistry {
 
   /** Every sandbox, by id. */
   list(): Sandbox[] {
-    return [...this.sandboxes.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((sandbox) => ({ ...sandbox }));
+    return [...this.sandboxes.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(copy);
   }
 
   cgroups(): string[] {
     return [...this.sandboxes.values()].map((sandbox) => sandbox.cgroup);
   }
+}
+
+function copy(sandbox: Sandbox): Sandbox {
+  return { ...sandbox, ...(sandbox.excludeServices ? { excludeServices: [...sandbox.excludeServices] } : {}) };
 }

@@ -12,7 +12,14 @@ import { setTimeout } from 'node:timers/promises';
 import { pino } from 'pino';
 import { createLogger } from '../../src/log.js';
 import { claimControlSocket, requestControl, type ControlSocket } from '../../src/sandbox/control-socket.js';
-import { encodeMessage, MAX_REQUEST_BYTES, parseRequest, parseResponse, type ControlResponse } from '../../src/sandbox/protocol.js';
+import {
+  encodeMessage,
+  MAX_REQUEST_BYTES,
+  parseRequest,
+  parseResponse,
+  type ControlRequest,
+  type ControlResponse,
+} from '../../src/sandbox/protocol.js';
 import { SandboxRegistry } from '../../src/sandbox/registry.js';
 import { sandboxDirectory } from '../../src/sandbox/directory.js';
 
@@ -20,7 +27,13 @@ const noKernel = { cgroupRoot: '/cg', attach: () => undefined, detach: () => und
 
 describe('control protocol codecs', () => {
   it('round-trips every request', () => {
-    for (const request of [{ op: 'add', id: 'c1', cgroup: '/cg/c1' }, { op: 'remove', id: 'c1' }, { op: 'list' }] as const) {
+    for (const request of [
+      { op: 'add', id: 'c1', cgroup: '/cg/c1' },
+      { op: 'add', id: 'c1', cgroup: '/cg/c1', noTranslate: true },
+      { op: 'add', id: 'c1', cgroup: '/cg/c1', excludeServices: ['kube-system/kube-dns'] },
+      { op: 'remove', id: 'c1' },
+      { op: 'list' },
+    ] satisfies ControlRequest[]) {
       assert.deepEqual(parseRequest(encodeMessage(request)), request);
     }
   });
@@ -28,6 +41,8 @@ describe('control protocol codecs', () => {
     const answers: ControlResponse[] = [
       { ok: true, outcome: 'added', sandbox: { id: 'c1', cgroup: '/cg/c1' } },
       { ok: true, sandboxes: [{ id: 'c1', cgroup: '/cg/c1' }] },
+      { ok: true, sandboxes: [{ id: 'c1', cgroup: '/cg/c1', noTranslate: true }] },
+      { ok: true, sandboxes: [{ id: 'c1', cgroup: '/cg/c1', excludeServices: ['a/b', 'c/d'] }] },
       { ok: false, code: 'SOCKLB_ERR_NO_SANDBOX', message: 'no sandbox "x" is registered' },
     ];
     for (const response of answers) assert.deepEqual(parseResponse(encodeMessage(response)), response);
@@ -37,6 +52,8 @@ describe('control protocol codecs', () => {
     ['[1]', /not a JSON object/],
     ['{"op":"drop"}', /request op "drop": not add, remove, list or trace/],
     ['{"op":"add","id":"c1"}', /request field "cgroup": missing or not a string/],
+    ['{"op":"add","id":"c1","cgroup":"/cg/c1","noTranslate":"yes"}', /request field "noTranslate": not a boolean/],
+    ['{"op":"add","id":"c1","cgroup":"/cg/c1","excludeServices":"a/b"}', /request field "excludeServices": not a list of strings/],
   ] as const) {
     it(`refuses the request ${line}`, () => assert.throws(() => parseRequest(line), { code: 'SOCKLB_ERR_CONTROL', message }));
   }

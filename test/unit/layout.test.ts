@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import {
   affinityKeyLayout,
   affinityLayout,
+  BYPASS_MAP_CODECS,
   destroyedCodec,
   MAP_CODECS,
   markerCodec,
@@ -80,7 +81,7 @@ const datapath = new ObjectBtf('socklb.bpf.o');
 const iterators = new ObjectBtf('socklb_iter.bpf.o');
 
 const layouts: StructLayout[] = [
-  ...Object.values(MAP_CODECS).flatMap((codecs) => [codecs.key, codecs.value]),
+  ...[...Object.values(MAP_CODECS), ...Object.values(BYPASS_MAP_CODECS)].flatMap((codecs) => [codecs.key, codecs.value]),
   translationCodec,
   sockCodec,
   staleKeyCodec,
@@ -96,6 +97,11 @@ const layouts: StructLayout[] = [
 const maps = [
   ...Object.entries(MAP_CODECS).map(([role, codecs]) => ({
     name: MAP_NAMES[role as keyof typeof MAP_CODECS],
+    ...codecs,
+    objects: [datapath],
+  })),
+  ...Object.entries(BYPASS_MAP_CODECS).map(([role, codecs]) => ({
+    name: MAP_NAMES[role as keyof typeof BYPASS_MAP_CODECS],
     ...codecs,
     objects: [datapath],
   })),

@@ -118,6 +118,27 @@ describe('parseService', () => {
         raw: service({ type: 'ExternalName', externalName: 'db.example.com' }),
         expected: ignored('spec.type is ExternalName: a DNS alias, with no cluster IP to translate'),
       },
+      {
+        rule: 'socklb.io/skip "true" marks the Service left to whatever else handles it',
+        raw: service(
+          { clusterIP: '10.96.0.10', ports: httpPort },
+          { name: 'web', namespace: 'shop', annotations: { 'socklb.io/skip': 'true' } },
+        ),
+        expected: okService({ skip: true }),
+      },
+      {
+        rule: 'socklb.io/skip "false" is translated',
+        raw: service(
+          { clusterIP: '10.96.0.10', ports: httpPort },
+          { name: 'web', namespace: 'shop', annotations: { 'socklb.io/skip': 'false' } },
+        ),
+        expected: okService({}),
+      },
+      {
+        rule: 'socklb.io/skip other than "true" or "false" is refused, not guessed',
+        raw: service({ clusterIP: '10.96.0.10', ports: httpPort }, { name: 'web', annotations: { 'socklb.io/skip': 'yes' } }),
+        expected: invalid('metadata.annotations["socklb.io/skip"]: "yes" is not "true" or "false"'),
+      },
       { rule: 'apiVersion must be v1', raw: { ...service({}), apiVersion: 'v2' }, expected: invalid('apiVersion: "v2" is not "v1"') },
       {
         rule: 'metadata.name is required',

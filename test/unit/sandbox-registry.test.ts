@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkSandboxId, SandboxRegistry, type Sandbox, type SandboxAttachments } from '../../src/sandbox/registry.js';
+import { checkSandboxId, describeBypass, SandboxRegistry, type Sandbox, type SandboxAttachments } from '../../src/sandbox/registry.js';
 
 /** Records the kernel calls; fails an attach when told to. */
 class FakeAttachments implements SandboxAttachments {
@@ -27,6 +27,64 @@ class FakeAttachments implements SandboxAttachments {
     this.calls.push(`reattach ${sandbox.id} ${sandbox.cgroup}`);
   }
 }
+
+describe('sandbox registry: what a sandbox leaves untranslated', () => {
+  it('registers no-translate and excluded Services, canonical (sorted, once each), and lists them', () => {
+    const registry = new SandboxRegistry(new FakeAttachments());
+    assert.deepEqual(registry.add('c1', '/cg/c1', { noTranslate: true }).sandbox, { id: 'c1', cgroup: '/cg/c1', noTranslate: true });
+    registry.add('c2', '/cg/c2', { excludeServices: ['shop/web', 'kube-system/kube-dns', 'shop/web'] });
+    assert.deepEqual(registry.list(), [
+      { id: 'c1', cgroup: '/cg/c1', noTranslate: true },
+      { id: 'c2', cgroup: '/cg/c2', excludeServices: ['kube-system/kube-dns', 'shop/web'] },
+    ]);
+    assert.equal(describeBypass(registry.list()[0]!), 'all');
+    assert.equal(describeBypass(registry.list()[1]!), 'kube-system/kube-dns, shop/web');
+    assert.equal(describeBypass({}), undefined);
+  });
+
+  it('answers "unchanged" to the same bypass again, and refuses another one for the same sandbox', () => {
+    const registry = new SandboxRegistry(new FakeAttachments());
+    registry.add('c1', '/cg/c1', { excludeServices: ['a/b'] });
+    assert.equal(registry.add('c1', '/cg/c1', { excludeServices: ['a/b'] }).outcome, 'unchanged');
+    assert.throws(() => registry.add('c1', '/cg/c1'), {
+      code: 'SOCKLB_ERR_SANDBOX',
+      message: 'sandbox c1 is already registered with cgroup /cg/c1, leaving a/b untranslated; remove it first to change that',
+    });
+  });
+
+  it('refuses a Service that is not NAMESPACE/NAME, and no-translate with excluded Services', () => {
+    const registry = new SandboxRegistry(new FakeAttachments());
+    for (const ref of ['web', 'shop/', 'Shop/web', 'shop/web/x', 'shop/9web'])
+      assert.throws(() => registry.add('c1', '/cg/c1', { excludeServices: [ref] }), {
+        code: 'SOCKLB_ERR_SANDBOX',
+        message: `sandbox c1: excluded Service ${JSON.stringify(ref)}: not a Service as NAMESPACE/NAME, such as kube-system/kube-dns`,
+      });
+    assert.throws(
+      () => registry.add('c1', '/cg/c1', { noTranslate: true, excludeServices: ['a/b'] }),
+      /give it or excluded Services, not both/,
+    );
+    assert.deepEqual(registry.list(), []);
+  });
+
+  it('tells its listeners before a new sandbox is attached and after one is removed or fails to attach', () => {
+    const kernel = new FakeAttachments();
+    const registry = new SandboxRegistry(kernel);
+    const seen: string[] = [];
+    registry.onChange(() =>
+      seen.push(
+        `${registry
+          .list()
+          .map((sandbox) => sandbox.id)
+          .join(',')} after ${kernel.calls.length} calls`,
+      ),
+    );
+    registry.add('c1', '/cg/c1', { noTranslate: true });
+    registry.remove('c1');
+    kernel.failNextAttach = new Error('no');
+    assert.throws(() => registry.add('c2', '/cg/c2'));
+    assert.deepEqual(seen, ['c1 after 0 calls', ' after 2 calls', 'c2 after 2 calls', ' after 2 calls']);
+  });
+});
 
 describe('sandbox registry', () => {
   it('attaches a new sandbox and lists it', () => {
