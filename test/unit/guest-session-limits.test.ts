@@ -13,6 +13,7 @@ import { DatapathState } from '../../src/datapath/state.js';
 import { DEFAULT_SESSION_LIMITS, GuestRecord, GuestSession, type GuestSource } from '../../src/guest/session.js';
 import { SyncLog } from '../../src/guest/sync-log.js';
 import { FRAME_TYPES, LIMITS, type MapDescriptor } from '../../src/guest/wire.js';
+import { OBJECT_MAPS } from './guest-simulator.js';
 import { guestFrame, helloPayload } from './guest-wire-fixtures.js';
 
 /** What a session uses of its socket, with what it wrote kept. */
@@ -35,23 +36,9 @@ const EPOCH = 7n;
 /** A service id that sizes the guest's counters (an array indexed by id) past the limit. */
 const LARGE_SERVICE_ID = LIMITS.mapEntries;
 
+/** The node object's maps, as a guest's HELLO lists them, with its counters sized as asked. */
 function maps(statsEntries: number): MapDescriptor[] {
-  const hash = (name: string, keySize: number, valueSize: number): MapDescriptor => ({
-    name,
-    type: 1,
-    keySize,
-    valueSize,
-    maxEntries: 64,
-    flags: 0,
-  });
-  return [
-    hash(MAP_NAMES.backends, 4, 24),
-    hash(MAP_NAMES.clusterIPs, 16, 4),
-    hash(MAP_NAMES.frontends, 20, 16),
-    { name: MAP_NAMES.marker, type: 2, keySize: 4, valueSize: 16, maxEntries: 1, flags: 0 },
-    hash(MAP_NAMES.slots, 8, 8),
-    { name: MAP_NAMES.stats, type: 6, keySize: 4, valueSize: 32, maxEntries: statsEntries, flags: 0 },
-  ];
+  return OBJECT_MAPS.map((map) => ({ ...map, maxEntries: map.name === MAP_NAMES.stats ? statsEntries : 64 }));
 }
 
 function growPastTheLimit(state: DatapathState): void {

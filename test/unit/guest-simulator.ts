@@ -8,7 +8,7 @@
 import { connect, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { Agent } from '../../src/agent/agent.js';
-import { MAP_CODECS, MAP_NAMES, type Marker } from '../../src/datapath/layout.js';
+import { BYPASS_MAP_CODECS, MAP_CODECS, MAP_NAMES, traceSwitchCodec, type Marker } from '../../src/datapath/layout.js';
 import type { DatapathMaps } from '../../src/datapath/maps.js';
 import { InstantReaderFence, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { FrameReader } from '../../src/guest/frame-reader.js';
@@ -47,6 +47,16 @@ export const OBJECT_MAPS: readonly Omit<MapDescriptor, 'maxEntries'>[] = [
   { name: MAP_NAMES.connections, type: BPF_MAP_TYPE_LRU_HASH, keySize: 8, valueSize: 40, flags: 0 },
   { name: MAP_NAMES.affinity, type: BPF_MAP_TYPE_LRU_HASH, keySize: 16, valueSize: 32, flags: 0 },
   { name: MAP_NAMES.sockets, type: BPF_MAP_TYPE_SK_STORAGE, keySize: 4, valueSize: 168, flags: BPF_F_NO_PREALLOC },
+  { name: MAP_NAMES.traceSwitch, type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: traceSwitchCodec.size, flags: 0 },
+  { name: MAP_NAMES.config, type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: BYPASS_MAP_CODECS.config.value.size, flags: 0 },
+  { name: MAP_NAMES.bypass, type: BPF_MAP_TYPE_HASH, keySize: 8, valueSize: BYPASS_MAP_CODECS.bypass.value.size, flags: BPF_F_NO_PREALLOC },
+  {
+    name: MAP_NAMES.exclusions,
+    type: BPF_MAP_TYPE_HASH,
+    keySize: BYPASS_MAP_CODECS.exclusions.key.size,
+    valueSize: 4,
+    flags: BPF_F_NO_PREALLOC,
+  },
 ];
 /** Capacities an OBJECT leaves as the object declares them. */
 const DEFAULT_MAX_ENTRIES: Record<string, number> = { [MAP_NAMES.marker]: 1, [MAP_NAMES.serviceRanges]: 16 };
