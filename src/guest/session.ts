@@ -343,14 +343,21 @@ export class GuestSession {
   }
 
   #sendSync(entry: LogEntry): void {
-    const target = this.#target!;
-    const marker = { epoch: this.source.epoch, seq: entry.seq };
-    const parts = packGroups(syncGroups(entry.writes, marker, target), target);
-    parts.forEach((groups: WriteGroup[], index) => {
-      const frame = encodeBatch({ ...marker, waitForReaders: index === 0 && entry.waitForReaders, groups }, target);
-      this.#send(frame, { kind: 'ack', seq: entry.seq, purpose: 'sync', last: index === parts.length - 1 });
+    const frames = entry.frames.get(this.#target!.layout) ?? this.#encodeSync(entry);
+    frames.forEach((frame, index) => {
+      this.#send(frame, { kind: 'ack', seq: entry.seq, purpose: 'sync', last: index === frames.length - 1 });
     });
     this.#sentSeq = entry.seq;
+  }
+
+  #encodeSync(entry: LogEntry): readonly Buffer[] {
+    const target = this.#target!;
+    const marker = { epoch: this.source.epoch, seq: entry.seq };
+    const frames = packGroups(syncGroups(entry.writes, marker, target), target).map((groups: WriteGroup[], index) =>
+      encodeBatch({ ...marker, waitForReaders: index === 0 && entry.waitForReaders, groups }, target),
+    );
+    entry.frames.set(target.layout, frames);
+    return frames;
   }
 
   /** The guest took what was queued: the syncs it was not sent, or a snapshot if the log lost some. */

@@ -12,6 +12,12 @@ export interface LogEntry {
   writes: SyncWrites;
   /** How many operations it holds, which the log's bound counts. */
   operations: number;
+  /**
+   * Its BATCH frames per guest map layout (WriteTarget.layout), encoded for the first guest of a
+   * layout and written as they are to the others: a sync costs the host one encoding per layout,
+   * not one per guest.
+   */
+  readonly frames: Map<string, readonly Buffer[]>;
 }
 
 /** Operations kept at most: a few hundred ordinary syncs, a few MiB of objects. */
@@ -32,7 +38,7 @@ export class SyncLog {
   append(writes: SyncWrites, waitForReaders: boolean): LogEntry {
     let operations = writes.cleanup.length + writes.addresses.length;
     for (const frontend of writes.frontends) operations += frontend.operations.length;
-    const entry: LogEntry = { seq: ++this.#seq, waitForReaders, writes, operations };
+    const entry: LogEntry = { seq: ++this.#seq, waitForReaders, writes, operations, frames: new Map() };
     this.#entries.push(entry);
     this.#operations += operations;
     // The newest stays even when it alone is over the bound: guests up to date still need it.

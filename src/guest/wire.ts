@@ -163,10 +163,18 @@ function wireError(message: string): SocklbError {
  * to 8 bytes once per possible CPU (the kernel's own per-CPU layout).
  */
 export class WriteTarget {
+  /**
+   * What a batch's bytes depend on besides its writes: the maps' order, types and sizes, and the
+   * guest's CPUs (per-CPU values). Guests of one layout are sent the same frames.
+   */
+  readonly layout: string;
+
   constructor(
     readonly maps: readonly MapDescriptor[],
     readonly possibleCpus: number,
-  ) {}
+  ) {
+    this.layout = `${possibleCpus}|${maps.map((map) => `${map.name}:${map.type}:${map.keySize}:${map.valueSize}`).join(',')}`;
+  }
 
   /** The index of the map `name`; throws when the guest has none. */
   index(name: string): number {

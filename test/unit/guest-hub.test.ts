@@ -143,6 +143,22 @@ describe('the hub and its guests', () => {
     return { largestQueue, largestSync };
   }
 
+  it('encodes a sync once per map layout, and each guest gets frames its own maps take', async () => {
+    await withNode({}, async () => {
+      const guests = [new GuestSimulator(2), new GuestSimulator(2), new GuestSimulator(4)];
+      for (const [index, guest] of guests.entries()) {
+        const path = join(scratch, `layout-${index}.sock`);
+        await node.hub.add(`vm${index}`, `unix:${path}`);
+        guest.connect(path);
+        await node.caughtUp(guest, `guest ${index}'s snapshot`);
+      }
+      node.source.push(NEW);
+      for (const [index, guest] of guests.entries()) await node.caughtUp(guest, `guest ${index}: the sync`);
+      const [last] = node.hub.log.since(node.hub.log.seq - 1n) ?? [];
+      assert.equal(last?.frames.size, 2, 'one encoding for the two guests of 2 CPUs, one for the guest of 4');
+    });
+  });
+
   it('queues at most its bound and one sync for a guest that stops reading, then sends it what it missed', async () => {
     await withNode({ limits: { queueBytes: QUEUE_BYTES } }, async () => {
       const path = join(scratch, 'stalled.sock');
