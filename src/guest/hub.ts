@@ -15,6 +15,7 @@ import type { GuestEntry } from '../sandbox/protocol.js';
 import { checkSandboxId } from '../sandbox/registry.js';
 import { formatGuestAddress, parseGuestAddress, type GuestAddress } from './address.js';
 import { DEFAULT_SESSION_LIMITS, GuestRecord, GuestSession, type GuestSource, type SessionLimits } from './session.js';
+import { countsOf, type GuestCounts } from './sizing.js';
 import { SyncLog } from './sync-log.js';
 import type { SyncWrites } from './writes.js';
 
@@ -46,6 +47,7 @@ export class GuestHub implements GuestSource {
   readonly #guests = new Map<string, Guest>();
   readonly #limits: SessionLimits;
   readonly #now: () => number;
+  #counted: { state: DatapathState; seq: bigint; counts: GuestCounts } | undefined;
 
   constructor(private readonly options: GuestHubOptions) {
     this.log = new SyncLog(options.logOperations);
@@ -55,6 +57,17 @@ export class GuestHub implements GuestSource {
 
   get state(): DatapathState {
     return this.options.state();
+  }
+
+  /**
+   * Counted again only when the state is another object or a sync was made since: the agent
+   * changes its state by syncs, each of which comes through publish() or moves the log on.
+   */
+  get counts(): GuestCounts {
+    const state = this.state;
+    const seq = this.log.seq;
+    if (this.#counted?.state !== state || this.#counted.seq !== seq) this.#counted = { state, seq, counts: countsOf(state) };
+    return this.#counted.counts;
   }
 
   get elf(): Uint8Array {

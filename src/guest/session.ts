@@ -16,7 +16,7 @@ import type { Marker } from '../datapath/layout.js';
 import type { DatapathState } from '../datapath/state.js';
 import type { Logger } from '../log.js';
 import { FrameReader } from './frame-reader.js';
-import { countsOf, guestCapacities, outgrown, undersized } from './sizing.js';
+import { guestCapacities, outgrown, undersized, type GuestCounts } from './sizing.js';
 import type { LogEntry, SyncLog } from './sync-log.js';
 import {
   decodeGuestMessage,
@@ -41,6 +41,8 @@ export interface GuestSource {
   readonly log: SyncLog;
   /** The node's maps as the agent tracks them. */
   readonly state: DatapathState;
+  /** What the node's maps hold now, counted once for every guest (a count walks every frontend). */
+  readonly counts: GuestCounts;
   /** The BPF object guests load: the node's own. */
   readonly elf: Uint8Array;
 }
@@ -238,7 +240,7 @@ export class GuestSession {
     this.#disarm();
     const inStep = hello.marker.epoch === this.source.epoch && !this.record.needsSnapshot && hello.maps.length > 0;
     const missed = inStep ? this.source.log.since(hello.marker.seq) : undefined;
-    if (missed === undefined || outgrown(countsOf(this.source.state), hello.maps).length > 0) return this.#snapshot();
+    if (missed === undefined || outgrown(this.source.counts, hello.maps).length > 0) return this.#snapshot();
     const problems = unwritable(hello.maps);
     if (problems.length > 0) {
       this.logger.info(
@@ -260,7 +262,7 @@ export class GuestSession {
       this.#snapshotTimer = setTimeout(() => this.#snapshot(), wait);
       return;
     }
-    const asked = guestCapacities(countsOf(this.source.state));
+    const asked = guestCapacities(this.source.counts);
     let object: Buffer;
     try {
       object = encodeObject(asked, this.source.elf);
@@ -371,7 +373,7 @@ export class GuestSession {
 
   /** A guest whose maps the node's state outgrew is moved into larger ones. */
   #outgrownMaps(): boolean {
-    const full = outgrown(countsOf(this.source.state), this.#target!.maps);
+    const full = outgrown(this.source.counts, this.#target!.maps);
     if (full.length === 0) return false;
     this.logger.info(
       { guest: this.record.id, maps: full },

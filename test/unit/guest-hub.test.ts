@@ -143,6 +143,22 @@ describe('the hub and its guests', () => {
     return { largestQueue, largestSync };
   }
 
+  it("moves a guest into larger maps once the node's state outgrows them", async () => {
+    await withNode({}, async () => {
+      const path = join(scratch, 'grown.sock');
+      await node.hub.add('vm1', `unix:${path}`);
+      const guest = new GuestSimulator();
+      guest.connect(path);
+      await node.caughtUp(guest, 'the snapshot');
+      const capacity = (guest: GuestSimulator) => guest.live?.get(MAP_NAMES.frontends)?.descriptor.maxEntries ?? 0;
+      const before = capacity(guest);
+      node.source.push(servicesState(300, (index) => [`10.244.${6 + Math.floor(index / 250)}.${(index % 250) + 1}`]));
+      await node.caughtUp(guest, '300 Services');
+      assert.equal(entry('vm1').snapshots, 2, 'a second snapshot');
+      assert.ok(before < 300 && capacity(guest) >= 300, `frontends: ${before} entries, then ${capacity(guest)}`);
+    });
+  });
+
   it('encodes a sync once per map layout, and each guest gets frames its own maps take', async () => {
     await withNode({}, async () => {
       const guests = [new GuestSimulator(2), new GuestSimulator(2), new GuestSimulator(4)];

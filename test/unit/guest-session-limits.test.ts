@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { MAP_NAMES } from '../../src/datapath/layout.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { DEFAULT_SESSION_LIMITS, GuestRecord, GuestSession, type GuestSource } from '../../src/guest/session.js';
+import { countsOf } from '../../src/guest/sizing.js';
 import { SyncLog } from '../../src/guest/sync-log.js';
 import { FRAME_TYPES, LIMITS, type MapDescriptor } from '../../src/guest/wire.js';
 import { OBJECT_MAPS } from './guest-simulator.js';
@@ -57,7 +58,16 @@ function growPastTheLimit(state: DatapathState): void {
 function setUp() {
   const logs: { level: number; guest?: string; msg: string }[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as (typeof logs)[number]) });
-  const source: GuestSource = { epoch: EPOCH, log: new SyncLog(), state: new DatapathState(), elf: Buffer.from('ELF') };
+  const state = new DatapathState();
+  const source: GuestSource = {
+    epoch: EPOCH,
+    log: new SyncLog(),
+    state,
+    get counts() {
+      return countsOf(state);
+    },
+    elf: Buffer.from('ELF'),
+  };
   const open = (id: string) => {
     const socket = new FakeSocket();
     const session = new GuestSession(new GuestRecord(id, DEFAULT_SESSION_LIMITS, 0), socket as unknown as Socket, source, logger, {
