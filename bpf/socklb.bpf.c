@@ -645,24 +645,34 @@ trace_call(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key, enu
 	bpf_ringbuf_submit(event, BPF_RB_NO_WAKEUP);
 }
 
+/* What the configuration asks of a call that is not skipped, read once per call. */
+struct call_policy {
+	/* The caller's bypassed cgroup when it excludes some Services, else 0. */
+	__u64 excluding;
+	/* --skip-same-netns */
+	bool same_netns;
+};
+
 /*
  * Whether a call is left as it is, before any lookup: its socket carries the
  * skip mark, or the caller's cgroup (the current task's, or its nearest
  * bypassed ancestor, so that a sidecar's child cgroups count) translates
- * nothing. Otherwise *excluding is that cgroup when it excludes some
- * Services, else 0. Without bypassed cgroups the walk is not made.
+ * nothing. Otherwise *policy says what else applies to it. Without bypassed
+ * cgroups the walk is not made.
  */
-static __always_inline bool skip_call(struct bpf_sock_addr *ctx, __u64 *excluding)
+static __always_inline bool skip_call(struct bpf_sock_addr *ctx, struct call_policy *policy)
 {
 	const __u32 zero = 0;
 	const struct socklb_config *config = bpf_map_lookup_elem(&socklb_cfg_v1, &zero);
 	__u32 flags = 0;
 
-	*excluding = 0;
+	policy->excluding = 0;
+	policy->same_netns = false;
 	if (!config)
 		return false;
 	if (config->skip_mark && ctx->sk->mark == config->skip_mark)
 		return true;
+	policy->same_netns = config->flags & SOCKLB_CONFIG_SAME_NETNS;
 	if (!config->bypass_cgroups)
 		return false;
 	for (int level = 1; level <= SOCKLB_BYPASS_DEPTH; level++) {
@@ -674,11 +684,11 @@ static __always_inline bool skip_call(struct bpf_sock_addr *ctx, __u64 *excludin
 		bypass = bpf_map_lookup_elem(&socklb_byp_v1, &cgroup);
 		if (bypass) {
 			flags = bypass->flags;
-			*excluding = cgroup;
+			policy->excluding = cgroup;
 		}
 	}
 	if (!(flags & SOCKLB_BYPASS_SOME))
-		*excluding = 0;
+		policy->excluding = 0;
 	return flags & SOCKLB_BYPASS_ALL;
 }
 
@@ -688,15 +698,6 @@ static __always_inline bool excluded(__u64 cgroup, __u32 service_id)
 	struct socklb_exclusion exclusion = { .cgroup_id = cgroup, .service_id = service_id };
 
 	return cgroup && bpf_map_lookup_elem(&socklb_excl_v1, &exclusion);
-}
-
-/* Whether --skip-same-netns is on: an array lookup, which the verifier inlines. */
-static __always_inline bool same_netns_skip(void)
-{
-	const __u32 zero = 0;
-	const struct socklb_config *config = bpf_map_lookup_elem(&socklb_cfg_v1, &zero);
-
-	return config && (config->flags & SOCKLB_CONFIG_SAME_NETNS);
 }
 
 /*
@@ -753,7 +754,7 @@ static __always_inline bool backend_is_local(struct bpf_sock_addr *ctx, const st
  */
 static __always_inline enum lookup_result
 translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
-	  enum stickiness stickiness, __u64 excluding, struct socklb_backend *backend)
+	  enum stickiness stickiness, const struct call_policy *policy, struct socklb_backend *backend)
 {
 	const struct socklb_translation *previous = NULL;
 	struct socklb_sock *sock = NULL;
@@ -772,10 +773,10 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 		}
 	}
 	result = lookup_backend(ctx, key, previous, &choice, &service_id);
-	if (result == LEFT_ALONE || (result != NOT_A_SERVICE && excluded(excluding, service_id)))
+	if (result == LEFT_ALONE || (result != NOT_A_SERVICE && excluded(policy->excluding, service_id)))
 		return NOT_A_SERVICE;
 	/* Reached at the Service address as it is, not translated back into itself. */
-	if (result == BACKEND_FOUND && same_netns_skip() && backend_is_local(ctx, &choice.backend))
+	if (result == BACKEND_FOUND && policy->same_netns && backend_is_local(ctx, &choice.backend))
 		return NOT_A_SERVICE;
 	/* Counted at service id 0, which no frontend is given. */
 	if (result == NOT_A_SERVICE && unserved_service_address(key))
@@ -811,12 +812,12 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx, enum stickiness 
 		.protocol = (__u8)ctx->protocol,
 	};
 	struct socklb_backend backend;
-	__u64 excluding;
+	struct call_policy policy;
 
-	if (skip_call(ctx, &excluding))
+	if (skip_call(ctx, &policy))
 		return SOCK_ADDR_ALLOW;
 	ipv4_mapped(key.address, ctx->user_ip4);
-	switch (translate(ctx, &key, stickiness, excluding, &backend)) {
+	switch (translate(ctx, &key, stickiness, &policy, &backend)) {
 	case NOT_A_SERVICE:
 	case LEFT_ALONE:
 		return SOCK_ADDR_ALLOW;
@@ -840,11 +841,11 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx, enum stickiness 
 		.protocol = (__u8)ctx->protocol,
 	};
 	struct socklb_backend backend;
-	__u64 excluding;
+	struct call_policy policy;
 
-	if (skip_call(ctx, &excluding))
+	if (skip_call(ctx, &policy))
 		return SOCK_ADDR_ALLOW;
-	switch (translate(ctx, &key, stickiness, excluding, &backend)) {
+	switch (translate(ctx, &key, stickiness, &policy, &backend)) {
 	case NOT_A_SERVICE:
 	case LEFT_ALONE:
 		return SOCK_ADDR_ALLOW;
