@@ -14,15 +14,7 @@ import { detachDirectory, pinProgramLinks } from '../pins/links.js';
 import type { BypassMaps } from './bypass.js';
 import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
-import {
-  CAPACITY_FLAGS,
-  DEFAULT_CAPACITIES,
-  roleCapacity,
-  roleOfMap,
-  type DatapathMaps,
-  type MapCapacities,
-  type MapRole,
-} from './maps.js';
+import { capacityFlag, DEFAULT_CAPACITIES, roleCapacity, roleOfMap, type DatapathMaps, type MapCapacities, type MapRole } from './maps.js';
 import { KernelReaderFence } from './readers.js';
 import { TraceRing } from './trace-ring.js';
 
@@ -216,7 +208,7 @@ interface MapSize {
 }
 
 function sizeOf(mapName: string, capacities: MapCapacities): MapSize | undefined {
-  if (mapName === MAP_NAMES.connections) return { capacity: capacities.connections, flag: '--max-connections' };
   const role = roleOfMap(mapName);
-  return role === undefined ? undefined : { capacity: roleCapacity(role, capacities), flag: CAPACITY_FLAGS[role] };
+  const capacity = mapName === MAP_NAMES.connections ? capacities.connections : role && roleCapacity(role, capacities);
+  return capacity === undefined ? undefined : { capacity, flag: capacityFlag(mapName) };
 }

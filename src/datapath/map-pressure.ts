@@ -9,7 +9,7 @@
 // once its entries reach its capacity less those per-CPU reserves.
 
 import { MAP_NAMES } from './layout.js';
-import { CAPACITY_FLAGS, roleOfMap } from './maps.js';
+import { capacityFlag } from './maps.js';
 
 /** A map's fill: entries null where counting says nothing (an array) or cannot be done (socket storage). */
 export interface MapFill {
@@ -67,13 +67,6 @@ const EVICTION_COSTS: Record<string, string> = {
   [MAP_NAMES.connections]: 'a translated TCP connection whose entry is evicted has getpeername() answer with the backend, not the Service',
   [MAP_NAMES.affinity]: 'a ClientIP-affinity client whose entry is evicted may get another backend before its timeout',
 };
-
-/** The flag that sizes a map, by name; undefined for a fixed size. */
-export function capacityFlag(mapName: string): string | undefined {
-  if (mapName === MAP_NAMES.connections) return '--max-connections';
-  const role = roleOfMap(mapName);
-  return role === undefined ? undefined : CAPACITY_FLAGS[role];
-}
 
 /** One sentence: the map, its pressure, what it costs and what to do. */
 export function pressureMessage(fill: MapFill, pressure: MapPressure): string {

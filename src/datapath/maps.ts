@@ -133,6 +133,13 @@ export function roleOfMap(mapName: string): MapRole | undefined {
   return ROLE_BY_MAP_NAME.get(mapName);
 }
 
+/** The flag that sizes a map, by name, the programs' connections among them; undefined for a fixed size. */
+export function capacityFlag(mapName: string): string | undefined {
+  if (mapName === MAP_NAMES.connections) return '--max-connections';
+  const role = roleOfMap(mapName);
+  return role === undefined ? undefined : CAPACITY_FLAGS[role];
+}
+
 /** A failed map write; `errno` is the kernel's answer. */
 export function mapWriteError(map: BpfMap, action: 'update' | 'delete', errno: number): SocklbError {
   const name = errnoName(errno);
