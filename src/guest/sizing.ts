@@ -25,6 +25,7 @@ export function capacityFor(count: number): number {
  */
 export const GUEST_CONNECTIONS = 16_384;
 export const GUEST_AFFINITY = 4_096;
+const GUEST_TRACE_RING_BYTES = 65_536;
 
 /** What a guest's maps must hold now: entries of the hash maps, ids of the arrays indexed by id. */
 export interface GuestCounts {
@@ -65,6 +66,9 @@ export function guestCapacities(counts: GuestCounts): ObjectMap[] {
     { name: MAP_NAMES.connections, maxEntries: GUEST_CONNECTIONS, keepPinned: true },
     // Socket storage has no capacity of its own: 0 is what the kernel takes.
     { name: MAP_NAMES.sockets, maxEntries: 0, keepPinned: true },
+    // `socklb trace` does not reach guests, so nothing turns their programs' tracing on: the
+    // smallest ring that is a power of two and a whole number of pages of 4 and of 64 KiB.
+    { name: MAP_NAMES.traceRing, maxEntries: GUEST_TRACE_RING_BYTES },
   ];
 }
 

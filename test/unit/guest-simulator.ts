@@ -27,6 +27,7 @@ const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 const BPF_MAP_TYPE_LRU_HASH = 9;
 const BPF_MAP_TYPE_LPM_TRIE = 11;
 const BPF_MAP_TYPE_SK_STORAGE = 24;
+const BPF_MAP_TYPE_RINGBUF = 27;
 const BPF_F_NO_PREALLOC = 1;
 const E2BIG = 7;
 const EINVAL = 22;
@@ -48,6 +49,7 @@ export const OBJECT_MAPS: readonly Omit<MapDescriptor, 'maxEntries'>[] = [
   { name: MAP_NAMES.affinity, type: BPF_MAP_TYPE_LRU_HASH, keySize: 16, valueSize: 32, flags: 0 },
   { name: MAP_NAMES.sockets, type: BPF_MAP_TYPE_SK_STORAGE, keySize: 4, valueSize: 168, flags: BPF_F_NO_PREALLOC },
   { name: MAP_NAMES.traceSwitch, type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: traceSwitchCodec.size, flags: 0 },
+  { name: MAP_NAMES.traceRing, type: BPF_MAP_TYPE_RINGBUF, keySize: 0, valueSize: 0, flags: 0 },
   { name: MAP_NAMES.config, type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: BYPASS_MAP_CODECS.config.value.size, flags: 0 },
   { name: MAP_NAMES.bypass, type: BPF_MAP_TYPE_HASH, keySize: 8, valueSize: BYPASS_MAP_CODECS.bypass.value.size, flags: BPF_F_NO_PREALLOC },
   {
