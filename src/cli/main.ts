@@ -12,6 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import type { Server } from 'node:http';
 import { Agent } from '../agent/agent.js';
 import type { DatapathState } from '../datapath/state.js';
+import { DEFAULT_GUEST_VSOCK_PORT } from '../guest/address.js';
 import { GuestHub } from '../guest/hub.js';
 import { AttachmentKeeper } from '../agent/attachment-keeper.js';
 import { BypassKeeper } from '../agent/bypass-keeper.js';
@@ -99,6 +100,7 @@ interface RunOptions {
   healthzBindAddress: string;
   /** Milliseconds. */
   syncPeriod: number;
+  guestVsockPort: number;
 }
 
 // kube-proxy's default: twice its 30 s sync period.
@@ -237,6 +239,7 @@ async function run(options: RunOptions): Promise<void> {
     pinDirectory: options.pinDir,
     elf: readFileSync(options.bpfObject),
     state: (): DatapathState => agent.datapath,
+    vsockPort: options.guestVsockPort,
     logger,
   });
   const sandboxes = await adoptSandboxes(datapath, guests, options.pinDir, options.controlSocket, logger);
@@ -396,6 +399,12 @@ const positiveInteger = (flag: string) => (value: string) => {
     throw new SocklbError('SOCKLB_ERR_USAGE', `${flag} ${value}: not a whole number of entries`);
   return count;
 };
+/** A vsock port to listen on: any but VMADDR_PORT_ANY (0xFFFFFFFF). */
+function vsockPort(text: string): number {
+  const port = /^[0-9]{1,10}$/.test(text) ? Number(text) : NaN;
+  if (!(port <= 0xfffffffe)) throw new SocklbError('SOCKLB_ERR_USAGE', `--guest-vsock-port ${text}: not a vsock port, 0 to 4294967294`);
+  return port;
+}
 const BYTE_UNITS = new Map([
   ['', 1],
   ['Ki', 2 ** 10],
@@ -566,6 +575,13 @@ program
     )
       .argParser(syncPeriod)
       .default(syncPeriod(DEFAULT_SYNC_PERIOD), DEFAULT_SYNC_PERIOD),
+  )
+  .option(
+    '--guest-vsock-port <port>',
+    'the vsock port where the applier of a vsock:CID guest connects (socklb-applier --connect vsock:2:PORT); ' +
+      'listened on while such a guest is registered (docs/guest-mode.md)',
+    vsockPort,
+    DEFAULT_GUEST_VSOCK_PORT,
   )
   .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', process.env.SOCKLB_LOG_LEVEL ?? 'info')
   .action((options: RunOptions) => run(options));

@@ -160,7 +160,8 @@ export function registerSandboxCommands(program: Command): void {
     .addOption(
       new Option(
         '--guest <address>',
-        "a microVM guest's socket: unix:PATH (hybrid vsock) or serial:PATH (virtio-serial chardev)",
+        "a microVM guest's stream: unix:PATH (hybrid vsock), vsock:CID (vhost-vsock, on run --guest-vsock-port) " +
+          'or serial:PATH (virtio-serial chardev)',
       ).conflicts('cgroup'),
     )
     .addOption(
@@ -222,7 +223,7 @@ export function registerSandboxCommands(program: Command): void {
     .command('oci-hook')
     .description(
       'an OCI runtime hook: registers the container (state on stdin) with the agent at createRuntime or poststart, ' +
-        'unregisters it at poststop; a microVM sandbox annotated socklb.io/guest=unix:PATH is registered as that guest',
+        'unregisters it at poststop; a microVM sandbox annotated socklb.io/guest=ADDRESS (as sandbox add --guest) is registered as that guest',
     )
     .addArgument(new Argument('[stage]', "the hook it is configured as (default: from the state's status)").choices(HOOK_STAGES))
     .addOption(controlSocketOption())

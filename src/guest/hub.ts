@@ -1,5 +1,6 @@
-// Guest mode on the node: the registered microVM guests, a listener for each, and what every sync
-// of the node's maps becomes for them. One canonical state (the node's own DatapathState) and one
+// Guest mode on the node: the registered microVM guests, a listener for each (one vsock listener
+// for all the vhost-vsock ones, which tells them apart by CID), and what every sync of the node's
+// maps becomes for them. One canonical state (the node's own DatapathState) and one
 // bounded log of its changes serve every guest: a guest costs the host its record, its listener,
 // its connection and what is queued for it, whatever the number of Services.
 
@@ -12,8 +13,16 @@ import { SocklbError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { pinGuest, pinnedGuests, unpinGuest } from '../pins/layout.js';
 import type { GuestEntry } from '../sandbox/protocol.js';
+import { listenVsock, type ListenVsock, type VsockError, type VsockListener } from '../kernel/vsock.js';
 import { checkSandboxId } from '../sandbox/registry.js';
-import { formatGuestAddress, parseGuestAddress, type GuestAddress } from './address.js';
+import {
+  DEFAULT_GUEST_VSOCK_PORT,
+  describeEndpoint,
+  formatGuestAddress,
+  parseGuestAddress,
+  sameEndpoint,
+  type GuestAddress,
+} from './address.js';
 import { DEFAULT_SESSION_LIMITS, GuestRecord, GuestSession, type GuestSource, type SessionLimits } from './session.js';
 import { countsOf, type GuestCounts } from './sizing.js';
 import { SyncLog } from './sync-log.js';
@@ -23,9 +32,13 @@ interface Guest {
   id: string;
   address: GuestAddress;
   record: GuestRecord;
-  server: Server;
+  /** A unix: or serial: guest's own listener; the vsock: guests share the hub's. */
+  server: Server | undefined;
   session: GuestSession | undefined;
 }
+
+/** Connections from a CID no guest has are logged at most this often: such a peer can connect in a loop. */
+export const REFUSED_PEER_LOG_INTERVAL_MS = 10_000;
 
 export interface GuestHubOptions {
   pinDirectory: string;
@@ -37,6 +50,10 @@ export interface GuestHubOptions {
   limits?: SessionLimits;
   /** Operations the log of syncs keeps; default DEFAULT_LOG_OPERATIONS. */
   logOperations?: number;
+  /** The vsock port of the vsock: guests; default DEFAULT_GUEST_VSOCK_PORT. */
+  vsockPort?: number;
+  /** Opens the vsock listener; default the kernel's (tests give a fake one). */
+  listenVsock?: ListenVsock;
   now?: () => number;
 }
 
@@ -48,6 +65,9 @@ export class GuestHub implements GuestSource {
   readonly #limits: SessionLimits;
   readonly #now: () => number;
   #counted: { state: DatapathState; seq: bigint; counts: GuestCounts } | undefined;
+  /** Open while a vsock: guest is registered. */
+  #vsock: VsockListener | undefined;
+  readonly #refusedPeers = { count: 0, loggedAt: -Infinity };
 
   constructor(private readonly options: GuestHubOptions) {
     this.log = new SyncLog(options.logOperations);
@@ -98,8 +118,8 @@ export class GuestHub implements GuestSource {
         'SOCKLB_ERR_SANDBOX',
         `guest ${id} is already registered at ${formatGuestAddress(existing.address)}; remove it first`,
       );
-    const holder = [...this.#guests.values()].find((guest) => guest.address.path === address.path);
-    if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `${address.path} is already the address of guest ${holder.id}`);
+    const holder = [...this.#guests.values()].find((guest) => sameEndpoint(guest.address, address));
+    if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `${describeEndpoint(address)} is already the address of guest ${holder.id}`);
     const guest = await this.#serve(id, address);
     pinGuest(this.options.pinDirectory, id, formatGuestAddress(address));
     return { outcome: 'added', guest: this.#view(guest) };
@@ -138,39 +158,79 @@ export class GuestHub implements GuestSource {
 
   /** Stops listening and closes every connection; registrations stay recorded for the next run. */
   async close(): Promise<void> {
-    await Promise.all([...this.#guests.values()].map((guest) => this.#stop(guest)));
+    const guests = [...this.#guests.values()];
     this.#guests.clear();
+    await Promise.all(guests.map((guest) => this.#stop(guest)));
   }
 
   async #serve(id: string, address: GuestAddress): Promise<Guest> {
-    const guest: Guest = {
-      id,
-      address,
-      record: new GuestRecord(id, this.#limits, this.#now()),
-      server: createServer(),
-      session: undefined,
-    };
-    // Identity is the path: whatever connects there is this guest. A new connection replaces the
-    // old one (an applier that restarted before its old connection timed out).
-    guest.server.on('connection', (socket: Socket) => {
-      guest.session?.close('replaced by a new connection');
-      guest.session = new GuestSession(guest.record, socket, this, this.options.logger, {
-        serial: address.transport === 'serial',
-        limits: this.#limits,
-        now: this.#now,
-      });
-    });
-    guest.server.on('error', (error: NodeJS.ErrnoException) =>
-      this.options.logger.error({ guest: id, code: error.code }, `guest ${id}: ${address.path}: ${error.message}`),
-    );
-    await listen(guest.server, address.path, id);
+    const guest: Guest = { id, address, record: new GuestRecord(id, this.#limits, this.#now()), server: undefined, session: undefined };
+    if (address.transport === 'vsock') this.#openVsock(id);
+    else {
+      // Identity is the path: whatever connects there is this guest.
+      const server = createServer((socket) => this.#accept(guest, socket));
+      server.on('error', (error: NodeJS.ErrnoException) =>
+        this.options.logger.error({ guest: id, code: error.code }, `guest ${id}: ${address.path}: ${error.message}`),
+      );
+      await listen(server, address.path, id);
+      guest.server = server;
+    }
     this.#guests.set(id, guest);
     return guest;
   }
 
+  /** A new connection replaces the old one (an applier that restarted before its old connection timed out). */
+  #accept(guest: Guest, socket: Socket): void {
+    guest.session?.close('replaced by a new connection');
+    guest.session = new GuestSession(guest.record, socket, this, this.options.logger, {
+      serial: guest.address.transport === 'serial',
+      limits: this.#limits,
+      now: this.#now,
+    });
+  }
+
+  /** Listens on the vsock port unless it is open already: for the first vsock: guest, registered or adopted. */
+  #openVsock(id: string): void {
+    if (this.#vsock) return;
+    const port = this.options.vsockPort ?? DEFAULT_GUEST_VSOCK_PORT;
+    try {
+      this.#vsock = (this.options.listenVsock ?? listenVsock)(port, {
+        connection: (peerCid, socket) => this.#vsockConnection(peerCid, socket),
+        error: (error) => this.options.logger.error({ port, code: error.code }, `vsock port ${port}: ${error.message}`),
+      });
+    } catch (error) {
+      throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: cannot listen on vsock port ${port}: ${whyNoVsock(error as VsockError)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** Identity is the peer's CID, which vhost-vsock sets, whatever the guest says. */
+  #vsockConnection(peerCid: number, socket: Socket): void {
+    const guest = [...this.#guests.values()].find(({ address }) => address.transport === 'vsock' && address.cid === peerCid);
+    if (guest) return this.#accept(guest, socket);
+    socket.destroy();
+    const refused = this.#refusedPeers;
+    refused.count++;
+    const now = this.#now();
+    if (now - refused.loggedAt < REFUSED_PEER_LOG_INTERVAL_MS) return;
+    this.options.logger.warn(
+      { cid: peerCid, refused: refused.count },
+      `vsock: closed a connection from CID ${peerCid}, which no guest has; ${refused.count} closed so since this was last logged`,
+    );
+    refused.count = 0;
+    refused.loggedAt = now;
+  }
+
   async #stop(guest: Guest): Promise<void> {
     guest.session?.close('the agent stops serving this guest');
-    await new Promise<void>((resolve) => guest.server.close(() => resolve()));
+    const server = guest.server;
+    if (server) return new Promise<void>((resolve) => server.close(() => resolve()));
+    // The vsock listener goes with its last guest.
+    const vsock = this.#vsock;
+    if (!vsock || [...this.#guests.values()].some(({ address }) => address.transport === 'vsock')) return;
+    this.#vsock = undefined;
+    await vsock.close();
   }
 
   #view(guest: Guest): GuestEntry {
@@ -189,6 +249,12 @@ export class GuestHub implements GuestSource {
       kernelRelease: guest.record.kernelRelease,
     };
   }
+}
+
+function whyNoVsock(error: VsockError): string {
+  if (error.code === 'EAFNOSUPPORT') return 'this kernel has no vsock (AF_VSOCK: EAFNOSUPPORT; load vhost_vsock)';
+  if (error.code === 'EADDRINUSE') return 'another process holds it (EADDRINUSE); give this agent another with run --guest-vsock-port';
+  return error.message;
 }
 
 /**

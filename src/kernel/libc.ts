@@ -14,6 +14,14 @@ export const libcCalls = {
     data: string | null,
   ) => number,
   close: libc.func('int close(int fd)') as (fd: number) => number,
+  /** For AF_VSOCK, which node:net cannot make (vsock.ts). */
+  socket: libc.func('int socket(int domain, int type, int protocol)') as (domain: number, type: number, protocol: number) => number,
+  bind: libc.func('int bind(int fd, const uint8_t *address, uint32_t length)') as (fd: number, address: Buffer, length: number) => number,
+  getpeername: libc.func('int getpeername(int fd, _Out_ uint8_t *address, _Inout_ uint32_t *length)') as (
+    fd: number,
+    address: Buffer,
+    length: number[],
+  ) => number,
   /** Moves the calling thread (only) into the namespace of `fd`. */
   setns: libc.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number,
   /** Returns the free pages of every malloc arena to the kernel (src/agent/malloc-trim.ts). */

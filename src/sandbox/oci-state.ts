@@ -29,7 +29,7 @@ export type HookAction = 'register' | 'unregister';
 /**
  * The annotation a microVM runtime (Kata, firecracker-containerd, a Virtual Kubelet provider)
  * sets on a sandbox whose Services go to the applier in its guest: the guest's address
- * (`unix:PATH` or `serial:PATH`, src/guest/address.ts), registered in place of a cgroup.
+ * (`unix:PATH`, `serial:PATH` or `vsock:CID`, src/guest/address.ts), registered in place of a cgroup.
  */
 export const GUEST_ANNOTATION = 'socklb.io/guest';
 
