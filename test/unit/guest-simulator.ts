@@ -6,13 +6,13 @@
 // with the node's maps (nodeContents), entry for entry.
 
 import { connect, type Socket } from 'node:net';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { Agent } from '../../src/agent/agent.js';
 import { BYPASS_MAP_CODECS, MAP_CODECS, MAP_NAMES, traceSwitchCodec, type Marker } from '../../src/datapath/layout.js';
 import type { DatapathMaps } from '../../src/datapath/maps.js';
 import { InstantReaderFence, memoryMaps } from '../../src/datapath/memory-maps.js';
 import { FrameReader } from '../../src/guest/frame-reader.js';
-import { GuestHub } from '../../src/guest/hub.js';
+import { GuestHub, type GuestHubOptions } from '../../src/guest/hub.js';
 import { DEFAULT_SESSION_LIMITS, type SessionLimits } from '../../src/guest/session.js';
 import { FRAME_TYPES, LIMITS, type MapDescriptor } from '../../src/guest/wire.js';
 import type { SourceState } from '../../src/model/source-state.js';
@@ -354,11 +354,16 @@ export class SimNode {
   static async start(
     pinDirectory: string,
     state: SourceState,
-    options: { maps?: DatapathMaps; limits?: Partial<SessionLimits>; logOperations?: number } = {},
+    options: {
+      maps?: DatapathMaps;
+      limits?: Partial<SessionLimits>;
+      logOperations?: number;
+      logger?: Logger;
+    } & Pick<GuestHubOptions, 'listenVsock' | 'vsockPort' | 'now'> = {},
   ): Promise<SimNode> {
     const maps = options.maps ?? memoryMaps();
     const source = new ManualSource(state);
-    const logger = pino({ level: 'silent' });
+    const logger = options.logger ?? pino({ level: 'silent' });
     const hub: GuestHub = new GuestHub({
       pinDirectory,
       elf: Buffer.from('not an ELF: the simulator loads nothing'),
@@ -366,6 +371,9 @@ export class SimNode {
       logger,
       limits: { ...TEST_LIMITS, ...options.limits },
       logOperations: options.logOperations,
+      listenVsock: options.listenVsock,
+      vsockPort: options.vsockPort,
+      now: options.now,
     });
     const agent: Agent = new Agent({ source, maps, readers: new InstantReaderFence(), guests: hub, logger, node: NODE });
     await agent.start();
