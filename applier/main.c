@@ -35,7 +35,8 @@ static const char usage[] =
 	"\n"
 	"Applies the BPF object and map writes a socklb host agent sends (docs/guest-protocol.md).\n"
 	"  --connect unix:PATH      the host's Unix socket\n"
-	"  --connect vsock:CID:PORT the host over vsock (Firecracker, Cloud Hypervisor: CID 2)\n"
+	"  --connect vsock:CID:PORT the host over vsock: CID 2 (1 over vsock_loopback), PORT the\n"
+	"                           agent's --guest-vsock-port (default 1024) or the one its VMM forwards\n"
 	"  --serial PATH            a virtio-serial port, e.g. /dev/virtio-ports/socklb\n"
 	"  --pin-dir DIR            where maps and links are pinned (default " DEFAULT_PIN_DIR ")\n"
 	"  --cgroup PATH            the cgroup to attach to (default: the cgroup v2 root)\n";
