@@ -17,7 +17,7 @@ import type { AddOutcome, Sandbox } from './registry.js';
 /** A microVM guest as the agent serves it (src/guest): its address and how its stream goes. */
 export interface GuestEntry {
   id: string;
-  /** unix:PATH or serial:PATH. */
+  /** unix:PATH, serial:PATH or vsock:CID. */
   guest: string;
   /** What its connection is doing: streaming when it is up to date; disconnected without one. */
   phase: string;
