@@ -66,32 +66,46 @@ export type ListenVsock = (port: number, handlers: VsockHandlers) => VsockListen
 export const listenVsock: ListenVsock = (port, handlers) => {
   const fd = libcCalls.socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw new VsockError(errnoName(lastErrno()), 'socket(AF_VSOCK)');
-  const handle = new Pipe(pipeConstants.SERVER);
-  try {
-    if (libcCalls.bind(fd, sockaddrVm(VMADDR_CID_ANY, port), SOCKADDR_VM_SIZE) < 0)
-      throw new VsockError(errnoName(lastErrno()), `bind(port ${port})`);
-    check(handle.open(fd), 'open');
-  } catch (error) {
+  if (libcCalls.bind(fd, sockaddrVm(VMADDR_CID_ANY, port), SOCKADDR_VM_SIZE) < 0) {
+    const error = new VsockError(errnoName(lastErrno()), `bind(port ${port})`);
     libcCalls.close(fd);
     throw error;
   }
-  handle.onconnection = (status, client) => {
-    if (status < 0 || !client) return handlers.error(new VsockError(errnoName(status), 'accept'));
-    const peerCid = peerCidOf(client.fd);
-    if (peerCid === undefined) return client.close();
-    handlers.connection(peerCid, new Socket({ handle: client, readable: true, writable: true } as SocketConstructorOpts));
-  };
-  try {
-    check(handle.listen(BACKLOG), 'listen');
-  } catch (error) {
-    handle.close();
-    throw error;
-  }
-  return { port, close: () => new Promise<void>((resolve) => handle.close(resolve)) };
+  const listener = listenOnBoundSocket(fd, {
+    connection: (clientFd, socket) => {
+      const peerCid = peerCidOf(clientFd);
+      if (peerCid === undefined) socket.destroy();
+      else handlers.connection(peerCid, socket);
+    },
+    error: (error) => handlers.error(error),
+  });
+  return { port, close: () => listener.close() };
 };
 
-function check(status: number, call: string): void {
-  if (status < 0) throw new VsockError(errnoName(status), call);
+/**
+ * Listens on `fd`, a bound stream socket of any family, through libuv; each connection accepted
+ * comes as a net.Socket with its fd. Takes `fd` (closed on failure too); throws a VsockError.
+ */
+export function listenOnBoundSocket(
+  fd: number,
+  handlers: { connection(fd: number, socket: Socket): void; error(error: VsockError): void },
+): { close(): Promise<void> } {
+  const handle = new Pipe(pipeConstants.SERVER);
+  const opened = handle.open(fd);
+  if (opened < 0) {
+    libcCalls.close(fd);
+    throw new VsockError(errnoName(opened), 'open');
+  }
+  handle.onconnection = (accepted, client) => {
+    if (accepted < 0 || !client) return handlers.error(new VsockError(errnoName(accepted), 'accept'));
+    handlers.connection(client.fd, new Socket({ handle: client, readable: true, writable: true } as SocketConstructorOpts));
+  };
+  const listening = handle.listen(BACKLOG);
+  if (listening < 0) {
+    handle.close();
+    throw new VsockError(errnoName(listening), 'listen');
+  }
+  return { close: () => new Promise<void>((resolve) => handle.close(resolve)) };
 }
 
 function sockaddrVm(cid: number, port: number): Buffer {
@@ -102,7 +116,7 @@ function sockaddrVm(cid: number, port: number): Buffer {
   return address;
 }
 
-/** The CID of the peer of `fd`; undefined when it is gone already (the connection is dropped). */
+/** The CID of the peer of `fd`; undefined when it is gone already (the connection is then dropped). */
 function peerCidOf(fd: number): number | undefined {
   const address = Buffer.alloc(SOCKADDR_VM_SIZE);
   const length = [SOCKADDR_VM_SIZE];
