@@ -15,129 +15,22 @@
 // Env: SOCKLB_VM_KERNEL, the directory test/vm/get-kernel.sh filled (default build/vm/kernel).
 
 import assert from 'node:assert/strict';
-import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import type { GuestEntry } from '../../src/sandbox/protocol.js';
 import type { Pod } from '../lab/lab.js';
-import {
-  endpointSlice,
-  missingPrivileges,
-  service,
-  socklb,
-  writeManifest,
-  type RunningAgent,
-  type ServicePortSpec,
-} from '../integration/support.js';
+import { endpointSlice, service, socklb, writeManifest, type RunningAgent, type ServicePortSpec } from '../integration/support.js';
 import { Testbed } from '../integration/testbed.js';
-
-const execFileAsync = promisify(execFile);
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const HERE = join(ROOT, 'test', 'vm');
-const KERNEL = process.env['SOCKLB_VM_KERNEL'] ?? join(ROOT, 'build', 'vm', 'kernel');
-const AGENT = join(ROOT, 'dist', 'socklb.js');
-const APPLIER = join(ROOT, 'dist', 'socklb-applier');
-const QEMU = 'qemu-system-x86_64';
+import { AGENT, APPLIER, Console, HERE, buildInitramfs, qemuArgv, vmSkipReason } from './vm-support.js';
 
 const WEB = '10.96.70.10';
 /** Where the guest reaches the loopback of QEMU's network namespace (slirp's host address). */
 const HOST_LOOPBACK = '10.0.2.2';
 const URL_HTTP = `http://${WEB}/`;
 const URL_ALT = `http://${WEB}:81/`;
-/** Under TCG the applier takes seconds to load the object; a change then takes well under one. */
-const GUEST_TIMEOUT_MS = 120_000;
-/**
- * Runs QEMU until it exits or this process's end closes the wrapper's stdin, whichever comes
- * first, so that a test killed mid-run leaves no VM behind.
- */
-const KILL_WHEN_STDIN_CLOSES =
-  'exec 3<&0 </dev/null; "$@" & qemu=$!; { read -r _ <&3; kill $qemu; } & reader=$!; wait $qemu; status=$?; kill $reader; exit $status';
 
-/** Why QEMU cannot run a machine here (then the test is skipped, loudly), or undefined. */
-function qemuUnavailable(): string | undefined {
-  const probe = spawnSync(
-    QEMU,
-    ['-accel', 'tcg', '-M', 'q35', '-m', '64M', '-nodefaults', '-no-user-config', '-display', 'none', '-S', '-monitor', 'stdio'],
-    {
-      input: 'quit\n',
-      encoding: 'utf8',
-      timeout: 30_000,
-    },
-  );
-  if (probe.error) return `${QEMU} cannot start: ${probe.error.message}`;
-  if (probe.status !== 0) return `${QEMU} cannot start a TCG machine: exit ${probe.status ?? probe.signal}: ${probe.stderr.trim()}`;
-  return undefined;
-}
-
-function skipReason(): string | undefined {
-  const missing = missingPrivileges();
-  if (missing !== undefined) return missing;
-  for (const [file, make] of [
-    [join(KERNEL, 'vmlinuz'), 'make test-vm'],
-    [APPLIER, 'make bundle'],
-    [AGENT, 'make bundle'],
-  ] as const) {
-    // Not a reason to skip: the test was run without what `make test-vm` prepares.
-    if (!existsSync(file)) throw new Error(`${file} is missing: run \`${make}\``);
-  }
-  const qemu = qemuUnavailable();
-  if (qemu === undefined) return undefined;
-  process.stderr.write(`\n${'*'.repeat(78)}\n* SKIPPED: the VM test cannot run: ${qemu}\n${'*'.repeat(78)}\n\n`);
-  return `SKIPPED: ${qemu}`;
-}
-
-/** The guest's serial console: lines as they come, and waits for one that matches. */
-class Console {
-  #text = '';
-  readonly exited: Promise<number | null>;
-
-  constructor(readonly qemu: ChildProcess) {
-    qemu.stdout?.setEncoding('utf8');
-    qemu.stdout?.on('data', (text: string) => {
-      this.#text += text.replaceAll('\r', '');
-    });
-    // QEMU's own complaints land among the guest's lines, where a failure message shows them.
-    qemu.stderr?.setEncoding('utf8');
-    qemu.stderr?.on('data', (text: string) => {
-      this.#text += text;
-    });
-    this.exited = new Promise((resolve) => qemu.once('exit', (code) => resolve(code)));
-  }
-
-  /** What the guest's probe printed last for `url` (guest.sh prints an answer when it changes). */
-  lastAnswer(url: string): string | undefined {
-    const prefix = `guest: ${url} -> `;
-    return this.#text
-      .split('\n')
-      .filter((line) => line.startsWith(prefix))
-      .at(-1)
-      ?.slice(prefix.length);
-  }
-
-  /** Resolves to the first line matching `pattern` after `from` characters of console output. */
-  async waitFor(pattern: RegExp, { from = 0, timeoutMs = GUEST_TIMEOUT_MS } = {}): Promise<{ line: string; end: number }> {
-    const deadline = Date.now() + timeoutMs;
-    let exited = false;
-    void this.exited.then(() => (exited = true));
-    for (;;) {
-      const rest = this.#text.slice(from);
-      for (const match of rest.matchAll(/^.*$/gm)) {
-        if (pattern.test(match[0])) return { line: match[0], end: from + match.index + match[0].length };
-      }
-      if (exited || Date.now() > deadline) {
-        const why = exited ? 'QEMU exited' : `not within ${timeoutMs / 1000} s`;
-        throw new Error(`guest console: no line matching ${String(pattern)} (${why}); the console's end:\n${this.#text.slice(-3000)}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
-
-describe('guest mode in a real guest kernel under QEMU', { skip: skipReason() }, () => {
+describe('guest mode in a real guest kernel under QEMU', { skip: vmSkipReason() }, () => {
   const bed = new Testbed('guest-vm');
   let host: Pod;
   let controlSocket: string;
@@ -175,7 +68,7 @@ describe('guest mode in a real guest kernel under QEMU', { skip: skipReason() },
     controlSocket = join(scratch, 'control.sock');
     guestSocket = join(scratch, 'vm1.serial');
     const initramfs = join(scratch, 'initramfs.cpio.gz');
-    await execFileAsync(join(HERE, 'build-initramfs.sh'), [initramfs, KERNEL, APPLIER, join(HERE, 'guest.sh')]);
+    await buildInitramfs(initramfs, [APPLIER, join(HERE, 'guest.sh')]);
 
     host = await bed.lab.addPod('vmhost');
     await bed.lab.startEchoServer(host, { name: 'a', port: 8081 });
@@ -188,24 +81,19 @@ describe('guest mode in a real guest kernel under QEMU', { skip: skipReason() },
     );
     assert.equal(added.code, 0, added.stderr);
 
-    // Under TCG the guest's TSC is the host's: telling it the frequency skips the PIT calibration,
-    // which fails now and then under emulation. The command travels base64-encoded: the kernel's
-    // command line eats quotes.
-    const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]);
-    const command = Buffer.from(`guest.sh ${URL_HTTP} ${URL_ALT}`).toString('base64');
     const qemu = bed.lab.spawn(
       host,
-      [
-        ...['sh', '-c', KILL_WHEN_STDIN_CLOSES, 'qemu-lifeline'],
-        ...[QEMU, '-accel', 'tcg', '-M', 'q35', '-m', '256M', '-smp', '1'],
-        ...['-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot'],
-        ...['-kernel', join(KERNEL, 'vmlinuz'), '-initrd', initramfs],
-        ...['-append', `console=ttyS0 panic=-1 quiet tsc_early_khz=${Math.round(mhz * 1000)} -- ${command}`],
-        ...['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,romfile=,netdev=n0'],
-        // The agent listens on the guest's socket: QEMU connects, and again whenever it is closed.
-        ...['-device', 'virtio-serial-pci', '-chardev', `socket,id=s0,path=${guestSocket},reconnect=1`],
-        ...['-device', 'virtserialport,chardev=s0,name=socklb'],
-      ],
+      qemuArgv({
+        initramfs,
+        command: `guest.sh ${URL_HTTP} ${URL_ALT}`,
+        memory: '256M',
+        devices: [
+          ...['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,romfile=,netdev=n0'],
+          // The agent listens on the guest's socket: QEMU connects, and again whenever it is closed.
+          ...['-device', 'virtio-serial-pci', '-chardev', `socket,id=s0,path=${guestSocket},reconnect=1`],
+          ...['-device', 'virtserialport,chardev=s0,name=socklb'],
+        ],
+      }),
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     guestConsole = new Console(qemu);
