@@ -129,7 +129,7 @@ test-unit: build
 test-integration: build bundle
 	node --test --test-concurrency=1 --test-reporter=spec $(INTEGRATION_TESTS)
 
-# Guest mode in a real guest kernel (test/vm/guest-vm.test.ts; needs root): QEMU, for this target
+# Guest mode in a real guest kernel (test/vm/*.test.ts; needs root): QEMU, for this target
 # only, and Debian's cloud kernel, fetched into build/vm/kernel and not installed. The test skips,
 # loudly, only when QEMU cannot start a machine here.
 VM_DEBIAN_PACKAGES := qemu-system-x86
@@ -141,7 +141,7 @@ build/vm/kernel/vmlinuz: | build/.debian-packages
 	test/vm/get-kernel.sh build/vm/kernel
 
 test-vm: build bundle build/.vm-debian-packages build/vm/kernel/vmlinuz
-	node --test --test-reporter=spec build/test/vm/guest-vm.test.js
+	node --test --test-concurrency=1 --test-reporter=spec build/test/vm/guest-vm.test.js build/test/vm/guest-vsock.test.js
 
 # The golden corpus of Service semantics (test/golden/README.md): rewrites its expected sections
 # from a run, for a change of behaviour that is intended; review the diff before committing it.

@@ -1,10 +1,12 @@
 // What the VM tests share: where the kernel and the shipped build are, when a VM test runs or is
 // skipped, the QEMU command line (Debian's cloud kernel under TCG, a busybox initramfs from
-// build-initramfs.sh), and the guest's serial console.
+// build-initramfs.sh), the guest's serial console, and a shell in the guest on its second serial port.
 
 import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { missingPrivileges } from '../integration/support.js';
@@ -141,6 +143,84 @@ export class Console {
         throw new Error(`guest console: no line matching ${String(pattern)} (${why}); the console's end:\n${this.tail()}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
+/**
+ * A shell in the guest (guest-shell.sh on ttyS1, which QEMU serves on a Unix socket): runs a
+ * script at a time, and answers with its exit status and output.
+ */
+export class GuestShell {
+  readonly #lines: string[] = [];
+  #wake: (() => void) | undefined;
+  #closed = false;
+
+  private constructor(private readonly socket: Socket) {
+    createInterface({ input: socket }).on('line', (line) => {
+      this.#lines.push(line);
+      this.#wake?.();
+    });
+    socket.on('close', () => {
+      this.#closed = true;
+      this.#wake?.();
+    });
+  }
+
+  /** Connects to QEMU's socket for ttyS1 (`-serial chardev:` of a server socket at `path`), once the guest's shell is ready. */
+  static async connect(path: string, guestConsole: Console): Promise<GuestShell> {
+    let exited = false;
+    void guestConsole.exited.then(() => (exited = true));
+    for (;;) {
+      const socket = await new Promise<Socket | undefined>((resolve) => {
+        const attempt = connect(path, () => resolve(attempt)).once('error', () => resolve(undefined));
+      });
+      if (socket) {
+        const shell = new GuestShell(socket);
+        await shell.#nextLine(/^guest-shell: ready$/, GUEST_TIMEOUT_MS, guestConsole);
+        return shell;
+      }
+      if (exited) throw new Error(`QEMU exited before its socket ${path} took a connection; the console's end:\n${guestConsole.tail()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Runs `script` (sh) in the guest. A process it leaves running must redirect its output. */
+  async run(script: string, timeoutMs = GUEST_TIMEOUT_MS): Promise<{ status: number; output: string }> {
+    this.socket.write(`${Buffer.from(script).toString('base64')}\n`);
+    const [, status = '', output = ''] = /^status (\d+) (\S*)$/.exec(await this.#nextLine(/^status \d+ \S*$/, timeoutMs)) ?? [];
+    return { status: Number(status), output: Buffer.from(output, 'base64').toString('utf8') };
+  }
+
+  /** Runs `script` in the guest and resolves to its output; rejects when it fails. */
+  async exec(script: string, timeoutMs = GUEST_TIMEOUT_MS): Promise<string> {
+    const { status, output } = await this.run(script, timeoutMs);
+    if (status !== 0) throw new Error(`in the guest, exit ${status}: ${script}\n${output}`);
+    return output;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  /** The first line matching `pattern`, dropping the lines before it (the tty's noise before the shell is ready). */
+  async #nextLine(pattern: RegExp, timeoutMs: number, guestConsole?: Console): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const index = this.#lines.findIndex((line) => pattern.test(line));
+      if (index >= 0) return this.#lines.splice(0, index + 1).at(-1)!;
+      const why = this.#closed ? 'its socket closed' : Date.now() > deadline ? `not within ${timeoutMs / 1000} s` : undefined;
+      if (why)
+        throw new Error(
+          `guest shell: no line matching ${String(pattern)} (${why})${guestConsole ? `; the console's end:\n${guestConsole.tail()}` : ''}`,
+        );
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()) + 1);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     }
   }
 }
