@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setImmediate } from 'node:timers/promises';
 import { pino } from 'pino';
 import { Agent } from '../../src/agent/agent.js';
 import { memoryMaps } from '../../src/datapath/memory-maps.js';
@@ -84,7 +85,7 @@ describe('ids freed by a sync', () => {
   });
 });
 
-describe('the agent, before a sync', () => {
+describe('the agent and the readers of freed ids', () => {
   class RecordingFence implements ReaderFence {
     waits = 0;
     failing = false;
@@ -94,19 +95,40 @@ describe('the agent, before a sync', () => {
     }
   }
 
-  it('waits for the readers once ids were freed, and only then', async () => {
+  it('waits for the readers right after a sync that freed ids, not in the next sync', async () => {
+    const fence = new RecordingFence();
+    const published: boolean[] = [];
+    const guests = { publish: (_writes: unknown, waitForReaders: boolean) => published.push(waitForReaders) };
+    const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
+    const agent = new Agent({ source, maps: memoryMaps(), readers: fence, guests, logger: pino({ level: 'silent' }), node: NODE });
+    await agent.start();
+    await setImmediate();
+    assert.equal(fence.waits, 0, 'the first sync of empty maps freed nothing');
+    source.push(dnsState(['10.244.0.1']));
+    assert.equal(fence.waits, 0, 'not in the sync that frees an id');
+    await setImmediate();
+    assert.equal(fence.waits, 1, 'right after it');
+    source.push(dnsState(['10.244.0.1', '10.244.0.3']));
+    assert.equal(fence.waits, 1, 'the next sync does not wait');
+    assert.deepEqual([...agent.datapath.backends.keys()].sort(), [1, 2], 'the freed backend id went to the new backend');
+    assert.deepEqual(published, [false, false, true], "guests wait for their readers in the sync that reuses the node's freed ids");
+    await setImmediate();
+    assert.equal(fence.waits, 1, 'nothing was freed: no wait');
+    await agent.stop();
+  });
+
+  it('takes fresh ids in a sync that runs before the readers were waited for', async () => {
     const fence = new RecordingFence();
     const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
     const agent = new Agent({ source, maps: memoryMaps(), readers: fence, logger: pino({ level: 'silent' }), node: NODE });
     await agent.start();
-    assert.equal(fence.waits, 0, 'the first sync of empty maps freed nothing before it');
     source.push(dnsState(['10.244.0.1']));
-    assert.equal(fence.waits, 0, 'the sync that frees an id does not wait: it hands out none of its own');
     source.push(dnsState(['10.244.0.1', '10.244.0.3']));
+    assert.equal(fence.waits, 0);
+    assert.deepEqual([...agent.datapath.backends.keys()].sort(), [1, 3], 'id 2 still cools');
+    await setImmediate();
     assert.equal(fence.waits, 1);
-    assert.deepEqual([...agent.datapath.backends.keys()].sort(), [1, 2], 'the freed backend id went to the new backend');
-    source.push(dnsState(['10.244.0.1', '10.244.0.4']));
-    assert.equal(fence.waits, 1, 'nothing was waiting: no wait');
+    assert.equal(agent.datapath.idsAwaitReaders, false, 'id 2 is free again');
     await agent.stop();
   });
 
@@ -115,8 +137,9 @@ describe('the agent, before a sync', () => {
     const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
     const agent = new Agent({ source, maps: memoryMaps(), readers: fence, logger: pino({ level: 'silent' }), node: NODE });
     await agent.start();
-    source.push(dnsState(['10.244.0.1']));
     fence.failing = true;
+    source.push(dnsState(['10.244.0.1']));
+    await setImmediate();
     source.push(dnsState(['10.244.0.1', '10.244.0.3']));
     assert.deepEqual([...agent.datapath.backends.keys()].sort(), [1, 3]);
     assert.ok(agent.datapath.idsAwaitReaders, 'the freed id still waits');
