@@ -56,6 +56,15 @@ static bool read_write(struct wire_reader *reader, const struct target *target, 
 }
 
 /* -errno of the kernel's refusal, or 0. */
+/*
+ * Whether a write, or a delete, went in since the programs' readers were
+ * last waited for. A batch that hands ids out again (WAIT_FOR_READERS)
+ * waits only after some write; the wait after a batch that deleted entries
+ * (batch_wait_after_deletes), once it is acknowledged, makes that rare.
+ */
+static bool written_since_wait = true;
+static bool deleted_since_wait;
+
 static int perform(const struct map_write *write, const uint8_t *zeroes)
 {
 	int err;
@@ -75,6 +84,9 @@ static int perform(const struct map_write *write, const uint8_t *zeroes)
 	}
 	if (err < 0)
 		return -errno;
+	written_since_wait = true;
+	if (write->op == WRITE_DELETE)
+		deleted_since_wait = true;
 	fault_point(FAULT_WRITE);
 	return 0;
 }
@@ -133,7 +145,21 @@ static int wait_for_readers(void)
 		return -errno;
 	if (bpf_map_update_elem(outer_fd, &key, &inner_fd, BPF_ANY) < 0)
 		return -errno;
+	written_since_wait = false;
+	deleted_since_wait = false;
 	return 0;
+}
+
+void batch_wait_after_deletes(void)
+{
+	int err;
+
+	if (!deleted_since_wait)
+		return;
+	err = wait_for_readers();
+	/* Not fatal: the next WAIT_FOR_READERS batch waits, or fails, then. */
+	if (err)
+		log_line("waiting for readers after deletes: %s", strerror(-err));
 }
 
 /* The largest value an update of a target map reads: what a zeroing passes. */
@@ -166,7 +192,7 @@ int batch_apply(const struct target *target, const uint8_t *payload, size_t size
 	err = walk(reader, group_count, target, NULL, result);
 	if (err)
 		return err;
-	if (flags & WIRE_BATCH_WAIT_FOR_READERS) {
+	if ((flags & WIRE_BATCH_WAIT_FOR_READERS) && written_since_wait) {
 		err = wait_for_readers();
 		if (err) {
 			/* Writing now could free what a program still reads: nothing is written. */

@@ -28,4 +28,11 @@ struct batch_result {
  */
 int batch_apply(const struct target *target, const uint8_t *payload, size_t size, struct batch_result *result);
 
+/*
+ * Waits for the programs' readers if a batch deleted entries since they were
+ * last waited for: called once the batch is acknowledged, so that the wait a
+ * later batch handing the freed ids out would need is out of its way.
+ */
+void batch_wait_after_deletes(void);
+
 #endif /* SOCKLB_APPLIER_BATCH_H */

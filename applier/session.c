@@ -164,7 +164,10 @@ static int serve_batch(struct session *session, const struct frame *frame)
 		log_line("BATCH %llu/%llu: write %u of group %u failed: %s", (unsigned long long)result.epoch,
 			 (unsigned long long)result.seq, result.failed_write, result.failed_group,
 			 strerror(-result.error));
-	return send_ack(session, &result);
+	err = send_ack(session, &result);
+	if (!err)
+		batch_wait_after_deletes();
+	return err;
 }
 
 static int serve_commit(struct session *session, const struct frame *frame)

@@ -110,6 +110,15 @@ function possibleCpus(): number {
     }, 0);
 }
 
+/** The maps the applier made to wait for its programs' readers with (socklb_wait, socklb_wait_in), by name. */
+async function readerWaitMaps(rig: GuestRig): Promise<{ id: number; name: string; type: string }[]> {
+  const ids = new Set(heldMapIds(rig.applier?.child.pid as number));
+  const { stdout } = await execFileAsync('bpftool', ['-j', 'map', 'show']);
+  return (JSON.parse(stdout) as { id: number; name: string; type: string }[])
+    .filter((map) => ids.has(map.id) && map.name.startsWith('socklb_wait'))
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
 describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrency: false }, () => {
   const lab = new Lab();
   let scratch: string;
@@ -226,6 +235,21 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
         assert.deepEqual(report.errors, { ECONNREFUSED: 2 }, `${address}:${port}`);
       }
       assert.deepEqual((await lab.runClient(rig.guest.sandbox, { target: CLUSTER_IP, port: 80, count: 2 })).errors, {});
+    });
+
+    it('waits for its readers once a batch that deleted entries is acknowledged, ahead of a batch reusing their ids', async () => {
+      assert.deepEqual(await readerWaitMaps(rig), [], 'no wait yet: nothing was deleted and no batch asked for one');
+      const writes = [operationWrite({ kind: 'delete-service-range', cidr: '10.96.0.0/12' }, target)].filter(
+        (write) => write !== undefined,
+      );
+      const groups: WriteGroup[] = [{ writes }, { onlyIfClean: true, writes: [markerWrite(marker(1, 4), target)] }];
+      assert.equal((await request(connection, encodeBatch({ ...marker(1, 4), groups }, target), 'ack')).error, 0);
+      for (let polls = 0; (await readerWaitMaps(rig)).length < 2 && polls < 50; polls++) await sleep(100);
+      assert.deepEqual(
+        (await readerWaitMaps(rig)).map((map) => map.name),
+        ['socklb_wait', 'socklb_wait_in'],
+        'after the ACK, the applier made its ARRAY_OF_MAPS to wait with',
+      );
     });
 
     it('swaps a second snapshot in under a client connecting all along: no connect fails', async () => {
@@ -357,9 +381,7 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
       );
       assert.equal(ack.error, 0);
       assert.deepEqual(dumpedMarker(await dumpMaps(rig)), marker(5, 3));
-      const ids = new Set(heldMapIds(rig.applier?.child.pid as number));
-      const { stdout } = await execFileAsync('bpftool', ['-j', 'map', 'show']);
-      const held = (JSON.parse(stdout) as { id: number; name: string; type: string }[]).filter((map) => ids.has(map.id));
+      const held = await readerWaitMaps(rig);
       const outer = held.find((map) => map.name === 'socklb_wait');
       const inner = held.find((map) => map.name === 'socklb_wait_in');
       assert.ok(outer && inner, `the applier holds socklb_wait and socklb_wait_in: ${JSON.stringify(held)}`);
