@@ -47,6 +47,15 @@ describe('the hub and its guests', () => {
     }
   }
 
+  /** Registers guest `id` at a socket of its own and connects `guest` there; resolves once its snapshot is in. */
+  async function streamed(id: string, guest = new GuestSimulator()): Promise<{ path: string; guest: GuestSimulator; link: SimLink }> {
+    const path = join(scratch, `${id}.sock`);
+    await node.hub.add(id, `unix:${path}`);
+    const link = guest.connect(path);
+    await node.caughtUp(guest, `${id}'s snapshot`);
+    return { path, guest, link };
+  }
+
   function entry(id: string): GuestEntry {
     const found = node.hub.list().find((guest) => guest.id === id);
     assert.ok(found, `guest ${id} is listed`);
@@ -55,11 +64,7 @@ describe('the hub and its guests', () => {
 
   it('brings up to date a guest registered again after a sync that no guest was sent', async () => {
     await withNode({}, async () => {
-      const path = join(scratch, 'again.sock');
-      await node.hub.add('vm1', `unix:${path}`);
-      const guest = new GuestSimulator();
-      const link = guest.connect(path);
-      await node.caughtUp(guest, 'the snapshot');
+      const { path, guest, link } = await streamed('vm1');
       await node.hub.remove('vm1');
       await until(() => link.closed, 'the connection closed');
       node.source.push(NEW);
@@ -72,11 +77,9 @@ describe('the hub and its guests', () => {
 
   it('snapshots a guest whose live maps the stream cannot write, whatever marker it claims', async () => {
     await withNode({}, async () => {
-      const path = join(scratch, 'layout.sock');
-      await node.hub.add('vm1', `unix:${path}`);
-      const guest = new GuestSimulator();
-      let link = guest.connect(path);
-      await node.caughtUp(guest, 'the snapshot');
+      const streaming = await streamed('vm1');
+      const { path, guest } = streaming;
+      let { link } = streaming;
       link.close();
       await until(() => link.closed, 'the connection closed');
       // Up to date by its marker, but its frontends have keys of another layout: the next sync writes them.
@@ -145,11 +148,7 @@ describe('the hub and its guests', () => {
 
   it("moves a guest into larger maps once the node's state outgrows them", async () => {
     await withNode({}, async () => {
-      const path = join(scratch, 'grown.sock');
-      await node.hub.add('vm1', `unix:${path}`);
-      const guest = new GuestSimulator();
-      guest.connect(path);
-      await node.caughtUp(guest, 'the snapshot');
+      const { guest } = await streamed('vm1');
       const capacity = (guest: GuestSimulator) => guest.live?.get(MAP_NAMES.frontends)?.descriptor.maxEntries ?? 0;
       const before = capacity(guest);
       node.source.push(servicesState(300, (index) => [`10.244.${6 + Math.floor(index / 250)}.${(index % 250) + 1}`]));
@@ -162,12 +161,7 @@ describe('the hub and its guests', () => {
   it('encodes a sync once per map layout, and each guest gets frames its own maps take', async () => {
     await withNode({}, async () => {
       const guests = [new GuestSimulator(2), new GuestSimulator(2), new GuestSimulator(4)];
-      for (const [index, guest] of guests.entries()) {
-        const path = join(scratch, `layout-${index}.sock`);
-        await node.hub.add(`vm${index}`, `unix:${path}`);
-        guest.connect(path);
-        await node.caughtUp(guest, `guest ${index}'s snapshot`);
-      }
+      for (const [index, guest] of guests.entries()) await streamed(`vm${index}`, guest);
       node.source.push(NEW);
       for (const [index, guest] of guests.entries()) await node.caughtUp(guest, `guest ${index}: the sync`);
       const [last] = node.hub.log.since(node.hub.log.seq - 1n) ?? [];
@@ -177,12 +171,8 @@ describe('the hub and its guests', () => {
 
   it('queues at most its bound and one sync for a guest that stops reading, then sends it what it missed', async () => {
     await withNode({ limits: { queueBytes: QUEUE_BYTES } }, async () => {
-      const path = join(scratch, 'stalled.sock');
-      await node.hub.add('vm1', `unix:${path}`);
       node.source.push(MANY_A);
-      const guest = new GuestSimulator();
-      const link = guest.connect(path);
-      await node.caughtUp(guest, 'the snapshot');
+      const { guest, link } = await streamed('vm1');
       const { largestQueue, largestSync } = await stalled(guest, link, 120);
       assert.ok(largestQueue > QUEUE_BYTES, `the queue reached ${largestQueue} bytes: past its bound, by the sync that crossed it`);
       assert.ok(largestQueue <= QUEUE_BYTES + largestSync, `${largestQueue} bytes queued: at most ${QUEUE_BYTES} + ${largestSync}`);
@@ -196,12 +186,8 @@ describe('the hub and its guests', () => {
 
   it('snapshots a guest that stopped reading once the log no longer has what it missed', async () => {
     await withNode({ limits: { queueBytes: QUEUE_BYTES }, logOperations: 2_000 }, async () => {
-      const path = join(scratch, 'lost.sock');
-      await node.hub.add('vm1', `unix:${path}`);
       node.source.push(MANY_A);
-      const guest = new GuestSimulator();
-      const link = guest.connect(path);
-      await node.caughtUp(guest, 'the snapshot');
+      const { guest, link } = await streamed('vm1');
       const { largestQueue, largestSync } = await stalled(guest, link, 120);
       assert.ok(largestQueue <= QUEUE_BYTES + largestSync, `${largestQueue} bytes queued: at most ${QUEUE_BYTES} + ${largestSync}`);
       const snapshots = entry('vm1').snapshots;
