@@ -217,7 +217,7 @@ export class CgroupPlaces {
   constructor(
     /** The cgroups the programs are attached to: --cgroup attachments and sandboxes. */
     private readonly served: () => readonly string[],
-    private readonly sandboxes: () => readonly Sandbox[],
+    private readonly sandboxes: () => Iterable<Readonly<Sandbox>>,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -228,8 +228,9 @@ export class CgroupPlaces {
       cgroup = this.byId.get(cgroupId);
     }
     if (cgroup === undefined) return {};
-    const sandbox = this.sandboxes().find((candidate) => cgroup === candidate.cgroup || cgroup.startsWith(`${candidate.cgroup}/`));
-    return sandbox === undefined ? { cgroup } : { cgroup, sandbox: sandbox.id };
+    for (const sandbox of this.sandboxes())
+      if (cgroup === sandbox.cgroup || cgroup.startsWith(`${sandbox.cgroup}/`)) return { cgroup, sandbox: sandbox.id };
+    return { cgroup };
   }
 
   private walk(): void {

@@ -252,8 +252,8 @@ async function run(options: RunOptions): Promise<void> {
   const tracing = new Tracing({
     ring: datapath.trace,
     serviceName: (serviceId) => agent.datapath.serviceNames.get(serviceId),
-    places: new CgroupPlaces(servedCgroups, () => sandboxes.registry.list()),
-    sandboxKind: (id) => (sandboxes.registry.list().some((sandbox) => sandbox.id === id) ? 'cgroup' : guests.has(id) ? 'guest' : undefined),
+    places: new CgroupPlaces(servedCgroups, () => sandboxes.registry.values()),
+    sandboxKind: (id) => (sandboxes.registry.has(id) ? 'cgroup' : guests.has(id) ? 'guest' : undefined),
     logger,
   });
   tracing.turnOffStaleSwitch();

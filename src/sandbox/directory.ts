@@ -15,12 +15,11 @@ export interface GuestDirectory {
 }
 
 export function sandboxDirectory(registry: SandboxRegistry, guests: GuestDirectory | undefined): SandboxDirectory {
-  const isCgroupSandbox = (id: string) => registry.list().some((sandbox) => sandbox.id === id);
   return {
     add(request: AddRequest) {
       if ('guest' in request) {
         if (guests === undefined) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${request.id}: this agent serves no guests`);
-        if (isCgroupSandbox(request.id)) throw taken(request.id, 'a cgroup sandbox');
+        if (registry.has(request.id)) throw taken(request.id, 'a cgroup sandbox');
         // The node's cgroups mean nothing in a guest's kernel, and its applier writes no bypass.
         if (request.noTranslate || (request.excludeServices ?? []).length > 0)
           throw new SocklbError(

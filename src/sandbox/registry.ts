@@ -193,6 +193,15 @@ export class SandboxRegistry {
     return sandbox;
   }
 
+  has(id: string): boolean {
+    return this.sandboxes.has(id);
+  }
+
+  /** Every sandbox, unsorted and not copied: for a lookup per traced call, which keeps none. */
+  values(): IterableIterator<Readonly<Sandbox>> {
+    return this.sandboxes.values();
+  }
+
   /** Every sandbox, by id. */
   list(): Sandbox[] {
     return [...this.sandboxes.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(copy);
