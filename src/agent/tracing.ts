@@ -11,6 +11,8 @@ import { SocklbError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TraceEvent } from '../datapath/layout.js';
 import type { TraceListener } from '../datapath/trace-ring.js';
+import { serviceText } from '../datapath/dump.js';
+import { hostPort } from '../model/keys.js';
 import type { ServicePortRef } from '../model/types.js';
 import type { TraceFilter, TraceMessage, TraceRecord, TraceService } from '../sandbox/protocol.js';
 import type { Sandbox } from '../sandbox/registry.js';
@@ -163,14 +165,6 @@ function wallClock(): (timeNs: bigint) => Date {
   return (timeNs) => new Date(nowMs - Number(nowNs - timeNs) / 1e6);
 }
 
-function endpoint(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
-function serviceText(name: ServicePortRef): string {
-  return `${name.namespace}/${name.name}${name.portName === '' ? '' : `:${name.portName}`}`;
-}
-
 /** An event as tracers are sent it. Pure. */
 export function traceRecord(event: TraceEvent, time: Date, place: CallerPlace, service: ServicePortRef | undefined): TraceRecord {
   return {
@@ -182,9 +176,9 @@ export function traceRecord(event: TraceEvent, time: Date, place: CallerPlace, s
     socketCookie: event.socketCookie.toString(),
     protocol: event.protocol,
     hook: event.hook,
-    frontend: endpoint(event.service.address, event.service.port),
+    frontend: hostPort(event.service.address, event.service.port),
     ...(service === undefined ? {} : { service: serviceText(service) }),
-    ...(event.backend === undefined ? {} : { backend: endpoint(event.backend.address, event.backend.port), slot: event.slot }),
+    ...(event.backend === undefined ? {} : { backend: hostPort(event.backend.address, event.backend.port), slot: event.slot }),
     result: event.reason,
   };
 }

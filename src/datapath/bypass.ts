@@ -7,6 +7,7 @@
 
 import { BYPASS_ALL, BYPASS_MAP_CODECS, BYPASS_SOME, type Exclusion } from './layout.js';
 import type { BpfMap } from './maps.js';
+import { namespacedName } from '../model/kubernetes.js';
 import type { ServicePortRef } from '../model/types.js';
 
 /** One cgroup's calls left untranslated: all of them, or those to some Services. */
@@ -48,12 +49,13 @@ export function bypassEntries(
     }
     if (flags !== 0) bypass.set(id, flags);
   }
+  // A cgroup that translates nothing needs no exclusions; without any, the frontends are not read.
+  for (const id of excludedBy.keys()) if ((bypass.get(id) ?? 0) & BYPASS_ALL) excludedBy.delete(id);
   const exclusions: Exclusion[] = [];
+  if (excludedBy.size === 0) return { bypass, exclusions };
   for (const [serviceId, ref] of serviceNames) {
-    const service = `${ref.namespace}/${ref.name}`;
-    for (const [id, services] of excludedBy) {
-      if (!((bypass.get(id) ?? 0) & BYPASS_ALL) && services.has(service)) exclusions.push({ cgroupId: id, serviceId });
-    }
+    const service = namespacedName(ref);
+    for (const [id, services] of excludedBy) if (services.has(service)) exclusions.push({ cgroupId: id, serviceId });
   }
   return { bypass, exclusions };
 }
