@@ -55,7 +55,6 @@ static bool read_write(struct wire_reader *reader, const struct target *target, 
 	}
 }
 
-/* -errno of the kernel's refusal, or 0. */
 /*
  * Whether a write, or a delete, went in since the programs' readers were
  * last waited for. A batch that hands ids out again (WAIT_FOR_READERS)
@@ -65,6 +64,7 @@ static bool read_write(struct wire_reader *reader, const struct target *target, 
 static bool written_since_wait = true;
 static bool deleted_since_wait;
 
+/* -errno of the kernel's refusal, or 0. */
 static int perform(const struct map_write *write, const uint8_t *zeroes)
 {
 	int err;

@@ -68,8 +68,8 @@ interface ClientOptions {
   timeout: number;
 }
 
-const timeoutOption = () =>
-  new Option('--timeout <seconds>', 'how long to wait for the agent').default(DEFAULT_TIMEOUT_SECONDS).argParser((value) => {
+export const timeoutOption = (description = 'how long to wait for the agent') =>
+  new Option('--timeout <seconds>', description).default(DEFAULT_TIMEOUT_SECONDS).argParser((value) => {
     const seconds = Number(value);
     if (!(seconds > 0 && seconds <= 600))
       throw new SocklbError('SOCKLB_ERR_USAGE', `--timeout ${value}: not a number of seconds between 0 and 600`);

@@ -3,10 +3,9 @@
 // stops.
 
 import { type Command, Option } from 'commander';
-import { SocklbError } from '../errors.js';
 import { followControlTrace } from '../sandbox/control-socket.js';
 import type { TraceFilter, TraceLost, TraceMessage, TraceRecord } from '../sandbox/protocol.js';
-import { controlSocketOption } from './sandbox.js';
+import { controlSocketOption, timeoutOption } from './sandbox.js';
 
 /** Who made a call: its sandbox, else its cgroup, else the cgroup id the agent could not place. */
 function caller(record: TraceRecord): string {
@@ -89,14 +88,7 @@ export function registerTraceCommand(program: Command): void {
         .default('text'),
     )
     .addOption(controlSocketOption())
-    .addOption(
-      new Option('--timeout <seconds>', 'how long to wait for the agent to start the trace').default(5).argParser((value) => {
-        const seconds = Number(value);
-        if (!(seconds > 0 && seconds <= 600))
-          throw new SocklbError('SOCKLB_ERR_USAGE', `--timeout ${value}: not a number of seconds between 0 and 600`);
-        return seconds;
-      }),
-    )
+    .addOption(timeoutOption('how long to wait for the agent to start the trace'))
     .action(async (options: TraceOptions) => {
       const filter: TraceFilter = {
         ...(options.sandbox === undefined ? {} : { sandbox: options.sandbox }),
