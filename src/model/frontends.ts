@@ -56,11 +56,11 @@ export function serviceFrontends(service: Service, slices: readonly EndpointSlic
       frontends.push({
         key: { address, port: frontendPort, protocol: port.protocol },
         service: { namespace: service.namespace, name: service.name, portName: port.name },
-        backends: toBackends(categorizeEndpoints(portEndpoints(port, sameFamily, node.name), service, node)[traffic]),
+        // Left to whatever else handles it: no backend, and no refusal (src/datapath/planner.ts).
+        backends: service.skip ? [] : toBackends(categorizeEndpoints(portEndpoints(port, sameFamily, node.name), service, node)[traffic]),
         affinityTimeoutSeconds: service.affinityTimeoutSeconds ?? 0,
         claim,
-        // Left to whatever else handles it: no backend, and no refusal (src/datapath/planner.ts).
-        ...(service.skip ? { backends: [], skip: true as const } : {}),
+        ...(service.skip ? { skip: true as const } : {}),
       });
     }
   };
