@@ -87,9 +87,9 @@ export class LoadedDatapath {
       for (let program = libbpf.objectNextProgram(object, null); program; program = libbpf.objectNextProgram(object, program)) {
         programs.set(libbpf.programName(program), program);
       }
-      const socketMaps = {} as SocketMapFds;
-      for (const role of SOCKET_MAPS) socketMaps[role] = libbpf.mapFd(declaredMap(object, objectPath, MAP_NAMES[role]));
       const mapFd = (name: string) => libbpf.mapFd(declaredMap(object, objectPath, name));
+      const socketMaps = {} as SocketMapFds;
+      for (const role of SOCKET_MAPS) socketMaps[role] = mapFd(MAP_NAMES[role]);
       const programMaps = {
         connections: new KernelMap(socketMaps.connections),
         affinity: new KernelMap(mapFd(MAP_NAMES.affinity)),

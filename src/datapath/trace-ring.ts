@@ -53,10 +53,6 @@ export class TraceRing {
     this.switchMap.update(SWITCH_KEY, traceSwitchCodec.encode({ ...this.readSwitch(), enabled }));
   }
 
-  get running(): boolean {
-    return this.worker !== undefined;
-  }
-
   /**
    * Starts the reader, then turns the switch on. Records written before (by a trace that an agent
    * left running when it died) are dropped: the listener hears only of calls made from now on.
