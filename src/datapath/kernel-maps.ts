@@ -2,6 +2,7 @@
 
 import { SocklbError, errnoName } from '../errors.js';
 import { countEntries, isArrayType, mapInfo, mapKeys, mapTypeName, valuesPerKey, type MapInfo } from '../kernel/bpf-objects.js';
+import { userValueSize } from '../kernel/map-types.js';
 import { libbpf } from '../kernel/libbpf.js';
 import { pinnedMapPath } from '../pins/layout.js';
 import { PinnedMapFds } from '../pins/maps.js';
@@ -36,7 +37,7 @@ export class KernelMap implements BpfMap {
     this.id = info.id;
     this.keySize = info.keySize;
     this.valuesPerKey = valuesPerKey(info.type);
-    this.valueSize = this.valuesPerKey === 1 ? info.valueSize : Math.ceil(info.valueSize / 8) * 8 * this.valuesPerKey;
+    this.valueSize = userValueSize(info.type, info.valueSize, this.valuesPerKey);
     this.isArray = isArrayType(info.type);
   }
 

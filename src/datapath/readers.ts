@@ -6,6 +6,7 @@
 
 import { SocklbError, errnoName } from '../errors.js';
 import { libbpf } from '../kernel/libbpf.js';
+import { BPF_MAP_TYPE } from '../kernel/map-types.js';
 import { libcCalls } from '../kernel/libc.js';
 
 /** Returns once every BPF program run that started before the call has finished. */
@@ -13,9 +14,6 @@ export interface ReaderFence {
   waitForReaders(): void;
 }
 
-// enum bpf_map_type (linux/bpf.h)
-const BPF_MAP_TYPE_ARRAY = 2;
-const BPF_MAP_TYPE_ARRAY_OF_MAPS = 12;
 /** sizeof(struct bpf_map_create_opts) in libbpf 1.1; inner_map_fd at offset 24 (libbpf takes a shorter or longer one). */
 const CREATE_OPTS_SIZE = 48;
 const INNER_MAP_FD_OFFSET = 24;
@@ -33,12 +31,12 @@ export class KernelReaderFence implements ReaderFence {
   private readonly value = Buffer.alloc(4);
 
   constructor() {
-    this.inner = created(libbpf.mapCreate(BPF_MAP_TYPE_ARRAY, 'socklb_fence_in', 4, 4, 1, null));
+    this.inner = created(libbpf.mapCreate(BPF_MAP_TYPE.array, 'socklb_fence_in', 4, 4, 1, null));
     const opts = Buffer.alloc(CREATE_OPTS_SIZE);
     opts.writeBigUInt64LE(BigInt(CREATE_OPTS_SIZE), 0);
     opts.writeUInt32LE(this.inner, INNER_MAP_FD_OFFSET);
     try {
-      this.outer = created(libbpf.mapCreate(BPF_MAP_TYPE_ARRAY_OF_MAPS, 'socklb_fence', 4, 4, 1, opts));
+      this.outer = created(libbpf.mapCreate(BPF_MAP_TYPE.arrayOfMaps, 'socklb_fence', 4, 4, 1, opts));
     } catch (error) {
       libcCalls.close(this.inner);
       throw error;

@@ -9,6 +9,7 @@
 
 import { SocklbError } from '../errors.js';
 import type { Marker } from '../datapath/layout.js';
+import { BPF_MAP_TYPE, userValueSize } from '../kernel/map-types.js';
 
 export const WIRE_VERSION = 1;
 /** "SLBA", at the start of a HELLO. */
@@ -57,21 +58,15 @@ const BATCH_WAIT_FOR_READERS = 0x1;
 const GROUP_ONLY_IF_CLEAN = 0x1;
 const WRITE_OPS = { update: 1, delete: 2, zero: 3 } as const;
 
-// enum bpf_map_type values of the maps a batch may write (applier/target.c).
-const BPF_MAP_TYPE_HASH = 1;
-const BPF_MAP_TYPE_ARRAY = 2;
-const BPF_MAP_TYPE_PERCPU_HASH = 5;
-const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
-const BPF_MAP_TYPE_LRU_HASH = 9;
-const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
-const BPF_MAP_TYPE_LPM_TRIE = 11;
-const PER_CPU_TYPES: ReadonlySet<number> = new Set([BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH]);
+// The types of the maps a batch may write (applier/target.c).
 const WRITABLE_TYPES: ReadonlySet<number> = new Set([
-  BPF_MAP_TYPE_HASH,
-  BPF_MAP_TYPE_ARRAY,
-  BPF_MAP_TYPE_LRU_HASH,
-  BPF_MAP_TYPE_LPM_TRIE,
-  ...PER_CPU_TYPES,
+  BPF_MAP_TYPE.hash,
+  BPF_MAP_TYPE.array,
+  BPF_MAP_TYPE.lruHash,
+  BPF_MAP_TYPE.lpmTrie,
+  BPF_MAP_TYPE.percpuHash,
+  BPF_MAP_TYPE.percpuArray,
+  BPF_MAP_TYPE.lruPercpuHash,
 ]);
 
 /** One map of the guest's datapath, as bpf_map_get_info_by_fd describes it. */
@@ -186,7 +181,7 @@ export class WriteTarget {
   /** The value bytes of an update of map `index`. */
   updateSize(index: number): number {
     const map = this.#map(index);
-    return PER_CPU_TYPES.has(map.type) ? Math.ceil(map.valueSize / 8) * 8 * this.possibleCpus : map.valueSize;
+    return userValueSize(map.type, map.valueSize, this.possibleCpus);
   }
 
   /** The bytes `write` takes in a BATCH; throws when its map cannot take it. */

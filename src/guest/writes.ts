@@ -8,6 +8,7 @@ import { MAP_CODECS, MAP_NAMES, type Marker } from '../datapath/layout.js';
 import type { Operation } from '../datapath/state.js';
 import type { DatapathState } from '../datapath/state.js';
 import { encodeOperation } from '../datapath/writer.js';
+import { BPF_MAP_TYPE } from '../kernel/map-types.js';
 import type { MapDescriptor, MapWrite, WriteGroup, WriteTarget } from './wire.js';
 
 /** One sync's writes as the node's kernel accepted them (ReconcileResult.written). */
@@ -18,21 +19,15 @@ export interface SyncWrites {
   addresses: readonly Operation[];
 }
 
-// enum bpf_map_type of the maps the stream writes (bpf/socklb.bpf.c).
-const BPF_MAP_TYPE_HASH = 1;
-const BPF_MAP_TYPE_ARRAY = 2;
-const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
-const BPF_MAP_TYPE_LPM_TRIE = 11;
-
 /** The maps a guest's batches write, each of the type the node's object declares. */
 const STREAMED_MAPS = [
-  ['frontends', BPF_MAP_TYPE_HASH],
-  ['slots', BPF_MAP_TYPE_HASH],
-  ['backends', BPF_MAP_TYPE_HASH],
-  ['stats', BPF_MAP_TYPE_PERCPU_ARRAY],
-  ['marker', BPF_MAP_TYPE_ARRAY],
-  ['clusterIPs', BPF_MAP_TYPE_HASH],
-  ['serviceRanges', BPF_MAP_TYPE_LPM_TRIE],
+  ['frontends', BPF_MAP_TYPE.hash],
+  ['slots', BPF_MAP_TYPE.hash],
+  ['backends', BPF_MAP_TYPE.hash],
+  ['stats', BPF_MAP_TYPE.percpuArray],
+  ['marker', BPF_MAP_TYPE.array],
+  ['clusterIPs', BPF_MAP_TYPE.hash],
+  ['serviceRanges', BPF_MAP_TYPE.lpmTrie],
 ] as const satisfies readonly [keyof typeof MAP_CODECS, number][];
 
 /**

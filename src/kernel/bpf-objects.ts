@@ -4,34 +4,29 @@
 
 import { SocklbError, errnoName } from '../errors.js';
 import { libbpf, type BpfMapHandle, type BpfObjectHandle } from './libbpf.js';
+import { BPF_MAP_TYPE, isPerCpuType, userValueSize } from './map-types.js';
 
-// enum bpf_map_type (linux/bpf.h), the types whose values are read differently.
-const BPF_MAP_TYPE_ARRAY = 2;
-const BPF_MAP_TYPE_PERCPU_HASH = 5;
-const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
-const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
-const PER_CPU_TYPES = new Set([BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH]);
-const ARRAY_TYPES = new Set([BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY]);
+const ARRAY_TYPES: ReadonlySet<number> = new Set([BPF_MAP_TYPE.array, BPF_MAP_TYPE.percpuArray]);
 
 /** The map's type name as bpftool prints it, for the types socklb pins. */
 export function mapTypeName(type: number): string {
   const names: Record<number, string> = {
-    1: 'hash',
-    2: 'array',
-    5: 'percpu_hash',
-    6: 'percpu_array',
-    9: 'lru_hash',
-    10: 'lru_percpu_hash',
-    11: 'lpm_trie',
-    24: 'sk_storage',
-    27: 'ringbuf',
+    [BPF_MAP_TYPE.hash]: 'hash',
+    [BPF_MAP_TYPE.array]: 'array',
+    [BPF_MAP_TYPE.percpuHash]: 'percpu_hash',
+    [BPF_MAP_TYPE.percpuArray]: 'percpu_array',
+    [BPF_MAP_TYPE.lruHash]: 'lru_hash',
+    [BPF_MAP_TYPE.lruPercpuHash]: 'lru_percpu_hash',
+    [BPF_MAP_TYPE.lpmTrie]: 'lpm_trie',
+    [BPF_MAP_TYPE.skStorage]: 'sk_storage',
+    [BPF_MAP_TYPE.ringbuf]: 'ringbuf',
   };
   return names[type] ?? `type ${type}`;
 }
 
 /** How many copies of a value a map of this type keeps per key. */
 export function valuesPerKey(type: number): number {
-  return PER_CPU_TYPES.has(type) ? libbpf.numPossibleCpus() : 1;
+  return isPerCpuType(type) ? libbpf.numPossibleCpus() : 1;
 }
 
 /** Whether a map of this type is an array: every index below its max_entries is an entry. */
@@ -135,7 +130,7 @@ export function countEntries(fd: number, info: MapInfo): number {
   // A hash map's batch position is a bucket index (u32); an array's, its next index.
   const position = Buffer.alloc(8);
   const next = Buffer.alloc(8);
-  const valueSize = PER_CPU_TYPES.has(info.type) ? Math.ceil(info.valueSize / 8) * 8 * libbpf.numPossibleCpus() : info.valueSize;
+  const valueSize = userValueSize(info.type, info.valueSize, libbpf.numPossibleCpus());
   const keys = Buffer.alloc(COUNT_BATCH_ENTRIES * info.keySize);
   const values = Buffer.alloc(COUNT_BATCH_ENTRIES * valueSize);
   let entries = 0;
