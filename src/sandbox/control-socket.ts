@@ -165,10 +165,15 @@ function serveConnection(connection: Socket, ready: Promise<Served>, logger: Log
     void ready.then(async ({ sandboxes, tracing }) => {
       // A client that gave up was told the request failed: acting on it now would contradict that.
       if (connection.destroyed) return;
-      const text = line.toString('utf8');
-      const trace = traceRequestOf(text);
-      if (trace) followTrace(connection, trace, tracing, logger);
-      else reply(connection, await respond(sandboxes, text, logger));
+      let request: ControlRequest;
+      try {
+        request = parseRequest(line.toString('utf8'));
+      } catch (error) {
+        reply(connection, errorResponse(error));
+        return;
+      }
+      if (request.op === 'trace') followTrace(connection, request, tracing, logger);
+      else reply(connection, await respond(sandboxes, request, logger));
     });
   };
   connection.on('data', (chunk: Buffer) => {
@@ -186,16 +191,6 @@ function serveConnection(connection: Socket, ready: Promise<Served>, logger: Log
     if (bytes === 0) connection.end();
     else handle(Buffer.concat(chunks));
   });
-}
-
-/** The request if it is a trace; anything else, a malformed line too, is answered by respond(). */
-function traceRequestOf(line: string): TraceRequest | undefined {
-  try {
-    const request = parseRequest(line);
-    return request.op === 'trace' ? request : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -230,16 +225,14 @@ function followTrace(connection: Socket, request: TraceRequest, tracing: TraceSe
   connection.once('close', end);
 }
 
-async function respond(sandboxes: SandboxDirectory, line: string, logger: Logger): Promise<ControlResponse> {
-  try {
-    const request = parseRequest(line);
-    if (request.op === 'trace') throw new SocklbError('SOCKLB_ERR_CONTROL', 'control socket: a trace is a stream, not a request');
-    const response = await answer(sandboxes, request);
-    if (request.op !== 'list') logRequest(logger, request, response);
-    return response;
-  } catch (error) {
-    return errorResponse(error);
-  }
+async function respond(
+  sandboxes: SandboxDirectory,
+  request: Exclude<ControlRequest, TraceRequest>,
+  logger: Logger,
+): Promise<ControlResponse> {
+  const response = await answer(sandboxes, request);
+  if (request.op !== 'list') logRequest(logger, request, response);
+  return response;
 }
 
 function reply(connection: Socket, response: ControlResponse): void {
