@@ -819,7 +819,6 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx, enum stickiness 
 	ipv4_mapped(key.address, ctx->user_ip4);
 	switch (translate(ctx, &key, stickiness, &policy, &backend)) {
 	case NOT_A_SERVICE:
-	case LEFT_ALONE:
 		return SOCK_ADDR_ALLOW;
 	default: /* refused: translate() returns NO_BACKEND */
 		return SOCK_ADDR_DENY;
@@ -847,7 +846,6 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx, enum stickiness 
 		return SOCK_ADDR_ALLOW;
 	switch (translate(ctx, &key, stickiness, &policy, &backend)) {
 	case NOT_A_SERVICE:
-	case LEFT_ALONE:
 		return SOCK_ADDR_ALLOW;
 	default: /* refused: translate() returns NO_BACKEND */
 		return SOCK_ADDR_DENY;
