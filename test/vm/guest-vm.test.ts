@@ -69,12 +69,17 @@ describe('guest mode in a real guest kernel under QEMU', { skip: vmSkipReason() 
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   };
-  /** The next line the guest prints for `url`, after those already seen; it must be `answer`. */
-  const guestSees = async (url: string, answer: string) => {
-    const escaped = url.replace(/[.:/]/g, '\\$&');
-    const { line, end } = await guestConsole.waitFor(new RegExp(`^guest: ${escaped} -> ${answer}$`), { from: seen });
-    seen = end;
-    return line;
+  /**
+   * Waits until the guest has printed `answer` for each [url, answer], after the lines already
+   * seen, in any order: one change can land between two of the probe's URLs.
+   */
+  const guestSees = async (...expected: [url: string, answer: string][]) => {
+    const found = await Promise.all(
+      expected.map(([url, answer]) =>
+        guestConsole.waitFor(new RegExp(`^guest: ${url.replace(/[.:/]/g, '\\$&')} -> ${answer}$`), { from: seen }),
+      ),
+    );
+    seen = Math.max(...found.map(({ end }) => end));
   };
 
   before(async () => {
@@ -118,7 +123,7 @@ describe('guest mode in a real guest kernel under QEMU', { skip: vmSkipReason() 
   it('a ClusterIP in the guest reaches a backend on the host once the applier is streamed to', async () => {
     const { line } = await guestConsole.waitFor(/^guest: before the applier: /);
     assert.match(line, /Network is unreachable/, 'an untranslated ClusterIP fails inside the guest');
-    await guestSees(URL_HTTP, 'a');
+    await guestSees([URL_HTTP, 'a']);
     const entry = await streamingGuest();
     assert.match(entry.kernelRelease ?? '', /-cloud-amd64$/, "the guest's own kernel");
     assert.notEqual(entry.kernelRelease, release(), 'a kernel other than the host’s');
@@ -126,7 +131,7 @@ describe('guest mode in a real guest kernel under QEMU', { skip: vmSkipReason() 
 
   it('an endpoint change reaches the guest', async () => {
     await manifest([{ name: 'http', port: 80 }], [{ name: 'http', port: 8082 }]);
-    await guestSees(URL_HTTP, 'b');
+    await guestSees([URL_HTTP, 'b']);
   });
 
   it('a new Service port reaches the guest', async () => {
@@ -142,7 +147,7 @@ describe('guest mode in a real guest kernel under QEMU', { skip: vmSkipReason() 
         { name: 'alt', port: 8081 },
       ],
     );
-    await guestSees(URL_ALT, 'a');
+    await guestSees([URL_ALT, 'a']);
     assert.equal(guestConsole.lastAnswer(URL_HTTP), 'b', 'port 80 as it was');
   });
 
@@ -158,8 +163,7 @@ describe('guest mode in a real guest kernel under QEMU', { skip: vmSkipReason() 
     ]);
     await startAgent();
     // A new agent run has a new epoch: the guest gets a snapshot with the change.
-    await guestSees(URL_HTTP, 'a');
-    await guestSees(URL_ALT, 'b');
+    await guestSees([URL_HTTP, 'a'], [URL_ALT, 'b']);
     const entry = await streamingGuest();
     assert.ok(entry.snapshots >= 1, JSON.stringify(entry));
   });
