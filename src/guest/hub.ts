@@ -118,8 +118,6 @@ export class GuestHub implements GuestSource {
         'SOCKLB_ERR_SANDBOX',
         `guest ${id} is already registered at ${formatGuestAddress(existing.address)}; remove it first`,
       );
-    const holder = [...this.#guests.values()].find((guest) => sameEndpoint(guest.address, address));
-    if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `${describeEndpoint(address)} is already the address of guest ${holder.id}`);
     const guest = await this.#serve(id, address);
     pinGuest(this.options.pinDirectory, id, formatGuestAddress(address));
     return { outcome: 'added', guest: this.#view(guest) };
@@ -163,7 +161,10 @@ export class GuestHub implements GuestSource {
     await Promise.all(guests.map((guest) => this.#stop(guest)));
   }
 
+  /** Adopted as well as added: two pinned records for one address (edited by hand) must not share its connections. */
   async #serve(id: string, address: GuestAddress): Promise<Guest> {
+    const holder = [...this.#guests.values()].find((guest) => sameEndpoint(guest.address, address));
+    if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `${describeEndpoint(address)} is already the address of guest ${holder.id}`);
     const guest: Guest = { id, address, record: new GuestRecord(id, this.#limits, this.#now()), server: undefined, session: undefined };
     if (address.transport === 'vsock') this.#openVsock(id);
     else {

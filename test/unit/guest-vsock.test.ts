@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { formatGuestAddress, parseGuestAddress } from '../../src/guest/address.js';
 import { REFUSED_PEER_LOG_INTERVAL_MS } from '../../src/guest/hub.js';
-import { pinnedGuests } from '../../src/pins/layout.js';
+import { pinGuest, pinnedGuests, unpinGuest } from '../../src/pins/layout.js';
 import type { GuestEntry } from '../../src/sandbox/protocol.js';
 import { FakeVsock } from './fake-vsock.js';
 import { GuestSimulator, servicesState, SimNode, until } from './guest-simulator.js';
@@ -212,6 +212,28 @@ describe('the hub and its vsock guests', () => {
       assert.ok(
         logged.some((line) => /guest vm1 not served: guest vm1: cannot listen on vsock port 5000: another process holds it/.test(line.msg)),
       );
+    });
+  });
+
+  it('serves one of two pinned guests that claim the same CID, and reports the other', async () => {
+    await withNode(async () => {
+      await node.stop();
+      // Only a hand-edited pin directory can hold this: add refuses a second guest at a CID.
+      pinGuest(pins, 'vm1', 'vsock:7');
+      pinGuest(pins, 'vm2', 'vsock:7');
+      node = await startNode();
+      const served = node.hub.list().map(({ id }) => id);
+      assert.equal(served.length, 1, `one guest served: ${served.join(', ')}`);
+      const [other] = ['vm1', 'vm2'].filter((id) => id !== served[0]);
+      assert.ok(
+        logged.some((line) => line.msg === `guest ${other} not served: vsock CID 7 is already the address of guest ${served[0]}`),
+        JSON.stringify(logged),
+      );
+      assert.equal(pinnedGuests(pins).length, 2, 'both records kept');
+      const guest = new GuestSimulator();
+      guest.connect(await vsock.pathFor(7));
+      await node.caughtUp(guest, `CID 7, as guest ${served[0]}`);
+      for (const id of ['vm1', 'vm2']) unpinGuest(pins, id);
     });
   });
 });
