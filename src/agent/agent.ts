@@ -161,6 +161,11 @@ export class Agent {
     return [...this.failed].map(([frontend, error]) => ({ frontend, error: error.message }));
   }
 
+  /** Cluster IPs and service CIDRs the kernel refused, with its answer; retried with the frontends. */
+  addressFailures(): { address: string; error: string }[] {
+    return [...this.failedAddresses].map(([address, error]) => ({ address, error: error.message }));
+  }
+
   private onSourceState(sourceState: SourceState): void {
     // A source may still deliver while it stops (a first list that completes as the agent stops).
     if (this.stopped) return;

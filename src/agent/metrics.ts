@@ -43,6 +43,7 @@ export class AgentMetrics {
   private readonly serviceChanges: Counter;
   private readonly endpointChanges: Counter;
   private readonly failedFrontends: Counter;
+  private readonly failedAddresses: Counter;
   private readonly attachmentRepairs: Counter;
 
   constructor(
@@ -85,6 +86,11 @@ export class AgentMetrics {
     this.failedFrontends = new Counter({
       name: 'socklb_frontend_update_failures_total',
       help: 'Frontend updates the kernel refused (retried with backoff)',
+      registers,
+    });
+    this.failedAddresses = new Counter({
+      name: 'socklb_address_update_failures_total',
+      help: 'Cluster IP and service CIDR updates the kernel refused (retried with backoff)',
       registers,
     });
 
@@ -193,6 +199,7 @@ export class AgentMetrics {
     this.serviceChanges.inc(result.serviceChanges);
     this.endpointChanges.inc(result.endpointChanges);
     this.failedFrontends.inc(result.failed);
+    this.failedAddresses.inc(result.failedAddresses);
     if (result.changeSeenAt !== undefined && complete) this.programmingDuration.observe((Date.now() - result.changeSeenAt) / 1000);
   }
 }

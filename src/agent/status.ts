@@ -1,7 +1,7 @@
 // The agent's own view for `socklb status`, served as JSON at /statusz on the
 // metrics address (a z-page, as Kubernetes components serve them): when it
-// last synced, what it could not do (frontends the kernel refused, objects it
-// rejected) and the attachments it repaired. What the maps hold, and whether
+// last synced, what it could not do (frontends and addresses the kernel refused,
+// objects it rejected) and the attachments it repaired. What the maps hold, and whether
 // each pinned link serves, is read by `status` itself.
 
 import type { DatapathState } from '../datapath/state.js';
@@ -13,6 +13,7 @@ export interface StatusSource {
   readonly datapath: DatapathState;
   problems(): InputProblem[];
   failures(): { frontend: string; error: string }[];
+  addressFailures(): { address: string; error: string }[];
 }
 
 /** The attachment keeper (attachment-keeper.ts). */
@@ -33,6 +34,8 @@ export interface AgentStatusReport {
   backends: number;
   /** Frontends that did not fit or that the kernel refused; retried with backoff. */
   failedFrontends: { frontend: string; error: string }[];
+  /** Cluster IPs and service CIDRs the kernel refused (`cluster IP 10.96.0.1`); retried. */
+  failedAddresses: { address: string; error: string }[];
   /** Objects or files rejected, each with its reason. */
   inputProblems: InputProblem[];
   /** The latest attachments found not serving their cgroup and what was done, the latest first. */
@@ -65,6 +68,7 @@ export class AgentStatus {
       frontends: this.source.datapath.frontends.size,
       backends: this.source.datapath.backends.size,
       failedFrontends: this.source.failures(),
+      failedAddresses: this.source.addressFailures(),
       inputProblems: this.source.problems(),
       attachmentRepairs: this.repairs.recentRepairs(),
     };

@@ -146,9 +146,11 @@ export function formatStatus(report: StatusReport): string {
         `last sync ${agent.lastSync ?? 'not yet'}${agent.lastSync === null ? '' : `, all updates in by ${agent.lastUpdated}`}; ` +
         `${agent.frontends} frontends, ${agent.backends} backends`,
     );
-    if (agent.failedFrontends.length === 0 && agent.inputProblems.length === 0) lines.push('problems: none');
+    if (agent.failedFrontends.length === 0 && agent.failedAddresses.length === 0 && agent.inputProblems.length === 0)
+      lines.push('problems: none');
     for (const { frontend, error } of agent.failedFrontends)
       lines.push(`problem: frontend ${frontend} is not in the datapath (retried): ${error}`);
+    for (const { address, error } of agent.failedAddresses) lines.push(`problem: ${address}: its update failed (retried): ${error}`);
     for (const problem of agent.inputProblems) lines.push(`problem: ${problem.source}: ${problem.object}: ${problem.reason}`);
   } else {
     lines.push(`agent: not running: ${agent.reason}; the pinned datapath keeps serving what it was last given`);

@@ -143,6 +143,9 @@ describe('`socklb status`', () => {
         failedFrontends: [
           { frontend: '10.96.0.31:80/TCP', error: 'update socklb_fe_v3: E2BIG: map full (4 entries); raise --max-frontends' },
         ],
+        failedAddresses: [
+          { address: 'cluster IP 10.96.0.31', error: 'update socklb_cip_v1: E2BIG: map full (2 entries); raise --max-frontends' },
+        ],
         inputProblems: [{ source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' }],
         attachmentRepairs: [
           {
@@ -172,6 +175,7 @@ describe('`socklb status`', () => {
           '3 frontends, 2 backends',
         'problem: frontend 10.96.0.31:80/TCP is not in the datapath (retried): update socklb_fe_v3: E2BIG: map full (4 entries); ' +
           'raise --max-frontends',
+        'problem: cluster IP 10.96.0.31: its update failed (retried): update socklb_cip_v1: E2BIG: map full (2 entries); raise --max-frontends',
         'problem: /etc/socklb/bad.yaml: Service default/bad: spec.clusterIP: not an IP',
         '',
         'attachments (/sys/fs/bpf/socklb):',
@@ -205,6 +209,7 @@ describe('`socklb status`', () => {
       frontends: 3,
       backends: 2,
       failedFrontends: [],
+      failedAddresses: [],
       inputProblems: [],
       attachmentRepairs: [],
     };
@@ -257,7 +262,12 @@ describe('AgentStatus (/statusz)', () => {
     let now = Date.parse('2026-01-01T00:00:00Z');
     const state = datapath();
     const status = new AgentStatus(
-      { datapath: state, problems: () => [], failures: () => [{ frontend: 'f', error: 'e' }] },
+      {
+        datapath: state,
+        problems: () => [],
+        failures: () => [{ frontend: 'f', error: 'e' }],
+        addressFailures: () => [{ address: 'a', error: 'e' }],
+      },
       { recentRepairs: () => [] },
       () => now,
     );
@@ -273,6 +283,7 @@ describe('AgentStatus (/statusz)', () => {
         frontends: report.frontends,
         backends: report.backends,
         failedFrontends: report.failedFrontends,
+        failedAddresses: report.failedAddresses,
       },
       {
         lastSync: '2026-01-01T00:00:05.000Z',
@@ -280,6 +291,7 @@ describe('AgentStatus (/statusz)', () => {
         frontends: 3,
         backends: 2,
         failedFrontends: [{ frontend: 'f', error: 'e' }],
+        failedAddresses: [{ address: 'a', error: 'e' }],
       },
     );
   });
@@ -289,7 +301,10 @@ describe("the agent's HTTP routes", () => {
   it('/statusz is served beside /metrics, not on the health address that every pod can reach', async () => {
     const { maps, state } = programmed();
     const problem = { source: '/etc/socklb/bad.yaml', object: 'Service default/bad', reason: 'spec.clusterIP: not an IP' };
-    const status = new AgentStatus({ datapath: state, problems: () => [problem], failures: () => [] }, { recentRepairs: () => [] });
+    const status = new AgentStatus(
+      { datapath: state, problems: () => [problem], failures: () => [], addressFailures: () => [] },
+      { recentRepairs: () => [] },
+    );
     const health = new ProxyHealth(60_000);
     health.recordSync(false);
     const routes = agentRoutes(

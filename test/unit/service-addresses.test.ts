@@ -149,7 +149,7 @@ describe('the agent and the service addresses', () => {
     await restarted.stop();
   });
 
-  it('retries a cluster IP the kernel refused, and says so in the sync result', async () => {
+  it('retries a cluster IP the kernel refused, and says so in the sync result and its failures', async () => {
     const raw = memoryMaps();
     let refuse = true;
     const maps = { ...raw, clusterIPs: new FaultyMap(raw.clusterIPs, () => refuse) };
@@ -168,10 +168,16 @@ describe('the agent and the service addresses', () => {
       results.map((result) => result.failedAddresses),
       [1],
     );
+    assert.deepEqual(
+      agent.addressFailures().map(({ address }) => address),
+      ['cluster IP 10.96.0.10'],
+      'for socklb status',
+    );
     refuse = false;
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.deepEqual(readBack(raw).clusterIPs, ['10.96.0.10']);
     assert.equal(results.at(-1)?.failedAddresses, 0);
+    assert.deepEqual(agent.addressFailures(), []);
     await agent.stop();
   });
 });
