@@ -63,17 +63,15 @@ int endpoint_parse_serial(const char *path, struct endpoint *endpoint)
 	return set_path(endpoint, path);
 }
 
-static int connect_unix(const char *path)
+/* A stream socket of the address's family, connected to it. The fd or -errno. */
+static int connect_socket(const struct sockaddr *address, socklen_t size)
 {
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	int fd, err;
 
-	/* endpoint_parse_connect bounded it to sun_path. */
-	strncpy(address.sun_path, path, sizeof(address.sun_path) - 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(address->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
+	if (connect(fd, address, size) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
@@ -81,20 +79,20 @@ static int connect_unix(const char *path)
 	return fd;
 }
 
+static int connect_unix(const char *path)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+
+	/* endpoint_parse_connect bounded it to sun_path. */
+	strncpy(address.sun_path, path, sizeof(address.sun_path) - 1);
+	return connect_socket((struct sockaddr *)&address, sizeof(address));
+}
+
 static int connect_vsock(uint32_t cid, uint32_t port)
 {
 	struct sockaddr_vm address = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
-	int fd, err;
 
-	fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
+	return connect_socket((struct sockaddr *)&address, sizeof(address));
 }
 
 static int open_serial(const char *path)
