@@ -129,6 +129,35 @@ out:
 	return err;
 }
 
+/*
+ * Unpins each entry of <pin_dir>/<directory> that `kept` does not name: what
+ * the new object lacks. Links are detached first (`detach`), even if another
+ * process holds one open.
+ */
+static int unpin_others(const char *pin_dir, const char *directory, const struct pin_names *kept, bool detach)
+{
+	struct pin_names present;
+	char path[PATH_SIZE];
+	int err, link_fd;
+
+	err = pins_path(path, sizeof(path), "%s/%s", pin_dir, directory);
+	err = err ?: pins_list(path, &present);
+	for (size_t i = 0; !err && i < present.count; i++) {
+		if (pins_contains(kept, present.name[i]))
+			continue;
+		err = pins_path(path, sizeof(path), "%s/%s/%s", pin_dir, directory, present.name[i]);
+		if (err)
+			break;
+		link_fd = detach ? bpf_obj_get(path) : -1;
+		if (link_fd >= 0) {
+			bpf_link_detach(link_fd);
+			close(link_fd);
+		}
+		err = unpin(path);
+	}
+	return err;
+}
+
 /* Step 3: every program into its link, then the links of programs the new object lacks detached. */
 static int attach_all(const char *pin_dir, int cgroup_fd)
 {
@@ -136,7 +165,7 @@ static int attach_all(const char *pin_dir, int cgroup_fd)
 	char path[PATH_SIZE];
 	unsigned long type;
 	char *end;
-	int err, link_fd;
+	int err;
 
 	err = pins_path(path, sizeof(path), "%s/staged/links", pin_dir);
 	err = err ?: pins_make_directory(path);
@@ -155,29 +184,13 @@ static int attach_all(const char *pin_dir, int cgroup_fd)
 			err = attach(pin_dir, cgroup_fd, (enum bpf_attach_type)type, names.name[i]);
 		}
 	}
-	err = err ?: pins_path(path, sizeof(path), "%s/links", pin_dir);
-	err = err ?: pins_list(path, &names);
-	for (size_t i = 0; !err && i < names.count; i++) {
-		if (pins_contains(&programs, names.name[i]))
-			continue;
-		err = pins_path(path, sizeof(path), "%s/links/%s", pin_dir, names.name[i]);
-		if (err)
-			break;
-		/* Detached even if another process holds the link open. */
-		link_fd = bpf_obj_get(path);
-		if (link_fd >= 0) {
-			bpf_link_detach(link_fd);
-			close(link_fd);
-		}
-		err = unpin(path);
-	}
-	return err;
+	return err ?: unpin_others(pin_dir, "links", &programs, true);
 }
 
 /* Step 4: each pending map over the live pin of its name, then live pins the new object lacks removed. */
 static int replace_maps(const char *pin_dir)
 {
-	struct pin_names maps, pending, live;
+	struct pin_names maps, pending;
 	char from[PATH_SIZE], to[PATH_SIZE];
 	int err;
 
@@ -190,15 +203,7 @@ static int replace_maps(const char *pin_dir)
 		err = err ?: pins_path(to, sizeof(to), "%s/maps/%s", pin_dir, pending.name[i]);
 		err = err ?: move(from, to);
 	}
-	err = err ?: pins_path(to, sizeof(to), "%s/maps", pin_dir);
-	err = err ?: pins_list(to, &live);
-	for (size_t i = 0; !err && i < live.count; i++) {
-		if (pins_contains(&maps, live.name[i]))
-			continue;
-		err = pins_path(to, sizeof(to), "%s/maps/%s", pin_dir, live.name[i]);
-		err = err ?: unpin(to);
-	}
-	return err;
+	return err ?: unpin_others(pin_dir, "maps", &maps, false);
 }
 
 /* Steps 3 to 5, from the pins alone. */

@@ -49,7 +49,13 @@ static const char *frame_name(uint8_t type)
 	}
 }
 
-/* Sends the guest frame in `frame`, whose payload `payload` wrote after the header's room. */
+/* A writer of the payload of the guest frame built in `frame`: after the room its header takes. */
+static struct wire_writer payload_writer(uint8_t *frame, size_t size)
+{
+	return (struct wire_writer){ .at = frame + WIRE_FRAME_HEADER_SIZE, .left = size - WIRE_FRAME_HEADER_SIZE };
+}
+
+/* Sends the guest frame in `frame`, whose payload `payload` (a payload_writer) wrote. */
 static int send_frame(struct session *session, uint8_t type, const struct wire_writer *payload, const uint8_t *frame)
 {
 	if (payload->overflow)
@@ -61,7 +67,7 @@ static int send_frame(struct session *session, uint8_t type, const struct wire_w
 static int send_hello(struct session *session)
 {
 	uint8_t frame[GUEST_FRAME_SIZE];
-	struct wire_writer writer = { .at = frame + WIRE_FRAME_HEADER_SIZE, .left = sizeof(frame) - WIRE_FRAME_HEADER_SIZE };
+	struct wire_writer writer = payload_writer(frame, sizeof(frame));
 	uint64_t epoch = 0, seq = 0;
 	struct utsname kernel;
 
@@ -88,7 +94,7 @@ static int send_hello(struct session *session)
 static int send_ack(struct session *session, const struct batch_result *result)
 {
 	uint8_t frame[WIRE_FRAME_HEADER_SIZE + WIRE_ACK_SIZE];
-	struct wire_writer writer = { .at = frame + WIRE_FRAME_HEADER_SIZE, .left = WIRE_ACK_SIZE };
+	struct wire_writer writer = payload_writer(frame, sizeof(frame));
 
 	wire_put_u64(&writer, result->epoch);
 	wire_put_u64(&writer, result->seq);
@@ -111,7 +117,7 @@ static int send_outcome(struct session *session, uint64_t epoch, uint64_t seq, i
 static int serve_object(struct session *session, const struct frame *frame)
 {
 	uint8_t reply[GUEST_FRAME_SIZE];
-	struct wire_writer writer = { .at = reply + WIRE_FRAME_HEADER_SIZE, .left = sizeof(reply) - WIRE_FRAME_HEADER_SIZE };
+	struct wire_writer writer = payload_writer(reply, sizeof(reply));
 	char message[WIRE_MESSAGE_SIZE];
 	int err;
 

@@ -48,7 +48,11 @@ static int parse_request(const uint8_t *payload, size_t size, struct object_requ
 	return 0;
 }
 
-/* Refused before the object is even opened: a capacity over the limit is never allocated. */
+/*
+ * A pass of its own, before the object is even opened: a capacity over the
+ * limit is never allocated, and is the answer whatever else is wrong with
+ * the OBJECT (docs/guest-protocol.md).
+ */
 static int check_capacities(const struct object_request *request, char *message, size_t message_size)
 {
 	for (size_t i = 0; i < request->map_count; i++) {

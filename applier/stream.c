@@ -63,17 +63,15 @@ int endpoint_parse_serial(const char *path, struct endpoint *endpoint)
 	return set_path(endpoint, path);
 }
 
-static int connect_unix(const char *path)
+/* A stream socket of the address's family, connected to it. The fd or -errno. */
+static int connect_socket(const struct sockaddr *address, socklen_t size)
 {
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
 	int fd, err;
 
-	/* endpoint_parse_connect bounded it to sun_path. */
-	strncpy(address.sun_path, path, sizeof(address.sun_path) - 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(address->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
+	if (connect(fd, address, size) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
@@ -81,20 +79,20 @@ static int connect_unix(const char *path)
 	return fd;
 }
 
+static int connect_unix(const char *path)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+
+	/* endpoint_parse_connect bounded it to sun_path. */
+	strncpy(address.sun_path, path, sizeof(address.sun_path) - 1);
+	return connect_socket((struct sockaddr *)&address, sizeof(address));
+}
+
 static int connect_vsock(uint32_t cid, uint32_t port)
 {
 	struct sockaddr_vm address = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
-	int fd, err;
 
-	fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
+	return connect_socket((struct sockaddr *)&address, sizeof(address));
 }
 
 static int open_serial(const char *path)
@@ -185,27 +183,24 @@ static int wait_readable(int fd, int64_t deadline_ms)
 	}
 }
 
-/* Refills the empty buffer with what one read() gives. */
-static int fill(struct stream *stream, int64_t deadline_ms)
+/* One read() of at most `size` bytes, once the fd is readable: how many (> 0), -ECONNRESET, -ETIMEDOUT or -errno. */
+static ssize_t read_some(int fd, void *to, size_t size, int64_t deadline_ms)
 {
 	ssize_t got;
 	int err;
 
 	for (;;) {
-		err = wait_readable(stream->fd, deadline_ms);
+		err = wait_readable(fd, deadline_ms);
 		if (err)
 			return err;
-		got = read(stream->fd, stream->buffer, sizeof(stream->buffer));
+		got = read(fd, to, size);
 		if (got > 0)
-			break;
+			return got;
 		if (got == 0)
 			return -ECONNRESET;
 		if (errno != EINTR && errno != EAGAIN)
 			return -errno;
 	}
-	stream->start = 0;
-	stream->end = (size_t)got;
-	return 0;
 }
 
 int stream_read(struct stream *stream, void *out, size_t size, int64_t deadline_ms)
@@ -213,7 +208,6 @@ int stream_read(struct stream *stream, void *out, size_t size, int64_t deadline_
 	uint8_t *to = out;
 	size_t step;
 	ssize_t got;
-	int err;
 
 	while (size > 0) {
 		if (stream->start < stream->end) {
@@ -228,24 +222,18 @@ int stream_read(struct stream *stream, void *out, size_t size, int64_t deadline_
 		}
 		/* Large payloads go straight to their buffer. */
 		if (size >= sizeof(stream->buffer)) {
-			err = wait_readable(stream->fd, deadline_ms);
-			if (err)
-				return err;
-			got = read(stream->fd, to, size);
-			if (got == 0)
-				return -ECONNRESET;
-			if (got < 0) {
-				if (errno == EINTR || errno == EAGAIN)
-					continue;
-				return -errno;
-			}
+			got = read_some(stream->fd, to, size, deadline_ms);
+			if (got < 0)
+				return (int)got;
 			to += got;
 			size -= (size_t)got;
 			continue;
 		}
-		err = fill(stream, deadline_ms);
-		if (err)
-			return err;
+		got = read_some(stream->fd, stream->buffer, sizeof(stream->buffer), deadline_ms);
+		if (got < 0)
+			return (int)got;
+		stream->start = 0;
+		stream->end = (size_t)got;
 	}
 	return 0;
 }

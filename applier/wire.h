@@ -185,38 +185,33 @@ static inline uint8_t *wire_put_space(struct wire_writer *w, size_t size)
 	return space;
 }
 
+/* `value`'s low `size` bytes, least significant first. */
+static inline void wire_put_le(struct wire_writer *w, uint64_t value, size_t size)
+{
+	uint8_t *b = wire_put_space(w, size);
+
+	for (size_t i = 0; b && i < size; i++)
+		b[i] = (uint8_t)(value >> (8 * i));
+}
+
 static inline void wire_put_u64(struct wire_writer *w, uint64_t value)
 {
-	uint8_t *b = wire_put_space(w, 8);
-
-	for (int i = 0; b && i < 8; i++)
-		b[i] = (uint8_t)(value >> (8 * i));
+	wire_put_le(w, value, 8);
 }
 
 static inline void wire_put_u32(struct wire_writer *w, uint32_t value)
 {
-	uint8_t *b = wire_put_space(w, 4);
-
-	for (int i = 0; b && i < 4; i++)
-		b[i] = (uint8_t)(value >> (8 * i));
+	wire_put_le(w, value, 4);
 }
 
 static inline void wire_put_u16(struct wire_writer *w, uint16_t value)
 {
-	uint8_t *b = wire_put_space(w, 2);
-
-	if (b) {
-		b[0] = (uint8_t)value;
-		b[1] = (uint8_t)(value >> 8);
-	}
+	wire_put_le(w, value, 2);
 }
 
 static inline void wire_put_u8(struct wire_writer *w, uint8_t value)
 {
-	uint8_t *b = wire_put_space(w, 1);
-
-	if (b)
-		b[0] = value;
+	wire_put_le(w, value, 1);
 }
 
 /* `text` cut to size - 1 bytes, NUL-padded to `size`. */

@@ -338,6 +338,24 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
       assert.ok((await loadObject(connection, hello)).maps.length > 0);
     });
 
+    it('answers an over-limit capacity with LOADED -E2BIG before it looks at the map names or the ELF', async () => {
+      // A map the object lacks, listed first, and no ELF at all: either would be the answer were the limit checked later.
+      const frame = encodeObject(
+        [
+          { name: 'socklb_nope_v1', maxEntries: 1 },
+          { name: MAP_NAMES.stats, maxEntries: LIMITS.mapEntries },
+        ],
+        Buffer.from('not an ELF object'),
+      );
+      frame.writeUInt32LE(LIMITS.mapEntries + 1, 5 + 4 + 24 + 16);
+      assert.deepEqual(await request(connection, frame, 'loaded'), {
+        kind: 'loaded',
+        error: E2BIG,
+        message: `map ${MAP_NAMES.stats}: max_entries ${LIMITS.mapEntries + 1} over the limit of ${LIMITS.mapEntries}`,
+        maps: [],
+      });
+    });
+
     it('refuses to COMMIT a snapshot whose maps hold another marker (-ESTALE), and commits the right one', async () => {
       target = await loadObject(connection, hello);
       await sendGroups(connection, target, marker(5, 1), [{ writes: [markerWrite(marker(5, 1), target)] }]);
