@@ -234,7 +234,8 @@ async function run(options: RunOptions): Promise<void> {
     connections: options.maxConnections,
   });
   const cgroups = options.sandboxesOnly ? [] : options.cgroup.length > 0 ? options.cgroup : [cgroup2Root()];
-  // The guests' state is the agent's, made below; nothing reads it before guests.adopt().
+  // The hub and tracing read the state of the agent, which is made after them (it is given both);
+  // neither reads it before guests.adopt() and sandboxes.serve() below: keep those after the agent.
   const guests: GuestHub = new GuestHub({
     pinDirectory: options.pinDir,
     elf: readFileSync(options.bpfObject),
