@@ -167,7 +167,16 @@ export class AgentMetrics {
       (guest) => guest.lag,
     );
     perGuest('socklb_guest_queued_bytes', 'Bytes written to each guest and not yet taken by it', (guest) => guest.queuedBytes);
-    perGuest('socklb_guest_snapshots', 'Snapshots sent to each guest since the agent started (a counter)', (guest) => guest.snapshots);
+    new Counter({
+      name: 'socklb_guest_snapshots_total',
+      help: 'Snapshots sent to each guest since the agent started or the guest was registered',
+      labelNames: ['guest'],
+      registers,
+      collect() {
+        this.reset();
+        for (const guest of guests.list()) this.inc({ guest: guest.id }, guest.snapshots);
+      },
+    });
     new Gauge({
       name: 'socklb_input_problems',
       help: 'Objects or files currently rejected (each is logged once with its reason)',

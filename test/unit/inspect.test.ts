@@ -15,6 +15,7 @@ import { reconcile } from '../../src/datapath/reconcile.js';
 import { DatapathState } from '../../src/datapath/state.js';
 import { frontendId } from '../../src/model/keys.js';
 import type { DesiredFrontend } from '../../src/model/types.js';
+import type { GuestEntry } from '../../src/sandbox/protocol.js';
 
 const POD_A = { address: '10.244.0.2', port: 8080 };
 const POD_B = { address: '10.244.0.3', port: 8080 };
@@ -294,6 +295,36 @@ describe('AgentStatus (/statusz)', () => {
         failedAddresses: [{ address: 'a', error: 'e' }],
       },
     );
+  });
+});
+
+describe('the per-guest metrics', () => {
+  it('gauge what each guest holds now, and count its snapshots as a counter', async () => {
+    const { maps, state } = programmed();
+    const guest: GuestEntry = {
+      id: 'vm1',
+      guest: 'vsock:7',
+      phase: 'streaming',
+      marker: '1/4',
+      lag: 0,
+      queuedBytes: 12,
+      snapshots: 2,
+    };
+    const metrics = new AgentMetrics(
+      { datapath: state, maps, problemCount: () => 0 },
+      { failingAttachments: () => [] },
+      { list: () => [guest] },
+      { check: () => [], capacities: () => [] },
+    );
+    const text = await metrics.registry.metrics();
+    for (const line of [
+      '# TYPE socklb_guest_connected gauge',
+      'socklb_guest_connected{guest="vm1"} 1',
+      'socklb_guest_queued_bytes{guest="vm1"} 12',
+      '# TYPE socklb_guest_snapshots_total counter',
+      'socklb_guest_snapshots_total{guest="vm1"} 2',
+    ])
+      assert.ok(text.split('\n').includes(line), `${line} in:\n${text}`);
   });
 });
 
