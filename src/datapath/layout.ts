@@ -790,11 +790,26 @@ export const traceEventCodec: Codec<TraceEvent> = {
   },
 };
 
-/** Splits what an iterator wrote into records of one codec. */
-export function decodeRecords<T>(codec: Codec<T>, bytes: Buffer): T[] {
-  if (bytes.length % codec.size !== 0) throw new Error(`${codec.cType}: ${bytes.length} bytes is not a whole number of records`);
+/**
+ * Splits what an iterator or a ring wrote into records of one codec. What does not decode (a
+ * record, or bytes short of a whole one) throws; given `skip`, it is handed to `skip` instead and
+ * left out, so that one bad record costs only itself.
+ */
+export function decodeRecords<T>(codec: Codec<T>, bytes: Buffer, skip?: (error: Error) => void): T[] {
+  const fail = (error: unknown) => {
+    const reported = error instanceof Error ? error : new Error(String(error));
+    if (!skip) throw reported;
+    skip(reported);
+  };
+  if (bytes.length % codec.size !== 0) fail(new Error(`${codec.cType}: ${bytes.length} bytes is not a whole number of records`));
   const records: T[] = [];
-  for (let offset = 0; offset < bytes.length; offset += codec.size) records.push(codec.decode(bytes.subarray(offset, offset + codec.size)));
+  for (let offset = 0; offset + codec.size <= bytes.length; offset += codec.size) {
+    try {
+      records.push(codec.decode(bytes.subarray(offset, offset + codec.size)));
+    } catch (error) {
+      fail(error);
+    }
+  }
   return records;
 }
 

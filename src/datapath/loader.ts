@@ -14,7 +14,15 @@ import { detachDirectory, pinProgramLinks } from '../pins/links.js';
 import type { BypassMaps } from './bypass.js';
 import { checkLayout, KernelMap } from './kernel-maps.js';
 import { MAP_NAMES, SOCKET_MAPS, type SocketMapFds } from './layout.js';
-import { capacityFlag, DEFAULT_CAPACITIES, roleCapacity, roleOfMap, type DatapathMaps, type MapCapacities, type MapRole } from './maps.js';
+import {
+  DEFAULT_CAPACITIES,
+  mapCapacity,
+  roleOfMap,
+  type DatapathMaps,
+  type MapCapacities,
+  type MapCapacity,
+  type MapRole,
+} from './maps.js';
 import { KernelReaderFence } from './readers.js';
 import { TraceRing } from './trace-ring.js';
 
@@ -62,7 +70,7 @@ export class LoadedDatapath {
       const pinnedBefore = pinnedMapNames(pinDirectory);
       for (let map = libbpf.objectNextMap(object, null); map; map = libbpf.objectNextMap(object, map)) {
         const name = libbpf.mapName(map);
-        const size = sizeOf(name, capacities);
+        const size = mapCapacity(name, capacities);
         if (size) libbpf.mapSetMaxEntries(map, size.capacity);
         checkPinnedLayout(pinnedMapPath(pinDirectory, name), name, size);
         libbpf.mapSetPinPath(map, pinnedMapPath(pinDirectory, name));
@@ -153,7 +161,7 @@ export class LoadedDatapath {
  * Refuses a pinned map of another layout, or of another size than asked,
  * before libbpf would try to reuse it (and fail without saying why).
  */
-function checkPinnedLayout(path: string, mapName: string, size: MapSize | undefined): void {
+function checkPinnedLayout(path: string, mapName: string, size: MapCapacity | undefined): void {
   const role = roleOfMap(mapName);
   if ((!role && !size) || !existsSync(path)) return;
   const fd = libbpf.objGet(path);
@@ -199,16 +207,4 @@ function checkNotReplacingState(pinDirectory: string, pinnedBefore: readonly str
       `run \`socklb cleanup\` (with the old build, if another pinned them) first ` +
       `(the datapath stops translating until this agent is up)`,
   );
-}
-
-/** A map's entries, and the `socklb run` flag that sets them (none for a fixed size). */
-interface MapSize {
-  capacity: number;
-  flag: string | undefined;
-}
-
-function sizeOf(mapName: string, capacities: MapCapacities): MapSize | undefined {
-  const role = roleOfMap(mapName);
-  const capacity = mapName === MAP_NAMES.connections ? capacities.connections : role && roleCapacity(role, capacities);
-  return capacity === undefined ? undefined : { capacity, flag: capacityFlag(mapName) };
 }

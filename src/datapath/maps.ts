@@ -133,11 +133,25 @@ export function roleOfMap(mapName: string): MapRole | undefined {
   return ROLE_BY_MAP_NAME.get(mapName);
 }
 
-/** The flag that sizes a map, by name, the programs' connections among them; undefined for a fixed size. */
-export function capacityFlag(mapName: string): string | undefined {
-  if (mapName === MAP_NAMES.connections) return '--max-connections';
+/** A map's entries, and the `socklb run` flag that sets them (none for a fixed size). */
+export interface MapCapacity {
+  capacity: number;
+  flag: string | undefined;
+}
+
+/**
+ * The entries of a map, by name, the programs' connections among them, and the flag that sets
+ * them; undefined for a map whose size is its declaration's.
+ */
+export function mapCapacity(mapName: string, capacities: MapCapacities): MapCapacity | undefined {
+  if (mapName === MAP_NAMES.connections) return { capacity: capacities.connections, flag: '--max-connections' };
   const role = roleOfMap(mapName);
-  return role === undefined ? undefined : CAPACITY_FLAGS[role];
+  return role === undefined ? undefined : { capacity: roleCapacity(role, capacities), flag: CAPACITY_FLAGS[role] };
+}
+
+/** The flag that sizes a map, by name; undefined for a fixed size. */
+export function capacityFlag(mapName: string): string | undefined {
+  return mapCapacity(mapName, DEFAULT_CAPACITIES)?.flag;
 }
 
 /** A failed map write; `errno` is the kernel's answer. */

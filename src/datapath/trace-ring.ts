@@ -5,7 +5,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { SocklbError } from '../errors.js';
-import { traceEventCodec, traceSwitchCodec, u32Codec, type TraceEvent, type TraceSwitch } from './layout.js';
+import { decodeRecords, traceEventCodec, traceSwitchCodec, u32Codec, type TraceEvent, type TraceSwitch } from './layout.js';
 import type { BpfMap } from './maps.js';
 
 /** What the worker is given (fds are shared by every thread of the process). */
@@ -70,7 +70,8 @@ export class TraceRing {
         listener.error(new SocklbError('SOCKLB_ERR_LIBBPF', message.error));
         return;
       }
-      const events = decodeEvents(Buffer.from(message.records.buffer, message.records.byteOffset, message.records.byteLength), listener);
+      const records = Buffer.from(message.records.buffer, message.records.byteOffset, message.records.byteLength);
+      const events = decodeRecords(traceEventCodec, records, (error) => listener.error(error));
       listener.events(events.filter((event) => event.timeNs >= since));
     });
     this.exited = new Promise<void>((resolve) => {
@@ -90,16 +91,4 @@ export class TraceRing {
     this.stopFlag = undefined;
     await this.exited;
   }
-}
-
-function decodeEvents(records: Buffer, listener: TraceListener): TraceEvent[] {
-  const events: TraceEvent[] = [];
-  for (let offset = 0; offset + traceEventCodec.size <= records.length; offset += traceEventCodec.size) {
-    try {
-      events.push(traceEventCodec.decode(records.subarray(offset, offset + traceEventCodec.size)));
-    } catch (error) {
-      listener.error(error instanceof Error ? error : new Error(String(error)));
-    }
-  }
-  return events;
 }

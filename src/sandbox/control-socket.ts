@@ -287,6 +287,48 @@ function closeServer(server: Server): Promise<void> {
 }
 
 /**
+ * Connects to the agent at `path`, sends `request` and hands each chunk the agent sends back to
+ * `receive`, until the connection closes (or `signal` aborts, which ends it): resolves then. Until
+ * `receive` calls `answered`, nothing waits longer than `timeoutMs`. Whatever goes wrong rejects
+ * with one clear error: a dead or absent agent, no answer in time, or what `receive` throws.
+ */
+function converseWithAgent(
+  path: string,
+  request: ControlRequest,
+  timeoutMs: number,
+  receive: (chunk: string, answered: () => void) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const connection = createConnection(path);
+    connection.setEncoding('utf8');
+    const timer = setTimeout(() => {
+      connection.destroy(
+        new SocklbError('SOCKLB_ERR_CONTROL', `the agent at control socket ${path} did not answer within ${timeoutMs / 1000} s`),
+      );
+    }, timeoutMs);
+    const answered = () => clearTimeout(timer);
+    const abort = () => connection.end();
+    signal?.addEventListener('abort', abort, { once: true });
+    connection.once('connect', () => connection.write(encodeMessage(request)));
+    connection.on('data', (chunk: string) => {
+      try {
+        receive(chunk, answered);
+      } catch (error) {
+        connection.destroy();
+        reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    });
+    connection.once('error', (error: NodeJS.ErrnoException) => reject(error instanceof SocklbError ? error : connectError(path, error)));
+    connection.once('close', () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
+      resolve();
+    });
+  });
+}
+
+/**
  * Sends one request to the agent and resolves to its answer; a refusal becomes the agent's
  * SocklbError, a dead or absent agent one sentence, and nothing waits longer than `timeoutMs`.
  */
@@ -295,28 +337,11 @@ export async function requestControl(
   request: ControlRequest,
   timeoutMs: number,
 ): Promise<Exclude<ControlResponse, { ok: false }>> {
-  const line = await new Promise<string>((resolve, reject) => {
-    const connection = createConnection(path);
-    let received = '';
-    const timer = setTimeout(() => {
-      connection.destroy();
-      reject(new SocklbError('SOCKLB_ERR_CONTROL', `the agent at control socket ${path} did not answer within ${timeoutMs / 1000} s`));
-    }, timeoutMs);
-    connection.setEncoding('utf8');
-    connection.once('connect', () => connection.write(encodeMessage(request)));
-    connection.on('data', (chunk: string) => {
-      received += chunk;
-    });
-    connection.once('end', () => {
-      clearTimeout(timer);
-      resolve(received.split('\n')[0] ?? '');
-    });
-    connection.once('error', (error: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(connectError(path, error));
-    });
+  let received = '';
+  await converseWithAgent(path, request, timeoutMs, (chunk) => {
+    received += chunk;
   });
-  const response = parseResponse(line);
+  const response = parseResponse(received.split('\n')[0] ?? '');
   if (!response.ok) throw new SocklbError(response.code, response.message);
   return response;
 }
@@ -339,46 +364,22 @@ export async function followControlTrace(
   handlers: TraceHandlers,
   signal: AbortSignal,
 ): Promise<void> {
-  const connection = createConnection(path);
-  connection.setEncoding('utf8');
   let started = false;
   let pending = '';
-  const timer = setTimeout(() => {
-    if (!started)
-      connection.destroy(
-        new SocklbError('SOCKLB_ERR_CONTROL', `the agent at control socket ${path} did not answer within ${timeoutMs / 1000} s`),
-      );
-  }, timeoutMs);
-  const abort = () => connection.end();
-  signal.addEventListener('abort', abort, { once: true });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      connection.once('connect', () => connection.write(encodeMessage({ op: 'trace', ...filter })));
-      connection.on('data', (chunk: string) => {
-        pending += chunk;
-        let newline: number;
-        try {
-          while ((newline = pending.indexOf('\n')) >= 0) {
-            const line = pending.slice(0, newline);
-            pending = pending.slice(newline + 1);
-            if (!started) {
-              started = true;
-              clearTimeout(timer);
-              handlers.started(parseTraceStart(line));
-            } else handlers.message(parseTraceMessage(line));
-          }
-        } catch (error) {
-          connection.destroy();
-          reject(error instanceof Error ? error : new Error(String(error)));
-        }
-      });
-      connection.once('close', () => resolve());
-      connection.once('error', (error: NodeJS.ErrnoException) => reject(error instanceof SocklbError ? error : connectError(path, error)));
-    });
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener('abort', abort);
-  }
+  const receive = (chunk: string, answered: () => void) => {
+    pending += chunk;
+    let newline: number;
+    while ((newline = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, newline);
+      pending = pending.slice(newline + 1);
+      if (!started) {
+        started = true;
+        answered();
+        handlers.started(parseTraceStart(line));
+      } else handlers.message(parseTraceMessage(line));
+    }
+  };
+  await converseWithAgent(path, { op: 'trace', ...filter }, timeoutMs, receive, signal);
 }
 
 function connectError(path: string, error: NodeJS.ErrnoException): SocklbError {

@@ -125,22 +125,22 @@ export class SandboxRegistry {
       );
     }
     const existing = this.sandboxes.get(id);
-    if (existing?.cgroup === cgroup && !sameBypass(existing, bypass)) {
-      throw new SocklbError(
-        'SOCKLB_ERR_SANDBOX',
-        `sandbox ${id} is already registered with cgroup ${cgroup}, leaving ${describeBypass(existing) ?? 'nothing'} untranslated; ` +
-          `remove it first to change that`,
-      );
-    }
-    if (existing?.cgroup === cgroup) {
+    if (existing) {
+      if (existing.cgroup !== cgroup) {
+        throw new SocklbError(
+          'SOCKLB_ERR_SANDBOX',
+          `sandbox ${id} is already registered with cgroup ${existing.cgroup}; remove it first to register ${cgroup}`,
+        );
+      }
+      if (!sameBypass(existing, bypass)) {
+        throw new SocklbError(
+          'SOCKLB_ERR_SANDBOX',
+          `sandbox ${id} is already registered with cgroup ${cgroup}, leaving ${describeBypass(existing) ?? 'nothing'} untranslated; ` +
+            `remove it first to change that`,
+        );
+      }
       this.attachAgain(existing);
       return { outcome: 'unchanged', sandbox: copy(existing) };
-    }
-    if (existing) {
-      throw new SocklbError(
-        'SOCKLB_ERR_SANDBOX',
-        `sandbox ${id} is already registered with cgroup ${existing.cgroup}; remove it first to register ${cgroup}`,
-      );
     }
     const holder = [...this.sandboxes.values()].find((sandbox) => sandbox.cgroup === cgroup);
     if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `cgroup ${cgroup} is already registered as sandbox ${holder.id}`);

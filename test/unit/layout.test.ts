@@ -10,6 +10,7 @@ import {
   affinityKeyLayout,
   affinityLayout,
   BYPASS_MAP_CODECS,
+  decodeRecords,
   destroyedCodec,
   MAP_CODECS,
   markerCodec,
@@ -170,6 +171,48 @@ describe('codecs of the socket iterators and the guest marker decode what they e
   for (const [name, codec, value] of cases) {
     it(name, () => assert.deepEqual(codec.decode(codec.encode(value as never)), value));
   }
+});
+
+describe('records split from what an iterator or a ring wrote', () => {
+  const event = (timeNs: bigint) =>
+    traceEventCodec.encode({
+      timeNs,
+      cgroupId: 1n,
+      netnsCookie: 1n,
+      socketCookie: 2n,
+      protocol: 'TCP',
+      hook: 'connect',
+      reason: 'no-backend',
+      service: { address: '10.96.0.10', port: 80 },
+      serviceId: 3,
+      backend: undefined,
+      slot: 0,
+    });
+  const unknownReason = event(2n);
+  unknownReason.writeUInt8(0xff, 78); // its reason
+  const bytes = Buffer.concat([event(1n), unknownReason, event(3n)]);
+
+  it('throws, without skip, for one bad record or bytes short of a record', () => {
+    assert.throws(() => decodeRecords(traceEventCodec, bytes), /enum socklb_trace_reason 255: not a value this build knows/);
+    assert.throws(() => decodeRecords(traceEventCodec, bytes.subarray(0, 100)), /100 bytes is not a whole number of records/);
+  });
+
+  it('leaves out and reports only the bad record, or the bytes short of one, when given skip', () => {
+    const skipped: string[] = [];
+    const skip = (error: Error) => skipped.push(error.message);
+    assert.deepEqual(
+      decodeRecords(traceEventCodec, bytes, skip).map((decoded) => decoded.timeNs),
+      [1n, 3n],
+    );
+    assert.deepEqual(
+      decodeRecords(traceEventCodec, Buffer.concat([event(4n), event(5n).subarray(0, 20)]), skip).map((decoded) => decoded.timeNs),
+      [4n],
+    );
+    assert.deepEqual(skipped, [
+      'enum socklb_trace_reason 255: not a value this build knows',
+      'struct socklb_trace_event: 100 bytes is not a whole number of records',
+    ]);
+  });
 });
 
 describe('the trace enums match the BTF of bpf/socklb.bpf.o', () => {
