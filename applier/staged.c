@@ -65,12 +65,18 @@ static int check_capacities(const struct object_request *request, char *message,
 	return 0;
 }
 
-/* A step that failed: `message` says which, with libbpf's first warning when it gave one. */
+/*
+ * A step that failed: `message` says which, with libbpf's first warning when it gave one.
+ * libbpf_strerror, not strerror: libbpf answers an ELF it cannot use with codes of its own
+ * (LIBBPF_ERRNO__FORMAT, 4001...), which strerror calls "Unknown error".
+ */
 static int failed(int err, char *message, size_t message_size, const char *step)
 {
 	const char *warning = log_libbpf_warning();
+	char reason[128];
 
-	snprintf(message, message_size, "%s: %s%s%s", step, strerror(-err), *warning ? ": " : "", warning);
+	libbpf_strerror(err, reason, sizeof(reason));
+	snprintf(message, message_size, "%s: %s%s%s", step, reason, *warning ? ": " : "", warning);
 	return err;
 }
 

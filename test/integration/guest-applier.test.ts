@@ -64,6 +64,8 @@ const PROGRAMS = [
 ];
 const ENOENT = -2;
 const E2BIG = -7;
+/** libbpf's code for an ELF it cannot read (libbpf.h, enum libbpf_errno). */
+const LIBBPF_ERRNO_FORMAT = 4001;
 const ESTALE = -116;
 
 /**
@@ -354,6 +356,13 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
         message: `map ${MAP_NAMES.stats}: max_entries ${LIMITS.mapEntries + 1} over the limit of ${LIMITS.mapEntries}`,
         maps: [],
       });
+    });
+
+    it("answers an OBJECT that is no ELF with libbpf's own error, named", async () => {
+      const loaded = await request(connection, encodeObject(CAPACITIES, Buffer.from('not an ELF object')), 'loaded');
+      assert.equal(loaded.kind === 'loaded' && loaded.error, -LIBBPF_ERRNO_FORMAT);
+      // strerror() knows none of libbpf's codes: it said "Unknown error 4001".
+      assert.match(loaded.kind === 'loaded' ? loaded.message : '', /^bpf_object__open_mem: BPF object format invalid: /);
     });
 
     it('refuses to COMMIT a snapshot whose maps hold another marker (-ESTALE), and commits the right one', async () => {
