@@ -90,6 +90,8 @@ export class Agent {
   private readerFence: NodeJS.Immediate | undefined;
   /** A fence released freed ids since the last sync, which the next may hand out again. */
   private idsReleasedSinceSync = false;
+  /** Why the last fence failed, until one works: logged when it changes, not at each sync's retry. */
+  private readerFenceError: string | undefined;
   private retryDelayMs: number;
   private resyncTimer: NodeJS.Timeout | undefined;
   /** The last cleanup failed somewhere: the next one looks at everything. */
@@ -298,15 +300,18 @@ export class Agent {
     if (!this.state.idsAwaitReaders) return false;
     try {
       this.options.readers.waitForReaders();
-      this.state.readersGone();
-      return true;
     } catch (error) {
-      this.options.logger.warn(
-        { code: (error as { code?: string }).code },
-        `ids freed by earlier syncs stay unused: ${(error as Error).message}`,
-      );
+      const { message } = error as Error;
+      if (message !== this.readerFenceError)
+        this.options.logger.warn({ code: (error as { code?: string }).code }, `ids freed by earlier syncs stay unused: ${message}`);
+      this.readerFenceError = message;
       return false;
     }
+    if (this.readerFenceError !== undefined)
+      this.options.logger.info(`ids freed by earlier syncs are used again, after failing with ${this.readerFenceError}`);
+    this.readerFenceError = undefined;
+    this.state.readersGone();
+    return true;
   }
 
   /** Runs after the maps stopped handing the pairs out, so a socket that reconnects finds a live backend. */

@@ -132,10 +132,16 @@ describe('the agent and the readers of freed ids', () => {
     await agent.stop();
   });
 
-  it('takes fresh ids when the kernel will not say that the readers are gone', async () => {
+  it('takes fresh ids when the kernel will not say that the readers are gone, logging it once', async () => {
     const fence = new RecordingFence();
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) },
+    );
+    const fenceLines = () => lines.filter(({ msg }) => msg.startsWith('ids freed by earlier syncs')).map(({ level }) => level);
     const source = new ManualSource(dnsState(['10.244.0.1', '10.244.0.2']));
-    const agent = new Agent({ source, maps: memoryMaps(), readers: fence, logger: pino({ level: 'silent' }), node: NODE });
+    const agent = new Agent({ source, maps: memoryMaps(), readers: fence, logger, node: NODE });
     await agent.start();
     fence.failing = true;
     source.push(dnsState(['10.244.0.1']));
@@ -143,6 +149,16 @@ describe('the agent and the readers of freed ids', () => {
     source.push(dnsState(['10.244.0.1', '10.244.0.3']));
     assert.deepEqual([...agent.datapath.backends.keys()].sort(), [1, 3]);
     assert.ok(agent.datapath.idsAwaitReaders, 'the freed id still waits');
+    await setImmediate();
+    source.push(dnsState(['10.244.0.1', '10.244.0.4']));
+    await setImmediate();
+    assert.equal(fence.waits, 3, 'tried after each sync');
+    assert.deepEqual(fenceLines(), [40], 'one warning for three failures');
+    fence.failing = false;
+    source.push(dnsState(['10.244.0.1']));
+    await setImmediate();
+    assert.equal(agent.datapath.idsAwaitReaders, false, 'the freed ids are free again');
+    assert.deepEqual(fenceLines(), [40, 30], 'and one line when it works again');
     await agent.stop();
   });
 });
