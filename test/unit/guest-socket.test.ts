@@ -1,0 +1,78 @@
+// A guest's socket path (unix:, serial:), in a directory that the VMM's user owns: a socket
+// something serves there (the VMM's own) is never replaced.
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { lstatSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { GuestHub } from '../../src/guest/hub.js';
+import { leaveDeadSocket } from './socket-files.js';
+
+let scratch: string;
+beforeEach(() => {
+  scratch = mkdtempSync(join(tmpdir(), 'socklb-guest-socket-'));
+});
+afterEach(() => rmSync(scratch, { recursive: true, force: true }));
+
+function closed(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+describe('registering a guest where a socket is already', () => {
+  let hub: GuestHub;
+  beforeEach(() => {
+    hub = new GuestHub({
+      pinDirectory: join(scratch, 'pins'),
+      elf: Buffer.from('not an ELF: no guest connects'),
+      state: () => assert.fail('no guest connects, so the node state is not read'),
+      logger: pino({ level: 'silent' }),
+    });
+  });
+  afterEach(() => hub.close());
+
+  it('refuses a path a live socket serves (the VMM’s own), leaving that socket as it was', async () => {
+    const path = join(scratch, 'v.sock');
+    const live = createServer((connection) => connection.destroy());
+    await new Promise<void>((resolve) => live.listen(path, resolve));
+    try {
+      const before = lstatSync(path);
+      await assert.rejects(hub.add('vm1', `unix:${path}`), {
+        code: 'SOCKLB_ERR_SANDBOX',
+        message: `guest vm1: ${path} is a socket in use (a process serves it); only a socket nobody serves is replaced: check the path (a VMM's own socket?)`,
+      });
+      assert.equal(hub.has('vm1'), false);
+      assert.equal(lstatSync(path).ino, before.ino, 'the live socket file is the same');
+      const accepted = once(live, 'connection');
+      connect(path).once('error', () => undefined);
+      await accepted;
+    } finally {
+      await closed(live);
+    }
+  });
+
+  it('replaces a socket file nobody serves (an agent that was killed)', async () => {
+    const path = join(scratch, 'v.sock');
+    await leaveDeadSocket(path);
+    await hub.add('vm1', `serial:${path}`);
+    const now = lstatSync(path);
+    assert.ok(now.isSocket());
+    assert.deepEqual([now.uid, now.mode & 0o7777], [statSync(scratch).uid, 0o600]);
+    const probe = connect(path);
+    await once(probe, 'connect');
+    probe.destroy();
+  });
+
+  it('refuses a path that holds anything but a socket', async () => {
+    const path = join(scratch, 'v.sock');
+    symlinkSync(join(scratch, 'elsewhere'), path);
+    await assert.rejects(hub.add('vm1', `unix:${path}`), {
+      code: 'SOCKLB_ERR_SANDBOX',
+      message: `guest vm1: ${path} exists and is not a socket`,
+    });
+    assert.ok(lstatSync(path).isSymbolicLink(), 'left as it was');
+  });
+});
