@@ -5,7 +5,7 @@
 // its connection and what is queued for it, whatever the number of Services.
 
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, statSync, type Stats } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { DatapathState } from '../datapath/state.js';
@@ -15,7 +15,7 @@ import { pinGuest, pinnedGuests, unpinGuest } from '../pins/layout.js';
 import type { GuestEntry } from '../sandbox/protocol.js';
 import { listenVsock, type ListenVsock, type VsockError, type VsockListener } from '../kernel/vsock.js';
 import { checkSandboxId } from '../sandbox/registry.js';
-import { listenOnUnixPath, type UnixPathRefusal } from '../sandbox/unix-listener.js';
+import { handOverSocket, listenOnUnixPath, type UnixPathRefusal } from '../sandbox/unix-listener.js';
 import {
   DEFAULT_GUEST_VSOCK_PORT,
   describeEndpoint,
@@ -271,8 +271,13 @@ async function listen(server: Server, path: string, id: string): Promise<void> {
     if (error instanceof SocklbError) throw error;
     throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: cannot listen on ${path}: ${error.code ?? error.message}`, { cause: error });
   });
-  chownSync(path, directory.uid, directory.gid);
-  chmodSync(path, 0o600);
+  try {
+    handOverSocket(path, directory.uid, directory.gid);
+  } catch (error) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: cannot give ${path} to uid ${directory.uid}: ${reason}`, { cause: error });
+  }
 }
 
 function refuseGuestPath(id: string, path: string, refusal: UnixPathRefusal): SocklbError {

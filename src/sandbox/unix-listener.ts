@@ -1,8 +1,9 @@
 // Listening on a Unix socket path, for the control socket and for the guests' sockets (unix:,
 // serial:): the socket file is 0600 from the start, and only a socket file nobody serves is ever
-// replaced.
+// replaced. A guest's socket is then handed to the owner of its directory without a call that
+// follows the path, which that owner controls.
 
-import { lstatSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants, fstatSync, lstatSync, openSync, unlinkSync, type Stats } from 'node:fs';
 import { createConnection, type Server } from 'node:net';
 
 /** Why a path was not listened on; the caller turns it into its own sentence. */
@@ -68,4 +69,33 @@ async function removeDeadSocket(path: string, refuse: (refusal: UnixPathRefusal)
 
 function lstatOrUndefined(path: string): Stats | undefined {
   return lstatSync(path, { throwIfNoEntry: false });
+}
+
+/** Linux's O_PATH, its generic value (x86-64, arm64); node:fs has no constant for it. */
+const O_PATH = 0o10000000;
+
+/**
+ * Gives the socket file that this process just bound at `path` to `uid`:`gid`, 0600. The owner
+ * of the directory can replace that name at any moment (with a symbolic link or a hard link to
+ * /etc/shadow), so nothing here resolves it twice: the file is opened once without following a
+ * link (O_PATH | O_NOFOLLOW), checked to be a socket of this process's user with one link, as
+ * bind(2) made it, and changed through that descriptor (/proc/self/fd), which names that inode
+ * whatever the path holds by then. Throws before changing anything when the check fails.
+ */
+export function handOverSocket(path: string, uid: number, gid: number): void {
+  const descriptor = openSync(path, O_PATH | constants.O_NOFOLLOW);
+  try {
+    const status = fstatSync(descriptor);
+    const found = status.isSymbolicLink() ? 'a symbolic link' : !status.isSocket() ? 'a file that is not a socket' : undefined;
+    if (found) throw new Error(`it was replaced by ${found} after the bind`);
+    if (status.uid !== process.geteuid?.() || status.nlink !== 1)
+      throw new Error(`it was replaced by another socket (uid ${status.uid}, ${status.nlink} links) after the bind`);
+    const inode = `/proc/self/fd/${descriptor}`;
+    // The umask made it 0600 unless the directory has a default ACL, which bind(2) applies instead.
+    // Before the chown: once it is another user's, only CAP_FOWNER could, which the unit lacks.
+    chmodSync(inode, 0o600);
+    chownSync(inode, uid, gid);
+  } finally {
+    closeSync(descriptor);
+  }
 }

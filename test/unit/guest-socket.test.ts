@@ -1,16 +1,21 @@
-// A guest's socket path (unix:, serial:), in a directory that the VMM's user owns: a socket
+// A guest's socket path (unix:, serial:), in a directory that the VMM's user owns and so controls:
+// the socket is handed to that user without following what it plants at the path, and a socket
 // something serves there (the VMM's own) is never replaced.
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { lstatSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { linkSync, lstatSync, mkdtempSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { GuestHub } from '../../src/guest/hub.js';
+import { handOverSocket, listenOnUnixPath } from '../../src/sandbox/unix-listener.js';
 import { leaveDeadSocket } from './socket-files.js';
+
+/** Another user when root can give files away; else this one, whose mode change still shows. */
+const owner = process.geteuid?.() === 0 ? { uid: 65534, gid: 65534 } : { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
 
 let scratch: string;
 beforeEach(() => {
@@ -21,6 +26,50 @@ afterEach(() => rmSync(scratch, { recursive: true, force: true }));
 function closed(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
+
+describe("handing a guest's socket to the owner of its directory", () => {
+  async function bound(path: string): Promise<Server> {
+    const server = createServer();
+    await listenOnUnixPath(server, path, (refusal) => new Error(refusal.reason));
+    return server;
+  }
+
+  it('gives it the socket this process bound, 0600', async () => {
+    const path = join(scratch, 'v.sock');
+    const server = await bound(path);
+    try {
+      handOverSocket(path, owner.uid, owner.gid);
+      const status = lstatSync(path);
+      assert.ok(status.isSocket());
+      assert.deepEqual([status.uid, status.gid, status.mode & 0o7777], [owner.uid, owner.gid, 0o600]);
+    } finally {
+      await closed(server);
+    }
+  });
+
+  const plants = [
+    ['a symbolic link', symlinkSync, /^it was replaced by a symbolic link after the bind$/],
+    // What a call that does not follow links at the path (lchown) would still give away.
+    ['a hard link', linkSync, /^it was replaced by a file that is not a socket after the bind$/],
+  ] as const;
+  for (const [what, plant, message] of plants)
+    it(`changes nothing through ${what} to another file swapped in after the bind`, async () => {
+      const path = join(scratch, 'v.sock');
+      const secret = join(scratch, 'shadow');
+      writeFileSync(secret, 'root:secret\n', { mode: 0o640 });
+      const before = statSync(secret);
+      const server = await bound(path);
+      try {
+        unlinkSync(path);
+        plant(secret, path);
+        assert.throws(() => handOverSocket(path, owner.uid, owner.gid), { message });
+        const after = statSync(secret);
+        assert.deepEqual([after.uid, after.gid, after.mode], [before.uid, before.gid, before.mode], `${secret} unchanged`);
+      } finally {
+        await closed(server);
+      }
+    });
+});
 
 describe('registering a guest where a socket is already', () => {
   let hub: GuestHub;
