@@ -69,6 +69,25 @@ describe("handing a guest's socket to the owner of its directory", () => {
         await closed(server);
       }
     });
+
+  it("changes nothing through a hard link to another of this user's sockets swapped in after the bind", async () => {
+    const path = join(scratch, 'v.sock');
+    const other = join(scratch, 'control.sock');
+    const otherServer = await bound(other);
+    const server = await bound(path);
+    try {
+      unlinkSync(path);
+      linkSync(other, path);
+      assert.throws(() => handOverSocket(path, owner.uid, owner.gid), {
+        message: `it was replaced by another socket (uid ${lstatSync(other).uid}, 2 links) after the bind`,
+      });
+      assert.equal(lstatSync(other).mode & 0o7777, 0o600);
+      assert.equal(lstatSync(other).uid, process.geteuid?.(), `${other} still this user's`);
+    } finally {
+      await closed(server);
+      await closed(otherServer);
+    }
+  });
 });
 
 describe('registering a guest where a socket is already', () => {
