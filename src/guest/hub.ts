@@ -5,7 +5,7 @@
 // its connection and what is queued for it, whatever the number of Services.
 
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, lstatSync, rmSync, statSync, type Stats } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { DatapathState } from '../datapath/state.js';
@@ -15,6 +15,7 @@ import { pinGuest, pinnedGuests, unpinGuest } from '../pins/layout.js';
 import type { GuestEntry } from '../sandbox/protocol.js';
 import { listenVsock, type ListenVsock, type VsockError, type VsockListener } from '../kernel/vsock.js';
 import { checkSandboxId } from '../sandbox/registry.js';
+import { handOverSocket, listenOnUnixPath, type UnixPathRefusal } from '../sandbox/unix-listener.js';
 import {
   DEFAULT_GUEST_VSOCK_PORT,
   describeEndpoint,
@@ -259,40 +260,33 @@ function whyNoVsock(error: VsockError): string {
 }
 
 /**
- * Listens on `path`, replacing a socket file a killed agent left (never anything else), 0600 and
- * owned by the owner of its directory: a VMM in a jail (Firecracker's jailer) runs as that user and
- * must connect, nobody else should.
+ * Listens on `path`, replacing a socket file nobody serves (a killed agent's) and nothing else,
+ * 0600 and owned by the owner of its directory: a VMM in a jail (Firecracker's jailer) runs as
+ * that user and must connect, nobody else should.
  */
 async function listen(server: Server, path: string, id: string): Promise<void> {
-  const existing = lstatOrUndefined(path);
-  if (existing && !existing.isSocket()) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: ${path} exists and is not a socket`);
-  if (existing) rmSync(path);
   const directory = statOrUndefined(dirname(path));
   if (!directory?.isDirectory()) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: ${dirname(path)} is not a directory`);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const umask = process.umask(0o177);
-    try {
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    } finally {
-      process.umask(umask);
-    }
-  }).catch((error: NodeJS.ErrnoException) => {
+  await listenOnUnixPath(server, path, (refusal) => refuseGuestPath(id, path, refusal)).catch((error: NodeJS.ErrnoException) => {
+    if (error instanceof SocklbError) throw error;
     throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: cannot listen on ${path}: ${error.code ?? error.message}`, { cause: error });
   });
-  chownSync(path, directory.uid, directory.gid);
-  chmodSync(path, 0o600);
+  try {
+    handOverSocket(path, directory.uid, directory.gid);
+  } catch (error) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: cannot give ${path} to uid ${directory.uid}: ${reason}`, { cause: error });
+  }
 }
 
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch {
-    return undefined;
-  }
+function refuseGuestPath(id: string, path: string, refusal: UnixPathRefusal): SocklbError {
+  if (refusal.reason === 'not a socket') return new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: ${path} exists and is not a socket`);
+  const how = refusal.probe === 'accepted' ? 'a process serves it' : `connecting to it fails with ${refusal.probe}, not ECONNREFUSED`;
+  return new SocklbError(
+    'SOCKLB_ERR_SANDBOX',
+    `guest ${id}: ${path} is a socket in use (${how}); only a socket nobody serves is replaced: check the path (a VMM's own socket?)`,
+  );
 }
 
 function statOrUndefined(path: string): Stats | undefined {

@@ -2,7 +2,7 @@
 // socket 0600), through which `socklb sandbox` and `socklb oci-hook` add and remove sandboxes.
 // Both ends are here; the protocol is in protocol.ts.
 
-import { chmodSync, lstatSync, mkdirSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { SocklbError } from '../errors.js';
@@ -23,6 +23,7 @@ import {
   type TraceService,
 } from './protocol.js';
 import type { SandboxDirectory } from './protocol.js';
+import { listenOnUnixPath, type UnixPathRefusal } from './unix-listener.js';
 
 export const DEFAULT_CONTROL_SOCKET = '/run/socklb/control.sock';
 
@@ -82,11 +83,7 @@ export async function claimControlSocket(path: string, logger: Logger): Promise<
     serveConnection(connection, ready, logger);
   });
   try {
-    if (!(await listen(server, path))) {
-      await removeDeadSocket(path);
-      // Lost to an agent that claimed the path meanwhile: it answers now, and the path is its.
-      if (!(await listen(server, path))) throw anotherAgent(path);
-    }
+    await listenOnUnixPath(server, path, (refusal) => refuseControlSocket(path, refusal));
   } catch (error) {
     if (error instanceof SocklbError) throw error;
     throw new SocklbError(
@@ -107,25 +104,6 @@ export async function claimControlSocket(path: string, logger: Logger): Promise<
       return closeServer(server);
     },
   };
-}
-
-/** Resolves false when the path is taken (EADDRINUSE). */
-function listen(server: Server, path: string): Promise<boolean> {
-  return new Promise<boolean>((resolve, reject) => {
-    const fail = (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? resolve(false) : reject(error));
-    server.once('error', fail);
-    // The socket file is created 0600 from the start: no moment when someone else could connect.
-    // Node binds within listen(), so the umask is restored before anything else runs.
-    const umask = process.umask(0o177);
-    try {
-      server.listen(path, () => {
-        server.off('error', fail);
-        resolve(true);
-      });
-    } finally {
-      process.umask(umask);
-    }
-  });
 }
 
 /**
@@ -245,39 +223,16 @@ function logRequest(logger: Logger, request: ControlRequest, response: ControlRe
     logger.info({ ...response.sandbox, outcome: response.outcome }, `sandbox ${response.sandbox.id} ${response.outcome}`);
 }
 
-/**
- * Removes a socket file left by an agent that was killed; a live agent's is refused. Only the
- * file probed is removed: one made meanwhile by an agent started at the same time stays.
- */
-async function removeDeadSocket(path: string): Promise<void> {
-  const probed = statOrUndefined(path);
-  if (probed === undefined) return;
-  if (!probed.isSocket())
-    throw new SocklbError(
+function refuseControlSocket(path: string, refusal: UnixPathRefusal): SocklbError {
+  if (refusal.reason === 'not a socket')
+    return new SocklbError(
       'SOCKLB_ERR_CONTROL',
       `control socket ${path}: the path exists and is not a socket; remove it or choose another --control-socket`,
     );
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = createConnection(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw anotherAgent(path);
-  const now = statOrUndefined(path);
-  if (now?.ino === probed.ino && now.dev === probed.dev) unlinkSync(path);
-}
-
-function statOrUndefined(path: string): Stats | undefined {
-  return lstatSync(path, { throwIfNoEntry: false });
-}
-
-function anotherAgent(path: string): SocklbError {
+  const how = refusal.probe === 'accepted' ? '' : ` (connecting to it fails with ${refusal.probe}, not ECONNREFUSED)`;
   return new SocklbError(
     'SOCKLB_ERR_CONTROL',
-    `control socket ${path}: another socklb agent is serving it; stop that one or choose another --control-socket`,
+    `control socket ${path}: another socklb agent is serving it${how}; stop that one or choose another --control-socket`,
   );
 }
 

@@ -3,7 +3,7 @@
 // two agents at once, the socket's directory.
 
 import assert from 'node:assert/strict';
-import { chmod, chown, lstat, mkdir, mkdtemp, rename, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
 import { createConnection, createServer, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import {
 } from '../../src/sandbox/protocol.js';
 import { SandboxRegistry } from '../../src/sandbox/registry.js';
 import { sandboxDirectory } from '../../src/sandbox/directory.js';
+import { leaveDeadSocket } from './socket-files.js';
 
 const noKernel = { cgroupRoot: '/cg', attach: () => undefined, detach: () => undefined, reattach: () => undefined };
 
@@ -277,14 +278,6 @@ async function serve(path: string): Promise<ControlSocket> {
 }
 
 /** A socket file as a killed agent leaves it: nobody listens behind it. */
-async function leaveDeadSocket(path: string): Promise<void> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(`${path}.live`, resolve));
-  // Node removes the file of a server it closes, but only under the name it was made with.
-  await rename(`${path}.live`, path);
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
-
 function rawExchange(path: string, text: string, { end = false } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const connection = createConnection(path, () => (end ? connection.end(text) : connection.write(text)));
