@@ -41,7 +41,7 @@ import {
 } from '../datapath/stuck-sockets.js';
 import { libbpf, setLibbpfPrint } from '../kernel/libbpf.js';
 import { cgroup2Root } from '../kernel/mounts.js';
-import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
+import { closeNamespaces, describeDenied, openNamespacesOfCgroups, type DeniedProcesses } from '../kernel/netns.js';
 import { checkCgroup, checkPrivileges } from '../kernel/system.js';
 import { cleanupPins } from '../pins/cleanup.js';
 import { mapHolders } from '../pins/holders.js';
@@ -355,7 +355,9 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
   try {
     const iterators = SocketIterators.load(iteratorObject(options.bpfObject), socketMaps.fds);
     try {
-      const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)]);
+      const denied: DeniedProcesses = { pids: [] };
+      const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)], denied);
+      if (denied.pids.length > 0) process.stderr.write(`socklb: ${describeDenied(denied)}: their sockets are not listed\n`);
       try {
         const described = describeSockets(await iterators.dump(['UDP', 'TCP'], namespaces));
         process.stdout.write(options.output === 'json' ? `${JSON.stringify(described, null, 2)}\n` : `${formatSocketTable(described)}\n`);

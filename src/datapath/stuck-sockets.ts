@@ -12,7 +12,7 @@
 //
 // Unconnected UDP sockets are never destroyed: their next datagram finds a live backend.
 
-import { closeNamespaces, openNamespacesOfCgroups } from '../kernel/netns.js';
+import { closeNamespaces, describeDenied, openNamespacesOfCgroups, type DeniedProcesses } from '../kernel/netns.js';
 import type { Logger } from '../log.js';
 import type { Protocol } from '../model/types.js';
 import { backendText, frontendId } from '../model/keys.js';
@@ -42,6 +42,9 @@ export interface StuckSocketHandler {
 
 /** Destroys the stuck sockets of the policy's protocols in every namespace of the cgroups. */
 export class StuckSocketDestroyer implements StuckSocketHandler {
+  /** Said once an agent run: a missing capability stays missing. */
+  private deniedLogged = false;
+
   constructor(
     private readonly iterators: SocketIterators,
     /** Asked at each run: sandboxes come and go. */
@@ -54,7 +57,12 @@ export class StuckSocketDestroyer implements StuckSocketHandler {
     const wanted = pairs.filter((pair) => this.protocols.includes(pair.frontend.protocol));
     if (wanted.length === 0) return;
     const started = performance.now();
-    const namespaces = openNamespacesOfCgroups(this.cgroups());
+    const denied: DeniedProcesses = { pids: [] };
+    const namespaces = openNamespacesOfCgroups(this.cgroups(), denied);
+    if (denied.pids.length > 0 && !this.deniedLogged) {
+      this.deniedLogged = true;
+      this.logger.warn({ code: denied.code }, `destroy stuck sockets: ${describeDenied(denied)}; their sockets are left alone (said once)`);
+    }
     let run: DestroyRun;
     try {
       run = await this.iterators.destroy(wanted, this.protocols, namespaces);

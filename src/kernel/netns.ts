@@ -16,15 +16,25 @@ export interface NetworkNamespace {
   pid: number;
 }
 
-/** Opens each network namespace that has a process in `cgroups` or below, once. */
-export function openNamespacesOfCgroups(cgroups: readonly string[]): NetworkNamespace[] {
+/** The processes whose namespace could not be opened, and the first errno that said so. */
+export interface DeniedProcesses {
+  pids: number[];
+  code?: string;
+}
+
+/**
+ * Opens each network namespace that has a process in `cgroups` or below, once. A process whose
+ * namespace the agent may not open (another user's, without CAP_SYS_PTRACE: /proc/PID/ns is behind
+ * a ptrace access check) is added to `denied` and left out.
+ */
+export function openNamespacesOfCgroups(cgroups: readonly string[], denied: DeniedProcesses): NetworkNamespace[] {
   const namespaces = new Map<number, NetworkNamespace>();
   try {
     for (const pid of processesBelow(cgroups)) {
       const path = `/proc/${pid}/ns/net`;
-      const inode = inodeOf(path);
+      const inode = ofLiveProcess(() => statSync(path).ino, pid, denied);
       if (inode === undefined || namespaces.has(inode)) continue;
-      const namespace = openNamespace(path, pid);
+      const namespace = ofLiveProcess(() => openNamespace(path, pid), pid, denied);
       if (!namespace) continue;
       if (namespaces.has(namespace.inode)) closeSync(namespace.fd);
       else namespaces.set(namespace.inode, namespace);
@@ -63,22 +73,30 @@ export function processesBelow(cgroups: readonly string[]): Set<number> {
   return pids;
 }
 
-// A process may exit at any moment: its namespace is then simply not found through it.
-function inodeOf(path: string): number | undefined {
+/**
+ * `look()`, or undefined when it fails: a process may exit at any moment, and its namespace is
+ * then simply not found through it; one the agent may not open is also reported.
+ */
+function ofLiveProcess<T>(look: () => T, pid: number, denied: DeniedProcesses): T | undefined {
   try {
-    return statSync(path).ino;
-  } catch {
+    return look();
+  } catch (error) {
+    const { code } = error as NodeJS.ErrnoException;
+    if (code === 'EACCES' || code === 'EPERM') {
+      denied.pids.push(pid);
+      denied.code ??= code;
+    }
     return undefined;
   }
 }
 
-function openNamespace(path: string, pid: number): NetworkNamespace | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return undefined;
-  }
+/** Why a process's namespace was not opened, for a log line or a note. */
+export function describeDenied(denied: DeniedProcesses): string {
+  return `the network namespaces of ${denied.pids.length} processes (${denied.pids.slice(0, 5).join(', ')}${denied.pids.length > 5 ? ', ...' : ''}) cannot be opened (${denied.code}: other users' processes need CAP_SYS_PTRACE)`;
+}
+
+function openNamespace(path: string, pid: number): NetworkNamespace {
+  const fd = openSync(path, 'r');
   // The inode again, from the descriptor: the pid may have been reused since the stat.
   return { inode: fstatSync(fd).ino, fd, pid };
 }
