@@ -35,6 +35,8 @@ interface Guest {
   /** A unix: or serial: guest's own listener; the vsock: guests share the hub's. */
   server: Server | undefined;
   session: GuestSession | undefined;
+  /** Set while its listener is being opened. */
+  opening: Promise<void> | undefined;
 }
 
 /** Connections from a CID no guest has are logged at most this often: such a peer can connect in a loop. */
@@ -99,26 +101,47 @@ export class GuestHub implements GuestSource {
     for (const { id, address } of pinnedGuests(this.options.pinDirectory)) {
       try {
         if (address === undefined) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: its record has no address`);
-        await this.#serve(id, parseGuestAddress(address, id));
+        const guest = this.#register(id, parseGuestAddress(address, id));
+        await this.#open(guest).catch((error: unknown) => {
+          this.#guests.delete(id);
+          throw error;
+        });
       } catch (error) {
         this.options.logger.error({ guest: id }, `guest ${id} not served: ${(error as Error).message}`);
       }
     }
   }
 
-  /** Registers guest `id` at `address` and listens there; the same registration again is unchanged. */
+  /**
+   * Registers guest `id` at `address` and listens there; the same registration again is unchanged.
+   * The id and the address are taken before anything is awaited: a request that arrives meanwhile,
+   * for this hub or for a cgroup sandbox (src/sandbox/directory.ts asks has()), finds them taken.
+   */
   async add(id: string, addressText: string): Promise<{ outcome: 'added' | 'unchanged'; guest: GuestEntry }> {
     checkSandboxId(id);
     const address = parseGuestAddress(addressText, id);
     const existing = this.#guests.get(id);
-    if (existing && formatGuestAddress(existing.address) === formatGuestAddress(address))
-      return { outcome: 'unchanged', guest: this.#view(existing) };
+    if (existing && formatGuestAddress(existing.address) === formatGuestAddress(address)) {
+      if (existing.opening === undefined) return { outcome: 'unchanged', guest: this.#view(existing) };
+      // Being added: what that comes to decides.
+      await existing.opening.catch(() => undefined);
+      return this.add(id, addressText);
+    }
     if (existing)
       throw new SocklbError(
         'SOCKLB_ERR_SANDBOX',
         `guest ${id} is already registered at ${formatGuestAddress(existing.address)}; remove it first`,
       );
-    const guest = await this.#serve(id, address);
+    const holder = this.#holderOf(address, () => true);
+    if (holder) throw addressTaken(address, holder);
+    const guest = this.#register(id, address);
+    try {
+      await this.#open(guest);
+    } catch (error) {
+      if (this.#guests.get(id) === guest) this.#guests.delete(id);
+      throw error;
+    }
+    if (this.#guests.get(id) !== guest) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id} was removed while it was being added`);
     pinGuest(this.options.pinDirectory, id, formatGuestAddress(address));
     return { outcome: 'added', guest: this.#view(guest) };
   }
@@ -161,23 +184,39 @@ export class GuestHub implements GuestSource {
     await Promise.all(guests.map((guest) => this.#stop(guest)));
   }
 
-  /** Adopted as well as added: two pinned records for one address (edited by hand) must not share its connections. */
-  async #serve(id: string, address: GuestAddress): Promise<Guest> {
-    const holder = [...this.#guests.values()].find((guest) => sameEndpoint(guest.address, address));
-    if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `${describeEndpoint(address)} is already the address of guest ${holder.id}`);
-    const guest: Guest = { id, address, record: new GuestRecord(id, this.#limits, this.#now()), server: undefined, session: undefined };
-    if (address.transport === 'vsock') this.#openVsock(id);
-    else {
-      // Identity is the path: whatever connects there is this guest.
-      const server = createServer((socket) => this.#accept(guest, socket));
-      server.on('error', (error: NodeJS.ErrnoException) =>
-        this.options.logger.error({ guest: id, code: error.code }, `guest ${id}: ${address.path}: ${error.message}`),
-      );
-      await listen(server, address.path, id);
-      guest.server = server;
-    }
+  #register(id: string, address: GuestAddress): Guest {
+    const record = new GuestRecord(id, this.#limits, this.#now());
+    const guest: Guest = { id, address, record, server: undefined, session: undefined, opening: undefined };
     this.#guests.set(id, guest);
     return guest;
+  }
+
+  /** Opens its listener, one opening at a time. */
+  #open(guest: Guest): Promise<void> {
+    guest.opening ??= this.#listen(guest).finally(() => (guest.opening = undefined));
+    return guest.opening;
+  }
+
+  /**
+   * Only an adopted guest meets a holder here (add refuses an address any guest has): two pinned
+   * records for one address (edited by hand) must not share its connections.
+   */
+  async #listen(guest: Guest): Promise<void> {
+    const { id, address } = guest;
+    const holder = this.#holderOf(address, (other) => other !== guest);
+    if (holder) throw addressTaken(address, holder);
+    if (address.transport === 'vsock') return this.#openVsock(id);
+    // Identity is the path: whatever connects there is this guest.
+    const server = createServer((socket) => this.#accept(guest, socket));
+    server.on('error', (error: NodeJS.ErrnoException) =>
+      this.options.logger.error({ guest: id, code: error.code }, `guest ${id}: ${address.path}: ${error.message}`),
+    );
+    await listen(server, address.path, id);
+    guest.server = server;
+  }
+
+  #holderOf(address: GuestAddress, counts: (guest: Guest) => boolean): Guest | undefined {
+    return [...this.#guests.values()].find((guest) => counts(guest) && sameEndpoint(guest.address, address));
   }
 
   /** A new connection replaces the old one (an applier that restarted before its old connection timed out). */
@@ -224,6 +263,8 @@ export class GuestHub implements GuestSource {
   }
 
   async #stop(guest: Guest): Promise<void> {
+    // A listener being opened is closed once open.
+    await guest.opening?.catch(() => undefined);
     guest.session?.close('the agent stops serving this guest');
     const server = guest.server;
     if (server) return new Promise<void>((resolve) => server.close(() => resolve()));
@@ -250,6 +291,10 @@ export class GuestHub implements GuestSource {
       kernelRelease: guest.record.kernelRelease,
     };
   }
+}
+
+function addressTaken(address: GuestAddress, holder: Guest): SocklbError {
+  return new SocklbError('SOCKLB_ERR_SANDBOX', `${describeEndpoint(address)} is already the address of guest ${holder.id}`);
 }
 
 function whyNoVsock(error: VsockError): string {
