@@ -1,16 +1,19 @@
-// Who holds an id and an address while guests are being added: requests that arrive while a
-// guest's listener is being opened find its id and address taken.
+// Who holds an id and an address while guests are being added, and guests an earlier run
+// registered that cannot be served now: requests that arrive while a guest's listener is being
+// opened find its id and address taken, and a pinned guest whose listener does not open stays
+// listed, removable and its id its own, and is served once the cause goes away.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { pinnedGuests } from '../../src/pins/layout.js';
+import { pinGuest, pinnedGuests } from '../../src/pins/layout.js';
 import { sandboxDirectory } from '../../src/sandbox/directory.js';
+import type { GuestEntry } from '../../src/sandbox/protocol.js';
 import { SandboxRegistry, type SandboxAttachments } from '../../src/sandbox/registry.js';
-import { servicesState, SimNode } from './guest-simulator.js';
+import { GuestSimulator, servicesState, SimNode } from './guest-simulator.js';
 
 const STATE = servicesState(1, () => ['10.244.1.1']);
 
@@ -52,6 +55,10 @@ describe('guest registrations', () => {
     }
   }
 
+  function entry(id: string): GuestEntry | undefined {
+    return node.hub.list().find((guest) => guest.id === id);
+  }
+
   it('gives one of concurrent adds of one address the address, and leaves no listener behind', async () => {
     const before = unixListeners();
     await withNode(async () => {
@@ -87,6 +94,52 @@ describe('guest registrations', () => {
         directory.list().map(({ id }) => id),
         ['vm1'],
       );
+    });
+  });
+
+  it('lists a pinned guest it cannot serve, keeps its id and address, and serves it once it can', async () => {
+    await withNode(async () => {
+      const jail = join(scratch, 'jail');
+      const address = `unix:${join(jail, 'v.sock')}`;
+      await node.stop();
+      pinGuest(pins, 'vm1', address);
+      node = await startNode();
+      const why = `guest vm1: ${jail} is not a directory`;
+      const { guest: listedAt, phase, lastError } = entry('vm1') ?? {};
+      assert.deepEqual({ listedAt, phase, lastError }, { listedAt: address, phase: 'unserved', lastError: why });
+      assert.ok(node.hub.has('vm1'));
+      const directory = sandboxDirectory(new SandboxRegistry(NO_KERNEL), node.hub);
+      assert.throws(() => directory.add({ op: 'add', id: 'vm1', cgroup: '/cg/vm1' }), /sandbox vm1 is already registered as a guest/);
+      await assert.rejects(node.hub.add('vm2', address), /is already the address of guest vm1$/);
+      assert.equal((await node.hub.add('vm1', address)).outcome, 'unchanged');
+      // Retried as often as the agent likes, it is reported once for each reason.
+      await node.hub.retryUnserved();
+      await node.hub.retryUnserved();
+      assert.deepEqual(
+        logged.filter((msg) => msg.startsWith('guest vm1')),
+        [`guest vm1 not served: ${why}`],
+      );
+      mkdirSync(jail);
+      await node.hub.retryUnserved();
+      assert.equal(entry('vm1')?.phase, 'disconnected');
+      assert.equal(entry('vm1')?.lastError, undefined);
+      assert.ok(logged.includes(`guest vm1 served; it was not: ${why}`));
+      const guest = new GuestSimulator();
+      guest.connect(join(jail, 'v.sock'));
+      await node.caughtUp(guest, 'the guest served at last');
+    });
+  });
+
+  it('removes a pinned guest it cannot serve, unpinning it', async () => {
+    await withNode(async () => {
+      await node.stop();
+      pinGuest(pins, 'vm1', `unix:${join(scratch, 'gone', 'v.sock')}`);
+      node = await startNode();
+      const directory = sandboxDirectory(new SandboxRegistry(NO_KERNEL), node.hub);
+      assert.equal((await directory.remove('vm1')).id, 'vm1');
+      assert.equal(entry('vm1'), undefined);
+      assert.deepEqual(pinnedGuests(pins), []);
+      assert.equal((await directory.add({ op: 'add', id: 'vm1', cgroup: '/cg/vm1' })).outcome, 'added', 'its id free again');
     });
   });
 });
