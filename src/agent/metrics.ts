@@ -159,7 +159,7 @@ export class AgentMetrics {
         },
       });
     perGuest('socklb_guest_connected', 'Whether the applier of each microVM guest is connected', (guest) =>
-      guest.phase === 'disconnected' ? 0 : 1,
+      guest.phase === 'disconnected' || guest.phase === 'unserved' ? 0 : 1,
     );
     perGuest(
       'socklb_guest_lag_syncs',

@@ -286,6 +286,7 @@ async function run(options: RunOptions): Promise<void> {
   keeper.start(options.syncPeriod);
   pressure.start(PRESSURE_CHECK_INTERVAL_MS);
   await guests.adopt();
+  guests.retryUnservedEvery(options.syncPeriod);
   // Before the first sync, which may take a while: a container created meanwhile is not refused.
   await sandboxes.serve(tracing);
   const first = await Promise.race([agent.start().then(() => 'started' as const), stopSignal]);

@@ -36,6 +36,10 @@ interface Guest {
   /** A unix: or serial: guest's own listener; the vsock: guests share the hub's. */
   server: Server | undefined;
   session: GuestSession | undefined;
+  /** Why it is not served (its listener did not open, another guest has its address); tried again every retry. */
+  unserved: string | undefined;
+  /** Set while its listener is being opened. */
+  opening: Promise<void> | undefined;
 }
 
 /** Connections from a CID no guest has are logged at most this often: such a peer can connect in a loop. */
@@ -69,6 +73,8 @@ export class GuestHub implements GuestSource {
   /** Open while a vsock: guest is registered. */
   #vsock: VsockListener | undefined;
   readonly #refusedPeers = { count: 0, loggedAt: -Infinity };
+  #retrying: Promise<void> | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: GuestHubOptions) {
     this.log = new SyncLog(options.logOperations);
@@ -95,36 +101,76 @@ export class GuestHub implements GuestSource {
     return this.options.elf;
   }
 
-  /** Serves the guests an earlier run registered; one that cannot be served is reported and kept. */
+  /**
+   * Registers and serves the guests an earlier run registered. One that cannot be served stays
+   * registered, listed as unserved: its id and address stay its own, `remove` forgets it, and
+   * retryUnserved() tries it again.
+   */
   async adopt(): Promise<void> {
     for (const { id, address } of pinnedGuests(this.options.pinDirectory)) {
+      let parsed: GuestAddress;
       try {
         if (address === undefined) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id}: its record has no address`);
-        await this.#serve(id, parseGuestAddress(address, id));
+        parsed = parseGuestAddress(address, id);
       } catch (error) {
         this.options.logger.error({ guest: id }, `guest ${id} not served: ${(error as Error).message}`);
+        continue;
       }
+      await this.#tryToServe(this.#register(id, parsed));
     }
   }
 
-  /** Registers guest `id` at `address` and listens there; the same registration again is unchanged. */
+  /** Tries again to serve every guest that is not, now and every `intervalMs` until close(). */
+  retryUnservedEvery(intervalMs: number): void {
+    clearInterval(this.#retryTimer);
+    this.#retryTimer = setInterval(() => void this.retryUnserved(), intervalMs);
+    this.#retryTimer.unref();
+  }
+
+  /** Tries again to serve every guest that is not, one after another; a retry already under way is joined. */
+  retryUnserved(): Promise<void> {
+    this.#retrying ??= (async () => {
+      for (const guest of [...this.#guests.values()])
+        if (guest.unserved !== undefined && this.#guests.get(guest.id) === guest) await this.#tryToServe(guest);
+    })().finally(() => (this.#retrying = undefined));
+    return this.#retrying;
+  }
+
+  /**
+   * Registers guest `id` at `address` and listens there; the same registration again is unchanged.
+   * The id and the address are taken before anything is awaited: a request that arrives meanwhile,
+   * for this hub or for a cgroup sandbox (src/sandbox/directory.ts asks has()), finds them taken.
+   */
   async add(id: string, addressText: string): Promise<{ outcome: 'added' | 'unchanged'; guest: GuestEntry }> {
     checkSandboxId(id);
     const address = parseGuestAddress(addressText, id);
     const existing = this.#guests.get(id);
-    if (existing && formatGuestAddress(existing.address) === formatGuestAddress(address))
-      return { outcome: 'unchanged', guest: this.#view(existing) };
+    if (existing && formatGuestAddress(existing.address) === formatGuestAddress(address)) {
+      if (existing.opening === undefined) return { outcome: 'unchanged', guest: this.#view(existing) };
+      // Being added or retried: what it comes to decides.
+      await existing.opening.catch(() => undefined);
+      return this.add(id, addressText);
+    }
     if (existing)
       throw new SocklbError(
         'SOCKLB_ERR_SANDBOX',
         `guest ${id} is already registered at ${formatGuestAddress(existing.address)}; remove it first`,
       );
-    const guest = await this.#serve(id, address);
+    const holder = this.#holderOf(address, () => true);
+    if (holder) throw addressTaken(address, holder);
+    const guest = this.#register(id, address);
+    try {
+      await this.#open(guest);
+    } catch (error) {
+      if (this.#guests.get(id) === guest) this.#guests.delete(id);
+      throw error;
+    }
+    if (this.#guests.get(id) !== guest) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id} was removed while it was being added`);
     pinGuest(this.options.pinDirectory, id, formatGuestAddress(address));
     return { outcome: 'added', guest: this.#view(guest) };
   }
 
-  /** Stops serving guest `id` and forgets it; its own datapath keeps running on what it holds. */
+  /** Stops serving guest `id` and forgets it, served or not; its own datapath keeps running on what it holds. */
   async remove(id: string): Promise<GuestEntry> {
     const guest = this.#guests.get(id);
     if (!guest) throw new SocklbError('SOCKLB_ERR_NO_SANDBOX', `no sandbox ${JSON.stringify(id)} is registered`);
@@ -157,28 +203,67 @@ export class GuestHub implements GuestSource {
 
   /** Stops listening and closes every connection; registrations stay recorded for the next run. */
   async close(): Promise<void> {
+    clearInterval(this.#retryTimer);
     const guests = [...this.#guests.values()];
     this.#guests.clear();
     await Promise.all(guests.map((guest) => this.#stop(guest)));
   }
 
-  /** Adopted as well as added: two pinned records for one address (edited by hand) must not share its connections. */
-  async #serve(id: string, address: GuestAddress): Promise<Guest> {
-    const holder = [...this.#guests.values()].find((guest) => sameEndpoint(guest.address, address));
-    if (holder) throw new SocklbError('SOCKLB_ERR_SANDBOX', `${describeEndpoint(address)} is already the address of guest ${holder.id}`);
-    const guest: Guest = { id, address, record: new GuestRecord(id, this.#limits, this.#now()), server: undefined, session: undefined };
-    if (address.transport === 'vsock') this.#openVsock(id);
-    else {
-      // Identity is the path: whatever connects there is this guest.
-      const server = createServer((socket) => this.#accept(guest, socket));
-      server.on('error', (error: NodeJS.ErrnoException) =>
-        this.options.logger.error({ guest: id, code: error.code }, `guest ${id}: ${address.path}: ${error.message}`),
-      );
-      await listen(server, address.path, id);
-      guest.server = server;
-    }
+  #register(id: string, address: GuestAddress): Guest {
+    const record = new GuestRecord(id, this.#limits, this.#now());
+    const guest: Guest = { id, address, record, server: undefined, session: undefined, unserved: undefined, opening: undefined };
     this.#guests.set(id, guest);
     return guest;
+  }
+
+  /** Opens its listener, one opening at a time; `unserved` says why it did not open. */
+  #open(guest: Guest): Promise<void> {
+    guest.opening ??= this.#listen(guest)
+      .then(
+        () => {
+          guest.unserved = undefined;
+        },
+        (error: Error) => {
+          guest.unserved = error.message;
+          throw error;
+        },
+      )
+      .finally(() => (guest.opening = undefined));
+    return guest.opening;
+  }
+
+  /** Opens its listener if it can; why it cannot is logged once for each new reason. */
+  async #tryToServe(guest: Guest): Promise<void> {
+    const before = guest.unserved;
+    try {
+      await this.#open(guest);
+      if (before !== undefined) this.options.logger.info({ guest: guest.id }, `guest ${guest.id} served; it was not: ${before}`);
+    } catch (error) {
+      if (guest.unserved !== before)
+        this.options.logger.error({ guest: guest.id }, `guest ${guest.id} not served: ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * Only an adopted guest meets a holder here (add refuses an address any guest has): two pinned
+   * records for one address (edited by hand) must not share its connections.
+   */
+  async #listen(guest: Guest): Promise<void> {
+    const { id, address } = guest;
+    const holder = this.#holderOf(address, (other) => other !== guest && (other.opening !== undefined || other.unserved === undefined));
+    if (holder) throw addressTaken(address, holder);
+    if (address.transport === 'vsock') return this.#openVsock(id);
+    // Identity is the path: whatever connects there is this guest.
+    const server = createServer((socket) => this.#accept(guest, socket));
+    server.on('error', (error: NodeJS.ErrnoException) =>
+      this.options.logger.error({ guest: id, code: error.code }, `guest ${id}: ${address.path}: ${error.message}`),
+    );
+    await listen(server, address.path, id);
+    guest.server = server;
+  }
+
+  #holderOf(address: GuestAddress, counts: (guest: Guest) => boolean): Guest | undefined {
+    return [...this.#guests.values()].find((guest) => counts(guest) && sameEndpoint(guest.address, address));
   }
 
   /** A new connection replaces the old one (an applier that restarted before its old connection timed out). */
@@ -209,7 +294,9 @@ export class GuestHub implements GuestSource {
 
   /** Identity is the peer's CID, which vhost-vsock sets, whatever the guest says. */
   #vsockConnection(peerCid: number, socket: Socket): void {
-    const guest = [...this.#guests.values()].find(({ address }) => address.transport === 'vsock' && address.cid === peerCid);
+    const guest = [...this.#guests.values()].find(
+      ({ address, unserved }) => unserved === undefined && address.transport === 'vsock' && address.cid === peerCid,
+    );
     if (guest) return this.#accept(guest, socket);
     socket.destroy();
     const refused = this.#refusedPeers;
@@ -225,6 +312,8 @@ export class GuestHub implements GuestSource {
   }
 
   async #stop(guest: Guest): Promise<void> {
+    // A listener being opened is closed once open.
+    await guest.opening?.catch(() => undefined);
     guest.session?.close('the agent stops serving this guest');
     const server = guest.server;
     if (server) return new Promise<void>((resolve) => server.close(() => resolve()));
@@ -242,15 +331,19 @@ export class GuestHub implements GuestSource {
     return {
       id: guest.id,
       guest: formatGuestAddress(guest.address),
-      phase: session?.phase ?? 'disconnected',
+      phase: guest.unserved !== undefined ? 'unserved' : (session?.phase ?? 'disconnected'),
       marker: held && `${held.epoch.toString(16)}/${held.seq}`,
       lag: held?.epoch === this.epoch ? Number(this.log.seq - held.seq) : undefined,
       queuedBytes: session?.queuedBytes ?? 0,
       snapshots: guest.record.snapshots,
-      lastError: guest.record.lastError,
+      lastError: guest.unserved ?? guest.record.lastError,
       kernelRelease: guest.record.kernelRelease,
     };
   }
+}
+
+function addressTaken(address: GuestAddress, holder: Guest): SocklbError {
+  return new SocklbError('SOCKLB_ERR_SANDBOX', `${describeEndpoint(address)} is already the address of guest ${holder.id}`);
 }
 
 function whyNoVsock(error: VsockError): string {

@@ -10,6 +10,7 @@ import type { AddOutcome, SandboxRegistry } from './registry.js';
 export interface GuestDirectory {
   add(id: string, address: string): Promise<{ outcome: AddOutcome; guest: GuestEntry }>;
   remove(id: string): Promise<GuestEntry>;
+  /** Also a guest being added, or not served: its id is taken. */
   has(id: string): boolean;
   list(): GuestEntry[];
 }
@@ -29,6 +30,7 @@ export function sandboxDirectory(registry: SandboxRegistry, guests: GuestDirecto
           );
         return guests.add(request.id, request.guest).then(({ outcome, guest }) => ({ outcome, sandbox: guest }));
       }
+      // A guest being added is had already: guests.add takes its id before it awaits anything.
       if (guests?.has(request.id)) throw taken(request.id, 'a guest');
       return Promise.resolve(registry.add(request.id, request.cgroup, request));
     },

@@ -3,17 +3,23 @@
 // that stops reading (what the host queues for it stays bounded, and it is brought up to date from
 // the log or by a snapshot), and hostile frames fuzzed at the host (400 connections, a fixed seed),
 // which never disturb the agent,
-// the node's maps or another guest's stream.
+// the node's maps or another guest's stream. Who holds an id and an address: requests that arrive
+// while a guest's listener is being opened find its id and address taken, and a pinned guest whose
+// listener does not open stays listed, removable and its id its own, and is served once it can be.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:net';
+import { pino, type Logger } from 'pino';
 import { MAP_NAMES, type Marker } from '../../src/datapath/layout.js';
 import { FRAME_TYPES } from '../../src/guest/wire.js';
+import { pinGuest, pinnedGuests } from '../../src/pins/layout.js';
+import { sandboxDirectory } from '../../src/sandbox/directory.js';
 import type { GuestEntry } from '../../src/sandbox/protocol.js';
+import { SandboxRegistry, type SandboxAttachments } from '../../src/sandbox/registry.js';
 import { GuestSimulator, nodeContents, OBJECT_MAPS, sameContents, servicesState, SimNode, until, type SimLink } from './guest-simulator.js';
 import { ackPayload, guestFrame, helloPayload, loadedPayload } from './guest-wire-fixtures.js';
 
@@ -24,6 +30,19 @@ const MANY_A = servicesState(100, (index) => [`10.244.4.${index + 1}`]);
 const MANY_B = servicesState(100, (index) => [`10.244.5.${index + 1}`]);
 /** Past what the socket's kernel buffers take, so that the host's own queue fills. */
 const QUEUE_BYTES = 64 << 10;
+
+/** Attaches nothing: the cgroup sandboxes here only take ids. */
+const NO_KERNEL: SandboxAttachments = { cgroupRoot: '/cg', attach: () => undefined, detach: () => undefined, reattach: () => undefined };
+
+/** Listening Unix sockets of this process: every one the hub opens, and those of the simulator's node. */
+function unixListeners(): number {
+  return process.getActiveResourcesInfo().filter((name) => name === 'PipeServerWrap').length;
+}
+
+/** A logger whose messages go to `lines`. */
+function loggingInto(lines: string[]): Logger {
+  return pino({ level: 'info' }, { write: (line: string) => lines.push((JSON.parse(line) as { msg: string }).msg) });
+}
 
 describe('the hub and its guests', () => {
   let scratch: string;
@@ -231,6 +250,87 @@ describe('the hub and its guests', () => {
     } finally {
       await reference.stop();
     }
+  });
+
+  it('gives one of concurrent adds of one address the address, and leaves no listener behind', async () => {
+    const before = unixListeners();
+    await withNode({}, async () => {
+      const address = `unix:${join(scratch, 'v.sock')}`;
+      const results = await Promise.allSettled([node.hub.add('vm1', address), node.hub.add('vm1', address), node.hub.add('vm2', address)]);
+      assert.deepEqual(
+        results.map((result) => (result.status === 'fulfilled' ? result.value.outcome : (result.reason as Error).message)),
+        ['added', 'unchanged', `${join(scratch, 'v.sock')} is already the address of guest vm1`],
+      );
+      assert.deepEqual(
+        node.hub.list().map(({ id, guest }) => `${id} ${guest}`),
+        [`vm1 ${address}`],
+      );
+      assert.deepEqual(pinnedGuests(pins), [{ id: 'vm1', address }]);
+    });
+    assert.equal(unixListeners(), before, 'every listener closed with the hub');
+  });
+
+  it('refuses a cgroup sandbox that takes the id of a guest being added', async () => {
+    await withNode({}, async () => {
+      const directory = sandboxDirectory(new SandboxRegistry(NO_KERNEL), node.hub);
+      // As the control socket calls it: a refusal is a rejection, whenever it comes.
+      const request = async (body: () => ReturnType<typeof directory.add>) => body();
+      const results = await Promise.allSettled([
+        request(() => directory.add({ op: 'add', id: 'vm1', guest: `unix:${join(scratch, 'v.sock')}` })),
+        request(() => directory.add({ op: 'add', id: 'vm1', cgroup: '/cg/vm1' })),
+      ]);
+      assert.deepEqual(
+        results.map((result) => (result.status === 'fulfilled' ? result.value.outcome : (result.reason as Error).message)),
+        ['added', 'sandbox vm1 is already registered as a guest; remove it first'],
+      );
+      assert.deepEqual(
+        directory.list().map(({ id }) => id),
+        ['vm1'],
+      );
+    });
+  });
+
+  it('lists a pinned guest it cannot serve, keeps its id and address, and serves it once it can', async () => {
+    const jail = join(scratch, 'jail');
+    const address = `unix:${join(jail, 'v.sock')}`;
+    pinGuest(pins, 'vm1', address);
+    const logged: string[] = [];
+    await withNode({ logger: loggingInto(logged) }, async () => {
+      const why = `guest vm1: ${jail} is not a directory`;
+      const { guest: listedAt, phase, lastError } = entry('vm1');
+      assert.deepEqual({ listedAt, phase, lastError }, { listedAt: address, phase: 'unserved', lastError: why });
+      assert.ok(node.hub.has('vm1'));
+      const directory = sandboxDirectory(new SandboxRegistry(NO_KERNEL), node.hub);
+      assert.throws(() => directory.add({ op: 'add', id: 'vm1', cgroup: '/cg/vm1' }), /sandbox vm1 is already registered as a guest/);
+      await assert.rejects(node.hub.add('vm2', address), /is already the address of guest vm1$/);
+      assert.equal((await node.hub.add('vm1', address)).outcome, 'unchanged');
+      // Retried as often as the agent likes, it is reported once for each reason.
+      await node.hub.retryUnserved();
+      await node.hub.retryUnserved();
+      assert.deepEqual(
+        logged.filter((msg) => msg.startsWith('guest vm1')),
+        [`guest vm1 not served: ${why}`],
+      );
+      mkdirSync(jail);
+      await node.hub.retryUnserved();
+      assert.equal(entry('vm1').phase, 'disconnected');
+      assert.equal(entry('vm1').lastError, undefined);
+      assert.ok(logged.includes(`guest vm1 served; it was not: ${why}`));
+      const guest = new GuestSimulator();
+      guest.connect(join(jail, 'v.sock'));
+      await node.caughtUp(guest, 'the guest served at last');
+    });
+  });
+
+  it('removes a pinned guest it cannot serve, unpinning it', async () => {
+    pinGuest(pins, 'vm1', `unix:${join(scratch, 'gone', 'v.sock')}`);
+    await withNode({}, async () => {
+      const directory = sandboxDirectory(new SandboxRegistry(NO_KERNEL), node.hub);
+      assert.equal((await directory.remove('vm1')).id, 'vm1');
+      assert.ok(!node.hub.has('vm1'));
+      assert.deepEqual(pinnedGuests(pins), []);
+      assert.equal((await directory.add({ op: 'add', id: 'vm1', cgroup: '/cg/vm1' })).outcome, 'added', 'its id free again');
+    });
   });
 });
 

@@ -203,37 +203,52 @@ describe('the hub and its vsock guests', () => {
       const guest = new GuestSimulator();
       guest.connect(await vsock.pathFor(7));
       await node.caughtUp(guest, 'the adopted guest');
-      // A run whose listener cannot open reports the guest and keeps its registration.
+      // A run whose listener cannot open reports the guest, lists it unserved, and serves it once it can.
       await node.stop();
       vsock.failWith = 'EADDRINUSE';
       node = await startNode();
-      assert.ok(!node.hub.has('vm1'));
+      assert.equal(entry('vm1').phase, 'unserved');
+      assert.match(entry('vm1').lastError ?? '', /^guest vm1: cannot listen on vsock port 5000: another process holds it/);
       assert.deepEqual(pinnedGuests(pins), [{ id: 'vm1', address: 'vsock:7' }]);
       assert.ok(
         logged.some((line) => /guest vm1 not served: guest vm1: cannot listen on vsock port 5000: another process holds it/.test(line.msg)),
       );
+      vsock.failWith = undefined;
+      await node.hub.retryUnserved();
+      assert.equal(entry('vm1').phase, 'disconnected');
+      const again = new GuestSimulator();
+      again.connect(await vsock.pathFor(7));
+      await node.caughtUp(again, 'the guest served once its port was free');
     });
   });
 
-  it('serves one of two pinned guests that claim the same CID, and reports the other', async () => {
+  it('serves one of two pinned guests that claim the same CID, and lists the other unserved', async () => {
     await withNode(async () => {
       await node.stop();
       // Only a hand-edited pin directory can hold this: add refuses a second guest at a CID.
       pinGuest(pins, 'vm1', 'vsock:7');
       pinGuest(pins, 'vm2', 'vsock:7');
       node = await startNode();
-      const served = node.hub.list().map(({ id }) => id);
-      assert.equal(served.length, 1, `one guest served: ${served.join(', ')}`);
-      const [other] = ['vm1', 'vm2'].filter((id) => id !== served[0]);
+      const served = node.hub.list().filter(({ phase }) => phase !== 'unserved');
+      assert.equal(served.length, 1, `one guest served: ${JSON.stringify(node.hub.list())}`);
+      const [other] = ['vm1', 'vm2'].filter((id) => id !== served[0]?.id);
+      const why = `vsock CID 7 is already the address of guest ${served[0]?.id}`;
       assert.ok(
-        logged.some((line) => line.msg === `guest ${other} not served: vsock CID 7 is already the address of guest ${served[0]}`),
+        logged.some((line) => line.msg === `guest ${other} not served: ${why}`),
         JSON.stringify(logged),
       );
+      assert.equal(entry(other!).lastError, why, 'the other listed, and why');
       assert.equal(pinnedGuests(pins).length, 2, 'both records kept');
       const guest = new GuestSimulator();
       guest.connect(await vsock.pathFor(7));
-      await node.caughtUp(guest, `CID 7, as guest ${served[0]}`);
-      for (const id of ['vm1', 'vm2']) unpinGuest(pins, id);
+      await node.caughtUp(guest, `CID 7, as guest ${served[0]?.id}`);
+      await node.hub.remove(other!);
+      assert.deepEqual(
+        pinnedGuests(pins).map(({ id }) => id),
+        [served[0]?.id],
+        'the other removed as any guest',
+      );
+      unpinGuest(pins, served[0]!.id);
     });
   });
 });
