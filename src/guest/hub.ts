@@ -237,7 +237,9 @@ export class GuestHub implements GuestSource {
     const before = guest.unserved;
     try {
       await this.#open(guest);
-      if (before !== undefined) this.options.logger.info({ guest: guest.id }, `guest ${guest.id} served; it was not: ${before}`);
+      // Removed meanwhile: its listener is closed by remove(), and nothing is to be said.
+      if (before !== undefined && this.#guests.get(guest.id) === guest)
+        this.options.logger.info({ guest: guest.id }, `guest ${guest.id} served; it was not: ${before}`);
     } catch (error) {
       if (guest.unserved !== before)
         this.options.logger.error({ guest: guest.id }, `guest ${guest.id} not served: ${(error as Error).message}`);
