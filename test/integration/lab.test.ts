@@ -5,10 +5,10 @@ import { execFile } from 'node:child_process';
 import { access, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { findCgroup2Root } from '../lab/cgroup.js';
 import { Lab, type LabNamespace } from '../lab/lab.js';
+import { execedAs } from '../lab/processes.js';
 
 const execFileAsync = promisify(execFile);
 const PORT = 8080;
@@ -133,16 +133,4 @@ async function cgroupOf(pid: number | 'self'): Promise<string> {
 async function netnsOf(target: number | LabNamespace): Promise<string> {
   if (typeof target === 'number') return readlink(`/proc/${target}/ns/net`);
   return `net:[${(await stat(target.netnsPath)).ino}]`;
-}
-
-/**
- * Waits until a spawned process has become `command`: the wrapper (sh, then nsenter) keeps the
- * pid but joins the cgroup and the namespace before its final exec.
- */
-async function execedAs(pid: number, command: string): Promise<number> {
-  for (let tries = 0; tries < 200; tries++) {
-    if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() === command) return pid;
-    await sleep(10);
-  }
-  assert.fail(`process ${pid} never became ${command}`);
 }

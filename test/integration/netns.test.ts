@@ -5,12 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { closeNamespaces, openNamespacesOfCgroups, type DeniedProcesses } from '../../src/kernel/netns.js';
 import { Lab, type Sandbox } from '../lab/lab.js';
+import { execedAs } from '../lab/processes.js';
 import { missingPrivileges } from './support.js';
 
 const execFileAsync = promisify(execFile);
@@ -25,9 +25,8 @@ describe("the network namespaces of a cgroup's processes", { skip: missingPrivil
     await Lab.sweepStale();
     sandbox = await lab.addSandbox('ns');
     const child = lab.spawn(sandbox, ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '600']);
-    const deadline = Date.now() + 10_000;
-    while (!readFileSync(`${sandbox.cgroupPath}/cgroup.procs`, 'utf8').trim() && Date.now() < deadline) await sleep(20);
-    pid = child.pid!;
+    // In the cgroup at once, but in the namespace and of uid 65534 only once it is sleep.
+    pid = await execedAs(child.pid!, 'sleep');
   });
   after(() => lab.close());
 

@@ -1,6 +1,8 @@
 // The processes a lab starts, and the ways it waits for them.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { errorCode } from './errno.js';
 
 export interface ExecResult {
@@ -110,4 +112,16 @@ function collect(stream: NodeJS.ReadableStream | null): () => string {
     text += chunk;
   });
   return () => text;
+}
+
+/**
+ * Waits until a spawned process has become `command`: the lab's wrapper (sh, then nsenter) keeps
+ * the pid but joins the cgroup and the namespace before its final exec.
+ */
+export async function execedAs(pid: number, command: string): Promise<number> {
+  for (let tries = 0; tries < 500; tries++) {
+    if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() === command) return pid;
+    await sleep(10);
+  }
+  throw new Error(`process ${pid} never became ${command}`);
 }
