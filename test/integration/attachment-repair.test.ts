@@ -71,15 +71,12 @@ describe('attachments repaired at the resync', { skip: missingPrivileges(), conc
     return line === undefined ? undefined : Number(line.split(' ')[1]);
   };
   /** The first log line from `from` on whose message starts with `start`, waited for up to REPAIRED_WITHIN_MS. */
-  const logged = async (start: string, from: number) => {
-    const deadline = Date.now() + REPAIRED_WITHIN_MS;
-    for (;;) {
-      const line = agent.logs.slice(from).find((each) => String(each.msg).startsWith(start));
-      if (line !== undefined) return line;
-      if (Date.now() > deadline) throw new Error(`no log line "${start}..."; the repairs logged: ${JSON.stringify(repairsLogged())}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
+  const logged = (start: string, from: number) =>
+    agent
+      .logLine((each) => String(each.msg).startsWith(start), from, REPAIRED_WITHIN_MS)
+      .catch((error: Error) => {
+        throw new Error(`${start}...: ${error.message}; the repairs logged: ${JSON.stringify(repairsLogged())}`);
+      });
   const repairsLogged = () => agent.logs.filter((line) => /^(re-attached|removed|cannot repair) /.test(String(line.msg)));
 
   before(async () => {

@@ -191,7 +191,8 @@ for (const [storeName, openStore] of STORES)
           (frontends) => frontends.find((f) => f.frontend === '10.96.1.12:80/TCP')?.affinityTimeoutSeconds === 1,
         );
         const seen = new Set<string>();
-        for (let round = 0; round < 8 && seen.size < 2; round++) {
+        // Uniform picks among 3: all of 16 rounds on one backend once in 3^15 runs.
+        for (let round = 0; round < 16 && seen.size < 2; round++) {
           const report = await hits('10.96.1.12', 80, { count: 5 });
           assert.equal(names(report).length, 1, 'within the timeout, one backend');
           for (const name of names(report)) seen.add(name);

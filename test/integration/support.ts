@@ -71,6 +71,11 @@ export interface RunningAgent {
   readonly healthzPort: number;
   /** Its control socket, for `socklb sandbox` and `socklb oci-hook`. */
   readonly controlSocket: string;
+  /**
+   * The first log line from index `from` on that `matches`, waited for: the agent logs what its
+   * worker thread did after the worker has told it, which can be after the test saw the effect.
+   */
+  logLine(matches: (line: Record<string, unknown>) => boolean, from: number, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** Sends `signal` and resolves once the process has exited. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -145,6 +150,16 @@ export async function startAgent(
     metricsPort: portOf('serving metrics'),
     healthzPort: portOf('serving health'),
     controlSocket,
+    async logLine(matches, from, timeoutMs = 5_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const line = logs.slice(from).find(matches);
+        if (line !== undefined) return line;
+        if (Date.now() > deadline)
+          throw new Error(`no such log line within ${timeoutMs / 1000} s; the last: ${JSON.stringify(logs.slice(-5))}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;

@@ -400,8 +400,7 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
         const replies = stream.events.filter((event) => event.event === 'reply');
         assert.deepEqual([...new Set(replies.map((event) => event.source))], [peer], 'every reply comes from the ClusterIP');
       }
-      const report = agent!.logs.slice(logged).find((line) => line.msg === 'stuck sockets destroyed');
-      assert.ok(report, 'the agent reports the run');
+      const report = await agent!.logLine((line) => line.msg === 'stuck sockets destroyed', logged);
       t.diagnostic(`destroy run: ${String(report.durationMs)} ms in ${String(report.namespaces)} namespace(s)`);
       const udpPairs = [
         `${ECHO}:80/UDP -> ${oldPod.ipv4}:8080`,
@@ -536,13 +535,11 @@ describe('UDP and DNS through a ClusterIP', { skip: missingPrivileges(), concurr
       // with a request in flight fails with the error the destroy set.
       for (const event of client.events.slice(from).filter((e) => e.event === 'error'))
         assert.ok(['ECONNABORTED', 'ECONNRESET'].includes(event.code ?? ''), event.code);
-      const report = agent!.logs
-        .slice(logged)
-        .find(
-          (line) =>
-            line.msg === 'stuck sockets destroyed' && (line.pairs as string[]).some((pair) => pair.endsWith(`/TCP -> ${oldPod.ipv4}:8080`)),
-        );
-      assert.ok(report, 'the agent reports a run for the TCP pair');
+      const report = await agent!.logLine(
+        (line) =>
+          line.msg === 'stuck sockets destroyed' && (line.pairs as string[]).some((pair) => pair.endsWith(`/TCP -> ${oldPod.ipv4}:8080`)),
+        logged,
+      );
       assert.equal(report.destroyed, 1);
     } finally {
       await client.stop();
