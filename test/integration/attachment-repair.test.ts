@@ -119,7 +119,13 @@ describe('attachments repaired at the resync', { skip: missingPrivileges(), conc
   it("attaches a sandbox whose cgroup was removed and made again, though a socket keeps the old one's links alive", async () => {
     const others = { second: await linksOf(second), attached: await linksOf(attached) };
     const from = agent.logs.length;
-    await lab.remakeCgroup(first, { keepOldAlive: true });
+    // Held while the cgroup is gone for a moment: a check then would find it removed, and forget the sandbox.
+    agent.process.kill('SIGSTOP');
+    try {
+      await lab.remakeCgroup(first, { keepOldAlive: true });
+    } finally {
+      agent.process.kill('SIGCONT');
+    }
     const repair = await logged(`re-attached sandbox first (cgroup ${first.cgroupPath}): cgroup_replaced: socklb_`, from);
     // The worst link's facts, with the kernel's ids.
     assert.match(
