@@ -8,15 +8,26 @@
 /* The host hears it in LOADED, which cuts it to fit. */
 static char libbpf_warning[256];
 
+/*
+ * One write(2) a line: stderr is unbuffered, and on a console that other processes write to (the
+ * guest's serial port) a line made of three writes can be split by theirs.
+ */
 void log_line(const char *format, ...)
 {
+	static const char prefix[] = "socklb-applier: ";
+	char line[512];
+	size_t length = sizeof(prefix) - 1;
 	va_list args;
+	int written;
 
+	memcpy(line, prefix, length);
 	va_start(args, format);
-	fputs("socklb-applier: ", stderr);
-	vfprintf(stderr, format, args);
-	fputc('\n', stderr);
+	written = vsnprintf(line + length, sizeof(line) - length - 1, format, args);
 	va_end(args);
+	if (written > 0)
+		length += (size_t)written < sizeof(line) - length - 1 ? (size_t)written : sizeof(line) - length - 2;
+	line[length++] = '\n';
+	fwrite(line, 1, length, stderr);
 }
 
 static int print_libbpf(enum libbpf_print_level level, const char *format, va_list args)
