@@ -24,6 +24,7 @@ import {
   LIMITS,
   WriteTarget,
   type Hello,
+  type MapDescriptor,
   type MapWrite,
   type WriteGroup,
 } from '../../src/guest/wire.js';
@@ -110,6 +111,18 @@ function possibleCpus(): number {
       const [first, last = first] = range.split('-').map(Number) as [number, number?];
       return sum + last - first + 1;
     }, 0);
+}
+
+/** What the maps of an OBJECT may take in the guest's kernel (the applier's WIRE_MAX_OBJECT_MAP_BYTES). */
+const OBJECT_MAP_BYTES = 512 * LIMITS.mapEntries;
+const PER_CPU_MAP_TYPES = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+const RING_BUFFER_MAP_TYPES = new Set([27, 31]); // RINGBUF, USER_RINGBUF: max_entries is bytes
+
+/** The kernel memory a map takes at load, as the applier counts it. */
+function mapBytes(map: MapDescriptor): number {
+  if (RING_BUFFER_MAP_TYPES.has(map.type)) return map.maxEntries;
+  const value = PER_CPU_MAP_TYPES.has(map.type) ? Math.ceil(map.valueSize / 8) * 8 * possibleCpus() : map.valueSize;
+  return map.maxEntries * (map.keySize + value);
 }
 
 /** The maps the applier made to wait for its programs' readers with (socklb_wait, socklb_wait_in), by name. */
@@ -356,6 +369,22 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
         message: `map ${MAP_NAMES.stats}: max_entries ${LIMITS.mapEntries + 1} over the limit of ${LIMITS.mapEntries}`,
         maps: [],
       });
+    });
+
+    it('answers an OBJECT whose maps take more memory than the limit, each map within its entries, with LOADED -E2BIG, then loads the next', async () => {
+      const { maps } = await request(connection, encodeObject(CAPACITIES, ELF), 'loaded');
+      // Every map at the entry limit; socket storage has no capacity (0 is all it takes).
+      const atLimit = maps.filter((map) => map.name !== MAP_NAMES.sockets).map((map) => ({ ...map, maxEntries: LIMITS.mapEntries }));
+      const bytes = atLimit.reduce((sum, map) => sum + mapBytes(map), 0);
+      assert.ok(bytes > OBJECT_MAP_BYTES, `${bytes} bytes: within the limit`);
+      const loaded = await request(connection, encodeObject(atLimit, ELF), 'loaded');
+      assert.deepEqual(loaded, {
+        kind: 'loaded',
+        error: E2BIG,
+        message: `the maps take ${bytes} bytes, over the limit of ${OBJECT_MAP_BYTES}`,
+        maps: [],
+      });
+      assert.ok((await loadObject(connection, hello)).maps.length > 0);
     });
 
     it("answers an OBJECT that is no ELF with libbpf's own error, named", async () => {
