@@ -36,6 +36,7 @@ import { markerWrite, operationWrite, planGroups, snapshotGroups, stateOf } from
 import { Lab, type Pod } from '../lab/lab.js';
 import {
   APPLIER,
+  APPLIER_TEST,
   CAPACITIES,
   dumpMaps,
   dumpedMarker,
@@ -44,7 +45,9 @@ import {
   heldMapIds,
   loadObject,
   pinnedIds,
+  PIN_DIR,
   request,
+  RunningApplier,
   sendGroups,
   skipReason,
   snapshot,
@@ -392,6 +395,17 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
       assert.equal(loaded.kind === 'loaded' && loaded.error, -LIBBPF_ERRNO_FORMAT);
       // strerror() knows none of libbpf's codes: it said "Unknown error 4001".
       assert.match(loaded.kind === 'loaded' ? loaded.message : '', /^bpf_object__open_mem: BPF object format invalid: /);
+    });
+
+    it('refuses to start a second applier on the pin directory of a running one; the first keeps serving', async () => {
+      const second = new RunningApplier(
+        rig.guest.spawn([APPLIER_TEST, '--connect', `unix:${rig.host.path}`], { env: { ASAN_OPTIONS: 'detect_leaks=0' } }),
+      );
+      const exit = await Promise.race([second.exited, sleep(5000, undefined, { ref: false }).then(() => 'still running' as const)]);
+      if (exit === 'still running') await rig.guest.stop(second.child);
+      assert.deepEqual(exit, { code: 1, signal: null }, `the second applier:\n${second.stderr}`);
+      assert.match(second.stderr, new RegExp(`pin directory ${PIN_DIR}: another socklb-applier holds it\n$`));
+      assert.ok((await loadObject(connection, hello)).maps.length > 0);
     });
 
     it('refuses to COMMIT a snapshot whose maps hold another marker (-ESTALE), and commits the right one', async () => {
