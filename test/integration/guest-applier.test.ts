@@ -28,6 +28,7 @@ import {
   type MapWrite,
   type WriteGroup,
 } from '../../src/guest/wire.js';
+import { guestCapacities } from '../../src/guest/sizing.js';
 import { frontendId } from '../../src/model/keys.js';
 import type { Backend, DesiredFrontend } from '../../src/model/types.js';
 import { findCgroup2Root } from '../lab/cgroup.js';
@@ -372,6 +373,22 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
         message: `map ${MAP_NAMES.stats}: max_entries ${LIMITS.mapEntries + 1} over the limit of ${LIMITS.mapEntries}`,
         maps: [],
       });
+    });
+
+    it("loads the largest OBJECT a host sends, its sized maps at the entry limit, on a guest of this host's CPUs", async () => {
+      const { maps } = await request(connection, encodeObject(CAPACITIES, ELF), 'loaded');
+      // sizing.ts gives 800,000 entries 2^20: a quarter more, and 64, rounded up to a power of two.
+      const largest = guestCapacities({ frontends: 800_000, slots: 800_000, backends: 800_000, serviceIds: 800_000, clusterIPs: 800_000 });
+      assert.equal(largest.filter((map) => map.maxEntries === LIMITS.mapEntries).length, 5);
+      const capacityOf = (map: MapDescriptor) => largest.find((listed) => listed.name === map.name)?.maxEntries ?? map.maxEntries;
+      const bytes = maps.reduce((sum, map) => sum + mapBytes({ ...map, maxEntries: capacityOf(map) }), 0);
+      // 2^20 x (136 + 32 x possible CPUs) bytes and about 1 MiB: within the limit up to 11 possible CPUs.
+      const expected =
+        bytes <= OBJECT_MAP_BYTES
+          ? { error: 0, message: '' }
+          : { error: E2BIG, message: `the maps take ${bytes} bytes, over the limit of ${OBJECT_MAP_BYTES}` };
+      const loaded = await request(connection, encodeObject(largest, ELF), 'loaded');
+      assert.deepEqual({ error: loaded.error, message: loaded.message }, expected);
     });
 
     it('answers an OBJECT whose maps take more memory than the limit, each map within its entries, with LOADED -E2BIG, then loads the next', async () => {
