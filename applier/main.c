@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
 #include "commit.h"
@@ -89,6 +90,25 @@ static int parse_arguments(int argc, char **argv, struct settings *settings, str
 	return err;
 }
 
+/*
+ * One applier a pin directory: two would interleave their commits and
+ * recoveries, and the marker would no longer name what the programs read.
+ * The lock is held, its fd never closed, for as long as the process runs.
+ */
+static int lock_pin_dir(const char *pin_dir)
+{
+	int fd = open(pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err;
+
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return 0;
+}
+
 /* The pin directories, and the cgroup the links attach to. */
 static int prepare(struct settings *settings, const char *cgroup)
 {
@@ -102,12 +122,14 @@ static int prepare(struct settings *settings, const char *cgroup)
 		return err;
 	}
 	err = pins_make_directory(settings->pin_dir);
+	err = err ?: lock_pin_dir(settings->pin_dir);
 	err = err ?: pins_path(settings->maps_dir, sizeof(settings->maps_dir), "%s/maps", settings->pin_dir);
 	err = err ?: pins_make_directory(settings->maps_dir);
 	err = err ?: pins_path(path, sizeof(path), "%s/links", settings->pin_dir);
 	err = err ?: pins_make_directory(path);
 	if (err) {
-		log_line("pin directory %s: %s", settings->pin_dir, strerror(-err));
+		log_line("pin directory %s: %s", settings->pin_dir,
+			 err == -EWOULDBLOCK ? "another socklb-applier holds it" : strerror(-err));
 		return err;
 	}
 	if (!cgroup) {

@@ -147,6 +147,58 @@ static int check_pinnable(struct bpf_object *object, char *message, size_t messa
 	return 0;
 }
 
+/*
+ * What `map` makes the kernel allocate at load, as WIRE_MAX_OBJECT_MAP_BYTES
+ * counts it (UINT64_MAX past that). Socket storage declares 0 entries: it
+ * costs by socket, later, not at load. A map KEEP_PINNED reuses counts too,
+ * at its live capacity: it is held while the object is.
+ */
+static uint64_t map_bytes(const struct bpf_map *map, uint64_t possible_cpus)
+{
+	uint64_t entries = bpf_map__max_entries(map), value = bpf_map__value_size(map), bytes;
+
+	switch (bpf_map__type(map)) {
+	case BPF_MAP_TYPE_RINGBUF:
+	case BPF_MAP_TYPE_USER_RINGBUF:
+		return entries;
+	case BPF_MAP_TYPE_PERCPU_ARRAY:
+	case BPF_MAP_TYPE_PERCPU_HASH:
+	case BPF_MAP_TYPE_LRU_PERCPU_HASH:
+		value = (value + 7) / 8 * 8 * possible_cpus;
+		break;
+	default:
+		break;
+	}
+	if (__builtin_mul_overflow(entries, bpf_map__key_size(map) + value, &bytes))
+		return UINT64_MAX;
+	return bytes;
+}
+
+/*
+ * After the capacities are set, before the kernel allocates any of them:
+ * the maps the OBJECT does not list keep the ELF's capacities, and no
+ * capacity says what a key, a value or a CPU costs (docs/guest-protocol.md).
+ */
+static int check_map_bytes(struct bpf_object *object, char *message, size_t message_size)
+{
+	int possible_cpus = libbpf_num_possible_cpus();
+	uint64_t total = 0;
+	struct bpf_map *map;
+
+	if (possible_cpus < 0)
+		return failed(possible_cpus, message, message_size, "libbpf_num_possible_cpus");
+	bpf_object__for_each_map(map, object) {
+		if (__builtin_add_overflow(total, map_bytes(map, possible_cpus), &total))
+			total = UINT64_MAX;
+	}
+	if (total > WIRE_MAX_OBJECT_MAP_BYTES) {
+		snprintf(message, message_size, "the maps take %llu bytes, over the limit of %llu",
+			 (unsigned long long)total, (unsigned long long)WIRE_MAX_OBJECT_MAP_BYTES);
+		return -E2BIG;
+	}
+	return 0;
+}
+
 /* The object's maps as a target, by name; the fds are duplicates, the target's own. */
 static int describe_maps(struct bpf_object *object, struct target *target)
 {
@@ -238,6 +290,8 @@ int staged_load(struct staged *staged, const uint8_t *payload, size_t size, cons
 	if (!object)
 		return failed(-errno, message, message_size, "bpf_object__open_mem");
 	err = configure_maps(object, &request, maps_dir, message, message_size);
+	if (!err)
+		err = check_map_bytes(object, message, message_size);
 	if (!err)
 		err = check_pinnable(object, message, message_size);
 	if (!err) {

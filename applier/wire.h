@@ -43,6 +43,18 @@ enum frame_type {
  * the host within the same limit.
  */
 #define WIRE_MAX_MAP_ENTRIES (1u << 20)
+/*
+ * The kernel memory all the maps of an OBJECT may take, the ones it lists
+ * and the ones it does not (whose capacity is the ELF's): max_entries times
+ * key and value, the value once per possible CPU for a per-CPU map, the
+ * bytes of a ring buffer. The largest OBJECT a host sends, its five sized
+ * maps at WIRE_MAX_MAP_ENTRIES, takes 2^20 x (136 + 32 x possible CPUs)
+ * bytes, and about 1 MiB for the rest: 201 MiB with 2 possible CPUs, and
+ * it fits up to 11; at the node's default capacities, full, it takes
+ * 27 MiB + 4 MiB x possible CPUs, which fits up to 121 CPUs. 512 bytes an
+ * entry at the entry limit: 512 MiB, which no frame may pass.
+ */
+#define WIRE_MAX_OBJECT_MAP_BYTES ((uint64_t)WIRE_MAX_MAP_ENTRIES * 512)
 
 /* Fixed-size, NUL-padded text fields. */
 #define WIRE_NAME_SIZE 16

@@ -24,9 +24,11 @@ import {
   LIMITS,
   WriteTarget,
   type Hello,
+  type MapDescriptor,
   type MapWrite,
   type WriteGroup,
 } from '../../src/guest/wire.js';
+import { guestCapacities } from '../../src/guest/sizing.js';
 import { frontendId } from '../../src/model/keys.js';
 import type { Backend, DesiredFrontend } from '../../src/model/types.js';
 import { findCgroup2Root } from '../lab/cgroup.js';
@@ -35,6 +37,7 @@ import { markerWrite, operationWrite, planGroups, snapshotGroups, stateOf } from
 import { Lab, type Pod } from '../lab/lab.js';
 import {
   APPLIER,
+  APPLIER_TEST,
   CAPACITIES,
   dumpMaps,
   dumpedMarker,
@@ -43,7 +46,9 @@ import {
   heldMapIds,
   loadObject,
   pinnedIds,
+  PIN_DIR,
   request,
+  RunningApplier,
   sendGroups,
   skipReason,
   snapshot,
@@ -110,6 +115,18 @@ function possibleCpus(): number {
       const [first, last = first] = range.split('-').map(Number) as [number, number?];
       return sum + last - first + 1;
     }, 0);
+}
+
+/** What the maps of an OBJECT may take in the guest's kernel (the applier's WIRE_MAX_OBJECT_MAP_BYTES). */
+const OBJECT_MAP_BYTES = 512 * LIMITS.mapEntries;
+const PER_CPU_MAP_TYPES = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+const RING_BUFFER_MAP_TYPES = new Set([27, 31]); // RINGBUF, USER_RINGBUF: max_entries is bytes
+
+/** The kernel memory a map takes at load, as the applier counts it. */
+function mapBytes(map: MapDescriptor): number {
+  if (RING_BUFFER_MAP_TYPES.has(map.type)) return map.maxEntries;
+  const value = PER_CPU_MAP_TYPES.has(map.type) ? Math.ceil(map.valueSize / 8) * 8 * possibleCpus() : map.valueSize;
+  return map.maxEntries * (map.keySize + value);
 }
 
 /** The maps the applier made to wait for its programs' readers with (socklb_wait, socklb_wait_in), by name. */
@@ -358,11 +375,54 @@ describe('socklb-applier in an emulated guest', { skip: skipReason(), concurrenc
       });
     });
 
+    it("loads the largest OBJECT a host sends, its sized maps at the entry limit, on a guest of this host's CPUs", async () => {
+      const { maps } = await request(connection, encodeObject(CAPACITIES, ELF), 'loaded');
+      // sizing.ts gives 800,000 entries 2^20: a quarter more, and 64, rounded up to a power of two.
+      const largest = guestCapacities({ frontends: 800_000, slots: 800_000, backends: 800_000, serviceIds: 800_000, clusterIPs: 800_000 });
+      assert.equal(largest.filter((map) => map.maxEntries === LIMITS.mapEntries).length, 5);
+      const capacityOf = (map: MapDescriptor) => largest.find((listed) => listed.name === map.name)?.maxEntries ?? map.maxEntries;
+      const bytes = maps.reduce((sum, map) => sum + mapBytes({ ...map, maxEntries: capacityOf(map) }), 0);
+      // 2^20 x (136 + 32 x possible CPUs) bytes and about 1 MiB: within the limit up to 11 possible CPUs.
+      const expected =
+        bytes <= OBJECT_MAP_BYTES
+          ? { error: 0, message: '' }
+          : { error: E2BIG, message: `the maps take ${bytes} bytes, over the limit of ${OBJECT_MAP_BYTES}` };
+      const loaded = await request(connection, encodeObject(largest, ELF), 'loaded');
+      assert.deepEqual({ error: loaded.error, message: loaded.message }, expected);
+    });
+
+    it('answers an OBJECT whose maps take more memory than the limit, each map within its entries, with LOADED -E2BIG, then loads the next', async () => {
+      const { maps } = await request(connection, encodeObject(CAPACITIES, ELF), 'loaded');
+      // Every map at the entry limit; socket storage has no capacity (0 is all it takes).
+      const atLimit = maps.filter((map) => map.name !== MAP_NAMES.sockets).map((map) => ({ ...map, maxEntries: LIMITS.mapEntries }));
+      const bytes = atLimit.reduce((sum, map) => sum + mapBytes(map), 0);
+      assert.ok(bytes > OBJECT_MAP_BYTES, `${bytes} bytes: within the limit`);
+      const loaded = await request(connection, encodeObject(atLimit, ELF), 'loaded');
+      assert.deepEqual(loaded, {
+        kind: 'loaded',
+        error: E2BIG,
+        message: `the maps take ${bytes} bytes, over the limit of ${OBJECT_MAP_BYTES}`,
+        maps: [],
+      });
+      assert.ok((await loadObject(connection, hello)).maps.length > 0);
+    });
+
     it("answers an OBJECT that is no ELF with libbpf's own error, named", async () => {
       const loaded = await request(connection, encodeObject(CAPACITIES, Buffer.from('not an ELF object')), 'loaded');
       assert.equal(loaded.kind === 'loaded' && loaded.error, -LIBBPF_ERRNO_FORMAT);
       // strerror() knows none of libbpf's codes: it said "Unknown error 4001".
       assert.match(loaded.kind === 'loaded' ? loaded.message : '', /^bpf_object__open_mem: BPF object format invalid: /);
+    });
+
+    it('refuses to start a second applier on the pin directory of a running one; the first keeps serving', async () => {
+      const second = new RunningApplier(
+        rig.guest.spawn([APPLIER_TEST, '--connect', `unix:${rig.host.path}`], { env: { ASAN_OPTIONS: 'detect_leaks=0' } }),
+      );
+      const exit = await Promise.race([second.exited, sleep(5000, undefined, { ref: false }).then(() => 'still running' as const)]);
+      if (exit === 'still running') await rig.guest.stop(second.child);
+      assert.deepEqual(exit, { code: 1, signal: null }, `the second applier:\n${second.stderr}`);
+      assert.match(second.stderr, new RegExp(`pin directory ${PIN_DIR}: another socklb-applier holds it\n$`));
+      assert.ok((await loadObject(connection, hello)).maps.length > 0);
     });
 
     it('refuses to COMMIT a snapshot whose maps hold another marker (-ESTALE), and commits the right one', async () => {
