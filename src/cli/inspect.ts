@@ -79,7 +79,10 @@ async function queryAgent(metricsBindAddress: string): Promise<AgentAnswer> {
         running: false,
         reason: `${metricsBindAddress}/statusz answered ${response.status}; is this a socklb agent of this version?`,
       };
-    return { running: true, ...((await response.json()) as AgentStatusReport) };
+    const report = (await response.json()) as Partial<Pick<AgentStatusReport, 'failedAddresses'>> &
+      Omit<AgentStatusReport, 'failedAddresses'>;
+    // An agent of the version before has no failedAddresses: right after an upgrade, the new CLI asks the old agent.
+    return { running: true, ...report, failedAddresses: report.failedAddresses ?? [] };
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
     const hung =
