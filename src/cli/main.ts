@@ -358,7 +358,8 @@ async function sockets(options: { pinDir: string; output: 'table' | 'json'; bpfO
     try {
       const denied: DeniedProcesses = { pids: [] };
       const namespaces = openNamespacesOfCgroups([...attachedCgroups(options.pinDir), ...sandboxCgroups(options.pinDir)], denied);
-      if (denied.pids.length > 0) process.stderr.write(`socklb: ${describeDenied(denied)}: their sockets are not listed\n`);
+      if (denied.pids.length > 0)
+        process.stderr.write(`socklb: ${describeDenied(denied)}: the sockets of namespaces that only they are in are not listed\n`);
       try {
         const described = describeSockets(await iterators.dump(['UDP', 'TCP'], namespaces));
         process.stdout.write(options.output === 'json' ? `${JSON.stringify(described, null, 2)}\n` : `${formatSocketTable(described)}\n`);

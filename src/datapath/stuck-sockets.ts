@@ -61,7 +61,10 @@ export class StuckSocketDestroyer implements StuckSocketHandler {
     const namespaces = openNamespacesOfCgroups(this.cgroups(), denied);
     if (denied.pids.length > 0 && !this.deniedLogged) {
       this.deniedLogged = true;
-      this.logger.warn({ code: denied.code }, `destroy stuck sockets: ${describeDenied(denied)}; their sockets are left alone (said once)`);
+      this.logger.warn(
+        { code: denied.code },
+        `destroy stuck sockets: ${describeDenied(denied)}; the sockets of namespaces that only they are in are left alone (said once)`,
+      );
     }
     let run: DestroyRun;
     try {

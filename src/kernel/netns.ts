@@ -92,7 +92,7 @@ function ofLiveProcess<T>(look: () => T, pid: number, denied: DeniedProcesses): 
 
 /** Why a process's namespace was not opened, for a log line or a note. */
 export function describeDenied(denied: DeniedProcesses): string {
-  return `the network namespaces of ${denied.pids.length} processes (${denied.pids.slice(0, 5).join(', ')}${denied.pids.length > 5 ? ', ...' : ''}) cannot be opened (${denied.code}: other users' processes need CAP_SYS_PTRACE)`;
+  return `${denied.pids.length} processes (${denied.pids.slice(0, 5).join(', ')}${denied.pids.length > 5 ? ', ...' : ''}) were passed over: their network namespaces cannot be opened through them (${denied.code}: other users' processes need CAP_SYS_PTRACE)`;
 }
 
 function openNamespace(path: string, pid: number): NetworkNamespace {
