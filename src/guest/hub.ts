@@ -237,11 +237,11 @@ export class GuestHub implements GuestSource {
     const before = guest.unserved;
     try {
       await this.#open(guest);
-      // Removed meanwhile: its listener is closed by remove(), and nothing is to be said.
+      // Removed meanwhile: its listener is closed by remove(), and nothing is to be said either way.
       if (before !== undefined && this.#guests.get(guest.id) === guest)
         this.options.logger.info({ guest: guest.id }, `guest ${guest.id} served; it was not: ${before}`);
     } catch (error) {
-      if (guest.unserved !== before)
+      if (guest.unserved !== before && this.#guests.get(guest.id) === guest)
         this.options.logger.error({ guest: guest.id }, `guest ${guest.id} not served: ${(error as Error).message}`);
     }
   }
@@ -257,10 +257,11 @@ export class GuestHub implements GuestSource {
     if (address.transport === 'vsock') return this.#openVsock(id);
     // Identity is the path: whatever connects there is this guest.
     const server = createServer((socket) => this.#accept(guest, socket));
+    await listen(server, address.path, id);
+    // Only once it listens: a bind that fails is the caller's to report (once for each reason), not this listener's.
     server.on('error', (error: NodeJS.ErrnoException) =>
       this.options.logger.error({ guest: id, code: error.code }, `guest ${id}: ${address.path}: ${error.message}`),
     );
-    await listen(server, address.path, id);
     guest.server = server;
   }
 

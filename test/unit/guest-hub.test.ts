@@ -322,6 +322,21 @@ describe('the hub and its guests', () => {
     });
   });
 
+  it('reports a guest whose bind fails once for each reason, however often it is retried', async () => {
+    // Nobody, root included, makes a file in /proc.
+    pinGuest(pins, 'vm1', 'unix:/proc/1/socklb-test.sock');
+    const logged: string[] = [];
+    await withNode({ logger: loggingInto(logged) }, async () => {
+      await node.hub.retryUnserved();
+      await node.hub.retryUnserved();
+      assert.deepEqual(
+        logged.filter((msg) => msg.includes('vm1')),
+        ['guest vm1 not served: guest vm1: cannot listen on /proc/1/socklb-test.sock: EACCES'],
+      );
+      await node.hub.remove('vm1');
+    });
+  });
+
   it('removes a pinned guest it cannot serve, unpinning it', async () => {
     pinGuest(pins, 'vm1', `unix:${join(scratch, 'gone', 'v.sock')}`);
     await withNode({}, async () => {
