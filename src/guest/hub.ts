@@ -146,10 +146,16 @@ export class GuestHub implements GuestSource {
     const address = parseGuestAddress(addressText, id);
     const existing = this.#guests.get(id);
     if (existing && formatGuestAddress(existing.address) === formatGuestAddress(address)) {
-      if (existing.opening === undefined) return { outcome: 'unchanged', guest: this.#view(existing) };
-      // Being added or retried: what it comes to decides.
-      await existing.opening.catch(() => undefined);
-      return this.add(id, addressText);
+      if (existing.opening !== undefined) {
+        // Being added or retried: what it comes to decides.
+        await existing.opening.catch(() => undefined);
+        return this.add(id, addressText);
+      }
+      // Not served (its directory was missing, say): asked again, it is tried at once, not at the next retry.
+      if (existing.unserved !== undefined) await this.#tryToServe(existing);
+      if (existing.unserved !== undefined)
+        throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id} is registered but not served: ${existing.unserved}`);
+      return { outcome: 'unchanged', guest: this.#view(existing) };
     }
     if (existing)
       throw new SocklbError(
@@ -167,6 +173,8 @@ export class GuestHub implements GuestSource {
     }
     if (this.#guests.get(id) !== guest) throw new SocklbError('SOCKLB_ERR_SANDBOX', `guest ${id} was removed while it was being added`);
     pinGuest(this.options.pinDirectory, id, formatGuestAddress(address));
+    // The vsock listener it opened may be what other vsock guests were not served for.
+    if (address.transport === 'vsock') void this.retryUnserved();
     return { outcome: 'added', guest: this.#view(guest) };
   }
 

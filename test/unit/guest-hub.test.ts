@@ -303,7 +303,9 @@ describe('the hub and its guests', () => {
       const directory = sandboxDirectory(new SandboxRegistry(NO_KERNEL), node.hub);
       assert.throws(() => directory.add({ op: 'add', id: 'vm1', cgroup: '/cg/vm1' }), /sandbox vm1 is already registered as a guest/);
       await assert.rejects(node.hub.add('vm2', address), /is already the address of guest vm1$/);
-      assert.equal((await node.hub.add('vm1', address)).outcome, 'unchanged');
+      // Added again, it is tried at once; the registration stays as it was.
+      await assert.rejects(node.hub.add('vm1', address), new RegExp(`^SocklbError: guest vm1 is registered but not served: ${why}$`));
+      assert.equal(entry('vm1').phase, 'unserved');
       // Retried as often as the agent likes, it is reported once for each reason.
       await node.hub.retryUnserved();
       await node.hub.retryUnserved();
@@ -314,6 +316,7 @@ describe('the hub and its guests', () => {
       mkdirSync(jail);
       await node.hub.retryUnserved();
       assert.equal(entry('vm1').phase, 'disconnected');
+      assert.equal((await node.hub.add('vm1', address)).outcome, 'unchanged', 'served now');
       assert.equal(entry('vm1').lastError, undefined);
       assert.ok(logged.includes(`guest vm1 served; it was not: ${why}`));
       const guest = new GuestSimulator();
