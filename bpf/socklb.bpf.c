@@ -748,6 +748,36 @@ static __always_inline bool backend_is_local(struct bpf_sock_addr *ctx, const st
 }
 
 /*
+ * Whether a datagram goes to the peer its socket is connected to. An
+ * AF_INET6 socket connected to an IPv4-mapped address passes its peer to
+ * udp_sendmsg() as an explicit destination, so sendmsg4 runs for every
+ * datagram it sends: its peer is where connect6 left it, translated or left
+ * alone on purpose (--skip-same-netns), and is not balanced again per
+ * datagram. A sendto() naming the peer of any connected socket is the same
+ * call and goes the same way.
+ */
+static __always_inline bool sends_to_peer(const struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key)
+{
+	const struct bpf_sock *sk = ctx->sk;
+	__be32 peer[4], peer4;
+
+	if (sk->state != BPF_TCP_ESTABLISHED || sk->dst_port != key->port)
+		return false;
+	/* Loads of their own, as in backend_is_local(): no arithmetic on a socket pointer. */
+	peer4 = sk->dst_ip4;
+	asm volatile("" : "+r"(peer4));
+	if (sk->family == 2 /* AF_INET */) {
+		ipv4_mapped(peer, peer4);
+	} else {
+		peer[0] = sk->dst_ip6[0];
+		peer[1] = sk->dst_ip6[1];
+		peer[2] = sk->dst_ip6[2];
+		peer[3] = sk->dst_ip6[3];
+	}
+	return same_address(peer, key->address);
+}
+
+/*
  * Looks the destination up and says what the call should do; on success the
  * backend is in *backend and the translation is recorded. Hooks run under
  * the socket's lock, so its storage needs no other.
@@ -764,6 +794,8 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	__u32 index;
 
 	if (stickiness == KEEP_BACKEND) {
+		if (sends_to_peer(ctx, key))
+			return NOT_A_SERVICE;
 		/* A socket that never sent to a Service has no storage: one pointer test. */
 		sock = bpf_sk_storage_get(&socklb_sock_v2, ctx->sk, 0, 0);
 		if (sock) {
@@ -946,7 +978,10 @@ int socklb_connect6(struct bpf_sock_addr *ctx)
 	return redirect6(ctx, PICK_ANY);
 }
 
-/* Runs only for datagrams sent with a destination: unconnected UDP. */
+/*
+ * Runs for datagrams sent with a destination: unconnected UDP, and every
+ * datagram of an AF_INET6 socket connected to an IPv4-mapped address.
+ */
 SEC("cgroup/sendmsg4")
 int socklb_sendmsg4(struct bpf_sock_addr *ctx)
 {

@@ -3,8 +3,9 @@
 // Service address, as a mesh's proxy needs; --exclude-service leaves that Service alone and no
 // other; a socket with the --skip-mark reaches the address it asked for; --skip-cgroup and
 // --exclude-service DIR=NS/NAME on `run` reach a sandbox's child cgroups; a backend listening in
-// the caller's own namespace is reached at the Service address, not translated into itself; a
-// Service annotated socklb.io/skip is left alone; and all of it survives an agent's restart.
+// the caller's own namespace is reached at the Service address, not translated into itself, and
+// the datagrams of a UDP socket connected there stay there; a Service annotated socklb.io/skip is
+// left alone; and all of it survives an agent's restart.
 //
 // The sidecar is Istio's shape: in each sandbox's namespace a route of the service range to lo
 // (so nothing leaves the namespace) and an iptables REDIRECT of it to 127.0.0.1:15001, where a
@@ -34,6 +35,8 @@ const WEB = '10.96.0.10';
 const OTHER = '10.96.0.11';
 const SKIPPED = '10.96.0.12';
 const CACHE = '10.96.0.20';
+const NEARBY = '10.96.0.21';
+const NEARBY_PORT = 5300;
 const SKIP_MARK = 0x200;
 const SIDECAR_PORT = 15001;
 
@@ -61,6 +64,47 @@ while True:
             original = '-'
         connection.sendall(('HTTP/1.0 200 OK\\r\\n\\r\\nat %s:%d original %s\\n' % (connection.getsockname() + (original,))).encode())
         connection.close()
+`;
+
+/** Answers every datagram to each ADDRESS:PORT with NAME. */
+const UDP_SERVER = `
+import selectors, socket, sys
+selector = selectors.DefaultSelector()
+for bind in sys.argv[2:]:
+    address, port = bind.rsplit(':', 1)
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind((address, int(port)))
+    selector.register(server, selectors.EVENT_READ)
+print('ready', flush=True)
+while True:
+    for key, _ in selector.select():
+        _, sender = key.fileobj.recvfrom(64)
+        key.fileobj.sendto(sys.argv[1].encode(), sender)
+`;
+
+/**
+ * SOCKETS AF_INET6 UDP sockets, each connected to the IPv4-mapped ADDRESS PORT, each sending 12
+ * datagrams: one line per socket with the answers it got, each answer once ('timeout': none came;
+ * an errno's name: the send or receive failed).
+ */
+const CONNECTED_UDP_CLIENT = `
+import errno, socket, sys
+address, port, sockets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(sockets):
+    client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    client.settimeout(0.3)
+    client.connect(('::ffff:' + address, port))
+    answers = set()
+    for _ in range(12):
+        client.send(b'ping')
+        try:
+            answers.add(client.recv(64).decode())
+        except socket.timeout:
+            answers.add('timeout')
+        except OSError as error:
+            answers.add(errno.errorcode.get(error.errno, str(error.errno)))
+    client.close()
+    print(' '.join(sorted(answers)), flush=True)
 `;
 
 /** One HTTP request to ADDRESS PORT from a socket with SO_MARK MARK (0: none); prints the body or the error. */
@@ -137,6 +181,15 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
     const child = lab.spawn(sandbox, ['/usr/bin/python3', '-c', SERVER, ...binds], { stdio: ['ignore', 'pipe', 'pipe'] });
     await waitForLine(child, 'ready', 5000);
   };
+  const startUdpServer = async (target: Pod | Sandbox, name: string, binds: string[]) => {
+    // Outside the sandbox's cgroup: its answers to a client of its own namespace go to the
+    // Service address, at the client's port, which socklb refuses as a port no Service serves.
+    const child = lab.spawn(target, ['/usr/bin/python3', '-c', UDP_SERVER, name, ...binds], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      inCgroup: false,
+    });
+    await waitForLine(child, 'ready', 5000);
+  };
   /** Istio's capture: the service range routed to lo and redirected to the sidecar on 127.0.0.1. */
   const addSidecar = async (sandbox: Sandbox) => {
     await lab.exec(sandbox, ['ip', 'route', 'add', '10.96.0.0/12', 'dev', 'lo'], { inCgroup: false });
@@ -166,6 +219,12 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
     // the Service address, held on lo.
     await lab.exec(cache, ['ip', 'address', 'add', `${CACHE}/32`, 'dev', 'lo'], { inCgroup: false });
     await startServer(cache, [`${cache.ipv4}:5353`, `${CACHE}:5353`]);
+    // A UDP Service with two backends, one of them the cache, which also holds its address.
+    await lab.exec(cache, ['ip', 'address', 'add', `${NEARBY}/32`, 'dev', 'lo'], { inCgroup: false });
+    await Promise.all([
+      startUdpServer(cache, 'cache', [`${cache.ipv4}:${NEARBY_PORT}`, `${NEARBY}:${NEARBY_PORT}`]),
+      startUdpServer(pod, 'pod-a', [`${pod.ipv4}:${NEARBY_PORT}`]),
+    ]);
     const skipped = service('skipped', [SKIPPED], [{ name: 'http', port: 80, targetPort: 8080 }]);
     skipped.metadata.annotations = { 'socklb.io/skip': 'true' };
     await writeManifest(join(bed.manifests, 'services.yaml'), [
@@ -177,9 +236,17 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
       endpointSlice('skipped-a', 'skipped', 'IPv4', [{ name: 'http', port: 8080 }], [{ ip: pod.ipv4 }]),
       service('cache', [CACHE], [{ name: 'dns', port: 5353, targetPort: 5353 }]),
       endpointSlice('cache-a', 'cache', 'IPv4', [{ name: 'dns', port: 5353 }], [{ ip: cache.ipv4 }]),
+      service('nearby', [NEARBY], [{ name: 'dns', port: NEARBY_PORT, protocol: 'UDP' }]),
+      endpointSlice(
+        'nearby-a',
+        'nearby',
+        'IPv4',
+        [{ name: 'dns', port: NEARBY_PORT, protocol: 'UDP' }],
+        [{ ip: cache.ipv4 }, { ip: pod.ipv4 }],
+      ),
     ]);
     agent = await startAgent();
-    await waitForServices(pinDir, (frontends) => frontends.length === 4);
+    await waitForServices(pinDir, (frontends) => frontends.length === 5);
     await add(mesh, '--no-translate');
     await add(plain);
     await add(excluding, '--exclude-service', 'default/web');
@@ -216,6 +283,20 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
   it("a backend listening in the caller's own namespace is reached at the Service address, not translated into itself", async () => {
     assert.equal(await call(cache, CACHE, 5353), `at ${CACHE}:5353 original -`);
     assert.equal(await call(plain, CACHE, 5353), `at ${cache.ipv4}:5353 original -`, 'from elsewhere: translated to the backend');
+  });
+
+  it('keeps the datagrams of a socket connected to an IPv4-mapped Service address where its connect sent them', async () => {
+    // sendmsg4 runs for each of these datagrams, with the socket's peer as the destination: a
+    // connect left at the Service address (its pick was the local backend) must not be balanced
+    // again per datagram, or some go to pod-a, whose answers the connected socket drops.
+    const { stdout } = await lab.exec(cache, ['/usr/bin/python3', '-c', CONNECTED_UDP_CLIENT, NEARBY, String(NEARBY_PORT), '16'], {
+      timeoutMs: 60_000,
+    });
+    const sockets = stdout.trim().split('\n');
+    assert.equal(sockets.length, 16, stdout);
+    for (const answers of sockets) assert.ok(answers === 'cache' || answers === 'pod-a', `one socket's answers: ${answers} `);
+    // Each connect picks one of two backends: 16 sockets reach both but once in 2^15 runs.
+    assert.ok(sockets.includes('cache') && sockets.includes('pod-a'), `both backends reached: ${sockets.join(', ')}`);
   });
 
   it('leaves a Service annotated socklb.io/skip to whatever else handles it', async () => {
