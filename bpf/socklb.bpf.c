@@ -701,6 +701,35 @@ static __always_inline bool excluded(__u64 cgroup, __u32 service_id)
 }
 
 /*
+ * The socket of the caller's network namespace that a packet from source to
+ * destination would reach (a zero source: from anywhere), or NULL; the
+ * caller releases it. IPv4-mapped addresses find IPv4 sockets.
+ */
+static __always_inline struct bpf_sock *
+find_local_socket(struct bpf_sock_addr *ctx, const __be32 source[4], __be16 source_port, const __be32 destination[4],
+		  __be16 destination_port)
+{
+	struct bpf_sock_tuple tuple = {};
+	bool ipv4 = is_ipv4_mapped(destination);
+	__u32 size = ipv4 ? sizeof(tuple.ipv4) : sizeof(tuple.ipv6);
+
+	if (ipv4) {
+		tuple.ipv4.saddr = source[3];
+		tuple.ipv4.sport = source_port;
+		tuple.ipv4.daddr = destination[3];
+		tuple.ipv4.dport = destination_port;
+	} else {
+		copy_address(tuple.ipv6.saddr, source);
+		tuple.ipv6.sport = source_port;
+		copy_address(tuple.ipv6.daddr, destination);
+		tuple.ipv6.dport = destination_port;
+	}
+	if (ctx->protocol == IPPROTO_TCP)
+		return bpf_sk_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	return bpf_sk_lookup_udp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+}
+
+/*
  * Whether the backend listens in the caller's own network namespace, as
  * Cilium's sock4_skip_xlate_if_same_netns asks: a socket found there for its
  * address and port, bound to that address itself. A socket bound to the
@@ -710,26 +739,14 @@ static __always_inline bool excluded(__u64 cgroup, __u32 service_id)
  */
 static __always_inline bool backend_is_local(struct bpf_sock_addr *ctx, const struct socklb_backend *backend)
 {
-	struct bpf_sock_tuple tuple = {};
-	struct bpf_sock *sk;
-	bool ipv4 = !backend->address[0] && !backend->address[1] && backend->address[2] == bpf_htonl(0xffff);
-	__u32 size = ipv4 ? sizeof(tuple.ipv4) : sizeof(tuple.ipv6);
+	const __be32 anywhere[4] = {};
+	bool ipv4 = is_ipv4_mapped(backend->address);
+	struct bpf_sock *sk = find_local_socket(ctx, anywhere, 0, backend->address, backend->port);
 	__be32 bound[4];
 	__be32 bound4;
 	__u32 family;
 	bool local;
 
-	if (ipv4) {
-		tuple.ipv4.daddr = backend->address[3];
-		tuple.ipv4.dport = backend->port;
-	} else {
-		copy_address(tuple.ipv6.daddr, backend->address);
-		tuple.ipv6.dport = backend->port;
-	}
-	if (ctx->protocol == IPPROTO_TCP)
-		sk = bpf_sk_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
-	else
-		sk = bpf_sk_lookup_udp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return false;
 	/* Each field read on its own: the verifier refuses arithmetic on a socket pointer. */
@@ -778,6 +795,39 @@ static __always_inline bool sends_to_peer(const struct bpf_sock_addr *ctx, const
 }
 
 /*
+ * Whether a datagram to a Service address, at a port no Service serves,
+ * would reach a socket of the sender's own namespace: the answer of a
+ * node-local cache, which holds its Service's address, to a client of its
+ * own sandbox that reached it there (--skip-same-netns). kube-proxy passes
+ * it as the reply of a tracked flow, and it is not a call to a Service.
+ * Looked up only on the way to refusing the datagram.
+ */
+static __always_inline bool reaches_local_socket(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key)
+{
+	const struct bpf_sock *sender = ctx->sk;
+	__be16 sender_port = bpf_htons((__u16)sender->src_port);
+	struct bpf_sock *sk;
+	__be32 source[4], source4;
+
+	/* Loads of their own, as in backend_is_local(): no arithmetic on a socket pointer. */
+	source4 = sender->src_ip4;
+	asm volatile("" : "+r"(source4));
+	if (is_ipv4_mapped(key->address)) {
+		ipv4_mapped(source, source4);
+	} else {
+		source[0] = sender->src_ip6[0];
+		source[1] = sender->src_ip6[1];
+		source[2] = sender->src_ip6[2];
+		source[3] = sender->src_ip6[3];
+	}
+	sk = find_local_socket(ctx, source, sender_port, key->address, key->port);
+	if (!sk)
+		return false;
+	bpf_sk_release(sk);
+	return true;
+}
+
+/*
  * Looks the destination up and says what the call should do; on success the
  * backend is in *backend and the translation is recorded. Hooks run under
  * the socket's lock, so its storage needs no other.
@@ -811,7 +861,8 @@ translate(struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key,
 	if (result == BACKEND_FOUND && policy->same_netns && backend_is_local(ctx, &choice.backend))
 		return NOT_A_SERVICE;
 	/* Counted at service id 0, which no frontend is given. */
-	if (result == NOT_A_SERVICE && unserved_service_address(key))
+	if (result == NOT_A_SERVICE && unserved_service_address(key) &&
+	    !(stickiness == KEEP_BACKEND && reaches_local_socket(ctx, key)))
 		result = UNSERVED_ADDRESS;
 	trace_call(ctx, key, stickiness, result, service_id, &choice);
 	if (result == NOT_A_SERVICE)

@@ -49,6 +49,11 @@ static __always_inline void ipv4_mapped(__be32 address[4], __be32 ipv4)
 	address[3] = ipv4;
 }
 
+static __always_inline bool is_ipv4_mapped(const __be32 address[4])
+{
+	return !address[0] && !address[1] && address[2] == bpf_htonl(0xffff);
+}
+
 static __always_inline bool same_address(const __be32 a[4], const __be32 b[4])
 {
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];

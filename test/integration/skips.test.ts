@@ -107,6 +107,26 @@ for _ in range(sockets):
     print(' '.join(sorted(answers)), flush=True)
 `;
 
+/**
+ * One datagram to ADDRESS PORT from an unconnected socket, with a socket bound there first if a
+ * third argument says 'receiver': 'received', 'sent' (nothing received), or the errno's name.
+ */
+const UDP_SEND = `
+import errno, socket, sys
+address, port = sys.argv[1], int(sys.argv[2])
+receiver = None
+if sys.argv[3:] == ['receiver']:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind((address, port))
+    receiver.settimeout(2)
+client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    client.sendto(b'ping', (address, port))
+    print('received' if receiver and receiver.recv(64) == b'ping' else 'sent')
+except OSError as error:
+    print(errno.errorcode.get(error.errno, str(error.errno)))
+`;
+
 /** One HTTP request to ADDRESS PORT from a socket with SO_MARK MARK (0: none); prints the body or the error. */
 const CLIENT = `
 import errno, socket, sys
@@ -182,12 +202,7 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
     await waitForLine(child, 'ready', 5000);
   };
   const startUdpServer = async (target: Pod | Sandbox, name: string, binds: string[]) => {
-    // Outside the sandbox's cgroup: its answers to a client of its own namespace go to the
-    // Service address, at the client's port, which socklb refuses as a port no Service serves.
-    const child = lab.spawn(target, ['/usr/bin/python3', '-c', UDP_SERVER, name, ...binds], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      inCgroup: false,
-    });
+    const child = lab.spawn(target, ['/usr/bin/python3', '-c', UDP_SERVER, name, ...binds], { stdio: ['ignore', 'pipe', 'pipe'] });
     await waitForLine(child, 'ready', 5000);
   };
   /** Istio's capture: the service range routed to lo and redirected to the sidecar on 127.0.0.1. */
@@ -297,6 +312,15 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
     for (const answers of sockets) assert.ok(answers === 'cache' || answers === 'pod-a', `one socket's answers: ${answers} `);
     // Each connect picks one of two backends: 16 sockets reach both but once in 2^15 runs.
     assert.ok(sockets.includes('cache') && sockets.includes('pod-a'), `both backends reached: ${sockets.join(', ')}`);
+  });
+
+  it("lets the cache answer its own sandbox's clients at the Service address, and still refuses ports no one serves", async () => {
+    // The cache's server runs in its sandbox's cgroup: its answers to the sockets above that
+    // stayed at the Service address went to NEARBY at the client's port, which no Service serves;
+    // a socket of its own namespace receives them, so they are answers, not calls.
+    const send = async (...args: string[]) => (await lab.exec(cache, ['/usr/bin/python3', '-c', UDP_SEND, NEARBY, ...args])).stdout.trim();
+    assert.equal(await send('9999'), 'ECONNREFUSED', 'a port no Service serves, and no socket here');
+    assert.equal(await send('9999', 'receiver'), 'received', 'a socket of the namespace bound there');
   });
 
   it('leaves a Service annotated socklb.io/skip to whatever else handles it', async () => {
