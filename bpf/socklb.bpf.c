@@ -701,6 +701,26 @@ static __always_inline bool excluded(__u64 cgroup, __u32 service_id)
 }
 
 /*
+ * A socket's source or destination address (which: src or dst) into out,
+ * IPv4-mapped when ipv4. A macro: a function would take the field's address,
+ * arithmetic the verifier refuses on a socket pointer. The IPv4 field is kept
+ * a load of its own, or clang picks between two field addresses.
+ */
+#define read_socket_address(out, sk, which, ipv4)                  \
+	do {                                                       \
+		__be32 ipv4_field = (sk)->which##_ip4;             \
+		asm volatile("" : "+r"(ipv4_field));               \
+		if (ipv4) {                                        \
+			ipv4_mapped(out, ipv4_field);              \
+		} else {                                           \
+			(out)[0] = (sk)->which##_ip6[0];           \
+			(out)[1] = (sk)->which##_ip6[1];           \
+			(out)[2] = (sk)->which##_ip6[2];           \
+			(out)[3] = (sk)->which##_ip6[3];           \
+		}                                                  \
+	} while (0)
+
+/*
  * The socket of the caller's network namespace that a packet from source to
  * destination would reach (a zero source: from anywhere), or NULL; the
  * caller releases it. IPv4-mapped addresses find IPv4 sockets.
@@ -743,23 +763,12 @@ static __always_inline bool backend_is_local(struct bpf_sock_addr *ctx, const st
 	bool ipv4 = is_ipv4_mapped(backend->address);
 	struct bpf_sock *sk = find_local_socket(ctx, anywhere, 0, backend->address, backend->port);
 	__be32 bound[4];
-	__be32 bound4;
-	__u32 family;
 	bool local;
 
 	if (!sk)
 		return false;
-	/* Each field read on its own: the verifier refuses arithmetic on a socket pointer. */
-	bound[0] = sk->src_ip6[0];
-	bound[1] = sk->src_ip6[1];
-	bound[2] = sk->src_ip6[2];
-	bound[3] = sk->src_ip6[3];
-	bound4 = sk->src_ip4;
-	/* Kept a load of its own: clang would otherwise pick between two field addresses. */
-	asm volatile("" : "+r"(bound4));
-	family = sk->family;
-	local = family == (ipv4 ? 2 /* AF_INET */ : 10 /* AF_INET6 */) &&
-		(ipv4 ? bound4 == backend->address[3] : same_address(bound, backend->address));
+	read_socket_address(bound, sk, src, ipv4);
+	local = sk->family == (ipv4 ? 2 /* AF_INET */ : 10 /* AF_INET6 */) && same_address(bound, backend->address);
 	bpf_sk_release(sk);
 	return local;
 }
@@ -776,21 +785,11 @@ static __always_inline bool backend_is_local(struct bpf_sock_addr *ctx, const st
 static __always_inline bool sends_to_peer(const struct bpf_sock_addr *ctx, const struct socklb_frontend_key *key)
 {
 	const struct bpf_sock *sk = ctx->sk;
-	__be32 peer[4], peer4;
+	__be32 peer[4];
 
 	if (sk->state != BPF_TCP_ESTABLISHED || sk->dst_port != key->port)
 		return false;
-	/* Loads of their own, as in backend_is_local(): no arithmetic on a socket pointer. */
-	peer4 = sk->dst_ip4;
-	asm volatile("" : "+r"(peer4));
-	if (sk->family == 2 /* AF_INET */) {
-		ipv4_mapped(peer, peer4);
-	} else {
-		peer[0] = sk->dst_ip6[0];
-		peer[1] = sk->dst_ip6[1];
-		peer[2] = sk->dst_ip6[2];
-		peer[3] = sk->dst_ip6[3];
-	}
+	read_socket_address(peer, sk, dst, sk->family == 2 /* AF_INET */);
 	return same_address(peer, key->address);
 }
 
@@ -807,19 +806,9 @@ static __always_inline bool reaches_local_socket(struct bpf_sock_addr *ctx, cons
 	const struct bpf_sock *sender = ctx->sk;
 	__be16 sender_port = bpf_htons((__u16)sender->src_port);
 	struct bpf_sock *sk;
-	__be32 source[4], source4;
+	__be32 source[4];
 
-	/* Loads of their own, as in backend_is_local(): no arithmetic on a socket pointer. */
-	source4 = sender->src_ip4;
-	asm volatile("" : "+r"(source4));
-	if (is_ipv4_mapped(key->address)) {
-		ipv4_mapped(source, source4);
-	} else {
-		source[0] = sender->src_ip6[0];
-		source[1] = sender->src_ip6[1];
-		source[2] = sender->src_ip6[2];
-		source[3] = sender->src_ip6[3];
-	}
+	read_socket_address(source, sender, src, is_ipv4_mapped(key->address));
 	sk = find_local_socket(ctx, source, sender_port, key->address, key->port);
 	if (!sk)
 		return false;
