@@ -309,7 +309,7 @@ describe('calls left untranslated', { skip: missingPrivileges(), concurrency: fa
     });
     const sockets = stdout.trim().split('\n');
     assert.equal(sockets.length, 16, stdout);
-    for (const answers of sockets) assert.ok(answers === 'cache' || answers === 'pod-a', `one socket's answers: ${answers} `);
+    for (const answers of sockets) assert.ok(answers === 'cache' || answers === 'pod-a', `one socket's answers: ${answers}`);
     // Each connect picks one of two backends: 16 sockets reach both but once in 2^15 runs.
     assert.ok(sockets.includes('cache') && sockets.includes('pod-a'), `both backends reached: ${sockets.join(', ')}`);
   });
